@@ -1,0 +1,2 @@
+//! PAL analysis engine: decoding, defragmentation, TCP reassembly, flows and
+//! the plugin API.

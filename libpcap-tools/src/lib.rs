@@ -1,0 +1,26 @@
+//! Capture sources for PAL: pcap and pcapng readers, compressed input,
+//! packets, flow keys, the configuration and the [`PacketSource`] trait.
+//!
+//! ```
+//! use libpcap_tools::{LinkType, Packet, Timestamp};
+//! let data = [0u8; 14];
+//! let p = Packet { index: 0, interface: 0, linktype: LinkType::ETHERNET,
+//!                  ts: Some(Timestamp::from_secs_nanos(1, 5)), origlen: 60, data: &data };
+//! assert!(p.is_truncated());
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod config;
+mod error;
+mod flow;
+mod linktype;
+mod packet;
+mod source;
+
+pub use config::{Config, ReaderConfig};
+pub use error::{Error, Result};
+pub use flow::{Direction, DirectionStats, FiveTuple, Flow, FlowContext, FlowId, ThreeTuple, ipproto};
+pub use linktype::LinkType;
+pub use packet::{OwnedPacket, Packet, Timestamp};
+pub use source::{PacketSource, SourceEvent, SourceProgress, Verdict};

@@ -1,0 +1,90 @@
+//! The [`PacketSource`] trait that files, AF_PACKET rings and NFQUEUE queues implement.
+
+use crate::{Packet, Result, Timestamp};
+
+/// What a source returns on each call to [`PacketSource::next_event`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceEvent<'a> {
+    /// A packet, borrowed from the source until the next call.
+    Packet(Packet<'a>),
+    /// No packet arrived within the source's poll interval (live sources
+    /// only). `now` is the wall-clock time, so that the caller can expire
+    /// idle flows and check for a stop request.
+    Timeout {
+        /// Current time.
+        now: Timestamp,
+    },
+    /// The input is exhausted (end of file, or the live source was stopped).
+    End,
+}
+
+/// What an inline source should do with a packet (NFQUEUE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Verdict {
+    /// Let the packet through.
+    #[default]
+    Accept,
+    /// Discard the packet.
+    Drop,
+}
+
+impl Verdict {
+    /// The stricter of two verdicts (`Drop` wins).
+    pub fn strictest(self, other: Verdict) -> Verdict {
+        if self == Verdict::Drop || other == Verdict::Drop { Verdict::Drop } else { Verdict::Accept }
+    }
+}
+
+/// Progress of a source, for progress bars and summaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SourceProgress {
+    /// Packets delivered so far.
+    pub packets: u64,
+    /// Bytes of input consumed so far (compressed bytes for compressed files,
+    /// where known; otherwise bytes of the decompressed stream).
+    pub bytes: u64,
+    /// Total size of the input in the same unit as `bytes`, when known.
+    pub total_bytes: Option<u64>,
+    /// Packets the source lost before they reached us (kernel drops of a live
+    /// capture), when the source knows.
+    pub dropped: Option<u64>,
+}
+
+/// A source of captured packets.
+///
+/// Implemented by the file readers of this crate and by the live sources of
+/// `libpcap-live`. A source is driven by one thread at a time (`Send`, not
+/// `Sync`); the analyzer runs either one source feeding a dispatcher, or one
+/// source per worker when the kernel already balances packets by flow
+/// (AF_PACKET fanout, NFQUEUE queue balancing).
+pub trait PacketSource: Send {
+    /// The next packet, a timeout (live sources) or the end of the input.
+    ///
+    /// # Errors
+    /// An [`Error`](crate::Error) when the input is unreadable or corrupt.
+    /// [`Error::Truncated`](crate::Error::Truncated) means that every complete
+    /// packet was delivered before it; the source then returns
+    /// [`SourceEvent::End`] if called again.
+    fn next_event(&mut self) -> Result<SourceEvent<'_>>;
+
+    /// A short human-readable name of the source (file path, interface, queue).
+    fn name(&self) -> &str;
+
+    /// Progress so far.
+    fn progress(&self) -> SourceProgress;
+
+    /// `true` for live sources: flow timeouts then follow the wall clock.
+    fn is_live(&self) -> bool {
+        false
+    }
+
+    /// Gives the verdict for the packet of index `index`. Sources that are
+    /// not inline ignore it.
+    ///
+    /// # Errors
+    /// When the verdict could not be delivered to the kernel.
+    fn set_verdict(&mut self, index: u64, verdict: Verdict) -> Result<()> {
+        let _ = (index, verdict);
+        Ok(())
+    }
+}
