@@ -1,0 +1,532 @@
+//! The flow table: bidirectional flows keyed by 5-tuple and context, with
+//! idle timeouts, TCP close tracking and a cap on the number of flows.
+//!
+//! # Lifetime of a flow
+//! - A flow is created by its first packet. Its to-server direction is the
+//!   direction of that packet, corrected by the TCP handshake: a SYN-ACK
+//!   comes from the server, and a bare SYN from the client.
+//! - A TCP flow whose two sides have both sent FIN, or which saw a RST,
+//!   lingers for `tcp_close_timeout` seconds (late ACKs and retransmissions
+//!   still count for it), then ends with reason FIN or RST. A new SYN on a
+//!   closing flow ends it at once and starts a new flow.
+//! - A flow with no packet for its protocol's idle timeout ends with reason
+//!   `Timeout`. Time is packet time for files and the clock for live input.
+//! - When the table is full (`max_flows`), the flow nearest to its idle
+//!   deadline (the least recently active, relative to its timeout) is
+//!   evicted to make room, with reason `Eviction`.
+//! - At the end of the input every remaining flow ends with `EndOfInput`.
+//!
+//! Ended flows are queued; the analyzer takes them with
+//! [`FlowTable::take_ended`] and calls `flow_destroyed` for each, so that it
+//! fires exactly once per flow.
+
+use crate::plugin::EndReason;
+use libpcap_tools::{Direction, FiveTuple, Flow, FlowContext, FlowId, Timestamp, ipproto};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+/// TCP flag bits, as in the TCP header's flags byte.
+pub mod tcp_flags {
+    /// FIN.
+    pub const FIN: u8 = 0x01;
+    /// SYN.
+    pub const SYN: u8 = 0x02;
+    /// RST.
+    pub const RST: u8 = 0x04;
+    /// PSH.
+    pub const PSH: u8 = 0x08;
+    /// ACK.
+    pub const ACK: u8 = 0x10;
+    /// URG.
+    pub const URG: u8 = 0x20;
+}
+
+/// Settings of the flow table (section `[flows]`).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FlowConfig {
+    /// Most flows tracked at once (per worker); over it the least recently
+    /// active flow is evicted.
+    pub max_flows: usize,
+    /// Idle timeout of TCP flows, in seconds.
+    pub tcp_timeout: f64,
+    /// Time a TCP flow lingers after FIN both ways or RST, in seconds.
+    pub tcp_close_timeout: f64,
+    /// Idle timeout of UDP flows, in seconds.
+    pub udp_timeout: f64,
+    /// Idle timeout of ICMP and ICMPv6 flows, in seconds.
+    pub icmp_timeout: f64,
+    /// Idle timeout of other protocols, in seconds.
+    pub other_timeout: f64,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            max_flows: 1_000_000,
+            tcp_timeout: 300.0,
+            tcp_close_timeout: 5.0,
+            udp_timeout: 60.0,
+            icmp_timeout: 60.0,
+            other_timeout: 60.0,
+        }
+    }
+}
+
+fn secs_to_ns(s: f64) -> i64 {
+    if s.is_finite() && s > 0.0 { (s * 1e9).min(i64::MAX as f64) as i64 } else { 0 }
+}
+
+/// The key of a flow in the table: the canonical 5-tuple and the context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// The 5-tuple in canonical orientation.
+    pub tuple: FiveTuple,
+    /// VLAN and tunnel context.
+    pub context: FlowContext,
+}
+
+/// TCP state kept for a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TcpTrack {
+    /// A SYN (without ACK) was seen from the client.
+    pub syn: bool,
+    /// A SYN-ACK was seen from the server.
+    pub syn_ack: bool,
+    /// The client sent FIN.
+    pub fin_to_server: bool,
+    /// The server sent FIN.
+    pub fin_to_client: bool,
+    /// A RST was seen.
+    pub rst: bool,
+}
+
+/// Counters of the flow table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct FlowTableStats {
+    /// Flows created.
+    pub created: u64,
+    /// Flows ended, by reason.
+    pub ended_fin: u64,
+    /// Flows ended by RST.
+    pub ended_rst: u64,
+    /// Flows ended by idle timeout.
+    pub ended_timeout: u64,
+    /// Flows evicted under the cap.
+    pub ended_eviction: u64,
+    /// Flows ended at the end of the input.
+    pub ended_end_of_input: u64,
+    /// Most flows held at once.
+    pub peak: u64,
+    /// Flows whose direction was corrected by a late SYN / SYN-ACK.
+    pub direction_corrected: u64,
+}
+
+/// One flow and its state, stored in the table.
+#[derive(Debug)]
+pub struct FlowEntry<X> {
+    /// The flow record.
+    pub flow: Flow,
+    /// TCP state (all false for other protocols).
+    pub tcp: TcpTrack,
+    /// Per-flow data of the analyzer (stream reassembly, …).
+    pub ext: X,
+    key: FlowKey,
+    generation: u32,
+    last_activity: i64,
+    closing: Option<EndReason>,
+}
+
+impl<X> FlowEntry<X> {
+    /// The table key of this flow.
+    pub fn key(&self) -> &FlowKey {
+        &self.key
+    }
+
+    /// `Some(reason)` when the TCP flow is closed and lingering.
+    pub fn closing(&self) -> Option<EndReason> {
+        self.closing
+    }
+}
+
+/// Handle of a flow in the table, valid until the flow ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowHandle(u32);
+
+/// The result of [`FlowTable::track`] for one packet.
+#[derive(Debug, Clone, Copy)]
+pub struct Tracked {
+    /// The flow's handle.
+    pub handle: FlowHandle,
+    /// Direction of the packet in the flow.
+    pub direction: Direction,
+    /// `true` if this packet created the flow.
+    pub created: bool,
+}
+
+/// The flow table of one worker. `X` is per-flow data of the owner, created
+/// with `X::default()`.
+#[derive(Debug)]
+pub struct FlowTable<X> {
+    cfg: FlowConfig,
+    map: HashMap<FlowKey, u32, foldhash::fast::RandomState>,
+    slots: Vec<Option<FlowEntry<X>>>,
+    free: Vec<u32>,
+    deadlines: BinaryHeap<Reverse<(i64, u32, u32)>>,
+    ended: Vec<(FlowEntry<X>, EndReason)>,
+    now: i64,
+    next_generation: u32,
+    stats: FlowTableStats,
+    timeouts: [i64; 5],
+}
+
+/// Deterministic 64-bit FNV-1a, for flow ids that do not depend on the
+/// process, the thread count or the hash seed.
+fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The deterministic id of a flow: a hash of its canonical key, its context
+/// and the index of its first packet.
+pub fn flow_id(key: &FlowKey, first_packet: u64) -> FlowId {
+    let t = &key.tuple;
+    let mut h = 0xcbf2_9ce4_8422_2325;
+    for ip in [t.src, t.dst] {
+        h = match ip {
+            std::net::IpAddr::V4(a) => fnv1a(&a.octets(), h),
+            std::net::IpAddr::V6(a) => fnv1a(&a.octets(), h),
+        };
+    }
+    h = fnv1a(&t.src_port.to_be_bytes(), h);
+    h = fnv1a(&t.dst_port.to_be_bytes(), h);
+    h = fnv1a(&[t.proto, key.context.depth], h);
+    h = fnv1a(&key.context.vlan.to_be_bytes(), h);
+    h = fnv1a(&key.context.tunnel.to_be_bytes(), h);
+    h = fnv1a(&first_packet.to_be_bytes(), h);
+    FlowId(h)
+}
+
+impl<X: Default> FlowTable<X> {
+    /// An empty table.
+    pub fn new(cfg: FlowConfig) -> Self {
+        let timeouts = [
+            secs_to_ns(cfg.tcp_timeout),
+            secs_to_ns(cfg.tcp_close_timeout),
+            secs_to_ns(cfg.udp_timeout),
+            secs_to_ns(cfg.icmp_timeout),
+            secs_to_ns(cfg.other_timeout),
+        ];
+        FlowTable {
+            cfg,
+            map: HashMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            deadlines: BinaryHeap::new(),
+            ended: Vec::new(),
+            now: i64::MIN,
+            next_generation: 0,
+            stats: FlowTableStats::default(),
+            timeouts,
+        }
+    }
+
+    /// Number of flows held.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// `true` when no flow is held.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &FlowTableStats {
+        &self.stats
+    }
+
+    /// The latest time seen (packet or clock), if any.
+    pub fn now(&self) -> Option<Timestamp> {
+        (self.now != i64::MIN).then_some(Timestamp(self.now))
+    }
+
+    fn timeout_of(&self, e: &FlowEntry<X>) -> i64 {
+        if e.closing.is_some() {
+            return self.timeouts[1];
+        }
+        match e.key.tuple.proto {
+            ipproto::TCP => self.timeouts[0],
+            ipproto::UDP => self.timeouts[2],
+            ipproto::ICMP | ipproto::ICMPV6 => self.timeouts[3],
+            _ => self.timeouts[4],
+        }
+    }
+
+    /// The flow of `handle`.
+    pub fn get(&self, handle: FlowHandle) -> Option<&FlowEntry<X>> {
+        self.slots.get(handle.0 as usize).and_then(Option::as_ref)
+    }
+
+    /// The flow of `handle`, mutable.
+    pub fn get_mut(&mut self, handle: FlowHandle) -> Option<&mut FlowEntry<X>> {
+        self.slots.get_mut(handle.0 as usize).and_then(Option::as_mut)
+    }
+
+    /// Advances the table's clock to `now` and ends the flows whose idle or
+    /// linger deadline has passed.
+    pub fn advance(&mut self, now: Timestamp) {
+        if now.0 > self.now {
+            self.now = now.0;
+        }
+        while let Some(Reverse((deadline, slot, generation))) = self.deadlines.peek().copied() {
+            if deadline > self.now {
+                break;
+            }
+            self.deadlines.pop();
+            self.check_deadline(deadline, slot, generation, false);
+        }
+    }
+
+    /// Looks at a popped deadline: ends the flow if it really expired (or if
+    /// `force`), otherwise re-arms it. Returns `true` if a flow ended.
+    fn check_deadline(&mut self, popped: i64, slot: u32, generation: u32, force: bool) -> bool {
+        let Some(Some(e)) = self.slots.get(slot as usize) else { return false };
+        if e.generation != generation {
+            return false;
+        }
+        let deadline = e.last_activity.saturating_add(self.timeout_of(e));
+        // a stale entry (the flow was active since it was queued) is re-armed,
+        // also when evicting, so that the least recently active flow goes first
+        if deadline > popped || (!force && deadline > self.now) {
+            self.deadlines.push(Reverse((deadline, slot, generation)));
+            return false;
+        }
+        let reason = match e.closing {
+            Some(r) => r,
+            None if force => EndReason::Eviction,
+            None => EndReason::Timeout,
+        };
+        self.end(slot, reason);
+        true
+    }
+
+    fn end(&mut self, slot: u32, reason: EndReason) {
+        let Some(e) = self.slots.get_mut(slot as usize).and_then(Option::take) else { return };
+        self.map.remove(&e.key);
+        self.free.push(slot);
+        match reason {
+            EndReason::Fin => self.stats.ended_fin += 1,
+            EndReason::Rst => self.stats.ended_rst += 1,
+            EndReason::Timeout => self.stats.ended_timeout += 1,
+            EndReason::Eviction => self.stats.ended_eviction += 1,
+            EndReason::EndOfInput => self.stats.ended_end_of_input += 1,
+        }
+        self.ended.push((e, reason));
+    }
+
+    /// Evicts one flow: the one with the earliest deadline.
+    fn evict_one(&mut self) {
+        while let Some(Reverse((deadline, slot, generation))) = self.deadlines.pop() {
+            if self.check_deadline(deadline, slot, generation, true) {
+                return;
+            }
+        }
+    }
+
+    /// Finds or creates the flow of a packet with key `tuple` (as seen in the
+    /// packet), counts the packet, and updates TCP state.
+    ///
+    /// `frames` and `wire_bytes` are 1 and the frame's length, or the
+    /// fragments of a reassembled datagram. `tcp_flags` is 0 for other
+    /// protocols.
+    #[allow(clippy::too_many_arguments)] // one packet's worth of facts; a struct would only rename them
+    pub fn track(
+        &mut self,
+        tuple: &FiveTuple,
+        context: FlowContext,
+        ts: Option<Timestamp>,
+        packet_index: u64,
+        frames: u32,
+        wire_bytes: u64,
+        tcp_flags: u8,
+    ) -> Tracked {
+        if let Some(t) = ts {
+            self.advance(t);
+        }
+        let key = FlowKey { tuple: tuple.canonical(), context };
+        let is_tcp = tuple.proto == ipproto::TCP;
+        let pure_syn = is_tcp && tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
+
+        let mut slot = self.map.get(&key).copied();
+        // a new SYN on a closed flow: the old connection is over, a new one starts
+        if let Some(s) = slot {
+            if pure_syn {
+                if let Some(Some(e)) = self.slots.get(s as usize) {
+                    if let Some(reason) = e.closing {
+                        self.end(s, reason);
+                        slot = None;
+                    }
+                }
+            }
+        }
+        let created = slot.is_none();
+        let slot = match slot {
+            Some(s) => s,
+            None => self.create(key, tuple, ts, packet_index, tcp_flags),
+        };
+        let now = self.now;
+        let Some(Some(e)) = self.slots.get_mut(slot as usize) else {
+            // unreachable by construction: the slot was just looked up or filled
+            return Tracked { handle: FlowHandle(slot), direction: Direction::ToServer, created };
+        };
+        let mut was_closing = false;
+        let mut direction = if *tuple == e.flow.key { Direction::ToServer } else { Direction::ToClient };
+        if is_tcp {
+            let syn_ack = tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == (tcp_flags::SYN | tcp_flags::ACK);
+            // direction correction: a bare SYN from the "server" side, or a
+            // SYN-ACK from the "client" side, before any handshake packet
+            // confirmed the orientation
+            let wrong = (pure_syn && direction == Direction::ToClient && !e.tcp.syn)
+                || (syn_ack && direction == Direction::ToServer && !e.tcp.syn && !e.tcp.syn_ack);
+            if wrong {
+                flip(e);
+                direction = direction.reverse();
+                self.stats.direction_corrected += 1;
+            }
+            if pure_syn {
+                e.tcp.syn = true;
+            }
+            if syn_ack {
+                e.tcp.syn_ack = true;
+            }
+            if tcp_flags & tcp_flags::FIN != 0 {
+                match direction {
+                    Direction::ToServer => e.tcp.fin_to_server = true,
+                    Direction::ToClient => e.tcp.fin_to_client = true,
+                }
+            }
+            if tcp_flags & tcp_flags::RST != 0 {
+                e.tcp.rst = true;
+            }
+            match direction {
+                Direction::ToServer => e.flow.tcp_flags_to_server |= tcp_flags,
+                Direction::ToClient => e.flow.tcp_flags_to_client |= tcp_flags,
+            }
+            was_closing = e.closing.is_some();
+            if e.closing.is_none() {
+                if e.tcp.rst {
+                    e.closing = Some(EndReason::Rst);
+                } else if e.tcp.fin_to_server && e.tcp.fin_to_client {
+                    e.closing = Some(EndReason::Fin);
+                }
+            }
+        }
+        e.flow.count(direction, ts, 0);
+        let stats = match direction {
+            Direction::ToServer => &mut e.flow.to_server,
+            Direction::ToClient => &mut e.flow.to_client,
+        };
+        // count() added one packet and 0 bytes: account for fragments and bytes
+        stats.packets += u64::from(frames.saturating_sub(1));
+        stats.bytes += wire_bytes;
+        if now != i64::MIN {
+            e.last_activity = e.last_activity.max(now);
+        }
+        if e.closing.is_some() && !was_closing {
+            // arm the (shorter) linger deadline; later activity re-arms it lazily
+            let deadline = e.last_activity.saturating_add(self.timeouts[1]);
+            self.deadlines.push(Reverse((deadline, slot, e.generation)));
+        }
+        Tracked { handle: FlowHandle(slot), direction, created }
+    }
+
+    fn create(&mut self, key: FlowKey, tuple: &FiveTuple, ts: Option<Timestamp>, index: u64, flags: u8) -> u32 {
+        if self.map.len() >= self.cfg.max_flows.max(1) {
+            self.evict_one();
+        }
+        let mut oriented = *tuple;
+        if tuple.proto == ipproto::TCP
+            && flags & (tcp_flags::SYN | tcp_flags::ACK) == (tcp_flags::SYN | tcp_flags::ACK)
+        {
+            oriented = tuple.reversed();
+        }
+        let mut flow = Flow::new(flow_id(&key, index), oriented, key.context);
+        flow.first_seen = ts;
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let last_activity = ts.map_or(self.now, |t| t.0);
+        let entry = FlowEntry {
+            flow,
+            tcp: TcpTrack {
+                syn_ack: oriented != *tuple,
+                ..TcpTrack::default()
+            },
+            ext: X::default(),
+            key,
+            generation,
+            last_activity,
+            closing: None,
+        };
+        let slot = match self.free.pop() {
+            Some(s) => {
+                if let Some(place) = self.slots.get_mut(s as usize) {
+                    *place = Some(entry);
+                }
+                s
+            }
+            None => {
+                self.slots.push(Some(entry));
+                u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        self.map.insert(key, slot);
+        self.stats.created += 1;
+        self.stats.peak = self.stats.peak.max(self.map.len() as u64);
+        if let Some(Some(e)) = self.slots.get(slot as usize) {
+            let deadline = e.last_activity.saturating_add(self.timeout_of(e));
+            self.deadlines.push(Reverse((deadline, slot, generation)));
+        }
+        slot
+    }
+
+    /// Ends every remaining flow with reason `EndOfInput`.
+    pub fn drain(&mut self) {
+        let slots: Vec<u32> = self.map.values().copied().collect();
+        let mut slots = slots;
+        // deterministic order: by flow id
+        slots.sort_by_key(|s| self.slots.get(*s as usize).and_then(Option::as_ref).map(|e| e.flow.id));
+        for s in slots {
+            let reason = match self.slots.get(s as usize).and_then(Option::as_ref).and_then(|e| e.closing) {
+                Some(r) => r,
+                None => EndReason::EndOfInput,
+            };
+            self.end(s, reason);
+        }
+        self.deadlines.clear();
+    }
+
+    /// Takes the flows that ended since the last call, in the order they ended.
+    pub fn take_ended(&mut self) -> std::vec::Drain<'_, (FlowEntry<X>, EndReason)> {
+        self.ended.drain(..)
+    }
+
+    /// `true` if flows ended since the last [`FlowTable::take_ended`].
+    pub fn has_ended(&self) -> bool {
+        !self.ended.is_empty()
+    }
+}
+
+fn flip<X>(e: &mut FlowEntry<X>) {
+    let f = &mut e.flow;
+    f.key = f.key.reversed();
+    std::mem::swap(&mut f.to_server, &mut f.to_client);
+    std::mem::swap(&mut f.tcp_flags_to_server, &mut f.tcp_flags_to_client);
+    std::mem::swap(&mut e.tcp.fin_to_server, &mut e.tcp.fin_to_client);
+}
+
+#[cfg(test)]
+mod tests;

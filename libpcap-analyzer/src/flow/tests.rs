@@ -1,0 +1,160 @@
+use super::*;
+use std::net::IpAddr;
+
+fn key(a: [u8; 4], sp: u16, b: [u8; 4], dp: u16, proto: u8) -> FiveTuple {
+    FiveTuple { src: IpAddr::from(a), dst: IpAddr::from(b), src_port: sp, dst_port: dp, proto }
+}
+const C: [u8; 4] = [10, 0, 0, 1];
+const S: [u8; 4] = [10, 0, 0, 2];
+fn ts(s: i64) -> Option<Timestamp> {
+    Some(Timestamp::from_secs_nanos(s, 0))
+}
+type Table = FlowTable<()>;
+
+fn track(t: &mut Table, k: &FiveTuple, at: i64, idx: u64, flags: u8) -> Tracked {
+    t.track(k, FlowContext::default(), ts(at), idx, 1, 100, flags)
+}
+
+#[test]
+fn both_directions_share_one_flow_and_first_packet_gives_direction() {
+    let mut t = Table::new(FlowConfig::default());
+    let k = key(C, 5000, S, 53, ipproto::UDP);
+    let a = track(&mut t, &k, 1, 0, 0);
+    let b = track(&mut t, &k.reversed(), 2, 1, 0);
+    assert!(a.created && !b.created);
+    assert_eq!(a.handle, b.handle);
+    assert_eq!((a.direction, b.direction), (Direction::ToServer, Direction::ToClient));
+    let f = &t.get(a.handle).unwrap().flow;
+    assert_eq!(f.key, k);
+    assert_eq!((f.to_server.packets, f.to_client.packets, f.bytes()), (1, 1, 200));
+    assert_eq!((f.first_seen, f.last_seen), (ts(1), ts(2)));
+}
+
+#[test]
+fn syn_ack_first_makes_its_sender_the_server() {
+    let mut t = Table::new(FlowConfig::default());
+    let k = key(S, 80, C, 40000, ipproto::TCP);
+    let a = track(&mut t, &k, 1, 0, tcp_flags::SYN | tcp_flags::ACK);
+    assert_eq!(a.direction, Direction::ToClient);
+    assert_eq!(t.get(a.handle).unwrap().flow.key, k.reversed());
+}
+
+#[test]
+fn late_syn_corrects_direction() {
+    let mut t = Table::new(FlowConfig::default());
+    let client = key(C, 40000, S, 80, ipproto::TCP);
+    // an ACK from the server is seen first (reordered capture), then the SYN
+    let a = track(&mut t, &client.reversed(), 1, 0, tcp_flags::ACK);
+    assert_eq!(a.direction, Direction::ToServer);
+    let b = track(&mut t, &client, 1, 1, tcp_flags::SYN);
+    assert_eq!(b.direction, Direction::ToServer);
+    let e = t.get(a.handle).unwrap();
+    assert_eq!(e.flow.key, client);
+    assert_eq!((e.flow.to_server.packets, e.flow.to_client.packets), (1, 1));
+    assert_eq!(t.stats().direction_corrected, 1);
+}
+
+#[test]
+fn udp_flow_times_out_by_packet_time() {
+    let mut t = Table::new(FlowConfig { udp_timeout: 10.0, ..FlowConfig::default() });
+    let k = key(C, 1, S, 2, ipproto::UDP);
+    track(&mut t, &k, 100, 0, 0);
+    track(&mut t, &k, 105, 1, 0); // activity pushes the deadline to 115
+    t.advance(Timestamp::from_secs_nanos(114, 0));
+    assert_eq!(t.len(), 1);
+    assert!(!t.has_ended());
+    t.advance(Timestamp::from_secs_nanos(115, 0));
+    let ended: Vec<_> = t.take_ended().collect();
+    assert_eq!(ended.len(), 1);
+    assert_eq!(ended[0].1, EndReason::Timeout);
+    assert_eq!(ended[0].0.flow.packets(), 2);
+    assert!(t.is_empty());
+    // the same key later is a new flow with a different id
+    let again = track(&mut t, &k, 200, 2, 0);
+    assert!(again.created);
+    assert_ne!(t.get(again.handle).unwrap().flow.id, ended[0].0.flow.id);
+}
+
+#[test]
+fn tcp_fin_both_ways_lingers_then_ends_with_fin() {
+    let mut t = Table::new(FlowConfig { tcp_close_timeout: 5.0, ..FlowConfig::default() });
+    let k = key(C, 40000, S, 80, ipproto::TCP);
+    track(&mut t, &k, 1, 0, tcp_flags::SYN);
+    track(&mut t, &k.reversed(), 1, 1, tcp_flags::SYN | tcp_flags::ACK);
+    track(&mut t, &k, 2, 2, tcp_flags::FIN | tcp_flags::ACK);
+    track(&mut t, &k.reversed(), 2, 3, tcp_flags::FIN | tcp_flags::ACK);
+    let last = track(&mut t, &k, 2, 4, tcp_flags::ACK); // the final ACK joins the same flow
+    assert!(!last.created);
+    t.advance(Timestamp::from_secs_nanos(6, 0));
+    assert!(!t.has_ended());
+    t.advance(Timestamp::from_secs_nanos(7, 0));
+    let ended: Vec<_> = t.take_ended().collect();
+    assert_eq!(ended.len(), 1);
+    assert_eq!(ended[0].1, EndReason::Fin);
+    assert_eq!(ended[0].0.flow.packets(), 5);
+}
+
+#[test]
+fn new_syn_on_closed_flow_starts_a_new_flow() {
+    let mut t = Table::new(FlowConfig::default());
+    let k = key(C, 40000, S, 80, ipproto::TCP);
+    track(&mut t, &k, 1, 0, tcp_flags::SYN);
+    track(&mut t, &k.reversed(), 1, 1, tcp_flags::RST | tcp_flags::ACK);
+    let again = track(&mut t, &k, 2, 2, tcp_flags::SYN);
+    assert!(again.created);
+    let ended: Vec<_> = t.take_ended().collect();
+    assert_eq!(ended.len(), 1);
+    assert_eq!(ended[0].1, EndReason::Rst);
+    assert_eq!(t.len(), 1);
+}
+
+#[test]
+fn cap_evicts_the_least_recently_active_flow() {
+    let mut t = Table::new(FlowConfig { max_flows: 2, ..FlowConfig::default() });
+    let a = key(C, 1, S, 2, ipproto::UDP);
+    let b = key(C, 3, S, 4, ipproto::UDP);
+    let c = key(C, 5, S, 6, ipproto::UDP);
+    track(&mut t, &a, 1, 0, 0);
+    track(&mut t, &b, 2, 1, 0);
+    track(&mut t, &a, 3, 2, 0); // a is now more recent than b
+    track(&mut t, &c, 4, 3, 0);
+    let ended: Vec<_> = t.take_ended().collect();
+    assert_eq!(ended.len(), 1);
+    assert_eq!(ended[0].1, EndReason::Eviction);
+    assert_eq!(ended[0].0.flow.key, b);
+    assert_eq!(t.len(), 2);
+    assert_eq!(t.stats().ended_eviction, 1);
+}
+
+#[test]
+fn drain_ends_everything_once_and_context_separates_flows() {
+    let mut t = Table::new(FlowConfig::default());
+    let k = key(C, 1, S, 2, ipproto::UDP);
+    t.track(&k, FlowContext { vlan: 10, ..FlowContext::default() }, ts(1), 0, 1, 60, 0);
+    t.track(&k, FlowContext { vlan: 20, ..FlowContext::default() }, ts(1), 1, 1, 60, 0);
+    t.track(&k, FlowContext::default(), None, 2, 1, 60, 0);
+    assert_eq!(t.len(), 3);
+    t.drain();
+    let ended: Vec<_> = t.take_ended().collect();
+    assert_eq!(ended.len(), 3);
+    assert!(ended.iter().all(|(_, r)| *r == EndReason::EndOfInput));
+    assert_eq!(t.stats().created, 3);
+    t.drain();
+    assert_eq!(t.take_ended().count(), 0);
+}
+
+#[test]
+fn flow_ids_are_deterministic_and_depend_on_first_packet() {
+    let k = FlowKey { tuple: key(C, 1, S, 2, ipproto::UDP).canonical(), context: FlowContext::default() };
+    assert_eq!(flow_id(&k, 7), flow_id(&k, 7));
+    assert_ne!(flow_id(&k, 7), flow_id(&k, 8));
+}
+
+#[test]
+fn fragments_count_as_frames() {
+    let mut t = Table::new(FlowConfig::default());
+    let k = key(C, 1, S, 2, ipproto::UDP);
+    let a = t.track(&k, FlowContext::default(), ts(1), 0, 3, 3000, 0);
+    let f = &t.get(a.handle).unwrap().flow;
+    assert_eq!((f.packets(), f.bytes()), (3, 3000));
+}

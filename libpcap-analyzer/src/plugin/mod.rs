@@ -1,0 +1,486 @@
+//! The plugin API: the [`Plugin`] trait, what each callback receives, and
+//! how plugins are built from the configuration ([`PluginBuilder`],
+//! [`PluginRegistry`]).
+//!
+//! # Threads
+//! Every worker thread of the analyzer owns its own instance of each plugin
+//! (built by the plugin's builder), so callbacks take `&mut self` and no lock
+//! is ever contended. The packets of one flow always go to the same worker,
+//! in capture order, and for one packet the callbacks come outer layer
+//! first. At the end, the instances of a plugin are combined with
+//! [`Plugin::merge`] before [`Plugin::post_process`] and
+//! [`Plugin::save_results`] run on the merged instance. A plugin that needs
+//! one global view instead asks for [`Interest::shared`]: the analyzer then
+//! keeps a single instance behind a mutex.
+//!
+//! # Example
+//! ```
+//! use libpcap_analyzer::plugin::*;
+//! use libpcap_tools::Config;
+//!
+//! /// Counts TCP packets.
+//! #[derive(Default)]
+//! struct TcpCounter { packets: u64 }
+//!
+//! impl Plugin for TcpCounter {
+//!     fn name(&self) -> &str { "tcp-counter" }
+//!     fn interest(&self) -> Interest {
+//!         Interest::new(Layers::TRANSPORT).ip_protocols(&[6])
+//!     }
+//!     fn handle_transport(&mut self, _ctx: &PacketContext<'_>, _t: &TransportLayer<'_>)
+//!         -> PluginResult<Option<Decapsulated>> {
+//!         self.packets += 1;
+//!         Ok(None)
+//!     }
+//!     fn merge(&mut self, other: Box<dyn Plugin>) -> PluginResult<()> {
+//!         let other = downcast::<Self>(self.name(), other)?;
+//!         self.packets += other.packets;
+//!         Ok(())
+//!     }
+//!     fn results(&self) -> Option<serde_json::Value> {
+//!         Some(serde_json::json!({ "packets": self.packets }))
+//!     }
+//! }
+//!
+//! struct TcpCounterBuilder;
+//! impl PluginBuilder for TcpCounterBuilder {
+//!     fn name(&self) -> &str { "tcp-counter" }
+//!     fn description(&self) -> &str { "counts TCP packets" }
+//!     fn build(&self, _config: &Config) -> PluginResult<Box<dyn Plugin>> {
+//!         Ok(Box::new(TcpCounter::default()))
+//!     }
+//! }
+//!
+//! let mut registry = PluginRegistry::new();
+//! registry.add_builder(Box::new(TcpCounterBuilder));
+//! assert!(registry.builder("tcp-counter").is_some());
+//! ```
+
+mod registry;
+
+pub use registry::{PluginBuilder, PluginRegistry};
+
+use libpcap_tools::{Direction, FiveTuple, Flow, FlowContext, LinkType, Packet, Timestamp};
+use std::any::Any;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+bitflags::bitflags! {
+    /// The layers and events a plugin wants to be called for.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+    pub struct Layers: u16 {
+        /// The link layer ([`Plugin::handle_link`]), once per frame (and once per
+        /// inner Ethernet frame of a tunnel).
+        const LINK = 1;
+        /// The network layer ([`Plugin::handle_network`]): IPv4, IPv6 (after
+        /// defragmentation), ARP and other ethertypes.
+        const NETWORK = 1 << 1;
+        /// The transport layer ([`Plugin::handle_transport`]).
+        const TRANSPORT = 1 << 2;
+        /// Reassembled TCP stream data ([`Plugin::handle_stream`]).
+        const STREAM = 1 << 3;
+        /// Flow creation and destruction events.
+        const FLOW_EVENTS = 1 << 4;
+    }
+}
+
+/// What a plugin wants to see, returned once by [`Plugin::interest`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Interest {
+    /// The layers and events.
+    pub layers: Layers,
+    /// At the network layer, only these ethertypes (`None`: all).
+    pub ethertypes: Option<Vec<u16>>,
+    /// At the transport and stream layers, only these IP protocols (`None`: all).
+    pub ip_protocols: Option<Vec<u8>>,
+    /// Run as one instance shared by all workers behind a lock, instead of
+    /// one instance per worker merged at the end.
+    pub shared: bool,
+}
+
+impl Interest {
+    /// Interest in `layers`, every protocol.
+    pub fn new(layers: Layers) -> Interest {
+        Interest { layers, ..Interest::default() }
+    }
+
+    /// Restricts the network layer to these ethertypes.
+    pub fn ethertypes(mut self, ethertypes: &[u16]) -> Interest {
+        self.ethertypes = Some(ethertypes.to_vec());
+        self
+    }
+
+    /// Restricts the transport and stream layers to these IP protocols.
+    pub fn ip_protocols(mut self, protocols: &[u8]) -> Interest {
+        self.ip_protocols = Some(protocols.to_vec());
+        self
+    }
+
+    /// Asks for a single shared instance (see [`Interest::shared`]).
+    pub fn shared(mut self) -> Interest {
+        self.shared = true;
+        self
+    }
+
+    /// `true` if the plugin wants the network layer of `ethertype`.
+    pub fn wants_ethertype(&self, ethertype: u16) -> bool {
+        self.layers.contains(Layers::NETWORK) && self.ethertypes.as_ref().is_none_or(|e| e.contains(&ethertype))
+    }
+
+    /// `true` if the plugin wants `layer` (TRANSPORT or STREAM) for `proto`.
+    pub fn wants_protocol(&self, layer: Layers, proto: u8) -> bool {
+        self.layers.contains(layer) && self.ip_protocols.as_ref().is_none_or(|p| p.contains(&proto))
+    }
+}
+
+/// An error raised by a plugin. It is counted against the plugin and never
+/// stops the run.
+#[derive(Debug, thiserror::Error)]
+#[error("plugin {plugin}: {source}")]
+pub struct PluginError {
+    /// Name of the plugin.
+    pub plugin: String,
+    /// What went wrong.
+    pub source: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+impl PluginError {
+    /// A plugin error from a message.
+    pub fn new(plugin: &str, message: impl Into<String>) -> PluginError {
+        PluginError { plugin: plugin.to_string(), source: message.into().into() }
+    }
+
+    /// A plugin error wrapping another error.
+    pub fn wrap(plugin: &str, source: impl std::error::Error + Send + Sync + 'static) -> PluginError {
+        PluginError { plugin: plugin.to_string(), source: Box::new(source) }
+    }
+}
+
+/// Result of a plugin callback.
+pub type PluginResult<T> = Result<T, PluginError>;
+
+/// Where decapsulated data returned by a plugin should be decoded from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecapLayer {
+    /// An Ethernet frame.
+    Ethernet,
+    /// A network-layer packet of this ethertype (0x0800 IPv4, 0x86DD IPv6, …).
+    Network(u16),
+    /// A transport-layer segment of this IP protocol, between the addresses
+    /// of the packet that carried it.
+    Transport(u8),
+}
+
+/// Data a plugin has decapsulated from a layer (a custom tunnel), to be
+/// decoded further by the analyzer, one tunnel level deeper.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decapsulated {
+    /// The layer at which to decode `data`.
+    pub layer: DecapLayer,
+    /// The inner bytes.
+    pub data: Vec<u8>,
+}
+
+/// What every callback gets to know about the frame being decoded.
+#[derive(Debug, Clone, Copy)]
+pub struct PacketContext<'a> {
+    /// The captured frame.
+    pub packet: &'a Packet<'a>,
+    /// Tunnel depth of the layer being handed over (0 = outermost).
+    pub depth: u8,
+    /// VLAN id and tunnel context of this layer.
+    pub context: FlowContext,
+}
+
+impl PacketContext<'_> {
+    /// Capture time of the frame.
+    pub fn ts(&self) -> Option<Timestamp> {
+        self.packet.ts
+    }
+}
+
+/// The link layer of a frame (or of an inner Ethernet frame of a tunnel).
+#[derive(Debug, Clone, Copy)]
+pub struct LinkLayer<'a> {
+    /// Link type of `data`.
+    pub linktype: LinkType,
+    /// The frame from its link header on.
+    pub data: &'a [u8],
+    /// Ethertype of what follows the link headers (VLAN, MPLS and PPPoE
+    /// stripped), 0 when unknown.
+    pub ethertype: u16,
+    /// The network-layer bytes.
+    pub payload: &'a [u8],
+    /// VLAN ids found, outermost first (at most 8 are kept).
+    pub vlans: &'a [u16],
+}
+
+/// The network layer: IPv4, IPv6 (reassembled when it was fragmented), ARP
+/// or any other ethertype.
+#[derive(Debug, Clone, Copy)]
+pub struct NetworkLayer<'a> {
+    /// Ethertype of this layer.
+    pub ethertype: u16,
+    /// The network packet from its header on (for a reassembled datagram:
+    /// the header of the first fragment followed by the reassembled payload
+    /// is not rebuilt; `data` is then the last fragment's bytes).
+    pub data: &'a [u8],
+    /// Source address (IP only).
+    pub src: Option<IpAddr>,
+    /// Destination address (IP only).
+    pub dst: Option<IpAddr>,
+    /// Transport protocol number (IP only; 0 otherwise).
+    pub protocol: u8,
+    /// The transport bytes (after IPv6 extension headers; the whole datagram
+    /// when reassembled).
+    pub payload: &'a [u8],
+    /// `true` if `payload` was rebuilt from fragments.
+    pub reassembled: bool,
+}
+
+/// The transport layer of a packet (or of a reassembled datagram).
+#[derive(Debug, Clone, Copy)]
+pub struct TransportLayer<'a> {
+    /// The unidirectional key as seen in this packet.
+    pub key: FiveTuple,
+    /// The transport header and payload.
+    pub data: &'a [u8],
+    /// The transport payload (after the TCP/UDP/SCTP/ICMP header).
+    pub payload: &'a [u8],
+    /// TCP flags (0 for other protocols).
+    pub tcp_flags: u8,
+    /// The flow this packet belongs to.
+    pub flow: &'a Flow,
+    /// Direction of the packet in its flow.
+    pub direction: Direction,
+    /// Frames this layer stands for: 1, or the number of fragments of a
+    /// reassembled datagram.
+    pub frames: u32,
+    /// Sum of the on-the-wire lengths of those frames.
+    pub wire_bytes: u64,
+    /// Earliest timestamp of those frames.
+    pub first_ts: Option<Timestamp>,
+    /// Latest timestamp of those frames.
+    pub last_ts: Option<Timestamp>,
+}
+
+/// A chunk of reassembled TCP stream data, or a hole in it.
+#[derive(Debug, Clone, Copy)]
+pub enum StreamData<'a> {
+    /// In-order bytes starting at `offset` in the direction's stream.
+    Data {
+        /// Offset of `data[0]` from the start of the stream.
+        offset: u64,
+        /// The bytes.
+        data: &'a [u8],
+    },
+    /// Bytes that were never seen (lost or over a buffer cap).
+    Gap {
+        /// Offset of the hole.
+        offset: u64,
+        /// Length of the hole.
+        len: u64,
+    },
+}
+
+/// Why a flow ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EndReason {
+    /// Both sides sent FIN.
+    Fin,
+    /// A side sent RST.
+    Rst,
+    /// No packet for longer than the protocol's idle timeout.
+    Timeout,
+    /// Evicted to make room under the flow cap.
+    Eviction,
+    /// The input ended.
+    EndOfInput,
+}
+
+impl std::fmt::Display for EndReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EndReason::Fin => "fin",
+            EndReason::Rst => "rst",
+            EndReason::Timeout => "timeout",
+            EndReason::Eviction => "eviction",
+            EndReason::EndOfInput => "end-of-input",
+        })
+    }
+}
+
+/// Lets [`Plugin::merge`] recover the concrete type of another instance.
+pub trait AsAny: Any + Send {
+    /// `self` as `Box<dyn Any>`.
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
+}
+
+impl<T: Any + Send> AsAny for T {
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
+        self
+    }
+}
+
+/// Recovers the concrete type of `other` in a [`Plugin::merge`]
+/// implementation.
+///
+/// # Errors
+/// When `other` is not a `T` (two different plugins with the same name).
+pub fn downcast<T: Plugin>(name: &str, other: Box<dyn Plugin>) -> PluginResult<Box<T>> {
+    other.into_any().downcast::<T>().map_err(|_| PluginError::new(name, "merge with an instance of another type"))
+}
+
+/// An analysis plugin.
+///
+/// Every callback has a default that does nothing, so a plugin implements
+/// only what it needs, and declares it in [`Plugin::interest`]: the analyzer
+/// calls only the plugins concerned by a layer and protocol. Callbacks are
+/// called by the worker thread that owns the instance (see the module docs).
+///
+/// A callback that returns `Err` has the error counted against the plugin
+/// (the first one is logged as a warning, the next ones at debug level);
+/// the run goes on. A plugin that fails too often (`analyzer.max_plugin_errors`)
+/// is disabled for the rest of the run.
+pub trait Plugin: AsAny {
+    /// The plugin's name, as given to `--plugins` (kebab-case).
+    fn name(&self) -> &str;
+
+    /// The layers, events and protocols the plugin wants. Called once, when
+    /// the plugin is registered with the analyzer.
+    fn interest(&self) -> Interest;
+
+    /// Called once before the first packet.
+    fn pre_process(&mut self) -> PluginResult<()> {
+        Ok(())
+    }
+
+    /// A link layer. Returning `Some` asks the analyzer to decode the
+    /// returned data too (a custom encapsulation).
+    fn handle_link(&mut self, ctx: &PacketContext<'_>, link: &LinkLayer<'_>) -> PluginResult<Option<Decapsulated>> {
+        let _ = (ctx, link);
+        Ok(None)
+    }
+
+    /// A network layer (see [`Plugin::handle_link`] for the return value).
+    fn handle_network(
+        &mut self,
+        ctx: &PacketContext<'_>,
+        net: &NetworkLayer<'_>,
+    ) -> PluginResult<Option<Decapsulated>> {
+        let _ = (ctx, net);
+        Ok(None)
+    }
+
+    /// A transport layer (see [`Plugin::handle_link`] for the return value).
+    fn handle_transport(
+        &mut self,
+        ctx: &PacketContext<'_>,
+        transport: &TransportLayer<'_>,
+    ) -> PluginResult<Option<Decapsulated>> {
+        let _ = (ctx, transport);
+        Ok(None)
+    }
+
+    /// Reassembled TCP data of `flow` in direction `dir`, in stream order.
+    fn handle_stream(
+        &mut self,
+        ctx: &PacketContext<'_>,
+        flow: &Flow,
+        dir: Direction,
+        data: StreamData<'_>,
+    ) -> PluginResult<()> {
+        let _ = (ctx, flow, dir, data);
+        Ok(())
+    }
+
+    /// A new flow (its first packet has not been counted yet).
+    fn flow_created(&mut self, flow: &Flow) -> PluginResult<()> {
+        let _ = flow;
+        Ok(())
+    }
+
+    /// A flow ended; called exactly once per flow created.
+    fn flow_destroyed(&mut self, flow: &Flow, reason: EndReason) -> PluginResult<()> {
+        let _ = (flow, reason);
+        Ok(())
+    }
+
+    /// Folds the results of another instance of this plugin (from another
+    /// worker) into this one. The default refuses, which is only right for
+    /// plugins that never run with several workers (`Interest::shared`).
+    ///
+    /// # Errors
+    /// When the instances cannot be combined.
+    fn merge(&mut self, other: Box<dyn Plugin>) -> PluginResult<()> {
+        let _ = other;
+        Err(PluginError::new(self.name(), "this plugin cannot merge results from several workers"))
+    }
+
+    /// Called once after the last packet, after all flows were destroyed and
+    /// the instances merged.
+    fn post_process(&mut self) -> PluginResult<()> {
+        Ok(())
+    }
+
+    /// The plugin's results as a JSON value (summaries, tests).
+    fn results(&self) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// Writes the results into `dir` (created by the caller), returning the
+    /// files written. The default writes `results()` as `NAME.json` if there
+    /// are results.
+    ///
+    /// # Errors
+    /// When a file cannot be written.
+    fn save_results(&mut self, dir: &Path) -> PluginResult<Vec<PathBuf>> {
+        let Some(value) = self.results() else { return Ok(Vec::new()) };
+        let path = dir.join(format!("{}.json", self.name()));
+        write_json_atomically(&path, &value).map_err(|e| PluginError::wrap(self.name(), e))?;
+        Ok(vec![path])
+    }
+
+    /// Called periodically (the report `interval`) to write intermediate
+    /// results for live traffic; the default does nothing.
+    ///
+    /// # Errors
+    /// When a file cannot be written.
+    fn save_intermediate(&mut self, dir: &Path) -> PluginResult<()> {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same
+/// directory, fsync, then rename, so that a reader never sees a partial file.
+///
+/// # Errors
+/// The I/O error of whichever step failed.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Writes a JSON value, pretty-printed, with [`write_atomically`].
+///
+/// # Errors
+/// The I/O error of whichever step failed.
+pub fn write_json_atomically(path: &Path, value: &serde_json::Value) -> std::io::Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    write_atomically(path, &bytes)
+}
