@@ -43,7 +43,7 @@ pub mod tcp_flags {
 
 /// Settings of the flow table (section `[flows]`).
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct FlowConfig {
     /// Most flows tracked at once (per worker); over it the least recently
     /// active flow is evicted.

@@ -1,0 +1,956 @@
+//! The single-threaded [`Analyzer`]: decodes every layer of each packet,
+//! rebuilds fragmented datagrams and TCP streams, keeps the flow table and
+//! calls the plugins.
+
+use crate::config::EngineConfig;
+use crate::decode::link::{LinkError, LinkInfo, decode_ethernet, decode_link};
+use crate::defrag::{DefragFailure, DefragOutcome, Defragmenter, FragmentInfo, FragmentKey};
+use crate::dispatch::{Dispatch, PluginHandle};
+use crate::flow::{FlowHandle, FlowTable, tcp_flags};
+use crate::plugin::{
+    DecapLayer, Decapsulated, EndReason, Layers, LinkLayer, NetworkLayer, PacketContext, Plugin, StreamData,
+    TransportLayer,
+};
+use crate::reassembly::{StreamBudget, StreamConfig, StreamEvent, TcpStreamDirection};
+use crate::stats::AnalyzerStats;
+use crate::wire::{
+    self, EtherType, ErspanSlice, GeneveSlice, GreSlice, Icmpv6Slice, IcmpSlice, Ipv4Slice, Ipv6Slice, SctpSlice,
+    TcpSlice, UdpSlice, VxlanSlice, walk_ipv6_extensions,
+};
+use libpcap_tools::{
+    Config, Direction, FiveTuple, Flow, FlowContext, LinkType, Packet, PacketSource, SourceEvent, Timestamp, ipproto,
+};
+use std::net::IpAddr;
+
+/// Per-flow data the analyzer keeps in the flow table.
+#[derive(Debug, Default)]
+pub struct FlowExt {
+    /// TCP reassembly state of both directions (to-server, to-client), when a
+    /// plugin asked for stream data.
+    streams: Option<Box<[TcpStreamDirection; 2]>>,
+}
+
+/// Why a run of the analyzer failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnalyzerError {
+    /// The packet source failed.
+    #[error(transparent)]
+    Source(#[from] libpcap_tools::Error),
+    /// A plugin panicked.
+    #[error("plugin {0} panicked")]
+    PluginPanicked(String),
+    /// A plugin could not be built or its results combined.
+    #[error(transparent)]
+    Plugin(#[from] crate::plugin::PluginError),
+    /// A worker thread failed.
+    #[error("worker thread failed: {0}")]
+    Worker(String),
+}
+
+/// Where the tunnel layers of a packet come from: bounds recursion.
+#[derive(Debug, Clone, Copy)]
+struct Layer0 {
+    depth: u8,
+    context: FlowContext,
+}
+
+/// Facts about a transport layer before the flow is known.
+struct Frames {
+    frames: u32,
+    wire_bytes: u64,
+    first_ts: Option<Timestamp>,
+    last_ts: Option<Timestamp>,
+}
+
+/// Packs a flow context into the 64-bit context of a fragment key.
+fn pack_context(c: FlowContext) -> u64 {
+    (c.tunnel & 0xFF_FFFF_FFFF) << 24 | u64::from(c.depth) << 16 | u64::from(c.vlan)
+}
+
+fn unpack_context(v: u64) -> FlowContext {
+    FlowContext { vlan: (v & 0xFFFF) as u16, depth: ((v >> 16) & 0xFF) as u8, tunnel: v >> 24 }
+}
+
+/// A 40-bit hash of the outer headers of a tunnel (addresses and tunnel id),
+/// so that inner flows of different tunnels do not merge.
+fn tunnel_hash(parent: u64, src: IpAddr, dst: IpAddr, id: u64) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ parent;
+    let mut feed = |b: &[u8]| {
+        for x in b {
+            h ^= u64::from(*x);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    // order-independent in the addresses: both directions of a tunnel share it
+    let (a, b) = if src <= dst { (src, dst) } else { (dst, src) };
+    for ip in [a, b] {
+        match ip {
+            IpAddr::V4(v) => feed(&v.octets()),
+            IpAddr::V6(v) => feed(&v.octets()),
+        }
+    }
+    feed(&id.to_be_bytes());
+    h & 0xFF_FFFF_FFFF
+}
+
+/// The analysis engine for one thread.
+///
+/// ```
+/// use libpcap_analyzer::Analyzer;
+/// use libpcap_tools::{Config, LinkType, Packet, Timestamp};
+///
+/// let mut analyzer = Analyzer::new(&Config::new(), Vec::new()).unwrap();
+/// let frame = [0u8; 14]; // an Ethernet header with ethertype 0
+/// let p = Packet { index: 0, interface: 0, linktype: LinkType::ETHERNET,
+///                  ts: Some(Timestamp(0)), origlen: 14, data: &frame };
+/// analyzer.handle_packet(&p);
+/// analyzer.finish();
+/// assert_eq!(analyzer.stats().packets, 1);
+/// ```
+pub struct Analyzer {
+    cfg: EngineConfig,
+    dispatch: Dispatch,
+    flows: FlowTable<FlowExt>,
+    defrag: Defragmenter,
+    stream_cfg: StreamConfig,
+    budget: StreamBudget,
+    stats: AnalyzerStats,
+    want_streams: bool,
+    finished: bool,
+}
+
+impl std::fmt::Debug for Analyzer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Analyzer").field("stats", &self.stats).finish_non_exhaustive()
+    }
+}
+
+impl Analyzer {
+    /// An analyzer running `plugins` with the engine settings of `config`.
+    /// Each plugin's `pre_process` is called.
+    ///
+    /// # Errors
+    /// When a configuration section is invalid.
+    pub fn new(config: &Config, plugins: Vec<Box<dyn Plugin>>) -> Result<Analyzer, AnalyzerError> {
+        let cfg = EngineConfig::from_config(config)?;
+        Ok(Analyzer::with_handles(cfg, plugins.into_iter().map(PluginHandle::Owned).collect()))
+    }
+
+    /// An analyzer from parsed settings and plugin handles (owned or shared).
+    pub fn with_handles(cfg: EngineConfig, handles: Vec<PluginHandle>) -> Analyzer {
+        let mut dispatch = Dispatch::new(handles, cfg.analyzer.max_plugin_errors);
+        let want_streams = dispatch.slots.iter().any(|s| s.interest.layers.contains(Layers::STREAM));
+        let stream_cfg = cfg.tcp_reassembly.to_config();
+        let mut stats = AnalyzerStats::default();
+        for i in 0..dispatch.slots.len() {
+            dispatch.call(i, &mut stats, |p| p.pre_process());
+        }
+        Analyzer {
+            flows: FlowTable::new(cfg.flows.clone()),
+            defrag: Defragmenter::new(cfg.defrag.to_config()),
+            budget: StreamBudget::new(stream_cfg.max_buffered_total),
+            stream_cfg,
+            dispatch,
+            stats,
+            want_streams,
+            cfg,
+            finished: false,
+        }
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> &AnalyzerStats {
+        &self.stats
+    }
+
+    /// The flow table's counters.
+    pub fn flow_stats(&self) -> &crate::flow::FlowTableStats {
+        self.flows.stats()
+    }
+
+    /// The defragmenter's counters.
+    pub fn defrag_stats(&self) -> &crate::defrag::DefragStats {
+        self.defrag.stats()
+    }
+
+    /// Name of a plugin that panicked, if any.
+    pub fn panicked_plugin(&self) -> Option<&str> {
+        self.dispatch.panicked.as_deref()
+    }
+
+    /// Reads every packet of `source` and handles it, then [`Analyzer::finish`].
+    ///
+    /// A truncated input ends the run normally after its last complete
+    /// packet and is returned as `Ok(Some(error))` so the caller can warn.
+    ///
+    /// # Errors
+    /// When the source fails (other than by truncation) or a plugin panicked.
+    pub fn run(&mut self, source: &mut dyn PacketSource) -> Result<Option<libpcap_tools::Error>, AnalyzerError> {
+        let warning = loop {
+            match source.next_event() {
+                Ok(SourceEvent::Packet(p)) => self.handle_packet(&p),
+                Ok(SourceEvent::Timeout { now }) => self.tick(now),
+                Ok(SourceEvent::End) => break None,
+                Err(e) if e.is_truncation() => break Some(e),
+                Err(e) => {
+                    self.finish();
+                    return Err(e.into());
+                }
+            }
+            if let Some(name) = &self.dispatch.panicked {
+                return Err(AnalyzerError::PluginPanicked(name.clone()));
+            }
+        };
+        self.finish();
+        match &self.dispatch.panicked {
+            Some(name) => Err(AnalyzerError::PluginPanicked(name.clone())),
+            None => Ok(warning),
+        }
+    }
+
+    /// Handles one captured frame.
+    pub fn handle_packet(&mut self, packet: &Packet<'_>) {
+        let link = decode_link(packet.linktype, packet.data);
+        self.handle_packet_with_link(packet, link);
+    }
+
+    /// Handles one frame whose link layer was already decoded (by the
+    /// dispatching thread of the multi-threaded engine).
+    pub fn handle_packet_with_link(&mut self, packet: &Packet<'_>, link: Result<LinkInfo, LinkError>) {
+        self.stats.packets += 1;
+        self.stats.bytes += u64::from(packet.origlen);
+        if let Some(ts) = packet.ts {
+            self.advance(ts);
+        }
+        let l0 = Layer0 { depth: 0, context: FlowContext::default() };
+        self.link_layer(packet, l0, packet.linktype, packet.data, link);
+        self.flush_ended();
+    }
+
+    /// Advances time without a packet (live sources): expires flows and
+    /// fragments.
+    pub fn tick(&mut self, now: Timestamp) {
+        self.advance(now);
+        self.flush_ended();
+    }
+
+    fn advance(&mut self, now: Timestamp) {
+        self.flows.advance(now);
+        if self.defrag.pending() > 0 {
+            for failure in self.defrag.expire(now) {
+                self.defrag_failed(failure);
+            }
+        }
+    }
+
+    fn link_layer(
+        &mut self,
+        packet: &Packet<'_>,
+        l0: Layer0,
+        linktype: LinkType,
+        frame: &[u8],
+        link: Result<LinkInfo, LinkError>,
+    ) {
+        let (info, payload) = match &link {
+            Ok(info) => (Some(*info), frame.get(info.l3_offset..).unwrap_or(&[])),
+            Err(e) => {
+                self.stats.anomaly(&e.kind());
+                (None, &[][..])
+            }
+        };
+        let mut l0 = l0;
+        if let Some(info) = &info {
+            if info.nvlans > 0 {
+                l0.context.vlan = info.inner_vlan();
+            }
+        }
+        if !self.dispatch.link.is_empty() {
+            let ll = LinkLayer {
+                linktype,
+                data: frame,
+                ethertype: info.map_or(0, |i| i.ethertype),
+                payload,
+                vlans: info.as_ref().map_or(&[][..], |i| i.vlans()),
+            };
+            let ctx = PacketContext { packet, depth: l0.depth, context: l0.context };
+            let mut decaps = Vec::new();
+            for k in 0..self.dispatch.link.len() {
+                let Some(&i) = self.dispatch.link.get(k) else { continue };
+                if let Some(d) = self.dispatch.call(i, &mut self.stats, |p| p.handle_link(&ctx, &ll)) {
+                    decaps.push(d);
+                }
+            }
+            for d in decaps {
+                self.decapsulated(packet, l0, None, d);
+            }
+        }
+        if let Some(info) = info {
+            self.stats.network += 1;
+            self.network_layer(packet, l0, info.ethertype, payload);
+        }
+    }
+
+    fn network_layer(&mut self, packet: &Packet<'_>, l0: Layer0, ethertype: u16, data: &[u8]) {
+        match EtherType(ethertype) {
+            EtherType::IPV4 => self.ipv4(packet, l0, data),
+            EtherType::IPV6 => self.ipv6(packet, l0, data),
+            et => {
+                if et == EtherType::ARP {
+                    self.stats.arp += 1;
+                } else {
+                    self.stats.other_network += 1;
+                }
+                let net = NetworkLayer {
+                    ethertype,
+                    data,
+                    src: None,
+                    dst: None,
+                    protocol: 0,
+                    payload: data,
+                    reassembled: false,
+                };
+                self.call_network(packet, l0, &net);
+            }
+        }
+    }
+
+    fn call_network(&mut self, packet: &Packet<'_>, l0: Layer0, net: &NetworkLayer<'_>) {
+        if self.dispatch.network.is_empty() {
+            return;
+        }
+        let ctx = PacketContext { packet, depth: l0.depth, context: l0.context };
+        let mut decaps = Vec::new();
+        for k in 0..self.dispatch.network.len() {
+            let Some(&i) = self.dispatch.network.get(k) else { continue };
+            let wanted = self.dispatch.slots.get(i).is_some_and(|s| s.interest.wants_ethertype(net.ethertype));
+            if wanted {
+                if let Some(d) = self.dispatch.call(i, &mut self.stats, |p| p.handle_network(&ctx, net)) {
+                    decaps.push(d);
+                }
+            }
+        }
+        for d in decaps {
+            self.decapsulated(packet, l0, net.src.zip(net.dst), d);
+        }
+    }
+
+    fn ipv4(&mut self, packet: &Packet<'_>, l0: Layer0, data: &[u8]) {
+        let ip = match Ipv4Slice::from_slice(data) {
+            Ok(ip) => ip,
+            Err(e) => return self.decode_error(&e),
+        };
+        self.stats.ipv4 += 1;
+        if self.cfg.analyzer.do_checksums && !ip.verify_checksum() {
+            self.stats.anomaly("ipv4_bad_checksum");
+        }
+        if ip.is_truncated() {
+            self.stats.anomaly("ipv4_truncated_payload");
+        }
+        let (src, dst) = (IpAddr::V4(ip.src()), IpAddr::V4(ip.dst()));
+        if ip.is_fragment() {
+            self.stats.fragments += 1;
+            let key = FragmentKey {
+                src,
+                dst,
+                id: u32::from(ip.identification()),
+                proto: ip.protocol(),
+                context: pack_context(l0.context),
+            };
+            let frag = FragmentInfo {
+                offset_bytes: ip.fragment_offset_bytes(),
+                more: ip.more_fragments(),
+                payload: ip.payload(),
+                ts: packet.ts,
+                wire_len: packet.origlen,
+                ip_truncated: ip.is_truncated(),
+            };
+            self.fragment(packet, l0, src, dst, EtherType::IPV4.0, data, key, frag);
+            return;
+        }
+        let net = NetworkLayer {
+            ethertype: EtherType::IPV4.0,
+            data,
+            src: Some(src),
+            dst: Some(dst),
+            protocol: ip.protocol(),
+            payload: ip.payload(),
+            reassembled: false,
+        };
+        self.call_network(packet, l0, &net);
+        let frames = self.one_frame(packet);
+        self.transport_layer(packet, l0, src, dst, ip.protocol(), ip.payload(), &frames);
+    }
+
+    fn ipv6(&mut self, packet: &Packet<'_>, l0: Layer0, data: &[u8]) {
+        let ip = match Ipv6Slice::from_slice(data) {
+            Ok(ip) => ip,
+            Err(e) => return self.decode_error(&e),
+        };
+        self.stats.ipv6 += 1;
+        if ip.is_truncated() {
+            self.stats.anomaly("ipv6_truncated_payload");
+        }
+        let (src, dst) = (IpAddr::V6(ip.src()), IpAddr::V6(ip.dst()));
+        let chain = match walk_ipv6_extensions(ip.next_header(), ip.payload()) {
+            Ok(c) => c,
+            Err(e) => {
+                self.decode_error(&e);
+                // still offer the network layer, with an unknown transport
+                let net = NetworkLayer {
+                    ethertype: EtherType::IPV6.0,
+                    data,
+                    src: Some(src),
+                    dst: Some(dst),
+                    protocol: ip.next_header(),
+                    payload: &[],
+                    reassembled: false,
+                };
+                self.call_network(packet, l0, &net);
+                return;
+            }
+        };
+        if let Some(fh) = chain.fragment {
+            if fh.offset_bytes != 0 || fh.more {
+                self.stats.fragments += 1;
+                let key = FragmentKey {
+                    src,
+                    dst,
+                    id: fh.identification,
+                    proto: fh.next_header,
+                    context: pack_context(l0.context),
+                };
+                let frag = FragmentInfo {
+                    offset_bytes: fh.offset_bytes,
+                    more: fh.more,
+                    payload: chain.payload,
+                    ts: packet.ts,
+                    wire_len: packet.origlen,
+                    ip_truncated: ip.is_truncated(),
+                };
+                self.fragment(packet, l0, src, dst, EtherType::IPV6.0, data, key, frag);
+                return;
+            }
+            self.stats.anomaly("ipv6_atomic_fragment");
+        }
+        let net = NetworkLayer {
+            ethertype: EtherType::IPV6.0,
+            data,
+            src: Some(src),
+            dst: Some(dst),
+            protocol: chain.transport,
+            payload: chain.payload,
+            reassembled: false,
+        };
+        self.call_network(packet, l0, &net);
+        let frames = self.one_frame(packet);
+        self.transport_layer(packet, l0, src, dst, chain.transport, chain.payload, &frames);
+    }
+
+    #[allow(clippy::too_many_arguments)] // the facts of one fragment; bundling them would only rename them
+    fn fragment(
+        &mut self,
+        packet: &Packet<'_>,
+        l0: Layer0,
+        src: IpAddr,
+        dst: IpAddr,
+        ethertype: u16,
+        data: &[u8],
+        key: FragmentKey,
+        frag: FragmentInfo<'_>,
+    ) {
+        let outcome = self.defrag.add(key, frag);
+        for failure in self.defrag.take_evicted() {
+            self.defrag_failed(failure);
+        }
+        match outcome {
+            DefragOutcome::Pending => {}
+            DefragOutcome::Failed(failure) => self.defrag_failed(failure),
+            DefragOutcome::Complete(r) => {
+                self.stats.reassembled += 1;
+                let net = NetworkLayer {
+                    ethertype,
+                    data,
+                    src: Some(src),
+                    dst: Some(dst),
+                    protocol: r.proto,
+                    payload: &r.payload,
+                    reassembled: true,
+                };
+                self.call_network(packet, l0, &net);
+                let frames =
+                    Frames { frames: r.frames, wire_bytes: r.wire_bytes, first_ts: r.first_ts, last_ts: r.last_ts };
+                self.transport_layer(packet, l0, src, dst, r.proto, &r.payload, &frames);
+            }
+        }
+    }
+
+    /// A datagram that could not be rebuilt: its frames still count for the
+    /// connection of its first fragment's ports, when that one arrived.
+    fn defrag_failed(&mut self, failure: DefragFailure) {
+        self.stats.anomaly(&format!("defrag_{}", failure_name(&failure)));
+        let Some(first) = failure.first_fragment.as_deref() else {
+            self.stats.anomaly("defrag_frames_unattributed");
+            return;
+        };
+        let data: [u8; 0] = [];
+        let pseudo = Packet {
+            index: u64::MAX,
+            interface: 0,
+            linktype: LinkType(u32::MAX),
+            ts: failure.last_ts,
+            origlen: 0,
+            data: &data,
+        };
+        let l0 = Layer0 { depth: 0, context: unpack_context(failure.key.context) };
+        let frames = Frames {
+            frames: failure.frames,
+            wire_bytes: failure.wire_bytes,
+            first_ts: failure.first_ts,
+            last_ts: failure.last_ts,
+        };
+        // only the flow accounting and transport plugins: the payload is partial
+        self.transport_layer_partial(&pseudo, l0, failure.key.src, failure.key.dst, failure.key.proto, first, &frames);
+    }
+
+    fn one_frame(&self, packet: &Packet<'_>) -> Frames {
+        Frames { frames: 1, wire_bytes: u64::from(packet.origlen), first_ts: packet.ts, last_ts: packet.ts }
+    }
+
+    fn decode_error(&mut self, e: &wire::DecodeError) {
+        let kind = if e.is_truncated() { format!("{}_truncated", e.layer()) } else { format!("{}_invalid", e.layer()) };
+        self.stats.anomaly(&kind);
+    }
+
+    #[allow(clippy::too_many_arguments)] // see fragment()
+    fn transport_layer_partial(
+        &mut self,
+        packet: &Packet<'_>,
+        l0: Layer0,
+        src: IpAddr,
+        dst: IpAddr,
+        proto: u8,
+        data: &[u8],
+        frames: &Frames,
+    ) {
+        let (sp, dp, flags) = ports_prefix(proto, data);
+        let key = FiveTuple { src, dst, src_port: sp, dst_port: dp, proto };
+        self.track_and_call(packet, l0, &key, data, &[], flags, frames, None);
+    }
+
+    #[allow(clippy::too_many_arguments)] // see fragment()
+    fn transport_layer(
+        &mut self,
+        packet: &Packet<'_>,
+        l0: Layer0,
+        src: IpAddr,
+        dst: IpAddr,
+        proto: u8,
+        data: &[u8],
+        frames: &Frames,
+    ) {
+        let mut tcp = None;
+        let (sp, dp, flags, payload): (u16, u16, u8, &[u8]) = match proto {
+            ipproto::TCP => {
+                self.stats.tcp += 1;
+                match TcpSlice::from_slice(data) {
+                    Ok(t) => {
+                        tcp = Some((t.seq(), t.flags().bits() as u8));
+                        (t.src_port(), t.dst_port(), t.flags().bits() as u8, t.payload())
+                    }
+                    Err(e) => {
+                        self.decode_error(&e);
+                        match ports_prefix(proto, data) {
+                            (sp, dp, _) if data.len() >= 4 => (sp, dp, 0, &[][..]),
+                            _ => return,
+                        }
+                    }
+                }
+            }
+            ipproto::UDP => {
+                self.stats.udp += 1;
+                match UdpSlice::from_slice(data) {
+                    Ok(u) => (u.src_port(), u.dst_port(), 0, u.payload()),
+                    Err(e) => {
+                        self.decode_error(&e);
+                        match ports_prefix(proto, data) {
+                            (sp, dp, _) if data.len() >= 4 => (sp, dp, 0, &[][..]),
+                            _ => return,
+                        }
+                    }
+                }
+            }
+            ipproto::SCTP => {
+                self.stats.sctp += 1;
+                match SctpSlice::from_slice(data) {
+                    Ok(s) => (s.src_port(), s.dst_port(), 0, s.payload()),
+                    Err(e) => {
+                        self.decode_error(&e);
+                        match ports_prefix(proto, data) {
+                            (sp, dp, _) if data.len() >= 4 => (sp, dp, 0, &[][..]),
+                            _ => return,
+                        }
+                    }
+                }
+            }
+            ipproto::ICMP => {
+                self.stats.icmp += 1;
+                match IcmpSlice::from_slice(data) {
+                    Ok(i) => (0, 0, 0, i.payload()),
+                    Err(e) => {
+                        self.decode_error(&e);
+                        (0, 0, 0, &[][..])
+                    }
+                }
+            }
+            ipproto::ICMPV6 => {
+                self.stats.icmp += 1;
+                match Icmpv6Slice::from_slice(data) {
+                    Ok(i) => (0, 0, 0, i.payload()),
+                    Err(e) => {
+                        self.decode_error(&e);
+                        (0, 0, 0, &[][..])
+                    }
+                }
+            }
+            _ => {
+                self.stats.other_transport += 1;
+                (0, 0, 0, data)
+            }
+        };
+        let key = FiveTuple { src, dst, src_port: sp, dst_port: dp, proto };
+        self.track_and_call(packet, l0, &key, data, payload, flags, frames, tcp);
+        // tunnels, outer layer first
+        self.tunnel(packet, l0, &key, payload, data);
+    }
+
+    #[allow(clippy::too_many_arguments)] // see fragment()
+    fn track_and_call(
+        &mut self,
+        packet: &Packet<'_>,
+        l0: Layer0,
+        key: &FiveTuple,
+        data: &[u8],
+        payload: &[u8],
+        flags: u8,
+        frames: &Frames,
+        tcp: Option<(u32, u8)>,
+    ) {
+        let ts = frames.last_ts.or(packet.ts);
+        let tracked = self.flows.track(key, l0.context, ts, packet.index, frames.frames, frames.wire_bytes, flags);
+        if tracked.created && !self.dispatch.flow_events.is_empty() {
+            if let Some(e) = self.flows.get(tracked.handle) {
+                let flow = e.flow.clone();
+                for k in 0..self.dispatch.flow_events.len() {
+                    let Some(&i) = self.dispatch.flow_events.get(k) else { continue };
+                    self.dispatch.call(i, &mut self.stats, |p| p.flow_created(&flow));
+                }
+            }
+        }
+        let ctx = PacketContext { packet, depth: l0.depth, context: l0.context };
+        let mut decaps = Vec::new();
+        if !self.dispatch.transport.is_empty() {
+            let Some(entry) = self.flows.get(tracked.handle) else { return };
+            let tl = TransportLayer {
+                key: *key,
+                data,
+                payload,
+                tcp_flags: flags,
+                flow: &entry.flow,
+                direction: tracked.direction,
+                frames: frames.frames,
+                wire_bytes: frames.wire_bytes,
+                first_ts: frames.first_ts,
+                last_ts: frames.last_ts,
+            };
+            let d = &mut self.dispatch;
+            for k in 0..d.transport.len() {
+                let Some(&i) = d.transport.get(k) else { continue };
+                if d.slots.get(i).is_some_and(|s| s.interest.wants_protocol(Layers::TRANSPORT, key.proto)) {
+                    if let Some(x) = d.call(i, &mut self.stats, |p| p.handle_transport(&ctx, &tl)) {
+                        decaps.push(x);
+                    }
+                }
+            }
+        }
+        if let Some((seq, flags)) = tcp {
+            if self.want_streams {
+                self.stream(&ctx, tracked.handle, tracked.direction, seq, flags, payload);
+            }
+        }
+        for d in decaps {
+            self.decapsulated(packet, l0, Some((key.src, key.dst)), d);
+        }
+    }
+
+    fn stream(
+        &mut self,
+        ctx: &PacketContext<'_>,
+        handle: FlowHandle,
+        dir: Direction,
+        seq: u32,
+        flags: u8,
+        payload: &[u8],
+    ) {
+        let Some(entry) = self.flows.get_mut(handle) else { return };
+        let streams = entry.ext.streams.get_or_insert_with(|| Box::new([TcpStreamDirection::new(), TcpStreamDirection::new()]));
+        let side = match dir {
+            Direction::ToServer => &mut streams[0],
+            Direction::ToClient => &mut streams[1],
+        };
+        let flow = &entry.flow;
+        let d = &mut self.dispatch;
+        let stats = &mut self.stats;
+        let proto = flow.key.proto;
+        side.segment(
+            seq,
+            flags & tcp_flags::SYN != 0,
+            flags & tcp_flags::FIN != 0,
+            flags & tcp_flags::RST != 0,
+            payload,
+            &self.stream_cfg,
+            &mut self.budget,
+            &mut |ev| deliver_stream(d, stats, ctx, flow, dir, proto, ev),
+        );
+    }
+
+    fn tunnel(&mut self, packet: &Packet<'_>, l0: Layer0, key: &FiveTuple, payload: &[u8], data: &[u8]) {
+        let inner: Option<(u64, Inner<'_>)> = match key.proto {
+            ipproto::IPIP => Some((0, Inner::Network(EtherType::IPV4.0, data))),
+            ipproto::IPV6 => Some((0, Inner::Network(EtherType::IPV6.0, data))),
+            ipproto::GRE => match GreSlice::from_slice(data) {
+                Ok(g) => gre_inner(&g).map(|i| (u64::from(g.key().unwrap_or(0)), i)),
+                Err(e) => {
+                    self.decode_error(&e);
+                    None
+                }
+            },
+            ipproto::UDP if self.cfg.analyzer.vxlan_ports.contains(&key.dst_port) => {
+                match VxlanSlice::from_slice(payload) {
+                    Ok(v) => Some((u64::from(v.vni().unwrap_or(0)), Inner::Ethernet(v.payload()))),
+                    Err(e) => {
+                        self.decode_error(&e);
+                        None
+                    }
+                }
+            }
+            ipproto::UDP if self.cfg.analyzer.geneve_ports.contains(&key.dst_port) => {
+                match GeneveSlice::from_slice(payload) {
+                    Ok(g) => {
+                        let et = g.protocol_type();
+                        let vni = u64::from(g.vni());
+                        if et == EtherType::TEB {
+                            Some((vni, Inner::Ethernet(g.payload())))
+                        } else {
+                            Some((vni, Inner::Network(et.0, g.payload())))
+                        }
+                    }
+                    Err(e) => {
+                        self.decode_error(&e);
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let Some((id, inner)) = inner else { return };
+        self.enter_tunnel(packet, l0, key.src, key.dst, id, inner);
+    }
+
+    fn enter_tunnel(&mut self, packet: &Packet<'_>, l0: Layer0, src: IpAddr, dst: IpAddr, id: u64, inner: Inner<'_>) {
+        if l0.depth >= self.cfg.analyzer.max_tunnel_depth {
+            self.stats.anomaly("tunnel_too_deep");
+            return;
+        }
+        self.stats.tunnels += 1;
+        let l1 = Layer0 {
+            depth: l0.depth + 1,
+            context: FlowContext {
+                vlan: l0.context.vlan,
+                depth: l0.depth + 1,
+                tunnel: tunnel_hash(l0.context.tunnel, src, dst, id),
+            },
+        };
+        match inner {
+            Inner::Ethernet(eth) => {
+                let link = decode_ethernet(eth, eth);
+                self.link_layer(packet, l1, LinkType::ETHERNET, eth, link);
+            }
+            Inner::Network(et, d) => {
+                self.stats.network += 1;
+                self.network_layer(packet, l1, et, d);
+            }
+            Inner::Ppp(d) => match crate::wire::PppSlice::from_slice(d) {
+                Ok(p) => match p.protocol() {
+                    crate::wire::ppp::PPP_IPV4 => self.network_layer(packet, l1, EtherType::IPV4.0, p.payload()),
+                    crate::wire::ppp::PPP_IPV6 => self.network_layer(packet, l1, EtherType::IPV6.0, p.payload()),
+                    _ => self.stats.anomaly("non_ip_ppp"),
+                },
+                Err(e) => self.decode_error(&e),
+            },
+        }
+    }
+
+    fn decapsulated(&mut self, packet: &Packet<'_>, l0: Layer0, addrs: Option<(IpAddr, IpAddr)>, d: Decapsulated) {
+        let (src, dst) = addrs.unwrap_or((IpAddr::from([0u8; 4]), IpAddr::from([0u8; 4])));
+        match d.layer {
+            DecapLayer::Ethernet => self.enter_tunnel(packet, l0, src, dst, 0, Inner::Ethernet(&d.data)),
+            DecapLayer::Network(et) => self.enter_tunnel(packet, l0, src, dst, 0, Inner::Network(et, &d.data)),
+            DecapLayer::Transport(proto) => {
+                if l0.depth >= self.cfg.analyzer.max_tunnel_depth {
+                    self.stats.anomaly("tunnel_too_deep");
+                    return;
+                }
+                let l1 = Layer0 { depth: l0.depth + 1, context: FlowContext { depth: l0.depth + 1, ..l0.context } };
+                let frames = self.one_frame(packet);
+                self.transport_layer(packet, l1, src, dst, proto, &d.data, &frames);
+            }
+        }
+    }
+
+    fn flush_ended(&mut self) {
+        if !self.flows.has_ended() {
+            return;
+        }
+        let ended: Vec<_> = self.flows.take_ended().collect();
+        for (entry, reason) in ended {
+            self.end_flow(entry.flow, entry.ext, reason);
+        }
+    }
+
+    fn end_flow(&mut self, flow: Flow, ext: FlowExt, reason: EndReason) {
+        if let Some(mut streams) = ext.streams {
+            let data: [u8; 0] = [];
+            let pseudo = Packet {
+                index: u64::MAX,
+                interface: 0,
+                linktype: LinkType(u32::MAX),
+                ts: flow.last_seen,
+                origlen: 0,
+                data: &data,
+            };
+            let ctx = PacketContext { packet: &pseudo, depth: flow.context.depth, context: flow.context };
+            let d = &mut self.dispatch;
+            let stats = &mut self.stats;
+            let proto = flow.key.proto;
+            let [a, b] = &mut *streams;
+            a.flush(&mut self.budget, &mut |ev| deliver_stream(d, stats, &ctx, &flow, Direction::ToServer, proto, ev));
+            b.flush(&mut self.budget, &mut |ev| deliver_stream(d, stats, &ctx, &flow, Direction::ToClient, proto, ev));
+        }
+        for k in 0..self.dispatch.flow_events.len() {
+            let Some(&i) = self.dispatch.flow_events.get(k) else { continue };
+            self.dispatch.call(i, &mut self.stats, |p| p.flow_destroyed(&flow, reason));
+        }
+    }
+
+    /// Ends the input: rebuilds what it can of pending fragments, ends every
+    /// flow (`flow_destroyed` with `EndOfInput`). Idempotent.
+    pub fn finish(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        for failure in self.defrag.drain() {
+            self.defrag_failed(failure);
+        }
+        self.flush_ended();
+        self.flows.drain();
+        self.flush_ended();
+    }
+
+    /// Finishes the input and returns the plugin instances (to merge,
+    /// post-process and save) with the counters.
+    pub fn into_parts(mut self) -> (Vec<PluginHandle>, AnalyzerStats) {
+        self.finish();
+        let mut stats = std::mem::take(&mut self.stats);
+        for s in &self.dispatch.slots {
+            if s.errors > 0 {
+                stats.plugin_errors.insert(s.name.clone(), s.errors);
+            }
+        }
+        (std::mem::take(&mut self.dispatch).into_handles(), stats)
+    }
+}
+
+/// What a tunnel carries.
+enum Inner<'a> {
+    Ethernet(&'a [u8]),
+    Network(u16, &'a [u8]),
+    Ppp(&'a [u8]),
+}
+
+fn gre_inner<'a>(g: &GreSlice<'a>) -> Option<Inner<'a>> {
+    let et = g.protocol_type();
+    match et {
+        EtherType::TEB => Some(Inner::Ethernet(g.payload())),
+        EtherType::ERSPAN_II => {
+            if g.seq_present() {
+                ErspanSlice::from_slice_type2(g.payload()).ok().map(|e| Inner::Ethernet(e.payload()))
+            } else {
+                // ERSPAN type I: no ERSPAN header
+                Some(Inner::Ethernet(g.payload()))
+            }
+        }
+        EtherType::ERSPAN_III => ErspanSlice::from_slice_type3(g.payload()).ok().map(|e| Inner::Ethernet(e.payload())),
+        EtherType(0x880B) => Some(Inner::Ppp(g.payload())),
+        EtherType::IPV4 | EtherType::IPV6 => Some(Inner::Network(et.0, g.payload())),
+        EtherType::MPLS_UC | EtherType::MPLS_MC => match crate::wire::parse_mpls_stack(g.payload()) {
+            Ok((_, p)) => match crate::wire::guess_mpls_payload(p) {
+                (crate::wire::MplsPayload::Ipv4, d) => Some(Inner::Network(EtherType::IPV4.0, d)),
+                (crate::wire::MplsPayload::Ipv6, d) => Some(Inner::Network(EtherType::IPV6.0, d)),
+                (crate::wire::MplsPayload::Ethernet, d) => Some(Inner::Ethernet(d)),
+                _ => None,
+            },
+            Err(_) => None,
+        },
+        _ => None,
+    }
+}
+
+/// Ports (and TCP flags) from the first bytes of a transport header that
+/// may be cut short: the ports are the first four bytes of TCP, UDP and SCTP.
+fn ports_prefix(proto: u8, data: &[u8]) -> (u16, u16, u8) {
+    match proto {
+        ipproto::TCP | ipproto::UDP | ipproto::SCTP => {
+            let sp = data.get(0..2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+            let dp = data.get(2..4).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+            let flags = if proto == ipproto::TCP { data.get(13).copied().unwrap_or(0) } else { 0 };
+            (sp, dp, flags)
+        }
+        _ => (0, 0, 0),
+    }
+}
+
+fn failure_name(f: &DefragFailure) -> String {
+    format!("{:?}", f.reason).to_lowercase()
+}
+
+fn deliver_stream(
+    d: &mut Dispatch,
+    stats: &mut AnalyzerStats,
+    ctx: &PacketContext<'_>,
+    flow: &Flow,
+    dir: Direction,
+    proto: u8,
+    ev: StreamEvent<'_>,
+) {
+    let data = match ev {
+        StreamEvent::Data { data, offset } => {
+            stats.stream_bytes += data.len() as u64;
+            StreamData::Data { offset, data }
+        }
+        StreamEvent::Gap { offset, len } => {
+            stats.anomaly("tcp_stream_gap");
+            StreamData::Gap { offset, len }
+        }
+    };
+    for k in 0..d.stream.len() {
+        let Some(&i) = d.stream.get(k) else { continue };
+        if d.slots.get(i).is_some_and(|s| s.interest.wants_protocol(Layers::STREAM, proto)) {
+            d.call(i, stats, |p| p.handle_stream(ctx, flow, dir, data));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

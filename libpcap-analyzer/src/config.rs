@@ -1,0 +1,140 @@
+//! Typed configuration sections of the analyzer.
+
+use crate::defrag::{DefragConfig, OverlapPolicy};
+use crate::flow::FlowConfig;
+use crate::reassembly::StreamConfig;
+use libpcap_tools::{Config, Result};
+
+/// Section `[analyzer]`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(default)]
+pub struct AnalyzerConfig {
+    /// Verify IPv4 header checksums and count bad ones as anomalies
+    /// (`ipv4_bad_checksum`); packets are decoded either way.
+    pub do_checksums: bool,
+    /// Most tunnel levels decoded below the outer packet.
+    pub max_tunnel_depth: u8,
+    /// UDP destination ports decoded as VXLAN.
+    pub vxlan_ports: Vec<u16>,
+    /// UDP destination ports decoded as Geneve.
+    pub geneve_ports: Vec<u16>,
+    /// Errors after which a plugin is disabled (0: never).
+    pub max_plugin_errors: u64,
+}
+
+impl Default for AnalyzerConfig {
+    fn default() -> Self {
+        AnalyzerConfig {
+            do_checksums: false,
+            max_tunnel_depth: 4,
+            vxlan_ports: vec![4789],
+            geneve_ports: vec![6081],
+            max_plugin_errors: 1000,
+        }
+    }
+}
+
+/// Section `[defrag]`.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(default)]
+pub struct DefragSection {
+    /// Seconds a partial datagram waits for its missing fragments.
+    pub timeout: f64,
+    /// Most datagrams being reassembled at once (the oldest is dropped beyond).
+    pub max_datagrams: usize,
+    /// Most fragment bytes buffered at once.
+    pub max_bytes: usize,
+    /// Most fragments in one datagram.
+    pub max_fragments_per_datagram: usize,
+    /// What to do with overlapping fragments: `first` (bytes received first
+    /// win), `last`, or `drop-datagram` (RFC 5722).
+    pub overlap_policy: OverlapPolicy,
+}
+
+impl Default for DefragSection {
+    fn default() -> Self {
+        let d = DefragConfig::default();
+        DefragSection {
+            timeout: d.timeout_ns as f64 / 1e9,
+            max_datagrams: d.max_datagrams,
+            max_bytes: d.max_bytes,
+            max_fragments_per_datagram: d.max_fragments_per_datagram,
+            overlap_policy: d.policy,
+        }
+    }
+}
+
+impl DefragSection {
+    /// The defragmenter's settings.
+    pub fn to_config(&self) -> DefragConfig {
+        DefragConfig {
+            timeout_ns: (self.timeout.max(0.0) * 1e9).min(i64::MAX as f64) as i64,
+            max_datagrams: self.max_datagrams,
+            max_bytes: self.max_bytes,
+            max_fragments_per_datagram: self.max_fragments_per_datagram,
+            policy: self.overlap_policy,
+        }
+    }
+}
+
+/// Section `[tcp_reassembly]`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(default)]
+pub struct StreamSection {
+    /// Out-of-order bytes held per direction of a connection; beyond, the
+    /// stream skips to the buffered data and reports a gap.
+    pub max_buffered_per_direction: usize,
+    /// Out-of-order bytes held for all connections of a worker.
+    pub max_buffered_total: usize,
+}
+
+impl Default for StreamSection {
+    fn default() -> Self {
+        let s = StreamConfig::default();
+        StreamSection {
+            max_buffered_per_direction: s.max_buffered_per_direction,
+            max_buffered_total: s.max_buffered_total,
+        }
+    }
+}
+
+impl StreamSection {
+    /// The reassembler's settings.
+    pub fn to_config(&self) -> StreamConfig {
+        StreamConfig {
+            max_buffered_per_direction: self.max_buffered_per_direction,
+            max_buffered_total: self.max_buffered_total,
+        }
+    }
+}
+
+/// All sections the analyzer reads.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EngineConfig {
+    /// `[analyzer]`.
+    pub analyzer: AnalyzerConfig,
+    /// `[flows]`.
+    pub flows: FlowConfig,
+    /// `[defrag]`.
+    pub defrag: DefragSection,
+    /// `[tcp_reassembly]`.
+    pub tcp_reassembly: StreamSection,
+}
+
+impl EngineConfig {
+    /// The sections this config reads (for unknown-section warnings).
+    pub const SECTIONS: &'static [&'static str] = &["analyzer", "flows", "defrag", "tcp_reassembly"];
+
+    /// Reads the sections from `config`.
+    ///
+    /// # Errors
+    /// When a value has the wrong type.
+    pub fn from_config(config: &Config) -> Result<EngineConfig> {
+        Ok(EngineConfig {
+            analyzer: config.section("analyzer")?,
+            flows: config.section("flows")?,
+            defrag: config.section("defrag")?,
+            tcp_reassembly: config.section("tcp_reassembly")?,
+        })
+    }
+}

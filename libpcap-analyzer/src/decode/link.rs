@@ -1,0 +1,250 @@
+//! Link-layer decoding: from a captured frame to the network layer.
+//!
+//! This is the part of decoding that the reading thread does before it
+//! dispatches a packet to a worker: it finds the network-layer bytes and
+//! their ethertype behind any stack of Ethernet, 802.1Q/802.1ad tags, MPLS
+//! labels, PPPoE session and PPP headers, Linux cooked headers, BSD loopback
+//! or raw-IP framing.
+
+use crate::wire::{
+    DecodeError, EtherType, EthernetSlice, LlcSlice, MplsPayload, NullSlice, PppSlice, PppoeSlice, Sll2Slice,
+    SllSlice, VlanSlice, guess_mpls_payload, parse_mpls_stack, ppp,
+};
+use libpcap_tools::LinkType;
+
+/// Most VLAN ids kept per frame (deeper tags are still skipped).
+pub const MAX_VLANS: usize = 8;
+
+/// Most link-layer headers (tags, labels, shims) followed in one frame.
+const MAX_LINK_HEADERS: usize = 32;
+
+/// The network layer found behind the link headers of a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkInfo {
+    /// Ethertype of the network layer (0x0800, 0x86DD, 0x0806, …).
+    pub ethertype: u16,
+    /// Offset of the network layer in the frame.
+    pub l3_offset: usize,
+    /// VLAN ids, outermost first (`nvlans` of them are valid).
+    pub vlans: [u16; MAX_VLANS],
+    /// Number of valid entries in `vlans`.
+    pub nvlans: u8,
+    /// MPLS labels crossed.
+    pub mpls_labels: u8,
+    /// `true` if a PPPoE session header was crossed.
+    pub pppoe: bool,
+}
+
+impl LinkInfo {
+    fn new() -> LinkInfo {
+        LinkInfo { ethertype: 0, l3_offset: 0, vlans: [0; MAX_VLANS], nvlans: 0, mpls_labels: 0, pppoe: false }
+    }
+
+    /// The VLAN ids found, outermost first.
+    pub fn vlans(&self) -> &[u16] {
+        self.vlans.get(..usize::from(self.nvlans)).unwrap_or(&[])
+    }
+
+    /// The innermost VLAN id, 0 when untagged.
+    pub fn inner_vlan(&self) -> u16 {
+        self.vlans().last().copied().unwrap_or(0)
+    }
+}
+
+/// Why a frame has no network layer to decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkError {
+    /// The link type is not one this decoder knows (802.11, radiotap, …).
+    UnsupportedLinkType(LinkType),
+    /// An 802.3 / LLC frame without a SNAP ethertype (STP, CDP, …).
+    Llc,
+    /// A PPPoE discovery frame or a PPP control protocol (LCP, IPCP, …).
+    NotNetwork(&'static str),
+    /// An MPLS payload that is neither IP nor an Ethernet pseudowire.
+    UnknownMplsPayload,
+    /// A loopback address family or PPP protocol that is not IP.
+    UnknownFamily(u32),
+    /// Too many stacked link headers.
+    TooManyHeaders,
+    /// A header is truncated or invalid.
+    Decode(DecodeError),
+}
+
+impl From<DecodeError> for LinkError {
+    fn from(e: DecodeError) -> Self {
+        LinkError::Decode(e)
+    }
+}
+
+impl LinkError {
+    /// A short stable name, for anomaly counters.
+    pub fn kind(&self) -> String {
+        match self {
+            LinkError::UnsupportedLinkType(l) => format!("unsupported_linktype_{}", l.0),
+            LinkError::Llc => "llc_frame".to_string(),
+            LinkError::NotNetwork(what) => format!("non_ip_{what}"),
+            LinkError::UnknownMplsPayload => "mpls_unknown_payload".to_string(),
+            LinkError::UnknownFamily(_) => "link_unknown_family".to_string(),
+            LinkError::TooManyHeaders => "link_too_many_headers".to_string(),
+            LinkError::Decode(e) => {
+                if e.is_truncated() {
+                    format!("{}_truncated", e.layer())
+                } else {
+                    format!("{}_invalid", e.layer())
+                }
+            }
+        }
+    }
+}
+
+fn offset_of(frame: &[u8], inner: &[u8]) -> usize {
+    (inner.as_ptr() as usize).saturating_sub(frame.as_ptr() as usize)
+}
+
+/// An IP ethertype from the version nibble of a raw-IP packet.
+fn ip_ethertype(data: &[u8]) -> Option<u16> {
+    match data.first().map(|b| b >> 4) {
+        Some(4) => Some(EtherType::IPV4.0),
+        Some(6) => Some(EtherType::IPV6.0),
+        _ => None,
+    }
+}
+
+/// Finds the network layer of a frame of link type `linktype`.
+///
+/// # Errors
+/// A [`LinkError`] saying why there is no network layer to decode.
+pub fn decode_link(linktype: LinkType, frame: &[u8]) -> Result<LinkInfo, LinkError> {
+    let mut info = LinkInfo::new();
+    let (ethertype, rest) = match linktype {
+        LinkType::ETHERNET => return decode_ethernet_into(frame, frame, info),
+        LinkType::NULL | LinkType::LOOP => {
+            let n =
+                if linktype == LinkType::LOOP { NullSlice::from_slice_loop(frame)? } else { NullSlice::from_slice(frame)? };
+            match n.ip_version() {
+                Some(4) => (EtherType::IPV4.0, n.payload()),
+                Some(6) => (EtherType::IPV6.0, n.payload()),
+                _ => return Err(LinkError::UnknownFamily(n.family())),
+            }
+        }
+        LinkType::RAW | LinkType::RAW_12 | LinkType::RAW_14 | LinkType::IPV4 | LinkType::IPV6 => {
+            // trust the version nibble over the link type (mislabelled captures exist)
+            match ip_ethertype(frame) {
+                Some(et) => (et, frame),
+                None => {
+                    let v = frame.first().map_or(0, |b| u32::from(b >> 4));
+                    return Err(LinkError::UnknownFamily(v));
+                }
+            }
+        }
+        LinkType::LINUX_SLL => {
+            let s = SllSlice::from_slice(frame)?;
+            (s.protocol().0, s.payload())
+        }
+        LinkType::LINUX_SLL2 => {
+            let s = Sll2Slice::from_slice(frame)?;
+            (s.protocol().0, s.payload())
+        }
+        LinkType::PPP | LinkType::PPP_HDLC => {
+            let p = PppSlice::from_slice(frame)?;
+            (ppp_to_ethertype(p.protocol())?, p.payload())
+        }
+        other => return Err(LinkError::UnsupportedLinkType(other)),
+    };
+    follow_ethertype(frame, ethertype, rest, &mut info, 0)?;
+    Ok(info)
+}
+
+/// Decodes an Ethernet frame (the frame itself, or one inside a tunnel).
+///
+/// `frame` is the buffer offsets are relative to; `eth` the Ethernet header on.
+///
+/// # Errors
+/// As [`decode_link`].
+pub fn decode_ethernet(frame: &[u8], eth: &[u8]) -> Result<LinkInfo, LinkError> {
+    decode_ethernet_into(frame, eth, LinkInfo::new())
+}
+
+fn decode_ethernet_into(frame: &[u8], eth: &[u8], mut info: LinkInfo) -> Result<LinkInfo, LinkError> {
+    let e = EthernetSlice::from_slice(eth)?;
+    if e.is_802_3() {
+        let llc = LlcSlice::from_slice(e.payload())?;
+        match llc.snap_ethertype() {
+            Some(et) if llc.snap_oui() == Some(0) => {
+                follow_ethertype(frame, et.0, llc.payload(), &mut info, 0)?;
+                return Ok(info);
+            }
+            _ => return Err(LinkError::Llc),
+        }
+    }
+    follow_ethertype(frame, e.ethertype().0, e.payload(), &mut info, 0)?;
+    Ok(info)
+}
+
+fn ppp_to_ethertype(proto: u16) -> Result<u16, LinkError> {
+    match proto {
+        ppp::PPP_IPV4 => Ok(EtherType::IPV4.0),
+        ppp::PPP_IPV6 => Ok(EtherType::IPV6.0),
+        _ => Err(LinkError::NotNetwork("ppp")),
+    }
+}
+
+/// Crosses VLAN tags, MPLS labels and PPPoE headers until a network-layer
+/// ethertype is reached.
+fn follow_ethertype(
+    frame: &[u8],
+    mut ethertype: u16,
+    mut data: &[u8],
+    info: &mut LinkInfo,
+    depth: usize,
+) -> Result<(), LinkError> {
+    for _ in depth..MAX_LINK_HEADERS {
+        match EtherType(ethertype) {
+            EtherType::VLAN | EtherType::QINQ | EtherType::VLAN_9100 => {
+                let v = VlanSlice::from_slice(data)?;
+                if let Some(slot) = info.vlans.get_mut(usize::from(info.nvlans)) {
+                    *slot = v.vid();
+                    info.nvlans += 1;
+                }
+                ethertype = v.ethertype().0;
+                data = v.payload();
+            }
+            EtherType::MPLS_UC | EtherType::MPLS_MC => {
+                let (stack, payload) = parse_mpls_stack(data)?;
+                info.mpls_labels = info.mpls_labels.saturating_add(u8::try_from(stack.len()).unwrap_or(u8::MAX));
+                match guess_mpls_payload(payload) {
+                    (MplsPayload::Ipv4, p) => {
+                        ethertype = EtherType::IPV4.0;
+                        data = p;
+                    }
+                    (MplsPayload::Ipv6, p) => {
+                        ethertype = EtherType::IPV6.0;
+                        data = p;
+                    }
+                    (MplsPayload::Ethernet, p) => {
+                        let e = EthernetSlice::from_slice(p)?;
+                        ethertype = e.ethertype().0;
+                        data = e.payload();
+                    }
+                    _ => return Err(LinkError::UnknownMplsPayload),
+                }
+            }
+            EtherType::PPPOE_SESSION => {
+                let p = PppoeSlice::from_slice(data)?;
+                if !p.is_session() {
+                    return Err(LinkError::NotNetwork("pppoe"));
+                }
+                info.pppoe = true;
+                ethertype = ppp_to_ethertype(p.ppp_protocol())?;
+                data = p.payload();
+            }
+            EtherType::PPPOE_DISCOVERY => return Err(LinkError::NotNetwork("pppoe_discovery")),
+            _ => {
+                info.ethertype = ethertype;
+                info.l3_offset = offset_of(frame, data);
+                return Ok(());
+            }
+        }
+    }
+    Err(LinkError::TooManyHeaders)
+}

@@ -1,0 +1,3 @@
+//! Decoding stages above the wire views: link layer ([`link`]).
+
+pub mod link;

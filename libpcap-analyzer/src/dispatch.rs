@@ -1,0 +1,127 @@
+//! Calling plugins: per-layer lists, error accounting, panic containment.
+
+use crate::plugin::{Interest, Layers, Plugin, PluginError};
+use crate::stats::AnalyzerStats;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex};
+
+/// A plugin instance: owned by one worker, or shared by all behind a lock.
+pub enum PluginHandle {
+    /// This worker's own instance.
+    Owned(Box<dyn Plugin>),
+    /// One instance for all workers.
+    Shared(Arc<Mutex<Box<dyn Plugin>>>),
+}
+
+impl std::fmt::Debug for PluginHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PluginHandle::Owned(p) => write!(f, "Owned({})", p.name()),
+            PluginHandle::Shared(_) => write!(f, "Shared"),
+        }
+    }
+}
+
+/// The plugins of one analyzer and which of them each layer calls.
+#[derive(Debug, Default)]
+pub(crate) struct Dispatch {
+    pub(crate) slots: Vec<Slot>,
+    pub(crate) link: Vec<usize>,
+    pub(crate) network: Vec<usize>,
+    pub(crate) transport: Vec<usize>,
+    pub(crate) stream: Vec<usize>,
+    pub(crate) flow_events: Vec<usize>,
+    /// Name of a plugin that panicked: the run must end with an error.
+    pub(crate) panicked: Option<String>,
+    pub(crate) max_errors: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub(crate) handle: PluginHandle,
+    pub(crate) interest: Interest,
+    pub(crate) name: String,
+    pub(crate) errors: u64,
+    pub(crate) disabled: bool,
+}
+
+impl Dispatch {
+    pub(crate) fn new(handles: Vec<PluginHandle>, max_errors: u64) -> Dispatch {
+        let mut d = Dispatch { max_errors, ..Dispatch::default() };
+        for handle in handles {
+            let (name, interest) = match &handle {
+                PluginHandle::Owned(p) => (p.name().to_string(), p.interest()),
+                PluginHandle::Shared(m) => match m.lock() {
+                    Ok(p) => (p.name().to_string(), p.interest()),
+                    Err(_) => continue,
+                },
+            };
+            let i = d.slots.len();
+            let l = interest.layers;
+            if l.contains(Layers::LINK) {
+                d.link.push(i);
+            }
+            if l.contains(Layers::NETWORK) {
+                d.network.push(i);
+            }
+            if l.contains(Layers::TRANSPORT) {
+                d.transport.push(i);
+            }
+            if l.contains(Layers::STREAM) {
+                d.stream.push(i);
+            }
+            if l.contains(Layers::FLOW_EVENTS) {
+                d.flow_events.push(i);
+            }
+            d.slots.push(Slot { handle, interest, name, errors: 0, disabled: false });
+        }
+        d
+    }
+
+    /// Calls `f` on plugin `i`, counting its error and containing a panic.
+    pub(crate) fn call<R: Default>(
+        &mut self,
+        i: usize,
+        stats: &mut AnalyzerStats,
+        f: impl FnOnce(&mut dyn Plugin) -> Result<R, PluginError>,
+    ) -> R {
+        let Some(slot) = self.slots.get_mut(i) else { return R::default() };
+        if slot.disabled {
+            return R::default();
+        }
+        let outcome = match &mut slot.handle {
+            PluginHandle::Owned(p) => catch_unwind(AssertUnwindSafe(|| f(p.as_mut()))),
+            PluginHandle::Shared(m) => match m.lock() {
+                Ok(mut g) => catch_unwind(AssertUnwindSafe(|| f(g.as_mut()))),
+                Err(_) => return R::default(),
+            },
+        };
+        match outcome {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                slot.errors += 1;
+                *stats.plugin_errors.entry(slot.name.clone()).or_default() += 1;
+                if slot.errors == 1 {
+                    log::warn!("{e} (further errors of this plugin are logged at debug level)");
+                } else {
+                    log::debug!("{e}");
+                }
+                if self.max_errors > 0 && slot.errors >= self.max_errors {
+                    log::warn!("plugin {}: {} errors, disabled for the rest of the run", slot.name, slot.errors);
+                    slot.disabled = true;
+                }
+                R::default()
+            }
+            Err(_) => {
+                log::error!("plugin {} panicked; the run will end with an error", slot.name);
+                slot.disabled = true;
+                self.panicked.get_or_insert_with(|| slot.name.clone());
+                R::default()
+            }
+        }
+    }
+
+    pub(crate) fn into_handles(self) -> Vec<PluginHandle> {
+        self.slots.into_iter().map(|s| s.handle).collect()
+    }
+}

@@ -1,0 +1,474 @@
+//! Running the analyzer over a source with N worker threads, and combining
+//! the results.
+//!
+//! # How packets travel
+//! With one worker ([`Engine::jobs`] = 1) the [`Analyzer`] runs on the
+//! calling thread. With more, the calling thread reads the source, decodes
+//! the link layer, and picks a worker by a symmetric hash of the IP
+//! addresses (both directions of a flow, and every fragment of a datagram,
+//! go to the same worker). Packets are copied into batches: reusable owned
+//! buffers sent over bounded channels (a full channel blocks the reader, so
+//! memory stays bounded when workers are slower), and sent back for reuse
+//! once handled. No packet borrows the reader's buffer across threads.
+//!
+//! Each worker owns its [`Analyzer`], flow table and plugin instances; at the
+//! end every worker drains its flows, and the instances of each plugin are
+//! merged ([`crate::plugin::Plugin::merge`]) before `post_process`. Plugins that ask for
+//! [`crate::plugin::Interest::shared`] get a single instance behind a mutex.
+//!
+//! [`Engine::run_sources`] takes one source per worker instead (AF_PACKET
+//! fanout, NFQUEUE queue balancing): the kernel has already balanced the
+//! packets by flow, and there is no dispatching thread.
+
+use crate::analyzer::{Analyzer, AnalyzerError};
+use crate::config::EngineConfig;
+use crate::decode::link::{LinkError, LinkInfo, decode_link};
+use crate::dispatch::PluginHandle;
+use crate::flow::FlowTableStats;
+use crate::plugin::{Plugin, PluginError, PluginResult};
+use crate::stats::AnalyzerStats;
+use crossbeam_channel::{Receiver, Sender, bounded};
+use libpcap_tools::{Config, LinkType, Packet, PacketSource, SourceEvent, Timestamp};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Packets per batch sent to a worker.
+const BATCH_PACKETS: usize = 512;
+/// Bytes per batch before it is sent even if not full.
+const BATCH_BYTES: usize = 1 << 20;
+/// Batches queued per worker before the reader blocks.
+const QUEUE_DEPTH: usize = 4;
+
+/// Builds one set of plugin instances (called once per worker).
+pub type PluginFactory<'a> = &'a (dyn Fn() -> PluginResult<Vec<Box<dyn Plugin>>> + Sync);
+
+/// The result of a run: merged plugins and counters.
+pub struct RunOutput {
+    /// The plugins, merged across workers and post-processed, in the order
+    /// the factory gave them.
+    pub plugins: Vec<Box<dyn Plugin>>,
+    /// Decoding counters of all workers.
+    pub stats: AnalyzerStats,
+    /// Flow-table counters of all workers.
+    pub flows: FlowTableStats,
+    /// A truncation of the input: every complete packet was analysed.
+    pub warning: Option<libpcap_tools::Error>,
+}
+
+impl std::fmt::Debug for RunOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOutput")
+            .field("plugins", &self.plugins.iter().map(|p| p.name().to_string()).collect::<Vec<_>>())
+            .field("stats", &self.stats)
+            .field("warning", &self.warning)
+            .finish()
+    }
+}
+
+impl RunOutput {
+    /// Calls `save_results` of every plugin into `dir` (created if missing).
+    ///
+    /// # Errors
+    /// The first plugin error; the other plugins are still saved.
+    pub fn save_results(&mut self, dir: &Path) -> Result<Vec<PathBuf>, PluginError> {
+        std::fs::create_dir_all(dir).map_err(|e| PluginError::wrap("output", e))?;
+        let mut files = Vec::new();
+        let mut first_err = None;
+        for p in &mut self.plugins {
+            match p.save_results(dir) {
+                Ok(f) => files.extend(f),
+                Err(e) => {
+                    log::error!("{e}");
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(files),
+        }
+    }
+
+    /// The plugin named `name`.
+    pub fn plugin(&self, name: &str) -> Option<&dyn Plugin> {
+        self.plugins.iter().find(|p| p.name() == name).map(|p| p.as_ref())
+    }
+}
+
+/// Runs the analysis with a number of worker threads.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    cfg: EngineConfig,
+    jobs: usize,
+}
+
+impl Engine {
+    /// An engine with the settings of `config` and `jobs` workers (0: one per
+    /// CPU).
+    ///
+    /// # Errors
+    /// When a configuration section is invalid.
+    pub fn new(config: &Config, jobs: usize) -> Result<Engine, AnalyzerError> {
+        let jobs = if jobs == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { jobs };
+        Ok(Engine { cfg: EngineConfig::from_config(config)?, jobs })
+    }
+
+    /// Number of workers.
+    pub fn jobs(&self) -> usize {
+        self.jobs
+    }
+
+    /// Builds the plugin instances of one worker: owned ones, and the shared
+    /// ones created once in `shared`.
+    fn handles(
+        factory: PluginFactory<'_>,
+        shared: &mut Option<Vec<Option<Arc<Mutex<Box<dyn Plugin>>>>>>,
+    ) -> PluginResult<Vec<PluginHandle>> {
+        let built = factory()?;
+        let first = shared.is_none();
+        let slots = shared.get_or_insert_with(Vec::new);
+        let mut out = Vec::with_capacity(built.len());
+        for (i, p) in built.into_iter().enumerate() {
+            if first {
+                if p.interest().shared {
+                    let arc = Arc::new(Mutex::new(p));
+                    slots.push(Some(arc.clone()));
+                    out.push(PluginHandle::Shared(arc));
+                } else {
+                    slots.push(None);
+                    out.push(PluginHandle::Owned(p));
+                }
+            } else {
+                match slots.get(i) {
+                    Some(Some(arc)) => out.push(PluginHandle::Shared(arc.clone())),
+                    _ => out.push(PluginHandle::Owned(p)),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Analyses everything `source` delivers.
+    ///
+    /// # Errors
+    /// When the source fails (a truncation is a warning in the output), a
+    /// plugin panics or cannot be built or merged, or a worker dies.
+    pub fn run(&self, factory: PluginFactory<'_>, source: &mut dyn PacketSource) -> Result<RunOutput, AnalyzerError> {
+        let mut shared = None;
+        if self.jobs <= 1 {
+            let handles = Self::handles(factory, &mut shared)?;
+            let mut a = Analyzer::with_handles(self.cfg.clone(), handles);
+            let warning = a.run(source)?;
+            let flows = *a.flow_stats();
+            let (handles, stats) = a.into_parts();
+            return finish(vec![handles], stats, flows, warning);
+        }
+        let n = self.jobs;
+        let failed = Arc::new(AtomicBool::new(false));
+        let (recycle_tx, recycle_rx) = bounded::<Batch>(n * (QUEUE_DEPTH + 2));
+        let mut senders = Vec::with_capacity(n);
+        let mut workers = Vec::with_capacity(n);
+        for w in 0..n {
+            let (tx, rx) = bounded::<Msg>(QUEUE_DEPTH);
+            senders.push(tx);
+            let handles = Self::handles(factory, &mut shared)?;
+            let cfg = self.cfg.clone();
+            let recycle = recycle_tx.clone();
+            let failed = failed.clone();
+            let h = std::thread::Builder::new()
+                .name(format!("pal-worker-{w}"))
+                .spawn(move || worker(cfg, handles, rx, recycle, failed))
+                .map_err(|e| AnalyzerError::Worker(e.to_string()))?;
+            workers.push(h);
+        }
+        drop(recycle_tx);
+        let read = dispatch_loop(source, &senders, &recycle_rx, &failed);
+        drop(senders);
+        collect(workers, read)
+    }
+
+    /// Analyses N sources already balanced by flow (one per worker thread).
+    ///
+    /// # Errors
+    /// As [`Engine::run`].
+    pub fn run_sources(
+        &self,
+        factory: PluginFactory<'_>,
+        sources: Vec<Box<dyn PacketSource>>,
+    ) -> Result<RunOutput, AnalyzerError> {
+        let mut shared = None;
+        let mut workers = Vec::with_capacity(sources.len());
+        for (w, mut source) in sources.into_iter().enumerate() {
+            let handles = Self::handles(factory, &mut shared)?;
+            let cfg = self.cfg.clone();
+            let h = std::thread::Builder::new()
+                .name(format!("pal-worker-{w}"))
+                .spawn(move || -> WorkerResult {
+                    let mut a = Analyzer::with_handles(cfg, handles);
+                    let r = a.run(source.as_mut());
+                    let flows = *a.flow_stats();
+                    let (handles, stats) = a.into_parts();
+                    match r {
+                        Ok(warning) => Ok((handles, stats, flows, warning)),
+                        Err(e) => Err(e),
+                    }
+                })
+                .map_err(|e| AnalyzerError::Worker(e.to_string()))?;
+            workers.push(h);
+        }
+        collect(workers, Ok(None))
+    }
+}
+
+type WorkerResult =
+    Result<(Vec<PluginHandle>, AnalyzerStats, FlowTableStats, Option<libpcap_tools::Error>), AnalyzerError>;
+
+fn collect(
+    workers: Vec<std::thread::JoinHandle<WorkerResult>>,
+    read: Result<Option<libpcap_tools::Error>, AnalyzerError>,
+) -> Result<RunOutput, AnalyzerError> {
+    let mut all = Vec::with_capacity(workers.len());
+    let mut stats = AnalyzerStats::default();
+    let mut flows = FlowTableStats::default();
+    let mut first_err = None;
+    let mut warning = None;
+    for h in workers {
+        match h.join() {
+            Ok(Ok((handles, s, f, w))) => {
+                stats.merge(&s);
+                add_flow_stats(&mut flows, &f);
+                all.push(handles);
+                if warning.is_none() {
+                    warning = w;
+                }
+            }
+            Ok(Err(e)) => {
+                first_err.get_or_insert(e);
+            }
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panic".to_string());
+                first_err.get_or_insert(AnalyzerError::Worker(msg));
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    let warning = match read {
+        Ok(w) => w.or(warning),
+        Err(e) => return Err(e),
+    };
+    finish(all, stats, flows, warning)
+}
+
+fn add_flow_stats(a: &mut FlowTableStats, b: &FlowTableStats) {
+    a.created += b.created;
+    a.ended_fin += b.ended_fin;
+    a.ended_rst += b.ended_rst;
+    a.ended_timeout += b.ended_timeout;
+    a.ended_eviction += b.ended_eviction;
+    a.ended_end_of_input += b.ended_end_of_input;
+    a.peak += b.peak;
+    a.direction_corrected += b.direction_corrected;
+}
+
+/// Merges the per-worker instances of each plugin and post-processes them.
+fn finish(
+    per_worker: Vec<Vec<PluginHandle>>,
+    stats: AnalyzerStats,
+    flows: FlowTableStats,
+    warning: Option<libpcap_tools::Error>,
+) -> Result<RunOutput, AnalyzerError> {
+    let mut merged: Vec<Option<Box<dyn Plugin>>> = Vec::new();
+    for handles in per_worker {
+        for (i, h) in handles.into_iter().enumerate() {
+            if merged.len() <= i {
+                merged.resize_with(i + 1, || None);
+            }
+            let Some(slot) = merged.get_mut(i) else { continue };
+            match h {
+                PluginHandle::Owned(p) => match slot {
+                    None => *slot = Some(p),
+                    Some(acc) => acc.merge(p)?,
+                },
+                PluginHandle::Shared(arc) => {
+                    // every worker holds a clone; the last one out unwraps it
+                    if let Ok(m) = Arc::try_unwrap(arc) {
+                        let p = m.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        *slot = Some(p);
+                    }
+                }
+            }
+        }
+    }
+    let mut plugins: Vec<Box<dyn Plugin>> = merged.into_iter().flatten().collect();
+    for p in &mut plugins {
+        p.post_process()?;
+    }
+    Ok(RunOutput { plugins, stats, flows, warning })
+}
+
+/// One packet in a batch: its fields and where its bytes are in the buffer.
+struct Desc {
+    index: u64,
+    interface: u32,
+    linktype: LinkType,
+    ts: Option<Timestamp>,
+    origlen: u32,
+    start: usize,
+    len: usize,
+    link: Result<LinkInfo, LinkError>,
+}
+
+/// Packets copied into one owned buffer, reused once handled.
+#[derive(Default)]
+struct Batch {
+    data: Vec<u8>,
+    packets: Vec<Desc>,
+}
+
+impl Batch {
+    fn clear(&mut self) {
+        self.data.clear();
+        self.packets.clear();
+    }
+}
+
+enum Msg {
+    Batch(Batch),
+    Tick(Timestamp),
+}
+
+fn worker(
+    cfg: EngineConfig,
+    handles: Vec<PluginHandle>,
+    rx: Receiver<Msg>,
+    recycle: Sender<Batch>,
+    failed: Arc<AtomicBool>,
+) -> WorkerResult {
+    let mut a = Analyzer::with_handles(cfg, handles);
+    for msg in rx {
+        match msg {
+            Msg::Batch(mut batch) => {
+                for d in batch.packets.drain(..) {
+                    let data = batch.data.get(d.start..d.start + d.len).unwrap_or(&[]);
+                    let p = Packet {
+                        index: d.index,
+                        interface: d.interface,
+                        linktype: d.linktype,
+                        ts: d.ts,
+                        origlen: d.origlen,
+                        data,
+                    };
+                    a.handle_packet_with_link(&p, d.link);
+                }
+                batch.clear();
+                let _ = recycle.try_send(batch);
+            }
+            Msg::Tick(now) => a.tick(now),
+        }
+        if let Some(name) = a.panicked_plugin() {
+            failed.store(true, Ordering::Relaxed);
+            return Err(AnalyzerError::PluginPanicked(name.to_string()));
+        }
+    }
+    a.finish();
+    if let Some(name) = a.panicked_plugin() {
+        failed.store(true, Ordering::Relaxed);
+        return Err(AnalyzerError::PluginPanicked(name.to_string()));
+    }
+    let flows = *a.flow_stats();
+    let (handles, stats) = a.into_parts();
+    Ok((handles, stats, flows, None))
+}
+
+/// A symmetric hash of the IP endpoints of a network-layer packet.
+fn endpoint_hash(ethertype: u16, l3: &[u8]) -> u64 {
+    let (a, b) = match ethertype {
+        0x0800 => (l3.get(12..16), l3.get(16..20)),
+        0x86DD => (l3.get(8..24), l3.get(24..40)),
+        _ => (None, None),
+    };
+    let (Some(a), Some(b)) = (a, b) else { return 0 };
+    let h = |x: &[u8]| {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in x {
+            h ^= u64::from(*byte);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h
+    };
+    let mut x = h(a).wrapping_add(h(b));
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^ (x >> 33)
+}
+
+fn dispatch_loop(
+    source: &mut dyn PacketSource,
+    senders: &[Sender<Msg>],
+    recycle: &Receiver<Batch>,
+    failed: &AtomicBool,
+) -> Result<Option<libpcap_tools::Error>, AnalyzerError> {
+    let n = senders.len().max(1) as u64;
+    let mut batches: Vec<Batch> = (0..senders.len()).map(|_| Batch::default()).collect();
+    let send = |w: usize, batches: &mut Vec<Batch>| -> bool {
+        let Some(b) = batches.get_mut(w) else { return true };
+        if b.packets.is_empty() {
+            return true;
+        }
+        let fresh = recycle.try_recv().unwrap_or_default();
+        let full = std::mem::replace(b, fresh);
+        senders.get(w).is_some_and(|s| s.send(Msg::Batch(full)).is_ok())
+    };
+    let result = loop {
+        if failed.load(Ordering::Relaxed) {
+            break Ok(None);
+        }
+        match source.next_event() {
+            Ok(SourceEvent::Packet(p)) => {
+                let link = decode_link(p.linktype, p.data);
+                let w = match &link {
+                    Ok(info) => (endpoint_hash(info.ethertype, p.data.get(info.l3_offset..).unwrap_or(&[])) % n) as usize,
+                    Err(_) => 0,
+                };
+                let Some(b) = batches.get_mut(w) else { continue };
+                let start = b.data.len();
+                b.data.extend_from_slice(p.data);
+                b.packets.push(Desc {
+                    index: p.index,
+                    interface: p.interface,
+                    linktype: p.linktype,
+                    ts: p.ts,
+                    origlen: p.origlen,
+                    start,
+                    len: p.data.len(),
+                    link,
+                });
+                if (b.packets.len() >= BATCH_PACKETS || b.data.len() >= BATCH_BYTES) && !send(w, &mut batches) {
+                    break Ok(None);
+                }
+            }
+            Ok(SourceEvent::Timeout { now }) => {
+                for w in 0..senders.len() {
+                    send(w, &mut batches);
+                }
+                for s in senders {
+                    let _ = s.send(Msg::Tick(now));
+                }
+            }
+            Ok(SourceEvent::End) => break Ok(None),
+            Err(e) if e.is_truncation() => break Ok(Some(e)),
+            Err(e) => break Err(AnalyzerError::Source(e)),
+        }
+    };
+    for w in 0..senders.len() {
+        send(w, &mut batches);
+    }
+    result
+}

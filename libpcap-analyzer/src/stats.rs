@@ -1,0 +1,88 @@
+//! Counters of the analyzer: packets per layer and anomalies by kind.
+
+use std::collections::BTreeMap;
+
+/// What the analyzer counted while decoding.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AnalyzerStats {
+    /// Frames handled.
+    pub packets: u64,
+    /// Sum of their on-the-wire lengths.
+    pub bytes: u64,
+    /// Frames with a network layer.
+    pub network: u64,
+    /// IPv4 headers decoded (outer and inner, each fragment).
+    pub ipv4: u64,
+    /// IPv6 headers decoded.
+    pub ipv6: u64,
+    /// ARP packets.
+    pub arp: u64,
+    /// Other ethertypes.
+    pub other_network: u64,
+    /// IP fragments seen.
+    pub fragments: u64,
+    /// Datagrams rebuilt from fragments.
+    pub reassembled: u64,
+    /// TCP segments (transport layers).
+    pub tcp: u64,
+    /// UDP datagrams.
+    pub udp: u64,
+    /// ICMP and ICMPv6 messages.
+    pub icmp: u64,
+    /// SCTP packets.
+    pub sctp: u64,
+    /// Other IP protocols.
+    pub other_transport: u64,
+    /// Tunnel layers decoded (each inner packet).
+    pub tunnels: u64,
+    /// TCP stream bytes delivered to plugins.
+    pub stream_bytes: u64,
+    /// Anomalies by kind (truncated or invalid headers, unsupported link
+    /// types, failed reassemblies, bad checksums, …).
+    pub anomalies: BTreeMap<String, u64>,
+    /// Errors by plugin name.
+    pub plugin_errors: BTreeMap<String, u64>,
+}
+
+impl AnalyzerStats {
+    /// Counts one anomaly of `kind`.
+    pub fn anomaly(&mut self, kind: &str) {
+        if let Some(n) = self.anomalies.get_mut(kind) {
+            *n += 1;
+        } else {
+            log::debug!("anomaly: {kind}");
+            self.anomalies.insert(kind.to_string(), 1);
+        }
+    }
+
+    /// Adds the counters of `other` (another worker) to these.
+    pub fn merge(&mut self, other: &AnalyzerStats) {
+        self.packets += other.packets;
+        self.bytes += other.bytes;
+        self.network += other.network;
+        self.ipv4 += other.ipv4;
+        self.ipv6 += other.ipv6;
+        self.arp += other.arp;
+        self.other_network += other.other_network;
+        self.fragments += other.fragments;
+        self.reassembled += other.reassembled;
+        self.tcp += other.tcp;
+        self.udp += other.udp;
+        self.icmp += other.icmp;
+        self.sctp += other.sctp;
+        self.other_transport += other.other_transport;
+        self.tunnels += other.tunnels;
+        self.stream_bytes += other.stream_bytes;
+        for (k, v) in &other.anomalies {
+            *self.anomalies.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.plugin_errors {
+            *self.plugin_errors.entry(k.clone()).or_default() += v;
+        }
+    }
+
+    /// Total anomalies of every kind.
+    pub fn total_anomalies(&self) -> u64 {
+        self.anomalies.values().sum()
+    }
+}
