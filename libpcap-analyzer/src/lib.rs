@@ -7,6 +7,7 @@
 //! [`plugin::Plugin`]s, and merges their results.
 
 pub mod analyzer;
+pub mod build;
 pub mod config;
 pub mod decode;
 pub mod defrag;

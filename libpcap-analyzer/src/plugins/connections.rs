@@ -1,0 +1,436 @@
+//! `connections`: the connection report.
+//!
+//! One row per unidirectional connection key (source ip, source port,
+//! destination ip, destination port) with the transports seen on it, the
+//! first and last packet times (milliseconds since the epoch, truncated),
+//! the bytes (sum of the on-the-wire length of every frame) and the packets.
+//! Protocols without ports use port 0. Every fragment of a datagram counts
+//! for the connection of the rebuilt datagram; tunnelled traffic counts for
+//! the outer connection and for each inner one, each with the whole frame.
+//!
+//! Rows are sorted by source address (IPv4 before IPv6, then numerically),
+//! source port, destination address, destination port.
+//!
+//! Config `[plugin.connections]`: `format` (`text`, `csv` or `jsonl`),
+//! `interval` (seconds between rewrites of the report while running; 0 or
+//! absent: only at the end, except for live input where the tool defaults to
+//! 5), `file` (base name, default `connections`).
+
+use crate::plugin::{
+    Interest, Layers, PacketContext, Plugin, PluginBuilder, PluginError, PluginResult, TransportLayer, downcast,
+    write_atomically,
+};
+use libpcap_tools::{Config, ipproto};
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Output format of the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportFormat {
+    /// `; `-separated text with a header line.
+    #[default]
+    Text,
+    /// RFC 4180 CSV with a header row.
+    Csv,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+impl ReportFormat {
+    /// File extension of the format.
+    pub fn extension(self) -> &'static str {
+        match self {
+            ReportFormat::Text => "txt",
+            ReportFormat::Csv => "csv",
+            ReportFormat::Jsonl => "jsonl",
+        }
+    }
+}
+
+impl std::str::FromStr for ReportFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" | "txt" => Ok(ReportFormat::Text),
+            "csv" => Ok(ReportFormat::Csv),
+            "jsonl" | "json" => Ok(ReportFormat::Jsonl),
+            other => Err(format!("unknown report format '{other}' (text, csv, jsonl)")),
+        }
+    }
+}
+
+/// Configuration `[plugin.connections]`.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(default)]
+pub struct ConnectionsConfig {
+    /// Output format.
+    pub format: ReportFormat,
+    /// Seconds between rewrites of the report during the run (0: off).
+    pub interval: f64,
+    /// Base name of the report file.
+    pub file: String,
+    /// Directory of the periodic report (set by the tool from `--outdir`).
+    pub outdir: Option<PathBuf>,
+}
+
+impl Default for ConnectionsConfig {
+    fn default() -> Self {
+        ConnectionsConfig { format: ReportFormat::Text, interval: 0.0, file: "connections".to_string(), outdir: None }
+    }
+}
+
+/// A unidirectional connection key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnKey {
+    /// Source address.
+    pub src: IpAddr,
+    /// Source port (0 without ports).
+    pub src_port: u16,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// Destination port.
+    pub dst_port: u16,
+}
+
+/// The counters of one connection key.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConnStats {
+    /// IP protocol numbers seen, sorted.
+    pub protocols: Vec<u8>,
+    /// First packet time, ms since the epoch.
+    pub first_ms: Option<i64>,
+    /// Last packet time, ms since the epoch.
+    pub last_ms: Option<i64>,
+    /// Sum of the wire lengths of the frames.
+    pub bytes: u64,
+    /// Frames.
+    pub packets: u64,
+}
+
+impl ConnStats {
+    fn add_proto(&mut self, p: u8) {
+        if let Err(i) = self.protocols.binary_search(&p) {
+            self.protocols.insert(i, p);
+        }
+    }
+
+    fn merge(&mut self, o: &ConnStats) {
+        for p in &o.protocols {
+            self.add_proto(*p);
+        }
+        self.first_ms = match (self.first_ms, o.first_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last_ms = match (self.last_ms, o.last_ms) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.bytes += o.bytes;
+        self.packets += o.packets;
+    }
+
+    /// Protocol names, as in `[TCP, UDP]`.
+    pub fn protocol_names(&self) -> Vec<String> {
+        self.protocols.iter().map(|p| ipproto::name(*p).map_or_else(|| format!("IP{p}"), str::to_string)).collect()
+    }
+}
+
+/// The table of connections.
+#[derive(Debug, Default, Clone)]
+pub struct ConnTable {
+    map: HashMap<ConnKey, ConnStats, foldhash::fast::RandomState>,
+}
+
+impl ConnTable {
+    fn merge(&mut self, other: &ConnTable) {
+        for (k, v) in &other.map {
+            self.map.entry(*k).or_default().merge(v);
+        }
+    }
+
+    /// The rows in report order.
+    pub fn rows(&self) -> Vec<(&ConnKey, &ConnStats)> {
+        let mut v: Vec<_> = self.map.iter().collect();
+        v.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        v
+    }
+
+    /// Renders the report.
+    pub fn render(&self, format: ReportFormat) -> String {
+        let rows = self.rows();
+        let mut out = String::with_capacity(64 + rows.len() * 96);
+        let opt = |v: Option<i64>| v.map_or_else(String::new, |x| x.to_string());
+        match format {
+            ReportFormat::Text => {
+                out.push_str(
+                    "source ip; source port; destination ip; destination port; protocols; first; last; bytes; packets\n",
+                );
+                for (k, v) in rows {
+                    let _ = writeln!(
+                        out,
+                        "{}; {}; {}; {}; [{}]; {}; {}; {}; {}",
+                        k.src,
+                        k.src_port,
+                        k.dst,
+                        k.dst_port,
+                        v.protocol_names().join(", "),
+                        opt(v.first_ms),
+                        opt(v.last_ms),
+                        v.bytes,
+                        v.packets
+                    );
+                }
+            }
+            ReportFormat::Csv => {
+                out.push_str(
+                    "source ip,source port,destination ip,destination port,protocols,first,last,bytes,packets\r\n",
+                );
+                for (k, v) in rows {
+                    let protos = v.protocol_names().join(", ");
+                    let protos = if protos.contains(',') { format!("\"[{protos}]\"") } else { format!("[{protos}]") };
+                    let _ = write!(
+                        out,
+                        "{},{},{},{},{},{},{},{},{}\r\n",
+                        k.src,
+                        k.src_port,
+                        k.dst,
+                        k.dst_port,
+                        protos,
+                        opt(v.first_ms),
+                        opt(v.last_ms),
+                        v.bytes,
+                        v.packets
+                    );
+                }
+            }
+            ReportFormat::Jsonl => {
+                for (k, v) in rows {
+                    let line = serde_json::json!({
+                        "source_ip": k.src.to_string(),
+                        "source_port": k.src_port,
+                        "destination_ip": k.dst.to_string(),
+                        "destination_port": k.dst_port,
+                        "protocols": v.protocol_names(),
+                        "first": v.first_ms,
+                        "last": v.last_ms,
+                        "bytes": v.bytes,
+                        "packets": v.packets,
+                    });
+                    let _ = writeln!(out, "{line}");
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Where an instance keeps its table: its own, or one the periodic writer
+/// thread can also read.
+#[derive(Debug)]
+enum Store {
+    Local(ConnTable),
+    Shared(Arc<Mutex<ConnTable>>),
+}
+
+/// The `connections` plugin.
+#[derive(Debug)]
+pub struct ConnectionsPlugin {
+    cfg: ConnectionsConfig,
+    store: Store,
+    _writer: Option<Arc<PeriodicWriter>>,
+}
+
+impl ConnectionsPlugin {
+    /// A plugin with `cfg` (no periodic writer).
+    pub fn new(cfg: ConnectionsConfig) -> ConnectionsPlugin {
+        ConnectionsPlugin { cfg, store: Store::Local(ConnTable::default()), _writer: None }
+    }
+
+    /// A copy of the table (merged instances after the run).
+    pub fn table(&self) -> ConnTable {
+        match &self.store {
+            Store::Local(t) => t.clone(),
+            Store::Shared(m) => m.lock().map(|t| t.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// The report in the configured format.
+    pub fn render(&self) -> String {
+        self.table().render(self.cfg.format)
+    }
+
+    /// Path of the report in `dir`.
+    pub fn report_path(&self, dir: &Path) -> PathBuf {
+        dir.join(format!("{}.{}", self.cfg.file, self.cfg.format.extension()))
+    }
+}
+
+fn record(t: &mut ConnTable, tl: &TransportLayer<'_>) {
+    let k = ConnKey { src: tl.key.src, src_port: tl.key.src_port, dst: tl.key.dst, dst_port: tl.key.dst_port };
+    let s = t.map.entry(k).or_default();
+    if s.protocols.last() != Some(&tl.key.proto) {
+        s.add_proto(tl.key.proto);
+    }
+    if let Some(f) = tl.first_ts {
+        let ms = f.as_millis();
+        s.first_ms = Some(s.first_ms.map_or(ms, |x| x.min(ms)));
+    }
+    if let Some(l) = tl.last_ts {
+        let ms = l.as_millis();
+        s.last_ms = Some(s.last_ms.map_or(ms, |x| x.max(ms)));
+    }
+    s.bytes += tl.wire_bytes;
+    s.packets += u64::from(tl.frames);
+}
+
+impl Plugin for ConnectionsPlugin {
+    fn name(&self) -> &str {
+        "connections"
+    }
+
+    fn interest(&self) -> Interest {
+        Interest::new(Layers::TRANSPORT)
+    }
+
+    fn handle_transport(
+        &mut self,
+        _ctx: &PacketContext<'_>,
+        tl: &TransportLayer<'_>,
+    ) -> PluginResult<Option<crate::plugin::Decapsulated>> {
+        match &mut self.store {
+            Store::Local(t) => record(t, tl),
+            Store::Shared(m) => {
+                if let Ok(mut t) = m.lock() {
+                    record(&mut t, tl);
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn merge(&mut self, other: Box<dyn Plugin>) -> PluginResult<()> {
+        let other = downcast::<Self>("connections", other)?;
+        let theirs = other.table();
+        match &mut self.store {
+            Store::Local(t) => t.merge(&theirs),
+            Store::Shared(m) => {
+                // stop sharing: the run is over, and the writer must not
+                // count the other instance twice
+                let mut mine = m.lock().map(|t| t.clone()).unwrap_or_default();
+                mine.merge(&theirs);
+                self.store = Store::Local(mine);
+            }
+        }
+        Ok(())
+    }
+
+    fn results(&self) -> Option<serde_json::Value> {
+        let t = self.table();
+        Some(serde_json::json!({ "connections": t.map.len() }))
+    }
+
+    fn save_results(&mut self, dir: &Path) -> PluginResult<Vec<PathBuf>> {
+        if let Some(w) = self._writer.take() {
+            w.stop();
+        }
+        let path = self.report_path(dir);
+        write_atomically(&path, self.render().as_bytes()).map_err(|e| PluginError::wrap("connections", e))?;
+        Ok(vec![path])
+    }
+}
+
+/// The thread that rewrites the report every `interval` seconds from the
+/// tables of all instances.
+#[derive(Debug)]
+pub struct PeriodicWriter {
+    tables: Mutex<Vec<Arc<Mutex<ConnTable>>>>,
+    stop: Mutex<bool>,
+    wake: std::sync::Condvar,
+}
+
+impl PeriodicWriter {
+    fn start(interval: f64, path: PathBuf, format: ReportFormat) -> Arc<PeriodicWriter> {
+        let w = Arc::new(PeriodicWriter {
+            tables: Mutex::new(Vec::new()),
+            stop: Mutex::new(false),
+            wake: std::sync::Condvar::new(),
+        });
+        let me = w.clone();
+        let period = std::time::Duration::from_secs_f64(interval.max(0.05));
+        let spawned = std::thread::Builder::new().name("pal-conn-writer".into()).spawn(move || {
+            let mut stopped = me.stop.lock().map(|g| *g).unwrap_or(true);
+            while !stopped {
+                if let Ok(g) = me.stop.lock() {
+                    match me.wake.wait_timeout(g, period) {
+                        Ok((g, _)) => stopped = *g,
+                        Err(_) => stopped = true,
+                    }
+                }
+                if stopped {
+                    break;
+                }
+                let mut all = ConnTable::default();
+                if let Ok(tables) = me.tables.lock() {
+                    for t in tables.iter() {
+                        if let Ok(t) = t.lock() {
+                            all.merge(&t);
+                        }
+                    }
+                }
+                if let Err(e) = write_atomically(&path, all.render(format).as_bytes()) {
+                    log::warn!("connections: cannot write {}: {e}", path.display());
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            log::warn!("connections: cannot start the report writer: {e}");
+        }
+        w
+    }
+
+    fn stop(&self) {
+        if let Ok(mut s) = self.stop.lock() {
+            *s = true;
+        }
+        self.wake.notify_all();
+    }
+}
+
+/// Builder of [`ConnectionsPlugin`].
+#[derive(Debug, Default)]
+pub struct ConnectionsPluginBuilder {
+    writer: Mutex<Option<Arc<PeriodicWriter>>>,
+}
+
+impl PluginBuilder for ConnectionsPluginBuilder {
+    fn name(&self) -> &str {
+        "connections"
+    }
+
+    fn description(&self) -> &str {
+        "connection report: one row per unidirectional (ip, port) pair with protocols, times, bytes, packets"
+    }
+
+    fn build(&self, config: &Config) -> PluginResult<Box<dyn Plugin>> {
+        let cfg: ConnectionsConfig = config.plugin("connections").map_err(|e| PluginError::wrap("connections", e))?;
+        let mut p = ConnectionsPlugin::new(cfg.clone());
+        if let (true, Some(dir)) = (cfg.interval > 0.0, cfg.outdir.as_ref()) {
+            let mut w = self.writer.lock().map_err(|_| PluginError::new("connections", "writer lock poisoned"))?;
+            let path = p.report_path(dir);
+            let writer =
+                w.get_or_insert_with(|| PeriodicWriter::start(cfg.interval, path, cfg.format)).clone();
+            let shared = Arc::new(Mutex::new(ConnTable::default()));
+            if let Ok(mut t) = writer.tables.lock() {
+                t.push(shared.clone());
+            }
+            p.store = Store::Shared(shared);
+            p._writer = Some(writer);
+        }
+        Ok(Box::new(p))
+    }
+}
