@@ -1,2 +1,5 @@
 //! PAL analysis engine: decoding, defragmentation, TCP reassembly, flows and
 //! the plugin API.
+
+pub mod defrag;
+pub mod reassembly;
