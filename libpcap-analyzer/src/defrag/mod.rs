@@ -566,7 +566,7 @@ impl Defragmenter {
         if end64 > u64::from(limit) {
             return self.fail_in_place(key, &frag, FailureReason::TooLarge);
         }
-        if frag.more && len64 % 8 != 0 {
+        if frag.more && !len64.is_multiple_of(8) {
             return self.fail_in_place(key, &frag, FailureReason::InconsistentLength);
         }
         // end64 <= limit < u32::MAX from here on.

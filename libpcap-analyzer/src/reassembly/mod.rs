@@ -292,6 +292,7 @@ impl TcpStreamDirection {
         let end = start.saturating_add(data.len() as u64);
         if fin && self.fin.is_none() && raw_start >= 0 {
             self.fin = Some(end);
+            self.trim_after(end, budget);
         }
         if let Some(f) = self.fin
             && end > f
@@ -319,6 +320,32 @@ impl TcpStreamDirection {
             }
         }
         self.check_fin();
+    }
+
+    /// Drops buffered bytes at or after `f` (data past the FIN).
+    fn trim_after(&mut self, f: u64, budget: &mut StreamBudget) {
+        let mut dropped = 0u64;
+        let after = self.buf.split_off(&f);
+        for piece in after.into_values() {
+            dropped = dropped.saturating_add(piece.len() as u64);
+            self.release(piece.len(), budget);
+        }
+        if let Some((&off, piece)) = self.buf.last_key_value() {
+            let keep = usize::try_from(f.saturating_sub(off)).unwrap_or(usize::MAX);
+            if keep < piece.len() {
+                if let Some(mut piece) = self.buf.remove(&off) {
+                    let cut = piece.len() - keep;
+                    dropped = dropped.saturating_add(cut as u64);
+                    piece.truncate(keep);
+                    self.buffered = self.buffered.saturating_sub(cut);
+                    self.charged = self.charged.saturating_sub(cut);
+                    budget.release(cut);
+                    self.buf.insert(off, piece);
+                }
+            }
+        }
+        self.stats.data_after_close_bytes =
+            self.stats.data_after_close_bytes.saturating_add(dropped);
     }
 
     fn check_fin(&mut self) {

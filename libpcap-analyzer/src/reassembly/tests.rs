@@ -408,6 +408,20 @@ fn fin_closes_once_in_order() {
 }
 
 #[test]
+fn fin_trims_buffered_data_past_it() {
+    let mut h = Harness::new(StreamConfig::default());
+    h.seg(0, "S", &[]);
+    h.seg(5, "", b"efgh");
+    h.seg(11, "", b"kl");
+    h.seg(1, "F", b"abcdef");
+    assert!(h.dir.is_closed());
+    assert_eq!(h.bytes(), b"abcdef");
+    assert_eq!(h.dir.stats().data_after_close_bytes, 4);
+    assert_eq!(h.budget.used(), 0);
+    assert_eq!(h.dir.buffered_bytes(), 0);
+}
+
+#[test]
 fn fin_with_hole_closes_at_flush_with_gap() {
     let mut h = Harness::new(StreamConfig::default());
     h.seg(0, "S", &[]);
