@@ -330,18 +330,16 @@ impl TcpStreamDirection {
             dropped = dropped.saturating_add(piece.len() as u64);
             self.release(piece.len(), budget);
         }
-        if let Some((&off, piece)) = self.buf.last_key_value() {
-            let keep = usize::try_from(f.saturating_sub(off)).unwrap_or(usize::MAX);
+        if let Some(mut last) = self.buf.last_entry() {
+            let keep = usize::try_from(f.saturating_sub(*last.key())).unwrap_or(usize::MAX);
+            let piece = last.get_mut();
             if keep < piece.len() {
-                if let Some(mut piece) = self.buf.remove(&off) {
-                    let cut = piece.len() - keep;
-                    dropped = dropped.saturating_add(cut as u64);
-                    piece.truncate(keep);
-                    self.buffered = self.buffered.saturating_sub(cut);
-                    self.charged = self.charged.saturating_sub(cut);
-                    budget.release(cut);
-                    self.buf.insert(off, piece);
-                }
+                let cut = piece.len() - keep;
+                piece.truncate(keep);
+                dropped = dropped.saturating_add(cut as u64);
+                self.buffered = self.buffered.saturating_sub(cut);
+                self.charged = self.charged.saturating_sub(cut);
+                budget.release(cut);
             }
         }
         self.stats.data_after_close_bytes =
