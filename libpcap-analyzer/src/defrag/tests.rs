@@ -623,3 +623,136 @@ fn config_deserializes_with_defaults() {
     assert_eq!(cfg.policy, OverlapPolicy::DropDatagram);
     assert_eq!(cfg.max_datagrams, 10_000);
 }
+
+/// Random permutations with duplicates and identical overlapping
+/// re-fragmentation give the exact payload under every policy (only exact
+/// duplicates under `DropDatagram`).
+#[test]
+fn random_duplicates_and_identical_overlaps_reassemble() {
+    let mut rng = XorShift(0x0bad_cafe_1234_5678);
+    for round in 0..150u32 {
+        let policy = [
+            OverlapPolicy::First,
+            OverlapPolicy::Last,
+            OverlapPolicy::DropDatagram,
+        ][round as usize % 3];
+        let mut d = Defragmenter::new(DefragConfig {
+            policy,
+            ..DefragConfig::default()
+        });
+        let len = 1 + rng.below(20_000);
+        let p = data(len, round as u8);
+        let mut f = split(&p, 8 * (20 + rng.below(100)));
+        let n = f.len();
+        for _ in 0..rng.below(n + 1) {
+            let dup = f[rng.below(n)].clone();
+            f.push(dup);
+        }
+        if policy != OverlapPolicy::DropDatagram {
+            // Other cuts of the same bytes, not covering the end.
+            for _ in 0..rng.below(4) {
+                let a = 8 * rng.below(len / 8 + 1);
+                let b = (a + 8 * (1 + rng.below(300))).min(len / 8 * 8);
+                if a < b {
+                    f.push((a as u32, true, p[a..b].to_vec()));
+                }
+            }
+        }
+        shuffle(&mut f, &mut rng);
+        let key = if round % 2 == 0 {
+            key4(round)
+        } else {
+            key6(round)
+        };
+        // Completion may come before the last duplicates: later ones start a
+        // new datagram that is drained.
+        let mut got = None;
+        let mut frames = 0u64;
+        for (off, more, b) in &f {
+            match d.add(key, frag(*off, *more, b, None)) {
+                DefragOutcome::Complete(r) => {
+                    frames += u64::from(r.frames);
+                    if got.is_none() {
+                        got = Some(r.payload);
+                    }
+                }
+                DefragOutcome::Pending => {}
+                DefragOutcome::Failed(e) => panic!("round {round} {policy:?}: {e:?}"),
+            }
+        }
+        assert_eq!(got.as_deref(), Some(&p[..]), "round {round} {policy:?}");
+        assert_eq!(d.stats().conflicting_overlaps, 0);
+        for e in d.drain() {
+            frames += u64::from(e.frames);
+        }
+        assert_eq!(frames, f.len() as u64);
+    }
+}
+
+/// Random garbage fragments with small caps: no panic, caps hold, and every
+/// frame is reported exactly once.
+#[test]
+fn random_fragments_respect_caps_and_account_every_frame() {
+    let mut rng = XorShift(0x5555_aaaa_1234_4321);
+    for policy in [
+        OverlapPolicy::First,
+        OverlapPolicy::Last,
+        OverlapPolicy::DropDatagram,
+    ] {
+        let cfg = DefragConfig {
+            timeout_ns: 1_000,
+            max_datagrams: 8,
+            max_bytes: 4_000,
+            max_fragments_per_datagram: 12,
+            policy,
+        };
+        let mut d = Defragmenter::new(cfg.clone());
+        let mut reported = 0u64;
+        let mut added = 0u64;
+        let buf = data(2_000, 7);
+        for i in 0..20_000u64 {
+            let key = if rng.below(2) == 0 {
+                key4(rng.below(12) as u32)
+            } else {
+                key6(rng.below(12) as u32)
+            };
+            let off = match rng.below(4) {
+                0 => 0,
+                1 => rng.below(70_000) as u32,
+                _ => 8 * rng.below(200) as u32,
+            };
+            let len = match rng.below(3) {
+                0 => 8 * rng.below(100),
+                1 => rng.below(2_000),
+                _ => 0,
+            };
+            let ts = (rng.below(5) != 0).then_some(i as i64);
+            let mut fi = frag(off, rng.below(3) != 0, &buf[..len], ts);
+            fi.ip_truncated = rng.below(50) == 0;
+            added += 1;
+            match d.add(key, fi) {
+                DefragOutcome::Complete(r) => reported += u64::from(r.frames),
+                DefragOutcome::Failed(f) => reported += u64::from(f.frames),
+                DefragOutcome::Pending => {}
+            }
+            for f in d.take_evicted() {
+                reported += u64::from(f.frames);
+            }
+            if i % 64 == 0 {
+                for f in d.expire(Timestamp(i as i64)) {
+                    reported += u64::from(f.frames);
+                }
+            }
+            assert!(d.bytes_pending() <= cfg.max_bytes);
+            assert!(d.pending() <= cfg.max_datagrams);
+            assert_eq!(d.stats().bytes_pending as usize, d.bytes_pending());
+        }
+        for f in d.drain() {
+            reported += u64::from(f.frames);
+        }
+        assert_eq!(reported, added, "{policy:?}");
+        assert_eq!(d.stats().fragments, added);
+        assert_eq!(d.bytes_pending(), 0);
+        assert_eq!(d.pending(), 0);
+    }
+}

@@ -519,3 +519,69 @@ fn property_random_segmentation_reordering_duplicates() {
         assert_eq!(h.budget.used(), 0);
     }
 }
+
+/// Random segments, flags and sequence numbers with small caps: no panic,
+/// caps hold, events stay contiguous and the budget returns to 0.
+#[test]
+fn random_segments_respect_caps() {
+    let mut rng = XorShift(0x1357_9bdf_2468_ace0);
+    let payload = stream(3_000, 9);
+    let mut budget = StreamBudget::new(20_000);
+    let cfg = StreamConfig {
+        max_buffered_per_direction: 8_000,
+        ..StreamConfig::default()
+    };
+    let mut dirs: Vec<TcpStreamDirection> = (0..4).map(|_| TcpStreamDirection::new()).collect();
+    let mut next: Vec<u64> = vec![0; 4];
+    let base = rng.next() as u32;
+    for _ in 0..20_000 {
+        let k = rng.below(4);
+        let seq = match rng.below(4) {
+            0 => rng.next() as u32,
+            _ => base.wrapping_add(rng.below(200_000) as u32),
+        };
+        let len = rng.below(payload.len());
+        let start = rng.below(payload.len() - len + 1);
+        let flags = rng.next();
+        let d = &mut dirs[k];
+        let n = &mut next[k];
+        d.segment(
+            seq,
+            flags % 97 == 0,
+            flags % 89 == 0,
+            flags % 499 == 0,
+            &payload[start..start + len],
+            &cfg,
+            &mut budget,
+            &mut |e| match e {
+                StreamEvent::Data { data, offset } => {
+                    assert_eq!(offset, *n);
+                    *n += data.len() as u64;
+                }
+                StreamEvent::Gap { offset, len } => {
+                    assert_eq!(offset, *n);
+                    *n += len;
+                }
+            },
+        );
+        assert!(d.charged_bytes() <= cfg.max_buffered_per_direction);
+        assert_eq!(
+            budget.used(),
+            dirs.iter().map(|d| d.charged_bytes()).sum::<usize>()
+        );
+    }
+    for (d, n) in dirs.iter_mut().zip(next.iter_mut()) {
+        d.flush(&mut budget, &mut |e| match e {
+            StreamEvent::Data { data, offset } => {
+                assert_eq!(offset, *n);
+                *n += data.len() as u64;
+            }
+            StreamEvent::Gap { offset, len } => {
+                assert_eq!(offset, *n);
+                *n += len;
+            }
+        });
+        assert_eq!(d.next_offset(), *n);
+    }
+    assert_eq!(budget.used(), 0);
+}
