@@ -547,9 +547,9 @@ fn random_segments_respect_caps() {
         let n = &mut next[k];
         d.segment(
             seq,
-            flags % 97 == 0,
-            flags % 89 == 0,
-            flags % 499 == 0,
+            flags.is_multiple_of(97),
+            flags.is_multiple_of(89),
+            flags.is_multiple_of(499),
             &payload[start..start + len],
             &cfg,
             &mut budget,
