@@ -63,8 +63,8 @@
 //! [`Defragmenter::drain`] reports them at the end of input.
 //!
 //! Memory is bounded by [`DefragConfig::max_datagrams`] (pending datagrams,
-//! tombstones included), [`DefragConfig::max_bytes`] (fragment payload bytes
-//! held in all) and [`DefragConfig::max_fragments_per_datagram`]. Hitting the
+//! tombstones included), [`DefragConfig::max_bytes`] (fragment bytes held in
+//! all, charging [`PIECE_OVERHEAD`] per held piece) and [`DefragConfig::max_fragments_per_datagram`]. Hitting the
 //! first two evicts the oldest pending datagram (reported through
 //! [`Defragmenter::take_evicted`]).
 
@@ -80,6 +80,11 @@ pub const MAX_IPV4_PAYLOAD: u32 = 65_515;
 /// Fragment header.
 pub const MAX_IPV6_PAYLOAD: u32 = 65_527;
 
+/// Accounting overhead charged per held piece of fragment data, in bytes
+/// (map node and vector header), so that many tiny fragments cannot exceed
+/// [`DefragConfig::max_bytes`].
+pub const PIECE_OVERHEAD: usize = 64;
+
 /// Configuration of a [`Defragmenter`].
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -90,7 +95,8 @@ pub struct DefragConfig {
     pub timeout_ns: i64,
     /// Largest number of pending datagrams; default 10 000.
     pub max_datagrams: usize,
-    /// Largest number of fragment payload bytes held in all; default 64 MiB.
+    /// Largest number of fragment bytes held in all (payload plus
+    /// [`PIECE_OVERHEAD`] per held piece); default 64 MiB.
     pub max_bytes: usize,
     /// Largest number of fragments in one datagram; default 256.
     pub max_fragments_per_datagram: usize,
@@ -347,7 +353,7 @@ pub struct DefragStats {
     pub stragglers: u64,
     /// Failed datagrams by reason (stragglers not counted).
     pub failures: FailureCounts,
-    /// Fragment payload bytes held now.
+    /// Fragment bytes held now (payload plus [`PIECE_OVERHEAD`] per piece).
     pub bytes_pending: u64,
     /// Datagrams pending now (tombstones not counted).
     pub datagrams_pending: u64,
@@ -391,6 +397,13 @@ impl Pending {
             last_ts: None,
             dead: None,
         }
+    }
+
+    /// Bytes charged against `max_bytes`: payload plus [`PIECE_OVERHEAD`]
+    /// per piece.
+    fn charge(&self) -> usize {
+        self.stored
+            .saturating_add(self.pieces.len().saturating_mul(PIECE_OVERHEAD))
     }
 
     /// Bytes held contiguously from offset 0.
@@ -621,20 +634,11 @@ impl Defragmenter {
             }
         }
 
-        // Byte cap: the held bytes grow by the new, non-overlapping part.
-        let grow = len.saturating_sub(scan.bytes);
-        while self.bytes_pending.saturating_add(grow) > self.cfg.max_bytes {
-            if !self.evict_oldest(Some(seq), FailureReason::TooManyBytes) {
-                break;
-            }
-        }
-        if self.bytes_pending.saturating_add(grow) > self.cfg.max_bytes {
-            return self.fail_in_place(key, &frag, FailureReason::TooManyBytes);
-        }
-
         if len > 0 {
+            let grow = len.saturating_sub(scan.bytes);
             let policy = self.cfg.policy;
             if let Some(p) = self.map.get_mut(&key) {
+                let before = p.charge();
                 if scan.bytes == 0 {
                     p.pieces.insert(start, frag.payload.to_vec());
                 } else if policy == OverlapPolicy::Last {
@@ -644,10 +648,28 @@ impl Defragmenter {
                 }
                 p.stored = p.stored.saturating_add(grow);
                 p.max_end = p.max_end.max(end);
+                let after = p.charge();
+                self.bytes_pending = self
+                    .bytes_pending
+                    .saturating_add(after)
+                    .saturating_sub(before);
             }
-            self.bytes_pending = self.bytes_pending.saturating_add(grow);
         }
-        self.check_complete(key)
+        let outcome = self.check_complete(key);
+        if !matches!(outcome, DefragOutcome::Pending) {
+            return outcome;
+        }
+
+        // Byte cap: evict the oldest other datagrams, then give up on this one.
+        while self.bytes_pending > self.cfg.max_bytes {
+            if !self.evict_oldest(Some(seq), FailureReason::TooManyBytes) {
+                break;
+            }
+        }
+        if self.bytes_pending > self.cfg.max_bytes {
+            return self.fail_in_place(key, &frag, FailureReason::TooManyBytes);
+        }
+        DefragOutcome::Pending
     }
 
     /// Overlap of `start..end` with the held pieces.
@@ -802,7 +824,7 @@ impl Defragmenter {
             last_ts: p.last_ts,
             first_fragment,
         };
-        self.bytes_pending = self.bytes_pending.saturating_sub(p.stored);
+        self.bytes_pending = self.bytes_pending.saturating_sub(p.charge());
         p.pieces = BTreeMap::new();
         p.stored = 0;
         p.frames = 0;
@@ -819,7 +841,7 @@ impl Defragmenter {
         if let Some(t) = p.expiry_ns {
             self.by_time.remove(&(t, p.seq));
         }
-        self.bytes_pending = self.bytes_pending.saturating_sub(p.stored);
+        self.bytes_pending = self.bytes_pending.saturating_sub(p.charge());
         if p.dead.is_some() {
             self.dead_count = self.dead_count.saturating_sub(1);
         }
@@ -941,7 +963,7 @@ impl Defragmenter {
         self.map.len().saturating_sub(self.dead_count)
     }
 
-    /// Fragment payload bytes held.
+    /// Fragment bytes held (payload plus [`PIECE_OVERHEAD`] per piece).
     pub fn bytes_pending(&self) -> usize {
         self.bytes_pending
     }

@@ -539,7 +539,7 @@ fn max_datagrams_evicts_oldest() {
 #[test]
 fn max_bytes_evicts_oldest_then_refuses() {
     let mut d = Defragmenter::new(DefragConfig {
-        max_bytes: 32,
+        max_bytes: 2 * (16 + PIECE_OVERHEAD),
         ..DefragConfig::default()
     });
     assert_eq!(
@@ -550,6 +550,7 @@ fn max_bytes_evicts_oldest_then_refuses() {
         d.add(key4(2), frag(8, true, &[0; 16], None)),
         DefragOutcome::Pending
     );
+    assert!(d.take_evicted().is_empty());
     assert_eq!(
         d.add(key4(3), frag(8, true, &[0; 8], None)),
         DefragOutcome::Pending
@@ -558,14 +559,39 @@ fn max_bytes_evicts_oldest_then_refuses() {
     assert_eq!(ev.len(), 1);
     assert_eq!(ev[0].key.id, 1);
     assert_eq!(ev[0].reason, FailureReason::TooManyBytes);
-    assert_eq!(d.stats().bytes_pending, 24);
+    assert_eq!(d.stats().bytes_pending as usize, 24 + 2 * PIECE_OVERHEAD);
     // Larger than the cap on its own: refused after evicting all others.
-    let DefragOutcome::Failed(f) = d.add(key4(4), frag(8, true, &[0; 40], None)) else {
+    let DefragOutcome::Failed(f) = d.add(key4(4), frag(8, true, &[0; 200], None)) else {
         panic!()
     };
     assert_eq!(f.reason, FailureReason::TooManyBytes);
     assert_eq!(d.take_evicted().len(), 2);
     assert_eq!(d.stats().bytes_pending, 0);
+}
+
+#[test]
+fn tiny_fragments_are_bounded_by_overhead() {
+    let cap = 10 * (8 + PIECE_OVERHEAD);
+    let mut d = Defragmenter::new(DefragConfig {
+        max_bytes: cap,
+        ..DefragConfig::default()
+    });
+    // Every other 8-byte block of one datagram: pieces never merge.
+    let mut failed = false;
+    for i in 0..20u32 {
+        match d.add(key4(1), frag(16 * i + 8, true, &[1; 8], None)) {
+            DefragOutcome::Pending => assert!(d.bytes_pending() <= cap),
+            DefragOutcome::Failed(f) => {
+                assert_eq!(f.reason, FailureReason::TooManyBytes);
+                assert_eq!(f.frames, 11);
+                failed = true;
+                break;
+            }
+            DefragOutcome::Complete(_) => panic!(),
+        }
+    }
+    assert!(failed);
+    assert_eq!(d.bytes_pending(), 0);
 }
 
 #[test]
