@@ -171,7 +171,8 @@ pub struct StreamStats {
     pub dropped_over_cap: u64,
     /// Segments dropped as too far ahead.
     pub out_of_window_segments: u64,
-    /// Bytes after the FIN, after an RST, or after the direction closed.
+    /// Bytes ignored as not stream data: past the FIN, carried by an RST, or
+    /// received after an RST.
     pub data_after_close_bytes: u64,
 }
 
