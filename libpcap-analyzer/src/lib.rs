@@ -15,6 +15,8 @@ mod dispatch;
 pub mod engine;
 pub mod flow;
 pub mod plugin;
+pub mod plugins;
+pub mod proto;
 pub mod reassembly;
 pub mod stats;
 pub mod wire;
