@@ -1,2 +1,3 @@
 //! PAL analysis engine: decoding, defragmentation, TCP reassembly, flows and
 //! the plugin API.
+pub mod proto;
