@@ -6,3 +6,4 @@
 
 pub mod community_id;
 pub mod dns;
+pub mod tls;
