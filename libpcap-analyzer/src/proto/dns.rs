@@ -398,10 +398,8 @@ fn push_escaped_label(out: &mut String, label: &[u8]) {
             }
             0x21..=0x7e => out.push(char::from(b)),
             _ => {
-                out.push('\\');
-                out.push(char::from(b'0' + b / 100));
-                out.push(char::from(b'0' + (b / 10) % 10));
-                out.push(char::from(b'0' + b % 10));
+                use std::fmt::Write as _;
+                let _ = write!(out, "\\{b:03}");
             }
         }
     }
@@ -450,7 +448,7 @@ fn read_name(msg: &[u8], start: usize) -> Result<(String, usize), DnsError> {
                     .get(pos.saturating_add(1))
                     .ok_or(DnsError::Truncated { offset: pos })?;
                 let target = (usize::from(len & 0x3f) << 8) | usize::from(lo);
-                jumps += 1;
+                jumps = jumps.saturating_add(1);
                 if jumps > MAX_POINTER_JUMPS {
                     return Err(DnsError::PointerLoop { offset: start });
                 }
