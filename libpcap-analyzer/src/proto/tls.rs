@@ -701,6 +701,37 @@ mod tests {
     }
 
     #[test]
+    fn tls13_server_hello_selected_version() {
+        // legacy_version 0x0303, TLS_AES_128_GCM_SHA256 (0x1301 = 4865),
+        // supported_versions (43) selecting 0x0304, key_share (51) x25519 + 32-byte key.
+        let mut body = vec![0x03, 0x03];
+        body.extend_from_slice(&[0x33; 32]);
+        body.push(0);
+        body.extend_from_slice(&[0x13, 0x01, 0]);
+        let mut exts = ext(43, &[0x03, 0x04]);
+        let mut ks = vec![0x00, 0x1d, 0x00, 0x20];
+        ks.extend_from_slice(&[0x44; 32]);
+        exts.extend(ext(51, &ks));
+        body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
+        body.extend(exts);
+        let mut stream = record(22, &handshake(2, &body));
+        stream.extend(record(20, &[1]));
+        stream.extend(record(23, &[0; 50]));
+        let (ev, consumed) = parse_tls_records(&stream);
+        assert_eq!(consumed, stream.len());
+        let TlsEvent::ServerHello(h) = &ev[0] else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(h.legacy_version, 0x0303);
+        assert_eq!(h.selected_version, Some(0x0304));
+        assert_eq!(h.version, 0x0304);
+        assert_eq!(h.cipher_suite, 0x1301);
+        assert!(!h.hello_retry_request);
+        assert_eq!(h.ja3s, "771,4865,43-51");
+        assert_eq!(ev.len(), 3);
+    }
+
+    #[test]
     fn tls_md5_known_value() {
         // RFC 1321 test suite: MD5("abc").
         assert_eq!(md5_hex("abc"), "900150983cd24fb0d6963f7d28e17f72");
