@@ -1,0 +1,1172 @@
+//! DNS message parser (RFC 1035, RFC 3596 AAAA, RFC 2782 SRV, RFC 6891 EDNS(0)).
+//!
+//! ```text
+//!                                 1  1  1  1  1  1
+//!   0  1  2  3  4  5  6  7  8  9  0  1  2  3  4  5
+//! +--+--+--+--+--+--+--+--+--+--+--+--+--+--+--+--+
+//! |                      ID                       |
+//! |QR|   Opcode  |AA|TC|RD|RA|   Z    |   RCODE   |
+//! |                    QDCOUNT                    |
+//! |                    ANCOUNT                    |
+//! |                    NSCOUNT                    |
+//! |                    ARCOUNT                    |
+//! +--+--+--+--+--+--+--+--+--+--+--+--+--+--+--+--+
+//! ```
+//!
+//! Parsers are pure `nom` functions over the whole message (compression
+//! pointers are offsets from the start of the message). Nothing here panics on
+//! input, and no allocation is sized from a count read off the wire: records are
+//! pushed one by one as they are decoded, and a count that cannot fit in the
+//! remaining bytes is rejected up front.
+//!
+//! # Name presentation
+//!
+//! Names are rendered the way tshark shows `dns.qry.name`: labels joined by
+//! `.`, no trailing dot, and the root name as `<Root>`. Label bytes use the
+//! RFC 4343 §2.1 / RFC 1035 §5.1 presentation escaping (as `dig` does):
+//! a `.` or `\` inside a label is written `\.` / `\\`, and any byte outside
+//! printable ASCII `0x21..=0x7E` (including space) is written `\DDD` with three
+//! decimal digits. Case is preserved.
+//!
+//! # Compression limits
+//!
+//! Pointers may go forward or backward, but a name may follow at most
+//! [`MAX_POINTER_JUMPS`] pointers, its uncompressed wire form may not exceed
+//! 255 bytes, and label length bytes `0x40..=0xBF` (labels over 63 bytes, or the
+//! obsolete extended label types) are rejected.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use nom::bytes::complete::take;
+use nom::error::{ErrorKind, ParseError};
+use nom::number::complete::{be_u8, be_u16, be_u32};
+use nom::{IResult, Parser};
+use serde::Serialize;
+
+/// Largest number of compression pointers followed while reading one name.
+pub const MAX_POINTER_JUMPS: usize = 64;
+/// Largest uncompressed wire length of a name (RFC 1035 §2.3.4).
+pub const MAX_NAME_WIRE_LEN: usize = 255;
+/// Fixed DNS header length.
+pub const DNS_HEADER_LEN: usize = 12;
+
+/// Which section of a message a record count belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum DnsSection {
+    /// Question section (QDCOUNT).
+    Question,
+    /// Answer section (ANCOUNT).
+    Answer,
+    /// Authority section (NSCOUNT).
+    Authority,
+    /// Additional section (ARCOUNT).
+    Additional,
+}
+
+impl std::fmt::Display for DnsSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self {
+            DnsSection::Question => "question",
+            DnsSection::Answer => "answer",
+            DnsSection::Authority => "authority",
+            DnsSection::Additional => "additional",
+        };
+        f.write_str(s)
+    }
+}
+
+/// Errors returned by the DNS parsers. Offsets are from the start of the message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DnsError {
+    /// The message ends before a field that starts at `offset`.
+    #[error("dns: truncated at offset {offset}")]
+    Truncated {
+        /// Offset of the field that could not be read.
+        offset: usize,
+    },
+    /// A label length byte in `0x40..=0xBF` (label over 63 bytes or extended label type).
+    #[error("dns: label length byte {len:#x} at offset {offset} is over 63")]
+    LabelTooLong {
+        /// Offset of the length byte.
+        offset: usize,
+        /// The length byte.
+        len: u8,
+    },
+    /// A name whose uncompressed form is longer than 255 bytes.
+    #[error("dns: name at offset {offset} is longer than 255 bytes")]
+    NameTooLong {
+        /// Offset where the name starts.
+        offset: usize,
+    },
+    /// A name that follows more than [`MAX_POINTER_JUMPS`] compression pointers.
+    #[error("dns: compression pointer loop in name at offset {offset}")]
+    PointerLoop {
+        /// Offset where the name starts.
+        offset: usize,
+    },
+    /// A compression pointer to a position outside the message.
+    #[error("dns: compression pointer at offset {offset} points outside the message ({target})")]
+    BadPointer {
+        /// Offset of the pointer.
+        offset: usize,
+        /// Target offset of the pointer.
+        target: usize,
+    },
+    /// A section count that cannot fit in the bytes left in the message.
+    #[error("dns: {section} count {claimed} cannot fit in the {available} bytes left")]
+    TooManyRecords {
+        /// Section of the count.
+        section: DnsSection,
+        /// Count claimed by the header.
+        claimed: u16,
+        /// Bytes left in the message when the section starts.
+        available: usize,
+    },
+    /// RDATA that does not match its type or its RDLENGTH.
+    #[error("dns: invalid RDATA for type {rtype} at offset {offset}")]
+    InvalidRData {
+        /// Record type.
+        rtype: u16,
+        /// Offset where the RDATA starts.
+        offset: usize,
+    },
+}
+
+/// A question entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DnsQuestion {
+    /// Queried name (see the module docs for the presentation format).
+    pub name: String,
+    /// Query type, serialized as its mnemonic (see [`rr_type_name`]).
+    #[serde(rename = "type", serialize_with = "ser_rr_type")]
+    pub qtype: u16,
+    /// Query class.
+    #[serde(rename = "class")]
+    pub qclass: u16,
+}
+
+/// A resource record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DnsRecord {
+    /// Owner name.
+    pub name: String,
+    /// Record type, serialized as its mnemonic (see [`rr_type_name`]).
+    #[serde(rename = "type", serialize_with = "ser_rr_type")]
+    pub rtype: u16,
+    /// Record class (for OPT: the requestor's UDP payload size).
+    #[serde(rename = "class")]
+    pub rclass: u16,
+    /// Time to live (for OPT: extended rcode, version and flags).
+    pub ttl: u32,
+    /// Decoded RDATA.
+    pub data: DnsRData,
+}
+
+/// Decoded RDATA. Serialized untagged: the record's `type` names the variant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum DnsRData {
+    /// IPv4 address (type 1).
+    A(Ipv4Addr),
+    /// IPv6 address (type 28, RFC 3596).
+    Aaaa(Ipv6Addr),
+    /// Canonical name (type 5).
+    Cname(String),
+    /// Name server (type 2).
+    Ns(String),
+    /// Domain name pointer (type 12).
+    Ptr(String),
+    /// Mail exchange (type 15).
+    Mx {
+        /// Preference.
+        preference: u16,
+        /// Exchange host.
+        exchange: String,
+    },
+    /// Text strings (type 16), each rendered with the label escaping rules.
+    Txt(Vec<String>),
+    /// Start of authority (type 6).
+    Soa {
+        /// Primary name server.
+        mname: String,
+        /// Responsible mailbox.
+        rname: String,
+        /// Serial number.
+        serial: u32,
+        /// Refresh interval.
+        refresh: u32,
+        /// Retry interval.
+        retry: u32,
+        /// Expire limit.
+        expire: u32,
+        /// Minimum / negative-caching TTL.
+        minimum: u32,
+    },
+    /// Service location (type 33, RFC 2782).
+    Srv {
+        /// Priority.
+        priority: u16,
+        /// Weight.
+        weight: u16,
+        /// Port.
+        port: u16,
+        /// Target host.
+        target: String,
+    },
+    /// EDNS(0) pseudo-record (type 41, RFC 6891).
+    Opt {
+        /// Requestor's UDP payload size (the CLASS field).
+        udp_payload_size: u16,
+        /// Upper 8 bits of the extended rcode.
+        ext_rcode: u8,
+        /// EDNS version.
+        version: u8,
+        /// DNSSEC OK bit.
+        do_bit: bool,
+        /// Options as `(code, data)`; data serialized as lowercase hex.
+        #[serde(serialize_with = "ser_opt_options")]
+        options: Vec<(u16, Vec<u8>)>,
+    },
+    /// Any other type: raw RDATA, serialized as lowercase hex.
+    Other(#[serde(serialize_with = "ser_hex")] Vec<u8>),
+}
+
+/// A parsed DNS message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DnsMessage {
+    /// Transaction id.
+    pub id: u16,
+    /// QR bit.
+    pub is_response: bool,
+    /// Opcode (4 bits).
+    pub opcode: u8,
+    /// AA bit.
+    pub authoritative: bool,
+    /// TC bit.
+    pub truncated: bool,
+    /// RD bit.
+    pub recursion_desired: bool,
+    /// RA bit.
+    pub recursion_available: bool,
+    /// Response code: header RCODE, plus `ext_rcode << 4` when an OPT RR is present.
+    pub rcode: u16,
+    /// Question section.
+    pub questions: Vec<DnsQuestion>,
+    /// Answer section.
+    pub answers: Vec<DnsRecord>,
+    /// Authority section.
+    pub authorities: Vec<DnsRecord>,
+    /// Additional section (including the OPT pseudo-record, if any).
+    pub additionals: Vec<DnsRecord>,
+}
+
+/// Returns the mnemonic of an RR type (`"A"`, `"AAAA"`, ...), or `"TYPE<n>"`
+/// (RFC 3597) when unknown.
+pub fn rr_type_name(rtype: u16) -> String {
+    let s = match rtype {
+        1 => "A",
+        2 => "NS",
+        5 => "CNAME",
+        6 => "SOA",
+        12 => "PTR",
+        13 => "HINFO",
+        15 => "MX",
+        16 => "TXT",
+        17 => "RP",
+        18 => "AFSDB",
+        24 => "SIG",
+        25 => "KEY",
+        28 => "AAAA",
+        29 => "LOC",
+        33 => "SRV",
+        35 => "NAPTR",
+        36 => "KX",
+        37 => "CERT",
+        39 => "DNAME",
+        41 => "OPT",
+        42 => "APL",
+        43 => "DS",
+        44 => "SSHFP",
+        45 => "IPSECKEY",
+        46 => "RRSIG",
+        47 => "NSEC",
+        48 => "DNSKEY",
+        49 => "DHCID",
+        50 => "NSEC3",
+        51 => "NSEC3PARAM",
+        52 => "TLSA",
+        53 => "SMIMEA",
+        55 => "HIP",
+        59 => "CDS",
+        60 => "CDNSKEY",
+        61 => "OPENPGPKEY",
+        62 => "CSYNC",
+        63 => "ZONEMD",
+        64 => "SVCB",
+        65 => "HTTPS",
+        99 => "SPF",
+        108 => "EUI48",
+        109 => "EUI64",
+        249 => "TKEY",
+        250 => "TSIG",
+        251 => "IXFR",
+        252 => "AXFR",
+        255 => "ANY",
+        256 => "URI",
+        257 => "CAA",
+        _ => return format!("TYPE{rtype}"),
+    };
+    s.to_string()
+}
+
+fn ser_rr_type<S: serde::Serializer>(t: &u16, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rr_type_name(*t))
+}
+
+fn to_hex(data: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(data.len().saturating_mul(2));
+    for b in data {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+fn ser_hex<S: serde::Serializer>(d: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&to_hex(d))
+}
+
+fn ser_opt_options<S: serde::Serializer>(o: &[(u16, Vec<u8>)], s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Opt {
+        code: u16,
+        data: String,
+    }
+    s.collect_seq(o.iter().map(|(code, d)| Opt {
+        code: *code,
+        data: to_hex(d),
+    }))
+}
+
+/// Internal nom error: the remaining input length (to compute an offset) and,
+/// for semantic errors, the [`DnsError`] itself.
+#[derive(Debug)]
+struct PErr {
+    remaining: usize,
+    kind: Option<DnsError>,
+}
+
+impl ParseError<&[u8]> for PErr {
+    fn from_error_kind(input: &[u8], _kind: ErrorKind) -> Self {
+        PErr {
+            remaining: input.len(),
+            kind: None,
+        }
+    }
+    fn append(_input: &[u8], _kind: ErrorKind, other: Self) -> Self {
+        other
+    }
+}
+
+type PResult<'a, T> = IResult<&'a [u8], T, PErr>;
+
+fn fail<T>(e: DnsError) -> Result<T, nom::Err<PErr>> {
+    Err(nom::Err::Failure(PErr {
+        remaining: 0,
+        kind: Some(e),
+    }))
+}
+
+/// Converts a nom error into a [`DnsError`] for a message of `msg_len` bytes.
+fn to_dns_error(e: nom::Err<PErr>, msg_len: usize) -> DnsError {
+    match e {
+        nom::Err::Incomplete(_) => DnsError::Truncated { offset: msg_len },
+        nom::Err::Error(p) | nom::Err::Failure(p) => p.kind.unwrap_or(DnsError::Truncated {
+            offset: msg_len.saturating_sub(p.remaining),
+        }),
+    }
+}
+
+/// Appends one label to `out` with RFC 4343 presentation escaping.
+fn push_escaped_label(out: &mut String, label: &[u8]) {
+    for &b in label {
+        match b {
+            b'.' | b'\\' => {
+                out.push('\\');
+                out.push(char::from(b));
+            }
+            0x21..=0x7e => out.push(char::from(b)),
+            _ => {
+                use std::fmt::Write as _;
+                let _ = write!(out, "\\{b:03}");
+            }
+        }
+    }
+}
+
+/// Reads a possibly compressed name starting at `start` in `msg`.
+///
+/// Returns the presentation form and the offset just past the name's bytes at
+/// its original position (after the first pointer, or after the root label).
+fn read_name(msg: &[u8], start: usize) -> Result<(String, usize), DnsError> {
+    let mut out = String::new();
+    let mut pos = start;
+    let mut end: Option<usize> = None;
+    let mut jumps = 0usize;
+    let mut wire_len = 1usize; // the terminating root label
+    loop {
+        let len = *msg.get(pos).ok_or(DnsError::Truncated { offset: pos })?;
+        match len {
+            0 => {
+                let end = end.unwrap_or(pos.saturating_add(1));
+                if out.is_empty() {
+                    out.push_str("<Root>");
+                }
+                return Ok((out, end));
+            }
+            1..=63 => {
+                let l = usize::from(len);
+                wire_len = wire_len.saturating_add(l + 1);
+                if wire_len > MAX_NAME_WIRE_LEN {
+                    return Err(DnsError::NameTooLong { offset: start });
+                }
+                let label_start = pos.saturating_add(1);
+                let label = msg.get(label_start..label_start.saturating_add(l)).ok_or(
+                    DnsError::Truncated {
+                        offset: label_start,
+                    },
+                )?;
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                push_escaped_label(&mut out, label);
+                pos = label_start.saturating_add(l);
+            }
+            0xc0..=0xff => {
+                let lo = *msg
+                    .get(pos.saturating_add(1))
+                    .ok_or(DnsError::Truncated { offset: pos })?;
+                let target = (usize::from(len & 0x3f) << 8) | usize::from(lo);
+                jumps = jumps.saturating_add(1);
+                if jumps > MAX_POINTER_JUMPS {
+                    return Err(DnsError::PointerLoop { offset: start });
+                }
+                if target >= msg.len() {
+                    return Err(DnsError::BadPointer {
+                        offset: pos,
+                        target,
+                    });
+                }
+                if end.is_none() {
+                    end = Some(pos.saturating_add(2));
+                }
+                pos = target;
+            }
+            _ => return Err(DnsError::LabelTooLong { offset: pos, len }),
+        }
+    }
+}
+
+/// nom parser for a name inside `msg`; `i` must be a suffix of `msg`.
+fn dns_name<'a>(msg: &'a [u8], i: &'a [u8]) -> PResult<'a, String> {
+    let start = msg.len().saturating_sub(i.len());
+    match read_name(msg, start) {
+        Ok((name, end)) => {
+            let rest = msg.get(end..).unwrap_or_default();
+            Ok((rest, name))
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// Flags and counts of the fixed header.
+struct Header {
+    id: u16,
+    flags: u16,
+    counts: [u16; 4],
+}
+
+fn dns_header(i: &[u8]) -> PResult<'_, Header> {
+    let (i, (id, flags, qd, an, ns, ar)) =
+        (be_u16, be_u16, be_u16, be_u16, be_u16, be_u16).parse(i)?;
+    Ok((
+        i,
+        Header {
+            id,
+            flags,
+            counts: [qd, an, ns, ar],
+        },
+    ))
+}
+
+fn dns_question<'a>(msg: &'a [u8], i: &'a [u8]) -> PResult<'a, DnsQuestion> {
+    let (i, name) = dns_name(msg, i)?;
+    let (i, (qtype, qclass)) = (be_u16, be_u16).parse(i)?;
+    Ok((
+        i,
+        DnsQuestion {
+            name,
+            qtype,
+            qclass,
+        },
+    ))
+}
+
+/// Parses character-strings until the end of `i` (TXT RDATA).
+fn character_strings(i: &[u8]) -> PResult<'_, Vec<String>> {
+    let mut out = Vec::new();
+    let mut i = i;
+    while !i.is_empty() {
+        let (rest, len) = be_u8(i)?;
+        let (rest, s) = take(usize::from(len))(rest)?;
+        let mut txt = String::new();
+        push_escaped_label(&mut txt, s);
+        out.push(txt);
+        i = rest;
+    }
+    Ok((i, out))
+}
+
+fn edns_options(i: &[u8]) -> PResult<'_, Vec<(u16, Vec<u8>)>> {
+    let mut out = Vec::new();
+    let mut i = i;
+    while !i.is_empty() {
+        let (rest, code) = be_u16(i)?;
+        let (rest, len) = be_u16(rest)?;
+        let (rest, data) = take(usize::from(len))(rest)?;
+        out.push((code, data.to_vec()));
+        i = rest;
+    }
+    Ok((i, out))
+}
+
+/// Decodes RDATA of `rtype`. `rdata` is a sub-slice of `msg` starting at
+/// `rdata_start`; names may point anywhere in `msg` but their own bytes must lie
+/// inside RDATA, and the whole of `rdata` must be used.
+fn dns_rdata<'a>(
+    msg: &'a [u8],
+    rdata: &'a [u8],
+    rdata_start: usize,
+    rtype: u16,
+    rclass: u16,
+    ttl: u32,
+) -> PResult<'a, DnsRData> {
+    let invalid = DnsError::InvalidRData {
+        rtype,
+        offset: rdata_start,
+    };
+    let name_in_rdata = |i: &'a [u8]| -> PResult<'a, String> {
+        let used = rdata.len().saturating_sub(i.len());
+        let start = rdata_start.saturating_add(used);
+        match read_name(msg, start) {
+            Ok((name, end)) => match end.checked_sub(rdata_start).and_then(|e| rdata.get(e..)) {
+                Some(rest) => Ok((rest, name)),
+                None => fail(invalid.clone()),
+            },
+            Err(DnsError::Truncated { .. }) => fail(invalid.clone()),
+            Err(e) => fail(e),
+        }
+    };
+    let (rest, data) = match rtype {
+        1 => {
+            let (r, b) = take(4usize)(rdata)?;
+            let a: [u8; 4] = b.try_into().unwrap_or([0; 4]);
+            (r, DnsRData::A(Ipv4Addr::from(a)))
+        }
+        28 => {
+            let (r, b) = take(16usize)(rdata)?;
+            let a: [u8; 16] = b.try_into().unwrap_or([0; 16]);
+            (r, DnsRData::Aaaa(Ipv6Addr::from(a)))
+        }
+        2 | 5 | 12 => {
+            let (r, n) = name_in_rdata(rdata)?;
+            let d = match rtype {
+                2 => DnsRData::Ns(n),
+                5 => DnsRData::Cname(n),
+                _ => DnsRData::Ptr(n),
+            };
+            (r, d)
+        }
+        15 => {
+            let (r, preference) = be_u16(rdata)?;
+            let (r, exchange) = name_in_rdata(r)?;
+            (
+                r,
+                DnsRData::Mx {
+                    preference,
+                    exchange,
+                },
+            )
+        }
+        16 => {
+            let (r, t) = character_strings(rdata)?;
+            (r, DnsRData::Txt(t))
+        }
+        6 => {
+            let (r, mname) = name_in_rdata(rdata)?;
+            let (r, rname) = name_in_rdata(r)?;
+            let (r, (serial, refresh, retry, expire, minimum)) =
+                (be_u32, be_u32, be_u32, be_u32, be_u32).parse(r)?;
+            (
+                r,
+                DnsRData::Soa {
+                    mname,
+                    rname,
+                    serial,
+                    refresh,
+                    retry,
+                    expire,
+                    minimum,
+                },
+            )
+        }
+        33 => {
+            let (r, (priority, weight, port)) = (be_u16, be_u16, be_u16).parse(rdata)?;
+            let (r, target) = name_in_rdata(r)?;
+            (
+                r,
+                DnsRData::Srv {
+                    priority,
+                    weight,
+                    port,
+                    target,
+                },
+            )
+        }
+        41 => {
+            let (r, options) = edns_options(rdata)?;
+            let [ext_rcode, version, flags_hi, _] = ttl.to_be_bytes();
+            (
+                r,
+                DnsRData::Opt {
+                    udp_payload_size: rclass,
+                    ext_rcode,
+                    version,
+                    do_bit: flags_hi & 0x80 != 0,
+                    options,
+                },
+            )
+        }
+        _ => (
+            rdata.get(..0).unwrap_or_default(),
+            DnsRData::Other(rdata.to_vec()),
+        ),
+    };
+    if !rest.is_empty() {
+        return fail(DnsError::InvalidRData {
+            rtype,
+            offset: rdata_start,
+        });
+    }
+    Ok((rest, data))
+}
+
+fn dns_record<'a>(msg: &'a [u8], i: &'a [u8]) -> PResult<'a, DnsRecord> {
+    let (i, name) = dns_name(msg, i)?;
+    let (i, (rtype, rclass, ttl, rdlen)) = (be_u16, be_u16, be_u32, be_u16).parse(i)?;
+    let rdata_start = msg.len().saturating_sub(i.len());
+    let (i, rdata) = take(usize::from(rdlen))(i)?;
+    let data = match dns_rdata(msg, rdata, rdata_start, rtype, rclass, ttl) {
+        Ok((_, d)) => d,
+        Err(nom::Err::Failure(PErr { kind: Some(e), .. })) => return fail(e),
+        Err(_) => {
+            return fail(DnsError::InvalidRData {
+                rtype,
+                offset: rdata_start,
+            });
+        }
+    };
+    Ok((
+        i,
+        DnsRecord {
+            name,
+            rtype,
+            rclass,
+            ttl,
+            data,
+        },
+    ))
+}
+
+/// Parses `count` entries with `f`, checking first that `count * min_len`
+/// bytes remain. Entries are pushed as decoded: nothing is preallocated.
+fn dns_section<'a, T>(
+    msg: &'a [u8],
+    i: &'a [u8],
+    count: u16,
+    min_len: usize,
+    section: DnsSection,
+    f: fn(&'a [u8], &'a [u8]) -> PResult<'a, T>,
+) -> PResult<'a, Vec<T>> {
+    if usize::from(count).saturating_mul(min_len) > i.len() {
+        return fail(DnsError::TooManyRecords {
+            section,
+            claimed: count,
+            available: i.len(),
+        });
+    }
+    let mut out = Vec::new();
+    let mut i = i;
+    for _ in 0..count {
+        let (rest, item) = f(msg, i)?;
+        out.push(item);
+        i = rest;
+    }
+    Ok((i, out))
+}
+
+/// Parses one DNS message (as carried in a UDP payload, or one TCP frame
+/// without its length prefix). Trailing bytes after the last record are ignored.
+///
+/// # Errors
+///
+/// Returns a [`DnsError`] on a truncated message, an invalid or looping name,
+/// a section count that cannot fit in the data, or RDATA that does not match
+/// its type and length.
+pub fn parse_dns_message(data: &[u8]) -> Result<DnsMessage, DnsError> {
+    parse_message_inner(data).map_err(|e| to_dns_error(e, data.len()))
+}
+
+fn parse_message_inner(msg: &[u8]) -> Result<DnsMessage, nom::Err<PErr>> {
+    let (i, h) = dns_header(msg)?;
+    let [qd, an, ns, ar] = h.counts;
+    // Minimum sizes: a question is a root name + 4 bytes, a record a root name + 10.
+    let (i, questions) = dns_section(msg, i, qd, 5, DnsSection::Question, dns_question)?;
+    let (i, answers) = dns_section(msg, i, an, 11, DnsSection::Answer, dns_record)?;
+    let (i, authorities) = dns_section(msg, i, ns, 11, DnsSection::Authority, dns_record)?;
+    let (_, additionals) = dns_section(msg, i, ar, 11, DnsSection::Additional, dns_record)?;
+    let mut rcode = h.flags & 0x000f;
+    if let Some(DnsRData::Opt { ext_rcode, .. }) = additionals
+        .iter()
+        .map(|r| &r.data)
+        .find(|d| matches!(d, DnsRData::Opt { .. }))
+    {
+        rcode |= u16::from(*ext_rcode) << 4;
+    }
+    Ok(DnsMessage {
+        id: h.id,
+        is_response: h.flags & 0x8000 != 0,
+        opcode: ((h.flags >> 11) & 0x0f) as u8,
+        authoritative: h.flags & 0x0400 != 0,
+        truncated: h.flags & 0x0200 != 0,
+        recursion_desired: h.flags & 0x0100 != 0,
+        recursion_available: h.flags & 0x0080 != 0,
+        rcode,
+        questions,
+        answers,
+        authorities,
+        additionals,
+    })
+}
+
+/// Splits a TCP stream (RFC 1035 §4.2.2: 2-byte big-endian length prefix per
+/// message) and parses each complete message.
+///
+/// Returns one result per complete frame and the number of bytes consumed (the
+/// end of the last complete frame); an incomplete trailing frame is left for
+/// the caller to retry with more data.
+pub fn parse_dns_tcp_stream(buf: &[u8]) -> (Vec<Result<DnsMessage, DnsError>>, usize) {
+    let mut out = Vec::new();
+    let mut consumed = 0usize;
+    let mut rest = buf;
+    while let [hi, lo, tail @ ..] = rest {
+        let len = usize::from(u16::from_be_bytes([*hi, *lo]));
+        let Some((frame, after)) = tail.split_at_checked(len) else {
+            break;
+        };
+        out.push(parse_dns_message(frame));
+        consumed = consumed.saturating_add(2 + len);
+        rest = after;
+    }
+    (out, consumed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Builds a name in wire format (no compression).
+    fn wire_name(name: &str) -> Vec<u8> {
+        let mut v = Vec::new();
+        for l in name.split('.').filter(|l| !l.is_empty()) {
+            v.push(l.len() as u8);
+            v.extend_from_slice(l.as_bytes());
+        }
+        v.push(0);
+        v
+    }
+
+    fn header(id: u16, flags: u16, counts: [u16; 4]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&id.to_be_bytes());
+        v.extend_from_slice(&flags.to_be_bytes());
+        for c in counts {
+            v.extend_from_slice(&c.to_be_bytes());
+        }
+        v
+    }
+
+    fn rr(name: &[u8], rtype: u16, class: u16, ttl: u32, rdata: &[u8]) -> Vec<u8> {
+        let mut v = name.to_vec();
+        v.extend_from_slice(&rtype.to_be_bytes());
+        v.extend_from_slice(&class.to_be_bytes());
+        v.extend_from_slice(&ttl.to_be_bytes());
+        v.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        v.extend_from_slice(rdata);
+        v
+    }
+
+    /// A response for `www.example.com` A with one record of each type and EDNS.
+    /// The question name sits at offset 12, so `0xc0 0x0c` points at it and
+    /// `0xc0 0x10` points at `example.com`.
+    fn full_response() -> Vec<u8> {
+        // id 0xbeef, QR=1 opcode=0 AA=1 RD=1 RA=1 rcode=3 (NXDOMAIN low bits)
+        let mut m = header(0xbeef, 0x8583, [1, 6, 1, 3]);
+        m.extend_from_slice(&wire_name("www.example.com")); // 12..29
+        m.extend_from_slice(&[0, 1, 0, 1]); // A IN
+        let ptr_q = [0xc0, 0x0c];
+        let ptr_ex = [0xc0, 0x10];
+        // answers
+        m.extend(rr(&ptr_q, 1, 1, 300, &[93, 184, 216, 34]));
+        m.extend(rr(
+            &ptr_q,
+            28,
+            1,
+            300,
+            &[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+        ));
+        m.extend(rr(&ptr_q, 5, 1, 60, &[3, b'c', b'd', b'n', 0xc0, 0x10])); // cdn.example.com
+        let mut mx = vec![0, 10];
+        mx.extend_from_slice(&[4, b'm', b'a', b'i', b'l', 0xc0, 0x10]);
+        m.extend(rr(&ptr_ex, 15, 1, 60, &mx));
+        m.extend(rr(
+            &ptr_ex,
+            16,
+            1,
+            60,
+            &[5, b'h', b'e', b'l', b'l', b'o', 3, b'a', b' ', b'b'],
+        ));
+        let mut srv = vec![0, 1, 0, 5, 0x13, 0xc4]; // prio 1 weight 5 port 5060
+        srv.extend_from_slice(&[3, b's', b'i', b'p', 0xc0, 0x10]);
+        m.extend(rr(&wire_name("_sip._udp.example.com"), 33, 1, 60, &srv));
+        // authority: SOA
+        let mut soa = vec![
+            2, b'n', b's', 0xc0, 0x10, 4, b'h', b'o', b's', b't', 0xc0, 0x10,
+        ];
+        for v in [2024010101u32, 7200, 3600, 1209600, 300] {
+            soa.extend_from_slice(&v.to_be_bytes());
+        }
+        m.extend(rr(&ptr_ex, 6, 1, 3600, &soa));
+        // additional: NS-less PTR, unknown type, OPT with ext rcode 1, DO, one option
+        m.extend(rr(
+            &wire_name("4.3.2.1.in-addr.arpa"),
+            12,
+            1,
+            10,
+            &[0xc0, 0x10],
+        ));
+        m.extend(rr(&ptr_ex, 65, 1, 10, &[0, 1, 0]));
+        let opt_ttl = u32::from_be_bytes([1, 0, 0x80, 0]);
+        m.extend(rr(&[0], 41, 1232, opt_ttl, &[0, 10, 0, 2, 0xab, 0xcd]));
+        m
+    }
+
+    #[test]
+    fn dns_full_response_parses_every_rdata_type() {
+        let m = parse_dns_message(&full_response()).unwrap();
+        assert_eq!(m.id, 0xbeef);
+        assert!(m.is_response && m.authoritative && m.recursion_desired && m.recursion_available);
+        assert!(!m.truncated);
+        assert_eq!(m.opcode, 0);
+        assert_eq!(m.rcode, 3 | (1 << 4));
+        assert_eq!(m.questions[0].name, "www.example.com");
+        let d: Vec<&DnsRData> = m.answers.iter().map(|r| &r.data).collect();
+        assert_eq!(d[0], &DnsRData::A(Ipv4Addr::new(93, 184, 216, 34)));
+        assert_eq!(d[1], &DnsRData::Aaaa("2001:db8::1".parse().unwrap()));
+        assert_eq!(d[2], &DnsRData::Cname("cdn.example.com".into()));
+        assert_eq!(
+            d[3],
+            &DnsRData::Mx {
+                preference: 10,
+                exchange: "mail.example.com".into()
+            }
+        );
+        assert_eq!(d[4], &DnsRData::Txt(vec!["hello".into(), "a\\032b".into()]));
+        assert_eq!(
+            d[5],
+            &DnsRData::Srv {
+                priority: 1,
+                weight: 5,
+                port: 5060,
+                target: "sip.example.com".into()
+            }
+        );
+        assert_eq!(m.answers[5].name, "_sip._udp.example.com");
+        assert_eq!(
+            m.authorities[0].data,
+            DnsRData::Soa {
+                mname: "ns.example.com".into(),
+                rname: "host.example.com".into(),
+                serial: 2024010101,
+                refresh: 7200,
+                retry: 3600,
+                expire: 1209600,
+                minimum: 300
+            }
+        );
+        assert_eq!(m.additionals[0].data, DnsRData::Ptr("example.com".into()));
+        assert_eq!(m.additionals[1].data, DnsRData::Other(vec![0, 1, 0]));
+        assert_eq!(m.additionals[2].name, "<Root>");
+        assert_eq!(
+            m.additionals[2].data,
+            DnsRData::Opt {
+                udp_payload_size: 1232,
+                ext_rcode: 1,
+                version: 0,
+                do_bit: true,
+                options: vec![(10, vec![0xab, 0xcd])]
+            }
+        );
+    }
+
+    #[test]
+    fn dns_json_shape() {
+        let m = parse_dns_message(&full_response()).unwrap();
+        let j = serde_json::to_value(&m).unwrap();
+        assert_eq!(j["questions"][0]["type"], "A");
+        assert_eq!(j["answers"][0]["data"], "93.184.216.34");
+        assert_eq!(j["answers"][1]["type"], "AAAA");
+        assert_eq!(j["answers"][3]["data"]["exchange"], "mail.example.com");
+        assert_eq!(j["additionals"][1]["type"], "HTTPS");
+        assert_eq!(j["additionals"][1]["data"], "000100");
+        assert_eq!(j["additionals"][2]["data"]["options"][0]["data"], "abcd");
+        assert!(!serde_json::to_string(&m).unwrap().contains('\n'));
+    }
+
+    #[test]
+    fn dns_query_parses() {
+        let mut q = header(0x1234, 0x0100, [1, 0, 0, 0]);
+        q.extend_from_slice(&wire_name("example.org"));
+        q.extend_from_slice(&[0, 28, 0, 1]);
+        let m = parse_dns_message(&q).unwrap();
+        assert!(!m.is_response);
+        assert!(m.recursion_desired);
+        assert_eq!(m.rcode, 0);
+        assert_eq!(
+            m.questions,
+            vec![DnsQuestion {
+                name: "example.org".into(),
+                qtype: 28,
+                qclass: 1
+            }]
+        );
+    }
+
+    #[test]
+    fn dns_rr_type_name_known_and_unknown() {
+        assert_eq!(rr_type_name(1), "A");
+        assert_eq!(rr_type_name(28), "AAAA");
+        assert_eq!(rr_type_name(65), "HTTPS");
+        assert_eq!(rr_type_name(65280), "TYPE65280");
+    }
+
+    #[test]
+    fn dns_root_and_escaped_names() {
+        let mut q = header(1, 0, [2, 0, 0, 0]);
+        q.extend_from_slice(&[0, 0, 2, 0, 1]); // root, NS IN
+        q.extend_from_slice(&[4, b'a', b'.', 0x00, 0xff, 1, b'\\', 0, 0, 1, 0, 1]);
+        let m = parse_dns_message(&q).unwrap();
+        assert_eq!(m.questions[0].name, "<Root>");
+        assert_eq!(m.questions[1].name, "a\\.\\000\\255.\\\\");
+    }
+
+    #[test]
+    fn dns_truncated_at_every_offset_is_err() {
+        let full = full_response();
+        for n in 0..full.len() {
+            assert!(parse_dns_message(&full[..n]).is_err(), "prefix {n} parsed");
+        }
+    }
+
+    #[test]
+    fn dns_pointer_loops_are_rejected() {
+        // pointer to itself
+        let mut q = header(1, 0, [1, 0, 0, 0]);
+        q.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+        assert_eq!(
+            parse_dns_message(&q),
+            Err(DnsError::PointerLoop { offset: 12 })
+        );
+        // two pointers pointing at each other (forward then backward)
+        let mut q = header(1, 0, [1, 0, 0, 0]);
+        q.extend_from_slice(&[0xc0, 18, 0, 1, 0, 1, 0xc0, 12]);
+        assert_eq!(
+            parse_dns_message(&q),
+            Err(DnsError::PointerLoop { offset: 12 })
+        );
+        // a loop through a short label hits the jump bound first
+        let mut q = header(1, 0, [1, 0, 0, 0]);
+        q.extend_from_slice(&[1, b'a', 0xc0, 12, 0, 1, 0, 1]);
+        assert_eq!(
+            parse_dns_message(&q),
+            Err(DnsError::PointerLoop { offset: 12 })
+        );
+        // a loop through long labels hits the 255-byte bound first
+        let mut q = header(1, 0, [1, 0, 0, 0]);
+        q.push(60);
+        q.extend_from_slice(&[b'x'; 60]);
+        q.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+        assert_eq!(
+            parse_dns_message(&q),
+            Err(DnsError::NameTooLong { offset: 12 })
+        );
+        // pointer outside the message
+        let mut q = header(1, 0, [1, 0, 0, 0]);
+        q.extend_from_slice(&[0xff, 0xff, 0, 1, 0, 1]);
+        assert!(matches!(
+            parse_dns_message(&q),
+            Err(DnsError::BadPointer { .. })
+        ));
+    }
+
+    #[test]
+    fn dns_forward_pointer_is_allowed() {
+        let mut q = header(1, 0, [1, 0, 0, 0]);
+        q.extend_from_slice(&[0xc0, 18, 0, 1, 0, 1]); // name -> offset 18
+        q.extend_from_slice(&wire_name("fwd.example"));
+        let m = parse_dns_message(&q).unwrap();
+        assert_eq!(m.questions[0].name, "fwd.example");
+    }
+
+    #[test]
+    fn dns_label_over_63_is_rejected() {
+        let mut q = header(1, 0, [1, 0, 0, 0]);
+        q.push(64);
+        q.extend_from_slice(&[b'x'; 64]);
+        q.extend_from_slice(&[0, 0, 1, 0, 1]);
+        assert_eq!(
+            parse_dns_message(&q),
+            Err(DnsError::LabelTooLong {
+                offset: 12,
+                len: 64
+            })
+        );
+    }
+
+    #[test]
+    fn dns_name_over_255_is_rejected() {
+        let mut q = header(1, 0, [1, 0, 0, 0]);
+        for _ in 0..5 {
+            q.push(63);
+            q.extend_from_slice(&[b'x'; 63]);
+        }
+        q.extend_from_slice(&[0, 0, 1, 0, 1]);
+        assert_eq!(
+            parse_dns_message(&q),
+            Err(DnsError::NameTooLong { offset: 12 })
+        );
+    }
+
+    #[test]
+    fn dns_counts_larger_than_data_are_rejected_without_allocation() {
+        let q = header(1, 0x8000, [0xffff, 0xffff, 0xffff, 0xffff]);
+        assert_eq!(
+            parse_dns_message(&q),
+            Err(DnsError::TooManyRecords {
+                section: DnsSection::Question,
+                claimed: 0xffff,
+                available: 0
+            })
+        );
+        let mut r = header(1, 0x8000, [0, 3, 0, 0]);
+        r.extend(rr(&[0], 1, 1, 0, &[1, 2, 3, 4]));
+        assert!(matches!(
+            parse_dns_message(&r),
+            Err(DnsError::TooManyRecords {
+                section: DnsSection::Answer,
+                claimed: 3,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn dns_rdata_length_mismatch_is_invalid_rdata() {
+        let mut r = header(1, 0x8000, [0, 1, 0, 0]);
+        r.extend(rr(&[0], 1, 1, 0, &[1, 2, 3])); // A with 3 bytes
+        assert_eq!(
+            parse_dns_message(&r),
+            Err(DnsError::InvalidRData {
+                rtype: 1,
+                offset: 23
+            })
+        );
+        let mut r = header(1, 0x8000, [0, 1, 0, 0]);
+        r.extend(rr(&[0], 5, 1, 0, &[3, b'a', b'b'])); // CNAME label runs past RDATA
+        assert!(matches!(
+            parse_dns_message(&r),
+            Err(DnsError::InvalidRData { rtype: 5, .. })
+        ));
+    }
+
+    #[test]
+    fn dns_tcp_stream_framing() {
+        let msg = full_response();
+        let mut q = header(7, 0x0100, [1, 0, 0, 0]);
+        q.extend_from_slice(&wire_name("a.b"));
+        q.extend_from_slice(&[0, 1, 0, 1]);
+        let mut stream = Vec::new();
+        for m in [&msg, &q] {
+            stream.extend_from_slice(&(m.len() as u16).to_be_bytes());
+            stream.extend_from_slice(m);
+        }
+        stream.extend_from_slice(&[0, 40, 1, 2, 3]); // incomplete third frame
+        let (res, consumed) = parse_dns_tcp_stream(&stream);
+        assert_eq!(res.len(), 2);
+        assert_eq!(consumed, msg.len() + q.len() + 4);
+        assert_eq!(res[0].as_ref().unwrap().id, 0xbeef);
+        assert_eq!(res[1].as_ref().unwrap().questions[0].name, "a.b");
+        // a garbage frame gives an Err but framing continues
+        let (res, consumed) = parse_dns_tcp_stream(&[0, 3, 1, 2, 3, 0]);
+        assert_eq!(res.len(), 1);
+        assert!(res[0].is_err());
+        assert_eq!(consumed, 5);
+        for n in 0..stream.len() {
+            let (_, c) = parse_dns_tcp_stream(&stream[..n]);
+            assert!(c <= n);
+        }
+    }
+
+    #[test]
+    fn dns_fuzz_xorshift_never_panics() {
+        let base = full_response();
+        let mut s: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        for round in 0..10_000 {
+            let r = next();
+            let buf: Vec<u8> = if round % 2 == 0 {
+                // mutate a valid message: flip a few bytes and maybe truncate
+                let mut b = base.clone();
+                for _ in 0..(r % 8 + 1) {
+                    let x = next();
+                    let idx = (x as usize) % b.len();
+                    b[idx] = (x >> 32) as u8;
+                }
+                let cut = (next() as usize) % (b.len() + 1);
+                b.truncate(cut.max(b.len() / 2));
+                b
+            } else {
+                let len = (r % 300) as usize;
+                (0..len).map(|_| next() as u8).collect()
+            };
+            let _ = parse_dns_message(&buf);
+            let _ = parse_dns_tcp_stream(&buf);
+        }
+    }
+}

@@ -1,0 +1,902 @@
+//! TLS handshake summary over a reassembled TCP stream prefix (one direction).
+//!
+//! Records are split here (RFC 8446 §5.1, 5-byte header) and handshake
+//! messages are reassembled across records; the ClientHello and ServerHello
+//! bodies are decoded with the `tls-parser` crate. Each hello is summarised
+//! with its fingerprints:
+//!
+//! - **JA3** (<https://github.com/salesforce/ja3>):
+//!   `SSLVersion,Ciphers,Extensions,EllipticCurves,EllipticCurvePointFormats`
+//!   in decimal, lists joined with `-`, GREASE values (RFC 8701) removed, then
+//!   MD5 in lowercase hex.
+//! - **JA3S**: `SSLVersion,Cipher,Extensions` of the ServerHello, MD5.
+//! - **JA4** (FoxIO, <https://github.com/FoxIO-LLC/ja4>, TCP so prefix `t`):
+//!   `t{ver}{d|i}{nciphers:02}{nexts:02}{alpn}_{sha256(sorted ciphers)[..12]}_{sha256(sorted exts without SNI/ALPN "_" sigalgs)[..12]}`.
+//!
+//! Nothing here panics on malformed input: a bad record ends the parse with a
+//! [`TlsEvent::Invalid`] event, and a malformed hello gives a
+//! [`TlsEvent::Malformed`] event while parsing continues.
+
+use md5::Md5;
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+use tls_parser::TlsExtension;
+
+/// Largest record fragment accepted (2^14 plus the 2048 bytes of expansion
+/// allowed for ciphertext by RFC 5246 §6.2.3).
+pub const MAX_RECORD_LEN: usize = (1 << 14) + 2048;
+/// Largest handshake message reassembled across records.
+pub const MAX_HANDSHAKE_LEN: usize = 1 << 18;
+
+/// Fatal errors: the bytes are not a TLS record stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// A record header with an unknown content type or a major version other than 3.
+    #[error("tls: not a TLS record at offset {offset}")]
+    NotTls {
+        /// Offset of the record header in the input.
+        offset: usize,
+    },
+    /// A record longer than [`MAX_RECORD_LEN`].
+    #[error("tls: record at offset {offset} is too long ({len} bytes)")]
+    RecordTooLong {
+        /// Offset of the record header.
+        offset: usize,
+        /// Declared length.
+        len: usize,
+    },
+    /// A handshake message longer than [`MAX_HANDSHAKE_LEN`].
+    #[error("tls: handshake message in record at offset {offset} is too long ({len} bytes)")]
+    HandshakeTooLong {
+        /// Offset of the record where the message was found.
+        offset: usize,
+        /// Declared length.
+        len: usize,
+    },
+}
+
+/// Summary of a ClientHello.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TlsClientHello {
+    /// Version in the record header carrying the hello.
+    pub record_version: u16,
+    /// `legacy_version` field of the hello.
+    pub legacy_version: u16,
+    /// supported_versions extension values (GREASE included), in wire order.
+    pub supported_versions: Vec<u16>,
+    /// First host_name of the server_name extension (lossy UTF-8).
+    pub sni: Option<String>,
+    /// ALPN protocol names offered (lossy UTF-8), in wire order.
+    pub alpn: Vec<String>,
+    /// Cipher suites offered (GREASE included), in wire order.
+    pub cipher_suites: Vec<u16>,
+    /// Extension types (GREASE included), in wire order.
+    pub extensions: Vec<u16>,
+    /// supported_groups extension values (GREASE included).
+    pub supported_groups: Vec<u16>,
+    /// ec_point_formats extension values.
+    pub ec_point_formats: Vec<u8>,
+    /// signature_algorithms extension values, in wire order.
+    pub signature_algorithms: Vec<u16>,
+    /// JA3 string.
+    pub ja3: String,
+    /// MD5 of [`Self::ja3`], lowercase hex.
+    pub ja3_hash: String,
+    /// JA4 fingerprint.
+    pub ja4: String,
+    /// JA4 "raw" form (`ja4_r`): the sorted lists before hashing.
+    pub ja4_r: String,
+}
+
+/// Summary of a ServerHello (or a TLS 1.3 HelloRetryRequest).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TlsServerHello {
+    /// Version in the record header carrying the hello.
+    pub record_version: u16,
+    /// `legacy_version` field of the hello.
+    pub legacy_version: u16,
+    /// Version chosen through the supported_versions extension (TLS 1.3), if any.
+    pub selected_version: Option<u16>,
+    /// Negotiated version: `selected_version`, else `legacy_version`.
+    pub version: u16,
+    /// Chosen cipher suite.
+    pub cipher_suite: u16,
+    /// Chosen compression method.
+    pub compression: u8,
+    /// Extension types, in wire order.
+    pub extensions: Vec<u16>,
+    /// ALPN protocol chosen (lossy UTF-8).
+    pub alpn: Option<String>,
+    /// True when the random is the RFC 8446 HelloRetryRequest value.
+    pub hello_retry_request: bool,
+    /// JA3S string.
+    pub ja3s: String,
+    /// MD5 of [`Self::ja3s`], lowercase hex.
+    pub ja3s_hash: String,
+}
+
+/// One thing seen in the record stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum TlsEvent {
+    /// A ClientHello.
+    ClientHello(Box<TlsClientHello>),
+    /// A ServerHello.
+    ServerHello(Box<TlsServerHello>),
+    /// Another plaintext handshake message.
+    Handshake {
+        /// Handshake message type (RFC 8446 §4).
+        msg_type: u8,
+        /// Body length.
+        len: usize,
+    },
+    /// A ClientHello or ServerHello whose body could not be decoded.
+    Malformed {
+        /// Handshake message type.
+        msg_type: u8,
+        /// Offset of the record that completed the message.
+        offset: usize,
+    },
+    /// A handshake record after ChangeCipherSpec (encrypted).
+    EncryptedHandshake {
+        /// Fragment length.
+        len: usize,
+    },
+    /// A ChangeCipherSpec record.
+    ChangeCipherSpec,
+    /// An alert record (`level`/`description` are `None` when encrypted).
+    Alert {
+        /// Alert level.
+        level: Option<u8>,
+        /// Alert description.
+        description: Option<u8>,
+    },
+    /// An application data record.
+    ApplicationData {
+        /// Fragment length.
+        len: usize,
+    },
+    /// A heartbeat record.
+    Heartbeat {
+        /// Fragment length.
+        len: usize,
+    },
+    /// The stream is not (or no longer) a TLS record stream; parsing stopped.
+    Invalid {
+        /// Why the stream was rejected.
+        error: TlsError,
+    },
+}
+
+/// True for the RFC 8701 GREASE values (`0x?a?a` with equal bytes).
+pub fn is_grease(v: u16) -> bool {
+    let [hi, lo] = v.to_be_bytes();
+    hi == lo && hi & 0x0f == 0x0a
+}
+
+fn to_hex(data: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(data.len().saturating_mul(2));
+    for b in data {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+fn md5_hex(s: &str) -> String {
+    use md5::Digest as _;
+    to_hex(&Md5::digest(s.as_bytes()))
+}
+
+fn join_dec<T: std::fmt::Display>(v: impl IntoIterator<Item = T>) -> String {
+    v.into_iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// The JA3 string of a ClientHello's fields (GREASE removed).
+pub fn ja3_string(
+    version: u16,
+    ciphers: &[u16],
+    extensions: &[u16],
+    groups: &[u16],
+    point_formats: &[u8],
+) -> String {
+    let ng = |v: &[u16]| join_dec(v.iter().copied().filter(|x| !is_grease(*x)));
+    format!(
+        "{},{},{},{},{}",
+        version,
+        ng(ciphers),
+        ng(extensions),
+        ng(groups),
+        join_dec(point_formats.iter().copied())
+    )
+}
+
+/// The JA3S string of a ServerHello's fields.
+pub fn ja3s_string(version: u16, cipher: u16, extensions: &[u16]) -> String {
+    format!(
+        "{},{},{}",
+        version,
+        cipher,
+        join_dec(extensions.iter().copied().filter(|x| !is_grease(*x)))
+    )
+}
+
+fn ja4_version(v: u16) -> &'static str {
+    match v {
+        0x0304 => "13",
+        0x0303 => "12",
+        0x0302 => "11",
+        0x0301 => "10",
+        0x0300 => "s3",
+        0x0002 => "s2",
+        0xfeff => "d1",
+        0xfefd => "d2",
+        0xfefc => "d3",
+        _ => "00",
+    }
+}
+
+fn sha256_12(s: &str) -> String {
+    let mut h = to_hex(&Sha256::digest(s.as_bytes()));
+    h.truncate(12);
+    h
+}
+
+fn hex4_list(v: impl IntoIterator<Item = u16>) -> Vec<String> {
+    v.into_iter().map(|x| format!("{x:04x}")).collect()
+}
+
+/// JA4 ALPN part: first and last character of the first ALPN value, or the
+/// first and last hex digits of it when either end is not ASCII alphanumeric.
+fn ja4_alpn(first: Option<&[u8]>) -> String {
+    let Some(v) = first else {
+        return "00".into();
+    };
+    match (v.first(), v.last()) {
+        (Some(&a), Some(&b)) if a.is_ascii_alphanumeric() && b.is_ascii_alphanumeric() => {
+            format!("{}{}", char::from(a), char::from(b))
+        }
+        (Some(_), Some(_)) => {
+            let h = to_hex(v);
+            let mut it = h.chars();
+            let a = it.next().unwrap_or('0');
+            let b = h.chars().last().unwrap_or('0');
+            format!("{a}{b}")
+        }
+        _ => "00".into(),
+    }
+}
+
+/// Computes `(ja4, ja4_r)` for a ClientHello carried over TCP.
+///
+/// `extensions` must include SNI and ALPN (they are counted, then left out
+/// of the hashed list); `first_alpn` is the raw first ALPN value.
+pub fn ja4(
+    legacy_version: u16,
+    supported_versions: &[u16],
+    ciphers: &[u16],
+    extensions: &[u16],
+    first_alpn: Option<&[u8]>,
+    signature_algorithms: &[u16],
+) -> (String, String) {
+    let version = supported_versions
+        .iter()
+        .copied()
+        .filter(|v| !is_grease(*v))
+        .max()
+        .unwrap_or(legacy_version);
+    let ciphers: Vec<u16> = ciphers.iter().copied().filter(|c| !is_grease(*c)).collect();
+    let exts: Vec<u16> = extensions
+        .iter()
+        .copied()
+        .filter(|e| !is_grease(*e))
+        .collect();
+    let sni = if exts.contains(&0) { 'd' } else { 'i' };
+    let a = format!(
+        "t{}{}{:02}{:02}{}",
+        ja4_version(version),
+        sni,
+        ciphers.len().min(99),
+        exts.len().min(99),
+        ja4_alpn(first_alpn)
+    );
+    let mut c = hex4_list(ciphers.iter().copied());
+    c.sort();
+    let c_raw = c.join(",");
+    let mut e = hex4_list(
+        exts.iter()
+            .copied()
+            .filter(|x| *x != 0x0000 && *x != 0x0010),
+    );
+    e.sort();
+    let mut e_raw = e.join(",");
+    let sig = hex4_list(signature_algorithms.iter().copied()).join(",");
+    if !sig.is_empty() {
+        e_raw.push('_');
+        e_raw.push_str(&sig);
+    }
+    let b = if c.is_empty() {
+        "000000000000".to_string()
+    } else {
+        sha256_12(&c_raw)
+    };
+    let ch = if e.is_empty() {
+        "000000000000".to_string()
+    } else {
+        sha256_12(&e_raw)
+    };
+    (format!("{a}_{b}_{ch}"), format!("{a}_{c_raw}_{e_raw}"))
+}
+
+/// Splits an extensions block into `(type, raw extension incl. header)`.
+/// Stops at the first extension that does not fit.
+fn split_extensions(mut ext: &[u8]) -> Vec<(u16, &[u8])> {
+    let mut out = Vec::new();
+    while let [t0, t1, l0, l1, rest @ ..] = ext {
+        let len = usize::from(u16::from_be_bytes([*l0, *l1]));
+        let Some(raw) = ext.get(..len.saturating_add(4)) else {
+            break;
+        };
+        out.push((u16::from_be_bytes([*t0, *t1]), raw));
+        ext = rest.get(len..).unwrap_or_default();
+    }
+    out
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn client_hello(record_version: u16, body: &[u8]) -> Option<TlsClientHello> {
+    let (_, ch) = tls_parser::parse_tls_handshake_client_hello(body).ok()?;
+    let mut h = TlsClientHello {
+        record_version,
+        legacy_version: ch.version.0,
+        supported_versions: Vec::new(),
+        sni: None,
+        alpn: Vec::new(),
+        cipher_suites: ch.ciphers.iter().map(|c| c.0).collect(),
+        extensions: Vec::new(),
+        supported_groups: Vec::new(),
+        ec_point_formats: Vec::new(),
+        signature_algorithms: Vec::new(),
+        ja3: String::new(),
+        ja3_hash: String::new(),
+        ja4: String::new(),
+        ja4_r: String::new(),
+    };
+    let mut first_alpn: Option<Vec<u8>> = None;
+    for (t, raw) in split_extensions(ch.ext.unwrap_or_default()) {
+        h.extensions.push(t);
+        let Ok((_, ext)) = tls_parser::parse_tls_client_hello_extension(raw) else {
+            continue;
+        };
+        match ext {
+            TlsExtension::SNI(names) => {
+                h.sni = names.iter().find(|(t, _)| t.0 == 0).map(|(_, n)| lossy(n));
+            }
+            TlsExtension::ALPN(list) => {
+                first_alpn = list.first().map(|v| v.to_vec());
+                h.alpn = list.iter().map(|v| lossy(v)).collect();
+            }
+            TlsExtension::EllipticCurves(g) => h.supported_groups = g.iter().map(|g| g.0).collect(),
+            TlsExtension::EcPointFormats(f) => h.ec_point_formats = f.to_vec(),
+            TlsExtension::SignatureAlgorithms(s) => h.signature_algorithms = s,
+            TlsExtension::SupportedVersions(v) => {
+                h.supported_versions = v.iter().map(|v| v.0).collect();
+            }
+            _ => {}
+        }
+    }
+    h.ja3 = ja3_string(
+        h.legacy_version,
+        &h.cipher_suites,
+        &h.extensions,
+        &h.supported_groups,
+        &h.ec_point_formats,
+    );
+    h.ja3_hash = md5_hex(&h.ja3);
+    (h.ja4, h.ja4_r) = ja4(
+        h.legacy_version,
+        &h.supported_versions,
+        &h.cipher_suites,
+        &h.extensions,
+        first_alpn.as_deref(),
+        &h.signature_algorithms,
+    );
+    Some(h)
+}
+
+/// SHA-256("HelloRetryRequest"), the ServerHello.random of a HelloRetryRequest.
+const HRR_RANDOM: [u8; 32] = [
+    0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
+    0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
+];
+
+fn server_hello(record_version: u16, body: &[u8]) -> Option<TlsServerHello> {
+    let (_, sh) = tls_parser::parse_tls_handshake_server_hello(body).ok()?;
+    let mut h = TlsServerHello {
+        record_version,
+        legacy_version: sh.version.0,
+        selected_version: None,
+        version: sh.version.0,
+        cipher_suite: sh.cipher.0,
+        compression: sh.compression.0,
+        extensions: Vec::new(),
+        alpn: None,
+        hello_retry_request: sh.random == HRR_RANDOM,
+        ja3s: String::new(),
+        ja3s_hash: String::new(),
+    };
+    for (t, raw) in split_extensions(sh.ext.unwrap_or_default()) {
+        h.extensions.push(t);
+        let Ok((_, ext)) = tls_parser::parse_tls_server_hello_extension(raw) else {
+            continue;
+        };
+        match ext {
+            TlsExtension::ALPN(list) => h.alpn = list.first().map(|v| lossy(v)),
+            TlsExtension::SupportedVersions(v) => h.selected_version = v.first().map(|v| v.0),
+            _ => {}
+        }
+    }
+    h.version = h.selected_version.unwrap_or(h.legacy_version);
+    h.ja3s = ja3s_string(h.legacy_version, h.cipher_suite, &h.extensions);
+    h.ja3s_hash = md5_hex(&h.ja3s);
+    Some(h)
+}
+
+/// Decodes one complete handshake message.
+fn handshake_event(msg_type: u8, body: &[u8], record_version: u16, offset: usize) -> TlsEvent {
+    let malformed = TlsEvent::Malformed { msg_type, offset };
+    match msg_type {
+        1 => client_hello(record_version, body)
+            .map_or(malformed, |h| TlsEvent::ClientHello(Box::new(h))),
+        2 => server_hello(record_version, body)
+            .map_or(malformed, |h| TlsEvent::ServerHello(Box::new(h))),
+        _ => TlsEvent::Handshake {
+            msg_type,
+            len: body.len(),
+        },
+    }
+}
+
+/// Parses the TLS records at the start of one direction of a TCP stream.
+///
+/// Returns the events of every complete record and the number of bytes
+/// consumed. A record that is not complete yet, or a handshake message whose
+/// last bytes are in a record not received yet, is not consumed: call again
+/// with the unconsumed bytes plus more data and its events will be produced
+/// then (never twice). After a [`TlsEvent::Invalid`] event the whole input is
+/// reported consumed and the stream should not be fed again.
+///
+/// Handshake records after a ChangeCipherSpec in the same call are reported
+/// as [`TlsEvent::EncryptedHandshake`]; a caller resuming after a
+/// ChangeCipherSpec should stop looking for hellos.
+pub fn parse_tls_records(data: &[u8]) -> (Vec<TlsEvent>, usize) {
+    let mut out = Vec::new();
+    let mut pending: Vec<TlsEvent> = Vec::new();
+    let mut hs_buf: Vec<u8> = Vec::new();
+    let mut consumed = 0usize;
+    let mut pos = 0usize;
+    let mut encrypted = false;
+    let invalid = |mut out: Vec<TlsEvent>, e: TlsError| {
+        out.push(TlsEvent::Invalid { error: e });
+        (out, data.len())
+    };
+    while let Some(&[ctype, major, _minor, l0, l1]) = data.get(pos..pos.saturating_add(5)) {
+        let record_version = u16::from_be_bytes([major, _minor]);
+        let len = usize::from(u16::from_be_bytes([l0, l1]));
+        if !(20..=24).contains(&ctype) || major != 3 {
+            return invalid(out, TlsError::NotTls { offset: pos });
+        }
+        if len > MAX_RECORD_LEN {
+            return invalid(out, TlsError::RecordTooLong { offset: pos, len });
+        }
+        let start = pos.saturating_add(5);
+        let Some(frag) = data.get(start..start.saturating_add(len)) else {
+            break;
+        };
+        let record_offset = pos;
+        pos = start.saturating_add(len);
+        match ctype {
+            22 if !encrypted => {
+                hs_buf.extend_from_slice(frag);
+                while let [msg_type, a, b, c, rest @ ..] = hs_buf.as_slice() {
+                    let mlen = usize::from(*a) << 16 | usize::from(*b) << 8 | usize::from(*c);
+                    if mlen > MAX_HANDSHAKE_LEN {
+                        return invalid(
+                            out,
+                            TlsError::HandshakeTooLong {
+                                offset: record_offset,
+                                len: mlen,
+                            },
+                        );
+                    }
+                    let Some(body) = rest.get(..mlen) else {
+                        break;
+                    };
+                    pending.push(handshake_event(
+                        *msg_type,
+                        body,
+                        record_version,
+                        record_offset,
+                    ));
+                    let used = mlen.saturating_add(4);
+                    hs_buf.drain(..used.min(hs_buf.len()));
+                }
+            }
+            22 => pending.push(TlsEvent::EncryptedHandshake { len }),
+            20 => {
+                encrypted = true;
+                pending.push(TlsEvent::ChangeCipherSpec);
+            }
+            21 => {
+                let (level, description) = match frag {
+                    [l, d] if !encrypted => (Some(*l), Some(*d)),
+                    _ => (None, None),
+                };
+                pending.push(TlsEvent::Alert { level, description });
+            }
+            23 => pending.push(TlsEvent::ApplicationData { len }),
+            _ => pending.push(TlsEvent::Heartbeat { len }),
+        }
+        if hs_buf.is_empty() {
+            out.append(&mut pending);
+            consumed = pos;
+        }
+    }
+    (out, consumed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ext(t: u16, data: &[u8]) -> Vec<u8> {
+        let mut v = t.to_be_bytes().to_vec();
+        v.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        v.extend_from_slice(data);
+        v
+    }
+
+    fn u16_list(prefix_len_bytes: usize, v: &[u16]) -> Vec<u8> {
+        let n = v.len() * 2;
+        let mut out = if prefix_len_bytes == 1 {
+            vec![n as u8]
+        } else {
+            (n as u16).to_be_bytes().to_vec()
+        };
+        for x in v {
+            out.extend_from_slice(&x.to_be_bytes());
+        }
+        out
+    }
+
+    fn handshake(msg_type: u8, body: &[u8]) -> Vec<u8> {
+        let n = body.len() as u32;
+        let mut v = vec![msg_type, (n >> 16) as u8, (n >> 8) as u8, n as u8];
+        v.extend_from_slice(body);
+        v
+    }
+
+    fn record(ctype: u8, payload: &[u8]) -> Vec<u8> {
+        let mut v = vec![ctype, 3, 1];
+        v.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        v.extend_from_slice(payload);
+        v
+    }
+
+    /// A small hand-made TLS 1.2 ClientHello.
+    ///
+    /// legacy_version 0x0303 (771); ciphers GREASE 0x0a0a, 0xc02f (49199),
+    /// 0x009c (156); extensions: GREASE 0x1a1a, server_name (0) "example.com",
+    /// supported_groups (10) [GREASE 0x2a2a, x25519 29, secp256r1 23],
+    /// ec_point_formats (11) [0], ALPN (16) ["http/1.1"].
+    ///
+    /// JA3 by hand: "771,49199-156,0-10-11-16,29-23,0".
+    fn small_client_hello() -> Vec<u8> {
+        let mut body = vec![0x03, 0x03]; // legacy_version
+        body.extend_from_slice(&[0x11; 32]); // random
+        body.push(0); // session id length
+        body.extend(u16_list(2, &[0x0a0a, 0xc02f, 0x009c])); // cipher suites
+        body.extend_from_slice(&[1, 0]); // compression: null
+        let mut exts = Vec::new();
+        exts.extend(ext(0x1a1a, &[]));
+        // server_name: list len 14, type 0 host_name, len 11, "example.com"
+        let mut sni = vec![0, 14, 0, 0, 11];
+        sni.extend_from_slice(b"example.com");
+        exts.extend(ext(0, &sni));
+        exts.extend(ext(10, &u16_list(2, &[0x2a2a, 29, 23])));
+        exts.extend(ext(11, &[1, 0]));
+        // ALPN: list len 9, len 8 "http/1.1"
+        let mut alpn = vec![0, 9, 8];
+        alpn.extend_from_slice(b"http/1.1");
+        exts.extend(ext(16, &alpn));
+        body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
+        body.extend(exts);
+        record(22, &handshake(1, &body))
+    }
+
+    /// A hand-made ServerHello: TLS 1.2, cipher 0xc02f, extensions
+    /// renegotiation_info (65281), ALPN (16) "http/1.1", ec_point_formats (11).
+    ///
+    /// JA3S by hand: "771,49199,65281-16-11".
+    fn small_server_hello() -> Vec<u8> {
+        let mut body = vec![0x03, 0x03];
+        body.extend_from_slice(&[0x22; 32]);
+        body.push(0);
+        body.extend_from_slice(&[0xc0, 0x2f, 0]);
+        let mut exts = ext(0xff01, &[0]);
+        let mut alpn = vec![0, 9, 8];
+        alpn.extend_from_slice(b"http/1.1");
+        exts.extend(ext(16, &alpn));
+        exts.extend(ext(11, &[1, 0]));
+        body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
+        body.extend(exts);
+        record(22, &handshake(2, &body))
+    }
+
+    #[test]
+    fn tls_client_hello_summary_and_ja3() {
+        let (ev, consumed) = parse_tls_records(&small_client_hello());
+        assert_eq!(consumed, small_client_hello().len());
+        let [TlsEvent::ClientHello(h)] = ev.as_slice() else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(h.legacy_version, 0x0303);
+        assert_eq!(h.sni.as_deref(), Some("example.com"));
+        assert_eq!(h.alpn, vec!["http/1.1".to_string()]);
+        assert_eq!(h.cipher_suites, vec![0x0a0a, 0xc02f, 0x009c]);
+        assert_eq!(h.extensions, vec![0x1a1a, 0, 10, 11, 16]);
+        assert_eq!(h.supported_groups, vec![0x2a2a, 29, 23]);
+        assert_eq!(h.ec_point_formats, vec![0]);
+        assert_eq!(h.ja3, "771,49199-156,0-10-11-16,29-23,0");
+        // md5("771,49199-156,0-10-11-16,29-23,0")
+        assert_eq!(h.ja3_hash, md5_hex("771,49199-156,0-10-11-16,29-23,0"));
+        assert_eq!(h.ja3_hash.len(), 32);
+        // JA4 a-part by hand: TLS 1.2, SNI, 2 ciphers, 4 extensions, "h1".
+        assert!(h.ja4.starts_with("t12d0204h1_"), "{}", h.ja4);
+        assert_eq!(h.ja4_r, "t12d0204h1_009c,c02f_000a,000b");
+    }
+
+    #[test]
+    fn tls_server_hello_summary_and_ja3s() {
+        let mut stream = small_server_hello();
+        stream.extend(record(22, &handshake(14, &[]))); // ServerHelloDone
+        stream.extend(record(20, &[1]));
+        stream.extend(record(22, &[0xde; 40])); // encrypted Finished
+        stream.extend(record(23, &[0xab; 10]));
+        stream.extend(record(21, &[0xcd; 26])); // encrypted alert
+        let (ev, consumed) = parse_tls_records(&stream);
+        assert_eq!(consumed, stream.len());
+        let TlsEvent::ServerHello(h) = &ev[0] else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(h.version, 0x0303);
+        assert_eq!(h.cipher_suite, 0xc02f);
+        assert_eq!(h.alpn.as_deref(), Some("http/1.1"));
+        assert_eq!(h.ja3s, "771,49199,65281-16-11");
+        assert_eq!(h.ja3s_hash, md5_hex("771,49199,65281-16-11"));
+        assert_eq!(
+            &ev[1..],
+            &[
+                TlsEvent::Handshake {
+                    msg_type: 14,
+                    len: 0
+                },
+                TlsEvent::ChangeCipherSpec,
+                TlsEvent::EncryptedHandshake { len: 40 },
+                TlsEvent::ApplicationData { len: 10 },
+                TlsEvent::Alert {
+                    level: None,
+                    description: None
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn tls13_server_hello_selected_version() {
+        // legacy_version 0x0303, TLS_AES_128_GCM_SHA256 (0x1301 = 4865),
+        // supported_versions (43) selecting 0x0304, key_share (51) x25519 + 32-byte key.
+        let mut body = vec![0x03, 0x03];
+        body.extend_from_slice(&[0x33; 32]);
+        body.push(0);
+        body.extend_from_slice(&[0x13, 0x01, 0]);
+        let mut exts = ext(43, &[0x03, 0x04]);
+        let mut ks = vec![0x00, 0x1d, 0x00, 0x20];
+        ks.extend_from_slice(&[0x44; 32]);
+        exts.extend(ext(51, &ks));
+        body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
+        body.extend(exts);
+        let mut stream = record(22, &handshake(2, &body));
+        stream.extend(record(20, &[1]));
+        stream.extend(record(23, &[0; 50]));
+        let (ev, consumed) = parse_tls_records(&stream);
+        assert_eq!(consumed, stream.len());
+        let TlsEvent::ServerHello(h) = &ev[0] else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(h.legacy_version, 0x0303);
+        assert_eq!(h.selected_version, Some(0x0304));
+        assert_eq!(h.version, 0x0304);
+        assert_eq!(h.cipher_suite, 0x1301);
+        assert!(!h.hello_retry_request);
+        assert_eq!(h.ja3s, "771,4865,43-51");
+        assert_eq!(ev.len(), 3);
+    }
+
+    #[test]
+    fn tls_md5_known_value() {
+        // RFC 1321 test suite: MD5("abc").
+        assert_eq!(md5_hex("abc"), "900150983cd24fb0d6963f7d28e17f72");
+    }
+
+    #[test]
+    fn tls_grease_detection() {
+        assert!(is_grease(0x0a0a) && is_grease(0xfafa) && is_grease(0x2a2a));
+        assert!(!is_grease(0x0a1a) && !is_grease(0xc02f) && !is_grease(0x000a));
+    }
+
+    /// Chrome 143 ClientHello rebuilt from the lists of a published fingerprint
+    /// report (repository service0427/v2_cp_app, file tls.md, browserleaks
+    /// output): ja3_text, ja3_hash, ja4, ja4_r and ja4_ro as printed there.
+    /// Extension contents not covered by JA3/JA4 are left empty.
+    #[test]
+    fn tls_ja3_ja4_published_vector() {
+        let ciphers = [
+            0x1a1a, 4865, 4866, 4867, 49195, 49199, 49196, 49200, 52393, 52392, 49171, 49172, 156,
+            157, 47, 53,
+        ];
+        let ext_order = [
+            0x0a0a, 45, 51, 16, 65037, 23, 17613, 0, 11, 10, 43, 65281, 35, 18, 5, 13, 27, 0x3a3a,
+        ];
+        let mut body = vec![0x03, 0x03];
+        body.extend_from_slice(&[0; 32]);
+        body.push(0);
+        body.extend(u16_list(2, &ciphers));
+        body.extend_from_slice(&[1, 0]);
+        let mut exts = Vec::new();
+        for t in ext_order {
+            let data = match t {
+                16 => vec![
+                    0, 12, 2, b'h', b'2', 8, b'h', b't', b't', b'p', b'/', b'1', b'.', b'1',
+                ],
+                0 => {
+                    let mut v = vec![0, 23, 0, 0, 20];
+                    v.extend_from_slice(b"tls.browserleaks.com");
+                    v
+                }
+                11 => vec![1, 0],
+                10 => u16_list(2, &[0x4a4a, 4588, 29, 23, 24]),
+                43 => u16_list(1, &[0x5a5a, 0x0304, 0x0303]),
+                13 => u16_list(
+                    2,
+                    &[
+                        0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601,
+                    ],
+                ),
+                _ => vec![],
+            };
+            exts.extend(ext(t, &data));
+        }
+        body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
+        body.extend(exts);
+        let rec = record(22, &handshake(1, &body));
+        let (ev, _) = parse_tls_records(&rec);
+        let [TlsEvent::ClientHello(h)] = ev.as_slice() else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(h.supported_versions, vec![0x5a5a, 0x0304, 0x0303]);
+        assert_eq!(
+            h.ja3,
+            "771,4865-4866-4867-49195-49199-49196-49200-52393-52392-49171-49172-156-157-47-53,45-51-16-65037-23-17613-0-11-10-43-65281-35-18-5-13-27,4588-29-23-24,0"
+        );
+        assert_eq!(h.ja3_hash, "98487aa16281980e7d1120d399efb6a4");
+        assert_eq!(
+            h.ja4_r,
+            "t13d1516h2_002f,0035,009c,009d,1301,1302,1303,c013,c014,c02b,c02c,c02f,c030,cca8,cca9_0005,000a,000b,000d,0012,0017,001b,0023,002b,002d,0033,44cd,fe0d,ff01_0403,0804,0401,0503,0805,0501,0806,0601"
+        );
+        assert_eq!(h.ja4, "t13d1516h2_8daaf6152771_d8a2da3f94cd");
+    }
+
+    #[test]
+    fn tls_split_across_records_and_segments() {
+        // The ClientHello handshake message split over two records.
+        let full = small_client_hello();
+        let hs = &full[5..];
+        let (a, b) = hs.split_at(30);
+        let mut stream = record(22, a);
+        stream.extend(record(22, b));
+        let (ev, consumed) = parse_tls_records(&stream);
+        assert_eq!(consumed, stream.len());
+        assert!(matches!(ev.as_slice(), [TlsEvent::ClientHello(_)]));
+        // Only the first record available: nothing consumed, nothing emitted.
+        let first_len = 5 + a.len();
+        let (ev, consumed) = parse_tls_records(&stream[..first_len + 3]);
+        assert!(ev.is_empty());
+        assert_eq!(consumed, 0);
+        // Records split across segments: consumption stops at the boundary.
+        let mut two = small_client_hello();
+        two.extend(record(20, &[1]));
+        let (ev, consumed) = parse_tls_records(&two[..full.len() + 2]);
+        assert_eq!(ev.len(), 1);
+        assert_eq!(consumed, full.len());
+        let (ev, consumed) = parse_tls_records(&two[consumed..]);
+        assert_eq!(ev, vec![TlsEvent::ChangeCipherSpec]);
+        assert_eq!(consumed, 6);
+    }
+
+    #[test]
+    fn tls_not_tls_is_invalid() {
+        let (ev, consumed) = parse_tls_records(b"GET / HTTP/1.1\r\n\r\n");
+        assert_eq!(
+            ev,
+            vec![TlsEvent::Invalid {
+                error: TlsError::NotTls { offset: 0 }
+            }]
+        );
+        assert_eq!(consumed, 18);
+        let (ev, _) = parse_tls_records(&[22, 3, 1, 0xff, 0xff]);
+        assert!(matches!(
+            ev.as_slice(),
+            [TlsEvent::Invalid {
+                error: TlsError::RecordTooLong { .. }
+            }]
+        ));
+    }
+
+    #[test]
+    fn tls_truncated_at_every_offset_never_panics() {
+        let mut stream = small_client_hello();
+        stream.extend(small_server_hello());
+        for n in 0..stream.len() {
+            let (ev, consumed) = parse_tls_records(&stream[..n]);
+            assert!(consumed <= n);
+            assert!(ev.iter().all(|e| !matches!(e, TlsEvent::Invalid { .. })));
+        }
+        // Truncating the handshake body inside a complete record gives Malformed
+        // or a shorter message, never a panic.
+        let ch = small_client_hello();
+        for n in 4..ch.len() - 5 {
+            let body = &ch[9..9 + n.min(ch.len() - 9)];
+            let rec = record(22, &handshake(1, body));
+            let _ = parse_tls_records(&rec);
+        }
+    }
+
+    #[test]
+    fn tls_fuzz_xorshift_never_panics() {
+        let mut base = small_client_hello();
+        base.extend(small_server_hello());
+        let mut s: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        for _ in 0..5_000 {
+            let mut b = base.clone();
+            for _ in 0..(next() % 6 + 1) {
+                let x = next();
+                let idx = (x as usize) % b.len();
+                b[idx] = (x >> 40) as u8;
+            }
+            let _ = parse_tls_records(&b);
+        }
+    }
+
+    #[test]
+    fn tls_events_serialize() {
+        let (ev, _) = parse_tls_records(&small_client_hello());
+        let j = serde_json::to_value(&ev[0]).unwrap();
+        assert_eq!(j["event"], "client_hello");
+        assert_eq!(j["sni"], "example.com");
+    }
+}
