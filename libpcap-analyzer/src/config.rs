@@ -86,6 +86,9 @@ pub struct StreamSection {
     pub max_buffered_per_direction: usize,
     /// Out-of-order bytes held for all connections of a worker.
     pub max_buffered_total: usize,
+    /// Segments further ahead of the next expected byte than this are
+    /// dropped (counted) instead of buffered.
+    pub max_window_ahead: u32,
 }
 
 impl Default for StreamSection {
@@ -94,6 +97,7 @@ impl Default for StreamSection {
         StreamSection {
             max_buffered_per_direction: s.max_buffered_per_direction,
             max_buffered_total: s.max_buffered_total,
+            max_window_ahead: s.max_window_ahead,
         }
     }
 }
@@ -104,6 +108,7 @@ impl StreamSection {
         StreamConfig {
             max_buffered_per_direction: self.max_buffered_per_direction,
             max_buffered_total: self.max_buffered_total,
+            max_window_ahead: self.max_window_ahead,
         }
     }
 }

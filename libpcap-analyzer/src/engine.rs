@@ -308,6 +308,7 @@ fn finish(
     }
     let mut plugins: Vec<Box<dyn Plugin>> = merged.into_iter().flatten().collect();
     for p in &mut plugins {
+        p.run_stats(&stats);
         p.post_process()?;
     }
     Ok(RunOutput { plugins, stats, flows, warning })

@@ -418,6 +418,12 @@ pub trait Plugin: AsAny {
         Err(PluginError::new(self.name(), "this plugin cannot merge results from several workers"))
     }
 
+    /// The decoding counters of the whole run (all workers), given once after
+    /// the instances were merged and before [`Plugin::post_process`].
+    fn run_stats(&mut self, stats: &crate::stats::AnalyzerStats) {
+        let _ = stats;
+    }
+
     /// Called once after the last packet, after all flows were destroyed and
     /// the instances merged.
     fn post_process(&mut self) -> PluginResult<()> {

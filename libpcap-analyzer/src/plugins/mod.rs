@@ -1,0 +1,37 @@
+//! The built-in plugins and the registry that builds them.
+//!
+//! | name | what it writes |
+//! | --- | --- |
+//! | `connections` | the connection report (`connections.txt`/`.csv`/`.jsonl`) |
+//! | `basic-stats` | totals, per-layer counts, L3 and L4 conversations, anomalies (`basic-stats.json`) |
+//! | `flows` | one JSON line per flow with why it ended (`flows.jsonl`) |
+//! | `community-id` | the Community ID v1 of every flow (`community-id.jsonl`) |
+//! | `dns` | one JSON line per DNS message, UDP and TCP (`dns.jsonl`) |
+//! | `tls` | handshake facts and JA3/JA4 fingerprints per TLS connection (`tls.jsonl`) |
+//! | `hexdump` | hex dump of the layers asked for (`hexdump.txt`; off by default) |
+
+pub mod basic_stats;
+pub mod community_id;
+pub mod connections;
+pub mod dns;
+pub mod flows;
+pub mod hexdump;
+mod spool;
+pub mod tls;
+
+pub use spool::{OutputConfig, Spool};
+
+use crate::plugin::PluginRegistry;
+
+/// A registry holding every built-in plugin builder.
+pub fn builtin_registry() -> PluginRegistry {
+    let mut r = PluginRegistry::new();
+    r.add_builder(Box::new(connections::ConnectionsPluginBuilder::default()));
+    r.add_builder(Box::new(basic_stats::BasicStatsBuilder));
+    r.add_builder(Box::new(flows::FlowsPluginBuilder));
+    r.add_builder(Box::new(community_id::CommunityIdPluginBuilder));
+    r.add_builder(Box::new(dns::DnsPluginBuilder));
+    r.add_builder(Box::new(tls::TlsPluginBuilder));
+    r.add_builder(Box::new(hexdump::HexdumpPluginBuilder));
+    r
+}

@@ -1,0 +1,145 @@
+//! JSON-lines output that does not grow in memory with the capture: each
+//! plugin instance appends its lines to a temporary file in the output
+//! directory; merged instances pass their files on, and saving
+//! concatenates them into the final file.
+
+use crate::plugin::{PluginError, PluginResult};
+use libpcap_tools::Config;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Section `[output]`: where plugins write (the tool sets `dir` from `--outdir`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(default)]
+pub struct OutputConfig {
+    /// Output directory; without one, line-oriented plugins only count.
+    pub dir: Option<PathBuf>,
+}
+
+impl OutputConfig {
+    /// Reads `[output]`.
+    ///
+    /// # Errors
+    /// When `dir` is not a string.
+    pub fn from_config(config: &Config, plugin: &str) -> PluginResult<OutputConfig> {
+        config.section("output").map_err(|e| PluginError::wrap(plugin, e))
+    }
+}
+
+static SPOOL_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A per-instance JSON-lines spool.
+#[derive(Debug)]
+pub struct Spool {
+    plugin: &'static str,
+    dir: Option<PathBuf>,
+    current: Option<(PathBuf, BufWriter<std::fs::File>)>,
+    done: Vec<PathBuf>,
+    lines: u64,
+    failed: bool,
+}
+
+impl Spool {
+    /// A spool for `plugin` writing under `dir` (counting only when `None`).
+    pub fn new(plugin: &'static str, dir: Option<PathBuf>) -> Spool {
+        Spool { plugin, dir, current: None, done: Vec::new(), lines: 0, failed: false }
+    }
+
+    /// `true` when lines are kept (an output directory is set).
+    pub fn is_writing(&self) -> bool {
+        self.dir.is_some() && !self.failed
+    }
+
+    /// Lines written so far (all merged instances).
+    pub fn lines(&self) -> u64 {
+        self.lines
+    }
+
+    /// Appends one JSON value as a line.
+    ///
+    /// # Errors
+    /// When the temporary file cannot be written (the spool then stops writing).
+    pub fn push(&mut self, value: &serde_json::Value) -> PluginResult<()> {
+        self.lines += 1;
+        let Some(dir) = self.dir.as_ref().filter(|_| !self.failed) else { return Ok(()) };
+        if self.current.is_none() {
+            std::fs::create_dir_all(dir).map_err(|e| self.fail(e))?;
+            let n = SPOOL_SEQ.fetch_add(1, Ordering::Relaxed);
+            let path = dir.join(format!(".{}.{}.{n}.part", self.plugin, std::process::id()));
+            let f = std::fs::File::create(&path).map_err(|e| self.fail(e))?;
+            self.current = Some((path, BufWriter::with_capacity(1 << 16, f)));
+        }
+        if let Some((_, w)) = self.current.as_mut() {
+            let r = serde_json::to_writer(&mut *w, value)
+                .map_err(std::io::Error::other)
+                .and_then(|()| w.write_all(b"\n"));
+            if let Err(e) = r {
+                return Err(self.fail(e));
+            }
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, e: std::io::Error) -> PluginError {
+        self.failed = true;
+        PluginError::wrap(self.plugin, e)
+    }
+
+    fn close(&mut self) -> std::io::Result<()> {
+        if let Some((path, mut w)) = self.current.take() {
+            w.flush()?;
+            self.done.push(path);
+        }
+        Ok(())
+    }
+
+    /// Takes over the lines of another instance.
+    ///
+    /// # Errors
+    /// When a temporary file cannot be flushed.
+    pub fn merge(&mut self, mut other: Spool) -> PluginResult<()> {
+        other.close().map_err(|e| PluginError::wrap(self.plugin, e))?;
+        self.done.append(&mut other.done);
+        self.lines += other.lines;
+        self.failed |= other.failed;
+        Ok(())
+    }
+
+    /// Writes every line into `dir/name` (through a temporary file and a
+    /// rename) and removes the parts.
+    ///
+    /// # Errors
+    /// When a file cannot be read or written.
+    pub fn save(&mut self, dir: &Path, name: &str) -> PluginResult<Vec<PathBuf>> {
+        let err = |e: std::io::Error| PluginError::wrap(self.plugin, e);
+        self.close().map_err(err)?;
+        let path = dir.join(name);
+        let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+        {
+            let mut out = BufWriter::new(std::fs::File::create(&tmp).map_err(err)?);
+            for part in &self.done {
+                let mut f = std::fs::File::open(part).map_err(err)?;
+                std::io::copy(&mut f, &mut out).map_err(err)?;
+            }
+            let f = out.into_inner().map_err(|e| err(e.into_error()))?;
+            f.sync_all().map_err(err)?;
+        }
+        std::fs::rename(&tmp, &path).map_err(err)?;
+        for part in self.done.drain(..) {
+            let _ = std::fs::remove_file(part);
+        }
+        Ok(vec![path])
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        if let Some((path, _)) = self.current.take() {
+            let _ = std::fs::remove_file(path);
+        }
+        for part in self.done.drain(..) {
+            let _ = std::fs::remove_file(part);
+        }
+    }
+}
