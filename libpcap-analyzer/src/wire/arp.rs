@@ -130,7 +130,6 @@ mod tests {
     use super::*;
     use pnet_packet::arp::{ArpHardwareTypes, ArpOperations, MutableArpPacket};
     use pnet_packet::ethernet::EtherTypes;
-    use pnet_packet::util::MacAddr;
 
     fn request() -> Vec<u8> {
         let mut buf = vec![0u8; 30];
@@ -140,9 +139,9 @@ mod tests {
         p.set_hw_addr_len(6);
         p.set_proto_addr_len(4);
         p.set_operation(ArpOperations::Request);
-        p.set_sender_hw_addr(MacAddr::new(0, 1, 2, 3, 4, 5));
+        p.set_sender_hw_addr("00:01:02:03:04:05".parse().unwrap());
         p.set_sender_proto_addr(Ipv4Addr::new(192, 168, 0, 1));
-        p.set_target_hw_addr(MacAddr::zero());
+        p.set_target_hw_addr("00:00:00:00:00:00".parse().unwrap());
         p.set_target_proto_addr(Ipv4Addr::new(192, 168, 0, 2));
         buf
     }

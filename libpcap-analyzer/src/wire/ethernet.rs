@@ -79,13 +79,12 @@ mod tests {
     use super::super::DecodeError;
     use super::*;
     use pnet_packet::ethernet::{EtherTypes, MutableEthernetPacket};
-    use pnet_packet::util::MacAddr;
 
     fn frame() -> Vec<u8> {
         let mut buf = vec![0u8; 18];
         let mut p = MutableEthernetPacket::new(&mut buf).unwrap();
-        p.set_destination(MacAddr::new(0xff, 0xff, 0xff, 0xff, 0xff, 0xff));
-        p.set_source(MacAddr::new(0x00, 0x11, 0x22, 0x33, 0x44, 0x55));
+        p.set_destination("ff:ff:ff:ff:ff:ff".parse().unwrap());
+        p.set_source("00:11:22:33:44:55".parse().unwrap());
         p.set_ethertype(EtherTypes::Ipv4);
         p.set_payload(&[0x45, 0, 0, 20]);
         buf

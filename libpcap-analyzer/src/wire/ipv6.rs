@@ -124,7 +124,7 @@ mod tests {
         p.set_hop_limit(255);
         p.set_source("2001:db8::1".parse().unwrap());
         p.set_destination("fe80::2".parse().unwrap());
-        p.set_payload(&[1, 2, 3, 4, /* padding */ 0, 0]);
+        p.set_payload(&[1, 2, 3, 4]); // then 2 bytes of padding (zeros)
         buf
     }
 

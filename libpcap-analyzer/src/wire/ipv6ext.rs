@@ -185,9 +185,9 @@ pub fn walk_ipv6_extensions(
 /// Checks that `needed` bytes fit at `off`. Outside a fragment a miss is a
 /// `Truncated` error; inside a fragment it stops the walk at this header
 /// (returns `Ok(false)` after filling `chain`).
-fn ensure_or_stop(
-    chain: &mut Ipv6ExtensionChain<'_>,
-    payload: &[u8],
+fn ensure_or_stop<'a>(
+    chain: &mut Ipv6ExtensionChain<'a>,
+    payload: &'a [u8],
     off: usize,
     needed: usize,
     nh: u8,

@@ -184,10 +184,10 @@ mod tests {
         let mut p = MutableSLL2Packet::new(&mut buf).unwrap();
         p.set_protocol_type(EtherTypes::Ipv6);
         p.set_interface_index(7);
-        p.set_link_layer_address_type(ARPHRD_ETHER);
+        p.set_arphrd_type(ARPHRD_ETHER);
         p.set_packet_type(4);
         p.set_link_layer_address_length(6);
-        p.set_link_layer_address([1, 2, 3, 4, 5, 6, 0, 0]);
+        p.set_link_layer_address(&[1, 2, 3, 4, 5, 6, 0, 0]);
         p.set_payload(&[0x60, 0x00]);
         buf
     }
