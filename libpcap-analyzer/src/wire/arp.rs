@@ -176,7 +176,9 @@ mod tests {
     #[test]
     fn unknown_values_roundtrip() {
         // htype 0xFFFF, ptype 0x1234, hlen 1, plen 2
-        let buf = [0xFF, 0xFF, 0x12, 0x34, 1, 2, 0, 9, 0xA, 0xB, 0xC, 0xD, 0xE, 0xF];
+        let buf = [
+            0xFF, 0xFF, 0x12, 0x34, 1, 2, 0, 9, 0xA, 0xB, 0xC, 0xD, 0xE, 0xF,
+        ];
         let a = ArpSlice::from_slice(&buf).unwrap();
         assert_eq!(a.ptype(), EtherType(0x1234));
         assert_eq!(a.oper(), 9);

@@ -234,10 +234,18 @@ mod tests {
     #[test]
     fn truncated_at_every_offset() {
         for n in 0..8 {
-            assert!(ErspanSlice::from_slice_type2(&TYPE2[..n]).unwrap_err().is_truncated());
+            assert!(
+                ErspanSlice::from_slice_type2(&TYPE2[..n])
+                    .unwrap_err()
+                    .is_truncated()
+            );
         }
         for n in 0..20 {
-            assert!(ErspanSlice::from_slice_type3(&TYPE3[..n]).unwrap_err().is_truncated());
+            assert!(
+                ErspanSlice::from_slice_type3(&TYPE3[..n])
+                    .unwrap_err()
+                    .is_truncated()
+            );
         }
     }
 

@@ -107,8 +107,8 @@ mod tests {
     fn ieee_802_3_length_bounds_payload() {
         // dst, src, length 3, LLC 42 42 03, then 2 padding bytes
         let buf = [
-            1, 0x80, 0xc2, 0, 0, 0, /* dst: STP */ 0, 1, 2, 3, 4, 5, /* src */ 0x00, 0x03,
-            /* length 3 */ 0x42, 0x42, 0x03, /* LLC */ 0, 0, /* pad */
+            1, 0x80, 0xc2, 0, 0, 0, /* dst: STP */ 0, 1, 2, 3, 4, 5, /* src */ 0x00,
+            0x03, /* length 3 */ 0x42, 0x42, 0x03, /* LLC */ 0, 0, /* pad */
         ];
         let e = EthernetSlice::from_slice(&buf).unwrap();
         assert!(e.is_802_3());
@@ -135,7 +135,13 @@ mod tests {
             );
         }
         for n in 14..buf.len() {
-            assert_eq!(EthernetSlice::from_slice(&buf[..n]).unwrap().payload().len(), n - 14);
+            assert_eq!(
+                EthernetSlice::from_slice(&buf[..n])
+                    .unwrap()
+                    .payload()
+                    .len(),
+                n - 14
+            );
         }
     }
 

@@ -200,7 +200,11 @@ mod tests {
     #[test]
     fn truncated_at_every_offset() {
         for n in 0..16 {
-            assert!(GeneveSlice::from_slice(&PACKET[..n]).unwrap_err().is_truncated());
+            assert!(
+                GeneveSlice::from_slice(&PACKET[..n])
+                    .unwrap_err()
+                    .is_truncated()
+            );
         }
     }
 

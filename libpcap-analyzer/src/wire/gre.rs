@@ -174,7 +174,8 @@ impl<'a> GreSlice<'a> {
     /// Key (RFC 2890), when K is set. In version 1 it holds the payload
     /// length (high 16 bits) and the call ID (low 16 bits).
     pub fn key(&self) -> Option<u32> {
-        self.key_present().then(|| be32(self.data, self.key_offset()))
+        self.key_present()
+            .then(|| be32(self.data, self.key_offset()))
     }
 
     /// PPTP payload length (version 1).
@@ -189,12 +190,14 @@ impl<'a> GreSlice<'a> {
 
     /// Sequence number, when S is set.
     pub fn sequence(&self) -> Option<u32> {
-        self.seq_present().then(|| be32(self.data, self.seq_offset()))
+        self.seq_present()
+            .then(|| be32(self.data, self.seq_offset()))
     }
 
     /// Acknowledgment number (version 1), when A is set.
     pub fn ack(&self) -> Option<u32> {
-        self.ack_present().then(|| be32(self.data, self.ack_offset()))
+        self.ack_present()
+            .then(|| be32(self.data, self.ack_offset()))
     }
 
     /// The raw routing field (SRE list, null SRE included), when R is set.
@@ -317,7 +320,10 @@ mod tests {
         assert_eq!(g.header_len(), 24);
         assert_eq!(g.payload(), &[0x45]);
         for n in 0..24 {
-            assert!(GreSlice::from_slice(&buf[..n]).unwrap_err().is_truncated(), "{n}");
+            assert!(
+                GreSlice::from_slice(&buf[..n]).unwrap_err().is_truncated(),
+                "{n}"
+            );
         }
         // non-terminating SRE list
         let mut long = vec![0x40, 0, 0x08, 0, 0, 0, 0, 0];

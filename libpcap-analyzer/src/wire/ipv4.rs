@@ -257,7 +257,10 @@ mod tests {
     fn truncated_at_every_offset() {
         let buf = packet();
         for n in 0..24 {
-            assert!(Ipv4Slice::from_slice(&buf[..n]).unwrap_err().is_truncated(), "{n}");
+            assert!(
+                Ipv4Slice::from_slice(&buf[..n]).unwrap_err().is_truncated(),
+                "{n}"
+            );
         }
         for n in 24..28 {
             let ip = Ipv4Slice::from_slice(&buf[..n]).unwrap();

@@ -131,7 +131,11 @@ pub fn walk_ipv6_extensions(
                     return Ok(chain);
                 }
                 let l = usize::from(byte(payload, off + 1));
-                if nh == IPV6_AH { (l + 2) * 4 } else { (l + 1) * 8 }
+                if nh == IPV6_AH {
+                    (l + 2) * 4
+                } else {
+                    (l + 1) * 8
+                }
             }
             IPV6_FRAGMENT => 8,
             _ => {
@@ -225,7 +229,8 @@ mod tests {
     /// AH (12 bytes) -> UDP
     fn chain() -> Vec<u8> {
         let mut v = vec![
-            43, 0, /* HBH: next Routing, len 0 */ 0xC2, 4, 0x00, 0x01, 0x00, 0x00,
+            43, 0, /* HBH: next Routing, len 0 */ 0xC2, 4, 0x00, 0x01, 0x00,
+            0x00,
             /* jumbo 65536 */
         ];
         v.extend_from_slice(&[60, 1, 0, 0, 0, 0, 0, 0]); // Routing: next DestOpts, 16 bytes
@@ -257,7 +262,12 @@ mod tests {
             assert!(e.is_truncated(), "{n}");
             assert_eq!(e.layer(), Layer::Ipv6Ext);
         }
-        assert!(walk_ipv6_extensions(0, &b[..44]).unwrap().payload.is_empty());
+        assert!(
+            walk_ipv6_extensions(0, &b[..44])
+                .unwrap()
+                .payload
+                .is_empty()
+        );
     }
 
     #[test]

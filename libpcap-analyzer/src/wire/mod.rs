@@ -50,8 +50,7 @@ pub mod vxlan;
 
 pub use arp::ArpSlice;
 pub use checksum::{
-    internet_checksum, pseudo_header_sum_v4, pseudo_header_sum_v6, sum16,
-    verify_transport_checksum,
+    internet_checksum, pseudo_header_sum_v4, pseudo_header_sum_v6, sum16, verify_transport_checksum,
 };
 pub use erspan::ErspanSlice;
 pub use ethernet::EthernetSlice;
@@ -268,7 +267,10 @@ impl EtherType {
 
     /// `true` for the VLAN tag protocol identifiers (0x8100, 0x88A8, 0x9100).
     pub fn is_vlan(self) -> bool {
-        matches!(self, EtherType::VLAN | EtherType::QINQ | EtherType::VLAN_9100)
+        matches!(
+            self,
+            EtherType::VLAN | EtherType::QINQ | EtherType::VLAN_9100
+        )
     }
 }
 
@@ -387,7 +389,10 @@ mod tests {
         };
         assert_eq!(e.layer(), Layer::Tcp);
         assert!(e.is_truncated());
-        assert_eq!(e.to_string(), "tcp: truncated at offset 0: need 20 bytes, have 3");
+        assert_eq!(
+            e.to_string(),
+            "tcp: truncated at offset 0: need 20 bytes, have 3"
+        );
         let e = invalid(Layer::Ipv4, "version", 6);
         assert_eq!(e.to_string(), "ipv4: invalid version value 0x6");
         assert!(!e.is_truncated());

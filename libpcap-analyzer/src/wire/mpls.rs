@@ -98,7 +98,11 @@ pub fn parse_mpls_stack(data: &[u8]) -> DecodeResult<(MplsStack<'_>, &[u8])> {
             return Ok((MplsStack { data: stack }, rest));
         }
     }
-    Err(invalid(Layer::Mpls, "label count", MAX_MPLS_LABELS as u32 + 1))
+    Err(invalid(
+        Layer::Mpls,
+        "label count",
+        MAX_MPLS_LABELS as u32 + 1,
+    ))
 }
 
 /// Zero-copy view of an MPLS label stack and its payload.
@@ -215,7 +219,11 @@ mod tests {
     #[test]
     fn truncated_at_every_offset() {
         for n in 0..8 {
-            assert!(parse_mpls_stack(&TWO_LABELS[..n]).unwrap_err().is_truncated());
+            assert!(
+                parse_mpls_stack(&TWO_LABELS[..n])
+                    .unwrap_err()
+                    .is_truncated()
+            );
         }
         assert!(parse_mpls_stack(&TWO_LABELS[..8]).unwrap().1.is_empty());
     }

@@ -126,7 +126,11 @@ mod tests {
         let b = [2, 0, 0, 0];
         for n in 0..4 {
             assert!(NullSlice::from_slice(&b[..n]).unwrap_err().is_truncated());
-            assert!(NullSlice::from_slice_loop(&b[..n]).unwrap_err().is_truncated());
+            assert!(
+                NullSlice::from_slice_loop(&b[..n])
+                    .unwrap_err()
+                    .is_truncated()
+            );
         }
     }
 

@@ -117,7 +117,10 @@ mod tests {
         let buf = [0xFF, 0x03, 0x00, 0x21];
         // [] and [FF] truncated; [FF 03] is the address/control alone
         for n in 0..4 {
-            assert!(PppSlice::from_slice(&buf[..n]).unwrap_err().is_truncated(), "{n}");
+            assert!(
+                PppSlice::from_slice(&buf[..n]).unwrap_err().is_truncated(),
+                "{n}"
+            );
         }
         assert!(PppSlice::from_slice(&buf).unwrap().payload().is_empty());
     }

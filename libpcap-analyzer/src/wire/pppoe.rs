@@ -161,7 +161,11 @@ mod tests {
     #[test]
     fn truncated_at_every_offset() {
         for n in 0..8 {
-            assert!(PppoeSlice::from_slice(&SESSION[..n]).unwrap_err().is_truncated());
+            assert!(
+                PppoeSlice::from_slice(&SESSION[..n])
+                    .unwrap_err()
+                    .is_truncated()
+            );
         }
         for n in 8..12 {
             let p = PppoeSlice::from_slice(&SESSION[..n]).unwrap();

@@ -220,7 +220,11 @@ mod tests {
     #[test]
     fn truncated_at_every_offset() {
         for n in 0..12 {
-            assert!(SctpSlice::from_slice(&PACKET[..n]).unwrap_err().is_truncated());
+            assert!(
+                SctpSlice::from_slice(&PACKET[..n])
+                    .unwrap_err()
+                    .is_truncated()
+            );
         }
         for n in 12..PACKET.len() {
             let s = SctpSlice::from_slice(&PACKET[..n]).unwrap();

@@ -469,9 +469,17 @@ mod tests {
     fn truncated_at_every_offset() {
         let buf = segment();
         for n in 0..40 {
-            assert!(TcpSlice::from_slice(&buf[..n]).unwrap_err().is_truncated(), "{n}");
+            assert!(
+                TcpSlice::from_slice(&buf[..n]).unwrap_err().is_truncated(),
+                "{n}"
+            );
         }
-        assert!(TcpSlice::from_slice(&buf[..40]).unwrap().payload().is_empty());
+        assert!(
+            TcpSlice::from_slice(&buf[..40])
+                .unwrap()
+                .payload()
+                .is_empty()
+        );
     }
 
     #[test]

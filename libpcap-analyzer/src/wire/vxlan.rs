@@ -105,7 +105,11 @@ mod tests {
     fn truncated_at_every_offset() {
         let buf = [0x08, 0, 0, 0, 0, 0, 1, 0];
         for n in 0..8 {
-            assert!(VxlanSlice::from_slice(&buf[..n]).unwrap_err().is_truncated());
+            assert!(
+                VxlanSlice::from_slice(&buf[..n])
+                    .unwrap_err()
+                    .is_truncated()
+            );
         }
     }
 }
