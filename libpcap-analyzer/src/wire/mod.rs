@@ -50,11 +50,12 @@ pub mod vxlan;
 
 pub use arp::ArpSlice;
 pub use checksum::{
-    internet_checksum, pseudo_header_sum_v4, pseudo_header_sum_v6, sum16, verify_transport_checksum,
+    fold, internet_checksum, pseudo_header_sum_v4, pseudo_header_sum_v6, sum16,
+    verify_transport_checksum,
 };
 pub use erspan::ErspanSlice;
 pub use ethernet::EthernetSlice;
-pub use geneve::{GeneveOption, GeneveSlice};
+pub use geneve::{GeneveOption, GeneveOptions, GeneveSlice};
 pub use gre::GreSlice;
 pub use icmp::{IcmpSlice, Icmpv6Slice};
 pub use ipv4::Ipv4Slice;
@@ -65,11 +66,11 @@ pub use mpls::{
     MplsLabel, MplsPayload, MplsSlice, MplsStack, guess_mpls_payload, parse_mpls_stack,
 };
 pub use null::NullSlice;
-pub use ppp::PppSlice;
+pub use ppp::{PPP_IPV4, PPP_IPV6, PppSlice};
 pub use pppoe::PppoeSlice;
-pub use sctp::{SctpChunk, SctpSlice};
+pub use sctp::{SctpChunk, SctpChunks, SctpSlice};
 pub use sll::{Sll2Slice, SllSlice};
-pub use tcp::{TcpFlags, TcpOption, TcpSlice};
+pub use tcp::{TcpFlags, TcpOption, TcpOptionsIter, TcpSlice};
 pub use udp::UdpSlice;
 pub use vlan::VlanSlice;
 pub use vxlan::VxlanSlice;
@@ -396,6 +397,61 @@ mod tests {
         let e = invalid(Layer::Ipv4, "version", 6);
         assert_eq!(e.to_string(), "ipv4: invalid version value 0x6");
         assert!(!e.is_truncated());
+    }
+
+    /// Ethernet -> 802.1Q -> IPv4 -> TCP, built with pnet and walked with
+    /// the views, as the engine does.
+    #[test]
+    fn layered_walk_against_pnet() {
+        use pnet_packet::ethernet::{EtherTypes, MutableEthernetPacket};
+        use pnet_packet::ip::IpNextHeaderProtocols;
+        use pnet_packet::ipv4::{MutableIpv4Packet, checksum};
+        use pnet_packet::tcp::MutableTcpPacket;
+        use pnet_packet::vlan::MutableVlanPacket;
+
+        let mut buf = vec![0u8; 14 + 4 + 20 + 20 + 5];
+        {
+            let mut e = MutableEthernetPacket::new(&mut buf).unwrap();
+            e.set_destination("02:00:00:00:00:02".parse().unwrap());
+            e.set_source("02:00:00:00:00:01".parse().unwrap());
+            e.set_ethertype(EtherTypes::Vlan);
+        }
+        {
+            let mut v = MutableVlanPacket::new(&mut buf[14..]).unwrap();
+            v.set_vlan_identifier(42);
+            v.set_ethertype(EtherTypes::Ipv4);
+        }
+        {
+            let mut ip = MutableIpv4Packet::new(&mut buf[18..]).unwrap();
+            ip.set_version(4);
+            ip.set_header_length(5);
+            ip.set_total_length(45);
+            ip.set_ttl(64);
+            ip.set_next_level_protocol(IpNextHeaderProtocols::Tcp);
+            ip.set_source([192, 0, 2, 1].into());
+            ip.set_destination([192, 0, 2, 2].into());
+            let c = checksum(&ip.to_immutable());
+            ip.set_checksum(c);
+        }
+        {
+            let mut t = MutableTcpPacket::new(&mut buf[38..]).unwrap();
+            t.set_source(1234);
+            t.set_destination(80);
+            t.set_data_offset(5);
+            t.set_flags(0x18);
+            t.set_payload(b"hello");
+        }
+        let eth = EthernetSlice::from_slice(&buf).unwrap();
+        assert!(eth.ethertype().is_vlan());
+        let vlan = VlanSlice::from_slice(eth.payload()).unwrap();
+        assert_eq!((vlan.vid(), vlan.ethertype()), (42, EtherType::IPV4));
+        let ip = Ipv4Slice::from_slice(vlan.payload()).unwrap();
+        assert!(ip.verify_checksum());
+        assert_eq!(ip.protocol(), 6);
+        let tcp = TcpSlice::from_slice(ip.payload()).unwrap();
+        assert_eq!((tcp.src_port(), tcp.dst_port()), (1234, 80));
+        assert_eq!(tcp.flags().to_string(), "PA");
+        assert_eq!(tcp.payload(), b"hello");
     }
 
     #[test]

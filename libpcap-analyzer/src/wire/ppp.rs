@@ -29,6 +29,11 @@ pub struct PppSlice<'a> {
 }
 
 impl<'a> PppSlice<'a> {
+    /// PPP protocol number of IPv4 (same as the module constant).
+    pub const PPP_IPV4: u16 = PPP_IPV4;
+    /// PPP protocol number of IPv6 (same as the module constant).
+    pub const PPP_IPV6: u16 = PPP_IPV6;
+
     /// Decodes the PPP header.
     ///
     /// A first byte of 0xFF is taken as the HDLC address (0xFF is not a
