@@ -8,17 +8,18 @@ use crate::defrag::{DefragFailure, DefragOutcome, Defragmenter, FragmentInfo, Fr
 use crate::dispatch::{Dispatch, PluginHandle};
 use crate::flow::{FlowHandle, FlowTable, tcp_flags};
 use crate::plugin::{
-    DecapLayer, Decapsulated, EndReason, Layers, LinkLayer, NetworkLayer, PacketContext, Plugin, StreamData,
-    TransportLayer,
+    DecapLayer, Decapsulated, EndReason, Layers, LinkLayer, NetworkLayer, PacketContext, Plugin,
+    StreamData, TransportLayer,
 };
 use crate::reassembly::{StreamBudget, StreamConfig, StreamEvent, TcpStreamDirection};
 use crate::stats::AnalyzerStats;
 use crate::wire::{
-    self, EtherType, ErspanSlice, GeneveSlice, GreSlice, Icmpv6Slice, IcmpSlice, Ipv4Slice, Ipv6Slice, SctpSlice,
-    TcpSlice, UdpSlice, VxlanSlice, walk_ipv6_extensions,
+    self, ErspanSlice, EtherType, GeneveSlice, GreSlice, IcmpSlice, Icmpv6Slice, Ipv4Slice,
+    Ipv6Slice, SctpSlice, TcpSlice, UdpSlice, VxlanSlice, walk_ipv6_extensions,
 };
 use libpcap_tools::{
-    Config, Direction, FiveTuple, Flow, FlowContext, LinkType, Packet, PacketSource, SourceEvent, Timestamp, ipproto,
+    Config, Direction, FiveTuple, Flow, FlowContext, LinkType, Packet, PacketSource, SourceEvent,
+    Timestamp, ipproto,
 };
 use std::net::IpAddr;
 
@@ -69,7 +70,11 @@ fn pack_context(c: FlowContext) -> u64 {
 }
 
 fn unpack_context(v: u64) -> FlowContext {
-    FlowContext { vlan: (v & 0xFFFF) as u16, depth: ((v >> 16) & 0xFF) as u8, tunnel: v >> 24 }
+    FlowContext {
+        vlan: (v & 0xFFFF) as u16,
+        depth: ((v >> 16) & 0xFF) as u8,
+        tunnel: v >> 24,
+    }
 }
 
 /// A 40-bit hash of the outer headers of a tunnel (addresses and tunnel id),
@@ -122,7 +127,9 @@ pub struct Analyzer {
 
 impl std::fmt::Debug for Analyzer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Analyzer").field("stats", &self.stats).finish_non_exhaustive()
+        f.debug_struct("Analyzer")
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
     }
 }
 
@@ -134,13 +141,19 @@ impl Analyzer {
     /// When a configuration section is invalid.
     pub fn new(config: &Config, plugins: Vec<Box<dyn Plugin>>) -> Result<Analyzer, AnalyzerError> {
         let cfg = EngineConfig::from_config(config)?;
-        Ok(Analyzer::with_handles(cfg, plugins.into_iter().map(PluginHandle::Owned).collect()))
+        Ok(Analyzer::with_handles(
+            cfg,
+            plugins.into_iter().map(PluginHandle::Owned).collect(),
+        ))
     }
 
     /// An analyzer from parsed settings and plugin handles (owned or shared).
     pub fn with_handles(cfg: EngineConfig, handles: Vec<PluginHandle>) -> Analyzer {
         let mut dispatch = Dispatch::new(handles, cfg.analyzer.max_plugin_errors);
-        let want_streams = dispatch.slots.iter().any(|s| s.interest.layers.contains(Layers::STREAM));
+        let want_streams = dispatch
+            .slots
+            .iter()
+            .any(|s| s.interest.layers.contains(Layers::STREAM));
         let stream_cfg = cfg.tcp_reassembly.to_config();
         let mut stats = AnalyzerStats::default();
         for i in 0..dispatch.slots.len() {
@@ -186,7 +199,10 @@ impl Analyzer {
     ///
     /// # Errors
     /// When the source fails (other than by truncation) or a plugin panicked.
-    pub fn run(&mut self, source: &mut dyn PacketSource) -> Result<Option<libpcap_tools::Error>, AnalyzerError> {
+    pub fn run(
+        &mut self,
+        source: &mut dyn PacketSource,
+    ) -> Result<Option<libpcap_tools::Error>, AnalyzerError> {
         let warning = loop {
             match source.next_event() {
                 Ok(SourceEvent::Packet(p)) => self.handle_packet(&p),
@@ -217,13 +233,20 @@ impl Analyzer {
 
     /// Handles one frame whose link layer was already decoded (by the
     /// dispatching thread of the multi-threaded engine).
-    pub fn handle_packet_with_link(&mut self, packet: &Packet<'_>, link: Result<LinkInfo, LinkError>) {
+    pub fn handle_packet_with_link(
+        &mut self,
+        packet: &Packet<'_>,
+        link: Result<LinkInfo, LinkError>,
+    ) {
         self.stats.packets += 1;
         self.stats.bytes += u64::from(packet.origlen);
         if let Some(ts) = packet.ts {
             self.advance(ts);
         }
-        let l0 = Layer0 { depth: 0, context: FlowContext::default() };
+        let l0 = Layer0 {
+            depth: 0,
+            context: FlowContext::default(),
+        };
         self.link_layer(packet, l0, packet.linktype, packet.data, link);
         self.flush_ended();
     }
@@ -273,11 +296,20 @@ impl Analyzer {
                 payload,
                 vlans: info.as_ref().map_or(&[][..], |i| i.vlans()),
             };
-            let ctx = PacketContext { packet, depth: l0.depth, context: l0.context };
+            let ctx = PacketContext {
+                packet,
+                depth: l0.depth,
+                context: l0.context,
+            };
             let mut decaps = Vec::new();
             for k in 0..self.dispatch.link.len() {
-                let Some(&i) = self.dispatch.link.get(k) else { continue };
-                if let Some(d) = self.dispatch.call(i, &mut self.stats, |p| p.handle_link(&ctx, &ll)) {
+                let Some(&i) = self.dispatch.link.get(k) else {
+                    continue;
+                };
+                if let Some(d) = self
+                    .dispatch
+                    .call(i, &mut self.stats, |p| p.handle_link(&ctx, &ll))
+                {
                     decaps.push(d);
                 }
             }
@@ -319,13 +351,26 @@ impl Analyzer {
         if self.dispatch.network.is_empty() {
             return;
         }
-        let ctx = PacketContext { packet, depth: l0.depth, context: l0.context };
+        let ctx = PacketContext {
+            packet,
+            depth: l0.depth,
+            context: l0.context,
+        };
         let mut decaps = Vec::new();
         for k in 0..self.dispatch.network.len() {
-            let Some(&i) = self.dispatch.network.get(k) else { continue };
-            let wanted = self.dispatch.slots.get(i).is_some_and(|s| s.interest.wants_ethertype(net.ethertype));
+            let Some(&i) = self.dispatch.network.get(k) else {
+                continue;
+            };
+            let wanted = self
+                .dispatch
+                .slots
+                .get(i)
+                .is_some_and(|s| s.interest.wants_ethertype(net.ethertype));
             if wanted {
-                if let Some(d) = self.dispatch.call(i, &mut self.stats, |p| p.handle_network(&ctx, net)) {
+                if let Some(d) = self
+                    .dispatch
+                    .call(i, &mut self.stats, |p| p.handle_network(&ctx, net))
+                {
                     decaps.push(d);
                 }
             }
@@ -444,7 +489,15 @@ impl Analyzer {
         };
         self.call_network(packet, l0, &net);
         let frames = self.one_frame(packet);
-        self.transport_layer(packet, l0, src, dst, chain.transport, chain.payload, &frames);
+        self.transport_layer(
+            packet,
+            l0,
+            src,
+            dst,
+            chain.transport,
+            chain.payload,
+            &frames,
+        );
     }
 
     #[allow(clippy::too_many_arguments)] // the facts of one fragment; bundling them would only rename them
@@ -478,8 +531,12 @@ impl Analyzer {
                     reassembled: true,
                 };
                 self.call_network(packet, l0, &net);
-                let frames =
-                    Frames { frames: r.frames, wire_bytes: r.wire_bytes, first_ts: r.first_ts, last_ts: r.last_ts };
+                let frames = Frames {
+                    frames: r.frames,
+                    wire_bytes: r.wire_bytes,
+                    first_ts: r.first_ts,
+                    last_ts: r.last_ts,
+                };
                 self.transport_layer(packet, l0, src, dst, r.proto, &r.payload, &frames);
             }
         }
@@ -488,7 +545,8 @@ impl Analyzer {
     /// A datagram that could not be rebuilt: its frames still count for the
     /// connection of its first fragment's ports, when that one arrived.
     fn defrag_failed(&mut self, failure: DefragFailure) {
-        self.stats.anomaly(&format!("defrag_{}", failure_name(&failure)));
+        self.stats
+            .anomaly(&format!("defrag_{}", failure_name(&failure)));
         let Some(first) = failure.first_fragment.as_deref() else {
             self.stats.anomaly("defrag_frames_unattributed");
             return;
@@ -502,7 +560,10 @@ impl Analyzer {
             origlen: 0,
             data: &data,
         };
-        let l0 = Layer0 { depth: 0, context: unpack_context(failure.key.context) };
+        let l0 = Layer0 {
+            depth: 0,
+            context: unpack_context(failure.key.context),
+        };
         let frames = Frames {
             frames: failure.frames,
             wire_bytes: failure.wire_bytes,
@@ -510,15 +571,32 @@ impl Analyzer {
             last_ts: failure.last_ts,
         };
         // only the flow accounting and transport plugins: the payload is partial
-        self.transport_layer_partial(&pseudo, l0, failure.key.src, failure.key.dst, failure.key.proto, first, &frames);
+        self.transport_layer_partial(
+            &pseudo,
+            l0,
+            failure.key.src,
+            failure.key.dst,
+            failure.key.proto,
+            first,
+            &frames,
+        );
     }
 
     fn one_frame(&self, packet: &Packet<'_>) -> Frames {
-        Frames { frames: 1, wire_bytes: u64::from(packet.origlen), first_ts: packet.ts, last_ts: packet.ts }
+        Frames {
+            frames: 1,
+            wire_bytes: u64::from(packet.origlen),
+            first_ts: packet.ts,
+            last_ts: packet.ts,
+        }
     }
 
     fn decode_error(&mut self, e: &wire::DecodeError) {
-        let kind = if e.is_truncated() { format!("{}_truncated", e.layer()) } else { format!("{}_invalid", e.layer()) };
+        let kind = if e.is_truncated() {
+            format!("{}_truncated", e.layer())
+        } else {
+            format!("{}_invalid", e.layer())
+        };
         self.stats.anomaly(&kind);
     }
 
@@ -534,7 +612,13 @@ impl Analyzer {
         frames: &Frames,
     ) {
         let (sp, dp, flags) = ports_prefix(proto, data);
-        let key = FiveTuple { src, dst, src_port: sp, dst_port: dp, proto };
+        let key = FiveTuple {
+            src,
+            dst,
+            src_port: sp,
+            dst_port: dp,
+            proto,
+        };
         self.track_and_call(packet, l0, &key, data, &[], flags, frames, None);
     }
 
@@ -556,7 +640,12 @@ impl Analyzer {
                 match TcpSlice::from_slice(data) {
                     Ok(t) => {
                         tcp = Some((t.seq(), t.flags().bits() as u8));
-                        (t.src_port(), t.dst_port(), t.flags().bits() as u8, t.payload())
+                        (
+                            t.src_port(),
+                            t.dst_port(),
+                            t.flags().bits() as u8,
+                            t.payload(),
+                        )
                     }
                     Err(e) => {
                         self.decode_error(&e);
@@ -618,7 +707,13 @@ impl Analyzer {
                 (0, 0, 0, data)
             }
         };
-        let key = FiveTuple { src, dst, src_port: sp, dst_port: dp, proto };
+        let key = FiveTuple {
+            src,
+            dst,
+            src_port: sp,
+            dst_port: dp,
+            proto,
+        };
         self.track_and_call(packet, l0, &key, data, payload, flags, frames, tcp);
         // tunnels, outer layer first
         self.tunnel(packet, l0, &key, payload, data);
@@ -637,20 +732,37 @@ impl Analyzer {
         tcp: Option<(u32, u8)>,
     ) {
         let ts = frames.last_ts.or(packet.ts);
-        let tracked = self.flows.track(key, l0.context, ts, packet.index, frames.frames, frames.wire_bytes, flags);
+        let tracked = self.flows.track(
+            key,
+            l0.context,
+            ts,
+            packet.index,
+            frames.frames,
+            frames.wire_bytes,
+            flags,
+        );
         if tracked.created && !self.dispatch.flow_events.is_empty() {
             if let Some(e) = self.flows.get(tracked.handle) {
                 let flow = e.flow.clone();
                 for k in 0..self.dispatch.flow_events.len() {
-                    let Some(&i) = self.dispatch.flow_events.get(k) else { continue };
-                    self.dispatch.call(i, &mut self.stats, |p| p.flow_created(&flow));
+                    let Some(&i) = self.dispatch.flow_events.get(k) else {
+                        continue;
+                    };
+                    self.dispatch
+                        .call(i, &mut self.stats, |p| p.flow_created(&flow));
                 }
             }
         }
-        let ctx = PacketContext { packet, depth: l0.depth, context: l0.context };
+        let ctx = PacketContext {
+            packet,
+            depth: l0.depth,
+            context: l0.context,
+        };
         let mut decaps = Vec::new();
         if !self.dispatch.transport.is_empty() {
-            let Some(entry) = self.flows.get(tracked.handle) else { return };
+            let Some(entry) = self.flows.get(tracked.handle) else {
+                return;
+            };
             let tl = TransportLayer {
                 key: *key,
                 data,
@@ -665,8 +777,13 @@ impl Analyzer {
             };
             let d = &mut self.dispatch;
             for k in 0..d.transport.len() {
-                let Some(&i) = d.transport.get(k) else { continue };
-                if d.slots.get(i).is_some_and(|s| s.interest.wants_protocol(Layers::TRANSPORT, key.proto)) {
+                let Some(&i) = d.transport.get(k) else {
+                    continue;
+                };
+                if d.slots
+                    .get(i)
+                    .is_some_and(|s| s.interest.wants_protocol(Layers::TRANSPORT, key.proto))
+                {
                     if let Some(x) = d.call(i, &mut self.stats, |p| p.handle_transport(&ctx, &tl)) {
                         decaps.push(x);
                     }
@@ -692,8 +809,12 @@ impl Analyzer {
         flags: u8,
         payload: &[u8],
     ) {
-        let Some(entry) = self.flows.get_mut(handle) else { return };
-        let streams = entry.ext.streams.get_or_insert_with(|| Box::new([TcpStreamDirection::new(), TcpStreamDirection::new()]));
+        let Some(entry) = self.flows.get_mut(handle) else {
+            return;
+        };
+        let streams = entry.ext.streams.get_or_insert_with(|| {
+            Box::new([TcpStreamDirection::new(), TcpStreamDirection::new()])
+        });
         let side = match dir {
             Direction::ToServer => &mut streams[0],
             Direction::ToClient => &mut streams[1],
@@ -714,7 +835,14 @@ impl Analyzer {
         );
     }
 
-    fn tunnel(&mut self, packet: &Packet<'_>, l0: Layer0, key: &FiveTuple, payload: &[u8], data: &[u8]) {
+    fn tunnel(
+        &mut self,
+        packet: &Packet<'_>,
+        l0: Layer0,
+        key: &FiveTuple,
+        payload: &[u8],
+        data: &[u8],
+    ) {
         let inner: Option<(u64, Inner<'_>)> = match key.proto {
             ipproto::IPIP => Some((0, Inner::Network(EtherType::IPV4.0, data))),
             ipproto::IPV6 => Some((0, Inner::Network(EtherType::IPV6.0, data))),
@@ -727,7 +855,10 @@ impl Analyzer {
             },
             ipproto::UDP if self.cfg.analyzer.vxlan_ports.contains(&key.dst_port) => {
                 match VxlanSlice::from_slice(payload) {
-                    Ok(v) => Some((u64::from(v.vni().unwrap_or(0)), Inner::Ethernet(v.payload()))),
+                    Ok(v) => Some((
+                        u64::from(v.vni().unwrap_or(0)),
+                        Inner::Ethernet(v.payload()),
+                    )),
                     Err(e) => {
                         self.decode_error(&e);
                         None
@@ -757,7 +888,15 @@ impl Analyzer {
         self.enter_tunnel(packet, l0, key.src, key.dst, id, inner);
     }
 
-    fn enter_tunnel(&mut self, packet: &Packet<'_>, l0: Layer0, src: IpAddr, dst: IpAddr, id: u64, inner: Inner<'_>) {
+    fn enter_tunnel(
+        &mut self,
+        packet: &Packet<'_>,
+        l0: Layer0,
+        src: IpAddr,
+        dst: IpAddr,
+        id: u64,
+        inner: Inner<'_>,
+    ) {
         if l0.depth >= self.cfg.analyzer.max_tunnel_depth {
             self.stats.anomaly("tunnel_too_deep");
             return;
@@ -782,8 +921,12 @@ impl Analyzer {
             }
             Inner::Ppp(d) => match crate::wire::PppSlice::from_slice(d) {
                 Ok(p) => match p.protocol() {
-                    crate::wire::ppp::PPP_IPV4 => self.network_layer(packet, l1, EtherType::IPV4.0, p.payload()),
-                    crate::wire::ppp::PPP_IPV6 => self.network_layer(packet, l1, EtherType::IPV6.0, p.payload()),
+                    crate::wire::ppp::PPP_IPV4 => {
+                        self.network_layer(packet, l1, EtherType::IPV4.0, p.payload())
+                    }
+                    crate::wire::ppp::PPP_IPV6 => {
+                        self.network_layer(packet, l1, EtherType::IPV6.0, p.payload())
+                    }
                     _ => self.stats.anomaly("non_ip_ppp"),
                 },
                 Err(e) => self.decode_error(&e),
@@ -791,17 +934,33 @@ impl Analyzer {
         }
     }
 
-    fn decapsulated(&mut self, packet: &Packet<'_>, l0: Layer0, addrs: Option<(IpAddr, IpAddr)>, d: Decapsulated) {
+    fn decapsulated(
+        &mut self,
+        packet: &Packet<'_>,
+        l0: Layer0,
+        addrs: Option<(IpAddr, IpAddr)>,
+        d: Decapsulated,
+    ) {
         let (src, dst) = addrs.unwrap_or((IpAddr::from([0u8; 4]), IpAddr::from([0u8; 4])));
         match d.layer {
-            DecapLayer::Ethernet => self.enter_tunnel(packet, l0, src, dst, 0, Inner::Ethernet(&d.data)),
-            DecapLayer::Network(et) => self.enter_tunnel(packet, l0, src, dst, 0, Inner::Network(et, &d.data)),
+            DecapLayer::Ethernet => {
+                self.enter_tunnel(packet, l0, src, dst, 0, Inner::Ethernet(&d.data))
+            }
+            DecapLayer::Network(et) => {
+                self.enter_tunnel(packet, l0, src, dst, 0, Inner::Network(et, &d.data))
+            }
             DecapLayer::Transport(proto) => {
                 if l0.depth >= self.cfg.analyzer.max_tunnel_depth {
                     self.stats.anomaly("tunnel_too_deep");
                     return;
                 }
-                let l1 = Layer0 { depth: l0.depth + 1, context: FlowContext { depth: l0.depth + 1, ..l0.context } };
+                let l1 = Layer0 {
+                    depth: l0.depth + 1,
+                    context: FlowContext {
+                        depth: l0.depth + 1,
+                        ..l0.context
+                    },
+                };
                 let frames = self.one_frame(packet);
                 self.transport_layer(packet, l1, src, dst, proto, &d.data, &frames);
             }
@@ -829,17 +988,28 @@ impl Analyzer {
                 origlen: 0,
                 data: &data,
             };
-            let ctx = PacketContext { packet: &pseudo, depth: flow.context.depth, context: flow.context };
+            let ctx = PacketContext {
+                packet: &pseudo,
+                depth: flow.context.depth,
+                context: flow.context,
+            };
             let d = &mut self.dispatch;
             let stats = &mut self.stats;
             let proto = flow.key.proto;
             let [a, b] = &mut *streams;
-            a.flush(&mut self.budget, &mut |ev| deliver_stream(d, stats, &ctx, &flow, Direction::ToServer, proto, ev));
-            b.flush(&mut self.budget, &mut |ev| deliver_stream(d, stats, &ctx, &flow, Direction::ToClient, proto, ev));
+            a.flush(&mut self.budget, &mut |ev| {
+                deliver_stream(d, stats, &ctx, &flow, Direction::ToServer, proto, ev)
+            });
+            b.flush(&mut self.budget, &mut |ev| {
+                deliver_stream(d, stats, &ctx, &flow, Direction::ToClient, proto, ev)
+            });
         }
         for k in 0..self.dispatch.flow_events.len() {
-            let Some(&i) = self.dispatch.flow_events.get(k) else { continue };
-            self.dispatch.call(i, &mut self.stats, |p| p.flow_destroyed(&flow, reason));
+            let Some(&i) = self.dispatch.flow_events.get(k) else {
+                continue;
+            };
+            self.dispatch
+                .call(i, &mut self.stats, |p| p.flow_destroyed(&flow, reason));
         }
     }
 
@@ -885,16 +1055,21 @@ fn gre_inner<'a>(g: &GreSlice<'a>) -> Option<Inner<'a>> {
         EtherType::TEB => Some(Inner::Ethernet(g.payload())),
         EtherType::ERSPAN_II => {
             if g.seq_present() {
-                ErspanSlice::from_slice_type2(g.payload()).ok().map(|e| Inner::Ethernet(e.payload()))
+                ErspanSlice::from_slice_type2(g.payload())
+                    .ok()
+                    .map(|e| Inner::Ethernet(e.payload()))
             } else {
                 // ERSPAN type I: no ERSPAN header
                 Some(Inner::Ethernet(g.payload()))
             }
         }
-        EtherType::ERSPAN_III => ErspanSlice::from_slice_type3(g.payload()).ok().map(|e| Inner::Ethernet(e.payload())),
+        EtherType::ERSPAN_III => ErspanSlice::from_slice_type3(g.payload())
+            .ok()
+            .map(|e| Inner::Ethernet(e.payload())),
         EtherType(0x880B) => Some(Inner::Ppp(g.payload())),
         EtherType::IPV4 | EtherType::IPV6 => Some(Inner::Network(et.0, g.payload())),
-        EtherType::MPLS_UC | EtherType::MPLS_MC => match crate::wire::parse_mpls_stack(g.payload()) {
+        EtherType::MPLS_UC | EtherType::MPLS_MC => match crate::wire::parse_mpls_stack(g.payload())
+        {
             Ok((_, p)) => match crate::wire::guess_mpls_payload(p) {
                 (crate::wire::MplsPayload::Ipv4, d) => Some(Inner::Network(EtherType::IPV4.0, d)),
                 (crate::wire::MplsPayload::Ipv6, d) => Some(Inner::Network(EtherType::IPV6.0, d)),
@@ -912,9 +1087,17 @@ fn gre_inner<'a>(g: &GreSlice<'a>) -> Option<Inner<'a>> {
 fn ports_prefix(proto: u8, data: &[u8]) -> (u16, u16, u8) {
     match proto {
         ipproto::TCP | ipproto::UDP | ipproto::SCTP => {
-            let sp = data.get(0..2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
-            let dp = data.get(2..4).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
-            let flags = if proto == ipproto::TCP { data.get(13).copied().unwrap_or(0) } else { 0 };
+            let sp = data
+                .get(0..2)
+                .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+            let dp = data
+                .get(2..4)
+                .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+            let flags = if proto == ipproto::TCP {
+                data.get(13).copied().unwrap_or(0)
+            } else {
+                0
+            };
             (sp, dp, flags)
         }
         _ => (0, 0, 0),
@@ -946,7 +1129,10 @@ fn deliver_stream(
     };
     for k in 0..d.stream.len() {
         let Some(&i) = d.stream.get(k) else { continue };
-        if d.slots.get(i).is_some_and(|s| s.interest.wants_protocol(Layers::STREAM, proto)) {
+        if d.slots
+            .get(i)
+            .is_some_and(|s| s.interest.wants_protocol(Layers::STREAM, proto))
+        {
             d.call(i, stats, |p| p.handle_stream(ctx, flow, dir, data));
         }
     }

@@ -147,7 +147,15 @@ pub fn ipv4_fragments(
     while off < datagram.len() || (off == 0 && datagram.is_empty()) {
         let end = (off + step).min(datagram.len());
         let more = end < datagram.len();
-        out.push(ipv4_fragment(src, dst, proto, id, off as u32, more, &datagram[off..end]));
+        out.push(ipv4_fragment(
+            src,
+            dst,
+            proto,
+            id,
+            off as u32,
+            more,
+            &datagram[off..end],
+        ));
         if !more {
             break;
         }
@@ -168,7 +176,13 @@ pub fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, payload: &[u8]) -> Ve
 }
 
 /// An IPv6 Fragment extension header + payload.
-pub fn ipv6_fragment_header(next_header: u8, offset_bytes: u32, more: bool, id: u32, payload: &[u8]) -> Vec<u8> {
+pub fn ipv6_fragment_header(
+    next_header: u8,
+    offset_bytes: u32,
+    more: bool,
+    id: u32,
+    payload: &[u8],
+) -> Vec<u8> {
     let off = ((offset_bytes / 8) as u16) << 3 | u16::from(more);
     let mut h = vec![next_header, 0];
     h.extend_from_slice(&off.to_be_bytes());
@@ -180,7 +194,16 @@ pub fn ipv6_fragment_header(next_header: u8, offset_bytes: u32, more: bool, id: 
 /// A TCP header (no options, window 65535) + payload, checksummed for the
 /// addresses given.
 #[allow(clippy::too_many_arguments)] // the fields of a TCP header
-pub fn tcp(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+pub fn tcp(
+    src: IpAddr,
+    dst: IpAddr,
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut h = Vec::with_capacity(20 + payload.len());
     h.extend_from_slice(&sport.to_be_bytes());
     h.extend_from_slice(&dport.to_be_bytes());
@@ -253,8 +276,12 @@ pub fn geneve(vni: u32, protocol: u16, inner: &[u8]) -> Vec<u8> {
 /// (`proto` and `segment`), for the common case.
 pub fn eth_ip(src: IpAddr, dst: IpAddr, proto: u8, segment: &[u8]) -> Vec<u8> {
     match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => ethernet(MAC_A, MAC_B, 0x0800, &ipv4(s, d, proto, 1, segment)),
-        (IpAddr::V6(s), IpAddr::V6(d)) => ethernet(MAC_A, MAC_B, 0x86dd, &ipv6(s, d, proto, segment)),
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            ethernet(MAC_A, MAC_B, 0x0800, &ipv4(s, d, proto, 1, segment))
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            ethernet(MAC_A, MAC_B, 0x86dd, &ipv6(s, d, proto, segment))
+        }
         (s, d) => {
             let to6 = |a: IpAddr| match a {
                 IpAddr::V4(v) => v.to_ipv6_mapped(),
@@ -287,22 +314,50 @@ mod tests {
         assert_eq!(e.get_ethertype().0, 0x0800);
         let ip = Ipv4Packet::new(e.payload()).unwrap();
         assert_eq!(ip.get_checksum(), pnet_packet::ipv4::checksum(&ip));
-        assert_eq!((ip.get_source(), ip.get_destination(), ip.get_identification()), (C, S, 7));
+        assert_eq!(
+            (
+                ip.get_source(),
+                ip.get_destination(),
+                ip.get_identification()
+            ),
+            (C, S, 7)
+        );
         assert_eq!(ip.get_total_length(), 31);
         let up = UdpPacket::new(ip.payload()).unwrap();
-        assert_eq!(up.get_checksum(), pnet_packet::udp::ipv4_checksum(&up, &C, &S));
-        assert_eq!((up.get_source(), up.get_destination(), up.payload()), (1234, 53, &b"abc"[..]));
+        assert_eq!(
+            up.get_checksum(),
+            pnet_packet::udp::ipv4_checksum(&up, &C, &S)
+        );
+        assert_eq!(
+            (up.get_source(), up.get_destination(), up.payload()),
+            (1234, 53, &b"abc"[..])
+        );
     }
 
     #[test]
     fn tcp_over_ipv6_agrees_with_pnet() {
-        let (a, b) = ("2001:db8::1".parse().unwrap(), "2001:db8::2".parse().unwrap());
-        let t = tcp(IpAddr::V6(a), IpAddr::V6(b), 40000, 443, 1000, 0, flags::SYN, b"");
+        let (a, b) = (
+            "2001:db8::1".parse().unwrap(),
+            "2001:db8::2".parse().unwrap(),
+        );
+        let t = tcp(
+            IpAddr::V6(a),
+            IpAddr::V6(b),
+            40000,
+            443,
+            1000,
+            0,
+            flags::SYN,
+            b"",
+        );
         let p = ipv6(a, b, 6, &t);
         let ip = Ipv6Packet::new(&p).unwrap();
         assert_eq!(ip.get_payload_length(), 20);
         let tp = TcpPacket::new(ip.payload()).unwrap();
-        assert_eq!(tp.get_checksum(), pnet_packet::tcp::ipv6_checksum(&tp, &a, &b));
+        assert_eq!(
+            tp.get_checksum(),
+            pnet_packet::tcp::ipv6_checksum(&tp, &a, &b)
+        );
         assert_eq!((tp.get_sequence(), tp.get_flags()), (1000, flags::SYN));
     }
 
@@ -314,7 +369,10 @@ mod tests {
         let mut rebuilt = Vec::new();
         for (i, f) in frags.iter().enumerate() {
             let ip = Ipv4Packet::new(f).unwrap();
-            assert_eq!(u32::from(ip.get_fragment_offset()) * 8, rebuilt.len() as u32);
+            assert_eq!(
+                u32::from(ip.get_fragment_offset()) * 8,
+                rebuilt.len() as u32
+            );
             assert_eq!(ip.get_flags() & 1 == 1, i < 2, "MF flag of fragment {i}");
             rebuilt.extend_from_slice(ip.payload());
         }

@@ -128,7 +128,8 @@ pub struct EngineConfig {
 
 impl EngineConfig {
     /// The sections this config reads (for unknown-section warnings).
-    pub const SECTIONS: &'static [&'static str] = &["analyzer", "flows", "defrag", "tcp_reassembly"];
+    pub const SECTIONS: &'static [&'static str] =
+        &["analyzer", "flows", "defrag", "tcp_reassembly"];
 
     /// Reads the sections from `config`.
     ///

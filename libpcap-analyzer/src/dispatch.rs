@@ -47,7 +47,10 @@ pub(crate) struct Slot {
 
 impl Dispatch {
     pub(crate) fn new(handles: Vec<PluginHandle>, max_errors: u64) -> Dispatch {
-        let mut d = Dispatch { max_errors, ..Dispatch::default() };
+        let mut d = Dispatch {
+            max_errors,
+            ..Dispatch::default()
+        };
         for handle in handles {
             let (name, interest) = match &handle {
                 PluginHandle::Owned(p) => (p.name().to_string(), p.interest()),
@@ -73,7 +76,13 @@ impl Dispatch {
             if l.contains(Layers::FLOW_EVENTS) {
                 d.flow_events.push(i);
             }
-            d.slots.push(Slot { handle, interest, name, errors: 0, disabled: false });
+            d.slots.push(Slot {
+                handle,
+                interest,
+                name,
+                errors: 0,
+                disabled: false,
+            });
         }
         d
     }
@@ -85,7 +94,9 @@ impl Dispatch {
         stats: &mut AnalyzerStats,
         f: impl FnOnce(&mut dyn Plugin) -> Result<R, PluginError>,
     ) -> R {
-        let Some(slot) = self.slots.get_mut(i) else { return R::default() };
+        let Some(slot) = self.slots.get_mut(i) else {
+            return R::default();
+        };
         if slot.disabled {
             return R::default();
         }
@@ -107,13 +118,20 @@ impl Dispatch {
                     log::debug!("{e}");
                 }
                 if self.max_errors > 0 && slot.errors >= self.max_errors {
-                    log::warn!("plugin {}: {} errors, disabled for the rest of the run", slot.name, slot.errors);
+                    log::warn!(
+                        "plugin {}: {} errors, disabled for the rest of the run",
+                        slot.name,
+                        slot.errors
+                    );
                     slot.disabled = true;
                 }
                 R::default()
             }
             Err(_) => {
-                log::error!("plugin {} panicked; the run will end with an error", slot.name);
+                log::error!(
+                    "plugin {} panicked; the run will end with an error",
+                    slot.name
+                );
                 slot.disabled = true;
                 self.panicked.get_or_insert_with(|| slot.name.clone());
                 R::default()

@@ -59,7 +59,14 @@ pub struct RunOutput {
 impl std::fmt::Debug for RunOutput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunOutput")
-            .field("plugins", &self.plugins.iter().map(|p| p.name().to_string()).collect::<Vec<_>>())
+            .field(
+                "plugins",
+                &self
+                    .plugins
+                    .iter()
+                    .map(|p| p.name().to_string())
+                    .collect::<Vec<_>>(),
+            )
             .field("stats", &self.stats)
             .field("warning", &self.warning)
             .finish()
@@ -92,7 +99,10 @@ impl RunOutput {
 
     /// The plugin named `name`.
     pub fn plugin(&self, name: &str) -> Option<&dyn Plugin> {
-        self.plugins.iter().find(|p| p.name() == name).map(|p| p.as_ref())
+        self.plugins
+            .iter()
+            .find(|p| p.name() == name)
+            .map(|p| p.as_ref())
     }
 }
 
@@ -110,8 +120,15 @@ impl Engine {
     /// # Errors
     /// When a configuration section is invalid.
     pub fn new(config: &Config, jobs: usize) -> Result<Engine, AnalyzerError> {
-        let jobs = if jobs == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { jobs };
-        Ok(Engine { cfg: EngineConfig::from_config(config)?, jobs })
+        let jobs = if jobs == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            jobs
+        };
+        Ok(Engine {
+            cfg: EngineConfig::from_config(config)?,
+            jobs,
+        })
     }
 
     /// Number of workers.
@@ -154,7 +171,11 @@ impl Engine {
     /// # Errors
     /// When the source fails (a truncation is a warning in the output), a
     /// plugin panics or cannot be built or merged, or a worker dies.
-    pub fn run(&self, factory: PluginFactory<'_>, source: &mut dyn PacketSource) -> Result<RunOutput, AnalyzerError> {
+    pub fn run(
+        &self,
+        factory: PluginFactory<'_>,
+        source: &mut dyn PacketSource,
+    ) -> Result<RunOutput, AnalyzerError> {
         let mut shared = None;
         if self.jobs <= 1 {
             let handles = Self::handles(factory, &mut shared)?;
@@ -221,8 +242,15 @@ impl Engine {
     }
 }
 
-type WorkerResult =
-    Result<(Vec<PluginHandle>, AnalyzerStats, FlowTableStats, Option<libpcap_tools::Error>), AnalyzerError>;
+type WorkerResult = Result<
+    (
+        Vec<PluginHandle>,
+        AnalyzerStats,
+        FlowTableStats,
+        Option<libpcap_tools::Error>,
+    ),
+    AnalyzerError,
+>;
 
 fn collect(
     workers: Vec<std::thread::JoinHandle<WorkerResult>>,
@@ -290,7 +318,9 @@ fn finish(
             if merged.len() <= i {
                 merged.resize_with(i + 1, || None);
             }
-            let Some(slot) = merged.get_mut(i) else { continue };
+            let Some(slot) = merged.get_mut(i) else {
+                continue;
+            };
             match h {
                 PluginHandle::Owned(p) => match slot {
                     None => *slot = Some(p),
@@ -299,7 +329,9 @@ fn finish(
                 PluginHandle::Shared(arc) => {
                     // every worker holds a clone; the last one out unwraps it
                     if let Ok(m) = Arc::try_unwrap(arc) {
-                        let p = m.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        let p = m
+                            .into_inner()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
                         *slot = Some(p);
                     }
                 }
@@ -311,7 +343,12 @@ fn finish(
         p.run_stats(&stats);
         p.post_process()?;
     }
-    Ok(RunOutput { plugins, stats, flows, warning })
+    Ok(RunOutput {
+        plugins,
+        stats,
+        flows,
+        warning,
+    })
 }
 
 /// One packet in a batch: its fields and where its bytes are in the buffer.
@@ -419,13 +456,17 @@ fn dispatch_loop(
     let n = senders.len().max(1) as u64;
     let mut batches: Vec<Batch> = (0..senders.len()).map(|_| Batch::default()).collect();
     let send = |w: usize, batches: &mut Vec<Batch>| -> bool {
-        let Some(b) = batches.get_mut(w) else { return true };
+        let Some(b) = batches.get_mut(w) else {
+            return true;
+        };
         if b.packets.is_empty() {
             return true;
         }
         let fresh = recycle.try_recv().unwrap_or_default();
         let full = std::mem::replace(b, fresh);
-        senders.get(w).is_some_and(|s| s.send(Msg::Batch(full)).is_ok())
+        senders
+            .get(w)
+            .is_some_and(|s| s.send(Msg::Batch(full)).is_ok())
     };
     let result = loop {
         if failed.load(Ordering::Relaxed) {
@@ -435,10 +476,15 @@ fn dispatch_loop(
             Ok(SourceEvent::Packet(p)) => {
                 let link = decode_link(p.linktype, p.data);
                 let w = match &link {
-                    Ok(info) => (endpoint_hash(info.ethertype, p.data.get(info.l3_offset..).unwrap_or(&[])) % n) as usize,
+                    Ok(info) => {
+                        (endpoint_hash(info.ethertype, p.data.get(info.l3_offset..).unwrap_or(&[]))
+                            % n) as usize
+                    }
                     Err(_) => 0,
                 };
-                let Some(b) = batches.get_mut(w) else { continue };
+                let Some(b) = batches.get_mut(w) else {
+                    continue;
+                };
                 let start = b.data.len();
                 b.data.extend_from_slice(p.data);
                 b.packets.push(Desc {
@@ -451,7 +497,9 @@ fn dispatch_loop(
                     len: p.data.len(),
                     link,
                 });
-                if (b.packets.len() >= BATCH_PACKETS || b.data.len() >= BATCH_BYTES) && !send(w, &mut batches) {
+                if (b.packets.len() >= BATCH_PACKETS || b.data.len() >= BATCH_BYTES)
+                    && !send(w, &mut batches)
+                {
                     break Ok(None);
                 }
             }

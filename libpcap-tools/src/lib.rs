@@ -20,7 +20,9 @@ mod source;
 
 pub use config::{Config, ReaderConfig};
 pub use error::{Error, Result};
-pub use flow::{Direction, DirectionStats, FiveTuple, Flow, FlowContext, FlowId, ThreeTuple, ipproto};
+pub use flow::{
+    Direction, DirectionStats, FiveTuple, Flow, FlowContext, FlowId, ThreeTuple, ipproto,
+};
 pub use linktype::LinkType;
 pub use packet::{OwnedPacket, Packet, Timestamp};
 pub use source::{PacketSource, SourceEvent, SourceProgress, Verdict};

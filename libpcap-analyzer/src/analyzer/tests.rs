@@ -40,12 +40,26 @@ impl Plugin for Recorder {
     fn interest(&self) -> Interest {
         self.interest.clone()
     }
-    fn handle_link(&mut self, ctx: &PacketContext<'_>, l: &LinkLayer<'_>) -> PluginResult<Option<Decapsulated>> {
-        self.push(format!("link d{} et={:04x} vlans={:?}", ctx.depth, l.ethertype, l.vlans));
+    fn handle_link(
+        &mut self,
+        ctx: &PacketContext<'_>,
+        l: &LinkLayer<'_>,
+    ) -> PluginResult<Option<Decapsulated>> {
+        self.push(format!(
+            "link d{} et={:04x} vlans={:?}",
+            ctx.depth, l.ethertype, l.vlans
+        ));
         Ok(None)
     }
-    fn handle_network(&mut self, ctx: &PacketContext<'_>, n: &NetworkLayer<'_>) -> PluginResult<Option<Decapsulated>> {
-        self.push(format!("net d{} et={:04x} proto={} re={}", ctx.depth, n.ethertype, n.protocol, n.reassembled));
+    fn handle_network(
+        &mut self,
+        ctx: &PacketContext<'_>,
+        n: &NetworkLayer<'_>,
+    ) -> PluginResult<Option<Decapsulated>> {
+        self.push(format!(
+            "net d{} et={:04x} proto={} re={}",
+            ctx.depth, n.ethertype, n.protocol, n.reassembled
+        ));
         Ok(None)
     }
     fn handle_transport(
@@ -69,15 +83,25 @@ impl Plugin for Recorder {
             return Err(PluginError::new("recorder", "fail"));
         }
         if Some(t.key.dst_port) == self.decap_port {
-            return Ok(Some(Decapsulated { layer: DecapLayer::Network(0x0800), data: t.payload.to_vec() }));
+            return Ok(Some(Decapsulated {
+                layer: DecapLayer::Network(0x0800),
+                data: t.payload.to_vec(),
+            }));
         }
         Ok(None)
     }
-    fn handle_stream(&mut self, _: &PacketContext<'_>, _: &Flow, dir: Direction, d: StreamData<'_>) -> PluginResult<()> {
+    fn handle_stream(
+        &mut self,
+        _: &PacketContext<'_>,
+        _: &Flow,
+        dir: Direction,
+        d: StreamData<'_>,
+    ) -> PluginResult<()> {
         match d {
-            StreamData::Data { offset, data } => {
-                self.push(format!("stream {dir:?} @{offset} {}", String::from_utf8_lossy(data)))
-            }
+            StreamData::Data { offset, data } => self.push(format!(
+                "stream {dir:?} @{offset} {}",
+                String::from_utf8_lossy(data)
+            )),
             StreamData::Gap { offset, len } => self.push(format!("gap {dir:?} @{offset} +{len}")),
         }
         Ok(())
@@ -87,7 +111,12 @@ impl Plugin for Recorder {
         Ok(())
     }
     fn flow_destroyed(&mut self, f: &Flow, r: EndReason) -> PluginResult<()> {
-        self.push(format!("destroyed {} {r} pkts={} bytes={}", f.key, f.packets(), f.bytes()));
+        self.push(format!(
+            "destroyed {} {r} pkts={} bytes={}",
+            f.key,
+            f.packets(),
+            f.bytes()
+        ));
         Ok(())
     }
 }
@@ -126,10 +155,22 @@ fn vlan_stack_is_crossed_and_vlan_separates_flows() {
     let ip = build::ipv4(C, S, 17, 1, &u);
     let inner = build::vlan_tag(20, 0x0800, &ip);
     let f1 = build::ethernet(MAC_A, MAC_B, 0x8100, &build::vlan_tag(10, 0x8100, &inner));
-    let f2 = build::ethernet(MAC_A, MAC_B, 0x88a8, &build::vlan_tag(10, 0x8100, &build::vlan_tag(30, 0x0800, &ip)));
+    let f2 = build::ethernet(
+        MAC_A,
+        MAC_B,
+        0x88a8,
+        &build::vlan_tag(10, 0x8100, &build::vlan_tag(30, 0x0800, &ip)),
+    );
     let (l, stats) = run_frames(Recorder::new(&log, Layers::all()), &[f1, f2]);
-    assert!(l.contains(&"link d0 et=0800 vlans=[10, 20]".to_string()), "{l:#?}");
-    assert_eq!(l.iter().filter(|s| s.starts_with("created")).count(), 2, "{l:#?}");
+    assert!(
+        l.contains(&"link d0 et=0800 vlans=[10, 20]".to_string()),
+        "{l:#?}"
+    );
+    assert_eq!(
+        l.iter().filter(|s| s.starts_with("created")).count(),
+        2,
+        "{l:#?}"
+    );
     assert_eq!(stats.udp, 2);
 }
 
@@ -144,10 +185,18 @@ fn fragments_out_of_order_are_rebuilt_and_counted_as_frames() {
         .collect();
     frames.reverse();
     let total: usize = frames.iter().map(Vec::len).sum();
-    let (l, stats) = run_frames(Recorder::new(&log, Layers::TRANSPORT | Layers::NETWORK), &frames);
+    let (l, stats) = run_frames(
+        Recorder::new(&log, Layers::TRANSPORT | Layers::NETWORK),
+        &frames,
+    );
     let tr: Vec<_> = l.iter().filter(|s| s.starts_with("tr")).collect();
     assert_eq!(tr.len(), 1, "{l:#?}");
-    assert_eq!(*tr[0], format!("tr d0 UDP 10.0.0.1:4000 -> 10.0.0.2:5000 dir=ToServer frames=3 bytes={total} len=3000"));
+    assert_eq!(
+        *tr[0],
+        format!(
+            "tr d0 UDP 10.0.0.1:4000 -> 10.0.0.2:5000 dir=ToServer frames=3 bytes={total} len=3000"
+        )
+    );
     assert!(l.contains(&"net d0 et=0800 proto=17 re=true".to_string()));
     assert_eq!((stats.fragments, stats.reassembled), (3, 1));
 }
@@ -155,17 +204,37 @@ fn fragments_out_of_order_are_rebuilt_and_counted_as_frames() {
 #[test]
 fn ipv6_fragments_are_rebuilt() {
     let log = Log::default();
-    let (a, b): (Ipv6Addr, Ipv6Addr) = ("2001:db8::1".parse().unwrap(), "2001:db8::2".parse().unwrap());
+    let (a, b): (Ipv6Addr, Ipv6Addr) = (
+        "2001:db8::1".parse().unwrap(),
+        "2001:db8::2".parse().unwrap(),
+    );
     let payload = vec![7u8; 2000];
     let dgram = build::udp(a.into(), b.into(), 1, 2, &payload);
     let (p1, p2) = dgram.split_at(1232);
-    let f1 = build::ethernet(MAC_A, MAC_B, 0x86dd, &build::ipv6(a, b, 44, &build::ipv6_fragment_header(17, 0, true, 5, p1)));
-    let f2 =
-        build::ethernet(MAC_A, MAC_B, 0x86dd, &build::ipv6(a, b, 44, &build::ipv6_fragment_header(17, 1232, false, 5, p2)));
+    let f1 = build::ethernet(
+        MAC_A,
+        MAC_B,
+        0x86dd,
+        &build::ipv6(a, b, 44, &build::ipv6_fragment_header(17, 0, true, 5, p1)),
+    );
+    let f2 = build::ethernet(
+        MAC_A,
+        MAC_B,
+        0x86dd,
+        &build::ipv6(
+            a,
+            b,
+            44,
+            &build::ipv6_fragment_header(17, 1232, false, 5, p2),
+        ),
+    );
     let (l, _) = run_frames(Recorder::new(&log, Layers::TRANSPORT), &[f2, f1]);
     let tr: Vec<_> = l.iter().filter(|s| s.starts_with("tr")).collect();
     assert_eq!(tr.len(), 1, "{l:#?}");
-    assert!(tr[0].contains("frames=2") && tr[0].contains("len=2000"), "{l:#?}");
+    assert!(
+        tr[0].contains("frames=2") && tr[0].contains("len=2000"),
+        "{l:#?}"
+    );
 }
 
 #[test]
@@ -176,11 +245,38 @@ fn vxlan_outer_layers_come_before_inner_ones() {
     let inner = build::ethernet(MAC_A, MAC_B, 0x0800, &build::ipv4(ia, ib, 6, 1, &inner_tcp));
     let outer = udp_frame(55555, 4789, &build::vxlan(42, &inner));
     let (l, stats) = run_frames(Recorder::new(&log, Layers::all()), &[outer.clone()]);
-    let order: Vec<&str> = l.iter().map(|s| s.split(' ').take(2).collect::<Vec<_>>()).map(|v| v[0]).collect();
-    assert_eq!(order, ["link", "net", "created", "tr", "link", "net", "created", "tr", "destroyed", "destroyed"], "{l:#?}");
-    assert!(l.iter().any(|s| s.starts_with("tr d1 TCP 192.168.0.1:1000 -> 192.168.0.2:80")), "{l:#?}");
+    let order: Vec<&str> = l
+        .iter()
+        .map(|s| s.split(' ').take(2).collect::<Vec<_>>())
+        .map(|v| v[0])
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "link",
+            "net",
+            "created",
+            "tr",
+            "link",
+            "net",
+            "created",
+            "tr",
+            "destroyed",
+            "destroyed"
+        ],
+        "{l:#?}"
+    );
+    assert!(
+        l.iter()
+            .any(|s| s.starts_with("tr d1 TCP 192.168.0.1:1000 -> 192.168.0.2:80")),
+        "{l:#?}"
+    );
     // the inner flow counts the whole frame as it was on the wire
-    assert!(l.iter().any(|s| s.starts_with("tr d1") && s.contains(&format!("bytes={}", outer.len()))), "{l:#?}");
+    assert!(
+        l.iter()
+            .any(|s| s.starts_with("tr d1") && s.contains(&format!("bytes={}", outer.len()))),
+        "{l:#?}"
+    );
     assert_eq!(stats.tunnels, 1);
 }
 
@@ -189,7 +285,12 @@ fn gre_and_ipip_are_decoded_and_depth_is_capped() {
     let log = Log::default();
     let u = build::udp(C.into(), S.into(), 7, 8, b"in");
     let inner_ip = build::ipv4(C, S, 17, 1, &u);
-    let gre = build::ethernet(MAC_A, MAC_B, 0x0800, &build::ipv4(S, C, 47, 2, &build::gre(0x0800, Some(9), &inner_ip)));
+    let gre = build::ethernet(
+        MAC_A,
+        MAC_B,
+        0x0800,
+        &build::ipv4(S, C, 47, 2, &build::gre(0x0800, Some(9), &inner_ip)),
+    );
     // IP-in-IP nested deeper than the default cap of 4
     let mut p = inner_ip.clone();
     for _ in 0..6 {
@@ -197,7 +298,11 @@ fn gre_and_ipip_are_decoded_and_depth_is_capped() {
     }
     let deep = build::ethernet(MAC_A, MAC_B, 0x0800, &p);
     let (l, stats) = run_frames(Recorder::new(&log, Layers::TRANSPORT), &[gre, deep]);
-    assert!(l.iter().any(|s| s.starts_with("tr d1 UDP 10.0.0.1:7 -> 10.0.0.2:8")), "{l:#?}");
+    assert!(
+        l.iter()
+            .any(|s| s.starts_with("tr d1 UDP 10.0.0.1:7 -> 10.0.0.2:8")),
+        "{l:#?}"
+    );
     assert_eq!(stats.anomalies.get("tunnel_too_deep"), Some(&1));
 }
 
@@ -221,9 +326,24 @@ fn tcp_stream_is_delivered_in_order() {
         f(80, 40000, 503, 112, flags::FIN | flags::ACK, b"", true),
         f(40000, 80, 112, 504, flags::ACK, b"", false),
     ];
-    let (l, _) = run_frames(Recorder::new(&log, Layers::STREAM | Layers::FLOW_EVENTS), &frames);
-    let streams: Vec<_> = l.iter().filter(|s| s.starts_with("stream")).cloned().collect();
-    assert_eq!(streams, ["stream ToServer @0 hello", "stream ToServer @5 world", "stream ToClient @0 ok"], "{l:#?}");
+    let (l, _) = run_frames(
+        Recorder::new(&log, Layers::STREAM | Layers::FLOW_EVENTS),
+        &frames,
+    );
+    let streams: Vec<_> = l
+        .iter()
+        .filter(|s| s.starts_with("stream"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        streams,
+        [
+            "stream ToServer @0 hello",
+            "stream ToServer @5 world",
+            "stream ToClient @0 ok"
+        ],
+        "{l:#?}"
+    );
     let destroyed: Vec<_> = l.iter().filter(|s| s.starts_with("destroyed")).collect();
     assert_eq!(destroyed.len(), 1, "{l:#?}");
     assert!(destroyed[0].contains(" fin pkts=10"), "{l:#?}");
@@ -274,10 +394,25 @@ fn plugin_decapsulation_is_decoded_one_level_deeper() {
     let log = Log::default();
     let mut r = Recorder::new(&log, Layers::TRANSPORT);
     r.decap_port = Some(9999);
-    let inner = build::ipv4(Ipv4Addr::new(1, 1, 1, 1), Ipv4Addr::new(2, 2, 2, 2), 17, 1,
-        &build::udp(Ipv4Addr::new(1, 1, 1, 1).into(), Ipv4Addr::new(2, 2, 2, 2).into(), 11, 22, b""));
+    let inner = build::ipv4(
+        Ipv4Addr::new(1, 1, 1, 1),
+        Ipv4Addr::new(2, 2, 2, 2),
+        17,
+        1,
+        &build::udp(
+            Ipv4Addr::new(1, 1, 1, 1).into(),
+            Ipv4Addr::new(2, 2, 2, 2).into(),
+            11,
+            22,
+            b"",
+        ),
+    );
     let (l, _) = run_frames(r, &[udp_frame(1234, 9999, &inner)]);
-    assert!(l.iter().any(|s| s.starts_with("tr d1 UDP 1.1.1.1:11 -> 2.2.2.2:22")), "{l:#?}");
+    assert!(
+        l.iter()
+            .any(|s| s.starts_with("tr d1 UDP 1.1.1.1:11 -> 2.2.2.2:22")),
+        "{l:#?}"
+    );
 }
 
 #[test]
@@ -287,7 +422,10 @@ fn unsupported_link_type_is_counted() {
     let mut p = pkt(0, 1, &d);
     p.linktype = LinkType::IEEE802_11_RADIOTAP;
     a.handle_packet(&p);
-    assert_eq!(a.stats().anomalies.get("unsupported_linktype_127"), Some(&1));
+    assert_eq!(
+        a.stats().anomalies.get("unsupported_linktype_127"),
+        Some(&1)
+    );
 }
 
 #[test]
@@ -302,12 +440,22 @@ fn truncated_frames_never_panic_and_count_what_they_can() {
             "2001:db8::1".parse().unwrap(),
             "2001:db8::2".parse().unwrap(),
             17,
-            &build::udp("2001:db8::1".parse().unwrap(), "2001:db8::2".parse().unwrap(), 1, 2, b"v6"),
+            &build::udp(
+                "2001:db8::1".parse().unwrap(),
+                "2001:db8::2".parse().unwrap(),
+                1,
+                2,
+                b"v6",
+            ),
         ),
     ];
     for f in &samples {
         for cut in 0..f.len() {
-            let mut a = Analyzer::new(&Config::new(), vec![Box::new(Recorder::new(&log, Layers::all()))]).unwrap();
+            let mut a = Analyzer::new(
+                &Config::new(),
+                vec![Box::new(Recorder::new(&log, Layers::all()))],
+            )
+            .unwrap();
             let mut p = pkt(0, 1, &f[..cut]);
             p.origlen = f.len() as u32;
             a.handle_packet(&p);
@@ -317,7 +465,11 @@ fn truncated_frames_never_panic_and_count_what_they_can() {
     // a UDP header cut after its ports still counts for the connection
     let f = &samples[0];
     let log2 = Log::default();
-    let mut a = Analyzer::new(&Config::new(), vec![Box::new(Recorder::new(&log2, Layers::TRANSPORT))]).unwrap();
+    let mut a = Analyzer::new(
+        &Config::new(),
+        vec![Box::new(Recorder::new(&log2, Layers::TRANSPORT))],
+    )
+    .unwrap();
     a.handle_packet(&pkt(0, 1, &f[..14 + 20 + 4]));
     assert_eq!(log2.lock().unwrap().len(), 1);
 }
@@ -327,7 +479,11 @@ fn flows_end_once_with_their_reason() {
     let log = Log::default();
     let mut cfg = Config::new();
     cfg.set("flows", "udp_timeout", 10.0);
-    let mut a = Analyzer::new(&cfg, vec![Box::new(Recorder::new(&log, Layers::FLOW_EVENTS))]).unwrap();
+    let mut a = Analyzer::new(
+        &cfg,
+        vec![Box::new(Recorder::new(&log, Layers::FLOW_EVENTS))],
+    )
+    .unwrap();
     let f = udp_frame(1, 2, b"");
     let g = udp_frame(3, 4, b"");
     a.handle_packet(&pkt(0, 100, &f));

@@ -7,8 +7,8 @@
 //! or raw-IP framing.
 
 use crate::wire::{
-    DecodeError, EtherType, EthernetSlice, LlcSlice, MplsPayload, NullSlice, PppSlice, PppoeSlice, Sll2Slice,
-    SllSlice, VlanSlice, guess_mpls_payload, parse_mpls_stack, ppp,
+    DecodeError, EtherType, EthernetSlice, LlcSlice, MplsPayload, NullSlice, PppSlice, PppoeSlice,
+    Sll2Slice, SllSlice, VlanSlice, guess_mpls_payload, parse_mpls_stack, ppp,
 };
 use libpcap_tools::LinkType;
 
@@ -37,7 +37,14 @@ pub struct LinkInfo {
 
 impl LinkInfo {
     fn new() -> LinkInfo {
-        LinkInfo { ethertype: 0, l3_offset: 0, vlans: [0; MAX_VLANS], nvlans: 0, mpls_labels: 0, pppoe: false }
+        LinkInfo {
+            ethertype: 0,
+            l3_offset: 0,
+            vlans: [0; MAX_VLANS],
+            nvlans: 0,
+            mpls_labels: 0,
+            pppoe: false,
+        }
     }
 
     /// The VLAN ids found, outermost first.
@@ -119,8 +126,11 @@ pub fn decode_link(linktype: LinkType, frame: &[u8]) -> Result<LinkInfo, LinkErr
     let (ethertype, rest) = match linktype {
         LinkType::ETHERNET => return decode_ethernet_into(frame, frame, info),
         LinkType::NULL | LinkType::LOOP => {
-            let n =
-                if linktype == LinkType::LOOP { NullSlice::from_slice_loop(frame)? } else { NullSlice::from_slice(frame)? };
+            let n = if linktype == LinkType::LOOP {
+                NullSlice::from_slice_loop(frame)?
+            } else {
+                NullSlice::from_slice(frame)?
+            };
             match n.ip_version() {
                 Some(4) => (EtherType::IPV4.0, n.payload()),
                 Some(6) => (EtherType::IPV6.0, n.payload()),
@@ -165,7 +175,11 @@ pub fn decode_ethernet(frame: &[u8], eth: &[u8]) -> Result<LinkInfo, LinkError> 
     decode_ethernet_into(frame, eth, LinkInfo::new())
 }
 
-fn decode_ethernet_into(frame: &[u8], eth: &[u8], mut info: LinkInfo) -> Result<LinkInfo, LinkError> {
+fn decode_ethernet_into(
+    frame: &[u8],
+    eth: &[u8],
+    mut info: LinkInfo,
+) -> Result<LinkInfo, LinkError> {
     let e = EthernetSlice::from_slice(eth)?;
     if e.is_802_3() {
         let llc = LlcSlice::from_slice(e.payload())?;
@@ -211,7 +225,9 @@ fn follow_ethertype(
             }
             EtherType::MPLS_UC | EtherType::MPLS_MC => {
                 let (stack, payload) = parse_mpls_stack(data)?;
-                info.mpls_labels = info.mpls_labels.saturating_add(u8::try_from(stack.len()).unwrap_or(u8::MAX));
+                info.mpls_labels = info
+                    .mpls_labels
+                    .saturating_add(u8::try_from(stack.len()).unwrap_or(u8::MAX));
                 match guess_mpls_payload(payload) {
                     (MplsPayload::Ipv4, p) => {
                         ethertype = EtherType::IPV4.0;

@@ -74,7 +74,11 @@ impl Default for FlowConfig {
 }
 
 fn secs_to_ns(s: f64) -> i64 {
-    if s.is_finite() && s > 0.0 { (s * 1e9).min(i64::MAX as f64) as i64 } else { 0 }
+    if s.is_finite() && s > 0.0 {
+        (s * 1e9).min(i64::MAX as f64) as i64
+    } else {
+        0
+    }
 }
 
 /// The key of a flow in the table: the canonical 5-tuple and the context.
@@ -273,7 +277,9 @@ impl<X: Default> FlowTable<X> {
 
     /// The flow of `handle`, mutable.
     pub fn get_mut(&mut self, handle: FlowHandle) -> Option<&mut FlowEntry<X>> {
-        self.slots.get_mut(handle.0 as usize).and_then(Option::as_mut)
+        self.slots
+            .get_mut(handle.0 as usize)
+            .and_then(Option::as_mut)
     }
 
     /// Advances the table's clock to `now` and ends the flows whose idle or
@@ -294,7 +300,9 @@ impl<X: Default> FlowTable<X> {
     /// Looks at a popped deadline: ends the flow if it really expired (or if
     /// `force`), otherwise re-arms it. Returns `true` if a flow ended.
     fn check_deadline(&mut self, popped: i64, slot: u32, generation: u32, force: bool) -> bool {
-        let Some(Some(e)) = self.slots.get(slot as usize) else { return false };
+        let Some(Some(e)) = self.slots.get(slot as usize) else {
+            return false;
+        };
         if e.generation != generation {
             return false;
         }
@@ -315,7 +323,9 @@ impl<X: Default> FlowTable<X> {
     }
 
     fn end(&mut self, slot: u32, reason: EndReason) {
-        let Some(e) = self.slots.get_mut(slot as usize).and_then(Option::take) else { return };
+        let Some(e) = self.slots.get_mut(slot as usize).and_then(Option::take) else {
+            return;
+        };
         self.map.remove(&e.key);
         self.free.push(slot);
         match reason {
@@ -357,7 +367,10 @@ impl<X: Default> FlowTable<X> {
         if let Some(t) = ts {
             self.advance(t);
         }
-        let key = FlowKey { tuple: tuple.canonical(), context };
+        let key = FlowKey {
+            tuple: tuple.canonical(),
+            context,
+        };
         let is_tcp = tuple.proto == ipproto::TCP;
         let pure_syn = is_tcp && tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
 
@@ -381,12 +394,21 @@ impl<X: Default> FlowTable<X> {
         let now = self.now;
         let Some(Some(e)) = self.slots.get_mut(slot as usize) else {
             // unreachable by construction: the slot was just looked up or filled
-            return Tracked { handle: FlowHandle(slot), direction: Direction::ToServer, created };
+            return Tracked {
+                handle: FlowHandle(slot),
+                direction: Direction::ToServer,
+                created,
+            };
         };
         let mut was_closing = false;
-        let mut direction = if *tuple == e.flow.key { Direction::ToServer } else { Direction::ToClient };
+        let mut direction = if *tuple == e.flow.key {
+            Direction::ToServer
+        } else {
+            Direction::ToClient
+        };
         if is_tcp {
-            let syn_ack = tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == (tcp_flags::SYN | tcp_flags::ACK);
+            let syn_ack =
+                tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == (tcp_flags::SYN | tcp_flags::ACK);
             // direction correction: a bare SYN from the "server" side, or a
             // SYN-ACK from the "client" side, before any handshake packet
             // confirmed the orientation
@@ -441,10 +463,21 @@ impl<X: Default> FlowTable<X> {
             let deadline = e.last_activity.saturating_add(self.timeouts[1]);
             self.deadlines.push(Reverse((deadline, slot, e.generation)));
         }
-        Tracked { handle: FlowHandle(slot), direction, created }
+        Tracked {
+            handle: FlowHandle(slot),
+            direction,
+            created,
+        }
     }
 
-    fn create(&mut self, key: FlowKey, tuple: &FiveTuple, ts: Option<Timestamp>, index: u64, flags: u8) -> u32 {
+    fn create(
+        &mut self,
+        key: FlowKey,
+        tuple: &FiveTuple,
+        ts: Option<Timestamp>,
+        index: u64,
+        flags: u8,
+    ) -> u32 {
         if self.map.len() >= self.cfg.max_flows.max(1) {
             self.evict_one();
         }
@@ -498,9 +531,19 @@ impl<X: Default> FlowTable<X> {
         let slots: Vec<u32> = self.map.values().copied().collect();
         let mut slots = slots;
         // deterministic order: by flow id
-        slots.sort_by_key(|s| self.slots.get(*s as usize).and_then(Option::as_ref).map(|e| e.flow.id));
+        slots.sort_by_key(|s| {
+            self.slots
+                .get(*s as usize)
+                .and_then(Option::as_ref)
+                .map(|e| e.flow.id)
+        });
         for s in slots {
-            let reason = match self.slots.get(s as usize).and_then(Option::as_ref).and_then(|e| e.closing) {
+            let reason = match self
+                .slots
+                .get(s as usize)
+                .and_then(Option::as_ref)
+                .and_then(|e| e.closing)
+            {
                 Some(r) => r,
                 None => EndReason::EndOfInput,
             };

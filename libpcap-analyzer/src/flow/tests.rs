@@ -2,7 +2,13 @@ use super::*;
 use std::net::IpAddr;
 
 fn key(a: [u8; 4], sp: u16, b: [u8; 4], dp: u16, proto: u8) -> FiveTuple {
-    FiveTuple { src: IpAddr::from(a), dst: IpAddr::from(b), src_port: sp, dst_port: dp, proto }
+    FiveTuple {
+        src: IpAddr::from(a),
+        dst: IpAddr::from(b),
+        src_port: sp,
+        dst_port: dp,
+        proto,
+    }
 }
 const C: [u8; 4] = [10, 0, 0, 1];
 const S: [u8; 4] = [10, 0, 0, 2];
@@ -23,10 +29,16 @@ fn both_directions_share_one_flow_and_first_packet_gives_direction() {
     let b = track(&mut t, &k.reversed(), 2, 1, 0);
     assert!(a.created && !b.created);
     assert_eq!(a.handle, b.handle);
-    assert_eq!((a.direction, b.direction), (Direction::ToServer, Direction::ToClient));
+    assert_eq!(
+        (a.direction, b.direction),
+        (Direction::ToServer, Direction::ToClient)
+    );
     let f = &t.get(a.handle).unwrap().flow;
     assert_eq!(f.key, k);
-    assert_eq!((f.to_server.packets, f.to_client.packets, f.bytes()), (1, 1, 200));
+    assert_eq!(
+        (f.to_server.packets, f.to_client.packets, f.bytes()),
+        (1, 1, 200)
+    );
     assert_eq!((f.first_seen, f.last_seen), (ts(1), ts(2)));
 }
 
@@ -56,7 +68,10 @@ fn late_syn_corrects_direction() {
 
 #[test]
 fn udp_flow_times_out_by_packet_time() {
-    let mut t = Table::new(FlowConfig { udp_timeout: 10.0, ..FlowConfig::default() });
+    let mut t = Table::new(FlowConfig {
+        udp_timeout: 10.0,
+        ..FlowConfig::default()
+    });
     let k = key(C, 1, S, 2, ipproto::UDP);
     track(&mut t, &k, 100, 0, 0);
     track(&mut t, &k, 105, 1, 0); // activity pushes the deadline to 115
@@ -77,7 +92,10 @@ fn udp_flow_times_out_by_packet_time() {
 
 #[test]
 fn tcp_fin_both_ways_lingers_then_ends_with_fin() {
-    let mut t = Table::new(FlowConfig { tcp_close_timeout: 5.0, ..FlowConfig::default() });
+    let mut t = Table::new(FlowConfig {
+        tcp_close_timeout: 5.0,
+        ..FlowConfig::default()
+    });
     let k = key(C, 40000, S, 80, ipproto::TCP);
     track(&mut t, &k, 1, 0, tcp_flags::SYN);
     track(&mut t, &k.reversed(), 1, 1, tcp_flags::SYN | tcp_flags::ACK);
@@ -110,7 +128,10 @@ fn new_syn_on_closed_flow_starts_a_new_flow() {
 
 #[test]
 fn cap_evicts_the_least_recently_active_flow() {
-    let mut t = Table::new(FlowConfig { max_flows: 2, ..FlowConfig::default() });
+    let mut t = Table::new(FlowConfig {
+        max_flows: 2,
+        ..FlowConfig::default()
+    });
     let a = key(C, 1, S, 2, ipproto::UDP);
     let b = key(C, 3, S, 4, ipproto::UDP);
     let c = key(C, 5, S, 6, ipproto::UDP);
@@ -130,8 +151,30 @@ fn cap_evicts_the_least_recently_active_flow() {
 fn drain_ends_everything_once_and_context_separates_flows() {
     let mut t = Table::new(FlowConfig::default());
     let k = key(C, 1, S, 2, ipproto::UDP);
-    t.track(&k, FlowContext { vlan: 10, ..FlowContext::default() }, ts(1), 0, 1, 60, 0);
-    t.track(&k, FlowContext { vlan: 20, ..FlowContext::default() }, ts(1), 1, 1, 60, 0);
+    t.track(
+        &k,
+        FlowContext {
+            vlan: 10,
+            ..FlowContext::default()
+        },
+        ts(1),
+        0,
+        1,
+        60,
+        0,
+    );
+    t.track(
+        &k,
+        FlowContext {
+            vlan: 20,
+            ..FlowContext::default()
+        },
+        ts(1),
+        1,
+        1,
+        60,
+        0,
+    );
     t.track(&k, FlowContext::default(), None, 2, 1, 60, 0);
     assert_eq!(t.len(), 3);
     t.drain();
@@ -145,7 +188,10 @@ fn drain_ends_everything_once_and_context_separates_flows() {
 
 #[test]
 fn flow_ids_are_deterministic_and_depend_on_first_packet() {
-    let k = FlowKey { tuple: key(C, 1, S, 2, ipproto::UDP).canonical(), context: FlowContext::default() };
+    let k = FlowKey {
+        tuple: key(C, 1, S, 2, ipproto::UDP).canonical(),
+        context: FlowContext::default(),
+    };
     assert_eq!(flow_id(&k, 7), flow_id(&k, 7));
     assert_ne!(flow_id(&k, 7), flow_id(&k, 8));
 }

@@ -101,7 +101,10 @@ pub struct Interest {
 impl Interest {
     /// Interest in `layers`, every protocol.
     pub fn new(layers: Layers) -> Interest {
-        Interest { layers, ..Interest::default() }
+        Interest {
+            layers,
+            ..Interest::default()
+        }
     }
 
     /// Restricts the network layer to these ethertypes.
@@ -124,12 +127,20 @@ impl Interest {
 
     /// `true` if the plugin wants the network layer of `ethertype`.
     pub fn wants_ethertype(&self, ethertype: u16) -> bool {
-        self.layers.contains(Layers::NETWORK) && self.ethertypes.as_ref().is_none_or(|e| e.contains(&ethertype))
+        self.layers.contains(Layers::NETWORK)
+            && self
+                .ethertypes
+                .as_ref()
+                .is_none_or(|e| e.contains(&ethertype))
     }
 
     /// `true` if the plugin wants `layer` (TRANSPORT or STREAM) for `proto`.
     pub fn wants_protocol(&self, layer: Layers, proto: u8) -> bool {
-        self.layers.contains(layer) && self.ip_protocols.as_ref().is_none_or(|p| p.contains(&proto))
+        self.layers.contains(layer)
+            && self
+                .ip_protocols
+                .as_ref()
+                .is_none_or(|p| p.contains(&proto))
     }
 }
 
@@ -147,12 +158,21 @@ pub struct PluginError {
 impl PluginError {
     /// A plugin error from a message.
     pub fn new(plugin: &str, message: impl Into<String>) -> PluginError {
-        PluginError { plugin: plugin.to_string(), source: message.into().into() }
+        PluginError {
+            plugin: plugin.to_string(),
+            source: message.into().into(),
+        }
     }
 
     /// A plugin error wrapping another error.
-    pub fn wrap(plugin: &str, source: impl std::error::Error + Send + Sync + 'static) -> PluginError {
-        PluginError { plugin: plugin.to_string(), source: Box::new(source) }
+    pub fn wrap(
+        plugin: &str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> PluginError {
+        PluginError {
+            plugin: plugin.to_string(),
+            source: Box::new(source),
+        }
     }
 }
 
@@ -329,7 +349,10 @@ impl<T: Any + Send> AsAny for T {
 /// # Errors
 /// When `other` is not a `T` (two different plugins with the same name).
 pub fn downcast<T: Plugin>(name: &str, other: Box<dyn Plugin>) -> PluginResult<Box<T>> {
-    other.into_any().downcast::<T>().map_err(|_| PluginError::new(name, "merge with an instance of another type"))
+    other
+        .into_any()
+        .downcast::<T>()
+        .map_err(|_| PluginError::new(name, "merge with an instance of another type"))
 }
 
 /// An analysis plugin.
@@ -358,7 +381,11 @@ pub trait Plugin: AsAny {
 
     /// A link layer. Returning `Some` asks the analyzer to decode the
     /// returned data too (a custom encapsulation).
-    fn handle_link(&mut self, ctx: &PacketContext<'_>, link: &LinkLayer<'_>) -> PluginResult<Option<Decapsulated>> {
+    fn handle_link(
+        &mut self,
+        ctx: &PacketContext<'_>,
+        link: &LinkLayer<'_>,
+    ) -> PluginResult<Option<Decapsulated>> {
         let _ = (ctx, link);
         Ok(None)
     }
@@ -415,7 +442,10 @@ pub trait Plugin: AsAny {
     /// When the instances cannot be combined.
     fn merge(&mut self, other: Box<dyn Plugin>) -> PluginResult<()> {
         let _ = other;
-        Err(PluginError::new(self.name(), "this plugin cannot merge results from several workers"))
+        Err(PluginError::new(
+            self.name(),
+            "this plugin cannot merge results from several workers",
+        ))
     }
 
     /// The decoding counters of the whole run (all workers), given once after
@@ -442,7 +472,9 @@ pub trait Plugin: AsAny {
     /// # Errors
     /// When a file cannot be written.
     fn save_results(&mut self, dir: &Path) -> PluginResult<Vec<PathBuf>> {
-        let Some(value) = self.results() else { return Ok(Vec::new()) };
+        let Some(value) = self.results() else {
+            return Ok(Vec::new());
+        };
         let path = dir.join(format!("{}.json", self.name()));
         write_json_atomically(&path, &value).map_err(|e| PluginError::wrap(self.name(), e))?;
         Ok(vec![path])
@@ -466,8 +498,14 @@ pub trait Plugin: AsAny {
 /// The I/O error of whichever step failed.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;

@@ -36,7 +36,9 @@ pub struct PluginRegistry {
 
 impl std::fmt::Debug for PluginRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.builders.iter().map(|b| b.name())).finish()
+        f.debug_list()
+            .entries(self.builders.iter().map(|b| b.name()))
+            .finish()
     }
 }
 
@@ -59,7 +61,10 @@ impl PluginRegistry {
 
     /// The builder of `name`.
     pub fn builder(&self, name: &str) -> Option<&dyn PluginBuilder> {
-        self.builders.iter().find(|b| b.name() == name).map(|b| b.as_ref())
+        self.builders
+            .iter()
+            .find(|b| b.name() == name)
+            .map(|b| b.as_ref())
     }
 
     /// Names of all builders, in registration order.
@@ -86,7 +91,10 @@ impl PluginRegistry {
                     if self.builder(n).is_none() {
                         return Err(PluginError::new(
                             n,
-                            format!("unknown plugin '{n}'; available plugins: {}", self.names().join(", ")),
+                            format!(
+                                "unknown plugin '{n}'; available plugins: {}",
+                                self.names().join(", ")
+                            ),
                         ));
                     }
                     if !out.contains(n) {

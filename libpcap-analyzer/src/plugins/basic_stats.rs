@@ -10,7 +10,9 @@
 //! Config `[plugin.basic-stats]`: `max_conversations` (default 1000000).
 //! Writes `basic-stats.json`.
 
-use crate::plugin::{EndReason, Interest, Layers, Plugin, PluginBuilder, PluginError, PluginResult, downcast};
+use crate::plugin::{
+    EndReason, Interest, Layers, Plugin, PluginBuilder, PluginError, PluginResult, downcast,
+};
 use crate::stats::AnalyzerStats;
 use libpcap_tools::{Config, FiveTuple, Flow, ipproto};
 use std::collections::HashMap;
@@ -26,7 +28,9 @@ pub struct BasicStatsConfig {
 
 impl Default for BasicStatsConfig {
     fn default() -> Self {
-        BasicStatsConfig { max_conversations: 1_000_000 }
+        BasicStatsConfig {
+            max_conversations: 1_000_000,
+        }
     }
 }
 
@@ -95,7 +99,11 @@ impl BasicStats {
             flows: 1,
         };
         // L4: a is the lower (address, port) endpoint; L3: the lower address
-        let c4 = if key.is_canonical() { conv(f.to_server, f.to_client) } else { conv(f.to_client, f.to_server) };
+        let c4 = if key.is_canonical() {
+            conv(f.to_server, f.to_client)
+        } else {
+            conv(f.to_client, f.to_server)
+        };
         let (pair, c3) = if key.src <= key.dst {
             ((key.src, key.dst), conv(f.to_server, f.to_client))
         } else {
@@ -148,7 +156,11 @@ impl Plugin for BasicStats {
         l3.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut l4: Vec<_> = self.l4.iter().collect();
         l4.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let mut reasons: Vec<_> = self.end_reasons.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        let mut reasons: Vec<_> = self
+            .end_reasons
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
         reasons.sort();
         let r = &self.run;
         Some(serde_json::json!({
@@ -161,7 +173,7 @@ impl Plugin for BasicStats {
             },
             "anomalies": r.anomalies,
             "plugin_errors": r.plugin_errors,
-            "flows_ended": reasons.into_iter().collect::<serde_json::Map<_, _>>(),
+            "flows_ended": reasons.into_iter().map(|(k, v)| (k, serde_json::Value::from(v))).collect::<serde_json::Map<_, _>>(),
             "l3_conversations": l3.iter().map(|((a, b), c)| serde_json::json!({
                 "a": a.to_string(), "b": b.to_string(),
                 "packets_ab": c.packets_ab, "bytes_ab": c.bytes_ab,
@@ -191,7 +203,12 @@ impl PluginBuilder for BasicStatsBuilder {
         "totals, per-layer counts, L3/L4 conversations and anomalies by kind"
     }
     fn build(&self, config: &Config) -> PluginResult<Box<dyn Plugin>> {
-        let cfg = config.plugin("basic-stats").map_err(|e| PluginError::wrap("basic-stats", e))?;
-        Ok(Box::new(BasicStats { cfg, ..BasicStats::default() }))
+        let cfg = config
+            .plugin("basic-stats")
+            .map_err(|e| PluginError::wrap("basic-stats", e))?;
+        Ok(Box::new(BasicStats {
+            cfg,
+            ..BasicStats::default()
+        }))
     }
 }

@@ -9,8 +9,8 @@
 
 use super::spool::{OutputConfig, Spool};
 use crate::plugin::{
-    Decapsulated, Interest, Layers, PacketContext, Plugin, PluginBuilder, PluginError, PluginResult, TransportLayer,
-    downcast,
+    Decapsulated, Interest, Layers, PacketContext, Plugin, PluginBuilder, PluginError,
+    PluginResult, TransportLayer, downcast,
 };
 use crate::proto::community_id::community_id_v1;
 use libpcap_tools::{Config, FlowId, ipproto};
@@ -40,7 +40,8 @@ impl Plugin for CommunityIdPlugin {
     fn interest(&self) -> Interest {
         // transport callbacks for ICMP only (type and code stand for the
         // ports); other flows are hashed when created, with no per-packet work
-        Interest::new(Layers::TRANSPORT | Layers::FLOW_EVENTS).ip_protocols(&[ipproto::ICMP, ipproto::ICMPV6])
+        Interest::new(Layers::TRANSPORT | Layers::FLOW_EVENTS)
+            .ip_protocols(&[ipproto::ICMP, ipproto::ICMPV6])
     }
     fn flow_created(&mut self, flow: &libpcap_tools::Flow) -> PluginResult<()> {
         let k = &flow.key;
@@ -50,18 +51,33 @@ impl Plugin for CommunityIdPlugin {
         let cid = community_id_v1(self.cfg.seed, k.src, k.dst, k.proto, k.src_port, k.dst_port);
         self.emit(flow, &cid)
     }
-    fn handle_transport(&mut self, _: &PacketContext<'_>, t: &TransportLayer<'_>) -> PluginResult<Option<Decapsulated>> {
+    fn handle_transport(
+        &mut self,
+        _: &PacketContext<'_>,
+        t: &TransportLayer<'_>,
+    ) -> PluginResult<Option<Decapsulated>> {
         // one hash per ICMP flow, from its first message
         if !self.seen.insert(t.flow.id) {
             return Ok(None);
         }
         let ty = t.data.first().copied().unwrap_or(0);
         let code = t.data.get(1).copied().unwrap_or(0);
-        let cid = community_id_v1(self.cfg.seed, t.key.src, t.key.dst, t.key.proto, u16::from(ty), u16::from(code));
+        let cid = community_id_v1(
+            self.cfg.seed,
+            t.key.src,
+            t.key.dst,
+            t.key.proto,
+            u16::from(ty),
+            u16::from(code),
+        );
         self.emit(t.flow, &cid)?;
         Ok(None)
     }
-    fn flow_destroyed(&mut self, flow: &libpcap_tools::Flow, _: crate::plugin::EndReason) -> PluginResult<()> {
+    fn flow_destroyed(
+        &mut self,
+        flow: &libpcap_tools::Flow,
+        _: crate::plugin::EndReason,
+    ) -> PluginResult<()> {
         self.seen.remove(&flow.id);
         Ok(())
     }
@@ -107,8 +123,14 @@ impl PluginBuilder for CommunityIdPluginBuilder {
         "Community ID v1 hash of every flow"
     }
     fn build(&self, config: &Config) -> PluginResult<Box<dyn Plugin>> {
-        let cfg = config.plugin("community-id").map_err(|e| PluginError::wrap("community-id", e))?;
+        let cfg = config
+            .plugin("community-id")
+            .map_err(|e| PluginError::wrap("community-id", e))?;
         let out = OutputConfig::from_config(config, "community-id")?;
-        Ok(Box::new(CommunityIdPlugin { cfg, seen: HashSet::default(), spool: Spool::new("community-id", out.dir) }))
+        Ok(Box::new(CommunityIdPlugin {
+            cfg,
+            seen: HashSet::default(),
+            spool: Spool::new("community-id", out.dir),
+        }))
     }
 }

@@ -17,8 +17,8 @@
 //! 5), `file` (base name, default `connections`).
 
 use crate::plugin::{
-    Interest, Layers, PacketContext, Plugin, PluginBuilder, PluginError, PluginResult, TransportLayer, downcast,
-    write_atomically,
+    Interest, Layers, PacketContext, Plugin, PluginBuilder, PluginError, PluginResult,
+    TransportLayer, downcast, write_atomically,
 };
 use libpcap_tools::{Config, ipproto};
 use std::collections::HashMap;
@@ -58,7 +58,9 @@ impl std::str::FromStr for ReportFormat {
             "text" | "txt" => Ok(ReportFormat::Text),
             "csv" => Ok(ReportFormat::Csv),
             "jsonl" | "json" => Ok(ReportFormat::Jsonl),
-            other => Err(format!("unknown report format '{other}' (text, csv, jsonl)")),
+            other => Err(format!(
+                "unknown report format '{other}' (text, csv, jsonl)"
+            )),
         }
     }
 }
@@ -79,7 +81,12 @@ pub struct ConnectionsConfig {
 
 impl Default for ConnectionsConfig {
     fn default() -> Self {
-        ConnectionsConfig { format: ReportFormat::Text, interval: 0.0, file: "connections".to_string(), outdir: None }
+        ConnectionsConfig {
+            format: ReportFormat::Text,
+            interval: 0.0,
+            file: "connections".to_string(),
+            outdir: None,
+        }
     }
 }
 
@@ -136,7 +143,10 @@ impl ConnStats {
 
     /// Protocol names, as in `[TCP, UDP]`.
     pub fn protocol_names(&self) -> Vec<String> {
-        self.protocols.iter().map(|p| ipproto::name(*p).map_or_else(|| format!("IP{p}"), str::to_string)).collect()
+        self.protocols
+            .iter()
+            .map(|p| ipproto::name(*p).map_or_else(|| format!("IP{p}"), str::to_string))
+            .collect()
     }
 }
 
@@ -192,7 +202,11 @@ impl ConnTable {
                 );
                 for (k, v) in rows {
                     let protos = v.protocol_names().join(", ");
-                    let protos = if protos.contains(',') { format!("\"[{protos}]\"") } else { format!("[{protos}]") };
+                    let protos = if protos.contains(',') {
+                        format!("\"[{protos}]\"")
+                    } else {
+                        format!("[{protos}]")
+                    };
                     let _ = write!(
                         out,
                         "{},{},{},{},{},{},{},{},{}\r\n",
@@ -248,7 +262,11 @@ pub struct ConnectionsPlugin {
 impl ConnectionsPlugin {
     /// A plugin with `cfg` (no periodic writer).
     pub fn new(cfg: ConnectionsConfig) -> ConnectionsPlugin {
-        ConnectionsPlugin { cfg, store: Store::Local(ConnTable::default()), _writer: None }
+        ConnectionsPlugin {
+            cfg,
+            store: Store::Local(ConnTable::default()),
+            _writer: None,
+        }
     }
 
     /// A copy of the table (merged instances after the run).
@@ -271,7 +289,12 @@ impl ConnectionsPlugin {
 }
 
 fn record(t: &mut ConnTable, tl: &TransportLayer<'_>) {
-    let k = ConnKey { src: tl.key.src, src_port: tl.key.src_port, dst: tl.key.dst, dst_port: tl.key.dst_port };
+    let k = ConnKey {
+        src: tl.key.src,
+        src_port: tl.key.src_port,
+        dst: tl.key.dst,
+        dst_port: tl.key.dst_port,
+    };
     let s = t.map.entry(k).or_default();
     if s.protocols.last() != Some(&tl.key.proto) {
         s.add_proto(tl.key.proto);
@@ -339,7 +362,8 @@ impl Plugin for ConnectionsPlugin {
             w.stop();
         }
         let path = self.report_path(dir);
-        write_atomically(&path, self.render().as_bytes()).map_err(|e| PluginError::wrap("connections", e))?;
+        write_atomically(&path, self.render().as_bytes())
+            .map_err(|e| PluginError::wrap("connections", e))?;
         Ok(vec![path])
     }
 }
@@ -362,31 +386,33 @@ impl PeriodicWriter {
         });
         let me = w.clone();
         let period = std::time::Duration::from_secs_f64(interval.max(0.05));
-        let spawned = std::thread::Builder::new().name("pal-conn-writer".into()).spawn(move || {
-            let mut stopped = me.stop.lock().map(|g| *g).unwrap_or(true);
-            while !stopped {
-                if let Ok(g) = me.stop.lock() {
-                    match me.wake.wait_timeout(g, period) {
-                        Ok((g, _)) => stopped = *g,
-                        Err(_) => stopped = true,
-                    }
-                }
-                if stopped {
-                    break;
-                }
-                let mut all = ConnTable::default();
-                if let Ok(tables) = me.tables.lock() {
-                    for t in tables.iter() {
-                        if let Ok(t) = t.lock() {
-                            all.merge(&t);
+        let spawned = std::thread::Builder::new()
+            .name("pal-conn-writer".into())
+            .spawn(move || {
+                let mut stopped = me.stop.lock().map(|g| *g).unwrap_or(true);
+                while !stopped {
+                    if let Ok(g) = me.stop.lock() {
+                        match me.wake.wait_timeout(g, period) {
+                            Ok((g, _)) => stopped = *g,
+                            Err(_) => stopped = true,
                         }
                     }
+                    if stopped {
+                        break;
+                    }
+                    let mut all = ConnTable::default();
+                    if let Ok(tables) = me.tables.lock() {
+                        for t in tables.iter() {
+                            if let Ok(t) = t.lock() {
+                                all.merge(&t);
+                            }
+                        }
+                    }
+                    if let Err(e) = write_atomically(&path, all.render(format).as_bytes()) {
+                        log::warn!("connections: cannot write {}: {e}", path.display());
+                    }
                 }
-                if let Err(e) = write_atomically(&path, all.render(format).as_bytes()) {
-                    log::warn!("connections: cannot write {}: {e}", path.display());
-                }
-            }
-        });
+            });
         if let Err(e) = spawned {
             log::warn!("connections: cannot start the report writer: {e}");
         }
@@ -417,13 +443,19 @@ impl PluginBuilder for ConnectionsPluginBuilder {
     }
 
     fn build(&self, config: &Config) -> PluginResult<Box<dyn Plugin>> {
-        let cfg: ConnectionsConfig = config.plugin("connections").map_err(|e| PluginError::wrap("connections", e))?;
+        let cfg: ConnectionsConfig = config
+            .plugin("connections")
+            .map_err(|e| PluginError::wrap("connections", e))?;
         let mut p = ConnectionsPlugin::new(cfg.clone());
         if let (true, Some(dir)) = (cfg.interval > 0.0, cfg.outdir.as_ref()) {
-            let mut w = self.writer.lock().map_err(|_| PluginError::new("connections", "writer lock poisoned"))?;
+            let mut w = self
+                .writer
+                .lock()
+                .map_err(|_| PluginError::new("connections", "writer lock poisoned"))?;
             let path = p.report_path(dir);
-            let writer =
-                w.get_or_insert_with(|| PeriodicWriter::start(cfg.interval, path, cfg.format)).clone();
+            let writer = w
+                .get_or_insert_with(|| PeriodicWriter::start(cfg.interval, path, cfg.format))
+                .clone();
             let shared = Arc::new(Mutex::new(ConnTable::default()));
             if let Ok(mut t) = writer.tables.lock() {
                 t.push(shared.clone());

@@ -13,8 +13,8 @@
 
 use super::spool::{OutputConfig, Spool};
 use crate::plugin::{
-    Decapsulated, EndReason, Interest, Layers, PacketContext, Plugin, PluginBuilder, PluginError, PluginResult,
-    StreamData, TransportLayer, downcast,
+    Decapsulated, EndReason, Interest, Layers, PacketContext, Plugin, PluginBuilder, PluginError,
+    PluginResult, StreamData, TransportLayer, downcast,
 };
 use crate::proto::dns::{DnsMessage, parse_dns_message, parse_dns_tcp_stream};
 use libpcap_tools::{Config, Direction, FiveTuple, Flow, FlowId, Timestamp, ipproto};
@@ -33,7 +33,10 @@ pub struct DnsConfig {
 
 impl Default for DnsConfig {
     fn default() -> Self {
-        DnsConfig { ports: vec![53], max_tcp_buffer: 65_537 }
+        DnsConfig {
+            ports: vec![53],
+            max_tcp_buffer: 65_537,
+        }
     }
 }
 
@@ -62,12 +65,25 @@ pub struct DnsPlugin {
 }
 
 /// The JSON line of one message.
-pub fn dns_json(ts: Option<Timestamp>, flow: FlowId, key: &FiveTuple, msg: &DnsMessage) -> serde_json::Value {
+pub fn dns_json(
+    ts: Option<Timestamp>,
+    flow: FlowId,
+    key: &FiveTuple,
+    msg: &DnsMessage,
+) -> serde_json::Value {
     let mut v = serde_json::to_value(msg).unwrap_or(serde_json::Value::Null);
     if let Some(o) = v.as_object_mut() {
         o.insert("ts_ns".into(), ts.map(|t| t.as_nanos()).into());
         o.insert("flow".into(), flow.to_string().into());
-        o.insert("transport".into(), if key.proto == ipproto::TCP { "tcp" } else { "udp" }.into());
+        o.insert(
+            "transport".into(),
+            if key.proto == ipproto::TCP {
+                "tcp"
+            } else {
+                "udp"
+            }
+            .into(),
+        );
         o.insert("src_ip".into(), key.src.to_string().into());
         o.insert("src_port".into(), key.src_port.into());
         o.insert("dst_ip".into(), key.dst.to_string().into());
@@ -81,7 +97,13 @@ impl DnsPlugin {
         self.cfg.ports.contains(&k.src_port) || self.cfg.ports.contains(&k.dst_port)
     }
 
-    fn emit(&mut self, ts: Option<Timestamp>, flow: FlowId, key: &FiveTuple, msg: &DnsMessage) -> PluginResult<()> {
+    fn emit(
+        &mut self,
+        ts: Option<Timestamp>,
+        flow: FlowId,
+        key: &FiveTuple,
+        msg: &DnsMessage,
+    ) -> PluginResult<()> {
         self.counters.messages += 1;
         if msg.is_response {
             self.counters.responses += 1;
@@ -106,7 +128,11 @@ impl Plugin for DnsPlugin {
             .ip_protocols(&[ipproto::UDP, ipproto::TCP])
     }
 
-    fn handle_transport(&mut self, ctx: &PacketContext<'_>, t: &TransportLayer<'_>) -> PluginResult<Option<Decapsulated>> {
+    fn handle_transport(
+        &mut self,
+        ctx: &PacketContext<'_>,
+        t: &TransportLayer<'_>,
+    ) -> PluginResult<Option<Decapsulated>> {
         if t.key.proto != ipproto::UDP || !self.on_port(&t.key) {
             return Ok(None);
         }
@@ -117,12 +143,22 @@ impl Plugin for DnsPlugin {
         Ok(None)
     }
 
-    fn handle_stream(&mut self, ctx: &PacketContext<'_>, flow: &Flow, dir: Direction, data: StreamData<'_>) -> PluginResult<()> {
+    fn handle_stream(
+        &mut self,
+        ctx: &PacketContext<'_>,
+        flow: &Flow,
+        dir: Direction,
+        data: StreamData<'_>,
+    ) -> PluginResult<()> {
         if !self.on_port(&flow.key) {
             return Ok(());
         }
         let k = (flow.id, dir == Direction::ToServer);
-        let key = if dir == Direction::ToServer { flow.key } else { flow.key.reversed() };
+        let key = if dir == Direction::ToServer {
+            flow.key
+        } else {
+            flow.key.reversed()
+        };
         let data = match data {
             StreamData::Data { data, .. } => data,
             StreamData::Gap { .. } => {
@@ -190,8 +226,15 @@ impl PluginBuilder for DnsPluginBuilder {
         "DNS messages over UDP and TCP as JSON lines (questions, answers, rcode)"
     }
     fn build(&self, config: &Config) -> PluginResult<Box<dyn Plugin>> {
-        let cfg = config.plugin("dns").map_err(|e| PluginError::wrap("dns", e))?;
+        let cfg = config
+            .plugin("dns")
+            .map_err(|e| PluginError::wrap("dns", e))?;
         let out = OutputConfig::from_config(config, "dns")?;
-        Ok(Box::new(DnsPlugin { cfg, tcp: HashMap::default(), counters: DnsCounters::default(), spool: Spool::new("dns", out.dir) }))
+        Ok(Box::new(DnsPlugin {
+            cfg,
+            tcp: HashMap::default(),
+            counters: DnsCounters::default(),
+            spool: Spool::new("dns", out.dir),
+        }))
     }
 }

@@ -15,9 +15,20 @@ use std::path::{Path, PathBuf};
 
 /// TCP flags as letters (`F`, `S`, `R`, `P`, `A`, `U`, `E`, `C`).
 pub fn tcp_flags_string(f: u8) -> String {
-    const L: [(u8, char); 8] =
-        [(1, 'F'), (2, 'S'), (4, 'R'), (8, 'P'), (16, 'A'), (32, 'U'), (64, 'E'), (128, 'C')];
-    L.iter().filter(|(b, _)| f & b != 0).map(|(_, c)| *c).collect()
+    const L: [(u8, char); 8] = [
+        (1, 'F'),
+        (2, 'S'),
+        (4, 'R'),
+        (8, 'P'),
+        (16, 'A'),
+        (32, 'U'),
+        (64, 'E'),
+        (128, 'C'),
+    ];
+    L.iter()
+        .filter(|(b, _)| f & b != 0)
+        .map(|(_, c)| *c)
+        .collect()
 }
 
 /// The JSON record of a flow.
@@ -89,6 +100,8 @@ impl PluginBuilder for FlowsPluginBuilder {
     }
     fn build(&self, config: &Config) -> PluginResult<Box<dyn Plugin>> {
         let out = OutputConfig::from_config(config, "flows")?;
-        Ok(Box::new(FlowsPlugin { spool: Spool::new("flows", out.dir) }))
+        Ok(Box::new(FlowsPlugin {
+            spool: Spool::new("flows", out.dir),
+        }))
     }
 }

@@ -7,8 +7,8 @@
 //! `hexdump.txt`; under test-analyzer the lines also go to the debug log.
 
 use crate::plugin::{
-    Decapsulated, Interest, Layers, LinkLayer, NetworkLayer, PacketContext, Plugin, PluginBuilder, PluginError,
-    PluginResult, TransportLayer, downcast, write_atomically,
+    Decapsulated, Interest, Layers, LinkLayer, NetworkLayer, PacketContext, Plugin, PluginBuilder,
+    PluginError, PluginResult, TransportLayer, downcast, write_atomically,
 };
 use libpcap_tools::Config;
 use std::fmt::Write as _;
@@ -50,7 +50,13 @@ pub fn hexdump(data: &[u8]) -> String {
             }
         }
         out.push('|');
-        out.extend(chunk.iter().map(|b| if b.is_ascii_graphic() || *b == b' ' { *b as char } else { '.' }));
+        out.extend(chunk.iter().map(|b| {
+            if b.is_ascii_graphic() || *b == b' ' {
+                *b as char
+            } else {
+                '.'
+            }
+        }));
         out.push_str("|\n");
     }
     out
@@ -75,8 +81,16 @@ impl HexdumpPlugin {
             self.packets += 1;
             self.last_index = Some(ctx.packet.index);
         }
-        let cut = data.get(..self.cfg.max_bytes.min(data.len())).unwrap_or(data);
-        let text = format!("packet {} depth {} {what} ({} bytes)\n{}", ctx.packet.index, ctx.depth, data.len(), hexdump(cut));
+        let cut = data
+            .get(..self.cfg.max_bytes.min(data.len()))
+            .unwrap_or(data);
+        let text = format!(
+            "packet {} depth {} {what} ({} bytes)\n{}",
+            ctx.packet.index,
+            ctx.depth,
+            data.len(),
+            hexdump(cut)
+        );
         log::debug!("{text}");
         self.out.push((ctx.packet.index, text));
     }
@@ -89,15 +103,31 @@ impl Plugin for HexdumpPlugin {
     fn interest(&self) -> Interest {
         Interest::new(self.layers)
     }
-    fn handle_link(&mut self, ctx: &PacketContext<'_>, l: &LinkLayer<'_>) -> PluginResult<Option<Decapsulated>> {
+    fn handle_link(
+        &mut self,
+        ctx: &PacketContext<'_>,
+        l: &LinkLayer<'_>,
+    ) -> PluginResult<Option<Decapsulated>> {
         self.dump(ctx, &format!("link {}", l.linktype), l.data);
         Ok(None)
     }
-    fn handle_network(&mut self, ctx: &PacketContext<'_>, n: &NetworkLayer<'_>) -> PluginResult<Option<Decapsulated>> {
-        self.dump(ctx, &format!("network ethertype 0x{:04x}", n.ethertype), n.data);
+    fn handle_network(
+        &mut self,
+        ctx: &PacketContext<'_>,
+        n: &NetworkLayer<'_>,
+    ) -> PluginResult<Option<Decapsulated>> {
+        self.dump(
+            ctx,
+            &format!("network ethertype 0x{:04x}", n.ethertype),
+            n.data,
+        );
         Ok(None)
     }
-    fn handle_transport(&mut self, ctx: &PacketContext<'_>, t: &TransportLayer<'_>) -> PluginResult<Option<Decapsulated>> {
+    fn handle_transport(
+        &mut self,
+        ctx: &PacketContext<'_>,
+        t: &TransportLayer<'_>,
+    ) -> PluginResult<Option<Decapsulated>> {
         self.dump(ctx, &format!("transport {}", t.key), t.data);
         Ok(None)
     }
@@ -108,7 +138,12 @@ impl Plugin for HexdumpPlugin {
     }
     fn save_results(&mut self, dir: &Path) -> PluginResult<Vec<PathBuf>> {
         self.out.sort_by_key(|(i, _)| *i);
-        let text: String = self.out.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>().join("\n");
+        let text: String = self
+            .out
+            .iter()
+            .map(|(_, t)| t.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
         let path = dir.join("hexdump.txt");
         write_atomically(&path, text.as_bytes()).map_err(|e| PluginError::wrap("hexdump", e))?;
         Ok(vec![path])
@@ -130,16 +165,27 @@ impl PluginBuilder for HexdumpPluginBuilder {
         false
     }
     fn build(&self, config: &Config) -> PluginResult<Box<dyn Plugin>> {
-        let cfg: HexdumpConfig = config.plugin("hexdump").map_err(|e| PluginError::wrap("hexdump", e))?;
+        let cfg: HexdumpConfig = config
+            .plugin("hexdump")
+            .map_err(|e| PluginError::wrap("hexdump", e))?;
         let mut layers = Layers::empty();
         for l in &cfg.layers {
             layers |= match l.as_str() {
                 "link" => Layers::LINK,
                 "network" => Layers::NETWORK,
                 "transport" => Layers::TRANSPORT,
-                other => return Err(PluginError::new("hexdump", format!("unknown layer '{other}'"))),
+                other => {
+                    return Err(PluginError::new(
+                        "hexdump",
+                        format!("unknown layer '{other}'"),
+                    ));
+                }
             };
         }
-        Ok(Box::new(HexdumpPlugin { cfg, layers, ..HexdumpPlugin::default() }))
+        Ok(Box::new(HexdumpPlugin {
+            cfg,
+            layers,
+            ..HexdumpPlugin::default()
+        }))
     }
 }

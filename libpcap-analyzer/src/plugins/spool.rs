@@ -23,7 +23,9 @@ impl OutputConfig {
     /// # Errors
     /// When `dir` is not a string.
     pub fn from_config(config: &Config, plugin: &str) -> PluginResult<OutputConfig> {
-        config.section("output").map_err(|e| PluginError::wrap(plugin, e))
+        config
+            .section("output")
+            .map_err(|e| PluginError::wrap(plugin, e))
     }
 }
 
@@ -43,7 +45,14 @@ pub struct Spool {
 impl Spool {
     /// A spool for `plugin` writing under `dir` (counting only when `None`).
     pub fn new(plugin: &'static str, dir: Option<PathBuf>) -> Spool {
-        Spool { plugin, dir, current: None, done: Vec::new(), lines: 0, failed: false }
+        Spool {
+            plugin,
+            dir,
+            current: None,
+            done: Vec::new(),
+            lines: 0,
+            failed: false,
+        }
     }
 
     /// `true` when lines are kept (an output directory is set).
@@ -62,9 +71,14 @@ impl Spool {
     /// When the temporary file cannot be written (the spool then stops writing).
     pub fn push(&mut self, value: &serde_json::Value) -> PluginResult<()> {
         self.lines += 1;
-        let Some(dir) = self.dir.as_ref().filter(|_| !self.failed) else { return Ok(()) };
+        if self.failed {
+            return Ok(());
+        }
+        let Some(dir) = self.dir.clone() else {
+            return Ok(());
+        };
         if self.current.is_none() {
-            std::fs::create_dir_all(dir).map_err(|e| self.fail(e))?;
+            std::fs::create_dir_all(&dir).map_err(|e| self.fail(e))?;
             let n = SPOOL_SEQ.fetch_add(1, Ordering::Relaxed);
             let path = dir.join(format!(".{}.{}.{n}.part", self.plugin, std::process::id()));
             let f = std::fs::File::create(&path).map_err(|e| self.fail(e))?;
@@ -99,7 +113,9 @@ impl Spool {
     /// # Errors
     /// When a temporary file cannot be flushed.
     pub fn merge(&mut self, mut other: Spool) -> PluginResult<()> {
-        other.close().map_err(|e| PluginError::wrap(self.plugin, e))?;
+        other
+            .close()
+            .map_err(|e| PluginError::wrap(self.plugin, e))?;
         self.done.append(&mut other.done);
         self.lines += other.lines;
         self.failed |= other.failed;

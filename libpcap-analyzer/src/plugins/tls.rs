@@ -12,7 +12,10 @@
 //! looking for a hello, default 262144). Writes `tls.jsonl`.
 
 use super::spool::{OutputConfig, Spool};
-use crate::plugin::{EndReason, Interest, Layers, PacketContext, Plugin, PluginBuilder, PluginError, PluginResult, StreamData, downcast};
+use crate::plugin::{
+    EndReason, Interest, Layers, PacketContext, Plugin, PluginBuilder, PluginError, PluginResult,
+    StreamData, downcast,
+};
 use crate::proto::tls::{TlsEvent, parse_tls_records};
 use libpcap_tools::{Config, Direction, Flow, FlowId, ipproto};
 use std::collections::HashMap;
@@ -28,7 +31,9 @@ pub struct TlsConfig {
 
 impl Default for TlsConfig {
     fn default() -> Self {
-        TlsConfig { max_buffer: 256 * 1024 }
+        TlsConfig {
+            max_buffer: 256 * 1024,
+        }
     }
 }
 
@@ -83,10 +88,18 @@ impl Plugin for TlsPlugin {
         Interest::new(Layers::STREAM | Layers::FLOW_EVENTS).ip_protocols(&[ipproto::TCP])
     }
 
-    fn handle_stream(&mut self, _: &PacketContext<'_>, flow: &Flow, dir: Direction, data: StreamData<'_>) -> PluginResult<()> {
+    fn handle_stream(
+        &mut self,
+        _: &PacketContext<'_>,
+        flow: &Flow,
+        dir: Direction,
+        data: StreamData<'_>,
+    ) -> PluginResult<()> {
         let i = usize::from(dir == Direction::ToClient);
         let conn = self.conns.entry(flow.id).or_default();
-        let Some(side) = conn.sides.get_mut(i) else { return Ok(()) };
+        let Some(side) = conn.sides.get_mut(i) else {
+            return Ok(());
+        };
         if side.done {
             return Ok(());
         }
@@ -110,7 +123,9 @@ impl Plugin for TlsPlugin {
                     side.hello = serde_json::to_value(&h).ok();
                     side.done = true;
                 }
-                TlsEvent::Invalid { .. } | TlsEvent::ApplicationData { .. } | TlsEvent::ChangeCipherSpec => {
+                TlsEvent::Invalid { .. }
+                | TlsEvent::ApplicationData { .. }
+                | TlsEvent::ChangeCipherSpec => {
                     side.done = true;
                 }
                 _ => {}
@@ -159,8 +174,15 @@ impl PluginBuilder for TlsPluginBuilder {
         "TLS handshakes: versions, SNI, ALPN, cipher suites, JA3/JA3S/JA4"
     }
     fn build(&self, config: &Config) -> PluginResult<Box<dyn Plugin>> {
-        let cfg = config.plugin("tls").map_err(|e| PluginError::wrap("tls", e))?;
+        let cfg = config
+            .plugin("tls")
+            .map_err(|e| PluginError::wrap("tls", e))?;
         let out = OutputConfig::from_config(config, "tls")?;
-        Ok(Box::new(TlsPlugin { cfg, conns: HashMap::default(), connections: 0, spool: Spool::new("tls", out.dir) }))
+        Ok(Box::new(TlsPlugin {
+            cfg,
+            conns: HashMap::default(),
+            connections: 0,
+            spool: Spool::new("tls", out.dir),
+        }))
     }
 }
