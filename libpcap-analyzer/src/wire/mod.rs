@@ -22,6 +22,21 @@
 //! Some decoders are "lax" where captures are commonly cut by the snap
 //! length: IPv4, IPv6, UDP and PPPoE accept a length field larger than the
 //! captured data and report it with `is_truncated()`.
+//!
+//! # Which view decodes what
+//!
+//! | found in | value | next view |
+//! | --- | --- | --- |
+//! | Ethernet / VLAN / SLL / GRE type | [`EtherType::VLAN`], `QINQ`, `VLAN_9100` | [`VlanSlice`] |
+//! | Ethernet type/length | `<= 1500` ([`EthernetSlice::is_802_3`]) | [`LlcSlice`] |
+//! | EtherType | `MPLS_UC`, `MPLS_MC` | [`parse_mpls_stack`] then [`guess_mpls_payload`] |
+//! | EtherType | `PPPOE_SESSION` | [`PppoeSlice`] (PPP protocol included) |
+//! | EtherType | `IPV4` / `IPV6` / `ARP` | [`Ipv4Slice`] / [`Ipv6Slice`] / [`ArpSlice`] |
+//! | IPv6 next header | any | [`walk_ipv6_extensions`] |
+//! | IP protocol | 6 / 17 / 1 / 58 / 132 / 47 | [`TcpSlice`] / [`UdpSlice`] / [`IcmpSlice`] / [`Icmpv6Slice`] / [`SctpSlice`] / [`GreSlice`] |
+//! | GRE type | `TEB` / `ERSPAN_II` (with seq) / `ERSPAN_III` / `PPP` | [`EthernetSlice`] / [`ErspanSlice::from_slice_type2`] / [`ErspanSlice::from_slice_type3`] / [`PppSlice`] |
+//! | UDP port | 4789 / 6081 | [`VxlanSlice`] / [`GeneveSlice`] |
+//! | link type | NULL / LOOP / LINUX_SLL / LINUX_SLL2 / PPP | [`NullSlice::from_slice`] / [`NullSlice::from_slice_loop`] / [`SllSlice`] / [`Sll2Slice`] / [`PppSlice`] |
 #![warn(clippy::indexing_slicing)]
 
 use std::fmt;

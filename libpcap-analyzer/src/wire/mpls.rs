@@ -1,7 +1,7 @@
 //! MPLS label stack encoding (RFC 3032) and pseudowire payload guessing
 //! (RFC 4385 control word, RFC 4448 Ethernet pseudowire).
 
-use super::{DecodeResult, Layer, byte, ensure, invalid, read_array, sub_clamped, tail};
+use super::{DecodeResult, Layer, byte, ensure, invalid, read_array, tail};
 
 /// Maximum number of labels accepted in a stack.
 pub const MAX_MPLS_LABELS: usize = 16;
@@ -166,7 +166,7 @@ pub fn guess_mpls_payload(payload: &[u8]) -> (MplsPayload, &[u8]) {
         4 if payload.len() >= 20 => (MplsPayload::Ipv4, payload),
         6 if payload.len() >= 40 => (MplsPayload::Ipv6, payload),
         0 if payload.len() >= 4 + 14 => (MplsPayload::Ethernet, tail(payload, 4)),
-        _ => (MplsPayload::Unknown, sub_clamped(payload, 0, payload.len())),
+        _ => (MplsPayload::Unknown, payload),
     }
 }
 
