@@ -468,7 +468,8 @@ impl Analyzer {
                 let frag = FragmentInfo {
                     offset_bytes: fh.offset_bytes,
                     more: fh.more,
-                    payload: chain.payload,
+                    // the fragmentable part starts right after the Fragment header
+                    payload: chain.fragment_data.unwrap_or(chain.payload),
                     ts: packet.ts,
                     wire_len: packet.origlen,
                     ip_truncated: ip.is_truncated(),
