@@ -283,10 +283,10 @@ impl Analyzer {
             }
         };
         let mut l0 = l0;
-        if let Some(info) = &info {
-            if info.nvlans > 0 {
-                l0.context.vlan = info.inner_vlan();
-            }
+        if let Some(info) = &info
+            && info.nvlans > 0
+        {
+            l0.context.vlan = info.inner_vlan();
         }
         if !self.dispatch.link.is_empty() {
             let ll = LinkLayer {
@@ -366,13 +366,12 @@ impl Analyzer {
                 .slots
                 .get(i)
                 .is_some_and(|s| s.interest.wants_ethertype(net.ethertype));
-            if wanted {
-                if let Some(d) = self
+            if wanted
+                && let Some(d) = self
                     .dispatch
                     .call(i, &mut self.stats, |p| p.handle_network(&ctx, net))
-                {
-                    decaps.push(d);
-                }
+            {
+                decaps.push(d);
             }
         }
         for d in decaps {
@@ -742,16 +741,17 @@ impl Analyzer {
             frames.wire_bytes,
             flags,
         );
-        if tracked.created && !self.dispatch.flow_events.is_empty() {
-            if let Some(e) = self.flows.get(tracked.handle) {
-                let flow = e.flow.clone();
-                for k in 0..self.dispatch.flow_events.len() {
-                    let Some(&i) = self.dispatch.flow_events.get(k) else {
-                        continue;
-                    };
-                    self.dispatch
-                        .call(i, &mut self.stats, |p| p.flow_created(&flow));
-                }
+        if tracked.created
+            && !self.dispatch.flow_events.is_empty()
+            && let Some(e) = self.flows.get(tracked.handle)
+        {
+            let flow = e.flow.clone();
+            for k in 0..self.dispatch.flow_events.len() {
+                let Some(&i) = self.dispatch.flow_events.get(k) else {
+                    continue;
+                };
+                self.dispatch
+                    .call(i, &mut self.stats, |p| p.flow_created(&flow));
             }
         }
         let ctx = PacketContext {
@@ -784,17 +784,16 @@ impl Analyzer {
                 if d.slots
                     .get(i)
                     .is_some_and(|s| s.interest.wants_protocol(Layers::TRANSPORT, key.proto))
+                    && let Some(x) = d.call(i, &mut self.stats, |p| p.handle_transport(&ctx, &tl))
                 {
-                    if let Some(x) = d.call(i, &mut self.stats, |p| p.handle_transport(&ctx, &tl)) {
-                        decaps.push(x);
-                    }
+                    decaps.push(x);
                 }
             }
         }
-        if let Some((seq, flags)) = tcp {
-            if self.want_streams {
-                self.stream(&ctx, tracked.handle, tracked.direction, seq, flags, payload);
-            }
+        if let Some((seq, flags)) = tcp
+            && self.want_streams
+        {
+            self.stream(&ctx, tracked.handle, tracked.direction, seq, flags, payload);
         }
         for d in decaps {
             self.decapsulated(packet, l0, Some((key.src, key.dst)), d);

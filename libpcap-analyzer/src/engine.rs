@@ -40,6 +40,9 @@ const BATCH_BYTES: usize = 1 << 20;
 /// Batches queued per worker before the reader blocks.
 const QUEUE_DEPTH: usize = 4;
 
+/// A plugin instance shared by every worker.
+type SharedPlugin = Arc<Mutex<Box<dyn Plugin>>>;
+
 /// Builds one set of plugin instances (called once per worker).
 pub type PluginFactory<'a> = &'a (dyn Fn() -> PluginResult<Vec<Box<dyn Plugin>>> + Sync);
 
@@ -140,7 +143,7 @@ impl Engine {
     /// ones created once in `shared`.
     fn handles(
         factory: PluginFactory<'_>,
-        shared: &mut Option<Vec<Option<Arc<Mutex<Box<dyn Plugin>>>>>>,
+        shared: &mut Option<Vec<Option<SharedPlugin>>>,
     ) -> PluginResult<Vec<PluginHandle>> {
         let built = factory()?;
         let first = shared.is_none();

@@ -376,15 +376,13 @@ impl<X: Default> FlowTable<X> {
 
         let mut slot = self.map.get(&key).copied();
         // a new SYN on a closed flow: the old connection is over, a new one starts
-        if let Some(s) = slot {
-            if pure_syn {
-                if let Some(Some(e)) = self.slots.get(s as usize) {
-                    if let Some(reason) = e.closing {
-                        self.end(s, reason);
-                        slot = None;
-                    }
-                }
-            }
+        if let Some(s) = slot
+            && pure_syn
+            && let Some(Some(e)) = self.slots.get(s as usize)
+            && let Some(reason) = e.closing
+        {
+            self.end(s, reason);
+            slot = None;
         }
         let created = slot.is_none();
         let slot = match slot {
