@@ -20,7 +20,10 @@ pub struct Config {
 
 impl Clone for Config {
     fn clone(&self) -> Self {
-        Config { table: self.table.clone(), warnings: Mutex::new(Vec::new()) }
+        Config {
+            table: self.table.clone(),
+            warnings: Mutex::new(Vec::new()),
+        }
     }
 }
 
@@ -35,8 +38,13 @@ impl Config {
     /// # Errors
     /// [`Error::Config`] with the TOML parser's message (line and column).
     pub fn from_toml(text: &str) -> Result<Config> {
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| Error::Config(e.to_string()))?;
-        Ok(Config { table, warnings: Mutex::new(Vec::new()) })
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| Error::Config(e.to_string()))?;
+        Ok(Config {
+            table,
+            warnings: Mutex::new(Vec::new()),
+        })
     }
 
     /// Reads and parses a configuration file.
@@ -45,8 +53,10 @@ impl Config {
     /// [`Error::Open`] when the file cannot be read, [`Error::Config`] when it
     /// is not valid TOML.
     pub fn from_file(path: &Path) -> Result<Config> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| Error::Open { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Config::from_toml(&text).map_err(|e| match e {
             Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
             other => other,
@@ -61,7 +71,10 @@ impl Config {
     /// Sets `section.key = value`, creating the section if needed (used to let
     /// command-line options override the file).
     pub fn set(&mut self, section: &str, key: &str, value: impl Into<toml::Value>) {
-        let entry = self.table.entry(section.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let entry = self
+            .table
+            .entry(section.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         if !entry.is_table() {
             *entry = toml::Value::Table(toml::Table::new());
         }
@@ -76,7 +89,11 @@ impl Config {
     /// # Errors
     /// [`Error::Config`] when a value has the wrong type or is out of range.
     pub fn section<T: DeserializeOwned>(&self, name: &str) -> Result<T> {
-        let value = self.table.get(name).cloned().unwrap_or_else(|| toml::Value::Table(toml::Table::new()));
+        let value = self
+            .table
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| toml::Value::Table(toml::Table::new()));
         self.decode(name, value)
     }
 
@@ -104,13 +121,17 @@ impl Config {
     pub fn check_sections(&self, known: &[&str], known_plugins: Option<&[&str]>) {
         for key in self.table.keys() {
             if key != "plugin" && !known.contains(&key.as_str()) {
-                self.warn(format!("unknown configuration section or key '{key}' (ignored)"));
+                self.warn(format!(
+                    "unknown configuration section or key '{key}' (ignored)"
+                ));
             }
         }
         if let (Some(kp), Some(toml::Value::Table(p))) = (known_plugins, self.table.get("plugin")) {
             for key in p.keys() {
                 if !kp.contains(&key.as_str()) {
-                    self.warn(format!("configuration for unknown plugin 'plugin.{key}' (ignored)"));
+                    self.warn(format!(
+                        "configuration for unknown plugin 'plugin.{key}' (ignored)"
+                    ));
                 }
             }
         }
@@ -118,7 +139,10 @@ impl Config {
 
     /// The warnings collected so far (unknown keys), emptied.
     pub fn take_warnings(&self) -> Vec<String> {
-        self.warnings.lock().map(|mut w| std::mem::take(&mut *w)).unwrap_or_default()
+        self.warnings
+            .lock()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default()
     }
 
     fn warn(&self, msg: String) {
@@ -135,7 +159,9 @@ impl Config {
         let r = serde_ignored::deserialize(value, |path| unknown.push(path.to_string()))
             .map_err(|e: toml::de::Error| Error::Config(format!("[{name}]: {e}")))?;
         for path in unknown {
-            self.warn(format!("unknown configuration key '{name}.{path}' (ignored)"));
+            self.warn(format!(
+                "unknown configuration key '{name}.{path}' (ignored)"
+            ));
         }
         Ok(r)
     }
@@ -154,7 +180,10 @@ pub struct ReaderConfig {
 
 impl Default for ReaderConfig {
     fn default() -> Self {
-        ReaderConfig { buffer_size: 1 << 20, max_block_size: 256 << 20 }
+        ReaderConfig {
+            buffer_size: 1 << 20,
+            max_block_size: 256 << 20,
+        }
     }
 }
 
@@ -165,7 +194,10 @@ mod tests {
     #[test]
     fn missing_section_gives_defaults() {
         let c = Config::from_toml("").unwrap();
-        assert_eq!(c.section::<ReaderConfig>("reader").unwrap(), ReaderConfig::default());
+        assert_eq!(
+            c.section::<ReaderConfig>("reader").unwrap(),
+            ReaderConfig::default()
+        );
     }
 
     #[test]
@@ -190,7 +222,10 @@ mod tests {
     fn set_overrides() {
         let mut c = Config::from_toml("[reader]\nbuffer_size = 4096\n").unwrap();
         c.set("reader", "buffer_size", 8192i64);
-        assert_eq!(c.section::<ReaderConfig>("reader").unwrap().buffer_size, 8192);
+        assert_eq!(
+            c.section::<ReaderConfig>("reader").unwrap().buffer_size,
+            8192
+        );
     }
 
     #[test]

@@ -78,7 +78,11 @@ pub struct ThreeTuple {
 
 impl Default for ThreeTuple {
     fn default() -> Self {
-        ThreeTuple { src: IpAddr::V4(Ipv4Addr::UNSPECIFIED), dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED), proto: 0 }
+        ThreeTuple {
+            src: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            proto: 0,
+        }
     }
 }
 
@@ -102,14 +106,26 @@ pub struct FiveTuple {
 impl Default for FiveTuple {
     fn default() -> Self {
         let z = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
-        FiveTuple { src: z, dst: z, src_port: 0, dst_port: 0, proto: 0 }
+        FiveTuple {
+            src: z,
+            dst: z,
+            src_port: 0,
+            dst_port: 0,
+            proto: 0,
+        }
     }
 }
 
 impl FiveTuple {
     /// The same key seen from the other side.
     pub fn reversed(&self) -> FiveTuple {
-        FiveTuple { src: self.dst, dst: self.src, src_port: self.dst_port, dst_port: self.src_port, proto: self.proto }
+        FiveTuple {
+            src: self.dst,
+            dst: self.src,
+            src_port: self.dst_port,
+            dst_port: self.src_port,
+            proto: self.proto,
+        }
     }
 
     /// `true` when `(src, src_port) <= (dst, dst_port)`: the orientation that
@@ -121,12 +137,20 @@ impl FiveTuple {
     /// The direction-independent form of this key: both directions of a
     /// connection give the same value.
     pub fn canonical(&self) -> FiveTuple {
-        if self.is_canonical() { *self } else { self.reversed() }
+        if self.is_canonical() {
+            *self
+        } else {
+            self.reversed()
+        }
     }
 
     /// The addresses and protocol.
     pub fn three_tuple(&self) -> ThreeTuple {
-        ThreeTuple { src: self.src, dst: self.dst, proto: self.proto }
+        ThreeTuple {
+            src: self.src,
+            dst: self.dst,
+            proto: self.proto,
+        }
     }
 }
 
@@ -267,7 +291,13 @@ mod tests {
     use std::net::Ipv6Addr;
 
     fn t(a: [u8; 4], sp: u16, b: [u8; 4], dp: u16) -> FiveTuple {
-        FiveTuple { src: IpAddr::from(a), dst: IpAddr::from(b), src_port: sp, dst_port: dp, proto: ipproto::TCP }
+        FiveTuple {
+            src: IpAddr::from(a),
+            dst: IpAddr::from(b),
+            src_port: sp,
+            dst_port: dp,
+            proto: ipproto::TCP,
+        }
     }
 
     #[test]
@@ -292,7 +322,11 @@ mod tests {
 
     #[test]
     fn flow_counts_and_times() {
-        let mut f = Flow::new(FlowId(1), t([1, 1, 1, 1], 1, [2, 2, 2, 2], 2), FlowContext::default());
+        let mut f = Flow::new(
+            FlowId(1),
+            t([1, 1, 1, 1], 1, [2, 2, 2, 2], 2),
+            FlowContext::default(),
+        );
         f.count(Direction::ToServer, Some(Timestamp(50)), 60);
         f.count(Direction::ToClient, Some(Timestamp(10)), 40);
         f.count(Direction::ToClient, None, 40);

@@ -16,11 +16,21 @@ mod error;
 mod flow;
 mod linktype;
 mod packet;
+mod reader;
 mod source;
+pub mod synth;
+mod writer;
 
 pub use config::{Config, ReaderConfig};
 pub use error::{Error, Result};
-pub use flow::{Direction, DirectionStats, FiveTuple, Flow, FlowContext, FlowId, ThreeTuple, ipproto};
+pub use flow::{
+    Direction, DirectionStats, FiveTuple, Flow, FlowContext, FlowId, ThreeTuple, ipproto,
+};
 pub use linktype::LinkType;
 pub use packet::{OwnedPacket, Packet, Timestamp};
+pub use reader::{
+    BlockCallback, BlockInfo, CaptureFormat, CaptureReader, Compression, Endianness, InterfaceInfo,
+    pcapng_timestamp,
+};
 pub use source::{PacketSource, SourceEvent, SourceProgress, Verdict};
+pub use writer::{InterfaceSpec, PcapNgWriter, PcapWriter, PcapWriterOptions};

@@ -17,7 +17,10 @@ impl Timestamp {
 
     /// A timestamp from seconds and nanoseconds; saturates instead of overflowing.
     pub fn from_secs_nanos(secs: i64, nanos: i64) -> Self {
-        Timestamp(secs.saturating_mul(Self::NANOS_PER_SEC).saturating_add(nanos))
+        Timestamp(
+            secs.saturating_mul(Self::NANOS_PER_SEC)
+                .saturating_add(nanos),
+        )
     }
 
     /// Nanoseconds since the epoch.
@@ -154,7 +157,14 @@ mod tests {
     #[test]
     fn packet_truncation_flag() {
         let d = [0u8; 10];
-        let p = Packet { index: 0, interface: 0, linktype: LinkType::ETHERNET, ts: None, origlen: 60, data: &d };
+        let p = Packet {
+            index: 0,
+            interface: 0,
+            linktype: LinkType::ETHERNET,
+            ts: None,
+            origlen: 60,
+            data: &d,
+        };
         assert!(p.is_truncated());
         assert_eq!(p.caplen(), 10);
         assert_eq!(p.to_owned().as_packet(), p);

@@ -31,7 +31,11 @@ pub enum Verdict {
 impl Verdict {
     /// The stricter of two verdicts (`Drop` wins).
     pub fn strictest(self, other: Verdict) -> Verdict {
-        if self == Verdict::Drop || other == Verdict::Drop { Verdict::Drop } else { Verdict::Accept }
+        if self == Verdict::Drop || other == Verdict::Drop {
+            Verdict::Drop
+        } else {
+            Verdict::Accept
+        }
     }
 }
 
