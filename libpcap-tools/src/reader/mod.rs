@@ -663,20 +663,18 @@ fn next_ng<'a>(r: &'a mut PcapNGReader<FillReader>, st: &mut State) -> Result<Op
                         origlen: b.origlen,
                     }
                 }
-                other => {
-                    let t = other.magic();
-                    Step::Block(
-                        len,
-                        if st.big_endian && t != ng::SHB {
-                            t.swap_bytes()
-                        } else {
-                            t
-                        },
-                    )
-                }
+                // pcap-parser gives the raw (little-endian read) type of
+                // custom and unknown blocks, the normalised one of the others
+                Block::Unknown(b) => Step::Block(len, norm_type(b.block_type, st.big_endian)),
+                Block::Custom(b) => Step::Block(len, norm_type(b.block_type, st.big_endian)),
+                other => Step::Block(len, other.magic()),
             },
             Ok((len, _)) => Step::Block(len, 0),
             Err(e) => classify(&e),
+        };
+        let step = match step {
+            Step::Invalid(reason) => ng_fallback(r.data(), st, reason),
+            other => other,
         };
         match step {
             Step::Packet {
@@ -795,31 +793,61 @@ fn next_ng<'a>(r: &'a mut PcapNGReader<FillReader>, st: &mut State) -> Result<Op
                 r.consume(len);
                 st.blocks += 1;
             }
-            Step::Invalid(reason) => {
-                // lenient fallback for section and interface blocks whose
-                // options pcap-parser refuses
-                let data = r.data();
-                let consumed = r.consumed();
-                let declared = ng::declared_block_len(data, st.big_endian).map(|l| l as usize);
-                let t = ng::u32_at(data, 0, st.big_endian);
-                match (declared, t) {
-                    (Some(len), Some(t @ (ng::SHB | ng::IDB)))
-                        if len >= 28 && len <= data.len() =>
-                    {
-                        let raw = data.get(..len).unwrap_or_default();
-                        ng_block(st, consumed, t, raw)?;
-                        r.consume(len);
-                        st.blocks += 1;
-                    }
-                    _ => return Err(corrupt(st, consumed, reason)),
-                }
-            }
             other => {
                 if handle_other(r, st, other, &mut stalls)? {
                     return Ok(None);
                 }
             }
         }
+    }
+}
+
+fn norm_type(t: u32, be: bool) -> u32 {
+    if be { t.swap_bytes() } else { t }
+}
+
+/// Lenient reading of a complete block that pcap-parser refused: section
+/// and interface blocks are parsed here (a malformed option ends the option
+/// list), and an Enhanced Packet Block whose trailing length or options are
+/// damaged still gives its packet when its captured length fits in the block
+/// (as libpcap does). Anything else stays invalid.
+fn ng_fallback(data: &[u8], st: &State, reason: String) -> Step {
+    let be = st.big_endian;
+    let declared = ng::declared_block_len(data, be).map(|l| l as usize);
+    let t = ng::u32_at(data, 0, be);
+    match (declared, t) {
+        (Some(len), Some(t @ (ng::SHB | ng::IDB))) if len >= 28 && len <= data.len() => {
+            Step::Block(len, t)
+        }
+        (Some(len), Some(6)) if len >= 32 && len <= data.len() => {
+            let fields = (
+                ng::u32_at(data, 8, be),
+                ng::u32_at(data, 12, be),
+                ng::u32_at(data, 16, be),
+                ng::u32_at(data, 20, be),
+                ng::u32_at(data, 24, be),
+            );
+            match fields {
+                (Some(interface), Some(hi), Some(lo), Some(caplen), Some(origlen))
+                    if (caplen as usize) <= len - 32 =>
+                {
+                    log::warn!(
+                        "{}: damaged enhanced packet block read anyway ({reason})",
+                        st.name
+                    );
+                    Step::NgPacket {
+                        len,
+                        start: 28,
+                        caplen: caplen as usize,
+                        interface,
+                        units: (u64::from(hi) << 32) | u64::from(lo),
+                        origlen,
+                    }
+                }
+                _ => Step::Invalid(reason),
+            }
+        }
+        _ => Step::Invalid(reason),
     }
 }
 
