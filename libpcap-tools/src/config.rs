@@ -147,10 +147,10 @@ impl Config {
 
     fn warn(&self, msg: String) {
         log::warn!("{msg}");
-        if let Ok(mut w) = self.warnings.lock() {
-            if !w.contains(&msg) {
-                w.push(msg);
-            }
+        if let Ok(mut w) = self.warnings.lock()
+            && !w.contains(&msg)
+        {
+            w.push(msg);
         }
     }
 

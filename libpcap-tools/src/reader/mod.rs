@@ -337,7 +337,7 @@ impl CaptureReader {
                         cap: max_block as u64,
                     });
                 }
-                if len < MIN_SHB_LEN || len % 4 != 0 {
+                if len < MIN_SHB_LEN || !len.is_multiple_of(4) {
                     return Err(Error::Corrupt {
                         offset: 0,
                         block_index: 0,

@@ -181,7 +181,7 @@ fn corpus_counts_and_timestamps() {
                 .iter()
                 .find(|x| x.0 == e.path && x.1 == which)
                 .map_or(want.as_str(), |x| x.2);
-            if &got != want {
+            if got != want {
                 failures.push(format!(
                     "{}: {which} ts {got:?}, manifest {want:?} ({})",
                     e.path, e.format

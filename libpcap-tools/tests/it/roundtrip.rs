@@ -201,7 +201,8 @@ fn pcapng_sections_restart_interfaces_and_callback_sees_blocks() {
     w.write_raw_block(2, &pb).unwrap();
     let b = w.finish().unwrap();
 
-    let seen: Arc<Mutex<Vec<(u32, u64, u32, bool, usize)>>> = Arc::default();
+    type Seen = Vec<(u32, u64, u32, bool, usize)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
     let s2 = seen.clone();
     let mut r = reader(b);
     r.set_block_callback(Box::new(move |b: &BlockInfo<'_>| {
