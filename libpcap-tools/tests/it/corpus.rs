@@ -193,6 +193,18 @@ fn corpus_counts_and_timestamps() {
         {
             failures.push(format!("{}: error {err} on a file capinfos reads", e.path));
         }
+        // a tiny initial buffer (it grows) reads the same
+        let small = ReaderConfig {
+            buffer_size: 64,
+            max_block_size: cfg.max_block_size,
+        };
+        let s = read_path(&path, &small).unwrap();
+        if s.packets != r.packets || format!("{:?}", s.error) != format!("{:?}", r.error) {
+            failures.push(format!(
+                "{}: reads differently with a 64-byte buffer: {:?}",
+                e.path, s.error
+            ));
+        }
         // .gz files: the decompressed bytes read the same
         if e.path.ends_with(".gz") {
             let mut plain = Vec::new();
