@@ -23,14 +23,24 @@
 //!   described is [`Error::Corrupt`] (no packet can be decoded without a link
 //!   type). SHB versions other than 1.0 are read anyway. Options of section
 //!   and interface blocks are parsed leniently: a malformed option ends the
-//!   option list instead of failing the file.
+//!   option list instead of failing the file. An Enhanced Packet Block
+//!   whose options or trailing length are damaged still gives its packet when
+//!   its captured length fits in the declared block length (libpcap reads
+//!   such files too); the next block is then read at the declared length.
+//! - Timestamps of pcapng packets are `if_tsresol` units converted exactly
+//!   with integer arithmetic (sub-nanosecond units truncated), plus
+//!   `if_tsoffset` seconds, saturating at the limits of [`Timestamp`].
 //! - Simple Packet Blocks have no timestamp (`ts: None`) and belong to
 //!   interface 0; the captured length is `min(origlen, snaplen of interface
 //!   0, bytes in the block)`.
 //! - Errors are final: after any error (including [`Error::Truncated`])
 //!   [`CaptureReader::next_packet`] returns `Ok(None)`.
 //!
-//! Known limitation: a big-endian file of the "modified" (Kuznetzov) pcap
+//! Known limitations: a section header in the middle of a file whose options
+//! pcap-parser refuses is read leniently, but if it also switches the byte
+//! order the following blocks are parsed in the previous one (and end in
+//! [`Error::Corrupt`]); standard input is read in whole buffers (fine for
+//! files, adds latency for a live pipe); a big-endian file of the "modified" (Kuznetzov) pcap
 //! format is refused with [`Error::UnknownFormat`] (pcap-parser reads only the
 //! little-endian variant, the only one found in the wild).
 
