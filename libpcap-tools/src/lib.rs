@@ -1,6 +1,15 @@
 //! Capture sources for PAL: pcap and pcapng readers, compressed input,
 //! packets, flow keys, the configuration and the [`PacketSource`] trait.
 //!
+//! - [`CaptureReader`] reads classic pcap (both byte orders, µs/ns, the
+//!   "modified" format) and pcapng (sections, interfaces, EPB/SPB/PB, other
+//!   blocks offered to a callback), plain or gzip/xz/lz4/zstd-compressed,
+//!   from a path or standard input (`-`); packets are borrowed from its
+//!   buffer without copying. See the [`reader`](CaptureReader) docs for the
+//!   decisions on damaged input.
+//! - [`PcapWriter`] and [`PcapNgWriter`] write packets back;
+//!   [`synth`] builds small captures in memory for tests and benches.
+//!
 //! ```
 //! use libpcap_tools::{LinkType, Packet, Timestamp};
 //! let data = [0u8; 14];

@@ -3,6 +3,7 @@
 
 use crate::{Error, Result};
 use std::io::{self, Read};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Compression of the input, detected from its first bytes (never from the
@@ -74,6 +75,27 @@ impl<R: Read> Read for Prefixed<R> {
             return Ok(n);
         }
         self.inner.read(buf)
+    }
+}
+
+/// Counts the bytes read from the raw (possibly compressed) input, for
+/// progress reports.
+pub(crate) struct Counting<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Counting<R> {
+    pub(crate) fn new(inner: R, count: Arc<AtomicU64>) -> Self {
+        Counting { inner, count }
+    }
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
     }
 }
 

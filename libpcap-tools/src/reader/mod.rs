@@ -23,14 +23,24 @@
 //!   described is [`Error::Corrupt`] (no packet can be decoded without a link
 //!   type). SHB versions other than 1.0 are read anyway. Options of section
 //!   and interface blocks are parsed leniently: a malformed option ends the
-//!   option list instead of failing the file.
+//!   option list instead of failing the file. An Enhanced Packet Block
+//!   whose options or trailing length are damaged still gives its packet when
+//!   its captured length fits in the declared block length (libpcap reads
+//!   such files too); the next block is then read at the declared length.
+//! - Timestamps of pcapng packets are `if_tsresol` units converted exactly
+//!   with integer arithmetic (sub-nanosecond units truncated), plus
+//!   `if_tsoffset` seconds, saturating at the limits of [`Timestamp`].
 //! - Simple Packet Blocks have no timestamp (`ts: None`) and belong to
 //!   interface 0; the captured length is `min(origlen, snaplen of interface
 //!   0, bytes in the block)`.
 //! - Errors are final: after any error (including [`Error::Truncated`])
 //!   [`CaptureReader::next_packet`] returns `Ok(None)`.
 //!
-//! Known limitation: a big-endian file of the "modified" (Kuznetzov) pcap
+//! Known limitations: a section header in the middle of a file whose options
+//! pcap-parser refuses is read leniently, but if it also switches the byte
+//! order the following blocks are parsed in the previous one (and end in
+//! [`Error::Corrupt`]); standard input is read in whole buffers (fine for
+//! files, adds latency for a live pipe); a big-endian file of the "modified" (Kuznetzov) pcap
 //! format is refused with [`Error::UnknownFormat`] (pcap-parser reads only the
 //! little-endian variant, the only one found in the wild).
 
@@ -50,6 +60,7 @@ use pcap_parser::traits::PcapReaderIterator;
 use pcap_parser::{LegacyPcapReader, PcapBlockOwned, PcapError, PcapNGReader};
 use std::io::{self, Read};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Byte order of a capture file or section.
@@ -129,6 +140,8 @@ struct State {
     done: bool,
     io_error: ErrorSlot,
     total_bytes: Option<u64>,
+    /// Bytes read from the raw input (compressed bytes for compressed files).
+    raw_read: Arc<AtomicU64>,
     // classic pcap
     linktype: LinkType,
     snaplen: u32,
@@ -210,9 +223,7 @@ impl CaptureReader {
         })?;
         let len = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
         let mut r = Self::from_reader(f, name, cfg)?;
-        if r.st.compression == Compression::None {
-            r.st.total_bytes = len;
-        }
+        r.st.total_bytes = len;
         Ok(r)
     }
 
@@ -228,7 +239,9 @@ impl CaptureReader {
         let name = name.into();
         let max_block = cfg.max_block_size.max(MIN_BUFFER);
         let capacity = cfg.buffer_size.clamp(MIN_BUFFER, max_block);
-        let (mut stream, compression) = input::decompress(Box::new(input))?;
+        let raw_read = Arc::new(AtomicU64::new(0));
+        let counted = input::Counting::new(input, raw_read.clone());
+        let (mut stream, compression) = input::decompress(Box::new(counted))?;
         let io_err = |source| Error::Io { offset: 0, source };
         let mut head = Vec::with_capacity(32);
         input::read_more(&mut stream, &mut head, 4).map_err(io_err)?;
@@ -252,6 +265,7 @@ impl CaptureReader {
             done: false,
             io_error: slot.clone(),
             total_bytes: None,
+            raw_read,
             linktype: LinkType::default(),
             snaplen: 0,
             nanos: false,
@@ -481,10 +495,17 @@ impl PacketSource for CaptureReader {
         &self.st.name
     }
 
+    /// `bytes` is the offset in the capture for plain input, and the
+    /// compressed bytes read so far (including read-ahead) for compressed
+    /// input; `total_bytes` is the size of the file opened by path.
     fn progress(&self) -> SourceProgress {
+        let bytes = match self.st.compression {
+            Compression::None => self.offset(),
+            _ => self.st.raw_read.load(Ordering::Relaxed),
+        };
         SourceProgress {
             packets: self.st.packets,
-            bytes: self.offset(),
+            bytes,
             total_bytes: self.st.total_bytes,
             dropped: None,
         }

@@ -46,7 +46,19 @@ fn check(dir: &Path, name: &str, plain: &[u8]) {
         std::fs::write(&p, &bytes).unwrap();
         let r = CaptureReader::open(&p, &cfg).unwrap();
         assert_eq!(r.compression(), comp, "{name}");
-        let got = crate::common::read_reader(r);
+        let total = bytes.len() as u64;
+        assert_eq!(
+            libpcap_tools::PacketSource::progress(&r).total_bytes,
+            Some(total)
+        );
+        let mut r = r;
+        while r.next_packet().unwrap().is_some() {}
+        assert_eq!(
+            libpcap_tools::PacketSource::progress(&r).bytes,
+            total,
+            "{name} {comp:?}"
+        );
+        let got = crate::common::read_reader(CaptureReader::open(&p, &cfg).unwrap());
         assert!(got.error.is_none(), "{name} {comp:?}: {:?}", got.error);
         assert_eq!(got.packets, want.packets, "{name} {comp:?}");
         // a cut compressed file: packets so far, then a clean error

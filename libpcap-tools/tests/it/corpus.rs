@@ -193,6 +193,18 @@ fn corpus_counts_and_timestamps() {
         {
             failures.push(format!("{}: error {err} on a file capinfos reads", e.path));
         }
+        // a tiny initial buffer (it grows) reads the same
+        let small = ReaderConfig {
+            buffer_size: 64,
+            max_block_size: cfg.max_block_size,
+        };
+        let s = read_path(&path, &small).unwrap();
+        if s.packets != r.packets || format!("{:?}", s.error) != format!("{:?}", r.error) {
+            failures.push(format!(
+                "{}: reads differently with a 64-byte buffer: {:?}",
+                e.path, s.error
+            ));
+        }
         // .gz files: the decompressed bytes read the same
         if e.path.ends_with(".gz") {
             let mut plain = Vec::new();
@@ -210,4 +222,52 @@ fn corpus_counts_and_timestamps() {
     }
     assert!(checked > 250, "only {checked} files read");
     assert!(failures.is_empty(), "{} failures", failures.len());
+}
+
+/// The block callback sees the non-packet blocks of the pcapng files, in
+/// order, each with its whole raw bytes.
+#[test]
+fn corpus_pcapng_blocks_reach_the_callback() {
+    use libpcap_tools::{CaptureFormat, CaptureReader};
+    use std::collections::BTreeSet;
+    use std::sync::{Arc, Mutex};
+    let Some(dir) = corpus_dir() else { return };
+    let types: Arc<Mutex<BTreeSet<u32>>> = Arc::default();
+    for e in manifest(&dir) {
+        let Ok(mut r) = CaptureReader::open(&dir.join(&e.path), &ReaderConfig::default()) else {
+            continue;
+        };
+        if r.format() != CaptureFormat::PcapNg {
+            continue;
+        }
+        let t2 = types.clone();
+        let last_end = Arc::new(Mutex::new(0u64));
+        let path = e.path.clone();
+        r.set_block_callback(Box::new(move |b| {
+            let mut end = last_end.lock().unwrap();
+            assert!(
+                b.offset >= *end,
+                "{path}: block at {} before {}",
+                b.offset,
+                *end
+            );
+            let len = if b.big_endian {
+                u32::from_be_bytes(b.raw[4..8].try_into().unwrap())
+            } else {
+                u32::from_le_bytes(b.raw[4..8].try_into().unwrap())
+            };
+            assert_eq!(len as usize, b.raw.len(), "{path}");
+            *end = b.offset + b.raw.len() as u64;
+            t2.lock().unwrap().insert(b.block_type);
+        }));
+        while let Ok(Some(_)) = r.next_packet() {}
+    }
+    let types = types.lock().unwrap();
+    for t in [0x0A0D_0D0A, 1, 4, 5, 0xA, 0xBAD, 0x4000_0BAD] {
+        assert!(
+            types.contains(&t),
+            "block type {t:#x} never seen: {types:x?}"
+        );
+    }
+    eprintln!("block types seen: {types:x?}");
 }
