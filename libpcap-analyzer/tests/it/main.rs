@@ -1,0 +1,3 @@
+//! Integration tests of libpcap-analyzer (one test binary, a module per area).
+
+mod corpus;
