@@ -4,6 +4,7 @@
 
 use crate::config::EngineConfig;
 use crate::decode::link::{LinkError, LinkInfo, decode_ethernet, decode_link};
+use crate::decode::tunnel;
 use crate::defrag::{DefragFailure, DefragOutcome, Defragmenter, FragmentInfo, FragmentKey};
 use crate::dispatch::{Dispatch, PluginHandle};
 use crate::flow::{FlowHandle, FlowTable, tcp_flags};
@@ -865,6 +866,45 @@ impl Analyzer {
                     }
                 }
             }
+            ipproto::UDP if self.cfg.analyzer.vxlan_gpe_ports.contains(&key.dst_port) => {
+                match VxlanSlice::from_slice(payload) {
+                    Ok(v) => v
+                        .gpe_next_protocol()
+                        .and_then(|n| tunnel::gpe(n, v.payload()))
+                        .map(|c| (u64::from(v.vni().unwrap_or(0)), carried(c))),
+                    Err(e) => {
+                        self.decode_error(&e);
+                        None
+                    }
+                }
+            }
+            ipproto::UDP if self.cfg.analyzer.gre_udp_ports.contains(&key.dst_port) => {
+                match GreSlice::from_slice(payload) {
+                    Ok(g) => gre_inner(&g).map(|i| (u64::from(g.key().unwrap_or(0)), i)),
+                    Err(e) => {
+                        self.decode_error(&e);
+                        None
+                    }
+                }
+            }
+            ipproto::UDP if self.cfg.analyzer.mpls_udp_ports.contains(&key.dst_port) => {
+                tunnel::mpls(payload).map(|c| (0, carried(c)))
+            }
+            ipproto::UDP
+                if self.cfg.analyzer.gtp_ports.contains(&key.dst_port)
+                    || self.cfg.analyzer.gtp_ports.contains(&key.src_port) =>
+            {
+                let teid = payload.get(4..8).map_or(0, |b| {
+                    u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+                });
+                tunnel::gtp_u(payload).map(|c| (teid, carried(c)))
+            }
+            ipproto::UDP
+                if self.cfg.analyzer.teredo_ports.contains(&key.dst_port)
+                    || self.cfg.analyzer.teredo_ports.contains(&key.src_port) =>
+            {
+                tunnel::teredo(payload).map(|c| (0, carried(c)))
+            }
             ipproto::UDP if self.cfg.analyzer.geneve_ports.contains(&key.dst_port) => {
                 match GeneveSlice::from_slice(payload) {
                     Ok(g) => {
@@ -1039,6 +1079,14 @@ impl Analyzer {
             }
         }
         (std::mem::take(&mut self.dispatch).into_handles(), stats)
+    }
+}
+
+fn carried(c: tunnel::Carried<'_>) -> Inner<'_> {
+    match c {
+        tunnel::Carried::Ipv4(d) => Inner::Network(EtherType::IPV4.0, d),
+        tunnel::Carried::Ipv6(d) => Inner::Network(EtherType::IPV6.0, d),
+        tunnel::Carried::Ethernet(d) => Inner::Ethernet(d),
     }
 }
 

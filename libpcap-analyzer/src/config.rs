@@ -14,10 +14,21 @@ pub struct AnalyzerConfig {
     pub do_checksums: bool,
     /// Most tunnel levels decoded below the outer packet.
     pub max_tunnel_depth: u8,
-    /// UDP destination ports decoded as VXLAN.
+    /// UDP destination ports decoded as VXLAN (4789 is IANA's, 8472 the
+    /// Linux kernel's default).
     pub vxlan_ports: Vec<u16>,
     /// UDP destination ports decoded as Geneve.
     pub geneve_ports: Vec<u16>,
+    /// UDP destination ports decoded as VXLAN-GPE (with NSH).
+    pub vxlan_gpe_ports: Vec<u16>,
+    /// UDP destination ports decoded as GRE-in-UDP (RFC 8086).
+    pub gre_udp_ports: Vec<u16>,
+    /// UDP destination ports decoded as MPLS-in-UDP (RFC 7510).
+    pub mpls_udp_ports: Vec<u16>,
+    /// UDP ports (either side) decoded as GTP-U.
+    pub gtp_ports: Vec<u16>,
+    /// UDP ports (either side) decoded as Teredo when an IPv6 packet follows.
+    pub teredo_ports: Vec<u16>,
     /// Errors after which a plugin is disabled (0: never).
     pub max_plugin_errors: u64,
 }
@@ -27,8 +38,13 @@ impl Default for AnalyzerConfig {
         AnalyzerConfig {
             do_checksums: false,
             max_tunnel_depth: 4,
-            vxlan_ports: vec![4789],
+            vxlan_ports: vec![4789, 8472],
             geneve_ports: vec![6081],
+            vxlan_gpe_ports: vec![4790],
+            gre_udp_ports: vec![4754],
+            mpls_udp_ports: vec![6635],
+            gtp_ports: vec![2152],
+            teredo_ports: vec![3544],
             max_plugin_errors: 1000,
         }
     }

@@ -13,7 +13,9 @@ use libpcap_analyzer::plugin::PluginRegistry;
 use libpcap_analyzer::plugins::builtin_registry;
 use libpcap_analyzer::plugins::connections::{ConnectionsPlugin, ReportFormat};
 use libpcap_analyzer::{Engine, EngineConfig, RunOutput};
-use libpcap_tools::{CaptureReader, Config, PacketSource, ReaderConfig, SourceEvent, SourceProgress};
+use libpcap_tools::{
+    CaptureReader, Config, PacketSource, ReaderConfig, SourceEvent, SourceProgress,
+};
 use sources::{MultiSource, SingleSource};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -24,7 +26,11 @@ pub const EXIT_PARTIAL: u8 = 3;
 
 /// Command-line arguments.
 #[derive(Debug, Parser)]
-#[command(name = "pcap-analyzer", version, about = "Analyse network captures: connection report, flows, DNS, TLS")]
+#[command(
+    name = "pcap-analyzer",
+    version,
+    about = "Analyse network captures: connection report, flows, DNS, TLS"
+)]
 pub struct Args {
     /// Capture files (pcap or pcapng, optionally gzip/xz/lz4/zstd), read one
     /// after another as one stream; `-` reads standard input.
@@ -34,7 +40,12 @@ pub struct Args {
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Plugins to run, comma-separated (default: every plugin enabled by default).
-    #[arg(short = 'p', long = "plugins", value_name = "A,B", value_delimiter = ',')]
+    #[arg(
+        short = 'p',
+        long = "plugins",
+        value_name = "A,B",
+        value_delimiter = ','
+    )]
     pub plugins: Option<Vec<String>>,
     /// List the plugin builders and exit.
     #[arg(long = "list-builders")]
@@ -112,11 +123,22 @@ pub enum Outcome {
 }
 
 /// Prints the builders (or plugins with their interests) to `out`.
-fn list(registry: &PluginRegistry, config: &Config, plugins: bool, out: &mut dyn Write) -> Result<()> {
+fn list(
+    registry: &PluginRegistry,
+    config: &Config,
+    plugins: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
     for b in registry.builders() {
-        let default = if b.enabled_by_default() { "default" } else { "optional" };
+        let default = if b.enabled_by_default() {
+            "default"
+        } else {
+            "optional"
+        };
         if plugins {
-            let p = b.build(config).with_context(|| format!("building plugin {}", b.name()))?;
+            let p = b
+                .build(config)
+                .with_context(|| format!("building plugin {}", b.name()))?;
             let i = p.interest();
             let filt = |v: &Option<Vec<u8>>| v.as_ref().map(|v| format!(" protocols {v:?}"));
             writeln!(
@@ -125,7 +147,10 @@ fn list(registry: &PluginRegistry, config: &Config, plugins: bool, out: &mut dyn
                 b.name(),
                 default,
                 i.layers,
-                i.ethertypes.as_ref().map(|e| format!(" ethertypes {e:04x?}")).unwrap_or_default(),
+                i.ethertypes
+                    .as_ref()
+                    .map(|e| format!(" ethertypes {e:04x?}"))
+                    .unwrap_or_default(),
                 filt(&i.ip_protocols).unwrap_or_default(),
                 if i.shared { " (shared instance)" } else { "" }
             )?;
@@ -148,11 +173,21 @@ fn setup_logging(args: &Args, config: &Config) -> Result<Option<flexi_logger::Lo
     };
     let level = std::env::var("PCAP_ANALYZER_LOG").unwrap_or(default_level);
     let mut logger = Logger::try_with_str(&level).context("invalid PCAP_ANALYZER_LOG level")?;
-    let dup = if args.quiet { Duplicate::Error } else { Duplicate::Warn };
-    logger = match (&args.outdir, lc.file.as_deref().unwrap_or("pcap-analyzer.log")) {
+    let dup = if args.quiet {
+        Duplicate::Error
+    } else {
+        Duplicate::Warn
+    };
+    logger = match (
+        &args.outdir,
+        lc.file.as_deref().unwrap_or("pcap-analyzer.log"),
+    ) {
         (Some(dir), name) if !name.is_empty() => {
             let spec = FileSpec::try_from(dir.join(name)).context("log file name")?;
-            logger.log_to_file(spec.suppress_timestamp()).append().duplicate_to_stderr(dup)
+            logger
+                .log_to_file(spec.suppress_timestamp())
+                .append()
+                .duplicate_to_stderr(dup)
         }
         _ => logger.log_to_stderr(),
     };
@@ -174,7 +209,11 @@ impl PacketSource for Progress<'_> {
             let p = self.inner.progress();
             self.bar.set_position(p.bytes);
             let secs = self.started.elapsed().as_secs_f64().max(1e-3);
-            self.bar.set_message(format!("{} packets, {:.0} packets/s", p.packets, p.packets as f64 / secs));
+            self.bar.set_message(format!(
+                "{} packets, {:.0} packets/s",
+                p.packets,
+                p.packets as f64 / secs
+            ));
         }
         self.inner.next_event()
     }
@@ -200,19 +239,30 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
         config.set("output", "dir", dir.display().to_string());
         let mut t = toml::Table::new();
         t.insert("outdir".into(), dir.display().to_string().into());
-        config.set("plugin", "connections", toml::Value::Table(merge_table(&config, "connections", t)));
+        config.set(
+            "plugin",
+            "connections",
+            toml::Value::Table(merge_table(&config, "connections", t)),
+        );
     }
     if let Some(f) = args.format {
         let mut t = toml::Table::new();
-        t.insert("format".into(), toml::Value::String(
-            match f {
-                ReportFormat::Text => "text",
-                ReportFormat::Csv => "csv",
-                ReportFormat::Jsonl => "jsonl",
-            }
-            .to_string(),
-        ));
-        config.set("plugin", "connections", toml::Value::Table(merge_table(&config, "connections", t)));
+        t.insert(
+            "format".into(),
+            toml::Value::String(
+                match f {
+                    ReportFormat::Text => "text",
+                    ReportFormat::Csv => "csv",
+                    ReportFormat::Jsonl => "jsonl",
+                }
+                .to_string(),
+            ),
+        );
+        config.set(
+            "plugin",
+            "connections",
+            toml::Value::Table(merge_table(&config, "connections", t)),
+        );
     }
     let _logger = setup_logging(args, &config)?;
     let mut known: Vec<&str> = TOOL_SECTIONS.to_vec();
@@ -225,14 +275,20 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
         return Ok(Outcome::Complete);
     }
     if args.interface.is_some() || args.nfqueue.is_some() || args.filter.is_some() {
-        bail!("live capture (--interface, --filter, --nfqueue) is not available in this build yet; analyse a capture file instead");
+        bail!(
+            "live capture (--interface, --filter, --nfqueue) is not available in this build yet; analyse a capture file instead"
+        );
     }
     if args.inputs.is_empty() {
         bail!("no input given: pass one or more capture files, or '-' for standard input");
     }
-    let selected = registry.select(args.plugins.as_deref()).map_err(|e| anyhow::anyhow!("{}", e.source))?;
+    let selected = registry
+        .select(args.plugins.as_deref())
+        .map_err(|e| anyhow::anyhow!("{}", e.source))?;
     // check the plugins build before reading anything
-    registry.build(&selected, &config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    registry
+        .build(&selected, &config)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let reader_cfg: ReaderConfig = config.section("reader")?;
     let run_cfg: RunConfig = config.section("run")?;
     let jobs = args.jobs.unwrap_or(run_cfg.jobs);
@@ -242,7 +298,8 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
         }
     }
     if let Some(dir) = &args.outdir {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create output directory '{}'", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create output directory '{}'", dir.display()))?;
     }
 
     let engine = Engine::new(&config, jobs)?;
@@ -255,7 +312,11 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
             .with_context(|| format!("cannot read '{}'", path.display()))?;
         let mut src = SingleSource::new(reader);
         let out = run_engine(&engine, &factory, &mut src, show_bar)?;
-        let w: Vec<String> = src.warnings().iter().map(|e| format!("{}: {e}", path.display())).collect();
+        let w: Vec<String> = src
+            .warnings()
+            .iter()
+            .map(|e| format!("{}: {e}", path.display()))
+            .collect();
         (out, w, src.progress())
     } else {
         let mut src = MultiSource::new(args.inputs.clone(), reader_cfg, args.skip);
@@ -271,11 +332,16 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
 
     match &args.outdir {
         Some(dir) => {
-            output.save_results(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+            output
+                .save_results(dir)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
         None => {
             if let Some(report) = connection_report(&output) {
-                if let Err(e) = stdout.write_all(report.as_bytes()).and_then(|()| stdout.flush()) {
+                if let Err(e) = stdout
+                    .write_all(report.as_bytes())
+                    .and_then(|()| stdout.flush())
+                {
                     if e.kind() != std::io::ErrorKind::BrokenPipe {
                         return Err(e).context("writing the report to standard output");
                     }
@@ -294,7 +360,11 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
     for w in &warnings {
         log::warn!("{w}");
     }
-    Ok(if warnings.is_empty() { Outcome::Complete } else { Outcome::Partial })
+    Ok(if warnings.is_empty() {
+        Outcome::Complete
+    } else {
+        Outcome::Partial
+    })
 }
 
 /// The `[plugin.NAME]` table of `config` with the keys of `extra` added
@@ -313,8 +383,11 @@ fn merge_table(config: &Config, plugin: &str, extra: toml::Table) -> toml::Table
 
 fn run_engine(
     engine: &Engine,
-    factory: &(dyn Fn() -> libpcap_analyzer::plugin::PluginResult<Vec<Box<dyn libpcap_analyzer::plugin::Plugin>>>
-          + Sync),
+    factory: &(
+         dyn Fn() -> libpcap_analyzer::plugin::PluginResult<
+        Vec<Box<dyn libpcap_analyzer::plugin::Plugin>>,
+    > + Sync
+     ),
     src: &mut dyn PacketSource,
     show_bar: bool,
 ) -> Result<RunOutput> {
@@ -327,11 +400,18 @@ fn run_engine(
         None => indicatif::ProgressBar::new_spinner(),
     };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
-    let mut p = Progress { inner: src, bar: bar.clone(), n: 0, started: Instant::now() };
+    let mut p = Progress {
+        inner: src,
+        bar: bar.clone(),
+        n: 0,
+        started: Instant::now(),
+    };
     let out = engine.run(factory, &mut p);
     bar.finish_and_clear();
     Ok(out?)
@@ -341,7 +421,8 @@ fn run_engine(
 pub fn connection_report(output: &RunOutput) -> Option<String> {
     output.plugins.iter().find_map(|p| {
         let any: &dyn std::any::Any = p.as_ref();
-        any.downcast_ref::<ConnectionsPlugin>().map(ConnectionsPlugin::render)
+        any.downcast_ref::<ConnectionsPlugin>()
+            .map(ConnectionsPlugin::render)
     })
 }
 
@@ -374,16 +455,25 @@ pub fn summary_json(
 
 fn summary_text(v: &serde_json::Value) -> String {
     let g = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
-    let secs = v.get("duration_s").and_then(serde_json::Value::as_f64).unwrap_or(0.0);
+    let secs = v
+        .get("duration_s")
+        .and_then(serde_json::Value::as_f64)
+        .unwrap_or(0.0);
     let mut s = format!(
         "packets: {}  bytes: {}  flows: {}  duration: {:.3} s  rate: {:.0} packets/s\n",
         g("packets"),
         g("bytes"),
         g("flows"),
         secs,
-        v.get("packets_per_s").and_then(serde_json::Value::as_f64).unwrap_or(0.0)
+        v.get("packets_per_s")
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(0.0)
     );
-    if let Some(a) = v.get("anomalies").and_then(|a| a.as_object()).filter(|a| !a.is_empty()) {
+    if let Some(a) = v
+        .get("anomalies")
+        .and_then(|a| a.as_object())
+        .filter(|a| !a.is_empty())
+    {
         let list: Vec<String> = a.iter().map(|(k, n)| format!("{k}={n}")).collect();
         s.push_str(&format!("anomalies: {}\n", list.join(" ")));
     }

@@ -1,7 +1,9 @@
 //! Packet sources built from the command line: several files read one after
 //! another as one stream, with packets skipped at the start.
 
-use libpcap_tools::{CaptureReader, Error, PacketSource, ReaderConfig, SourceEvent, SourceProgress};
+use libpcap_tools::{
+    CaptureReader, Error, PacketSource, ReaderConfig, SourceEvent, SourceProgress,
+};
 use std::path::PathBuf;
 
 /// Several capture files (or `-`) read in the order given, as one stream.
@@ -33,9 +35,16 @@ impl MultiSource {
             if p.as_os_str() == "-" {
                 return None;
             }
-            std::fs::metadata(p).ok().filter(|m| m.is_file()).map(|m| acc + m.len())
+            std::fs::metadata(p)
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| acc + m.len())
         });
-        let name = paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+        let name = paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
         MultiSource {
             paths,
             next: 0,
@@ -61,11 +70,18 @@ impl MultiSource {
             self.base_index += cur.packets_read();
             self.base_bytes += cur.progress().bytes;
         }
-        let Some(path) = self.paths.get(self.next) else { return Ok(false) };
+        let Some(path) = self.paths.get(self.next) else {
+            return Ok(false);
+        };
         self.next += 1;
         match CaptureReader::open(path, &self.cfg) {
             Ok(r) => {
-                log::info!("reading {} ({:?}, {:?})", path.display(), r.format(), r.compression());
+                log::info!(
+                    "reading {} ({:?}, {:?})",
+                    path.display(),
+                    r.format(),
+                    r.compression()
+                );
                 self.current = Some(r);
                 Ok(true)
             }
@@ -80,7 +96,9 @@ impl PacketSource for MultiSource {
             if self.current.is_none() && !self.advance()? {
                 return Ok(SourceEvent::End);
             }
-            let Some(cur) = self.current.as_mut() else { return Ok(SourceEvent::End) };
+            let Some(cur) = self.current.as_mut() else {
+                return Ok(SourceEvent::End);
+            };
             match cur.next_packet() {
                 Ok(Some(p)) => {
                     if self.skip > 0 {
@@ -117,7 +135,11 @@ impl PacketSource for MultiSource {
     }
 
     fn progress(&self) -> SourceProgress {
-        let cur = self.current.as_ref().map(|c| c.progress()).unwrap_or_default();
+        let cur = self
+            .current
+            .as_ref()
+            .map(|c| c.progress())
+            .unwrap_or_default();
         SourceProgress {
             packets: self.base_index + cur.packets,
             bytes: self.base_bytes + cur.bytes,
@@ -138,7 +160,11 @@ pub struct SingleSource {
 impl SingleSource {
     /// Wraps an open reader.
     pub fn new(reader: CaptureReader) -> SingleSource {
-        SingleSource { reader, warnings: Vec::new(), done: false }
+        SingleSource {
+            reader,
+            warnings: Vec::new(),
+            done: false,
+        }
     }
 
     /// The truncation or corruption that ended the input, if any.

@@ -244,7 +244,10 @@ fn vxlan_outer_layers_come_before_inner_ones() {
     let inner_tcp = build::tcp(ia.into(), ib.into(), 1000, 80, 1, 0, flags::SYN, b"");
     let inner = build::ethernet(MAC_A, MAC_B, 0x0800, &build::ipv4(ia, ib, 6, 1, &inner_tcp));
     let outer = udp_frame(55555, 4789, &build::vxlan(42, &inner));
-    let (l, stats) = run_frames(Recorder::new(&log, Layers::all()), std::slice::from_ref(&outer));
+    let (l, stats) = run_frames(
+        Recorder::new(&log, Layers::all()),
+        std::slice::from_ref(&outer),
+    );
     let order: Vec<&str> = l
         .iter()
         .map(|s| s.split(' ').take(2).collect::<Vec<_>>())

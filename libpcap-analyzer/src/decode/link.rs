@@ -255,6 +255,19 @@ fn follow_ethertype(
                 data = p.payload();
             }
             EtherType::PPPOE_DISCOVERY => return Err(LinkError::NotNetwork("pppoe_discovery")),
+            EtherType(0x88E7) => {
+                // 802.1ah provider backbone bridging: a 4-byte I-TAG, then the
+                // customer's Ethernet header
+                let inner = data.get(4..).ok_or(DecodeError::Truncated {
+                    layer: crate::wire::Layer::Ethernet,
+                    offset: 0,
+                    needed: 4,
+                    have: data.len(),
+                })?;
+                let e = EthernetSlice::from_slice(inner)?;
+                ethertype = e.ethertype().0;
+                data = e.payload();
+            }
             _ => {
                 info.ethertype = ethertype;
                 info.l3_offset = offset_of(frame, data);
