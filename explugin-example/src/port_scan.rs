@@ -36,8 +36,8 @@
 //! worker as long as no cap was hit.
 
 use libpcap_analyzer::plugin::{
-    Interest, Layers, PacketContext, Plugin, PluginBuilder, PluginError, PluginResult,
-    TransportLayer, Decapsulated, downcast, write_json_atomically,
+    Decapsulated, Interest, Layers, PacketContext, Plugin, PluginBuilder, PluginError,
+    PluginResult, TransportLayer, downcast, write_json_atomically,
 };
 use libpcap_tools::{Config, Direction, FiveTuple, Timestamp, ipproto};
 use std::collections::{BTreeMap, HashMap};
@@ -118,7 +118,10 @@ impl PortScanConfig {
         for (key, v) in [
             ("min_ports", self.min_ports),
             ("min_hosts", self.min_hosts),
-            ("max_packets_per_target", self.max_packets_per_target as usize),
+            (
+                "max_packets_per_target",
+                self.max_packets_per_target as usize,
+            ),
         ] {
             if v == 0 {
                 return Err(format!("{key} must be at least 1"));
@@ -382,7 +385,10 @@ impl PortScanPlugin {
                     continue;
                 }
                 vertical.entry((k.host, k.proto)).or_default().push((k, t));
-                horizontal.entry((k.proto, k.port)).or_default().push((k, t));
+                horizontal
+                    .entry((k.proto, k.port))
+                    .or_default()
+                    .push((k, t));
             }
             for ((host, proto), mut group) in vertical {
                 if let Some(w) = best_window(&mut group, self.window, self.cfg.min_ports) {
@@ -396,9 +402,8 @@ impl PortScanPlugin {
             }
         }
         out.sort_by(|a, b| {
-            (a.source, a.kind, a.protocol, a.host, a.port).cmp(&(
-                b.source, b.kind, b.protocol, b.host, b.port,
-            ))
+            (a.source, a.kind, a.protocol, a.host, a.port)
+                .cmp(&(b.source, b.kind, b.protocol, b.host, b.port))
         });
         out
     }
@@ -503,13 +508,17 @@ impl Plugin for PortScanPlugin {
                     return Ok(None);
                 }
                 // replies and conversations only update known targets
-                if self.cfg.count_replies && flags & RST != 0 {
-                    if let Some(t) = self.target_mut(k.dst, k.src, k.proto, k.src_port) {
-                        t.closed = true;
-                    }
-                } else if self.cfg.count_replies && flags & (SYN | ACK) == SYN | ACK {
-                    if let Some(t) = self.target_mut(k.dst, k.src, k.proto, k.src_port) {
-                        t.open = true;
+                if self.cfg.count_replies {
+                    let rst = flags & RST != 0;
+                    let syn_ack = flags & (SYN | ACK) == SYN | ACK;
+                    if (rst || syn_ack)
+                        && let Some(t) = self.target_mut(k.dst, k.src, k.proto, k.src_port)
+                    {
+                        if rst {
+                            t.closed = true;
+                        } else {
+                            t.open = true;
+                        }
                     }
                 }
                 if !transport.payload.is_empty()

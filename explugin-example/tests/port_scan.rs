@@ -1,6 +1,9 @@
 //! The `port-scan` plugin driven through the public analyzer API, on packets
 //! built with `libpcap_analyzer::build`.
 
+// the helpers outside #[test] functions fail the test the same way
+#![allow(clippy::unwrap_used, clippy::panic)]
+
 use explugin_example::{Detection, NAME, PortScanPlugin, PortScanPluginBuilder, ScanKind};
 use libpcap_analyzer::build::{self, flags};
 use libpcap_analyzer::plugin::{Plugin, PluginBuilder, downcast};
@@ -111,10 +114,40 @@ fn vertical_scan() -> Vec<Frame> {
         let ts = T0 + i64::from(port - 1) * 10 * MS;
         v.push(syn(ts, scanner, host, 40000, port));
         if (20..30).contains(&port) {
-            v.push(tcp(ts + MS, host, scanner, port, 40000, 7, 1001, flags::SYN | flags::ACK, b""));
-            v.push(tcp(ts + 2 * MS, scanner, host, 40000, port, 1001, 0, flags::RST, b""));
+            v.push(tcp(
+                ts + MS,
+                host,
+                scanner,
+                port,
+                40000,
+                7,
+                1001,
+                flags::SYN | flags::ACK,
+                b"",
+            ));
+            v.push(tcp(
+                ts + 2 * MS,
+                scanner,
+                host,
+                40000,
+                port,
+                1001,
+                0,
+                flags::RST,
+                b"",
+            ));
         } else {
-            v.push(tcp(ts + MS, host, scanner, port, 40000, 0, 1001, flags::RST | flags::ACK, b""));
+            v.push(tcp(
+                ts + MS,
+                host,
+                scanner,
+                port,
+                40000,
+                0,
+                1001,
+                flags::RST | flags::ACK,
+                b"",
+            ));
         }
     }
     v
@@ -125,7 +158,13 @@ fn horizontal_scan() -> Vec<Frame> {
     (1..=60u8)
         .map(|h| {
             let ts = T0 + i64::from(h) * 5 * MS;
-            syn(ts, ip(192, 168, 1, 50), ip(10, 1, 0, h), 50000 + u16::from(h), 22)
+            syn(
+                ts,
+                ip(192, 168, 1, 50),
+                ip(10, 1, 0, h),
+                50000 + u16::from(h),
+                22,
+            )
         })
         .collect()
 }
@@ -142,13 +181,83 @@ fn normal_client() -> Vec<Frame> {
         let t = T0 + i64::from(i) * SEC;
         let f = flags::ACK | flags::PSH;
         v.push(syn(t, c, s, sport, 443));
-        v.push(tcp(t + MS, s, c, 443, sport, 5000, 1001, flags::SYN | flags::ACK, b""));
-        v.push(tcp(t + 2 * MS, c, s, sport, 443, 1001, 5001, flags::ACK, b""));
-        v.push(tcp(t + 3 * MS, c, s, sport, 443, 1001, 5001, f, b"GET / HTTP/1.1\r\n\r\n"));
-        v.push(tcp(t + 4 * MS, s, c, 443, sport, 5001, 1019, f, b"HTTP/1.1 200 OK\r\n\r\n"));
-        v.push(tcp(t + 5 * MS, c, s, sport, 443, 1019, 5020, flags::FIN | flags::ACK, b""));
-        v.push(tcp(t + 6 * MS, s, c, 443, sport, 5020, 1020, flags::FIN | flags::ACK, b""));
-        v.push(tcp(t + 7 * MS, c, s, sport, 443, 1020, 5021, flags::ACK, b""));
+        v.push(tcp(
+            t + MS,
+            s,
+            c,
+            443,
+            sport,
+            5000,
+            1001,
+            flags::SYN | flags::ACK,
+            b"",
+        ));
+        v.push(tcp(
+            t + 2 * MS,
+            c,
+            s,
+            sport,
+            443,
+            1001,
+            5001,
+            flags::ACK,
+            b"",
+        ));
+        v.push(tcp(
+            t + 3 * MS,
+            c,
+            s,
+            sport,
+            443,
+            1001,
+            5001,
+            f,
+            b"GET / HTTP/1.1\r\n\r\n",
+        ));
+        v.push(tcp(
+            t + 4 * MS,
+            s,
+            c,
+            443,
+            sport,
+            5001,
+            1019,
+            f,
+            b"HTTP/1.1 200 OK\r\n\r\n",
+        ));
+        v.push(tcp(
+            t + 5 * MS,
+            c,
+            s,
+            sport,
+            443,
+            1019,
+            5020,
+            flags::FIN | flags::ACK,
+            b"",
+        ));
+        v.push(tcp(
+            t + 6 * MS,
+            s,
+            c,
+            443,
+            sport,
+            5020,
+            1020,
+            flags::FIN | flags::ACK,
+            b"",
+        ));
+        v.push(tcp(
+            t + 7 * MS,
+            c,
+            s,
+            sport,
+            443,
+            1020,
+            5021,
+            flags::ACK,
+            b"",
+        ));
     }
     let dns = ip(10, 0, 0, 53);
     for q in 0..100u16 {
@@ -179,7 +288,10 @@ fn vertical_syn_scan_of_100_ports_is_flagged() {
             last: Timestamp(T0 + 990 * MS),
         }]
     );
-    assert_eq!((p.sources_tracked(), p.targets_tracked(), p.probes()), (1, 100, 100));
+    assert_eq!(
+        (p.sources_tracked(), p.targets_tracked(), p.probes()),
+        (1, 100, 100)
+    );
 }
 
 #[test]
@@ -210,7 +322,10 @@ fn normal_client_is_not_flagged_even_with_low_thresholds() {
     let p = analyze(&Config::new(), &frames);
     assert_eq!(p.detections(), vec![]);
     // 5 HTTPS servers + the DNS server; the answers are not probes
-    assert_eq!((p.sources_tracked(), p.targets_tracked(), p.probes()), (1, 6, 105));
+    assert_eq!(
+        (p.sources_tracked(), p.targets_tracked(), p.probes()),
+        (1, 6, 105)
+    );
     // the 5 connections carried data, the DNS target got 100 datagrams
     let low = toml("[plugin.port-scan]\nmin_hosts = 2\nmin_ports = 2\n");
     assert_eq!(analyze(&low, &frames).detections(), vec![]);
@@ -230,14 +345,31 @@ fn thresholds_from_toml_change_the_outcome() {
 
     // 100 ports 1 s apart: at most 11 in a 10 s window, all within 120 s
     let slow: Vec<_> = (1..=100u16)
-        .map(|port| syn(T0 + i64::from(port) * SEC, ip(10, 0, 0, 66), ip(10, 0, 0, 1), 40000, port))
+        .map(|port| {
+            syn(
+                T0 + i64::from(port) * SEC,
+                ip(10, 0, 0, 66),
+                ip(10, 0, 0, 1),
+                40000,
+                port,
+            )
+        })
         .collect();
-    let d = analyze(&toml("[plugin.port-scan]\nwindow_secs = 10.0\nmin_ports = 11\n"), &slow)
-        .detections();
+    let d = analyze(
+        &toml("[plugin.port-scan]\nwindow_secs = 10.0\nmin_ports = 11\n"),
+        &slow,
+    )
+    .detections();
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].distinct_ports, 11);
-    assert_eq!((d[0].first, d[0].last), (Timestamp(T0 + SEC), Timestamp(T0 + 11 * SEC)));
-    assert_eq!(analyze(&toml("[plugin.port-scan]\nwindow_secs = 10.0\n"), &slow).detections(), vec![]);
+    assert_eq!(
+        (d[0].first, d[0].last),
+        (Timestamp(T0 + SEC), Timestamp(T0 + 11 * SEC))
+    );
+    assert_eq!(
+        analyze(&toml("[plugin.port-scan]\nwindow_secs = 10.0\n"), &slow).detections(),
+        vec![]
+    );
     let d = analyze(&toml("[plugin.port-scan]\nwindow_secs = 120.0\n"), &slow).detections();
     assert_eq!(d[0].distinct_ports, 100);
 
@@ -252,13 +384,25 @@ fn thresholds_from_toml_change_the_outcome() {
         })
         .collect();
     assert_eq!(analyze(&Config::new(), &retried).detections(), vec![]);
-    let d = analyze(&toml("[plugin.port-scan]\nmax_packets_per_target = 4\n"), &retried)
-        .detections();
+    let d = analyze(
+        &toml("[plugin.port-scan]\nmax_packets_per_target = 4\n"),
+        &retried,
+    )
+    .detections();
     assert_eq!((d.len(), d[0].distinct_hosts, d[0].probes), (1, 60, 240));
 
     // UDP probes count only when count_udp
     let udp_scan: Vec<_> = (1..=60u16)
-        .map(|port| udp(T0 + i64::from(port) * MS, ip(10, 0, 0, 7), ip(10, 0, 0, 1), 999, port, b""))
+        .map(|port| {
+            udp(
+                T0 + i64::from(port) * MS,
+                ip(10, 0, 0, 7),
+                ip(10, 0, 0, 1),
+                999,
+                port,
+                b"",
+            )
+        })
         .collect();
     let d = analyze(&Config::new(), &udp_scan).detections();
     assert_eq!((d.len(), d[0].protocol, d[0].distinct_ports), (1, 17, 60));
@@ -288,9 +432,16 @@ fn mixed() -> Vec<Frame> {
     let mut v = vertical_scan();
     v.extend(horizontal_scan());
     v.extend(normal_client());
-    v.extend(
-        (1..=60u16).map(|port| udp(T0 + i64::from(port) * MS, ip(10, 0, 0, 7), ip(10, 0, 0, 1), 999, port, b"")),
-    );
+    v.extend((1..=60u16).map(|port| {
+        udp(
+            T0 + i64::from(port) * MS,
+            ip(10, 0, 0, 7),
+            ip(10, 0, 0, 1),
+            999,
+            port,
+            b"",
+        )
+    }));
     v.sort_by_key(|f| f.ts);
     v
 }
@@ -378,10 +529,26 @@ fn engine_with_two_workers_gives_the_same_result_as_one() {
 fn memory_caps_are_enforced_and_counted() {
     // 5 scanners of 10 ports each, only 2 sources tracked
     let frames: Vec<_> = (1..=5u8)
-        .flat_map(|s| (1..=10u16).map(move |port| syn(T0 + i64::from(port) * MS, ip(10, 9, 0, s), ip(10, 0, 0, 1), 40000, port)))
+        .flat_map(|s| {
+            (1..=10u16).map(move |port| {
+                syn(
+                    T0 + i64::from(port) * MS,
+                    ip(10, 9, 0, s),
+                    ip(10, 0, 0, 1),
+                    40000,
+                    port,
+                )
+            })
+        })
         .collect();
-    let p = analyze(&toml("[plugin.port-scan]\nmax_sources = 2\nmin_ports = 10\n"), &frames);
-    assert_eq!((p.sources_tracked(), p.targets_tracked(), p.probes()), (2, 20, 50));
+    let p = analyze(
+        &toml("[plugin.port-scan]\nmax_sources = 2\nmin_ports = 10\n"),
+        &frames,
+    );
+    assert_eq!(
+        (p.sources_tracked(), p.targets_tracked(), p.probes()),
+        (2, 20, 50)
+    );
     assert_eq!((p.dropped().source_cap, p.dropped().target_cap), (30, 0));
     assert_eq!(p.detections().len(), 2);
 
@@ -399,16 +566,29 @@ fn memory_caps_are_enforced_and_counted() {
     assert_eq!((p.sources_tracked(), p.targets_tracked()), (2, 15));
     assert_eq!(p.dropped().target_cap, 35);
     let json = p.results().unwrap();
-    assert_eq!(json["dropped"], serde_json::json!({ "source_cap": 0, "target_cap": 35 }));
+    assert_eq!(
+        json["dropped"],
+        serde_json::json!({ "source_cap": 0, "target_cap": 35 })
+    );
 
     // the caps hold when merging too
     let config = toml("[plugin.port-scan]\nmax_sources = 3\n");
-    let (a, b): (Vec<Frame>, Vec<Frame>) = frames.iter().cloned().partition(|f| f.src < ip(10, 9, 0, 3));
+    let (a, b): (Vec<Frame>, Vec<Frame>) = frames
+        .iter()
+        .cloned()
+        .partition(|f| f.src < ip(10, 9, 0, 3));
     let mut merged = feed(&config, PortScanPlugin::from_config(&config).unwrap(), &a);
     merged
-        .merge(feed(&config, PortScanPlugin::from_config(&config).unwrap(), &b))
+        .merge(feed(
+            &config,
+            PortScanPlugin::from_config(&config).unwrap(),
+            &b,
+        ))
         .unwrap();
-    assert_eq!((merged.sources_tracked(), merged.dropped().source_cap), (3, 20));
+    assert_eq!(
+        (merged.sources_tracked(), merged.dropped().source_cap),
+        (3, 20)
+    );
 }
 
 #[test]
@@ -424,7 +604,13 @@ fn results_are_saved_as_port_scan_json() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["source"].as_str().unwrap(), s["kind"].as_str().unwrap(), s["protocol"].as_str().unwrap()))
+        .map(|s| {
+            (
+                s["source"].as_str().unwrap(),
+                s["kind"].as_str().unwrap(),
+                s["protocol"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         kinds,
