@@ -74,6 +74,15 @@ pub enum Error {
         /// The configured cap.
         cap: u64,
     },
+    /// A writer cannot represent this packet in its format (timestamp out of
+    /// range, undefined interface, data too long).
+    #[error("packet {index} cannot be written: {reason}")]
+    Unwritable {
+        /// [`Packet::index`](crate::Packet::index) of the packet.
+        index: u64,
+        /// Why.
+        reason: String,
+    },
     /// The configuration is invalid.
     #[error("configuration: {0}")]
     Config(String),

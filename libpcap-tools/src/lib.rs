@@ -16,7 +16,10 @@ mod error;
 mod flow;
 mod linktype;
 mod packet;
+mod reader;
 mod source;
+pub mod synth;
+mod writer;
 
 pub use config::{Config, ReaderConfig};
 pub use error::{Error, Result};
@@ -25,4 +28,9 @@ pub use flow::{
 };
 pub use linktype::LinkType;
 pub use packet::{OwnedPacket, Packet, Timestamp};
+pub use reader::{
+    BlockCallback, BlockInfo, CaptureFormat, CaptureReader, Compression, Endianness, InterfaceInfo,
+    pcapng_timestamp,
+};
 pub use source::{PacketSource, SourceEvent, SourceProgress, Verdict};
+pub use writer::{InterfaceSpec, PcapNgWriter, PcapWriter, PcapWriterOptions};

@@ -1,0 +1,194 @@
+//! Opening the input: files, standard input, and decompression detected by
+//! magic bytes.
+
+use crate::{Error, Result};
+use std::io::{self, Read};
+use std::sync::{Arc, Mutex};
+
+/// Compression of the input, detected from its first bytes (never from the
+/// file name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Compression {
+    /// Not compressed.
+    None,
+    /// gzip (every member of a multi-member file is read).
+    Gzip,
+    /// xz (every stream of a multi-stream file is read).
+    Xz,
+    /// LZ4 frame format.
+    Lz4,
+    /// Zstandard (every frame is read).
+    Zstd,
+}
+
+impl Compression {
+    /// Detects the compression from the first bytes of the input.
+    pub fn detect(magic: &[u8]) -> Compression {
+        if magic.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else if magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+            Compression::Xz
+        } else if magic.starts_with(&[0x04, 0x22, 0x4d, 0x18]) {
+            Compression::Lz4
+        } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
+    }
+}
+
+/// A reader that first returns bytes already read (`prefix`), then the rest
+/// of `inner`.
+pub(crate) struct Prefixed<R> {
+    prefix: Vec<u8>,
+    pos: usize,
+    inner: R,
+}
+
+impl<R: Read> Prefixed<R> {
+    pub(crate) fn new(prefix: Vec<u8>, inner: R) -> Self {
+        Prefixed {
+            prefix,
+            pos: 0,
+            inner,
+        }
+    }
+}
+
+impl<R: Read> Read for Prefixed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(rest) = self.prefix.get(self.pos..)
+            && !rest.is_empty()
+        {
+            let n = rest.len().min(buf.len());
+            if let (Some(dst), Some(src)) = (buf.get_mut(..n), rest.get(..n)) {
+                dst.copy_from_slice(src);
+            }
+            self.pos += n;
+            if self.pos >= self.prefix.len() {
+                // free the prefix once served
+                self.prefix = Vec::new();
+                self.pos = 0;
+            }
+            return Ok(n);
+        }
+        self.inner.read(buf)
+    }
+}
+
+/// Reads until `buf` is full or the input ends; returns the bytes read.
+pub(crate) fn read_full<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let Some(dst) = buf.get_mut(filled..) else {
+            break;
+        };
+        match r.read(dst) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Reads up to `n` more bytes into `v` (fewer at the end of the input).
+pub(crate) fn read_more<R: Read + ?Sized>(r: &mut R, v: &mut Vec<u8>, n: usize) -> io::Result<()> {
+    let old = v.len();
+    v.resize(old + n, 0);
+    let got = read_full(r, v.get_mut(old..).unwrap_or_default())?;
+    v.truncate(old + got);
+    Ok(())
+}
+
+/// Slot where [`FillReader`] keeps the last I/O error, because the
+/// pcap-parser readers only report that a read failed, not why.
+pub(crate) type ErrorSlot = Arc<Mutex<Option<io::Error>>>;
+
+/// The reader handed to pcap-parser: fills the whole buffer it is given
+/// (fewer refills with decompressors that return small chunks), retries
+/// interrupted reads and keeps the reason of a failure.
+pub(crate) struct FillReader {
+    inner: Box<dyn Read + Send>,
+    slot: ErrorSlot,
+}
+
+impl FillReader {
+    pub(crate) fn new(inner: Box<dyn Read + Send>, slot: ErrorSlot) -> Self {
+        FillReader { inner, slot }
+    }
+}
+
+impl Read for FillReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match read_full(&mut self.inner, buf) {
+            Ok(n) => Ok(n),
+            Err(e) => {
+                let kind = e.kind();
+                if let Ok(mut s) = self.slot.lock() {
+                    *s = Some(e);
+                }
+                Err(io::Error::from(kind))
+            }
+        }
+    }
+}
+
+/// Wraps `inner` in the decompressor named by its first bytes; returns the
+/// decompressed stream (with nothing consumed) and the compression found.
+pub(crate) fn decompress(
+    mut inner: Box<dyn Read + Send>,
+) -> Result<(Box<dyn Read + Send>, Compression)> {
+    let mut magic = Vec::with_capacity(8);
+    read_more(&mut inner, &mut magic, 6).map_err(|source| Error::Io { offset: 0, source })?;
+    let comp = Compression::detect(&magic);
+    let raw = Prefixed::new(magic, inner);
+    let out: Box<dyn Read + Send> = match comp {
+        Compression::None => Box::new(raw),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
+        Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(raw)),
+        Compression::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(raw)),
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::new(raw)
+                .map_err(|source| Error::Io { offset: 0, source })?,
+        ),
+    };
+    Ok((out, comp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detect_magics() {
+        assert_eq!(Compression::detect(&[0x1f, 0x8b, 8]), Compression::Gzip);
+        assert_eq!(
+            Compression::detect(&[0xfd, b'7', b'z', b'X', b'Z', 0]),
+            Compression::Xz
+        );
+        assert_eq!(
+            Compression::detect(&[0x04, 0x22, 0x4d, 0x18]),
+            Compression::Lz4
+        );
+        assert_eq!(
+            Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd]),
+            Compression::Zstd
+        );
+        assert_eq!(
+            Compression::detect(&[0xd4, 0xc3, 0xb2, 0xa1]),
+            Compression::None
+        );
+        assert_eq!(Compression::detect(&[]), Compression::None);
+    }
+
+    #[test]
+    fn prefixed_serves_prefix_then_inner() {
+        let mut r = Prefixed::new(vec![1, 2, 3], &[4u8, 5][..]);
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        assert_eq!(out, [1, 2, 3, 4, 5]);
+    }
+}

@@ -1,0 +1,98 @@
+//! Small helpers to build captures in memory (tests, benches, examples).
+//!
+//! Not behind a feature: the functions are cheap and deterministic.
+
+use crate::{
+    InterfaceSpec, LinkType, OwnedPacket, Packet, PcapNgWriter, PcapWriter, PcapWriterOptions,
+    Result, Timestamp,
+};
+
+/// `n` deterministic Ethernet/IPv4/UDP-looking packets of mixed sizes
+/// (60 to 1514 bytes), 1 ms apart from `start`, with every 7th packet
+/// snaplen-truncated to 96 bytes (`origlen` keeps the full size).
+pub fn packets(n: usize, start: Timestamp) -> Vec<OwnedPacket> {
+    let mut out = Vec::with_capacity(n);
+    let mut seed: u32 = 0x1234_5678;
+    for i in 0..n {
+        // xorshift32
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        let size = match seed % 4 {
+            0 => 60,
+            1 => 60 + (seed >> 8) as usize % 200,
+            2 => 576,
+            _ => 1514,
+        };
+        let mut data = Vec::with_capacity(size);
+        data.extend_from_slice(&[
+            0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0x08, 0x00,
+        ]);
+        data.extend_from_slice(&[0x45, 0x00]);
+        data.extend_from_slice(&((size - 14) as u16).to_be_bytes());
+        while data.len() < size {
+            data.push((data.len() as u8) ^ (i as u8));
+        }
+        let origlen = size as u32;
+        if i % 7 == 6 {
+            data.truncate(96);
+        }
+        out.push(OwnedPacket {
+            index: i as u64,
+            interface: 0,
+            linktype: LinkType::ETHERNET,
+            ts: Some(Timestamp(start.0 + i as i64 * 1_000_123)),
+            origlen,
+            data,
+        });
+    }
+    out
+}
+
+/// Writes `packets` as a classic pcap file in memory.
+///
+/// # Errors
+/// As [`PcapWriter::write_packet`].
+pub fn pcap_bytes(
+    packets: &[OwnedPacket],
+    linktype: LinkType,
+    opts: PcapWriterOptions,
+) -> Result<Vec<u8>> {
+    let mut w = PcapWriter::new(Vec::new(), linktype, opts)?;
+    for p in packets {
+        w.write_packet(&p.as_packet())?;
+    }
+    w.finish()
+}
+
+/// Writes `packets` as a one-section pcapng file in memory, with one
+/// interface per spec (each packet's `interface` selects its IDB).
+///
+/// # Errors
+/// As [`PcapNgWriter::write_packet`].
+pub fn pcapng_bytes(
+    packets: &[OwnedPacket],
+    interfaces: &[InterfaceSpec],
+    big_endian: bool,
+) -> Result<Vec<u8>> {
+    let mut w = PcapNgWriter::new(Vec::new(), big_endian)?;
+    for i in interfaces {
+        w.add_interface(i)?;
+    }
+    for p in packets {
+        w.write_packet(&p.as_packet())?;
+    }
+    w.finish()
+}
+
+/// A packet view with the given fields (convenience for tests).
+pub fn packet<'a>(index: u64, ts: Option<Timestamp>, origlen: u32, data: &'a [u8]) -> Packet<'a> {
+    Packet {
+        index,
+        interface: 0,
+        linktype: LinkType::ETHERNET,
+        ts,
+        origlen,
+        data,
+    }
+}

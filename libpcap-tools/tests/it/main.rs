@@ -1,0 +1,10 @@
+//! Integration tests of libpcap-tools (one binary, a module per area).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+mod compressed;
+mod corpus;
+mod malformed;
+mod roundtrip;
+mod truncation;

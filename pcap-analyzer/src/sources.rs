@@ -1,0 +1,175 @@
+//! Packet sources built from the command line: several files read one after
+//! another as one stream, with packets skipped at the start.
+
+use libpcap_tools::{CaptureReader, Error, PacketSource, ReaderConfig, SourceEvent, SourceProgress};
+use std::path::PathBuf;
+
+/// Several capture files (or `-`) read in the order given, as one stream.
+///
+/// Packet indexes continue from one file to the next. Each packet is copied
+/// into one reused buffer (the borrow of a reader cannot be returned from a
+/// loop over several readers); a single input without `--skip` is read
+/// directly instead. A file that ends
+/// early (truncated) or turns out corrupt after its first packets is
+/// recorded as a warning and reading goes on with the next file.
+pub struct MultiSource {
+    paths: Vec<PathBuf>,
+    next: usize,
+    current: Option<CaptureReader>,
+    cfg: ReaderConfig,
+    base_index: u64,
+    base_bytes: u64,
+    skip: u64,
+    name: String,
+    warnings: Vec<Error>,
+    total: Option<u64>,
+    packet: libpcap_tools::OwnedPacket,
+}
+
+impl MultiSource {
+    /// A source over `paths`, skipping the first `skip` packets.
+    pub fn new(paths: Vec<PathBuf>, cfg: ReaderConfig, skip: u64) -> MultiSource {
+        let total = paths.iter().try_fold(0u64, |acc, p| {
+            if p.as_os_str() == "-" {
+                return None;
+            }
+            std::fs::metadata(p).ok().filter(|m| m.is_file()).map(|m| acc + m.len())
+        });
+        let name = paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+        MultiSource {
+            paths,
+            next: 0,
+            current: None,
+            cfg,
+            base_index: 0,
+            base_bytes: 0,
+            skip,
+            name,
+            warnings: Vec::new(),
+            total,
+            packet: libpcap_tools::OwnedPacket::default(),
+        }
+    }
+
+    /// Truncations and corruptions met after the first packet of a file.
+    pub fn warnings(&self) -> &[Error] {
+        &self.warnings
+    }
+
+    fn advance(&mut self) -> Result<bool, Error> {
+        if let Some(cur) = self.current.take() {
+            self.base_index += cur.packets_read();
+            self.base_bytes += cur.progress().bytes;
+        }
+        let Some(path) = self.paths.get(self.next) else { return Ok(false) };
+        self.next += 1;
+        match CaptureReader::open(path, &self.cfg) {
+            Ok(r) => {
+                log::info!("reading {} ({:?}, {:?})", path.display(), r.format(), r.compression());
+                self.current = Some(r);
+                Ok(true)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl PacketSource for MultiSource {
+    fn next_event(&mut self) -> libpcap_tools::Result<SourceEvent<'_>> {
+        loop {
+            if self.current.is_none() && !self.advance()? {
+                return Ok(SourceEvent::End);
+            }
+            let Some(cur) = self.current.as_mut() else { return Ok(SourceEvent::End) };
+            match cur.next_packet() {
+                Ok(Some(p)) => {
+                    if self.skip > 0 {
+                        self.skip -= 1;
+                        continue;
+                    }
+                    let o = &mut self.packet;
+                    o.index = p.index + self.base_index;
+                    o.interface = p.interface;
+                    o.linktype = p.linktype;
+                    o.ts = p.ts;
+                    o.origlen = p.origlen;
+                    o.data.clear();
+                    o.data.extend_from_slice(p.data);
+                    break;
+                }
+                Ok(None) => self.current = None,
+                Err(e) => {
+                    let first = cur.packets_read() == 0 && self.next == 1 && !e.is_truncation();
+                    if first {
+                        return Err(e);
+                    }
+                    log::warn!("{}: {e}", cur.name());
+                    self.warnings.push(e);
+                    self.current = None;
+                }
+            }
+        }
+        Ok(SourceEvent::Packet(self.packet.as_packet()))
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn progress(&self) -> SourceProgress {
+        let cur = self.current.as_ref().map(|c| c.progress()).unwrap_or_default();
+        SourceProgress {
+            packets: self.base_index + cur.packets,
+            bytes: self.base_bytes + cur.bytes,
+            total_bytes: self.total,
+            dropped: None,
+        }
+    }
+}
+
+/// One capture read directly (no copy); a truncation or a corruption after
+/// the first packet ends the input with a warning instead of an error.
+pub struct SingleSource {
+    reader: CaptureReader,
+    warnings: Vec<Error>,
+    done: bool,
+}
+
+impl SingleSource {
+    /// Wraps an open reader.
+    pub fn new(reader: CaptureReader) -> SingleSource {
+        SingleSource { reader, warnings: Vec::new(), done: false }
+    }
+
+    /// The truncation or corruption that ended the input, if any.
+    pub fn warnings(&self) -> &[Error] {
+        &self.warnings
+    }
+}
+
+impl PacketSource for SingleSource {
+    fn next_event(&mut self) -> libpcap_tools::Result<SourceEvent<'_>> {
+        if self.done {
+            return Ok(SourceEvent::End);
+        }
+        let read_before = self.reader.packets_read();
+        match self.reader.next_packet() {
+            Ok(Some(p)) => Ok(SourceEvent::Packet(p)),
+            Ok(None) => Ok(SourceEvent::End),
+            Err(e) if read_before > 0 || e.is_truncation() => {
+                self.done = true;
+                self.warnings.push(e);
+                Ok(SourceEvent::End)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn name(&self) -> &str {
+        self.reader.name()
+    }
+
+    fn progress(&self) -> SourceProgress {
+        self.reader.progress()
+    }
+}
