@@ -621,3 +621,51 @@ fn results_are_saved_as_port_scan_json() {
         ]
     );
 }
+
+/// The pipeline of the `analyze_with_portscan` example: a pcap file written
+/// with our writer, read back with `CaptureReader`, the built-in plugins
+/// plus `port-scan`, two workers, results saved.
+#[test]
+fn capture_file_through_builtin_registry_and_engine() {
+    use libpcap_tools::{CaptureReader, PcapWriter, PcapWriterOptions, ReaderConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("mixed.pcap");
+    let opts = PcapWriterOptions {
+        nanos: true,
+        ..PcapWriterOptions::default()
+    };
+    let mut w = PcapWriter::new(
+        std::fs::File::create(&pcap).unwrap(),
+        LinkType::ETHERNET,
+        opts,
+    )
+    .unwrap();
+    for p in packets(&mixed()) {
+        w.write_packet(&p.as_packet()).unwrap();
+    }
+    w.finish().unwrap();
+
+    let outdir = dir.path().join("out");
+    let mut config = Config::new();
+    config.set("output", "dir", outdir.display().to_string());
+    let mut registry = libpcap_analyzer::plugins::builtin_registry();
+    explugin_example::register(&mut registry);
+    let mut names = registry.select(None).unwrap();
+    assert!(!names.contains(&NAME.to_string()), "port-scan is opt-in");
+    names.push(NAME.to_string());
+    let factory = || registry.build(&names, &config);
+    let mut reader = CaptureReader::open(&pcap, &ReaderConfig::default()).unwrap();
+    let mut out = Engine::new(&config, 2)
+        .unwrap()
+        .run(&factory, &mut reader)
+        .unwrap();
+    assert!(out.warning.is_none());
+    let files = out.save_results(&outdir).unwrap();
+    assert!(files.contains(&outdir.join("port-scan.json")), "{files:?}");
+    assert!(files.len() > 1, "the built-in plugins wrote too: {files:?}");
+
+    let expected = analyze(&Config::new(), &mixed()).results().unwrap();
+    let text = std::fs::read_to_string(outdir.join("port-scan.json")).unwrap();
+    let saved: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(saved, expected);
+}
