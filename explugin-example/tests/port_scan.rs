@@ -669,3 +669,38 @@ fn capture_file_through_builtin_registry_and_engine() {
     let saved: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(saved, expected);
 }
+
+#[test]
+fn ipv6_horizontal_udp_scan_is_flagged() {
+    let scanner: IpAddr = "2001:db8::66".parse().unwrap();
+    let frames: Vec<_> = (1..=50u16)
+        .map(|h| {
+            let host: IpAddr = format!("2001:db8:1::{h:x}").parse().unwrap();
+            udp(T0 + i64::from(h) * MS, scanner, host, 5000, 161, b"probe")
+        })
+        .collect();
+    let d = analyze(&Config::new(), &frames).detections();
+    assert_eq!(d.len(), 1);
+    assert_eq!(
+        (
+            d[0].source,
+            d[0].kind,
+            d[0].protocol,
+            d[0].port,
+            d[0].distinct_hosts
+        ),
+        (scanner, ScanKind::Horizontal, 17, Some(161), 50)
+    );
+}
+
+#[test]
+fn unknown_config_key_is_a_warning() {
+    let config = toml("[plugin.port-scan]\nmin_port = 5\n");
+    let p = PortScanPlugin::from_config(&config).unwrap();
+    assert_eq!(p.config().min_ports, 50);
+    let w = config.take_warnings();
+    assert!(
+        w.iter().any(|m| m.contains("plugin.port-scan.min_port")),
+        "{w:?}"
+    );
+}
