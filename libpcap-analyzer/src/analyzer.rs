@@ -239,9 +239,21 @@ impl Analyzer {
         packet: &Packet<'_>,
         link: Result<LinkInfo, LinkError>,
     ) {
+        self.handle_packet_clocked(packet, link, None);
+    }
+
+    /// As [`Analyzer::handle_packet_with_link`], with the time of the whole
+    /// input so far (`clock`, the latest timestamp the dispatcher has seen):
+    /// each worker then expires flows exactly when a single analyzer would.
+    pub fn handle_packet_clocked(
+        &mut self,
+        packet: &Packet<'_>,
+        link: Result<LinkInfo, LinkError>,
+        clock: Option<Timestamp>,
+    ) {
         self.stats.packets += 1;
         self.stats.bytes += u64::from(packet.origlen);
-        if let Some(ts) = packet.ts {
+        if let Some(ts) = packet.ts.max(clock) {
             self.advance(ts);
         }
         let l0 = Layer0 {
@@ -261,6 +273,8 @@ impl Analyzer {
 
     fn advance(&mut self, now: Timestamp) {
         self.flows.advance(now);
+        // the clock never goes back, even when capture times do
+        let now = self.flows.now().unwrap_or(now);
         if self.defrag.pending() > 0 {
             for failure in self.defrag.expire(now) {
                 self.defrag_failed(failure);
@@ -1060,6 +1074,11 @@ impl Analyzer {
             return;
         }
         self.finished = true;
+        // flows whose deadline the input's clock has passed end by timeout,
+        // as they would at any later packet
+        if let Some(now) = self.flows.now() {
+            self.advance(now);
+        }
         for failure in self.defrag.drain() {
             self.defrag_failed(failure);
         }

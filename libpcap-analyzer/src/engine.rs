@@ -360,6 +360,8 @@ struct Desc {
     interface: u32,
     linktype: LinkType,
     ts: Option<Timestamp>,
+    /// Latest time of the input up to this packet.
+    clock: Option<Timestamp>,
     origlen: u32,
     start: usize,
     len: usize,
@@ -406,7 +408,7 @@ fn worker(
                         origlen: d.origlen,
                         data,
                     };
-                    a.handle_packet_with_link(&p, d.link);
+                    a.handle_packet_clocked(&p, d.link, d.clock);
                 }
                 batch.clear();
                 let _ = recycle.try_send(batch);
@@ -471,12 +473,18 @@ fn dispatch_loop(
             .get(w)
             .is_some_and(|s| s.send(Msg::Batch(full)).is_ok())
     };
+    // the latest packet time: at the end every worker advances to it, so
+    // flows time out the same way whatever the number of workers
+    let mut last_ts: Option<Timestamp> = None;
     let result = loop {
         if failed.load(Ordering::Relaxed) {
             break Ok(None);
         }
         match source.next_event() {
             Ok(SourceEvent::Packet(p)) => {
+                if p.ts > last_ts {
+                    last_ts = p.ts;
+                }
                 let link = decode_link(p.linktype, p.data);
                 let w = match &link {
                     Ok(info) => {
@@ -495,6 +503,7 @@ fn dispatch_loop(
                     interface: p.interface,
                     linktype: p.linktype,
                     ts: p.ts,
+                    clock: last_ts,
                     origlen: p.origlen,
                     start,
                     len: p.data.len(),
@@ -521,6 +530,11 @@ fn dispatch_loop(
     };
     for w in 0..senders.len() {
         send(w, &mut batches);
+    }
+    if let Some(ts) = last_ts {
+        for s in senders {
+            let _ = s.send(Msg::Tick(ts));
+        }
     }
     result
 }

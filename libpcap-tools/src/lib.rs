@@ -23,6 +23,7 @@
 mod config;
 mod error;
 mod flow;
+mod lenient;
 mod linktype;
 mod packet;
 mod reader;
@@ -35,6 +36,7 @@ pub use error::{Error, Result};
 pub use flow::{
     Direction, DirectionStats, FiveTuple, Flow, FlowContext, FlowId, ThreeTuple, ipproto,
 };
+pub use lenient::LenientSource;
 pub use linktype::LinkType;
 pub use packet::{OwnedPacket, Packet, Timestamp};
 pub use reader::{

@@ -14,9 +14,9 @@ use libpcap_analyzer::plugins::builtin_registry;
 use libpcap_analyzer::plugins::connections::{ConnectionsPlugin, ReportFormat};
 use libpcap_analyzer::{Engine, EngineConfig, RunOutput};
 use libpcap_tools::{
-    CaptureReader, Config, PacketSource, ReaderConfig, SourceEvent, SourceProgress,
+    CaptureReader, Config, LenientSource, PacketSource, ReaderConfig, SourceEvent, SourceProgress,
 };
-use sources::{MultiSource, SingleSource};
+use sources::MultiSource;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -310,7 +310,7 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
         let path = &args.inputs[0];
         let reader = CaptureReader::open(path, &reader_cfg)
             .with_context(|| format!("cannot read '{}'", path.display()))?;
-        let mut src = SingleSource::new(reader);
+        let mut src = LenientSource::new(reader);
         let out = run_engine(&engine, &factory, &mut src, show_bar)?;
         let w: Vec<String> = src
             .warnings()

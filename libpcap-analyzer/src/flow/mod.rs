@@ -73,6 +73,10 @@ impl Default for FlowConfig {
     }
 }
 
+/// `last_activity` of a flow none of whose packets had a timestamp: it
+/// never times out, and ends with the input (or by eviction).
+const NO_TIME: i64 = i64::MAX;
+
 fn secs_to_ns(s: f64) -> i64 {
     if s.is_finite() && s > 0.0 {
         (s * 1e9).min(i64::MAX as f64) as i64
@@ -389,7 +393,6 @@ impl<X: Default> FlowTable<X> {
             Some(s) => s,
             None => self.create(key, tuple, ts, packet_index, tcp_flags),
         };
-        let now = self.now;
         let Some(Some(e)) = self.slots.get_mut(slot as usize) else {
             // unreachable by construction: the slot was just looked up or filled
             return Tracked {
@@ -453,8 +456,15 @@ impl<X: Default> FlowTable<X> {
         // count() added one packet and 0 bytes: account for fragments and bytes
         stats.packets += u64::from(frames.saturating_sub(1));
         stats.bytes += wire_bytes;
-        if now != i64::MIN {
-            e.last_activity = e.last_activity.max(now);
+        // activity is the packet's own time: a packet without a timestamp
+        // (pcapng Simple Packet Block) does not move the deadline, so expiry
+        // does not depend on which other packets this table has seen
+        if let Some(t) = ts {
+            e.last_activity = if e.last_activity == NO_TIME {
+                t.0
+            } else {
+                e.last_activity.max(t.0)
+            };
         }
         if e.closing.is_some() && !was_closing {
             // arm the (shorter) linger deadline; later activity re-arms it lazily
@@ -489,7 +499,7 @@ impl<X: Default> FlowTable<X> {
         flow.first_seen = ts;
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
-        let last_activity = ts.map_or(self.now, |t| t.0);
+        let last_activity = ts.map_or(NO_TIME, |t| t.0);
         let entry = FlowEntry {
             flow,
             tcp: TcpTrack {

@@ -74,6 +74,10 @@ pub struct HexdumpPlugin {
 
 impl HexdumpPlugin {
     fn dump(&mut self, ctx: &PacketContext<'_>, what: &str, data: &[u8]) {
+        // layers rebuilt when a partial datagram expires have no frame of their own
+        if ctx.packet.index == u64::MAX {
+            return;
+        }
         if self.last_index != Some(ctx.packet.index) {
             if self.packets >= self.cfg.max_packets {
                 return;
@@ -137,7 +141,18 @@ impl Plugin for HexdumpPlugin {
         Ok(())
     }
     fn save_results(&mut self, dir: &Path) -> PluginResult<Vec<PathBuf>> {
+        // every worker kept its first packets: the first `max_packets` of the
+        // whole input are among them, whatever the number of workers
         self.out.sort_by_key(|(i, _)| *i);
+        let mut kept = 0u64;
+        let mut last = None;
+        self.out.retain(|(i, _)| {
+            if last != Some(*i) {
+                last = Some(*i);
+                kept += 1;
+            }
+            kept <= self.cfg.max_packets
+        });
         let text: String = self
             .out
             .iter()
