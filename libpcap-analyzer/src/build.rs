@@ -379,3 +379,134 @@ mod tests {
         assert_eq!(rebuilt, data);
     }
 }
+
+/// A DNS name in wire format (labels, no compression).
+fn dns_name(name: &str) -> Vec<u8> {
+    let mut v = Vec::new();
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        v.push(label.len().min(63) as u8);
+        v.extend_from_slice(&label.as_bytes()[..label.len().min(63)]);
+    }
+    v.push(0);
+    v
+}
+
+/// A DNS query (RD set) for `name` and `qtype` (1 A, 28 AAAA, …).
+pub fn dns_query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&id.to_be_bytes());
+    v.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    v.extend_from_slice(&dns_name(name));
+    v.extend_from_slice(&qtype.to_be_bytes());
+    v.extend_from_slice(&1u16.to_be_bytes());
+    v
+}
+
+/// A DNS response repeating the question, with one A or AAAA answer per
+/// address (the owner name compressed to the question's), and `rcode`.
+pub fn dns_response(
+    id: u16,
+    name: &str,
+    qtype: u16,
+    rcode: u8,
+    answers: &[IpAddr],
+    ttl: u32,
+) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&id.to_be_bytes());
+    v.extend_from_slice(&[0x81, 0x80 | (rcode & 0x0f), 0, 1]);
+    v.extend_from_slice(&(answers.len() as u16).to_be_bytes());
+    v.extend_from_slice(&[0, 0, 0, 0]);
+    v.extend_from_slice(&dns_name(name));
+    v.extend_from_slice(&qtype.to_be_bytes());
+    v.extend_from_slice(&1u16.to_be_bytes());
+    for a in answers {
+        v.extend_from_slice(&[0xc0, 0x0c]);
+        let (t, data) = match a {
+            IpAddr::V4(x) => (1u16, x.octets().to_vec()),
+            IpAddr::V6(x) => (28u16, x.octets().to_vec()),
+        };
+        v.extend_from_slice(&t.to_be_bytes());
+        v.extend_from_slice(&1u16.to_be_bytes());
+        v.extend_from_slice(&ttl.to_be_bytes());
+        v.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        v.extend_from_slice(&data);
+    }
+    v
+}
+
+fn tls_record(handshake_type: u8, body: &[u8]) -> Vec<u8> {
+    let mut hs = vec![handshake_type];
+    hs.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    hs.extend_from_slice(body);
+    let mut rec = vec![0x16, 0x03, 0x01];
+    rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+    rec.extend_from_slice(&hs);
+    rec
+}
+
+fn tls_ext(kind: u16, data: &[u8]) -> Vec<u8> {
+    let mut v = kind.to_be_bytes().to_vec();
+    v.extend_from_slice(&(data.len() as u16).to_be_bytes());
+    v.extend_from_slice(data);
+    v
+}
+
+/// A TLS 1.2-framed ClientHello record offering TLS 1.3 and 1.2, three
+/// cipher suites, with SNI `sni` and the ALPN protocols given.
+pub fn tls_client_hello(sni: &str, alpn: &[&str]) -> Vec<u8> {
+    let mut b = vec![0x03, 0x03];
+    b.extend((0u8..32).map(|i| i.wrapping_mul(7)));
+    b.push(0); // session id
+    let suites: [u16; 3] = [0x1301, 0xc02f, 0x009c];
+    b.extend_from_slice(&((suites.len() * 2) as u16).to_be_bytes());
+    for s in suites {
+        b.extend_from_slice(&s.to_be_bytes());
+    }
+    b.extend_from_slice(&[1, 0]); // compression: null
+    let mut ext = Vec::new();
+    let mut sn = vec![0u8];
+    sn.extend_from_slice(&(sni.len() as u16).to_be_bytes());
+    sn.extend_from_slice(sni.as_bytes());
+    let mut snl = (sn.len() as u16).to_be_bytes().to_vec();
+    snl.extend_from_slice(&sn);
+    ext.extend(tls_ext(0, &snl));
+    ext.extend(tls_ext(10, &[0, 4, 0, 0x1d, 0, 0x17])); // groups x25519, secp256r1
+    ext.extend(tls_ext(11, &[1, 0])); // ec point formats
+    ext.extend(tls_ext(13, &[0, 4, 0x04, 0x03, 0x08, 0x04])); // signature algorithms
+    if !alpn.is_empty() {
+        let mut l = Vec::new();
+        for p in alpn {
+            l.push(p.len() as u8);
+            l.extend_from_slice(p.as_bytes());
+        }
+        let mut a = (l.len() as u16).to_be_bytes().to_vec();
+        a.extend_from_slice(&l);
+        ext.extend(tls_ext(16, &a));
+    }
+    ext.extend(tls_ext(43, &[4, 0x03, 0x04, 0x03, 0x03])); // supported versions
+    b.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+    b.extend_from_slice(&ext);
+    tls_record(1, &b)
+}
+
+/// A TLS 1.2 ServerHello record choosing `cipher` (and `alpn` when given).
+pub fn tls_server_hello(cipher: u16, alpn: Option<&str>) -> Vec<u8> {
+    let mut b = vec![0x03, 0x03];
+    b.extend((0u8..32).map(|i| i.wrapping_mul(13)));
+    b.push(0);
+    b.extend_from_slice(&cipher.to_be_bytes());
+    b.push(0);
+    let mut ext = Vec::new();
+    ext.extend(tls_ext(0xff01, &[0]));
+    if let Some(p) = alpn {
+        let mut l = vec![p.len() as u8];
+        l.extend_from_slice(p.as_bytes());
+        let mut a = (l.len() as u16).to_be_bytes().to_vec();
+        a.extend_from_slice(&l);
+        ext.extend(tls_ext(16, &a));
+    }
+    b.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+    b.extend_from_slice(&ext);
+    tls_record(2, &b)
+}

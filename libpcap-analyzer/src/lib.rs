@@ -18,6 +18,7 @@ pub mod plugin;
 pub mod plugins;
 pub mod proto;
 pub mod reassembly;
+pub mod samples;
 pub mod stats;
 pub mod wire;
 

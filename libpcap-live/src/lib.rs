@@ -1,1 +1,1 @@
-//! tmp
+//! Live capture sources (AF_PACKET, NFQUEUE): not built yet.

@@ -205,7 +205,7 @@ struct Progress<'a> {
 impl PacketSource for Progress<'_> {
     fn next_event(&mut self) -> libpcap_tools::Result<SourceEvent<'_>> {
         self.n += 1;
-        if self.n % 16384 == 0 {
+        if self.n.is_multiple_of(16384) {
             let p = self.inner.progress();
             self.bar.set_position(p.bytes);
             let secs = self.started.elapsed().as_secs_f64().max(1e-3);
@@ -337,15 +337,13 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
         None => {
-            if let Some(report) = connection_report(&output) {
-                if let Err(e) = stdout
+            if let Some(report) = connection_report(&output)
+                && let Err(e) = stdout
                     .write_all(report.as_bytes())
                     .and_then(|()| stdout.flush())
-                {
-                    if e.kind() != std::io::ErrorKind::BrokenPipe {
-                        return Err(e).context("writing the report to standard output");
-                    }
-                }
+                && e.kind() != std::io::ErrorKind::BrokenPipe
+            {
+                return Err(e).context("writing the report to standard output");
             }
         }
     }

@@ -1,1 +1,3 @@
+//! test-analyzer (placeholder, replaced below).
+
 fn main() {}
