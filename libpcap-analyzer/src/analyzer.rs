@@ -747,13 +747,14 @@ impl Analyzer {
         tcp: Option<(u32, u8)>,
     ) {
         let ts = frames.last_ts.or(packet.ts);
-        let tracked = self.flows.track(
+        let tracked = self.flows.track_frames(
             key,
             l0.context,
-            ts,
             packet.index,
             frames.frames,
             frames.wire_bytes,
+            frames.first_ts,
+            ts,
             flags,
         );
         if tracked.created
@@ -798,7 +799,7 @@ impl Analyzer {
                 };
                 if d.slots
                     .get(i)
-                    .is_some_and(|s| s.interest.wants_protocol(Layers::TRANSPORT, key.proto))
+                    .is_some_and(|s| s.interest.wants_key(Layers::TRANSPORT, key))
                     && let Some(x) = d.call(i, &mut self.stats, |p| p.handle_transport(&ctx, &tl))
                 {
                     decaps.push(x);
@@ -837,7 +838,6 @@ impl Analyzer {
         let flow = &entry.flow;
         let d = &mut self.dispatch;
         let stats = &mut self.stats;
-        let proto = flow.key.proto;
         side.segment(
             seq,
             flags & tcp_flags::SYN != 0,
@@ -846,7 +846,7 @@ impl Analyzer {
             payload,
             &self.stream_cfg,
             &mut self.budget,
-            &mut |ev| deliver_stream(d, stats, ctx, flow, dir, proto, ev),
+            &mut |ev| deliver_stream(d, stats, ctx, flow, dir, ev),
         );
     }
 
@@ -1049,13 +1049,12 @@ impl Analyzer {
             };
             let d = &mut self.dispatch;
             let stats = &mut self.stats;
-            let proto = flow.key.proto;
             let [a, b] = &mut *streams;
             a.flush(&mut self.budget, &mut |ev| {
-                deliver_stream(d, stats, &ctx, &flow, Direction::ToServer, proto, ev)
+                deliver_stream(d, stats, &ctx, &flow, Direction::ToServer, ev)
             });
             b.flush(&mut self.budget, &mut |ev| {
-                deliver_stream(d, stats, &ctx, &flow, Direction::ToClient, proto, ev)
+                deliver_stream(d, stats, &ctx, &flow, Direction::ToClient, ev)
             });
         }
         for k in 0..self.dispatch.flow_events.len() {
@@ -1181,7 +1180,6 @@ fn deliver_stream(
     ctx: &PacketContext<'_>,
     flow: &Flow,
     dir: Direction,
-    proto: u8,
     ev: StreamEvent<'_>,
 ) {
     let data = match ev {
@@ -1198,7 +1196,7 @@ fn deliver_stream(
         let Some(&i) = d.stream.get(k) else { continue };
         if d.slots
             .get(i)
-            .is_some_and(|s| s.interest.wants_protocol(Layers::STREAM, proto))
+            .is_some_and(|s| s.interest.wants_key(Layers::STREAM, &flow.key))
         {
             d.call(i, stats, |p| p.handle_stream(ctx, flow, dir, data));
         }

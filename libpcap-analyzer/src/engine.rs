@@ -28,7 +28,7 @@ use crate::flow::FlowTableStats;
 use crate::plugin::{Plugin, PluginError, PluginResult};
 use crate::stats::AnalyzerStats;
 use crossbeam_channel::{Receiver, Sender, bounded};
-use libpcap_tools::{Config, LinkType, Packet, PacketSource, SourceEvent, Timestamp};
+use libpcap_tools::{Config, LinkType, Packet, PacketSource, SharedEvent, SourceEvent, Timestamp};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -363,22 +363,36 @@ struct Desc {
     /// Latest time of the input up to this packet.
     clock: Option<Timestamp>,
     origlen: u32,
+    /// Index in `Batch::chunks` of the shared chunk holding the bytes, or
+    /// `NO_CHUNK` when they were copied into `Batch::data`.
+    chunk: u32,
     start: usize,
     len: usize,
     link: Result<LinkInfo, LinkError>,
 }
 
+const NO_CHUNK: u32 = u32::MAX;
+
 /// Packets copied into one owned buffer, reused once handled.
 #[derive(Default)]
 struct Batch {
     data: Vec<u8>,
+    chunks: Vec<Arc<Vec<u8>>>,
     packets: Vec<Desc>,
 }
 
 impl Batch {
     fn clear(&mut self) {
         self.data.clear();
+        self.chunks.clear();
         self.packets.clear();
+    }
+
+    /// Bytes the batch stands for (copied or referenced).
+    fn bytes(&self) -> usize {
+        self.data
+            .len()
+            .max(self.packets.last().map_or(0, |d| d.start + d.len))
     }
 }
 
@@ -399,7 +413,15 @@ fn worker(
         match msg {
             Msg::Batch(mut batch) => {
                 for d in batch.packets.drain(..) {
-                    let data = batch.data.get(d.start..d.start + d.len).unwrap_or(&[]);
+                    let buf: &[u8] = if d.chunk == NO_CHUNK {
+                        &batch.data
+                    } else {
+                        batch
+                            .chunks
+                            .get(d.chunk as usize)
+                            .map_or(&[][..], |c| c.as_slice())
+                    };
+                    let data = buf.get(d.start..d.start + d.len).unwrap_or(&[]);
                     let p = Packet {
                         index: d.index,
                         interface: d.interface,
@@ -476,57 +498,133 @@ fn dispatch_loop(
     // the latest packet time: at the end every worker advances to it, so
     // flows time out the same way whatever the number of workers
     let mut last_ts: Option<Timestamp> = None;
-    let result = loop {
-        if failed.load(Ordering::Relaxed) {
-            break Ok(None);
-        }
-        match source.next_event() {
-            Ok(SourceEvent::Packet(p)) => {
-                if p.ts > last_ts {
-                    last_ts = p.ts;
-                }
-                let link = decode_link(p.linktype, p.data);
-                let w = match &link {
-                    Ok(info) => {
-                        (endpoint_hash(info.ethertype, p.data.get(info.l3_offset..).unwrap_or(&[]))
-                            % n) as usize
-                    }
-                    Err(_) => 0,
-                };
-                let Some(b) = batches.get_mut(w) else {
-                    continue;
-                };
-                let start = b.data.len();
-                b.data.extend_from_slice(p.data);
-                b.packets.push(Desc {
-                    index: p.index,
-                    interface: p.interface,
-                    linktype: p.linktype,
-                    ts: p.ts,
-                    clock: last_ts,
-                    origlen: p.origlen,
-                    start,
-                    len: p.data.len(),
-                    link,
-                });
-                if (b.packets.len() >= BATCH_PACKETS || b.data.len() >= BATCH_BYTES)
-                    && !send(w, &mut batches)
-                {
+    let shared = source.next_shared();
+    let result = match shared {
+        Some(first) => {
+            // the source reads into shared chunks: batches carry references
+            let mut next = Some(first);
+            loop {
+                if failed.load(Ordering::Relaxed) {
                     break Ok(None);
                 }
-            }
-            Ok(SourceEvent::Timeout { now }) => {
-                for w in 0..senders.len() {
-                    send(w, &mut batches);
+                let ev = match next.take() {
+                    Some(ev) => ev,
+                    None => match source.next_shared() {
+                        Some(ev) => ev,
+                        None => break Ok(None),
+                    },
+                };
+                match ev {
+                    Ok(SharedEvent::Packet(p)) => {
+                        if p.ts > last_ts {
+                            last_ts = p.ts;
+                        }
+                        let data = p.data();
+                        let link = decode_link(p.linktype, data);
+                        let w = match &link {
+                            Ok(info) => {
+                                (endpoint_hash(
+                                    info.ethertype,
+                                    data.get(info.l3_offset..).unwrap_or(&[]),
+                                ) % n) as usize
+                            }
+                            Err(_) => 0,
+                        };
+                        let Some(b) = batches.get_mut(w) else {
+                            continue;
+                        };
+                        let same = b.chunks.last().is_some_and(|c| Arc::ptr_eq(c, &p.chunk));
+                        if !same {
+                            b.chunks.push(p.chunk.clone());
+                        }
+                        let chunk = u32::try_from(b.chunks.len() - 1).unwrap_or(NO_CHUNK);
+                        b.packets.push(Desc {
+                            index: p.index,
+                            interface: p.interface,
+                            linktype: p.linktype,
+                            ts: p.ts,
+                            clock: last_ts,
+                            origlen: p.origlen,
+                            chunk,
+                            start: p.start,
+                            len: p.len,
+                            link,
+                        });
+                        if (b.packets.len() >= BATCH_PACKETS || b.chunks.len() > 2)
+                            && !send(w, &mut batches)
+                        {
+                            break Ok(None);
+                        }
+                    }
+                    Ok(SharedEvent::Timeout { now }) => {
+                        for w in 0..senders.len() {
+                            send(w, &mut batches);
+                        }
+                        for s in senders {
+                            let _ = s.send(Msg::Tick(now));
+                        }
+                    }
+                    Ok(SharedEvent::End) => break Ok(None),
+                    Err(e) if e.is_truncation() => break Ok(Some(e)),
+                    Err(e) => break Err(AnalyzerError::Source(e)),
                 }
-                for s in senders {
-                    let _ = s.send(Msg::Tick(now));
-                }
             }
-            Ok(SourceEvent::End) => break Ok(None),
-            Err(e) if e.is_truncation() => break Ok(Some(e)),
-            Err(e) => break Err(AnalyzerError::Source(e)),
         }
+        None => loop {
+            if failed.load(Ordering::Relaxed) {
+                break Ok(None);
+            }
+            match source.next_event() {
+                Ok(SourceEvent::Packet(p)) => {
+                    if p.ts > last_ts {
+                        last_ts = p.ts;
+                    }
+                    let link = decode_link(p.linktype, p.data);
+                    let w = match &link {
+                        Ok(info) => {
+                            (endpoint_hash(
+                                info.ethertype,
+                                p.data.get(info.l3_offset..).unwrap_or(&[]),
+                            ) % n) as usize
+                        }
+                        Err(_) => 0,
+                    };
+                    let Some(b) = batches.get_mut(w) else {
+                        continue;
+                    };
+                    let start = b.data.len();
+                    b.data.extend_from_slice(p.data);
+                    b.packets.push(Desc {
+                        index: p.index,
+                        interface: p.interface,
+                        linktype: p.linktype,
+                        ts: p.ts,
+                        clock: last_ts,
+                        origlen: p.origlen,
+                        chunk: NO_CHUNK,
+                        start,
+                        len: p.data.len(),
+                        link,
+                    });
+                    if (b.packets.len() >= BATCH_PACKETS || b.bytes() >= BATCH_BYTES)
+                        && !send(w, &mut batches)
+                    {
+                        break Ok(None);
+                    }
+                }
+                Ok(SourceEvent::Timeout { now }) => {
+                    for w in 0..senders.len() {
+                        send(w, &mut batches);
+                    }
+                    for s in senders {
+                        let _ = s.send(Msg::Tick(now));
+                    }
+                }
+                Ok(SourceEvent::End) => break Ok(None),
+                Err(e) if e.is_truncation() => break Ok(Some(e)),
+                Err(e) => break Err(AnalyzerError::Source(e)),
+            }
+        },
     };
     for w in 0..senders.len() {
         send(w, &mut batches);

@@ -203,6 +203,34 @@ pub struct DirectionStats {
     pub packets: u64,
     /// Bytes: the sum of the original (on-the-wire) frame lengths.
     pub bytes: u64,
+    /// Time of the first packet in this direction.
+    pub first: Option<Timestamp>,
+    /// Time of the last packet in this direction.
+    pub last: Option<Timestamp>,
+}
+
+impl DirectionStats {
+    /// Counts `frames` frames of `bytes` wire bytes seen between `first` and `last`.
+    pub fn add(
+        &mut self,
+        frames: u64,
+        bytes: u64,
+        first: Option<Timestamp>,
+        last: Option<Timestamp>,
+    ) {
+        self.packets += frames;
+        self.bytes += bytes;
+        if let Some(f) = first
+            && self.first.is_none_or(|x| f < x)
+        {
+            self.first = Some(f);
+        }
+        if let Some(l) = last
+            && self.last.is_none_or(|x| l > x)
+        {
+            self.last = Some(l);
+        }
+    }
 }
 
 /// Extra context in a flow key, so that overlapping address spaces (several
@@ -258,19 +286,33 @@ impl Flow {
 
     /// Counts one packet of `bytes` wire bytes seen at `ts` in `dir`.
     pub fn count(&mut self, dir: Direction, ts: Option<Timestamp>, bytes: u32) {
+        self.count_frames(dir, 1, u64::from(bytes), ts, ts);
+    }
+
+    /// Counts `frames` frames (the fragments of one datagram, say) of
+    /// `bytes` wire bytes in all, seen from `first` to `last`.
+    pub fn count_frames(
+        &mut self,
+        dir: Direction,
+        frames: u64,
+        bytes: u64,
+        first: Option<Timestamp>,
+        last: Option<Timestamp>,
+    ) {
         let s = match dir {
             Direction::ToServer => &mut self.to_server,
             Direction::ToClient => &mut self.to_client,
         };
-        s.packets += 1;
-        s.bytes += u64::from(bytes);
-        if let Some(ts) = ts {
-            if self.first_seen.is_none_or(|f| ts < f) {
-                self.first_seen = Some(ts);
-            }
-            if self.last_seen.is_none_or(|l| ts > l) {
-                self.last_seen = Some(ts);
-            }
+        s.add(frames, bytes, first, last);
+        if let Some(f) = first
+            && self.first_seen.is_none_or(|x| f < x)
+        {
+            self.first_seen = Some(f);
+        }
+        if let Some(l) = last
+            && self.last_seen.is_none_or(|x| l > x)
+        {
+            self.last_seen = Some(l);
         }
     }
 

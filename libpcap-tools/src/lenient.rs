@@ -26,11 +26,6 @@ impl LenientSource {
         }
     }
 
-    /// The truncation or corruption that ended the input, if any.
-    pub fn warnings(&self) -> &[Error] {
-        &self.warnings
-    }
-
     /// The reader.
     pub fn reader(&self) -> &CaptureReader {
         &self.reader
@@ -57,6 +52,10 @@ impl PacketSource for LenientSource {
 
     fn name(&self) -> &str {
         self.reader.name()
+    }
+
+    fn warnings(&self) -> &[Error] {
+        &self.warnings
     }
 
     fn progress(&self) -> SourceProgress {
@@ -90,7 +89,27 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 4);
-        assert!(s.warnings()[0].is_truncation());
+        assert!(PacketSource::warnings(&s)[0].is_truncation());
         assert_eq!(s.next_event().unwrap(), SourceEvent::End);
     }
+}
+
+/// Opens a capture for analysis: classic pcap files are read into shared
+/// chunks ([`crate::ChunkedPcapReader`], no copy when packets go to worker
+/// threads), everything else (pcapng, compressed files, standard input)
+/// through a [`LenientSource`]. Either way a truncated or partly corrupt
+/// file ends with [`PacketSource::warnings`] instead of an error.
+///
+/// # Errors
+/// When the input cannot be opened or is not a capture.
+pub fn open_capture(
+    path: &std::path::Path,
+    cfg: &crate::ReaderConfig,
+) -> Result<Box<dyn PacketSource>> {
+    if let Some(r) = crate::ChunkedPcapReader::open(path, cfg)? {
+        return Ok(Box::new(r));
+    }
+    Ok(Box::new(LenientSource::new(CaptureReader::open(
+        path, cfg,
+    )?)))
 }

@@ -20,6 +20,7 @@
 
 #![forbid(unsafe_code)]
 
+mod chunked;
 mod config;
 mod error;
 mod flow;
@@ -31,17 +32,18 @@ mod source;
 pub mod synth;
 mod writer;
 
+pub use chunked::ChunkedPcapReader;
 pub use config::{Config, ReaderConfig};
 pub use error::{Error, Result};
 pub use flow::{
     Direction, DirectionStats, FiveTuple, Flow, FlowContext, FlowId, ThreeTuple, ipproto,
 };
-pub use lenient::LenientSource;
+pub use lenient::{LenientSource, open_capture};
 pub use linktype::LinkType;
 pub use packet::{OwnedPacket, Packet, Timestamp};
 pub use reader::{
     BlockCallback, BlockInfo, CaptureFormat, CaptureReader, Compression, Endianness, InterfaceInfo,
     pcapng_timestamp,
 };
-pub use source::{PacketSource, SourceEvent, SourceProgress, Verdict};
+pub use source::{PacketSource, SharedEvent, SharedPacket, SourceEvent, SourceProgress, Verdict};
 pub use writer::{InterfaceSpec, PcapNgWriter, PcapWriter, PcapWriterOptions};

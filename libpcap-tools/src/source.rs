@@ -18,6 +18,63 @@ pub enum SourceEvent<'a> {
     End,
 }
 
+/// A packet whose bytes live in a reference-counted chunk, so that it can
+/// cross threads without being copied (see [`PacketSource::next_shared`]).
+#[derive(Debug, Clone)]
+pub struct SharedPacket {
+    /// See [`Packet::index`].
+    pub index: u64,
+    /// See [`Packet::interface`].
+    pub interface: u32,
+    /// See [`Packet::linktype`].
+    pub linktype: crate::LinkType,
+    /// See [`Packet::ts`].
+    pub ts: Option<Timestamp>,
+    /// See [`Packet::origlen`].
+    pub origlen: u32,
+    /// The chunk holding the packet.
+    pub chunk: std::sync::Arc<Vec<u8>>,
+    /// Offset of the packet in the chunk.
+    pub start: usize,
+    /// Captured length.
+    pub len: usize,
+}
+
+impl SharedPacket {
+    /// The captured bytes.
+    pub fn data(&self) -> &[u8] {
+        self.chunk
+            .get(self.start..self.start.saturating_add(self.len))
+            .unwrap_or(&[])
+    }
+
+    /// Borrows it as a [`Packet`].
+    pub fn as_packet(&self) -> Packet<'_> {
+        Packet {
+            index: self.index,
+            interface: self.interface,
+            linktype: self.linktype,
+            ts: self.ts,
+            origlen: self.origlen,
+            data: self.data(),
+        }
+    }
+}
+
+/// What [`PacketSource::next_shared`] returns.
+#[derive(Debug, Clone)]
+pub enum SharedEvent {
+    /// A packet in a shared chunk.
+    Packet(SharedPacket),
+    /// As [`SourceEvent::Timeout`].
+    Timeout {
+        /// Current time.
+        now: Timestamp,
+    },
+    /// The input is exhausted.
+    End,
+}
+
 /// What an inline source should do with a packet (NFQUEUE).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Verdict {
@@ -77,9 +134,23 @@ pub trait PacketSource: Send {
     /// Progress so far.
     fn progress(&self) -> SourceProgress;
 
+    /// Problems that ended the input early but let every packet before them
+    /// be read (a truncated or partly corrupt file).
+    fn warnings(&self) -> &[crate::Error] {
+        &[]
+    }
+
     /// `true` for live sources: flow timeouts then follow the wall clock.
     fn is_live(&self) -> bool {
         false
+    }
+
+    /// The next packet in a shared chunk, for sources that read into
+    /// reference-counted chunks; `None` (the default) when the source cannot,
+    /// and the caller then uses [`PacketSource::next_event`]. A source must
+    /// answer the same way on every call.
+    fn next_shared(&mut self) -> Option<Result<SharedEvent>> {
+        None
     }
 
     /// Gives the verdict for the packet of index `index`. Sources that are

@@ -368,6 +368,32 @@ impl<X: Default> FlowTable<X> {
         wire_bytes: u64,
         tcp_flags: u8,
     ) -> Tracked {
+        self.track_frames(
+            tuple,
+            context,
+            packet_index,
+            frames,
+            wire_bytes,
+            ts,
+            ts,
+            tcp_flags,
+        )
+    }
+
+    /// As [`FlowTable::track`], for `frames` frames seen from `first` to
+    /// `last` (the fragments of a rebuilt datagram).
+    #[allow(clippy::too_many_arguments)] // see track()
+    pub fn track_frames(
+        &mut self,
+        tuple: &FiveTuple,
+        context: FlowContext,
+        packet_index: u64,
+        frames: u32,
+        wire_bytes: u64,
+        first: Option<Timestamp>,
+        ts: Option<Timestamp>,
+        tcp_flags: u8,
+    ) -> Tracked {
         if let Some(t) = ts {
             self.advance(t);
         }
@@ -448,14 +474,8 @@ impl<X: Default> FlowTable<X> {
                 }
             }
         }
-        e.flow.count(direction, ts, 0);
-        let stats = match direction {
-            Direction::ToServer => &mut e.flow.to_server,
-            Direction::ToClient => &mut e.flow.to_client,
-        };
-        // count() added one packet and 0 bytes: account for fragments and bytes
-        stats.packets += u64::from(frames.saturating_sub(1));
-        stats.bytes += wire_bytes;
+        e.flow
+            .count_frames(direction, u64::from(frames), wire_bytes, first.or(ts), ts);
         // activity is the packet's own time: a packet without a timestamp
         // (pcapng Simple Packet Block) does not move the deadline, so expiry
         // does not depend on which other packets this table has seen
@@ -495,8 +515,7 @@ impl<X: Default> FlowTable<X> {
         {
             oriented = tuple.reversed();
         }
-        let mut flow = Flow::new(flow_id(&key, index), oriented, key.context);
-        flow.first_seen = ts;
+        let flow = Flow::new(flow_id(&key, index), oriented, key.context);
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
         let last_activity = ts.map_or(NO_TIME, |t| t.0);

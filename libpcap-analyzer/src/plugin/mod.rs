@@ -93,6 +93,9 @@ pub struct Interest {
     pub ethertypes: Option<Vec<u16>>,
     /// At the transport and stream layers, only these IP protocols (`None`: all).
     pub ip_protocols: Option<Vec<u8>>,
+    /// At the transport and stream layers, only packets with one of these
+    /// ports on either side (`None`: all).
+    pub ports: Option<Vec<u16>>,
     /// Run as one instance shared by all workers behind a lock, instead of
     /// one instance per worker merged at the end.
     pub shared: bool,
@@ -117,6 +120,22 @@ impl Interest {
     pub fn ip_protocols(mut self, protocols: &[u8]) -> Interest {
         self.ip_protocols = Some(protocols.to_vec());
         self
+    }
+
+    /// Restricts the transport and stream layers to these ports (either side).
+    pub fn ports(mut self, ports: &[u16]) -> Interest {
+        self.ports = Some(ports.to_vec());
+        self
+    }
+
+    /// `true` if the plugin wants `layer` (TRANSPORT or STREAM) for a packet
+    /// of this key.
+    pub fn wants_key(&self, layer: Layers, key: &libpcap_tools::FiveTuple) -> bool {
+        self.wants_protocol(layer, key.proto)
+            && self
+                .ports
+                .as_ref()
+                .is_none_or(|p| p.contains(&key.src_port) || p.contains(&key.dst_port))
     }
 
     /// Asks for a single shared instance (see [`Interest::shared`]).

@@ -255,6 +255,10 @@ enum Store {
 #[derive(Debug)]
 pub struct ConnectionsPlugin {
     cfg: ConnectionsConfig,
+    /// Record every transport layer (needed for reports written while the
+    /// run goes on); otherwise flows are folded in when they end, which costs
+    /// nothing per packet.
+    per_packet: bool,
     store: Store,
     _writer: Option<Arc<PeriodicWriter>>,
 }
@@ -264,6 +268,7 @@ impl ConnectionsPlugin {
     pub fn new(cfg: ConnectionsConfig) -> ConnectionsPlugin {
         ConnectionsPlugin {
             cfg,
+            per_packet: false,
             store: Store::Local(ConnTable::default()),
             _writer: None,
         }
@@ -286,6 +291,43 @@ impl ConnectionsPlugin {
     pub fn report_path(&self, dir: &Path) -> PathBuf {
         dir.join(format!("{}.{}", self.cfg.file, self.cfg.format.extension()))
     }
+}
+
+/// Folds one direction of an ended flow into the table.
+fn record_direction(t: &mut ConnTable, k: ConnKey, proto: u8, d: &libpcap_tools::DirectionStats) {
+    if d.packets == 0 {
+        return;
+    }
+    let s = t.map.entry(k).or_default();
+    s.add_proto(proto);
+    if let Some(f) = d.first {
+        let ms = f.as_millis();
+        s.first_ms = Some(s.first_ms.map_or(ms, |x| x.min(ms)));
+    }
+    if let Some(l) = d.last {
+        let ms = l.as_millis();
+        s.last_ms = Some(s.last_ms.map_or(ms, |x| x.max(ms)));
+    }
+    s.bytes += d.bytes;
+    s.packets += d.packets;
+}
+
+fn record_flow(t: &mut ConnTable, f: &libpcap_tools::Flow) {
+    let k = &f.key;
+    let fwd = ConnKey {
+        src: k.src,
+        src_port: k.src_port,
+        dst: k.dst,
+        dst_port: k.dst_port,
+    };
+    let rev = ConnKey {
+        src: k.dst,
+        src_port: k.dst_port,
+        dst: k.src,
+        dst_port: k.src_port,
+    };
+    record_direction(t, fwd, k.proto, &f.to_server);
+    record_direction(t, rev, k.proto, &f.to_client);
 }
 
 fn record(t: &mut ConnTable, tl: &TransportLayer<'_>) {
@@ -317,7 +359,29 @@ impl Plugin for ConnectionsPlugin {
     }
 
     fn interest(&self) -> Interest {
-        Interest::new(Layers::TRANSPORT)
+        if self.per_packet {
+            Interest::new(Layers::TRANSPORT)
+        } else {
+            Interest::new(Layers::FLOW_EVENTS)
+        }
+    }
+
+    fn flow_destroyed(
+        &mut self,
+        flow: &libpcap_tools::Flow,
+        _: crate::plugin::EndReason,
+    ) -> PluginResult<()> {
+        if !self.per_packet {
+            match &mut self.store {
+                Store::Local(t) => record_flow(t, flow),
+                Store::Shared(m) => {
+                    if let Ok(mut t) = m.lock() {
+                        record_flow(&mut t, flow);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn handle_transport(
@@ -461,6 +525,7 @@ impl PluginBuilder for ConnectionsPluginBuilder {
                 t.push(shared.clone());
             }
             p.store = Store::Shared(shared);
+            p.per_packet = true;
             p._writer = Some(writer);
         }
         Ok(Box::new(p))

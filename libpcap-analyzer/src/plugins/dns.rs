@@ -126,6 +126,7 @@ impl Plugin for DnsPlugin {
     fn interest(&self) -> Interest {
         Interest::new(Layers::TRANSPORT | Layers::STREAM | Layers::FLOW_EVENTS)
             .ip_protocols(&[ipproto::UDP, ipproto::TCP])
+            .ports(&self.cfg.ports)
     }
 
     fn handle_transport(

@@ -1,0 +1,136 @@
+//! The chunked classic-pcap reader gives exactly what `CaptureReader` gives.
+
+use crate::common::corpus_dir;
+use libpcap_tools::{
+    CaptureReader, ChunkedPcapReader, LenientSource, OwnedPacket, PacketSource, ReaderConfig,
+    SharedEvent, SourceEvent,
+};
+use std::path::Path;
+
+fn via_reader(path: &Path) -> Option<(Vec<OwnedPacket>, Vec<String>)> {
+    let r = CaptureReader::open(path, &ReaderConfig::default()).ok()?;
+    let mut s = LenientSource::new(r);
+    let mut out = Vec::new();
+    loop {
+        match s.next_event() {
+            Ok(SourceEvent::Packet(p)) => out.push(p.to_owned()),
+            Ok(_) => break,
+            Err(_) => return None,
+        }
+    }
+    let w = s.warnings().iter().map(|e| format!("{e}")).collect();
+    Some((out, w))
+}
+
+fn via_chunks(
+    path: &Path,
+    buffer_size: usize,
+    shared: bool,
+) -> Option<(Vec<OwnedPacket>, Vec<String>)> {
+    let cfg = ReaderConfig {
+        buffer_size,
+        ..ReaderConfig::default()
+    };
+    let mut r = ChunkedPcapReader::open(path, &cfg).ok()??;
+    let mut out = Vec::new();
+    if shared {
+        loop {
+            match r.next_shared()? {
+                Ok(SharedEvent::Packet(p)) => out.push(p.as_packet().to_owned()),
+                Ok(_) => break,
+                Err(_) => return None,
+            }
+        }
+    } else {
+        loop {
+            match r.next_event() {
+                Ok(SourceEvent::Packet(p)) => out.push(p.to_owned()),
+                Ok(_) => break,
+                Err(_) => return None,
+            }
+        }
+    }
+    let w = r.warnings().iter().map(|e| format!("{e}")).collect();
+    Some((out, w))
+}
+
+fn is_classic_pcap(path: &Path) -> bool {
+    let Ok(b) = std::fs::read(path) else {
+        return false;
+    };
+    matches!(
+        b.get(..4),
+        Some(
+            [0xd4, 0xc3, 0xb2, 0xa1]
+                | [0x4d, 0x3c, 0xb2, 0xa1]
+                | [0xa1, 0xb2, 0xc3, 0xd4]
+                | [0xa1, 0xb2, 0x3c, 0x4d]
+        )
+    )
+}
+
+#[test]
+fn chunked_reader_equals_capture_reader_on_the_corpus() {
+    let Some(dir) = corpus_dir() else { return };
+    let manifest = std::fs::read_to_string(dir.join("MANIFEST.tsv")).unwrap();
+    let mut files = 0;
+    for line in manifest.lines().skip(1) {
+        let rel = line.split('\t').next().unwrap();
+        let path = dir.join(rel);
+        if !is_classic_pcap(&path) {
+            continue;
+        }
+        let Some(expected) = via_reader(&path) else {
+            // an error before the first packet: the chunked reader errs too
+            assert!(via_chunks(&path, 1 << 20, true).is_none(), "{rel}");
+            continue;
+        };
+        for size in [64, 1000, 1 << 20] {
+            for shared in [true, false] {
+                let got = via_chunks(&path, size, shared)
+                    .unwrap_or_else(|| panic!("{rel}: chunked reader failed"));
+                assert_eq!(
+                    got.0.len(),
+                    expected.0.len(),
+                    "{rel} (chunk {size}, shared {shared})"
+                );
+                assert!(got.0 == expected.0, "{rel}: packets differ (chunk {size})");
+                // both end the same way: cleanly or with the same kind of warning
+                assert_eq!(
+                    got.1.len(),
+                    expected.1.len(),
+                    "{rel}: {:?} vs {:?}",
+                    got.1,
+                    expected.1
+                );
+            }
+        }
+        files += 1;
+    }
+    assert!(files > 150, "{files} classic pcap files");
+}
+
+#[test]
+fn chunked_reader_cut_at_every_offset() {
+    use libpcap_tools::{LinkType, PcapWriterOptions, Timestamp, synth};
+    let packets = synth::packets(6, Timestamp(1_000_000_000));
+    let bytes =
+        synth::pcap_bytes(&packets, LinkType::ETHERNET, PcapWriterOptions::default()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    for cut in 24..=bytes.len() {
+        let path = tmp.path().join("cut.pcap");
+        std::fs::write(&path, &bytes[..cut]).unwrap();
+        let expected = via_reader(&path).unwrap();
+        for size in [64, 1 << 20] {
+            let got = via_chunks(&path, size, true).unwrap();
+            assert!(got.0 == expected.0, "cut {cut}");
+            assert_eq!(
+                got.1.len(),
+                expected.1.len(),
+                "cut {cut}: {:?} vs {:?}",
+                got.1,
+                expected.1
+            );
+        }
+    }
+}
