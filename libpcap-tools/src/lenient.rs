@@ -63,6 +63,26 @@ impl PacketSource for LenientSource {
     }
 }
 
+/// Opens a capture for analysis: classic pcap files are read into shared
+/// chunks ([`crate::ChunkedPcapReader`], no copy when packets go to worker
+/// threads), everything else (pcapng, compressed files, standard input)
+/// through a [`LenientSource`]. Either way a truncated or partly corrupt
+/// file ends with [`PacketSource::warnings`] instead of an error.
+///
+/// # Errors
+/// When the input cannot be opened or is not a capture.
+pub fn open_capture(
+    path: &std::path::Path,
+    cfg: &crate::ReaderConfig,
+) -> Result<Box<dyn PacketSource>> {
+    if let Some(r) = crate::ChunkedPcapReader::open(path, cfg)? {
+        return Ok(Box::new(r));
+    }
+    Ok(Box::new(LenientSource::new(CaptureReader::open(
+        path, cfg,
+    )?)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,22 +114,3 @@ mod tests {
     }
 }
 
-/// Opens a capture for analysis: classic pcap files are read into shared
-/// chunks ([`crate::ChunkedPcapReader`], no copy when packets go to worker
-/// threads), everything else (pcapng, compressed files, standard input)
-/// through a [`LenientSource`]. Either way a truncated or partly corrupt
-/// file ends with [`PacketSource::warnings`] instead of an error.
-///
-/// # Errors
-/// When the input cannot be opened or is not a capture.
-pub fn open_capture(
-    path: &std::path::Path,
-    cfg: &crate::ReaderConfig,
-) -> Result<Box<dyn PacketSource>> {
-    if let Some(r) = crate::ChunkedPcapReader::open(path, cfg)? {
-        return Ok(Box::new(r));
-    }
-    Ok(Box::new(LenientSource::new(CaptureReader::open(
-        path, cfg,
-    )?)))
-}
