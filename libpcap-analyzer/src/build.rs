@@ -292,93 +292,6 @@ pub fn eth_ip(src: IpAddr, dst: IpAddr, proto: u8, segment: &[u8]) -> Vec<u8> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use pnet_packet::Packet as _;
-    use pnet_packet::ethernet::EthernetPacket;
-    use pnet_packet::ipv4::Ipv4Packet;
-    use pnet_packet::ipv6::Ipv6Packet;
-    use pnet_packet::tcp::TcpPacket;
-    use pnet_packet::udp::UdpPacket;
-
-    const C: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-    const S: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
-
-    // pnet_packet is an independent implementation: it checks our builder.
-    #[test]
-    fn ipv4_udp_frame_agrees_with_pnet() {
-        let u = udp(C.into(), S.into(), 1234, 53, b"abc");
-        let f = ethernet(MAC_A, MAC_B, 0x0800, &ipv4(C, S, 17, 7, &u));
-        let e = EthernetPacket::new(&f).unwrap();
-        assert_eq!(e.get_ethertype().0, 0x0800);
-        let ip = Ipv4Packet::new(e.payload()).unwrap();
-        assert_eq!(ip.get_checksum(), pnet_packet::ipv4::checksum(&ip));
-        assert_eq!(
-            (
-                ip.get_source(),
-                ip.get_destination(),
-                ip.get_identification()
-            ),
-            (C, S, 7)
-        );
-        assert_eq!(ip.get_total_length(), 31);
-        let up = UdpPacket::new(ip.payload()).unwrap();
-        assert_eq!(
-            up.get_checksum(),
-            pnet_packet::udp::ipv4_checksum(&up, &C, &S)
-        );
-        assert_eq!(
-            (up.get_source(), up.get_destination(), up.payload()),
-            (1234, 53, &b"abc"[..])
-        );
-    }
-
-    #[test]
-    fn tcp_over_ipv6_agrees_with_pnet() {
-        let (a, b) = (
-            "2001:db8::1".parse().unwrap(),
-            "2001:db8::2".parse().unwrap(),
-        );
-        let t = tcp(
-            IpAddr::V6(a),
-            IpAddr::V6(b),
-            40000,
-            443,
-            1000,
-            0,
-            flags::SYN,
-            b"",
-        );
-        let p = ipv6(a, b, 6, &t);
-        let ip = Ipv6Packet::new(&p).unwrap();
-        assert_eq!(ip.get_payload_length(), 20);
-        let tp = TcpPacket::new(ip.payload()).unwrap();
-        assert_eq!(
-            tp.get_checksum(),
-            pnet_packet::tcp::ipv6_checksum(&tp, &a, &b)
-        );
-        assert_eq!((tp.get_sequence(), tp.get_flags()), (1000, flags::SYN));
-    }
-
-    #[test]
-    fn fragments_cover_the_datagram() {
-        let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
-        let frags = ipv4_fragments(C, S, 17, 9, &data, 1480);
-        assert_eq!(frags.len(), 3);
-        let mut rebuilt = Vec::new();
-        for (i, f) in frags.iter().enumerate() {
-            let ip = Ipv4Packet::new(f).unwrap();
-            assert_eq!(
-                u32::from(ip.get_fragment_offset()) * 8,
-                rebuilt.len() as u32
-            );
-            assert_eq!(ip.get_flags() & 1 == 1, i < 2, "MF flag of fragment {i}");
-            rebuilt.extend_from_slice(ip.payload());
-        }
-        assert_eq!(rebuilt, data);
-    }
-}
 
 /// A DNS name in wire format (labels, no compression).
 fn dns_name(name: &str) -> Vec<u8> {
@@ -509,4 +422,92 @@ pub fn tls_server_hello(cipher: u16, alpn: Option<&str>) -> Vec<u8> {
     b.extend_from_slice(&(ext.len() as u16).to_be_bytes());
     b.extend_from_slice(&ext);
     tls_record(2, &b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pnet_packet::Packet as _;
+    use pnet_packet::ethernet::EthernetPacket;
+    use pnet_packet::ipv4::Ipv4Packet;
+    use pnet_packet::ipv6::Ipv6Packet;
+    use pnet_packet::tcp::TcpPacket;
+    use pnet_packet::udp::UdpPacket;
+
+    const C: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+    const S: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+
+    // pnet_packet is an independent implementation: it checks our builder.
+    #[test]
+    fn ipv4_udp_frame_agrees_with_pnet() {
+        let u = udp(C.into(), S.into(), 1234, 53, b"abc");
+        let f = ethernet(MAC_A, MAC_B, 0x0800, &ipv4(C, S, 17, 7, &u));
+        let e = EthernetPacket::new(&f).unwrap();
+        assert_eq!(e.get_ethertype().0, 0x0800);
+        let ip = Ipv4Packet::new(e.payload()).unwrap();
+        assert_eq!(ip.get_checksum(), pnet_packet::ipv4::checksum(&ip));
+        assert_eq!(
+            (
+                ip.get_source(),
+                ip.get_destination(),
+                ip.get_identification()
+            ),
+            (C, S, 7)
+        );
+        assert_eq!(ip.get_total_length(), 31);
+        let up = UdpPacket::new(ip.payload()).unwrap();
+        assert_eq!(
+            up.get_checksum(),
+            pnet_packet::udp::ipv4_checksum(&up, &C, &S)
+        );
+        assert_eq!(
+            (up.get_source(), up.get_destination(), up.payload()),
+            (1234, 53, &b"abc"[..])
+        );
+    }
+
+    #[test]
+    fn tcp_over_ipv6_agrees_with_pnet() {
+        let (a, b) = (
+            "2001:db8::1".parse().unwrap(),
+            "2001:db8::2".parse().unwrap(),
+        );
+        let t = tcp(
+            IpAddr::V6(a),
+            IpAddr::V6(b),
+            40000,
+            443,
+            1000,
+            0,
+            flags::SYN,
+            b"",
+        );
+        let p = ipv6(a, b, 6, &t);
+        let ip = Ipv6Packet::new(&p).unwrap();
+        assert_eq!(ip.get_payload_length(), 20);
+        let tp = TcpPacket::new(ip.payload()).unwrap();
+        assert_eq!(
+            tp.get_checksum(),
+            pnet_packet::tcp::ipv6_checksum(&tp, &a, &b)
+        );
+        assert_eq!((tp.get_sequence(), tp.get_flags()), (1000, flags::SYN));
+    }
+
+    #[test]
+    fn fragments_cover_the_datagram() {
+        let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+        let frags = ipv4_fragments(C, S, 17, 9, &data, 1480);
+        assert_eq!(frags.len(), 3);
+        let mut rebuilt = Vec::new();
+        for (i, f) in frags.iter().enumerate() {
+            let ip = Ipv4Packet::new(f).unwrap();
+            assert_eq!(
+                u32::from(ip.get_fragment_offset()) * 8,
+                rebuilt.len() as u32
+            );
+            assert_eq!(ip.get_flags() & 1 == 1, i < 2, "MF flag of fragment {i}");
+            rebuilt.extend_from_slice(ip.payload());
+        }
+        assert_eq!(rebuilt, data);
+    }
 }

@@ -162,7 +162,8 @@ mod tests {
 
     #[test]
     fn never_panic_on_short_input() {
-        let all: &[fn(&[u8]) -> Option<Carried<'_>>] = &[teredo, gtp_u, nsh, mpls];
+        type Decoder = fn(&[u8]) -> Option<Carried<'_>>;
+        let all: &[Decoder] = &[teredo, gtp_u, nsh, mpls];
         let mut x: u32 = 0x1234_5678;
         for len in 0..64 {
             for _ in 0..200 {
