@@ -1,4 +1,6 @@
 //! Integration tests of libpcap-analyzer (one test binary, a module per area).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)] // test helpers fail loudly
+
 mod corpus;
 mod fixtures;
