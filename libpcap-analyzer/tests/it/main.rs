@@ -2,5 +2,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)] // test helpers fail loudly
 
+mod config;
 mod corpus;
 mod fixtures;
