@@ -514,10 +514,12 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
     config.check_sections(&known, Some(&names));
 
     // check the plugins build before reading anything
-    registry.build(&selected, &config).map_err(|e| match cfg_file {
-        Some(f) => anyhow::anyhow!("{e} (configuration file '{}')", f.display()),
-        None => anyhow::anyhow!("{e}"),
-    })?;
+    registry
+        .build(&selected, &config)
+        .map_err(|e| match cfg_file {
+            Some(f) => anyhow::anyhow!("{e} (configuration file '{}')", f.display()),
+            None => anyhow::anyhow!("{e}"),
+        })?;
     let engine = Engine::new(&config, jobs).map_err(|e| match cfg_file {
         Some(f) => anyhow::anyhow!("invalid configuration file '{}': {e}", f.display()),
         None => anyhow::anyhow!("{e}"),
@@ -582,9 +584,8 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
     let summary = summary_json(&output, &progress, elapsed, &warnings);
     if let Some(path) = &args.stats_json {
         let text = serde_json::to_string_pretty(&summary)? + "\n";
-        std::fs::write(path, text).map_err(|e| {
-            anyhow::anyhow!("cannot write '{}': {}", path.display(), io_reason(&e))
-        })?;
+        std::fs::write(path, text)
+            .map_err(|e| anyhow::anyhow!("cannot write '{}': {}", path.display(), io_reason(&e)))?;
     }
     for w in &warnings {
         log::warn!("{w}; the results cover every packet before that point");
