@@ -248,20 +248,28 @@ fn list(
     Ok(())
 }
 
-/// Starts the logger: level from `PCAP_ANALYZER_LOG`, else `-v`/`-q`, else
-/// `[log] level`; a log file in `outdir` (`[log] file`, empty for none) with
-/// warnings also on standard error; standard error only without `outdir`.
+/// Starts the logger. The level is `PCAP_ANALYZER_LOG`, else `-v` (info,
+/// debug, trace), else `[log] level`, else `info` with a log file and `warn`
+/// without. With `outdir`, the log goes to a file there (`[log] file`,
+/// default `pcap-analyzer.log`; empty for none) and its warnings also to
+/// standard error (only errors with `-q`); without, to standard error (only
+/// errors with `-q`).
 fn setup_logging(
     args: &Args,
     lc: &LogConfig,
     outdir: Option<&Path>,
 ) -> Result<Option<flexi_logger::LoggerHandle>> {
     use flexi_logger::{Duplicate, FileSpec, Logger};
-    let default_level = match (args.quiet, args.verbose) {
-        (true, _) => "error".to_string(),
-        (false, 0) => lc.level.clone().unwrap_or_else(|| "warn".to_string()),
-        (false, 1) => "info".to_string(),
-        (false, 2) => "debug".to_string(),
+    let name = lc.file.as_deref().unwrap_or("pcap-analyzer.log");
+    let to_file = outdir.filter(|_| !name.is_empty());
+    let default_level = match args.verbose {
+        0 if args.quiet && to_file.is_none() => "error".to_string(),
+        0 => lc
+            .level
+            .clone()
+            .unwrap_or_else(|| if to_file.is_some() { "info" } else { "warn" }.to_string()),
+        1 => "info".to_string(),
+        2 => "debug".to_string(),
         _ => "trace".to_string(),
     };
     let level = std::env::var("PCAP_ANALYZER_LOG")
@@ -278,9 +286,8 @@ fn setup_logging(
     } else {
         Duplicate::Warn
     };
-    let name = lc.file.as_deref().unwrap_or("pcap-analyzer.log");
-    logger = match outdir {
-        Some(dir) if !name.is_empty() => {
+    logger = match to_file {
+        Some(dir) => {
             let path = dir.join(name);
             let spec = FileSpec::try_from(&path)
                 .with_context(|| format!("invalid log file name '{}'", path.display()))?;
@@ -508,6 +515,17 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
         })?;
     }
     let _logger = setup_logging(args, &log_cfg, outdir.as_deref())?;
+    log::info!(
+        "pcap-analyzer {}: inputs {}; plugins {}; {} worker(s)",
+        env!("CARGO_PKG_VERSION"),
+        args.inputs
+            .iter()
+            .map(|p| format!("'{}'", p.display()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        selected.join(","),
+        jobs
+    );
     let mut known: Vec<&str> = TOOL_SECTIONS.to_vec();
     known.extend_from_slice(EngineConfig::SECTIONS);
     let names = registry.names();

@@ -1,6 +1,9 @@
 //! Integration tests of test-analyzer: the golden cases of the repository
 //! and the command line.
 
+// helpers shared by the tests fail loudly, like the tests themselves
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod cases;
 mod cli;
 
