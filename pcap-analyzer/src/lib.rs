@@ -74,7 +74,12 @@ pub fn exit_code(result: &Result<Outcome>) -> u8 {
 #[command(
     name = "pcap-analyzer",
     version,
-    about = "Analyse network captures: connection report, flows, DNS, TLS"
+    about = "Analyse network captures: connection report, flows, DNS, TLS",
+    after_help = "Environment: PCAP_ANALYZER_LOG sets the log level (error, warn, info, debug, trace, \
+                  or a flexi_logger spec such as 'info,libpcap_analyzer=debug').\n\
+                  Exit codes: 0 success (also when standard output is a closed pipe); 1 error \
+                  (unreadable input, bad configuration); 2 usage error (bad option, unknown plugin, \
+                  no input, live capture options); 3 input truncated or partly corrupt, results written."
 )]
 pub struct Args {
     /// Capture files (pcap or pcapng, optionally gzip/xz/lz4/zstd), read one
@@ -117,13 +122,14 @@ pub struct Args {
     /// Only errors on standard error; no progress bar, no summary.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
-    /// Capture live from this interface (AF_PACKET).
+    /// Capture live from this interface (AF_PACKET; not available yet: exit code 2).
     #[arg(short = 'i', long = "interface", value_name = "IFACE")]
     pub interface: Option<String>,
-    /// Capture filter (BPF syntax) for live capture.
+    /// Capture filter (BPF syntax) for live capture (not available yet: exit code 2).
     #[arg(short = 'f', long = "filter", value_name = "EXPR")]
     pub filter: Option<String>,
-    /// Inline mode: read from this NFQUEUE queue number and give verdicts.
+    /// Inline mode: read from this NFQUEUE queue number and give verdicts
+    /// (not available yet: exit code 2).
     #[arg(long = "nfqueue", value_name = "QUEUE")]
     pub nfqueue: Option<u16>,
     /// Write the run summary as JSON to this file.
@@ -609,7 +615,8 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
         log::warn!("{w}; the results cover every packet before that point");
     }
     if !args.quiet {
-        eprint!("{}", summary_text(&summary));
+        // a closed standard error is not worth failing the run for
+        let _ = std::io::stderr().write_all(summary_text(&summary).as_bytes());
     }
     Ok(if warnings.is_empty() {
         Outcome::Complete
@@ -730,4 +737,85 @@ fn summary_text(v: &serde_json::Value) -> String {
         s.push_str(&format!("anomalies: {}\n", list.join(" ")));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("pcap-analyzer").chain(list.iter().copied())).unwrap()
+    }
+
+    fn fixture(name: &str) -> String {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../testdata/pcap")
+            .join(name)
+            .display()
+            .to_string()
+    }
+
+    #[test]
+    fn exit_codes_follow_the_outcome() {
+        assert_eq!(exit_code(&Ok(Outcome::Complete)), EXIT_OK);
+        assert_eq!(exit_code(&Ok(Outcome::Partial)), EXIT_PARTIAL);
+        assert_eq!(exit_code(&Err(anyhow::anyhow!("x"))), EXIT_ERROR);
+        let usage: anyhow::Error = UsageError("u".into()).into();
+        assert_eq!(exit_code(&Err(usage.context("while starting"))), EXIT_USAGE);
+        let pipe = anyhow::Error::from(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+            .context("writing");
+        assert_eq!(exit_code(&Err(pipe)), EXIT_OK);
+    }
+
+    #[test]
+    fn io_reason_drops_the_os_error_number() {
+        let e = std::io::Error::from_raw_os_error(2);
+        assert_eq!(io_reason(&e), "No such file or directory");
+    }
+
+    #[test]
+    fn layer_names_are_listed_in_order() {
+        assert_eq!(
+            layer_names(Layers::TRANSPORT | Layers::LINK),
+            "link,transport"
+        );
+        assert_eq!(layer_names(Layers::FLOW_EVENTS), "-");
+    }
+
+    #[test]
+    fn run_writes_the_report_to_the_given_writer() {
+        let mut out = Vec::new();
+        let r = run(
+            &args(&["-q", "-p", "connections", &fixture("sample.pcap")]),
+            &mut out,
+        );
+        assert_eq!(r.unwrap(), Outcome::Complete);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("source ip;"), "{text}");
+    }
+
+    #[test]
+    fn stdin_twice_is_a_usage_error() {
+        let r = run(&args(&["-q", "-", "-"]), &mut Vec::new());
+        assert_eq!(exit_code(&r), EXIT_USAGE);
+    }
+
+    #[test]
+    fn a_directory_as_input_is_an_error_naming_it() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).display().to_string();
+        let r = run(&args(&["-q", &dir]), &mut Vec::new());
+        let e = r.unwrap_err();
+        assert!(format!("{e:#}").contains("is a directory"), "{e:#}");
+    }
+
+    #[test]
+    fn summary_text_lists_anomalies_by_kind() {
+        let v = serde_json::json!({
+            "packets": 3, "bytes": 180, "flows": 1, "duration_s": 0.5,
+            "packets_per_s": 6.0, "anomalies": { "ipv4_truncated": 2 }
+        });
+        let s = summary_text(&v);
+        assert!(s.contains("packets: 3"), "{s}");
+        assert!(s.contains("anomalies: ipv4_truncated=2"), "{s}");
+    }
 }
