@@ -39,6 +39,7 @@ fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(a, b, c, d))
 }
 
+#[allow(clippy::too_many_arguments)] // the fields of a TCP segment
 fn tcp(
     src: IpAddr,
     dst: IpAddr,
