@@ -421,12 +421,44 @@ fn no_input_and_bad_options_are_usage_errors() {
     assert_eq!(o.status.code(), Some(2));
 }
 
+/// A capture of `n` one-packet UDP connections (a report longer than a
+/// pipe's buffer when `n` is a few thousand).
+fn many_connections(path: &Path, n: u16) {
+    use libpcap_analyzer::build;
+    use libpcap_tools::{LinkType, Packet, PcapWriter, PcapWriterOptions, Timestamp};
+    use std::net::{IpAddr, Ipv4Addr};
+    let src = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+    let dst = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+    let mut w =
+        PcapWriter::new(Vec::new(), LinkType::ETHERNET, PcapWriterOptions::default()).unwrap();
+    for i in 0..n {
+        let frame = build::eth_ip(src, dst, 17, &build::udp(src, dst, 10_000 + i, 9, b"x"));
+        w.write_packet(&Packet {
+            index: u64::from(i),
+            interface: 0,
+            linktype: LinkType::ETHERNET,
+            ts: Some(Timestamp::from_secs_nanos(
+                1_700_000_000,
+                i64::from(i) * 1000,
+            )),
+            origlen: frame.len() as u32,
+            data: &frame,
+        })
+        .unwrap();
+    }
+    std::fs::write(path, w.finish().unwrap()).unwrap();
+}
+
 #[test]
 fn closed_stdout_pipe_is_not_an_error() {
-    // several copies of the input make a longer report
+    // 4000 rows: far more than a pipe holds, so the tool writes after the
+    // reader has gone
+    let tmp = tempfile::tempdir().unwrap();
+    let cap = tmp.path().join("many.pcap");
+    many_connections(&cap, 4000);
     let mut child = bin()
         .args(["-q", "--format", "jsonl"])
-        .arg(fixture("sample.pcap"))
+        .arg(&cap)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -441,6 +473,10 @@ fn closed_stdout_pipe_is_not_an_error() {
     drop(out);
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "");
+    // the whole report, read to the end, has every row
+    let o = run(["-q".as_ref(), cap.as_os_str()]);
+    assert_eq!(stdout(&o).lines().count(), 4001);
     // and --list-plugins into a closed pipe
     let mut child = bin()
         .arg("--list-plugins")
