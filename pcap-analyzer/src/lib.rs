@@ -520,7 +520,12 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
             )
         })?;
     }
+    // warnings about the configuration found before the logger started
+    let early = config.take_warnings();
     let _logger = setup_logging(args, &log_cfg, outdir.as_deref())?;
+    for w in early {
+        log::warn!("{w}");
+    }
     log::info!(
         "pcap-analyzer {}: inputs {}; plugins {}; {} worker(s)",
         env!("CARGO_PKG_VERSION"),

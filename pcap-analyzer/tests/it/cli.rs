@@ -486,3 +486,60 @@ fn closed_stdout_pipe_is_not_an_error() {
     drop(child.stdout.take());
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+#[test]
+fn output_dir_and_jobs_can_come_from_the_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outdir = tmp.path().join("from-config");
+    let conf = tmp.path().join("pal.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[output]\ndir = {:?}\n[run]\njobs = 2\n",
+            outdir.display().to_string()
+        ),
+    )
+    .unwrap();
+    let o = bin()
+        .env("PCAP_ANALYZER_LOG", "info")
+        .args(["-p", "connections,flows", "-c"])
+        .arg(&conf)
+        .arg(fixture("sample.pcap"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(outdir.join("connections.txt").is_file());
+    assert!(outdir.join("flows.jsonl").is_file());
+    let log = std::fs::read_to_string(outdir.join("pcap-analyzer.log")).unwrap();
+    assert!(log.contains("2 worker(s)"), "{log}");
+    // -o wins over the file
+    let cli = tmp.path().join("from-cli");
+    let o = run([
+        "-q".as_ref(),
+        "-p".as_ref(),
+        "connections".as_ref(),
+        "-c".as_ref(),
+        conf.as_os_str(),
+        "-o".as_ref(),
+        cli.as_os_str(),
+        fixture("sample.pcap").as_os_str(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(cli.join("connections.txt").is_file());
+}
+
+#[test]
+fn unknown_config_keys_are_warnings_not_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = tmp.path().join("pal.conf");
+    std::fs::write(&conf, "[reader]\nbufer_size = 4096\n[nonsense]\nx = 1\n").unwrap();
+    let o = run([
+        "-c".as_ref(),
+        conf.as_os_str(),
+        fixture("sample.pcap").as_os_str(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("reader.bufer_size"), "{err}");
+    assert!(err.contains("nonsense"), "{err}");
+}
