@@ -141,7 +141,8 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<u8> {
     }
     let jobs = if log_env_set() { 1 } else { args.jobs };
     if !args.check.is_empty() {
-        return check(args, &registry, stdout);
+        let forced = log_env_set().then_some(1);
+        return check(args, &registry, forced, stdout);
     }
     let Some(input) = &args.input else {
         eprintln!("test-analyzer: error: no input given: pass a capture file, or --check CASE_DIR");
@@ -224,14 +225,20 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<u8> {
     Ok(if src.warnings().is_empty() { 0 } else { 3 })
 }
 
-/// `--check`: runs every case; 0 when all pass.
-fn check(args: &Args, registry: &PluginRegistry, stdout: &mut dyn Write) -> Result<u8> {
+/// `--check`: runs every case (with `jobs` workers instead of the case's
+/// when given); 0 when all pass.
+fn check(
+    args: &Args,
+    registry: &PluginRegistry,
+    jobs: Option<usize>,
+    stdout: &mut dyn Write,
+) -> Result<u8> {
     let mut failed = 0;
     let mut total = 0;
     for dir in &args.check {
         for case in case::find_cases(dir)? {
             total += 1;
-            let r = case::run_case(&case, registry, None, args.update)?;
+            let r = case::run_case(&case, registry, jobs, args.update)?;
             if r.updated {
                 writeln!(stdout, "updated {} ({} files)", case.display(), r.files)?;
             } else if r.passed() {
