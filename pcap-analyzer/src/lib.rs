@@ -1,35 +1,85 @@
 //! The `pcap-analyzer` command: argument parsing, logging, the run and the
 //! summary. `main.rs` only maps the outcome to an exit code.
 //!
-//! Exit codes: 0 success; 1 error (unreadable input, bad configuration,
-//! plugin failure); 2 usage error; 3 input truncated or partly corrupt, but
-//! results written.
+//! Exit codes ([`exit_code`]): 0 success (also when standard output is a
+//! closed pipe); 1 error (unreadable input, bad configuration, plugin
+//! failure); 2 usage error (bad option, unknown plugin, no input, live
+//! capture options, which this build does not support yet); 3 input
+//! truncated or partly corrupt, but results written.
+//!
+//! See `README.md` in this crate for every option.
 
 pub mod sources;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use libpcap_analyzer::plugin::PluginRegistry;
-use libpcap_analyzer::plugins::builtin_registry;
+use libpcap_analyzer::plugin::{Interest, Layers, Plugin, PluginRegistry, PluginResult};
 use libpcap_analyzer::plugins::connections::{ConnectionsPlugin, ReportFormat};
-use libpcap_analyzer::{Engine, EngineConfig, RunOutput};
+use libpcap_analyzer::plugins::{OutputConfig, builtin_registry};
+use libpcap_analyzer::{Engine, EngineConfig, PluginFactory, RunOutput};
 use libpcap_tools::{
-    CaptureReader, Config, LenientSource, PacketSource, ReaderConfig, SourceEvent, SourceProgress,
+    CaptureReader, Config, Flow, LenientSource, PacketSource, ReaderConfig, SourceEvent,
+    SourceProgress, ipproto,
 };
 use sources::MultiSource;
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// Exit code: success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: an error (unreadable input, bad configuration, plugin failure).
+pub const EXIT_ERROR: u8 = 1;
+/// Exit code: a usage error (bad option, unknown plugin, no input, live
+/// capture options). clap uses the same code for its own errors.
+pub const EXIT_USAGE: u8 = 2;
 /// Exit code: input truncated or partly corrupt, results written.
 pub const EXIT_PARTIAL: u8 = 3;
+
+/// An error in how the tool was called (exit code [`EXIT_USAGE`]).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// `true` if `e` comes from writing to a closed pipe (not an error for us).
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// The exit code of a run's result (see the crate docs).
+pub fn exit_code(result: &Result<Outcome>) -> u8 {
+    match result {
+        Ok(Outcome::Complete) => EXIT_OK,
+        Ok(Outcome::Partial) => EXIT_PARTIAL,
+        Err(e) if is_broken_pipe(e) => EXIT_OK,
+        Err(e) if e.chain().any(|c| c.downcast_ref::<UsageError>().is_some()) => EXIT_USAGE,
+        Err(_) => EXIT_ERROR,
+    }
+}
 
 /// Command-line arguments.
 #[derive(Debug, Parser)]
 #[command(
     name = "pcap-analyzer",
     version,
-    about = "Analyse network captures: connection report, flows, DNS, TLS"
+    about = "Analyse network captures: connection report, flows, DNS, TLS",
+    after_help = "Environment: PCAP_ANALYZER_LOG sets the log level (error, warn, info, debug, trace, \
+                  or a flexi_logger spec such as 'info,libpcap_analyzer=debug').\n\
+                  Exit codes: 0 success (also when standard output is a closed pipe); 1 error \
+                  (unreadable input, bad configuration); 2 usage error (bad option, unknown plugin, \
+                  no input, live capture options); 3 input truncated or partly corrupt, results written."
 )]
 pub struct Args {
     /// Capture files (pcap or pcapng, optionally gzip/xz/lz4/zstd), read one
@@ -72,13 +122,14 @@ pub struct Args {
     /// Only errors on standard error; no progress bar, no summary.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
-    /// Capture live from this interface (AF_PACKET).
+    /// Capture live from this interface (AF_PACKET; not available yet: exit code 2).
     #[arg(short = 'i', long = "interface", value_name = "IFACE")]
     pub interface: Option<String>,
-    /// Capture filter (BPF syntax) for live capture.
+    /// Capture filter (BPF syntax) for live capture (not available yet: exit code 2).
     #[arg(short = 'f', long = "filter", value_name = "EXPR")]
     pub filter: Option<String>,
-    /// Inline mode: read from this NFQUEUE queue number and give verdicts.
+    /// Inline mode: read from this NFQUEUE queue number and give verdicts
+    /// (not available yet: exit code 2).
     #[arg(long = "nfqueue", value_name = "QUEUE")]
     pub nfqueue: Option<u16>,
     /// Write the run summary as JSON to this file.
@@ -122,6 +173,27 @@ pub enum Outcome {
     Partial,
 }
 
+/// Names of the layers in `l` (`link`, `network`, `transport`, `stream`),
+/// comma-separated, or `-`.
+fn layer_names(l: Layers) -> String {
+    let mut v = Vec::new();
+    for (flag, name) in [
+        (Layers::LINK, "link"),
+        (Layers::NETWORK, "network"),
+        (Layers::TRANSPORT, "transport"),
+        (Layers::STREAM, "stream"),
+    ] {
+        if l.contains(flag) {
+            v.push(name);
+        }
+    }
+    if v.is_empty() {
+        "-".to_string()
+    } else {
+        v.join(",")
+    }
+}
+
 /// Prints the builders (or plugins with their interests) to `out`.
 fn list(
     registry: &PluginRegistry,
@@ -140,50 +212,91 @@ fn list(
                 .build(config)
                 .with_context(|| format!("building plugin {}", b.name()))?;
             let i = p.interest();
-            let filt = |v: &Option<Vec<u8>>| v.as_ref().map(|v| format!(" protocols {v:?}"));
+            let events = if i.layers.contains(Layers::FLOW_EVENTS) {
+                "flow-created,flow-destroyed"
+            } else {
+                "-"
+            };
+            let protocols = i.ip_protocols.as_ref().map_or_else(
+                || "all".to_string(),
+                |v| {
+                    v.iter()
+                        .map(|p| ipproto::name(*p).map_or_else(|| p.to_string(), str::to_lowercase))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                },
+            );
+            let ethertypes = i.ethertypes.as_ref().map_or_else(
+                || "all".to_string(),
+                |v| {
+                    v.iter()
+                        .map(|e| format!("0x{e:04x}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                },
+            );
             writeln!(
                 out,
-                "{:<14} {:<8} layers: {:?}{}{}{}",
+                "{:<14} {:<8} layers: {}; events: {}; ethertypes: {}; protocols: {}{}",
                 b.name(),
                 default,
-                i.layers,
-                i.ethertypes
-                    .as_ref()
-                    .map(|e| format!(" ethertypes {e:04x?}"))
-                    .unwrap_or_default(),
-                filt(&i.ip_protocols).unwrap_or_default(),
-                if i.shared { " (shared instance)" } else { "" }
+                layer_names(i.layers),
+                events,
+                ethertypes,
+                protocols,
+                if i.shared { "; shared instance" } else { "" }
             )?;
         } else {
             writeln!(out, "{:<14} {:<8} {}", b.name(), default, b.description())?;
         }
     }
+    out.flush()?;
     Ok(())
 }
 
-fn setup_logging(args: &Args, config: &Config) -> Result<Option<flexi_logger::LoggerHandle>> {
+/// Starts the logger. The level is `PCAP_ANALYZER_LOG`, else `-v` (info,
+/// debug, trace), else `[log] level`, else `info` with a log file and `warn`
+/// without. With `outdir`, the log goes to a file there (`[log] file`,
+/// default `pcap-analyzer.log`; empty for none) and its warnings also to
+/// standard error (only errors with `-q`); without, to standard error (only
+/// errors with `-q`).
+fn setup_logging(
+    args: &Args,
+    lc: &LogConfig,
+    outdir: Option<&Path>,
+) -> Result<Option<flexi_logger::LoggerHandle>> {
     use flexi_logger::{Duplicate, FileSpec, Logger};
-    let lc: LogConfig = config.section("log")?;
-    let default_level = match (args.quiet, args.verbose) {
-        (true, _) => "error".to_string(),
-        (false, 0) => lc.level.clone().unwrap_or_else(|| "warn".to_string()),
-        (false, 1) => "info".to_string(),
-        (false, 2) => "debug".to_string(),
+    let name = lc.file.as_deref().unwrap_or("pcap-analyzer.log");
+    let to_file = outdir.filter(|_| !name.is_empty());
+    let default_level = match args.verbose {
+        0 if args.quiet && to_file.is_none() => "error".to_string(),
+        0 => lc
+            .level
+            .clone()
+            .unwrap_or_else(|| if to_file.is_some() { "info" } else { "warn" }.to_string()),
+        1 => "info".to_string(),
+        2 => "debug".to_string(),
         _ => "trace".to_string(),
     };
-    let level = std::env::var("PCAP_ANALYZER_LOG").unwrap_or(default_level);
-    let mut logger = Logger::try_with_str(&level).context("invalid PCAP_ANALYZER_LOG level")?;
+    let level = std::env::var("PCAP_ANALYZER_LOG")
+        .ok()
+        .filter(|l| !l.trim().is_empty())
+        .unwrap_or(default_level);
+    let mut logger = Logger::try_with_str(&level).map_err(|e| {
+        UsageError(format!(
+            "invalid log level '{level}' ({e}); use error, warn, info, debug or trace"
+        ))
+    })?;
     let dup = if args.quiet {
         Duplicate::Error
     } else {
         Duplicate::Warn
     };
-    logger = match (
-        &args.outdir,
-        lc.file.as_deref().unwrap_or("pcap-analyzer.log"),
-    ) {
-        (Some(dir), name) if !name.is_empty() => {
-            let spec = FileSpec::try_from(dir.join(name)).context("log file name")?;
+    logger = match to_file {
+        Some(dir) => {
+            let path = dir.join(name);
+            let spec = FileSpec::try_from(&path)
+                .with_context(|| format!("invalid log file name '{}'", path.display()))?;
             logger
                 .log_to_file(spec.suppress_timestamp())
                 .append()
@@ -191,29 +304,62 @@ fn setup_logging(args: &Args, config: &Config) -> Result<Option<flexi_logger::Lo
         }
         _ => logger.log_to_stderr(),
     };
-    Ok(logger.start().ok())
+    match logger.start() {
+        Ok(h) => Ok(Some(h)),
+        Err(e) => {
+            eprintln!("pcap-analyzer: warning: cannot start logging: {e}");
+            Ok(None)
+        }
+    }
+}
+
+/// A plugin that only counts flows, for the progress bar.
+struct FlowCounter(Arc<AtomicU64>);
+
+impl Plugin for FlowCounter {
+    fn name(&self) -> &str {
+        "pcap-analyzer-progress"
+    }
+    fn interest(&self) -> Interest {
+        Interest::new(Layers::FLOW_EVENTS)
+    }
+    fn flow_created(&mut self, _flow: &Flow) -> PluginResult<()> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+    fn merge(&mut self, _other: Box<dyn Plugin>) -> PluginResult<()> {
+        Ok(())
+    }
 }
 
 /// A source wrapper that feeds a progress bar.
 struct Progress<'a> {
     inner: &'a mut dyn PacketSource,
     bar: indicatif::ProgressBar,
+    flows: Arc<AtomicU64>,
     n: u64,
     started: Instant,
+}
+
+impl Progress<'_> {
+    fn update(&self) {
+        let p = self.inner.progress();
+        self.bar.set_position(p.bytes);
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        self.bar.set_message(format!(
+            "{} packets, {:.0} packets/s, {} flows",
+            p.packets,
+            p.packets as f64 / secs,
+            self.flows.load(Ordering::Relaxed)
+        ));
+    }
 }
 
 impl PacketSource for Progress<'_> {
     fn next_event(&mut self) -> libpcap_tools::Result<SourceEvent<'_>> {
         self.n += 1;
-        if self.n.is_multiple_of(16384) {
-            let p = self.inner.progress();
-            self.bar.set_position(p.bytes);
-            let secs = self.started.elapsed().as_secs_f64().max(1e-3);
-            self.bar.set_message(format!(
-                "{} packets, {:.0} packets/s",
-                p.packets,
-                p.packets as f64 / secs
-            ));
+        if self.n.is_multiple_of(4096) {
+            self.update();
         }
         self.inner.next_event()
     }
@@ -225,17 +371,65 @@ impl PacketSource for Progress<'_> {
     }
 }
 
+/// The OS reason of an I/O error without the "(os error N)" suffix.
+fn io_reason(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+/// Reads section `name` of the configuration, naming the file on error.
+fn section<T: serde::de::DeserializeOwned>(
+    config: &Config,
+    name: &str,
+    file: Option<&Path>,
+) -> Result<T> {
+    config.section(name).map_err(|e| match file {
+        Some(f) => anyhow::anyhow!(
+            "invalid configuration file '{}': {}; fix the value or remove the key",
+            f.display(),
+            e.to_string()
+                .trim_start_matches("configuration: ")
+                .trim_end()
+                .replace('\n', " ")
+        ),
+        None => anyhow::anyhow!("{e}"),
+    })
+}
+
+/// Loads the configuration file, if any.
+fn load_config(path: Option<&Path>) -> Result<Config> {
+    let Some(p) = path else {
+        return Ok(Config::new());
+    };
+    Config::from_file(p).map_err(|e| match e {
+        libpcap_tools::Error::Open { path, source } => anyhow::anyhow!(
+            "cannot open configuration file '{}': {}; check the path given to --config",
+            path.display(),
+            io_reason(&source)
+        ),
+        libpcap_tools::Error::Config(m) => anyhow::anyhow!(
+            "invalid configuration file: {}",
+            m.trim_start_matches("configuration: ")
+        ),
+        other => anyhow::anyhow!("configuration file '{}': {other}", p.display()),
+    })
+}
+
 /// Runs the tool with parsed arguments, writing reports to `stdout`.
 ///
 /// # Errors
-/// Any error that should end the run with exit code 1.
+/// Any error that should end the run with exit code 1, or a [`UsageError`]
+/// (exit code 2); see [`exit_code`].
 pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
-    let mut config = match &args.config {
-        Some(p) => Config::from_file(p)?,
-        None => Config::new(),
-    };
+    let cfg_file = args.config.as_deref();
+    let mut config = load_config(cfg_file)?;
     let registry = builtin_registry();
-    if let Some(dir) = &args.outdir {
+    let output: OutputConfig = section(&config, "output", cfg_file)?;
+    let outdir = args.outdir.clone().or(output.dir);
+    if let Some(dir) = &outdir {
         config.set("output", "dir", dir.display().to_string());
         let mut t = toml::Table::new();
         t.insert("outdir".into(), dir.display().to_string().into());
@@ -264,54 +458,124 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
             toml::Value::Table(merge_table(&config, "connections", t)),
         );
     }
-    let _logger = setup_logging(args, &config)?;
-    let mut known: Vec<&str> = TOOL_SECTIONS.to_vec();
-    known.extend_from_slice(EngineConfig::SECTIONS);
-    let names = registry.names();
-    config.check_sections(&known, Some(&names));
 
     if args.list_builders || args.list_plugins {
         list(&registry, &config, args.list_plugins, stdout)?;
         return Ok(Outcome::Complete);
     }
     if args.interface.is_some() || args.nfqueue.is_some() || args.filter.is_some() {
-        bail!(
-            "live capture (--interface, --filter, --nfqueue) is not available in this build yet; analyse a capture file instead"
-        );
+        return Err(UsageError(
+            "live capture (--interface, --filter, --nfqueue) is not available in this build yet; \
+             record the traffic to a file (e.g. with tcpdump -w) and analyse the file"
+                .to_string(),
+        )
+        .into());
     }
     if args.inputs.is_empty() {
-        bail!("no input given: pass one or more capture files, or '-' for standard input");
+        return Err(UsageError(
+            "no input given: pass one or more capture files, or '-' for standard input \
+             (see --help)"
+                .to_string(),
+        )
+        .into());
     }
     let selected = registry
         .select(args.plugins.as_deref())
-        .map_err(|e| anyhow::anyhow!("{}", e.source))?;
+        .map_err(|e| UsageError(e.source.to_string()))?;
+    let reader_cfg: ReaderConfig = section(&config, "reader", cfg_file)?;
+    let run_cfg: RunConfig = section(&config, "run", cfg_file)?;
+    let log_cfg: LogConfig = section(&config, "log", cfg_file)?;
+    let jobs = args.jobs.unwrap_or(run_cfg.jobs);
+    let stdin_count = args.inputs.iter().filter(|p| p.as_os_str() == "-").count();
+    if stdin_count > 1 {
+        return Err(UsageError("standard input ('-') can be read only once".to_string()).into());
+    }
+    for p in &args.inputs {
+        if p.as_os_str() == "-" {
+            continue;
+        }
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => bail!(
+                "cannot read '{}': it is a directory; pass the capture files in it",
+                p.display()
+            ),
+            Ok(_) => {
+                std::fs::File::open(p).map_err(|e| {
+                    anyhow::anyhow!("cannot open '{}': {}", p.display(), io_reason(&e))
+                })?;
+            }
+            Err(e) => bail!(
+                "cannot open '{}': {}; check the path",
+                p.display(),
+                io_reason(&e)
+            ),
+        }
+    }
+    if let Some(dir) = &outdir {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create output directory '{}': {}; choose another one with -o",
+                dir.display(),
+                io_reason(&e)
+            )
+        })?;
+    }
+    // warnings about the configuration found before the logger started
+    let early = config.take_warnings();
+    let _logger = setup_logging(args, &log_cfg, outdir.as_deref())?;
+    for w in early {
+        log::warn!("{w}");
+    }
+    log::info!(
+        "pcap-analyzer {}: inputs {}; plugins {}; {} worker(s)",
+        env!("CARGO_PKG_VERSION"),
+        args.inputs
+            .iter()
+            .map(|p| format!("'{}'", p.display()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        selected.join(","),
+        jobs
+    );
+    let mut known: Vec<&str> = TOOL_SECTIONS.to_vec();
+    known.extend_from_slice(EngineConfig::SECTIONS);
+    let names = registry.names();
+    config.check_sections(&known, Some(&names));
+
     // check the plugins build before reading anything
     registry
         .build(&selected, &config)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let reader_cfg: ReaderConfig = config.section("reader")?;
-    let run_cfg: RunConfig = config.section("run")?;
-    let jobs = args.jobs.unwrap_or(run_cfg.jobs);
-    for p in &args.inputs {
-        if p.as_os_str() != "-" {
-            std::fs::File::open(p).with_context(|| format!("cannot open '{}'", p.display()))?;
-        }
-    }
-    if let Some(dir) = &args.outdir {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create output directory '{}'", dir.display()))?;
-    }
-
-    let engine = Engine::new(&config, jobs)?;
-    let factory = || registry.build(&selected, &config);
-    let started = Instant::now();
+        .map_err(|e| match cfg_file {
+            Some(f) => anyhow::anyhow!("{e} (configuration file '{}')", f.display()),
+            None => anyhow::anyhow!("{e}"),
+        })?;
+    let engine = Engine::new(&config, jobs).map_err(|e| match cfg_file {
+        Some(f) => anyhow::anyhow!("invalid configuration file '{}': {e}", f.display()),
+        None => anyhow::anyhow!("{e}"),
+    })?;
     let show_bar = !args.quiet && std::io::stderr().is_terminal();
+    let flows_seen = Arc::new(AtomicU64::new(0));
+    let factory = || -> PluginResult<Vec<Box<dyn Plugin>>> {
+        let mut v = registry.build(&selected, &config)?;
+        if show_bar {
+            v.push(Box::new(FlowCounter(flows_seen.clone())));
+        }
+        Ok(v)
+    };
+    let started = Instant::now();
     let (mut output, warnings, progress) = if args.inputs.len() == 1 && args.skip == 0 {
         let path = &args.inputs[0];
         let reader = CaptureReader::open(path, &reader_cfg)
             .with_context(|| format!("cannot read '{}'", path.display()))?;
+        log::info!(
+            "reading {} ({:?}, {:?})",
+            path.display(),
+            reader.format(),
+            reader.compression()
+        );
         let mut src = LenientSource::new(reader);
-        let out = run_engine(&engine, &factory, &mut src, show_bar)?;
+        let out = run_engine(&engine, &factory, &mut src, show_bar, &flows_seen)
+            .with_context(|| format!("analysing '{}'", path.display()))?;
         let w: Vec<String> = src
             .warnings()
             .iter()
@@ -320,8 +584,8 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
         (out, w, src.progress())
     } else {
         let mut src = MultiSource::new(args.inputs.clone(), reader_cfg, args.skip);
-        let out = run_engine(&engine, &factory, &mut src, show_bar)?;
-        let w: Vec<String> = src.warnings().iter().map(|e| e.to_string()).collect();
+        let out = run_engine(&engine, &factory, &mut src, show_bar, &flows_seen)?;
+        let w: Vec<String> = src.warnings().to_vec();
         (out, w, src.progress())
     };
     let mut warnings = warnings;
@@ -330,18 +594,17 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
     }
     let elapsed = started.elapsed();
 
-    match &args.outdir {
+    match &outdir {
         Some(dir) => {
-            output
-                .save_results(dir)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            output.save_results(dir).map_err(|e| {
+                anyhow::anyhow!("cannot save the results in '{}': {e}", dir.display())
+            })?;
         }
         None => {
             if let Some(report) = connection_report(&output)
                 && let Err(e) = stdout
                     .write_all(report.as_bytes())
                     .and_then(|()| stdout.flush())
-                && e.kind() != std::io::ErrorKind::BrokenPipe
             {
                 return Err(e).context("writing the report to standard output");
             }
@@ -350,13 +613,15 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
     let summary = summary_json(&output, &progress, elapsed, &warnings);
     if let Some(path) = &args.stats_json {
         let text = serde_json::to_string_pretty(&summary)? + "\n";
-        std::fs::write(path, text).with_context(|| format!("cannot write '{}'", path.display()))?;
-    }
-    if !args.quiet {
-        eprint!("{}", summary_text(&summary));
+        std::fs::write(path, text)
+            .map_err(|e| anyhow::anyhow!("cannot write '{}': {}", path.display(), io_reason(&e)))?;
     }
     for w in &warnings {
-        log::warn!("{w}");
+        log::warn!("{w}; the results cover every packet before that point");
+    }
+    if !args.quiet {
+        // a closed standard error is not worth failing the run for
+        let _ = std::io::stderr().write_all(summary_text(&summary).as_bytes());
     }
     Ok(if warnings.is_empty() {
         Outcome::Complete
@@ -381,13 +646,10 @@ fn merge_table(config: &Config, plugin: &str, extra: toml::Table) -> toml::Table
 
 fn run_engine(
     engine: &Engine,
-    factory: &(
-         dyn Fn() -> libpcap_analyzer::plugin::PluginResult<
-        Vec<Box<dyn libpcap_analyzer::plugin::Plugin>>,
-    > + Sync
-     ),
+    factory: PluginFactory<'_>,
     src: &mut dyn PacketSource,
     show_bar: bool,
+    flows: &Arc<AtomicU64>,
 ) -> Result<RunOutput> {
     if !show_bar {
         return Ok(engine.run(factory, src)?);
@@ -397,16 +659,20 @@ fn run_engine(
         Some(t) => indicatif::ProgressBar::new(t),
         None => indicatif::ProgressBar::new_spinner(),
     };
+    let template = if total.is_some() {
+        "{spinner} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} {msg}"
+    } else {
+        "{spinner} [{elapsed_precise}] {bytes} {msg}"
+    };
     bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} {msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     let mut p = Progress {
         inner: src,
         bar: bar.clone(),
+        flows: flows.clone(),
         n: 0,
         started: Instant::now(),
     };
@@ -476,4 +742,85 @@ fn summary_text(v: &serde_json::Value) -> String {
         s.push_str(&format!("anomalies: {}\n", list.join(" ")));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("pcap-analyzer").chain(list.iter().copied())).unwrap()
+    }
+
+    fn fixture(name: &str) -> String {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../testdata/pcap")
+            .join(name)
+            .display()
+            .to_string()
+    }
+
+    #[test]
+    fn exit_codes_follow_the_outcome() {
+        assert_eq!(exit_code(&Ok(Outcome::Complete)), EXIT_OK);
+        assert_eq!(exit_code(&Ok(Outcome::Partial)), EXIT_PARTIAL);
+        assert_eq!(exit_code(&Err(anyhow::anyhow!("x"))), EXIT_ERROR);
+        let usage: anyhow::Error = UsageError("u".into()).into();
+        assert_eq!(exit_code(&Err(usage.context("while starting"))), EXIT_USAGE);
+        let pipe = anyhow::Error::from(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+            .context("writing");
+        assert_eq!(exit_code(&Err(pipe)), EXIT_OK);
+    }
+
+    #[test]
+    fn io_reason_drops_the_os_error_number() {
+        let e = std::io::Error::from_raw_os_error(2);
+        assert_eq!(io_reason(&e), "No such file or directory");
+    }
+
+    #[test]
+    fn layer_names_are_listed_in_order() {
+        assert_eq!(
+            layer_names(Layers::TRANSPORT | Layers::LINK),
+            "link,transport"
+        );
+        assert_eq!(layer_names(Layers::FLOW_EVENTS), "-");
+    }
+
+    #[test]
+    fn run_writes_the_report_to_the_given_writer() {
+        let mut out = Vec::new();
+        let r = run(
+            &args(&["-q", "-p", "connections", &fixture("sample.pcap")]),
+            &mut out,
+        );
+        assert_eq!(r.unwrap(), Outcome::Complete);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("source ip;"), "{text}");
+    }
+
+    #[test]
+    fn stdin_twice_is_a_usage_error() {
+        let r = run(&args(&["-q", "-", "-"]), &mut Vec::new());
+        assert_eq!(exit_code(&r), EXIT_USAGE);
+    }
+
+    #[test]
+    fn a_directory_as_input_is_an_error_naming_it() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).display().to_string();
+        let r = run(&args(&["-q", &dir]), &mut Vec::new());
+        let e = r.unwrap_err();
+        assert!(format!("{e:#}").contains("is a directory"), "{e:#}");
+    }
+
+    #[test]
+    fn summary_text_lists_anomalies_by_kind() {
+        let v = serde_json::json!({
+            "packets": 3, "bytes": 180, "flows": 1, "duration_s": 0.5,
+            "packets_per_s": 6.0, "anomalies": { "ipv4_truncated": 2 }
+        });
+        let s = summary_text(&v);
+        assert!(s.contains("packets: 3"), "{s}");
+        assert!(s.contains("anomalies: ipv4_truncated=2"), "{s}");
+    }
 }

@@ -1,4 +1,5 @@
-//! `pcap-analyzer`: see the library crate for the options and exit codes.
+//! `pcap-analyzer`: see the library crate (and README.md) for the options
+//! and exit codes.
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -6,19 +7,12 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let args = pcap_analyzer::Args::parse();
     let mut stdout = std::io::stdout().lock();
-    match pcap_analyzer::run(&args, &mut stdout) {
-        Ok(pcap_analyzer::Outcome::Complete) => ExitCode::SUCCESS,
-        Ok(pcap_analyzer::Outcome::Partial) => ExitCode::from(pcap_analyzer::EXIT_PARTIAL),
-        Err(e) => {
-            // a closed standard output pipe is not an error
-            if e.chain().any(|c| {
-                c.downcast_ref::<std::io::Error>()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            }) {
-                return ExitCode::SUCCESS;
-            }
-            eprintln!("pcap-analyzer: error: {e:#}");
-            ExitCode::FAILURE
-        }
+    let result = pcap_analyzer::run(&args, &mut stdout);
+    let code = pcap_analyzer::exit_code(&result);
+    if let Err(e) = &result
+        && !pcap_analyzer::is_broken_pipe(e)
+    {
+        eprintln!("pcap-analyzer: error: {e:#}");
     }
+    ExitCode::from(code)
 }

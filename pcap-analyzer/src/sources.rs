@@ -23,7 +23,7 @@ pub struct MultiSource {
     base_bytes: u64,
     skip: u64,
     name: String,
-    warnings: Vec<Error>,
+    warnings: Vec<String>,
     total: Option<u64>,
     packet: libpcap_tools::OwnedPacket,
 }
@@ -60,8 +60,9 @@ impl MultiSource {
         }
     }
 
-    /// Truncations and corruptions met after the first packet of a file.
-    pub fn warnings(&self) -> &[Error] {
+    /// Truncations and corruptions met after the first packet of a file,
+    /// each prefixed with the file's name.
+    pub fn warnings(&self) -> &[String] {
         &self.warnings
     }
 
@@ -85,8 +86,19 @@ impl MultiSource {
                 self.current = Some(r);
                 Ok(true)
             }
-            Err(e) => Err(e),
+            Err(e) => Err(named(path.display().to_string(), e)),
         }
+    }
+}
+
+/// `e` with the name of the file it happened in.
+fn named(name: String, e: Error) -> Error {
+    match e {
+        e @ Error::Open { .. } => e,
+        e => Error::Source {
+            context: format!("cannot read '{name}'"),
+            source: Box::new(e),
+        },
     }
 }
 
@@ -119,10 +131,10 @@ impl PacketSource for MultiSource {
                 Err(e) => {
                     let first = cur.packets_read() == 0 && self.next == 1 && !e.is_truncation();
                     if first {
-                        return Err(e);
+                        return Err(named(cur.name().to_string(), e));
                     }
-                    log::warn!("{}: {e}", cur.name());
-                    self.warnings.push(e);
+                    log::debug!("{}: {e}", cur.name());
+                    self.warnings.push(format!("{}: {e}", cur.name()));
                     self.current = None;
                 }
             }

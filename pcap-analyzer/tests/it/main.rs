@@ -1,0 +1,69 @@
+//! Integration tests of the `pcap-analyzer` binary: they spawn it and check
+//! its output, files and exit codes.
+
+// helpers shared by the tests fail loudly, like the tests themselves
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cli;
+mod corpus;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A fixture capture of the repository (`testdata/pcap/`).
+pub(crate) fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../testdata/pcap")
+        .join(name)
+}
+
+/// The binary, with a clean logging environment.
+pub(crate) fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pcap-analyzer"));
+    c.env_remove("PCAP_ANALYZER_LOG");
+    c
+}
+
+/// Runs the binary with `args`.
+pub(crate) fn run<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    bin().args(args).output().expect("spawn pcap-analyzer")
+}
+
+pub(crate) fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub(crate) fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The shared corpus (`PAL_CORPUS`, else `../shared/corpus` next to the
+/// workspace, or next to the folder of worktrees), or `None` after printing
+/// SKIPPED.
+pub(crate) fn corpus() -> Option<PathBuf> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let candidates: Vec<PathBuf> = match std::env::var_os("PAL_CORPUS") {
+        Some(p) => vec![PathBuf::from(p)],
+        None => vec![
+            workspace.join("../shared/corpus"),
+            workspace.join("../../shared/corpus"),
+        ],
+    };
+    for dir in &candidates {
+        if dir.join("MANIFEST.tsv").is_file() {
+            return Some(dir.clone());
+        }
+    }
+    eprintln!(
+        "SKIPPED: corpus not found at {} (set PAL_CORPUS)",
+        candidates
+            .first()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    );
+    None
+}
