@@ -292,7 +292,6 @@ pub fn eth_ip(src: IpAddr, dst: IpAddr, proto: u8, segment: &[u8]) -> Vec<u8> {
     }
 }
 
-
 /// A DNS name in wire format (labels, no compression).
 fn dns_name(name: &str) -> Vec<u8> {
     let mut v = Vec::new();

@@ -153,6 +153,12 @@ impl ChunkedPcapReader {
         self.hdr.linktype
     }
 
+    /// The truncation or corruption that ended the input, if any (also
+    /// [`PacketSource::warnings`]).
+    pub fn warnings(&self) -> &[Error] {
+        &self.warnings
+    }
+
     /// Packets read so far.
     pub fn packets_read(&self) -> u64 {
         self.packets

@@ -26,6 +26,12 @@ impl LenientSource {
         }
     }
 
+    /// The truncation or corruption that ended the input, if any (also
+    /// [`PacketSource::warnings`]).
+    pub fn warnings(&self) -> &[Error] {
+        &self.warnings
+    }
+
     /// The reader.
     pub fn reader(&self) -> &CaptureReader {
         &self.reader
@@ -113,4 +119,3 @@ mod tests {
         assert_eq!(s.next_event().unwrap(), SourceEvent::End);
     }
 }
-

@@ -18,8 +18,7 @@ use libpcap_analyzer::plugins::connections::{ConnectionsPlugin, ReportFormat};
 use libpcap_analyzer::plugins::{OutputConfig, builtin_registry};
 use libpcap_analyzer::{Engine, EngineConfig, PluginFactory, RunOutput};
 use libpcap_tools::{
-    CaptureReader, Config, Flow, LenientSource, PacketSource, ReaderConfig, SourceEvent,
-    SourceProgress, ipproto,
+    Config, Flow, PacketSource, ReaderConfig, SourceEvent, SourceProgress, ipproto,
 };
 use sources::MultiSource;
 use std::io::{IsTerminal, Write};
@@ -363,11 +362,21 @@ impl PacketSource for Progress<'_> {
         }
         self.inner.next_event()
     }
+    fn next_shared(&mut self) -> Option<libpcap_tools::Result<libpcap_tools::SharedEvent>> {
+        self.n += 1;
+        if self.n.is_multiple_of(4096) {
+            self.update();
+        }
+        self.inner.next_shared()
+    }
     fn name(&self) -> &str {
         self.inner.name()
     }
     fn progress(&self) -> SourceProgress {
         self.inner.progress()
+    }
+    fn warnings(&self) -> &[libpcap_tools::Error] {
+        self.inner.warnings()
     }
 }
 
@@ -565,16 +574,12 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
     let started = Instant::now();
     let (mut output, warnings, progress) = if args.inputs.len() == 1 && args.skip == 0 {
         let path = &args.inputs[0];
-        let reader = CaptureReader::open(path, &reader_cfg)
+        // classic pcap is read into shared chunks (no copy to the workers);
+        // pcapng, compressed input and stdin through the streaming reader
+        let mut src = libpcap_tools::open_capture(path, &reader_cfg)
             .with_context(|| format!("cannot read '{}'", path.display()))?;
-        log::info!(
-            "reading {} ({:?}, {:?})",
-            path.display(),
-            reader.format(),
-            reader.compression()
-        );
-        let mut src = LenientSource::new(reader);
-        let out = run_engine(&engine, &factory, &mut src, show_bar, &flows_seen)
+        log::info!("reading {}", path.display());
+        let out = run_engine(&engine, &factory, src.as_mut(), show_bar, &flows_seen)
             .with_context(|| format!("analysing '{}'", path.display()))?;
         let w: Vec<String> = src
             .warnings()

@@ -16,13 +16,19 @@ use serde::Serialize;
 use std::path::Path;
 
 fn conf() -> Config {
-    Config::from_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf/pcap-analyzer.conf")).unwrap()
+    Config::from_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf/pcap-analyzer.conf"))
+        .unwrap()
 }
 
 fn same<T: Serialize + Default>(table: Option<&toml::Value>, what: &str) {
     let default = toml::Value::try_from(T::default()).unwrap();
-    let file = table.cloned().unwrap_or_else(|| toml::Value::Table(toml::Table::new()));
-    assert_eq!(file, default, "[{what}] in conf/pcap-analyzer.conf differs from the defaults");
+    let file = table
+        .cloned()
+        .unwrap_or_else(|| toml::Value::Table(toml::Table::new()));
+    assert_eq!(
+        file, default,
+        "[{what}] in conf/pcap-analyzer.conf differs from the defaults"
+    );
 }
 
 #[test]
