@@ -75,6 +75,10 @@ pub struct ConnectionsConfig {
     pub interval: f64,
     /// Base name of the report file.
     pub file: String,
+    /// Most rows kept (per worker, and after merging); further keys are
+    /// counted (`dropped_keys`, `dropped_packets` in the results and a warning)
+    /// instead of growing memory without bound. 0: no limit.
+    pub max_connections: usize,
     /// Directory of the periodic report (set by the tool from `--outdir`).
     pub outdir: Option<PathBuf>,
 }
@@ -85,6 +89,7 @@ impl Default for ConnectionsConfig {
             format: ReportFormat::Text,
             interval: 0.0,
             file: "connections".to_string(),
+            max_connections: 10_000_000,
             outdir: None,
         }
     }
@@ -154,13 +159,38 @@ impl ConnStats {
 #[derive(Debug, Default, Clone)]
 pub struct ConnTable {
     map: HashMap<ConnKey, ConnStats, foldhash::fast::RandomState>,
+    /// Most rows kept (0: no limit).
+    cap: usize,
+    /// Packets of keys refused because the table was full.
+    dropped_packets: u64,
+    /// Keys refused because the table was full (counted once per refusal).
+    dropped_keys: u64,
 }
 
 impl ConnTable {
+    /// The row of `k`, or `None` (counted) when the table is full.
+    fn row(&mut self, k: ConnKey, packets: u64) -> Option<&mut ConnStats> {
+        if self.cap > 0 && self.map.len() >= self.cap && !self.map.contains_key(&k) {
+            self.dropped_keys += 1;
+            self.dropped_packets += packets;
+            return None;
+        }
+        Some(self.map.entry(k).or_default())
+    }
+
     fn merge(&mut self, other: &ConnTable) {
         for (k, v) in &other.map {
-            self.map.entry(*k).or_default().merge(v);
+            if let Some(row) = self.row(*k, v.packets) {
+                row.merge(v);
+            }
         }
+        self.dropped_keys += other.dropped_keys;
+        self.dropped_packets += other.dropped_packets;
+    }
+
+    /// Keys and packets refused because the table reached `max_connections`.
+    pub fn dropped(&self) -> (u64, u64) {
+        (self.dropped_keys, self.dropped_packets)
     }
 
     /// The rows in report order.
@@ -269,7 +299,7 @@ impl ConnectionsPlugin {
         ConnectionsPlugin {
             cfg,
             per_packet: false,
-            store: Store::Local(ConnTable::default()),
+            store: Store::Local(ConnTable { cap: cfg.max_connections, ..ConnTable::default() }),
             _writer: None,
         }
     }
@@ -298,7 +328,7 @@ fn record_direction(t: &mut ConnTable, k: ConnKey, proto: u8, d: &libpcap_tools:
     if d.packets == 0 {
         return;
     }
-    let s = t.map.entry(k).or_default();
+    let Some(s) = t.row(k, d.packets) else { return };
     s.add_proto(proto);
     if let Some(f) = d.first {
         let ms = f.as_millis();
@@ -337,7 +367,7 @@ fn record(t: &mut ConnTable, tl: &TransportLayer<'_>) {
         dst: tl.key.dst,
         dst_port: tl.key.dst_port,
     };
-    let s = t.map.entry(k).or_default();
+    let Some(s) = t.row(k, u64::from(tl.frames)) else { return };
     if s.protocols.last() != Some(&tl.key.proto) {
         s.add_proto(tl.key.proto);
     }
@@ -418,12 +448,23 @@ impl Plugin for ConnectionsPlugin {
 
     fn results(&self) -> Option<serde_json::Value> {
         let t = self.table();
-        Some(serde_json::json!({ "connections": t.map.len() }))
+        Some(serde_json::json!({
+            "connections": t.map.len(),
+            "dropped_keys": t.dropped_keys,
+            "dropped_packets": t.dropped_packets,
+        }))
     }
 
     fn save_results(&mut self, dir: &Path) -> PluginResult<Vec<PathBuf>> {
         if let Some(w) = self._writer.take() {
             w.stop();
+        }
+        let (keys, packets) = self.table().dropped();
+        if keys > 0 {
+            log::warn!(
+                "connections: the report reached max_connections ({}); {keys} keys ({packets} packets) were not kept",
+                self.cfg.max_connections
+            );
         }
         let path = self.report_path(dir);
         write_atomically(&path, self.render().as_bytes())
@@ -520,7 +561,7 @@ impl PluginBuilder for ConnectionsPluginBuilder {
             let writer = w
                 .get_or_insert_with(|| PeriodicWriter::start(cfg.interval, path, cfg.format))
                 .clone();
-            let shared = Arc::new(Mutex::new(ConnTable::default()));
+            let shared = Arc::new(Mutex::new(ConnTable { cap: cfg.max_connections, ..ConnTable::default() }));
             if let Ok(mut t) = writer.tables.lock() {
                 t.push(shared.clone());
             }
@@ -529,5 +570,22 @@ impl PluginBuilder for ConnectionsPluginBuilder {
             p._writer = Some(writer);
         }
         Ok(Box::new(p))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_counts_instead_of_growing() {
+        let mut t = ConnTable { cap: 2, ..ConnTable::default() };
+        let k = |p: u16| ConnKey { src: IpAddr::from([1, 1, 1, 1]), src_port: p, dst: IpAddr::from([2, 2, 2, 2]), dst_port: 80 };
+        for p in 0..5 {
+            assert_eq!(t.row(k(p), 3).is_some(), p < 2);
+        }
+        assert!(t.row(k(1), 1).is_some(), "existing keys still count");
+        assert_eq!(t.dropped(), (3, 9));
+        assert_eq!(t.map.len(), 2);
     }
 }
