@@ -16,7 +16,7 @@ for f in \
     apps/ndpi_dns_exfiltration.pcap \
     apps/suricata_datasets-06-state-long.pcap \
     apps/suricata_dns-bug-1158.pcap \
-    apps/tcpdump_dns_udp.pcap \
+    malformed/ndpi_fuzz-2006-06-26-2594.pcap \
     apps/zeek_dns-edns-ecs.pcap \
     fragments/ndpi_dns_fragmented.pcap \
     fragments/zeek_ipv6-fragmented-dns.pcap \

@@ -9,7 +9,10 @@ Columns (header line first):
              segments carrying several messages)
   ts         frame.time_epoch as shown by tshark (seconds.nanoseconds)
   protocols  frame.protocols (e.g. eth:ethertype:ip:udp:dns)
-  malformed  1 when tshark flagged the packet as malformed (_ws.malformed), else 0
+  malformed  1 when tshark hit the end of the data while dissecting DNS
+             ("[Malformed Packet: DNS]", _ws.malformed), else 0
+  ext_label  1 when a name anywhere in the message (owner or RDATA) uses an
+             extended label type (tshark shows "<Unknown extended label>")
   id qr opcode rcode ext_rcode
              dns.id (decimal), dns.flags.response, dns.flags.opcode,
              dns.flags.rcode (empty when tshark shows none: queries),
@@ -47,7 +50,7 @@ COUNTS = {
 }
 DATA = ("dns.a", "dns.aaaa", "dns.cname")
 COLUMNS = [
-    "frame", "pdu", "ts", "protocols", "malformed", "id", "qr", "opcode", "rcode",
+    "frame", "pdu", "ts", "protocols", "malformed", "ext_label", "id", "qr", "opcode", "rcode",
     "ext_rcode", "qd", "an", "ns", "ar", "questions", "answers", "authorities",
     "additionals",
 ]
@@ -121,6 +124,9 @@ def message(dns):
             ext = f.get("show")
             break
     row["ext_rcode"] = "" if ext is None else str(int(ext, 16))
+    row["ext_label"] = "1" if any(
+        "<Unknown extended label>" in (f.get("show") or "") for f in dns.iter("field")
+    ) else "0"
     return row
 
 
@@ -135,7 +141,13 @@ def main():
         number = first(frame, "frame.number")
         ts = first(frame, "frame.time_epoch")
         plist = first(frame, "frame.protocols")
-        malformed = "1" if any(p.get("name") == "_ws.malformed" for p in pkt.iter("proto")) else "0"
+        # an exception while dissecting DNS adds a top-level "[Malformed
+        # Packet: DNS]"; a malformed lower layer (e.g. a bogus UDP length)
+        # puts its own marker inside that layer instead
+        malformed = "1" if any(
+            p.get("name") == "_ws.malformed" and "DNS" in (p.get("showname") or "")
+            for p in protos
+        ) else "0"
         pdu = 0
         for p in pkt.iter("proto"):
             if p.get("name") != "dns":

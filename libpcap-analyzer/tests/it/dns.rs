@@ -73,12 +73,15 @@ struct Expected {
     ts_ns: u128,
     protocols: String,
     malformed: bool,
-    id: u16,
+    /// A name of the message uses an extended label type.
+    ext_label: bool,
+    id: Option<u16>,
     qr: bool,
-    opcode: u8,
+    opcode: Option<u8>,
     rcode: Option<u16>,
     ext_rcode: Option<u16>,
-    counts: [u16; 4],
+    /// Header counts; `None` when tshark could not read them.
+    counts: [Option<u16>; 4],
     sections: [Vec<Rr>; 4],
 }
 
@@ -140,12 +143,13 @@ fn read_expected(path: &Path) -> Vec<Expected> {
                 ts_ns: epoch_ns(g("ts")),
                 protocols: g("protocols").to_string(),
                 malformed: g("malformed") == "1",
-                id: g("id").parse().unwrap(),
+                ext_label: g("ext_label") == "1",
+                id: opt(g("id")),
                 qr: g("qr") == "1",
-                opcode: g("opcode").parse().unwrap(),
+                opcode: opt(g("opcode")).map(|o| o as u8),
                 rcode: opt(g("rcode")),
                 ext_rcode: opt(g("ext_rcode")),
-                counts: ["qd", "an", "ns", "ar"].map(|c| g(c).parse().unwrap()),
+                counts: ["qd", "an", "ns", "ar"].map(|c| opt(g(c))),
                 sections: [
                     parse_rrs(g("questions"), true),
                     parse_rrs(g("answers"), false),
@@ -218,6 +222,8 @@ fn tshark_form(name: &str) -> String {
 /// continuation bytes present are consumed, and the whole sequence gives one
 /// U+FFFD when it is cut short, or when it is complete but not a Unicode
 /// scalar value in shortest form. Any other byte `>= 0x80` gives one U+FFFD.
+/// ASCII control characters are shown as C escapes (`\r`), or as `\ooo` in
+/// octal (`\022` for 0x12), as in `ndpi_fuzz-2006-06-26-2594`.
 fn tshark_utf8(b: &[u8]) -> String {
     let mut out = String::with_capacity(b.len());
     let mut i = 0;
@@ -225,7 +231,17 @@ fn tshark_utf8(b: &[u8]) -> String {
         let c = b[i];
         let n = match c {
             0x00..=0x7f => {
-                out.push(char::from(c));
+                match c {
+                    0x07 => out.push_str("\\a"),
+                    0x08 => out.push_str("\\b"),
+                    0x09 => out.push_str("\\t"),
+                    0x0a => out.push_str("\\n"),
+                    0x0b => out.push_str("\\v"),
+                    0x0c => out.push_str("\\f"),
+                    0x0d => out.push_str("\\r"),
+                    0x00..=0x1f | 0x7f => out.push_str(&format!("\\{c:03o}")),
+                    _ => out.push(char::from(c)),
+                }
                 i += 1;
                 continue;
             }
@@ -269,21 +285,26 @@ fn our_data(r: &Value) -> Option<String> {
     }
 }
 
-/// Compares one message; returns the differences found.
-fn compare(ours: &Value, exp: &Expected) -> Vec<String> {
+/// Compares one message (the header and the first `sections` sections);
+/// returns the differences found.
+fn compare(ours: &Value, exp: &Expected, sections: usize) -> Vec<String> {
     let mut diffs = Vec::new();
     let mut check = |what: &str, a: String, b: String| {
         if a != b {
             diffs.push(format!("{what}: ours {a} tshark {b}"));
         }
     };
-    check("id", ours["id"].to_string(), exp.id.to_string());
     check(
-        "qr",
-        ours["is_response"].to_string(),
-        exp.qr.to_string(),
+        "id",
+        format!("{:?}", ours["id"].as_u64().map(|v| v as u16)),
+        format!("{:?}", exp.id),
     );
-    check("opcode", ours["opcode"].to_string(), exp.opcode.to_string());
+    check("qr", ours["is_response"].to_string(), exp.qr.to_string());
+    check(
+        "opcode",
+        format!("{:?}", ours["opcode"].as_u64().map(|v| v as u8)),
+        format!("{:?}", exp.opcode),
+    );
     let rcode = ours["rcode"].as_u64().unwrap() as u16;
     // tshark shows the header RCODE only for responses; the extended bits
     // come from the OPT record.
@@ -296,15 +317,19 @@ fn compare(ours: &Value, exp: &Expected) -> Vec<String> {
         exp.ext_rcode.unwrap_or(0).to_string(),
     );
     let keys = ["questions", "answers", "authorities", "additionals"];
-    for (s, key) in keys.iter().enumerate() {
+    for (s, key) in keys.iter().enumerate().take(sections) {
         let list = ours[*key].as_array().unwrap();
         check(
             &format!("{key} count"),
-            list.len().to_string(),
-            exp.counts[s].to_string(),
+            format!("{:?}", Some(list.len())),
+            format!("{:?}", exp.counts[s]),
         );
         let ex = &exp.sections[s];
-        check(&format!("{key} decoded"), list.len().to_string(), ex.len().to_string());
+        check(
+            &format!("{key} decoded"),
+            list.len().to_string(),
+            ex.len().to_string(),
+        );
         for (i, (o, e)) in list.iter().zip(ex).enumerate() {
             let w = format!("{key}[{i}]");
             check(
@@ -333,54 +358,105 @@ fn compare(ours: &Value, exp: &Expected) -> Vec<String> {
     diffs
 }
 
-/// Per-capture knowledge of rows tshark shows that the plugin does not emit.
-struct Case {
-    file: &'static str,
-    /// Frames whose DNS message PAL rejects as malformed, with the reason.
-    rejected: &'static [(u64, &'static str)],
+/// Messages tshark flags malformed that PAL decodes, with the reason: the
+/// part tshark could not decode is RDATA that PAL keeps as opaque bytes.
+/// Only the header, question and answer sections are compared for them.
+const TSHARK_ONLY_MALFORMED: &[(&str, u64, &str)] = &[(
+    "malformed/ndpi_fuzz-2006-06-26-2594.pcap",
+    684,
+    "KNOWN DIFFERENCE: an authority record of type 38 (A6, RFC 2874, \
+     historic) with 6 bytes of RDATA: tshark decodes A6 and runs out of \
+     data; PAL keeps unknown types as raw RDATA (`036e7331c010`)",
+)];
+
+/// Whether PAL is expected to reject the message of this row (no line in
+/// dns.jsonl, one more in the plugin's `malformed` count).
+fn rejected_by_pal(file: &str, e: &Expected) -> bool {
+    // KNOWN DIFFERENCE (malformed messages): when a message ends before a
+    // field, or a record's RDATA does not fit its length, tshark shows the
+    // fields it could read and flags "[Malformed Packet: DNS]"; PAL's parser
+    // rejects the whole message.
+    if e.malformed {
+        return !TSHARK_ONLY_MALFORMED
+            .iter()
+            .any(|(f, n, _)| *f == file && *n == e.frame);
+    }
+    // KNOWN DIFFERENCE (extended label types): a label length byte in
+    // 0x40..=0xBF (the RFC 6891 §5 extended label types, all unassigned or
+    // deprecated) does not say how long the label is. tshark shows the name
+    // as `<Unknown extended label>` and goes on from a guessed offset, so
+    // what follows is garbage (in `ndpi_fuzz-2006-06-26-2594` it reports
+    // types like 25707 with class 0x0000 and "Extraneous Data"); PAL rejects
+    // the message (`DnsError::LabelTooLong`).
+    e.ext_label
 }
 
-const CASES: &[Case] = &[
-    Case {
-        file: "apps/ndpi_bad-dns-traffic.pcap",
-        rejected: &[],
-    },
-    Case {
-        file: "apps/ndpi_dns-tunnel-iodine.pcap",
-        rejected: &[],
-    },
-    Case {
-        file: "apps/ndpi_dns_exfiltration.pcap",
-        rejected: &[],
-    },
-    Case {
-        file: "apps/suricata_datasets-06-state-long.pcap",
-        rejected: &[],
-    },
-    Case {
-        file: "apps/suricata_dns-bug-1158.pcap",
-        rejected: &[],
-    },
-    Case {
-        file: "apps/tcpdump_dns_udp.pcap",
-        rejected: &[],
-    },
-    Case {
-        file: "apps/zeek_dns-edns-ecs.pcap",
-        rejected: &[],
-    },
-    Case {
-        file: "fragments/ndpi_dns_fragmented.pcap",
-        rejected: &[],
-    },
-    Case {
-        file: "fragments/zeek_ipv6-fragmented-dns.pcap",
-        rejected: &[],
-    },
-    Case {
-        file: "linktypes/tcpdump_dns-badcookie.pcap",
-        rejected: &[],
-    },
+/// Pairs our messages with tshark's rows of one transport, reporting the
+/// unpaired ones in `failures`.
+///
+/// UDP messages are emitted at the packet that completes them (the last
+/// fragment), which is the frame tshark reports, so they pair by timestamp
+/// in capture order. TCP messages are emitted when reassembled data reaches
+/// the plugin, at a later packet than the one tshark names: they pair in
+/// order.
+fn pair<'a>(
+    transport: &str,
+    ours: &[&'a Value],
+    exp: &[&'a Expected],
+    file: &str,
+    failures: &mut Vec<String>,
+) -> Vec<(&'a Value, &'a Expected)> {
+    if transport == "tcp" {
+        if ours.len() != exp.len() {
+            failures.push(format!(
+                "{file}: {} TCP messages, tshark {}",
+                ours.len(),
+                exp.len()
+            ));
+        }
+        return ours.iter().copied().zip(exp.iter().copied()).collect();
+    }
+    let mut out = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < exp.len() || j < ours.len() {
+        let ts = ours
+            .get(j)
+            .map(|o| u128::from(o["ts_ns"].as_u64().unwrap()));
+        match (exp.get(i), ts) {
+            (Some(e), Some(t)) if t == e.ts_ns => {
+                out.push((ours[j], exp[i]));
+                i += 1;
+                j += 1;
+            }
+            (Some(e), t) if t.is_none_or(|t| t > e.ts_ns) => {
+                failures.push(format!("{file} frame {}: no message from PAL", e.frame));
+                i += 1;
+            }
+            _ => {
+                failures.push(format!(
+                    "{file}: PAL message at ts_ns {} not in tshark: {}",
+                    ts.unwrap_or(0),
+                    ours[j]
+                ));
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The captures compared, with what each one exercises.
+const CAPTURES: &[&str] = &[
+    "apps/ndpi_bad-dns-traffic.pcap", // 382 messages, odd names, MX/TXT
+    "apps/ndpi_dns-tunnel-iodine.pcap", // NULL records, binary labels
+    "apps/ndpi_dns_exfiltration.pcap", // 300 long random names
+    "apps/suricata_datasets-06-state-long.pcap", // 1200 messages, VLAN
+    "apps/suricata_dns-bug-1158.pcap", // 161 messages
+    "malformed/ndpi_fuzz-2006-06-26-2594.pcap", // fuzzed DNS/SIP: malformed messages
+    "apps/zeek_dns-edns-ecs.pcap",    // EDNS, DNSSEC, TCP, IPv6
+    "fragments/ndpi_dns_fragmented.pcap", // IPv4/IPv6 fragmented responses, TCP
+    "fragments/zeek_ipv6-fragmented-dns.pcap", // IPv6 fragments
+    "linktypes/tcpdump_dns-badcookie.pcap", // BSD loopback, EDNS cookies, BADCOOKIE
 ];
 
 #[test]
@@ -388,17 +464,18 @@ fn dns_plugin_agrees_with_tshark_on_corpus() {
     let Some(corpus) = corpus_dir() else { return };
     let mut failures = Vec::new();
     let mut compared = 0usize;
-    for case in CASES {
-        let stem = Path::new(case.file).file_stem().unwrap().to_str().unwrap();
+    let mut rejected_total = 0u64;
+    for file in CAPTURES {
+        let stem = Path::new(file).file_stem().unwrap().to_str().unwrap();
         let expected = read_expected(&testdata_dir().join(format!("{stem}.tsv")));
-        let (lines, counters) = run_dns(&corpus.join(case.file));
+        let (lines, counters) = run_dns(&corpus.join(file));
         let mut rejected = 0u64;
         for transport in ["udp", "tcp"] {
             let exp: Vec<&Expected> = expected
                 .iter()
                 .filter(|e| e.transport() == transport)
                 .filter(|e| {
-                    let r = case.rejected.iter().any(|(f, _)| *f == e.frame);
+                    let r = rejected_by_pal(file, e);
                     rejected += u64::from(r);
                     !r
                 })
@@ -407,37 +484,26 @@ fn dns_plugin_agrees_with_tshark_on_corpus() {
                 .iter()
                 .filter(|l| l["transport"] == transport)
                 .collect();
-            if ours.len() != exp.len() {
-                failures.push(format!(
-                    "{}: {transport}: {} messages, tshark {} (frames {:?})",
-                    case.file,
-                    ours.len(),
-                    exp.len(),
-                    exp.iter().map(|e| e.frame).collect::<Vec<_>>()
-                ));
-            }
-            for (o, e) in ours.iter().zip(&exp) {
-                let mut d = compare(o, e);
-                if transport == "udp" && o["ts_ns"].as_u64().map(u128::from) != Some(e.ts_ns) {
-                    d.push(format!("ts_ns: ours {} tshark {}", o["ts_ns"], e.ts_ns));
-                }
-                if e.malformed {
-                    d.push("tshark flags the packet as malformed".into());
-                }
-                for x in d {
-                    failures.push(format!("{} frame {}: {x}", case.file, e.frame));
+            for (o, e) in pair(transport, &ours, &exp, file, &mut failures) {
+                let sections = if e.malformed { 2 } else { 4 };
+                for x in compare(o, e, sections) {
+                    failures.push(format!("{file} frame {}: {x}", e.frame));
                 }
                 compared += 1;
             }
         }
-        assert_eq!(
-            counters["malformed"].as_u64().unwrap(),
-            rejected,
-            "{}: malformed count",
-            case.file
-        );
+        let malformed = counters["malformed"].as_u64().unwrap();
+        if malformed != rejected {
+            failures.push(format!(
+                "{file}: {malformed} messages rejected, tshark flags {rejected}"
+            ));
+        }
+        rejected_total += rejected;
     }
-    eprintln!("compared {compared} DNS messages in {} captures", CASES.len());
+    eprintln!(
+        "compared {compared} DNS messages in {} captures; {rejected_total} malformed in both",
+        CAPTURES.len()
+    );
     if !failures.is_empty() {
         let n = failures.len();
         failures.truncate(400);
