@@ -15,9 +15,10 @@
 //!
 //! Parsers are pure `nom` functions over the whole message (compression
 //! pointers are offsets from the start of the message). Nothing here panics on
-//! input, and no allocation is sized from a count read off the wire: records are
-//! pushed one by one as they are decoded, and a count that cannot fit in the
-//! remaining bytes is rejected up front.
+//! input, and no allocation is sized from a count read off the wire beyond a
+//! small cap (16 records per section are preallocated; more are pushed one by
+//! one as they are decoded), and a count that cannot fit in the remaining
+//! bytes is rejected up front.
 //!
 //! # Name presentation
 //!
@@ -388,21 +389,28 @@ fn to_dns_error(e: nom::Err<PErr>, msg_len: usize) -> DnsError {
     }
 }
 
-/// Appends one label to `out` with RFC 4343 presentation escaping.
-fn push_escaped_label(out: &mut String, label: &[u8]) {
+/// Appends one label to `out` with RFC 4343 presentation escaping. Only
+/// ASCII is written, so `out` stays valid UTF-8.
+fn push_escaped_label(out: &mut Vec<u8>, label: &[u8]) {
+    let plain = |b: &u8| matches!(b, 0x21..=0x7e) && *b != b'.' && *b != b'\\';
+    // fast path: a whole label with nothing to escape
+    if label.iter().all(plain) {
+        out.extend_from_slice(label);
+        return;
+    }
     for &b in label {
         match b {
-            b'.' | b'\\' => {
-                out.push('\\');
-                out.push(char::from(b));
-            }
-            0x21..=0x7e => out.push(char::from(b)),
-            _ => {
-                use std::fmt::Write as _;
-                let _ = write!(out, "\\{b:03}");
-            }
+            b'.' | b'\\' => out.extend_from_slice(&[b'\\', b]),
+            0x21..=0x7e => out.push(b),
+            _ => out.extend_from_slice(&[b'\\', b'0' + b / 100, b'0' + b / 10 % 10, b'0' + b % 10]),
         }
     }
+}
+
+/// The presentation bytes built by [`push_escaped_label`] as a `String`.
+fn ascii_string(v: Vec<u8>) -> String {
+    // always Ok: only ASCII is ever written
+    String::from_utf8(v).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Reads a possibly compressed name starting at `start` in `msg`.
@@ -410,7 +418,8 @@ fn push_escaped_label(out: &mut String, label: &[u8]) {
 /// Returns the presentation form and the offset just past the name's bytes at
 /// its original position (after the first pointer, or after the root label).
 fn read_name(msg: &[u8], start: usize) -> Result<(String, usize), DnsError> {
-    let mut out = String::new();
+    // most names fit: one allocation instead of growing 8 -> 16 -> 32 -> 64
+    let mut out = Vec::with_capacity(64);
     let mut pos = start;
     let mut end: Option<usize> = None;
     let mut jumps = 0usize;
@@ -421,9 +430,9 @@ fn read_name(msg: &[u8], start: usize) -> Result<(String, usize), DnsError> {
             0 => {
                 let end = end.unwrap_or(pos.saturating_add(1));
                 if out.is_empty() {
-                    out.push_str("<Root>");
+                    out.extend_from_slice(b"<Root>");
                 }
-                return Ok((out, end));
+                return Ok((ascii_string(out), end));
             }
             1..=63 => {
                 let l = usize::from(len);
@@ -438,7 +447,7 @@ fn read_name(msg: &[u8], start: usize) -> Result<(String, usize), DnsError> {
                     },
                 )?;
                 if !out.is_empty() {
-                    out.push('.');
+                    out.push(b'.');
                 }
                 push_escaped_label(&mut out, label);
                 pos = label_start.saturating_add(l);
@@ -520,9 +529,9 @@ fn character_strings(i: &[u8]) -> PResult<'_, Vec<String>> {
     while !i.is_empty() {
         let (rest, len) = be_u8(i)?;
         let (rest, s) = take(usize::from(len))(rest)?;
-        let mut txt = String::new();
+        let mut txt = Vec::with_capacity(s.len());
         push_escaped_label(&mut txt, s);
-        out.push(txt);
+        out.push(ascii_string(txt));
         i = rest;
     }
     Ok((i, out))
@@ -690,7 +699,7 @@ fn dns_record<'a>(msg: &'a [u8], i: &'a [u8]) -> PResult<'a, DnsRecord> {
 }
 
 /// Parses `count` entries with `f`, checking first that `count * min_len`
-/// bytes remain. Entries are pushed as decoded: nothing is preallocated.
+/// bytes remain. Entries are pushed as decoded; at most 16 are preallocated.
 fn dns_section<'a, T>(
     msg: &'a [u8],
     i: &'a [u8],
@@ -706,7 +715,8 @@ fn dns_section<'a, T>(
             available: i.len(),
         });
     }
-    let mut out = Vec::new();
+    // preallocation is capped, so a forged count costs nothing up front
+    let mut out = Vec::with_capacity(usize::from(count).min(16));
     let mut i = i;
     for _ in 0..count {
         let (rest, item) = f(msg, i)?;
