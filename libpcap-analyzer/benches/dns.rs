@@ -75,11 +75,12 @@ fn query(id: u16, qname: &str, qtype: u16, edns: bool) -> Vec<u8> {
 /// a resolver's traffic: half queries, half responses.
 fn messages() -> Vec<Vec<u8>> {
     let ptr = [0xc0, 0x0c];
-    let mut out = Vec::new();
-    out.push(query(1, "www.example.com", 1, false));
-    out.push(query(2, "cdn.images.example.net", 28, true));
-    out.push(query(3, "mail.example.org", 15, false));
-    out.push(query(4, "a1b2c3.tracker.example.io", 1, true));
+    let mut out = vec![
+        query(1, "www.example.com", 1, false),
+        query(2, "cdn.images.example.net", 28, true),
+        query(3, "mail.example.org", 15, false),
+        query(4, "a1b2c3.tracker.example.io", 1, true),
+    ];
     // A response, 1 answer
     let mut m = header(1, 0x8180, [1, 1, 0, 0]);
     m.extend(name("www.example.com"));

@@ -21,6 +21,14 @@
 //! comparison that applies it (see `KNOWN DIFFERENCE` below); nothing else is
 //! tolerated.
 
+// test code: a failed unwrap or index is a test failure with a message
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use libpcap_analyzer::Engine;
 use libpcap_analyzer::plugins::builtin_registry;
 use libpcap_analyzer::proto::dns::rr_type_name;
