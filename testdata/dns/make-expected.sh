@@ -1,14 +1,19 @@
 #!/bin/sh
 # Regenerates the expected DNS values (testdata/dns/*.tsv) from the public
 # corpus with tshark. Usage: testdata/dns/make-expected.sh [CORPUS_DIR]
-# (default: $PAL_CORPUS, else <repo>/../shared/corpus). Needs tshark and python3.
+# (default: $PAL_CORPUS, else <repo>/../shared/corpus, else <repo>/../../shared/corpus
+# for a git worktree under /work/wt/). Needs tshark and python3.
 #
 # Only DNS on port 53 is kept (the `dns` plugin's default ports); tshark also
 # decodes 5353 (mDNS), 5355 (LLMNR) and others as DNS. `-n`: no name resolution.
 # IP defragmentation and TCP reassembly are tshark's defaults (on).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-corpus=${1:-${PAL_CORPUS:-$here/../../../shared/corpus}}
+corpus=${1:-${PAL_CORPUS:-}}
+if [ -z "$corpus" ]; then
+    corpus=$here/../../../shared/corpus
+    [ -f "$corpus/MANIFEST.tsv" ] || corpus=$here/../../../../shared/corpus
+fi
 filter='dns && (udp.port == 53 || tcp.port == 53)'
 for f in \
     apps/ndpi_bad-dns-traffic.pcap \
