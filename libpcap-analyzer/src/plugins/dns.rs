@@ -134,7 +134,10 @@ impl Plugin for DnsPlugin {
         ctx: &PacketContext<'_>,
         t: &TransportLayer<'_>,
     ) -> PluginResult<Option<Decapsulated>> {
-        if t.key.proto != ipproto::UDP || !self.on_port(&t.key) {
+        // An empty payload is no DNS message: an empty datagram, or one the
+        // defragmenter could not rebuild (transport plugins then get the
+        // first fragment's ports and no payload). Neither is "malformed".
+        if t.key.proto != ipproto::UDP || t.payload.is_empty() || !self.on_port(&t.key) {
             return Ok(None);
         }
         match parse_dns_message(t.payload) {

@@ -15,9 +15,10 @@
 //!
 //! Parsers are pure `nom` functions over the whole message (compression
 //! pointers are offsets from the start of the message). Nothing here panics on
-//! input, and no allocation is sized from a count read off the wire: records are
-//! pushed one by one as they are decoded, and a count that cannot fit in the
-//! remaining bytes is rejected up front.
+//! input, and no allocation is sized from a count read off the wire beyond a
+//! small cap (16 records per section are preallocated; more are pushed one by
+//! one as they are decoded), and a count that cannot fit in the remaining
+//! bytes is rejected up front.
 //!
 //! # Name presentation
 //!
@@ -388,19 +389,44 @@ fn to_dns_error(e: nom::Err<PErr>, msg_len: usize) -> DnsError {
     }
 }
 
-/// Appends one label to `out` with RFC 4343 presentation escaping.
-fn push_escaped_label(out: &mut String, label: &[u8]) {
+/// Appends one label to `out` with RFC 4343 presentation escaping. Only
+/// ASCII is written, so `out` stays valid UTF-8.
+fn push_escaped_label(out: &mut Vec<u8>, label: &[u8]) {
+    let plain = |b: &u8| matches!(b, 0x21..=0x7e) && *b != b'.' && *b != b'\\';
+    // fast path: a whole label with nothing to escape
+    if label.iter().all(plain) {
+        out.extend_from_slice(label);
+        return;
+    }
     for &b in label {
         match b {
-            b'.' | b'\\' => {
-                out.push('\\');
-                out.push(char::from(b));
-            }
-            0x21..=0x7e => out.push(char::from(b)),
-            _ => {
-                use std::fmt::Write as _;
-                let _ = write!(out, "\\{b:03}");
-            }
+            b'.' | b'\\' => out.extend_from_slice(&[b'\\', b]),
+            0x21..=0x7e => out.push(b),
+            _ => out.extend_from_slice(&[b'\\', b'0' + b / 100, b'0' + b / 10 % 10, b'0' + b % 10]),
+        }
+    }
+}
+
+/// The presentation bytes built by [`push_escaped_label`] as a `String`.
+fn ascii_string(v: Vec<u8>) -> String {
+    // always Ok: only ASCII is ever written
+    String::from_utf8(v).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Names already rendered, by the offset where their (pointer-free) labels
+/// start in the message: the question names, which the records of a
+/// response usually point back to (`c0 0c`).
+type Known<'n> = [(usize, &'n str)];
+
+/// Wire length of the name at `start` when it is made of labels only (no
+/// compression pointer), else `None`.
+fn plain_name_len(msg: &[u8], start: usize) -> Option<usize> {
+    let mut pos = start;
+    loop {
+        match *msg.get(pos)? {
+            0 => return Some(pos.saturating_sub(start).saturating_add(1)),
+            l @ 1..=63 => pos = pos.saturating_add(usize::from(l) + 1),
+            _ => return None,
         }
     }
 }
@@ -409,8 +435,18 @@ fn push_escaped_label(out: &mut String, label: &[u8]) {
 ///
 /// Returns the presentation form and the offset just past the name's bytes at
 /// its original position (after the first pointer, or after the root label).
-fn read_name(msg: &[u8], start: usize) -> Result<(String, usize), DnsError> {
-    let mut out = String::new();
+/// A name that is just a pointer to a name of `known` is a copy of it: the
+/// same result as rendering it again (one pointer, then the same labels).
+fn read_name(msg: &[u8], start: usize, known: &Known<'_>) -> Result<(String, usize), DnsError> {
+    if let (Some(&hi @ 0xc0..=0xff), Some(&lo)) = (msg.get(start), msg.get(start.saturating_add(1)))
+    {
+        let target = (usize::from(hi & 0x3f) << 8) | usize::from(lo);
+        if let Some((_, name)) = known.iter().find(|(o, _)| *o == target) {
+            return Ok(((*name).to_string(), start.saturating_add(2)));
+        }
+    }
+    // most names fit: one allocation instead of growing 8 -> 16 -> 32 -> 64
+    let mut out = Vec::with_capacity(64);
     let mut pos = start;
     let mut end: Option<usize> = None;
     let mut jumps = 0usize;
@@ -421,9 +457,9 @@ fn read_name(msg: &[u8], start: usize) -> Result<(String, usize), DnsError> {
             0 => {
                 let end = end.unwrap_or(pos.saturating_add(1));
                 if out.is_empty() {
-                    out.push_str("<Root>");
+                    out.extend_from_slice(b"<Root>");
                 }
-                return Ok((out, end));
+                return Ok((ascii_string(out), end));
             }
             1..=63 => {
                 let l = usize::from(len);
@@ -438,7 +474,7 @@ fn read_name(msg: &[u8], start: usize) -> Result<(String, usize), DnsError> {
                     },
                 )?;
                 if !out.is_empty() {
-                    out.push('.');
+                    out.push(b'.');
                 }
                 push_escaped_label(&mut out, label);
                 pos = label_start.saturating_add(l);
@@ -469,9 +505,9 @@ fn read_name(msg: &[u8], start: usize) -> Result<(String, usize), DnsError> {
 }
 
 /// nom parser for a name inside `msg`; `i` must be a suffix of `msg`.
-fn dns_name<'a>(msg: &'a [u8], i: &'a [u8]) -> PResult<'a, String> {
+fn dns_name<'a>(msg: &'a [u8], i: &'a [u8], known: &Known<'_>) -> PResult<'a, String> {
     let start = msg.len().saturating_sub(i.len());
-    match read_name(msg, start) {
+    match read_name(msg, start, known) {
         Ok((name, end)) => {
             let rest = msg.get(end..).unwrap_or_default();
             Ok((rest, name))
@@ -501,7 +537,7 @@ fn dns_header(i: &[u8]) -> PResult<'_, Header> {
 }
 
 fn dns_question<'a>(msg: &'a [u8], i: &'a [u8]) -> PResult<'a, DnsQuestion> {
-    let (i, name) = dns_name(msg, i)?;
+    let (i, name) = dns_name(msg, i, &[])?;
     let (i, (qtype, qclass)) = (be_u16, be_u16).parse(i)?;
     Ok((
         i,
@@ -520,9 +556,9 @@ fn character_strings(i: &[u8]) -> PResult<'_, Vec<String>> {
     while !i.is_empty() {
         let (rest, len) = be_u8(i)?;
         let (rest, s) = take(usize::from(len))(rest)?;
-        let mut txt = String::new();
+        let mut txt = Vec::with_capacity(s.len());
         push_escaped_label(&mut txt, s);
-        out.push(txt);
+        out.push(ascii_string(txt));
         i = rest;
     }
     Ok((i, out))
@@ -551,6 +587,7 @@ fn dns_rdata<'a>(
     rtype: u16,
     rclass: u16,
     ttl: u32,
+    known: &Known<'_>,
 ) -> PResult<'a, DnsRData> {
     let invalid = DnsError::InvalidRData {
         rtype,
@@ -559,7 +596,7 @@ fn dns_rdata<'a>(
     let name_in_rdata = |i: &'a [u8]| -> PResult<'a, String> {
         let used = rdata.len().saturating_sub(i.len());
         let start = rdata_start.saturating_add(used);
-        match read_name(msg, start) {
+        match read_name(msg, start, known) {
             Ok((name, end)) => match end.checked_sub(rdata_start).and_then(|e| rdata.get(e..)) {
                 Some(rest) => Ok((rest, name)),
                 None => fail(invalid.clone()),
@@ -662,12 +699,12 @@ fn dns_rdata<'a>(
     Ok((rest, data))
 }
 
-fn dns_record<'a>(msg: &'a [u8], i: &'a [u8]) -> PResult<'a, DnsRecord> {
-    let (i, name) = dns_name(msg, i)?;
+fn dns_record<'a>(msg: &'a [u8], i: &'a [u8], known: &Known<'_>) -> PResult<'a, DnsRecord> {
+    let (i, name) = dns_name(msg, i, known)?;
     let (i, (rtype, rclass, ttl, rdlen)) = (be_u16, be_u16, be_u32, be_u16).parse(i)?;
     let rdata_start = msg.len().saturating_sub(i.len());
     let (i, rdata) = take(usize::from(rdlen))(i)?;
-    let data = match dns_rdata(msg, rdata, rdata_start, rtype, rclass, ttl) {
+    let data = match dns_rdata(msg, rdata, rdata_start, rtype, rclass, ttl, known) {
         Ok((_, d)) => d,
         Err(nom::Err::Failure(PErr { kind: Some(e), .. })) => return fail(e),
         Err(_) => {
@@ -690,14 +727,14 @@ fn dns_record<'a>(msg: &'a [u8], i: &'a [u8]) -> PResult<'a, DnsRecord> {
 }
 
 /// Parses `count` entries with `f`, checking first that `count * min_len`
-/// bytes remain. Entries are pushed as decoded: nothing is preallocated.
+/// bytes remain. Entries are pushed as decoded; at most 16 are preallocated.
 fn dns_section<'a, T>(
     msg: &'a [u8],
     i: &'a [u8],
     count: u16,
     min_len: usize,
     section: DnsSection,
-    f: fn(&'a [u8], &'a [u8]) -> PResult<'a, T>,
+    f: impl Fn(&'a [u8], &'a [u8]) -> PResult<'a, T>,
 ) -> PResult<'a, Vec<T>> {
     if usize::from(count).saturating_mul(min_len) > i.len() {
         return fail(DnsError::TooManyRecords {
@@ -706,7 +743,8 @@ fn dns_section<'a, T>(
             available: i.len(),
         });
     }
-    let mut out = Vec::new();
+    // preallocation is capped, so a forged count costs nothing up front
+    let mut out = Vec::with_capacity(usize::from(count).min(16));
     let mut i = i;
     for _ in 0..count {
         let (rest, item) = f(msg, i)?;
@@ -733,9 +771,20 @@ fn parse_message_inner(msg: &[u8]) -> Result<DnsMessage, nom::Err<PErr>> {
     let [qd, an, ns, ar] = h.counts;
     // Minimum sizes: a question is a root name + 4 bytes, a record a root name + 10.
     let (i, questions) = dns_section(msg, i, qd, 5, DnsSection::Question, dns_question)?;
-    let (i, answers) = dns_section(msg, i, an, 11, DnsSection::Answer, dns_record)?;
-    let (i, authorities) = dns_section(msg, i, ns, 11, DnsSection::Authority, dns_record)?;
-    let (_, additionals) = dns_section(msg, i, ar, 11, DnsSection::Additional, dns_record)?;
+    // the first (pointer-free) question names, for the records pointing at them
+    let mut known: [(usize, &str); 4] = [(usize::MAX, ""); 4];
+    let mut at = DNS_HEADER_LEN;
+    for (slot, q) in known.iter_mut().zip(&questions) {
+        let Some(len) = plain_name_len(msg, at) else {
+            break;
+        };
+        *slot = (at, q.name.as_str());
+        at = at.saturating_add(len).saturating_add(4);
+    }
+    let record = |m, i| dns_record(m, i, &known);
+    let (i, answers) = dns_section(msg, i, an, 11, DnsSection::Answer, record)?;
+    let (i, authorities) = dns_section(msg, i, ns, 11, DnsSection::Authority, record)?;
+    let (_, additionals) = dns_section(msg, i, ar, 11, DnsSection::Additional, record)?;
     let mut rcode = h.flags & 0x000f;
     if let Some(DnsRData::Opt { ext_rcode, .. }) = additionals
         .iter()
@@ -1028,6 +1077,36 @@ mod tests {
             parse_dns_message(&q),
             Err(DnsError::BadPointer { .. })
         ));
+    }
+
+    #[test]
+    fn dns_pointers_to_question_names_give_the_same_names() {
+        // two questions, answers owned by pointers to each, to the middle of
+        // the first, and to the root question; a CNAME pointing at the second
+        let mut m = header(9, 0x8180, [3, 5, 0, 0]);
+        m.extend_from_slice(&wire_name("a.example")); // 12..23
+        m.extend_from_slice(&[0, 1, 0, 1]);
+        m.extend_from_slice(&[1, b'\\', 0xc0, 14]); // 27: "\\.example" (compressed)
+        m.extend_from_slice(&[0, 1, 0, 1]);
+        m.extend_from_slice(&[0, 0, 2, 0, 1]); // 35: root
+        m.extend(rr(&[0xc0, 12], 1, 1, 5, &[1, 2, 3, 4]));
+        m.extend(rr(&[0xc0, 27], 1, 1, 5, &[1, 2, 3, 4]));
+        m.extend(rr(&[0xc0, 14], 1, 1, 5, &[1, 2, 3, 4]));
+        m.extend(rr(&[0xc0, 35], 1, 1, 5, &[1, 2, 3, 4]));
+        m.extend(rr(&[0xc0, 12], 5, 1, 5, &[0xc0, 27]));
+        let r = parse_dns_message(&m).unwrap();
+        let names: Vec<&str> = r.answers.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "a.example",
+                "\\\\.example",
+                "example",
+                "<Root>",
+                "a.example"
+            ]
+        );
+        assert_eq!(r.answers[4].data, DnsRData::Cname("\\\\.example".into()));
     }
 
     #[test]

@@ -4,4 +4,5 @@
 
 mod config;
 mod corpus;
+mod dns;
 mod fixtures;

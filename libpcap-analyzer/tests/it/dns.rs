@@ -1,0 +1,520 @@
+//! The `dns` plugin against tshark on the DNS captures of the corpus.
+//!
+//! The expected values are in `testdata/dns/<capture>.tsv`, made by
+//! `testdata/dns/make-expected.sh` (tshark 4.0, PDML turned into one row per
+//! DNS message; see `testdata/dns/README.md`). The test needs the corpus
+//! (`PAL_CORPUS`, else `../shared/corpus` next to the workspace) but not
+//! tshark.
+//!
+//! Each capture is run through the engine with only the `dns` plugin and one
+//! worker, so `dns.jsonl` is in packet order; tshark's rows are in frame
+//! order. Messages are paired in that order, per transport (a TCP message is
+//! emitted when the reassembled stream reaches the plugin, which need not be
+//! in frame order relative to the UDP messages), and for UDP the timestamp
+//! must also be the frame's. For each pair we compare: transaction id, QR,
+//! opcode, rcode (header and EDNS extended bits), the four counts, the
+//! question names and types, and for every record of the answer, authority
+//! and additional sections its owner name, type, TTL and (A, AAAA, CNAME)
+//! data.
+//!
+//! Where tshark and PAL legitimately differ, the rule is written next to the
+//! comparison that applies it (see `KNOWN DIFFERENCE` below); nothing else is
+//! tolerated.
+
+// test code: a failed unwrap or index is a test failure with a message
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use libpcap_analyzer::Engine;
+use libpcap_analyzer::plugins::builtin_registry;
+use libpcap_analyzer::proto::dns::rr_type_name;
+use libpcap_tools::{CaptureReader, Config, ReaderConfig};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// The corpus directory, or `None` after printing a SKIPPED line.
+fn corpus_dir() -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = match std::env::var_os("PAL_CORPUS") {
+        Some(d) => PathBuf::from(d),
+        // `../shared/corpus` next to the workspace, or one level up for git
+        // worktrees under /work/wt/
+        None => [
+            root.join("../shared/corpus"),
+            root.join("../../shared/corpus"),
+        ]
+        .into_iter()
+        .find(|d| d.join("MANIFEST.tsv").is_file())
+        .unwrap_or_else(|| root.join("../shared/corpus")),
+    };
+    if dir.join("MANIFEST.tsv").is_file() {
+        Some(dir)
+    } else {
+        eprintln!("SKIPPED: corpus not found at {}", dir.display());
+        None
+    }
+}
+
+fn testdata_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/dns")
+}
+
+/// One question or record as tshark shows it.
+#[derive(Debug, Clone, PartialEq)]
+struct Rr {
+    name: String,
+    rtype: u16,
+    /// `None` for OPT (tshark shows no TTL), and always for questions.
+    ttl: Option<u32>,
+    /// A / AAAA / CNAME data.
+    data: Option<String>,
+}
+
+/// One row of an expected TSV file.
+#[derive(Debug, Clone)]
+struct Expected {
+    frame: u64,
+    ts_ns: u128,
+    protocols: String,
+    malformed: bool,
+    /// A name of the message uses an extended label type.
+    ext_label: bool,
+    id: Option<u16>,
+    qr: bool,
+    opcode: Option<u8>,
+    rcode: Option<u16>,
+    ext_rcode: Option<u16>,
+    /// Header counts; `None` when tshark could not read them.
+    counts: [Option<u16>; 4],
+    sections: [Vec<Rr>; 4],
+}
+
+impl Expected {
+    fn transport(&self) -> &'static str {
+        if self.protocols.split(':').any(|p| p == "tcp") {
+            "tcp"
+        } else {
+            "udp"
+        }
+    }
+}
+
+/// `seconds.nanoseconds` to nanoseconds.
+fn epoch_ns(s: &str) -> u128 {
+    let (sec, frac) = s.split_once('.').unwrap_or((s, "0"));
+    let frac = format!("{frac:0<9}");
+    sec.parse::<u128>().unwrap() * 1_000_000_000 + frac[..9].parse::<u128>().unwrap()
+}
+
+fn parse_rrs(cell: &str, question: bool) -> Vec<Rr> {
+    let v: Value = serde_json::from_str(cell).unwrap_or_else(|e| panic!("{cell}: {e}"));
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let e = e.as_array().unwrap();
+            Rr {
+                name: e[0].as_str().unwrap().to_string(),
+                rtype: e[1].as_u64().unwrap() as u16,
+                ttl: if question {
+                    None
+                } else {
+                    e[2].as_u64().map(|t| t as u32)
+                },
+                data: if question {
+                    None
+                } else {
+                    e[3].as_str().map(str::to_string)
+                },
+            }
+        })
+        .collect()
+}
+
+fn read_expected(path: &Path) -> Vec<Expected> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let opt = |s: &str| (!s.is_empty()).then(|| s.parse::<u16>().unwrap());
+    lines
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            assert_eq!(f.len(), header.len(), "{}: {l}", path.display());
+            let g = |name: &str| f[col(name)];
+            Expected {
+                frame: g("frame").parse().unwrap(),
+                ts_ns: epoch_ns(g("ts")),
+                protocols: g("protocols").to_string(),
+                malformed: g("malformed") == "1",
+                ext_label: g("ext_label") == "1",
+                id: opt(g("id")),
+                qr: g("qr") == "1",
+                opcode: opt(g("opcode")).map(|o| o as u8),
+                rcode: opt(g("rcode")),
+                ext_rcode: opt(g("ext_rcode")),
+                counts: ["qd", "an", "ns", "ar"].map(|c| opt(g(c))),
+                sections: [
+                    parse_rrs(g("questions"), true),
+                    parse_rrs(g("answers"), false),
+                    parse_rrs(g("authorities"), false),
+                    parse_rrs(g("additionals"), false),
+                ],
+            }
+        })
+        .collect()
+}
+
+/// Runs the engine with only `dns` (one worker) and returns the lines of
+/// dns.jsonl and the plugin's counters.
+fn run_dns(capture: &Path) -> (Vec<Value>, Value) {
+    let out = tempfile::tempdir().unwrap();
+    let mut config = Config::from_toml("").unwrap();
+    config.set("output", "dir", out.path().display().to_string());
+    let registry = builtin_registry();
+    let names = vec!["dns".to_string()];
+    let factory = || registry.build(&names, &config);
+    let engine = Engine::new(&config, 1).unwrap();
+    let mut reader = CaptureReader::open(capture, &ReaderConfig::default()).unwrap();
+    let mut output = engine.run(&factory, &mut reader).unwrap();
+    let counters = output.plugin("dns").unwrap().results().unwrap();
+    output.save_results(out.path()).unwrap();
+    let text = std::fs::read_to_string(out.path().join("dns.jsonl")).unwrap_or_default();
+    let lines = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (lines, counters)
+}
+
+/// Our name in tshark's display form.
+///
+/// KNOWN DIFFERENCE (label bytes): PAL writes names with RFC 4343 escapes
+/// (`\.`, `\\`, `\DDD` for bytes outside 0x21..=0x7E); tshark 4.0 shows the
+/// label bytes as UTF-8 text with ill-formed sequences replaced by U+FFFD
+/// (seen in `ndpi_dns-tunnel-iodine`, whose labels carry binary data:
+/// `J\228germeister` is shown `J\u{fffd}germeister`, and `\201\190` is shown
+/// `ɾ`). So the escapes are undone and the bytes decoded the way tshark does
+/// ([`tshark_utf8`]). A label holding a `.` then looks like two labels, as it
+/// does in tshark.
+fn tshark_form(name: &str) -> String {
+    let b = name.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 1 < b.len() {
+            if b[i + 1].is_ascii_digit() && i + 3 < b.len() {
+                let d = std::str::from_utf8(&b[i + 1..i + 4]).unwrap();
+                out.push(d.parse::<u8>().unwrap());
+                i += 4;
+            } else {
+                out.push(b[i + 1]);
+                i += 2;
+            }
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    tshark_utf8(&out)
+}
+
+/// Decodes bytes as tshark 4.0 shows them (worked out from its output on all
+/// 434 binary names of `ndpi_dns-tunnel-iodine`; Rust's `from_utf8_lossy`
+/// differs on 6 of them). It follows the old RFC 2279 shape: a lead byte
+/// `0xC0..=0xFD` announces 1 to 5 continuation bytes (`0x80..=0xBF`); the
+/// continuation bytes present are consumed, and the whole sequence gives one
+/// U+FFFD when it is cut short, or when it is complete but not a Unicode
+/// scalar value in shortest form. Any other byte `>= 0x80` gives one U+FFFD.
+/// ASCII control characters are shown as C escapes (`\r`), or as `\ooo` in
+/// octal (`\022` for 0x12), as in `ndpi_fuzz-2006-06-26-2594`.
+fn tshark_utf8(b: &[u8]) -> String {
+    let mut out = String::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let n = match c {
+            0x00..=0x7f => {
+                match c {
+                    0x07 => out.push_str("\\a"),
+                    0x08 => out.push_str("\\b"),
+                    0x09 => out.push_str("\\t"),
+                    0x0a => out.push_str("\\n"),
+                    0x0b => out.push_str("\\v"),
+                    0x0c => out.push_str("\\f"),
+                    0x0d => out.push_str("\\r"),
+                    0x00..=0x1f | 0x7f => out.push_str(&format!("\\{c:03o}")),
+                    _ => out.push(char::from(c)),
+                }
+                i += 1;
+                continue;
+            }
+            0xc0..=0xdf => 1,
+            0xe0..=0xef => 2,
+            0xf0..=0xf7 => 3,
+            0xf8..=0xfb => 4,
+            0xfc..=0xfd => 5,
+            _ => {
+                out.push('\u{fffd}');
+                i += 1;
+                continue;
+            }
+        };
+        let mut j = i + 1;
+        while j < b.len() && j - i <= n && (0x80..=0xbf).contains(&b[j]) {
+            j += 1;
+        }
+        let ch = if j - i == n + 1 && n <= 3 {
+            let mut cp = u32::from(c) & (0x7f >> (n + 1));
+            for x in &b[i + 1..j] {
+                cp = (cp << 6) | u32::from(x & 0x3f);
+            }
+            let min = [0, 0x80, 0x800, 0x1_0000][n];
+            char::from_u32(cp).filter(|_| cp >= min)
+        } else {
+            None
+        };
+        out.push(ch.unwrap_or('\u{fffd}'));
+        i = j;
+    }
+    out
+}
+
+/// The A / AAAA / CNAME data of one of our records.
+fn our_data(r: &Value) -> Option<String> {
+    match r["type"].as_str().unwrap() {
+        "A" | "AAAA" => Some(r["data"].as_str().unwrap().to_string()),
+        "CNAME" => Some(tshark_form(r["data"].as_str().unwrap())),
+        _ => None,
+    }
+}
+
+/// Compares one message (the header and the first `sections` sections);
+/// returns the differences found.
+fn compare(ours: &Value, exp: &Expected, sections: usize) -> Vec<String> {
+    let mut diffs = Vec::new();
+    let mut check = |what: &str, a: String, b: String| {
+        if a != b {
+            diffs.push(format!("{what}: ours {a} tshark {b}"));
+        }
+    };
+    check(
+        "id",
+        format!("{:?}", ours["id"].as_u64().map(|v| v as u16)),
+        format!("{:?}", exp.id),
+    );
+    check("qr", ours["is_response"].to_string(), exp.qr.to_string());
+    check(
+        "opcode",
+        format!("{:?}", ours["opcode"].as_u64().map(|v| v as u8)),
+        format!("{:?}", exp.opcode),
+    );
+    let rcode = ours["rcode"].as_u64().unwrap() as u16;
+    // tshark shows the header RCODE only for responses; the extended bits
+    // come from the OPT record.
+    if let Some(rc) = exp.rcode {
+        check("rcode (header)", (rcode & 0xf).to_string(), rc.to_string());
+    }
+    check(
+        "rcode (extended bits)",
+        (rcode >> 4).to_string(),
+        exp.ext_rcode.unwrap_or(0).to_string(),
+    );
+    let keys = ["questions", "answers", "authorities", "additionals"];
+    for (s, key) in keys.iter().enumerate().take(sections) {
+        let list = ours[*key].as_array().unwrap();
+        check(
+            &format!("{key} count"),
+            format!("{:?}", Some(list.len())),
+            format!("{:?}", exp.counts[s]),
+        );
+        let ex = &exp.sections[s];
+        check(
+            &format!("{key} decoded"),
+            list.len().to_string(),
+            ex.len().to_string(),
+        );
+        for (i, (o, e)) in list.iter().zip(ex).enumerate() {
+            let w = format!("{key}[{i}]");
+            check(
+                &format!("{w} name"),
+                tshark_form(o["name"].as_str().unwrap()),
+                e.name.clone(),
+            );
+            check(
+                &format!("{w} type"),
+                o["type"].as_str().unwrap().to_string(),
+                rr_type_name(e.rtype),
+            );
+            if s == 0 {
+                continue;
+            }
+            if let Some(ttl) = e.ttl {
+                check(&format!("{w} ttl"), o["ttl"].to_string(), ttl.to_string());
+            }
+            check(
+                &format!("{w} data"),
+                format!("{:?}", our_data(o)),
+                format!("{:?}", e.data),
+            );
+        }
+    }
+    diffs
+}
+
+/// Messages tshark flags malformed that PAL decodes, with the reason: the
+/// part tshark could not decode is RDATA that PAL keeps as opaque bytes.
+/// Only the header, question and answer sections are compared for them.
+const TSHARK_ONLY_MALFORMED: &[(&str, u64, &str)] = &[(
+    "malformed/ndpi_fuzz-2006-06-26-2594.pcap",
+    684,
+    "KNOWN DIFFERENCE: an authority record of type 38 (A6, RFC 2874, \
+     historic) with 6 bytes of RDATA: tshark decodes A6 and runs out of \
+     data; PAL keeps unknown types as raw RDATA (`036e7331c010`)",
+)];
+
+/// Whether PAL is expected to reject the message of this row (no line in
+/// dns.jsonl, one more in the plugin's `malformed` count).
+fn rejected_by_pal(file: &str, e: &Expected) -> bool {
+    // KNOWN DIFFERENCE (malformed messages): when a message ends before a
+    // field, or a record's RDATA does not fit its length, tshark shows the
+    // fields it could read and flags "[Malformed Packet: DNS]"; PAL's parser
+    // rejects the whole message.
+    if e.malformed {
+        return !TSHARK_ONLY_MALFORMED
+            .iter()
+            .any(|(f, n, _)| *f == file && *n == e.frame);
+    }
+    // KNOWN DIFFERENCE (extended label types): a label length byte in
+    // 0x40..=0xBF (the RFC 6891 §5 extended label types, all unassigned or
+    // deprecated) does not say how long the label is. tshark shows the name
+    // as `<Unknown extended label>` and goes on from a guessed offset, so
+    // what follows is garbage (in `ndpi_fuzz-2006-06-26-2594` it reports
+    // types like 25707 with class 0x0000 and "Extraneous Data"); PAL rejects
+    // the message (`DnsError::LabelTooLong`).
+    e.ext_label
+}
+
+/// Pairs our messages with tshark's rows of one transport, reporting the
+/// unpaired ones in `failures`.
+///
+/// UDP messages are emitted at the packet that completes them (the last
+/// fragment), which is the frame tshark reports, so they pair by timestamp
+/// in capture order. TCP messages are emitted when reassembled data reaches
+/// the plugin, at a later packet than the one tshark names: they pair in
+/// order.
+fn pair<'a>(
+    transport: &str,
+    ours: &[&'a Value],
+    exp: &[&'a Expected],
+    file: &str,
+    failures: &mut Vec<String>,
+) -> Vec<(&'a Value, &'a Expected)> {
+    if transport == "tcp" {
+        if ours.len() != exp.len() {
+            failures.push(format!(
+                "{file}: {} TCP messages, tshark {}",
+                ours.len(),
+                exp.len()
+            ));
+        }
+        return ours.iter().copied().zip(exp.iter().copied()).collect();
+    }
+    let mut out = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < exp.len() || j < ours.len() {
+        let ts = ours
+            .get(j)
+            .map(|o| u128::from(o["ts_ns"].as_u64().unwrap()));
+        match (exp.get(i), ts) {
+            (Some(e), Some(t)) if t == e.ts_ns => {
+                out.push((ours[j], exp[i]));
+                i += 1;
+                j += 1;
+            }
+            (Some(e), t) if t.is_none_or(|t| t > e.ts_ns) => {
+                failures.push(format!("{file} frame {}: no message from PAL", e.frame));
+                i += 1;
+            }
+            _ => {
+                failures.push(format!(
+                    "{file}: PAL message at ts_ns {} not in tshark: {}",
+                    ts.unwrap_or(0),
+                    ours[j]
+                ));
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The captures compared, with what each one exercises.
+const CAPTURES: &[&str] = &[
+    "apps/ndpi_bad-dns-traffic.pcap", // 382 messages, odd names, MX/TXT
+    "apps/ndpi_dns-tunnel-iodine.pcap", // NULL records, binary labels
+    "apps/ndpi_dns_exfiltration.pcap", // 300 long random names
+    "apps/suricata_datasets-06-state-long.pcap", // 1200 messages, VLAN
+    "apps/suricata_dns-bug-1158.pcap", // 161 messages
+    "malformed/ndpi_fuzz-2006-06-26-2594.pcap", // fuzzed DNS/SIP: malformed messages
+    "apps/zeek_dns-edns-ecs.pcap",    // EDNS, DNSSEC, TCP, IPv6
+    "fragments/ndpi_dns_fragmented.pcap", // IPv4/IPv6 fragmented responses, TCP
+    "fragments/zeek_ipv6-fragmented-dns.pcap", // IPv6 fragments
+    "linktypes/tcpdump_dns-badcookie.pcap", // BSD loopback, EDNS cookies, BADCOOKIE
+];
+
+#[test]
+fn dns_plugin_agrees_with_tshark_on_corpus() {
+    let Some(corpus) = corpus_dir() else { return };
+    let mut failures = Vec::new();
+    let mut compared = 0usize;
+    let mut rejected_total = 0u64;
+    for file in CAPTURES {
+        let stem = Path::new(file).file_stem().unwrap().to_str().unwrap();
+        let expected = read_expected(&testdata_dir().join(format!("{stem}.tsv")));
+        let (lines, counters) = run_dns(&corpus.join(file));
+        let mut rejected = 0u64;
+        for transport in ["udp", "tcp"] {
+            let exp: Vec<&Expected> = expected
+                .iter()
+                .filter(|e| e.transport() == transport)
+                .filter(|e| {
+                    let r = rejected_by_pal(file, e);
+                    rejected += u64::from(r);
+                    !r
+                })
+                .collect();
+            let ours: Vec<&Value> = lines
+                .iter()
+                .filter(|l| l["transport"] == transport)
+                .collect();
+            for (o, e) in pair(transport, &ours, &exp, file, &mut failures) {
+                let sections = if e.malformed { 2 } else { 4 };
+                for x in compare(o, e, sections) {
+                    failures.push(format!("{file} frame {}: {x}", e.frame));
+                }
+                compared += 1;
+            }
+        }
+        let malformed = counters["malformed"].as_u64().unwrap();
+        if malformed != rejected {
+            failures.push(format!(
+                "{file}: {malformed} messages rejected, tshark flags {rejected}"
+            ));
+        }
+        rejected_total += rejected;
+    }
+    eprintln!(
+        "compared {compared} DNS messages in {} captures; {rejected_total} malformed in both",
+        CAPTURES.len()
+    );
+    if !failures.is_empty() {
+        let n = failures.len();
+        failures.truncate(400);
+        panic!("{n} differences with tshark:\n{}", failures.join("\n"));
+    }
+}
