@@ -296,10 +296,14 @@ pub struct ConnectionsPlugin {
 impl ConnectionsPlugin {
     /// A plugin with `cfg` (no periodic writer).
     pub fn new(cfg: ConnectionsConfig) -> ConnectionsPlugin {
+        let cap = cfg.max_connections;
         ConnectionsPlugin {
             cfg,
             per_packet: false,
-            store: Store::Local(ConnTable { cap: cfg.max_connections, ..ConnTable::default() }),
+            store: Store::Local(ConnTable {
+                cap,
+                ..ConnTable::default()
+            }),
             _writer: None,
         }
     }
@@ -367,7 +371,9 @@ fn record(t: &mut ConnTable, tl: &TransportLayer<'_>) {
         dst: tl.key.dst,
         dst_port: tl.key.dst_port,
     };
-    let Some(s) = t.row(k, u64::from(tl.frames)) else { return };
+    let Some(s) = t.row(k, u64::from(tl.frames)) else {
+        return;
+    };
     if s.protocols.last() != Some(&tl.key.proto) {
         s.add_proto(tl.key.proto);
     }
@@ -561,7 +567,10 @@ impl PluginBuilder for ConnectionsPluginBuilder {
             let writer = w
                 .get_or_insert_with(|| PeriodicWriter::start(cfg.interval, path, cfg.format))
                 .clone();
-            let shared = Arc::new(Mutex::new(ConnTable { cap: cfg.max_connections, ..ConnTable::default() }));
+            let shared = Arc::new(Mutex::new(ConnTable {
+                cap: cfg.max_connections,
+                ..ConnTable::default()
+            }));
             if let Ok(mut t) = writer.tables.lock() {
                 t.push(shared.clone());
             }
@@ -579,8 +588,16 @@ mod tests {
 
     #[test]
     fn cap_counts_instead_of_growing() {
-        let mut t = ConnTable { cap: 2, ..ConnTable::default() };
-        let k = |p: u16| ConnKey { src: IpAddr::from([1, 1, 1, 1]), src_port: p, dst: IpAddr::from([2, 2, 2, 2]), dst_port: 80 };
+        let mut t = ConnTable {
+            cap: 2,
+            ..ConnTable::default()
+        };
+        let k = |p: u16| ConnKey {
+            src: IpAddr::from([1, 1, 1, 1]),
+            src_port: p,
+            dst: IpAddr::from([2, 2, 2, 2]),
+            dst_port: 80,
+        };
         for p in 0..5 {
             assert_eq!(t.row(k(p), 3).is_some(), p < 2);
         }
