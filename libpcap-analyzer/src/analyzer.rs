@@ -868,17 +868,14 @@ impl Analyzer {
                     None
                 }
             },
+            // a datagram on a tunnel port whose header does not check out is
+            // ordinary UDP (a reply to a client port that happens to be 4789,
+            // say): no anomaly, no inner decoding
             ipproto::UDP if self.cfg.analyzer.vxlan_ports.contains(&key.dst_port) => {
-                match VxlanSlice::from_slice(payload) {
-                    Ok(v) => Some((
-                        u64::from(v.vni().unwrap_or(0)),
-                        Inner::Ethernet(v.payload()),
-                    )),
-                    Err(e) => {
-                        self.decode_error(&e);
-                        None
-                    }
-                }
+                VxlanSlice::from_slice(payload).ok().and_then(|v| {
+                    v.vni()
+                        .map(|vni| (u64::from(vni), Inner::Ethernet(v.payload())))
+                })
             }
             ipproto::UDP if self.cfg.analyzer.vxlan_gpe_ports.contains(&key.dst_port) => {
                 match VxlanSlice::from_slice(payload) {
@@ -886,19 +883,13 @@ impl Analyzer {
                         .gpe_next_protocol()
                         .and_then(|n| tunnel::gpe(n, v.payload()))
                         .map(|c| (u64::from(v.vni().unwrap_or(0)), carried(c))),
-                    Err(e) => {
-                        self.decode_error(&e);
-                        None
-                    }
+                    Err(_) => None,
                 }
             }
             ipproto::UDP if self.cfg.analyzer.gre_udp_ports.contains(&key.dst_port) => {
                 match GreSlice::from_slice(payload) {
                     Ok(g) => gre_inner(&g).map(|i| (u64::from(g.key().unwrap_or(0)), i)),
-                    Err(e) => {
-                        self.decode_error(&e);
-                        None
-                    }
+                    Err(_) => None,
                 }
             }
             ipproto::UDP if self.cfg.analyzer.mpls_udp_ports.contains(&key.dst_port) => {
@@ -920,21 +911,16 @@ impl Analyzer {
                 tunnel::teredo(payload).map(|c| (0, carried(c)))
             }
             ipproto::UDP if self.cfg.analyzer.geneve_ports.contains(&key.dst_port) => {
-                match GeneveSlice::from_slice(payload) {
-                    Ok(g) => {
-                        let et = g.protocol_type();
-                        let vni = u64::from(g.vni());
-                        if et == EtherType::TEB {
-                            Some((vni, Inner::Ethernet(g.payload())))
-                        } else {
+                GeneveSlice::from_slice(payload).ok().and_then(|g| {
+                    let vni = u64::from(g.vni());
+                    match g.protocol_type() {
+                        EtherType::TEB => Some((vni, Inner::Ethernet(g.payload()))),
+                        et @ (EtherType::IPV4 | EtherType::IPV6) => {
                             Some((vni, Inner::Network(et.0, g.payload())))
                         }
+                        _ => None,
                     }
-                    Err(e) => {
-                        self.decode_error(&e);
-                        None
-                    }
-                }
+                })
             }
             _ => None,
         };
