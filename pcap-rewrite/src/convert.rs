@@ -219,7 +219,6 @@ impl Converter {
                 }
                 while tagged(&self.scratch) {
                     self.scratch.drain(12..16);
-                    added = added.wrapping_sub(4);
                 }
             }
         }
@@ -241,7 +240,7 @@ impl Converter {
         };
         // origlen: the bytes removed from the captured data are removed from
         // the original length too; synthesised bytes are added
-        let removed = data.len().wrapping_add(added).wrapping_sub(out.len()) as i64;
+        let removed = (data.len() + added) as i64 - out.len() as i64;
         let origlen = i64::from(p.origlen)
             .saturating_sub(removed)
             .max(out.len() as i64);

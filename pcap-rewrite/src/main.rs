@@ -208,13 +208,14 @@ fn build_options(cli: &Cli) -> Result<Options, Error> {
 fn print_summary(s: &Summary) {
     eprintln!(
         "{}: {} packets read, {} written, {} dropped by filter, {} skipped as unreadable, \
-         {} skipped as not convertible",
+         {} skipped as not convertible, {} skipped as not writable",
         s.input,
         s.packets_read,
         s.packets_written,
         s.dropped_by_filter,
         s.skipped_unreadable,
-        s.skipped_unconvertible
+        s.skipped_unconvertible,
+        s.skipped_unwritable
     );
     if s.decapsulated + s.not_tunneled > 0 {
         eprintln!(

@@ -356,6 +356,71 @@ impl Outputs {
         u32::try_from(self.ifaces.len() - 1).unwrap_or(u32::MAX)
     }
 
+    /// In a single pcapng output, declares the global interfaces `gids` now
+    /// and in this order (so that the output keeps the input's interface
+    /// numbering); does nothing for classic pcap and split outputs.
+    ///
+    /// # Errors
+    /// [`Error::Output`], [`Error::OutputIo`].
+    pub fn declare_interfaces(&mut self, gids: &[u32]) -> Result<()> {
+        if self.cfg.format != OutputFormat::PcapNg {
+            return Ok(());
+        }
+        let Target::Single { path, file } = &mut self.target else {
+            return Ok(());
+        };
+        if file.is_none() {
+            *file = Some(open_single(path, &self.cfg, LinkType::ETHERNET, &self.ifaces)?);
+            self.files_created += 1;
+        }
+        if let Some(OpenFile {
+            w: Writer::Ng(w, map),
+            state,
+        }) = file
+        {
+            for &g in gids {
+                if map.get(g as usize).copied().flatten().is_some() {
+                    continue;
+                }
+                let Some(spec) = self.ifaces.get(g as usize) else {
+                    continue;
+                };
+                let id = w.add_interface(spec).map_err(|source| Error::Output {
+                    path: path.clone(),
+                    source,
+                })?;
+                set_map(map, g, id);
+                state.ng_ifaces.push(g);
+            }
+        }
+        Ok(())
+    }
+
+    /// In a single pcapng output, starts a new section (the input started
+    /// one): interfaces are declared again as they are used.
+    ///
+    /// # Errors
+    /// [`Error::Output`].
+    pub fn new_section(&mut self) -> Result<()> {
+        if let Target::Single {
+            path,
+            file:
+                Some(OpenFile {
+                    w: Writer::Ng(w, map),
+                    state,
+                }),
+        } = &mut self.target
+        {
+            w.new_section(false).map_err(|source| Error::Output {
+                path: path.clone(),
+                source,
+            })?;
+            map.clear();
+            state.ng_ifaces.clear();
+        }
+        Ok(())
+    }
+
     /// Writes a packet on global interface `iface`, into the file for `label`
     /// in split mode (ignored otherwise).
     ///

@@ -69,6 +69,10 @@ pub struct Summary {
     /// Packets skipped because the target link type cannot hold them (e.g.
     /// ARP to raw IP).
     pub skipped_unconvertible: u64,
+    /// Packets the output format cannot hold (a timestamp outside
+    /// 1970-2106 in classic pcap, a packet without timestamp on a pcapng
+    /// interface other than the first).
+    pub skipped_unwritable: u64,
     /// Captured bytes read (packet data only).
     pub bytes_read: u64,
     /// Captured bytes written (packet data only).
@@ -182,6 +186,7 @@ pub fn rewrite_reader(
         released: Vec::new(),
     };
 
+    let mut cur_section = None;
     loop {
         match reader.next_packet() {
             Ok(Some(p)) => {
@@ -191,7 +196,27 @@ pub fn rewrite_reader(
                 } else {
                     let owned = p.to_owned();
                     let infos = reader.interfaces();
-                    run.register(k, &infos, owned.linktype);
+                    if cur_section != Some(k.0) {
+                        // a new input section: pcapng output mirrors it, and
+                        // declares its interfaces in the input's order
+                        if cur_section.is_some() {
+                            run.out.new_section()?;
+                        }
+                        cur_section = Some(k.0);
+                        let mut gids = Vec::new();
+                        for i in &infos {
+                            let ik = (k.0, i.id);
+                            if !run.in_ifaces.contains_key(&ik) {
+                                run.register(ik, &infos, i.linktype);
+                            }
+                            let lt = run.conv.output_linktype(i.linktype);
+                            gids.push(run.out_iface(ik, lt));
+                        }
+                        run.out.declare_interfaces(&gids)?;
+                    }
+                    if !run.in_ifaces.contains_key(&k) {
+                        run.register(k, &infos, owned.linktype);
+                    }
                     run.process(owned.as_packet(), k)?;
                 }
             }
@@ -426,7 +451,18 @@ fn emit(
             None => "non-ip".to_string(),
         },
     };
-    out.write(p, gid, &name)?;
+    match out.write(p, gid, &name) {
+        Ok(()) => {}
+        Err(Error::Output {
+            source: libpcap_tools::Error::Unwritable { index, reason },
+            ..
+        }) => {
+            log::debug!("packet {}: skipped, not writable: {reason}", index + 1);
+            stats.skipped_unwritable += 1;
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    }
     stats.packets_written += 1;
     stats.bytes_written += p.data.len() as u64;
     Ok(())
