@@ -214,7 +214,8 @@ impl Converter {
             if needs {
                 if let Loc::Input(..) = loc {
                     self.scratch.clear();
-                    self.scratch.extend_from_slice(data.get(a..b).unwrap_or(&[]));
+                    self.scratch
+                        .extend_from_slice(data.get(a..b).unwrap_or(&[]));
                     loc = Loc::Scratch;
                 }
                 while tagged(&self.scratch) {
@@ -226,7 +227,8 @@ impl Converter {
         if self.cfg.fix_checksums {
             if let Loc::Input(a, b) = loc {
                 self.scratch.clear();
-                self.scratch.extend_from_slice(data.get(a..b).unwrap_or(&[]));
+                self.scratch
+                    .extend_from_slice(data.get(a..b).unwrap_or(&[]));
                 loc = Loc::Scratch;
             }
             if fix_checksums(lt, &mut self.scratch) {
@@ -382,7 +384,7 @@ fn find_tunnel(lt: LinkType, frame: &[u8]) -> Option<(LinkType, usize, usize)> {
             let chain = walk_ipv6_extensions(ip.next_header(), ip.payload()).ok()?;
             if chain
                 .fragment
-                .is_some_and(|f| !(f.offset_bytes == 0 && !f.more))
+                .is_some_and(|f| f.offset_bytes != 0 || f.more)
             {
                 return None;
             }
@@ -521,7 +523,7 @@ fn fix_ipv6(ip: &mut [u8]) -> bool {
         };
         if chain
             .fragment
-            .is_some_and(|f| !(f.offset_bytes == 0 && !f.more))
+            .is_some_and(|f| f.offset_bytes != 0 || f.more)
         {
             return false;
         }

@@ -267,9 +267,15 @@ mod tests {
         }
         assert!(rel.is_empty());
         let k0 = PacketKey::from_ipv4(&f[0]).unwrap();
-        assert!(matches!(r.resolve(k0, None, owned, &mut rel), Resolution::Ready(_)));
+        assert!(matches!(
+            r.resolve(k0, None, owned, &mut rel),
+            Resolution::Ready(_)
+        ));
         assert_eq!(rel.len(), f.len() - 1);
-        assert!(rel.iter().all(|(p, orphan)| !orphan && p.key.ports == Some((5000, 53))));
+        assert!(
+            rel.iter()
+                .all(|(p, orphan)| !orphan && p.key.ports == Some((5000, 53)))
+        );
     }
 
     #[test]

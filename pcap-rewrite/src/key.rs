@@ -168,7 +168,10 @@ mod tests {
         let b = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
         let f = build::eth_ip(a, b, 17, &build::udp(a, b, 1234, 53, b"x"));
         let k = PacketKey::from_frame(LinkType::ETHERNET, &f).unwrap();
-        assert_eq!((k.src, k.dst, k.proto, k.ports), (a, b, 17, Some((1234, 53))));
+        assert_eq!(
+            (k.src, k.dst, k.proto, k.ports),
+            (a, b, 17, Some((1234, 53)))
+        );
         assert!(k.frag.is_none());
     }
 

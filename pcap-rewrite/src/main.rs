@@ -172,7 +172,9 @@ fn build_options(cli: &Cli) -> Result<Options, Error> {
         ));
     }
     if !(cli.frag_timeout >= 0.0 && cli.frag_timeout.is_finite()) {
-        return Err(Error::Usage("--frag-timeout must be a positive number".into()));
+        return Err(Error::Usage(
+            "--frag-timeout must be a positive number".into(),
+        ));
     }
     Ok(Options {
         output_format: cli.output_format.map(|f| match f {

@@ -157,9 +157,10 @@ impl OpenFile {
                 let mut w = PcapNgWriter::new(gate, false).map_err(err)?;
                 let mut map = Vec::new();
                 for &g in &state.ng_ifaces {
-                    let spec = ifaces.get(g as usize).cloned().unwrap_or_else(|| {
-                        InterfaceSpec::new(linktype)
-                    });
+                    let spec = ifaces
+                        .get(g as usize)
+                        .cloned()
+                        .unwrap_or_else(|| InterfaceSpec::new(linktype));
                     let id = w.add_interface(&spec).map_err(err)?;
                     set_map(&mut map, g, id);
                 }
@@ -370,7 +371,12 @@ impl Outputs {
             return Ok(());
         };
         if file.is_none() {
-            *file = Some(open_single(path, &self.cfg, LinkType::ETHERNET, &self.ifaces)?);
+            *file = Some(open_single(
+                path,
+                &self.cfg,
+                LinkType::ETHERNET,
+                &self.ifaces,
+            )?);
             self.files_created += 1;
         }
         if let Some(OpenFile {

@@ -147,9 +147,12 @@ pub fn rewrite_reader(
     let (format, big_endian) = match (opts.output_format, reader.format()) {
         (Some(f), CaptureFormat::Pcap { endianness, .. }) => (f, endianness == Endianness::Big),
         (Some(f), CaptureFormat::PcapNg) => (f, false),
-        (None, CaptureFormat::Pcap {
-            endianness, nanos, ..
-        }) => (
+        (
+            None,
+            CaptureFormat::Pcap {
+                endianness, nanos, ..
+            },
+        ) => (
             if nanos {
                 OutputFormat::PcapNs
             } else {
@@ -333,8 +336,14 @@ impl Run<'_> {
                         let policy = r.orphan_policy();
                         for (pend, orphan) in released.drain(..) {
                             emit(
-                                filter, out, stats, policy, &pend.packet.as_packet(),
-                                Some(&pend.key), pend.tag, orphan,
+                                filter,
+                                out,
+                                stats,
+                                policy,
+                                &pend.packet.as_packet(),
+                                Some(&pend.key),
+                                pend.tag,
+                                orphan,
                             )?;
                         }
                         return Ok(());
@@ -467,4 +476,3 @@ fn emit(
     stats.bytes_written += p.data.len() as u64;
     Ok(())
 }
-

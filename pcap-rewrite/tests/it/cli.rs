@@ -11,7 +11,13 @@ fn sample(dir: &std::path::Path) -> std::path::PathBuf {
     let a = "10.0.0.1".parse().unwrap();
     let b = "10.0.0.2".parse().unwrap();
     let v: Vec<_> = (0..5)
-        .map(|i| pkt(i, LinkType::ETHERNET, build::eth_ip(a, b, 17, &build::udp(a, b, 1, 53 + i as u16, b"x"))))
+        .map(|i| {
+            pkt(
+                i,
+                LinkType::ETHERNET,
+                build::eth_ip(a, b, 17, &build::udp(a, b, 1, 53 + i as u16, b"x")),
+            )
+        })
         .collect();
     write_pcap(&p, LinkType::ETHERNET, &v);
     p
@@ -23,11 +29,22 @@ fn summary_on_stderr_and_stats_json() {
     let input = sample(dir.path());
     let out = dir.path().join("o.pcap");
     let js = dir.path().join("s.json");
-    let o = run(&[input.to_str().unwrap(), out.to_str().unwrap(), "-k", "dport=53", "--stats-json", js.to_str().unwrap()]);
+    let o = run(&[
+        input.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "-k",
+        "dport=53",
+        "--stats-json",
+        js.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(0));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("5 packets read, 1 written, 4 dropped by filter"), "{err}");
-    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&js).unwrap()).unwrap();
+    assert!(
+        err.contains("5 packets read, 1 written, 4 dropped by filter"),
+        "{err}"
+    );
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&js).unwrap()).unwrap();
     assert_eq!(s["packets_read"], 5);
     assert_eq!(s["packets_written"], 1);
     assert_eq!(s["dropped_by_filter"], 4);
@@ -50,7 +67,12 @@ fn usage_errors_exit_2() {
         let mut a = vec![input.to_str().unwrap(), out.to_str().unwrap()];
         a.extend(args.iter());
         let o = run(&a);
-        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
     let o = run(&[input.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
@@ -69,7 +91,10 @@ fn errors_exit_1_and_name_the_file() {
     let o = run(&[text.to_str().unwrap(), out.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("notes.txt") && err.contains("not a pcap"), "{err}");
+    assert!(
+        err.contains("notes.txt") && err.contains("not a pcap"),
+        "{err}"
+    );
     let input = sample(dir.path());
     let bad_out = dir.path().join("no/such/dir/o.pcap");
     let o = run(&[input.to_str().unwrap(), bad_out.to_str().unwrap()]);
@@ -77,7 +102,12 @@ fn errors_exit_1_and_name_the_file() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("no/such/dir/o.pcap"));
     let keys = dir.path().join("keys.csv");
     std::fs::write(&keys, "10.0.0.1\nnot,a,key\n").unwrap();
-    let o = run(&[input.to_str().unwrap(), out.to_str().unwrap(), "--keep-keys", keys.to_str().unwrap()]);
+    let o = run(&[
+        input.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--keep-keys",
+        keys.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("keys.csv', line 2"));
 }
@@ -89,7 +119,12 @@ fn truncated_input_exits_3_with_output_written() {
     let out = dir.path().join("o.pcap");
     let f = corpus.join("formats/derived_truncated-mid-packet_ntp.pcap");
     let o = run(&[f.to_str().unwrap(), out.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(String::from_utf8_lossy(&o.stderr).contains("truncated"));
     assert_eq!(packets(&out).len(), 5, "the 5 complete packets");
 }
@@ -104,7 +139,12 @@ fn stdin_to_stdout() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(&std::fs::read(&input).unwrap()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&std::fs::read(&input).unwrap())
+        .unwrap();
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(0));
     let outp = dir.path().join("piped.pcapng");

@@ -83,7 +83,8 @@ pub(crate) fn write_pcapng(path: &Path, lts: &[LinkType], packets: &[OwnedPacket
     let f = std::fs::File::create(path).unwrap();
     let mut w = PcapNgWriter::new(f, false).unwrap();
     for lt in lts {
-        w.add_interface(&libpcap_tools::InterfaceSpec::new(*lt)).unwrap();
+        w.add_interface(&libpcap_tools::InterfaceSpec::new(*lt))
+            .unwrap();
     }
     for p in packets {
         w.write_packet(&p.as_packet()).unwrap();

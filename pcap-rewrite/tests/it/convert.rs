@@ -19,12 +19,24 @@ fn a4(x: u8) -> IpAddr {
 
 fn ip_udp(src: u8, dst: u8, dport: u16) -> Vec<u8> {
     let (s, d) = (Ipv4Addr::new(10, 0, 0, src), Ipv4Addr::new(10, 0, 0, dst));
-    build::ipv4(s, d, 17, 1, &build::udp(s.into(), d.into(), 1000, dport, b"payload!"))
+    build::ipv4(
+        s,
+        d,
+        17,
+        1,
+        &build::udp(s.into(), d.into(), 1000, dport, b"payload!"),
+    )
 }
 
 fn ip_tcp(src: u8, dst: u8) -> Vec<u8> {
     let (s, d) = (Ipv4Addr::new(10, 0, 0, src), Ipv4Addr::new(10, 0, 0, dst));
-    build::ipv4(s, d, 6, 1, &build::tcp(s.into(), d.into(), 1, 80, 7, 9, 0x18, b"GET /"))
+    build::ipv4(
+        s,
+        d,
+        6,
+        1,
+        &build::tcp(s.into(), d.into(), 1, 80, 7, 9, 0x18, b"GET /"),
+    )
 }
 
 /// Runs `cfg` over `frames` (all of `lt`) and returns the output packets.
@@ -32,7 +44,11 @@ fn run(lt: LinkType, frames: Vec<Vec<u8>>, cfg: ConvertConfig) -> (Vec<OwnedPack
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.pcap");
     let output = dir.path().join("out.pcapng");
-    let v: Vec<_> = frames.into_iter().enumerate().map(|(i, d)| pkt(i, lt, d)).collect();
+    let v: Vec<_> = frames
+        .into_iter()
+        .enumerate()
+        .map(|(i, d)| pkt(i, lt, d))
+        .collect();
     write_pcap(&input, lt, &v);
     let opts = Options {
         convert: cfg,
@@ -63,7 +79,11 @@ fn strip_vlan_removes_single_and_double_tags() {
         0x88a8,
         &build::vlan_tag(100, 0x8100, &build::vlan_tag(10, 0x0800, &ip)),
     );
-    let (out, s) = run(LinkType::ETHERNET, vec![one, two, plain.clone()], cfg(None, true, false, false));
+    let (out, s) = run(
+        LinkType::ETHERNET,
+        vec![one, two, plain.clone()],
+        cfg(None, true, false, false),
+    );
     assert_eq!(s.packets_written, 3);
     for p in &out {
         assert_eq!(p.data, plain);
@@ -84,20 +104,44 @@ fn sll(proto: u16, addr: [u8; 6], payload: &[u8]) -> Vec<u8> {
 #[test]
 fn sll_null_and_raw_become_ethernet_with_documented_addresses() {
     let ip = ip_tcp(1, 2);
-    let (out, _) = run(LinkType::LINUX_SLL, vec![sll(0x0800, MAC_S, &ip)], cfg(Some(TargetLink::Ethernet), false, false, false));
-    assert_eq!(out[0].data, build::ethernet(MAC_S, SYNTH_DST_MAC, 0x0800, &ip));
+    let (out, _) = run(
+        LinkType::LINUX_SLL,
+        vec![sll(0x0800, MAC_S, &ip)],
+        cfg(Some(TargetLink::Ethernet), false, false, false),
+    );
+    assert_eq!(
+        out[0].data,
+        build::ethernet(MAC_S, SYNTH_DST_MAC, 0x0800, &ip)
+    );
     assert_eq!(out[0].linktype, LinkType::ETHERNET);
     assert_eq!(out[0].origlen as usize, ip.len() + 14);
 
     let mut null = 2u32.to_le_bytes().to_vec();
     null.extend_from_slice(&ip);
-    let (out, _) = run(LinkType::NULL, vec![null], cfg(Some(TargetLink::Ethernet), false, false, false));
-    assert_eq!(out[0].data, build::ethernet(SYNTH_SRC_MAC, SYNTH_DST_MAC, 0x0800, &ip));
+    let (out, _) = run(
+        LinkType::NULL,
+        vec![null],
+        cfg(Some(TargetLink::Ethernet), false, false, false),
+    );
+    assert_eq!(
+        out[0].data,
+        build::ethernet(SYNTH_SRC_MAC, SYNTH_DST_MAC, 0x0800, &ip)
+    );
 
     let v6 = build::ipv6(Ipv6Addr::LOCALHOST, Ipv6Addr::LOCALHOST, 59, b"");
-    let (out, _) = run(LinkType::RAW, vec![ip.clone(), v6.clone()], cfg(Some(TargetLink::Ethernet), false, false, false));
-    assert_eq!(out[0].data, build::ethernet(SYNTH_SRC_MAC, SYNTH_DST_MAC, 0x0800, &ip));
-    assert_eq!(out[1].data, build::ethernet(SYNTH_SRC_MAC, SYNTH_DST_MAC, 0x86dd, &v6));
+    let (out, _) = run(
+        LinkType::RAW,
+        vec![ip.clone(), v6.clone()],
+        cfg(Some(TargetLink::Ethernet), false, false, false),
+    );
+    assert_eq!(
+        out[0].data,
+        build::ethernet(SYNTH_SRC_MAC, SYNTH_DST_MAC, 0x0800, &ip)
+    );
+    assert_eq!(
+        out[1].data,
+        build::ethernet(SYNTH_SRC_MAC, SYNTH_DST_MAC, 0x86dd, &v6)
+    );
 }
 
 #[test]
@@ -107,7 +151,11 @@ fn to_raw_strips_layer2_and_padding_and_skips_non_ip() {
     padded.extend_from_slice(&[0; 6]);
     let tagged = build::ethernet(MAC_S, MAC_D, 0x8100, &build::vlan_tag(5, 0x0800, &ip));
     let arp = build::ethernet(MAC_S, [0xff; 6], 0x0806, &[0u8; 28]);
-    let (out, s) = run(LinkType::ETHERNET, vec![padded, tagged, arp], cfg(Some(TargetLink::Raw), false, false, false));
+    let (out, s) = run(
+        LinkType::ETHERNET,
+        vec![padded, tagged, arp],
+        cfg(Some(TargetLink::Raw), false, false, false),
+    );
     assert_eq!(s.packets_read, 3);
     assert_eq!(s.skipped_unconvertible, 1, "ARP has no raw-IP form");
     assert_eq!(out.len(), 2);
@@ -122,16 +170,30 @@ fn decap_vxlan_gre_geneve_ipip() {
     let inner_ip = ip_tcp(7, 8);
     let inner_eth = build::ethernet(MAC_S, MAC_D, 0x0800, &inner_ip);
     let (o1, o2) = (a4(100), a4(200));
-    let vxlan = build::eth_ip(o1, o2, 17, &build::udp(o1, o2, 5555, 4789, &build::vxlan(42, &inner_eth)));
+    let vxlan = build::eth_ip(
+        o1,
+        o2,
+        17,
+        &build::udp(o1, o2, 5555, 4789, &build::vxlan(42, &inner_eth)),
+    );
     let gre_teb = build::eth_ip(o1, o2, 47, &build::gre(0x6558, Some(9), &inner_eth));
     let gre_ip = build::eth_ip(o1, o2, 47, &build::gre(0x0800, None, &inner_ip));
-    let geneve = build::eth_ip(o1, o2, 17, &build::udp(o1, o2, 5555, 6081, &build::geneve(3, 0x6558, &inner_eth)));
+    let geneve = build::eth_ip(
+        o1,
+        o2,
+        17,
+        &build::udp(o1, o2, 5555, 6081, &build::geneve(3, 0x6558, &inner_eth)),
+    );
     let ipip = build::eth_ip(o1, o2, 4, &inner_ip);
     let plain = build::eth_ip(o1, o2, 17, &build::udp(o1, o2, 5555, 53, b"q"));
     let frames = vec![vxlan, gre_teb, gre_ip, geneve, ipip, plain.clone()];
 
     // default: Ethernet output, IP inners get the synthesised header
-    let (out, s) = run(LinkType::ETHERNET, frames.clone(), cfg(None, false, true, false));
+    let (out, s) = run(
+        LinkType::ETHERNET,
+        frames.clone(),
+        cfg(None, false, true, false),
+    );
     assert_eq!((s.decapsulated, s.not_tunneled), (5, 1));
     let synth = build::ethernet(SYNTH_SRC_MAC, SYNTH_DST_MAC, 0x0800, &inner_ip);
     let want = [&inner_eth, &inner_eth, &synth, &inner_eth, &synth, &plain];
@@ -140,7 +202,11 @@ fn decap_vxlan_gre_geneve_ipip() {
         assert_eq!(p.linktype, LinkType::ETHERNET);
     }
     // with --link raw every packet is the inner IP packet
-    let (out, _) = run(LinkType::ETHERNET, frames, cfg(Some(TargetLink::Raw), false, true, false));
+    let (out, _) = run(
+        LinkType::ETHERNET,
+        frames,
+        cfg(Some(TargetLink::Raw), false, true, false),
+    );
     assert_eq!(out.len(), 6);
     for p in &out[..5] {
         assert_eq!(p.data, inner_ip, "packet {}", p.index);
@@ -149,10 +215,18 @@ fn decap_vxlan_gre_geneve_ipip() {
 
 #[test]
 fn fix_checksums_restores_the_built_checksums_and_is_off_by_default() {
-    let v4 = build::eth_ip(a4(1), a4(2), 6, &build::tcp(a4(1), a4(2), 1, 2, 3, 4, 0x10, b"data"));
+    let v4 = build::eth_ip(
+        a4(1),
+        a4(2),
+        6,
+        &build::tcp(a4(1), a4(2), 1, 2, 3, 4, 0x10, b"data"),
+    );
     let u4 = build::eth_ip(a4(1), a4(2), 17, &build::udp(a4(1), a4(2), 1, 2, b"odd"));
     let i4 = build::eth_ip(a4(1), a4(2), 1, &build::icmpv4_echo(false, 1, 2, b"ping"));
-    let (s6, d6) = (IpAddr::V6(Ipv6Addr::LOCALHOST), IpAddr::V6("2001:db8::1".parse().unwrap()));
+    let (s6, d6) = (
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+        IpAddr::V6("2001:db8::1".parse().unwrap()),
+    );
     let u6 = build::eth_ip(s6, d6, 17, &build::udp(s6, d6, 9, 10, b"six"));
     let t6 = build::eth_ip(s6, d6, 6, &build::tcp(s6, d6, 9, 10, 0, 0, 2, b""));
     let good = vec![v4, u4, i4, u6, t6];
@@ -165,11 +239,19 @@ fn fix_checksums_restores_the_built_checksums_and_is_off_by_default() {
     bad[2][14 + 20 + 2] ^= 0x22;
     bad[3][14 + 40 + 6] ^= 0x33;
     bad[4][14 + 40 + 16] ^= 0x44;
-    let (out, s) = run(LinkType::ETHERNET, bad.clone(), cfg(None, false, false, true));
+    let (out, s) = run(
+        LinkType::ETHERNET,
+        bad.clone(),
+        cfg(None, false, false, true),
+    );
     assert_eq!(s.checksums_fixed, 5);
     assert_eq!(crate::common::datas(&out), good);
     let (out, _) = run(LinkType::ETHERNET, bad.clone(), ConvertConfig::default());
-    assert_eq!(crate::common::datas(&out), bad, "left as they are without --fix-checksums");
+    assert_eq!(
+        crate::common::datas(&out),
+        bad,
+        "left as they are without --fix-checksums"
+    );
     // after a rewrite that changes the frame (VLAN removed) they are right too
     let tagged: Vec<Vec<u8>> = bad
         .iter()
@@ -190,25 +272,42 @@ fn pcapng_interfaces_keep_resolution_and_get_the_new_link_type() {
     let input = dir.path().join("in.pcapng");
     let output = dir.path().join("out.pcapng");
     let ip = ip_udp(1, 2, 7);
-    let mut p0 = pkt(0, LinkType::ETHERNET, build::ethernet(MAC_S, MAC_D, 0x0800, &ip));
+    let mut p0 = pkt(
+        0,
+        LinkType::ETHERNET,
+        build::ethernet(MAC_S, MAC_D, 0x0800, &ip),
+    );
     p0.ts = Some(libpcap_tools::Timestamp(1_600_000_000_123_456_789));
     let mut p1 = pkt(1, LinkType::RAW, ip.clone());
     p1.interface = 1;
-    write_pcapng(&input, &[LinkType::ETHERNET, LinkType::RAW], &[p0.clone(), p1]);
+    write_pcapng(
+        &input,
+        &[LinkType::ETHERNET, LinkType::RAW],
+        &[p0.clone(), p1],
+    );
     let opts = Options {
         convert: cfg(Some(TargetLink::Raw), false, false, false),
         ..Options::default()
     };
     rewrite(&input, &output, &opts).unwrap();
-    let r = libpcap_tools::CaptureReader::open(&output, &libpcap_tools::ReaderConfig::default()).unwrap();
+    let r = libpcap_tools::CaptureReader::open(&output, &libpcap_tools::ReaderConfig::default())
+        .unwrap();
     assert_eq!(r.format(), libpcap_tools::CaptureFormat::PcapNg);
     let out = packets(&output);
     assert_eq!(out.len(), 2);
-    assert!(out.iter().all(|p| p.linktype == LinkType::RAW && p.data == ip));
+    assert!(
+        out.iter()
+            .all(|p| p.linktype == LinkType::RAW && p.data == ip)
+    );
     assert_eq!(out[0].ts, p0.ts, "nanoseconds kept");
-    let mut r = libpcap_tools::CaptureReader::open(&output, &libpcap_tools::ReaderConfig::default()).unwrap();
+    let mut r =
+        libpcap_tools::CaptureReader::open(&output, &libpcap_tools::ReaderConfig::default())
+            .unwrap();
     while r.next_packet().unwrap().is_some() {}
     let ifs = r.interfaces();
     assert_eq!(ifs.len(), 2);
-    assert!(ifs.iter().all(|i| i.tsresol == 9 && i.linktype == LinkType::RAW));
+    assert!(
+        ifs.iter()
+            .all(|i| i.tsresol == 9 && i.linktype == LinkType::RAW)
+    );
 }

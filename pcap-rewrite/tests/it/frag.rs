@@ -72,9 +72,16 @@ fn first_fragment_never_comes_orphans_follow_the_policy() {
     let n = without_first.len() as u64;
     // evaluate (default): no ports, so a port rule does not match
     let (out, s) = run(without_first.clone(), "port=53", FragConfig::default());
-    assert_eq!((out.len() as u64, s.orphan_fragments, s.dropped_by_filter), (0, n, n));
+    assert_eq!(
+        (out.len() as u64, s.orphan_fragments, s.dropped_by_filter),
+        (0, n, n)
+    );
     // an address rule still matches orphans
-    let (out, _) = run(without_first.clone(), "src=10.1.0.1&port=53", FragConfig::default());
+    let (out, _) = run(
+        without_first.clone(),
+        "src=10.1.0.1&port=53",
+        FragConfig::default(),
+    );
     assert!(out.is_empty());
     let keep = FragConfig {
         orphans: OrphanPolicy::Keep,

@@ -63,7 +63,12 @@ fn malformed_inputs_never_panic_and_every_packet_is_counted() {
                         + s.skipped_unreadable
                         + s.skipped_unconvertible
                         + s.skipped_unwritable;
-                    assert_eq!(s.packets_read, accounted, "{} options {n}: {s:?}", f.display());
+                    assert_eq!(
+                        s.packets_read,
+                        accounted,
+                        "{} options {n}: {s:?}",
+                        f.display()
+                    );
                     input_errors += usize::from(s.input_error.is_some());
                 }
                 Err(Error::Input { path, .. }) => {
@@ -77,7 +82,10 @@ fn malformed_inputs_never_panic_and_every_packet_is_counted() {
             }
         }
     }
-    assert!(input_errors > 0 && open_errors > 0, "{input_errors} {open_errors}");
+    assert!(
+        input_errors > 0 && open_errors > 0,
+        "{input_errors} {open_errors}"
+    );
 }
 
 #[test]
@@ -95,7 +103,13 @@ fn decap_of_corpus_tunnels_finds_inner_packets() {
     for name in ["vxlan", "gre", "geneve", "ip"] {
         for e in std::fs::read_dir(corpus.join("tunnels")).unwrap() {
             let p = e.unwrap().path();
-            if !p.file_name().unwrap().to_string_lossy().to_lowercase().contains(name) {
+            if !p
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .to_lowercase()
+                .contains(name)
+            {
                 continue;
             }
             let out = dir.path().join("d.pcap");
@@ -108,5 +122,8 @@ fn decap_of_corpus_tunnels_finds_inner_packets() {
             }
         }
     }
-    assert!(total > 50, "only {total} packets decapsulated in the tunnel corpus");
+    assert!(
+        total > 50,
+        "only {total} packets decapsulated in the tunnel corpus"
+    );
 }

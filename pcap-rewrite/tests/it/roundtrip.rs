@@ -34,8 +34,16 @@ fn same(a: &[OwnedPacket], b: &[OwnedPacket], what: &str, ts: impl Fn(&OwnedPack
     assert_eq!(a.len(), b.len(), "{what}: packet count");
     for (x, y) in a.iter().zip(b) {
         assert_eq!(x.data, y.data, "{what}: data of packet {}", x.index);
-        assert_eq!(x.origlen, y.origlen, "{what}: origlen of packet {}", x.index);
-        assert_eq!(x.linktype, y.linktype, "{what}: linktype of packet {}", x.index);
+        assert_eq!(
+            x.origlen, y.origlen,
+            "{what}: origlen of packet {}",
+            x.index
+        );
+        assert_eq!(
+            x.linktype, y.linktype,
+            "{what}: linktype of packet {}",
+            x.index
+        );
         // a timestamp the reader saturated (beyond the year 2262) has no
         // exact value to keep
         if ts(x) != Timestamp(i64::MAX) {
@@ -113,7 +121,9 @@ fn classic_pcap_round_trip_is_byte_identical() {
         let b = std::fs::read(&back).unwrap();
         // records are identical; the file header may differ only in the
         // byte order (pcapng -> pcap is little-endian) and snaplen
-        if a.get(..4) == Some(&[0xd4, 0xc3, 0xb2, 0xa1]) || a.get(..4) == Some(&[0x4d, 0x3c, 0xb2, 0xa1]) {
+        if a.get(..4) == Some(&[0xd4, 0xc3, 0xb2, 0xa1])
+            || a.get(..4) == Some(&[0x4d, 0x3c, 0xb2, 0xa1])
+        {
             assert_eq!(a[24..], b[24..], "{name}: records differ");
         }
         // and a direct pcap -> pcap copy has the same records, byte for
@@ -123,7 +133,11 @@ fn classic_pcap_round_trip_is_byte_identical() {
         rewrite(&f, &copy, &Options::default()).unwrap();
         let c = std::fs::read(&copy).unwrap();
         assert_eq!(c[24..], a[24..], "{name}: pcap copy records");
-        assert_eq!((&c[..4], &c[16..24]), (&a[..4], &a[16..24]), "{name}: magic, snaplen, linktype");
+        assert_eq!(
+            (&c[..4], &c[16..24]),
+            (&a[..4], &a[16..24]),
+            "{name}: magic, snaplen, linktype"
+        );
     }
 }
 
@@ -133,8 +147,16 @@ fn tshark_view(p: &Path) -> String {
         .args(["-n", "-r"])
         .arg(p)
         .args([
-            "-T", "fields", "-e", "frame.time_epoch", "-e", "frame.len", "-e", "frame.cap_len",
-            "-e", "frame.protocols",
+            "-T",
+            "fields",
+            "-e",
+            "frame.time_epoch",
+            "-e",
+            "frame.len",
+            "-e",
+            "frame.cap_len",
+            "-e",
+            "frame.protocols",
         ])
         .output()
         .unwrap();
@@ -168,9 +190,15 @@ fn round_trip_seen_the_same_by_tshark() {
         assert_eq!(tshark_view(&back), want, "{name} as pcap-ns");
         if have("capinfos") {
             let c = |p: &Path| {
-                let o = Command::new("capinfos").args(["-c", "-M"]).arg(p).output().unwrap();
+                let o = Command::new("capinfos")
+                    .args(["-c", "-M"])
+                    .arg(p)
+                    .output()
+                    .unwrap();
                 let s = String::from_utf8_lossy(&o.stdout).into_owned();
-                s.lines().find(|l| l.contains("Number of packets")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+                s.lines()
+                    .find(|l| l.contains("Number of packets"))
+                    .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
             };
             assert_eq!(c(&back), c(&f), "{name}: capinfos packet count");
         } else {
