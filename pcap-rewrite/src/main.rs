@@ -171,6 +171,19 @@ fn build_options(cli: &Cli) -> Result<Options, Error> {
             "--split writes into a directory, not standard output".into(),
         ));
     }
+    if cli.input.as_os_str() != "-"
+        && cli.output.as_os_str() != "-"
+        && let (Ok(a), Ok(b)) = (
+            std::fs::canonicalize(&cli.input),
+            std::fs::canonicalize(&cli.output),
+        )
+        && a == b
+    {
+        return Err(Error::Usage(format!(
+            "input and output are the same file '{}'",
+            cli.input.display()
+        )));
+    }
     if !(cli.frag_timeout >= 0.0 && cli.frag_timeout.is_finite()) {
         return Err(Error::Usage(
             "--frag-timeout must be a positive number".into(),

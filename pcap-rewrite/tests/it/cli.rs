@@ -76,6 +76,14 @@ fn usage_errors_exit_2() {
     }
     let o = run(&[input.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
+    let before = std::fs::read(&input).unwrap();
+    let o = run(&[input.to_str().unwrap(), input.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "writing over the input is refused"
+    );
+    assert_eq!(std::fs::read(&input).unwrap(), before);
 }
 
 #[test]
