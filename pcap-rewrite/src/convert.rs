@@ -548,3 +548,101 @@ fn fix_ipv6(ip: &mut [u8]) -> bool {
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libpcap_analyzer::build;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    fn frames() -> Vec<Vec<u8>> {
+        let (a, b) = (
+            IpAddr::V4(Ipv4Addr::new(1, 2, 3, 4)),
+            IpAddr::V4(Ipv4Addr::new(5, 6, 7, 8)),
+        );
+        let (c, d) = (
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        );
+        let inner = build::eth_ip(a, b, 6, &build::tcp(a, b, 1, 2, 3, 4, 2, b"x"));
+        vec![
+            build::eth_ip(
+                a,
+                b,
+                17,
+                &build::udp(a, b, 9, 4789, &build::vxlan(1, &inner)),
+            ),
+            build::eth_ip(
+                a,
+                b,
+                17,
+                &build::udp(a, b, 9, 6081, &build::geneve(1, 0x6558, &inner)),
+            ),
+            build::eth_ip(a, b, 47, &build::gre(0x6558, Some(1), &inner)),
+            build::eth_ip(
+                c,
+                d,
+                41,
+                &build::ipv6(Ipv6Addr::LOCALHOST, Ipv6Addr::LOCALHOST, 58, b"ab"),
+            ),
+            build::ethernet(
+                [1; 6],
+                [2; 6],
+                0x8100,
+                &build::vlan_tag(3, 0x0800, &inner[14..]),
+            ),
+            build::eth_ip(a, b, 1, &build::icmpv4_echo(false, 1, 1, b"p")),
+        ]
+    }
+
+    #[test]
+    fn every_truncation_of_every_frame_with_every_option_is_handled() {
+        let targets = [None, Some(TargetLink::Raw), Some(TargetLink::Ethernet)];
+        for f in frames() {
+            for to in targets {
+                for flags in 0..8u8 {
+                    let cfg = ConvertConfig {
+                        to,
+                        strip_vlan: flags & 1 != 0,
+                        decap: flags & 2 != 0,
+                        fix_checksums: flags & 4 != 0,
+                    };
+                    for lt in [
+                        LinkType::ETHERNET,
+                        LinkType::RAW,
+                        LinkType::LINUX_SLL,
+                        LinkType::NULL,
+                    ] {
+                        let mut c = Converter::new(cfg);
+                        for n in 0..=f.len() {
+                            let p = Packet {
+                                index: 0,
+                                interface: 0,
+                                linktype: lt,
+                                ts: None,
+                                origlen: f.len() as u32,
+                                data: &f[..n],
+                            };
+                            if let Ok(out) = c.convert(p) {
+                                assert!(out.origlen as usize >= out.data.len());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fix_checksums_on_garbage_does_not_panic() {
+        let mut buf = vec![0x45u8; 64];
+        for n in 0..buf.len() {
+            let _ = fix_checksums(LinkType::RAW, &mut buf[..n]);
+            let _ = fix_checksums(LinkType::ETHERNET, &mut buf[..n]);
+        }
+        buf[0] = 0x60;
+        for n in 0..buf.len() {
+            let _ = fix_checksums(LinkType::RAW, &mut buf[..n]);
+        }
+    }
+}
