@@ -169,7 +169,16 @@ pub fn rewrite_reader(
         buffer_size: opts.write_buffer.max(4096),
     };
     let out = match opts.split {
-        Some((by, max_open)) => Outputs::split(output, by, max_open, ocfg)?,
+        // many files may be open: smaller buffers each
+        Some((by, max_open)) => Outputs::split(
+            output,
+            by,
+            max_open,
+            OutputConfig {
+                buffer_size: ocfg.buffer_size.min(64 << 10),
+                ..ocfg
+            },
+        )?,
         None => Outputs::single(output, ocfg),
     };
     let split_flow = opts.split.is_some_and(|(by, _)| by == SplitBy::Flow);

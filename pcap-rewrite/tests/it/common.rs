@@ -78,13 +78,17 @@ pub(crate) fn write_pcap(path: &Path, lt: LinkType, packets: &[OwnedPacket]) {
     w.finish().unwrap();
 }
 
-/// Writes a pcapng file with one nanosecond interface per link type given.
+/// Writes a pcapng file with one nanosecond interface per link type given
+/// (named `if0`, `if1`, …).
 pub(crate) fn write_pcapng(path: &Path, lts: &[LinkType], packets: &[OwnedPacket]) {
     let f = std::fs::File::create(path).unwrap();
     let mut w = PcapNgWriter::new(f, false).unwrap();
-    for lt in lts {
-        w.add_interface(&libpcap_tools::InterfaceSpec::new(*lt))
-            .unwrap();
+    for (i, lt) in lts.iter().enumerate() {
+        let spec = libpcap_tools::InterfaceSpec {
+            name: Some(format!("if{i}")),
+            ..libpcap_tools::InterfaceSpec::new(*lt)
+        };
+        w.add_interface(&spec).unwrap();
     }
     for p in packets {
         w.write_packet(&p.as_packet()).unwrap();

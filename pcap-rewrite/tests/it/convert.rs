@@ -310,4 +310,9 @@ fn pcapng_interfaces_keep_resolution_and_get_the_new_link_type() {
         ifs.iter()
             .all(|i| i.tsresol == 9 && i.linktype == LinkType::RAW)
     );
+    let names: Vec<_> = ifs
+        .iter()
+        .map(|i| i.name.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(names, ["if0", "if1"]);
 }
