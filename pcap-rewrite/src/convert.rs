@@ -635,7 +635,7 @@ mod tests {
 
     #[test]
     fn fix_checksums_on_garbage_does_not_panic() {
-        let mut buf = vec![0x45u8; 64];
+        let mut buf = [0x45u8; 64];
         for n in 0..buf.len() {
             let _ = fix_checksums(LinkType::RAW, &mut buf[..n]);
             let _ = fix_checksums(LinkType::ETHERNET, &mut buf[..n]);
