@@ -238,6 +238,12 @@ fn print_summary(s: &Summary) {
             s.decapsulated, s.not_tunneled
         );
     }
+    if s.timestamps_truncated > 0 {
+        eprintln!(
+            "  {} timestamps truncated to microseconds (use -o pcap-ns or pcapng to keep them)",
+            s.timestamps_truncated
+        );
+    }
     if s.orphan_fragments + s.fragments_resolved_late > 0 {
         eprintln!(
             "  fragments: {} waited for their first fragment, {} orphans (peak buffered {})",

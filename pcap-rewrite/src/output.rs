@@ -343,6 +343,11 @@ impl Outputs {
         })
     }
 
+    /// The output format.
+    pub fn format(&self) -> OutputFormat {
+        self.cfg.format
+    }
+
     /// The split mode, if any.
     pub fn split_by(&self) -> Option<SplitBy> {
         match &self.target {

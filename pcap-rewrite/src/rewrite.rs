@@ -73,6 +73,9 @@ pub struct Summary {
     /// 1970-2106 in classic pcap, a packet without timestamp on a pcapng
     /// interface other than the first).
     pub skipped_unwritable: u64,
+    /// Packets written to a microsecond pcap whose timestamp had a finer
+    /// part, which was truncated (use `pcap-ns` or `pcapng` to keep it).
+    pub timestamps_truncated: u64,
     /// Captured bytes read (packet data only).
     pub bytes_read: u64,
     /// Captured bytes written (packet data only).
@@ -483,5 +486,8 @@ fn emit(
     }
     stats.packets_written += 1;
     stats.bytes_written += p.data.len() as u64;
+    if out.format() == OutputFormat::Pcap && p.ts.is_some_and(|t| t.subsec_nanos() % 1000 != 0) {
+        stats.timestamps_truncated += 1;
+    }
     Ok(())
 }

@@ -161,3 +161,30 @@ fn stdin_to_stdout() {
     assert_eq!(v.len(), 1);
     assert_eq!(v[0].index, 0);
 }
+
+#[test]
+fn nanosecond_timestamps_written_as_microseconds_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("ns.pcapng");
+    let mut p = pkt(0, LinkType::RAW, vec![0x45; 20]);
+    p.ts = Some(libpcap_tools::Timestamp(1_600_000_000_123_456_789));
+    crate::common::write_pcapng(&input, &[LinkType::RAW], &[p]);
+    let js = dir.path().join("s.json");
+    for (fmt, truncated, ns) in [("pcap", 1, 123_456_000), ("pcap-ns", 0, 123_456_789)] {
+        let out = dir.path().join(format!("o-{fmt}.pcap"));
+        let o = run(&[
+            input.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "-o",
+            fmt,
+            "--stats-json",
+            js.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(0));
+        let s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&js).unwrap()).unwrap();
+        assert_eq!(s["timestamps_truncated"], truncated, "{fmt}");
+        let back = packets(&out);
+        assert_eq!(back[0].ts.unwrap().subsec_nanos(), ns, "{fmt}");
+    }
+}

@@ -80,6 +80,7 @@ fn corpus_round_trips_keep_bytes_and_timestamps() {
             continue;
         }
         let s = convert(&ng, &back, OutputFormat::PcapNs);
+        assert_eq!(s.timestamps_truncated, 0);
         assert_eq!(s.packets_written, orig.len() as u64, "{name}");
         let fin = packets(&back);
         same(&orig, &fin, &format!("{name} -> pcapng -> pcap-ns"), |p| {
