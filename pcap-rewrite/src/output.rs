@@ -1,0 +1,596 @@
+//! Output files: one capture, or one file per flow or key (`--split`), with
+//! a cap on the number of files open at once.
+//!
+//! # Interfaces
+//!
+//! Every (input section, input interface, output link type) combination
+//! becomes one output interface, described by an [`InterfaceSpec`] that
+//! carries over the input interface's name, snap length, timestamp
+//! resolution and offset. A pcapng output declares the interfaces it uses
+//! (in a single section); a classic pcap output has one link type, taken from
+//! its first packet, and a packet of another link type is an error
+//! ([`Error::LinkTypeMismatch`]).
+//!
+//! # Split mode
+//!
+//! Files are created in the output directory when their first packet comes
+//! (an existing file of the same name is replaced). When more than
+//! `max_open` files would be open, the least recently used one is flushed and
+//! closed; it is reopened in append mode when it gets a packet again. A
+//! reopened pcap file just gets more records after its header; a reopened
+//! pcapng file gets more blocks in the section it has (the interfaces it
+//! declared keep their ids; new ones are declared after it).
+
+use crate::{Error, Result};
+use libpcap_tools::{InterfaceSpec, LinkType, Packet, PcapNgWriter, PcapWriter, PcapWriterOptions};
+use std::cell::Cell;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+/// Output container format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// Classic pcap, microsecond timestamps.
+    Pcap,
+    /// Classic pcap, nanosecond timestamps.
+    PcapNs,
+    /// pcapng.
+    PcapNg,
+}
+
+impl OutputFormat {
+    /// File extension for split files.
+    pub fn extension(self) -> &'static str {
+        match self {
+            OutputFormat::Pcap | OutputFormat::PcapNs => "pcap",
+            OutputFormat::PcapNg => "pcapng",
+        }
+    }
+}
+
+/// How `--split` names files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SplitBy {
+    /// One file per bidirectional flow (5-tuple; address pair and protocol
+    /// for packets without ports; `non-ip` for the rest).
+    Flow,
+    /// One file per keep rule or keep key that matched.
+    Key,
+}
+
+/// Per-file output settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputConfig {
+    /// Container format.
+    pub format: OutputFormat,
+    /// Big-endian classic pcap headers.
+    pub big_endian: bool,
+    /// Snapshot length written in classic pcap headers.
+    pub snaplen: u32,
+    /// Capacity of each file's write buffer.
+    pub buffer_size: usize,
+}
+
+/// A writer that can be muted, so that reopening a file in append mode can
+/// replay its headers through the library writers without writing them.
+struct Gate {
+    inner: BufWriter<Box<dyn Write>>,
+    mute: Rc<Cell<bool>>,
+}
+
+impl Write for Gate {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.mute.get() {
+            Ok(buf.len())
+        } else {
+            self.inner.write(buf)
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        if self.mute.get() {
+            Ok(())
+        } else {
+            self.inner.write_all(buf)
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+enum Writer {
+    Pcap(PcapWriter<Gate>, LinkType),
+    Ng(PcapNgWriter<Gate>, Vec<Option<u32>>),
+}
+
+/// What is needed to reopen a file.
+#[derive(Debug, Clone, Default)]
+struct FileState {
+    pcap_linktype: Option<LinkType>,
+    /// Global interface ids in the order the file declared them.
+    ng_ifaces: Vec<u32>,
+}
+
+struct OpenFile {
+    w: Writer,
+    state: FileState,
+}
+
+impl OpenFile {
+    /// Creates a writer on `sink`; when `replay` is given, its headers are
+    /// generated muted (the file already has them).
+    fn start(
+        sink: Box<dyn Write>,
+        cfg: &OutputConfig,
+        linktype: LinkType,
+        replay: Option<&FileState>,
+        ifaces: &[InterfaceSpec],
+        path: &Path,
+    ) -> Result<OpenFile> {
+        let mute = Rc::new(Cell::new(replay.is_some()));
+        let gate = Gate {
+            inner: BufWriter::with_capacity(cfg.buffer_size, sink),
+            mute: mute.clone(),
+        };
+        let err = |source| Error::Output {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut state = replay.cloned().unwrap_or_default();
+        let w = match cfg.format {
+            OutputFormat::Pcap | OutputFormat::PcapNs => {
+                let lt = state.pcap_linktype.unwrap_or(linktype);
+                state.pcap_linktype = Some(lt);
+                let opts = PcapWriterOptions {
+                    nanos: cfg.format == OutputFormat::PcapNs,
+                    big_endian: cfg.big_endian,
+                    snaplen: cfg.snaplen,
+                };
+                Writer::Pcap(PcapWriter::new(gate, lt, opts).map_err(err)?, lt)
+            }
+            OutputFormat::PcapNg => {
+                let mut w = PcapNgWriter::new(gate, false).map_err(err)?;
+                let mut map = Vec::new();
+                for &g in &state.ng_ifaces {
+                    let spec = ifaces
+                        .get(g as usize)
+                        .cloned()
+                        .unwrap_or_else(|| InterfaceSpec::new(linktype));
+                    let id = w.add_interface(&spec).map_err(err)?;
+                    set_map(&mut map, g, id);
+                }
+                Writer::Ng(w, map)
+            }
+        };
+        mute.set(false);
+        Ok(OpenFile { w, state })
+    }
+
+    fn write(
+        &mut self,
+        p: &Packet<'_>,
+        global_iface: u32,
+        ifaces: &[InterfaceSpec],
+        path: &Path,
+    ) -> Result<()> {
+        let err = |source| Error::Output {
+            path: path.to_path_buf(),
+            source,
+        };
+        match &mut self.w {
+            Writer::Pcap(w, lt) => {
+                if p.linktype != *lt {
+                    return Err(Error::LinkTypeMismatch {
+                        path: path.to_path_buf(),
+                        index: p.index,
+                        expected: *lt,
+                        found: p.linktype,
+                    });
+                }
+                w.write_packet(p).map_err(err)
+            }
+            Writer::Ng(w, map) => {
+                let id = match map.get(global_iface as usize).copied().flatten() {
+                    Some(id) => id,
+                    None => {
+                        let spec = ifaces
+                            .get(global_iface as usize)
+                            .cloned()
+                            .unwrap_or_else(|| InterfaceSpec::new(p.linktype));
+                        let id = w.add_interface(&spec).map_err(err)?;
+                        set_map(map, global_iface, id);
+                        self.state.ng_ifaces.push(global_iface);
+                        id
+                    }
+                };
+                w.write_packet(&Packet {
+                    interface: id,
+                    ..*p
+                })
+                .map_err(err)
+            }
+        }
+    }
+
+    fn finish(self, path: &Path) -> Result<FileState> {
+        let err = |source| Error::Output {
+            path: path.to_path_buf(),
+            source,
+        };
+        match self.w {
+            Writer::Pcap(w, _) => {
+                w.finish().map_err(err)?;
+            }
+            Writer::Ng(w, _) => {
+                w.finish().map_err(err)?;
+            }
+        }
+        Ok(self.state)
+    }
+}
+
+fn set_map(map: &mut Vec<Option<u32>>, global: u32, local: u32) {
+    let g = global as usize;
+    if map.len() <= g {
+        map.resize(g + 1, None);
+    }
+    if let Some(slot) = map.get_mut(g) {
+        *slot = Some(local);
+    }
+}
+
+struct SplitEntry {
+    path: PathBuf,
+    file: Option<OpenFile>,
+    state: FileState,
+    tick: u64,
+}
+
+enum Target {
+    Single {
+        path: PathBuf,
+        file: Option<OpenFile>,
+    },
+    Split {
+        dir: PathBuf,
+        by: SplitBy,
+        entries: HashMap<String, SplitEntry>,
+        lru: BTreeMap<u64, String>,
+        max_open: usize,
+        tick: u64,
+    },
+}
+
+/// The output side of a rewrite.
+pub struct Outputs {
+    cfg: OutputConfig,
+    ifaces: Vec<InterfaceSpec>,
+    target: Target,
+    /// Files created.
+    pub files_created: u64,
+    /// Times a closed split file was reopened.
+    pub files_reopened: u64,
+}
+
+impl std::fmt::Debug for Outputs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outputs")
+            .field("cfg", &self.cfg)
+            .field("interfaces", &self.ifaces.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn sanitize(label: &str) -> String {
+    let s: String = label
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '_' | '-' => c,
+            ':' => '-',
+            _ => '_',
+        })
+        .collect();
+    if s.is_empty() || s.starts_with('.') {
+        format!("_{s}")
+    } else {
+        s
+    }
+}
+
+impl Outputs {
+    /// A single output file (`-` = standard output), created at the first
+    /// packet or at [`Outputs::finish`].
+    pub fn single(path: &Path, cfg: OutputConfig) -> Outputs {
+        Outputs {
+            cfg,
+            ifaces: Vec::new(),
+            target: Target::Single {
+                path: path.to_path_buf(),
+                file: None,
+            },
+            files_created: 0,
+            files_reopened: 0,
+        }
+    }
+
+    /// Split output into directory `dir` (created if missing).
+    ///
+    /// # Errors
+    /// [`Error::OutputIo`] if the directory cannot be created.
+    pub fn split(dir: &Path, by: SplitBy, max_open: usize, cfg: OutputConfig) -> Result<Outputs> {
+        std::fs::create_dir_all(dir).map_err(|source| Error::OutputIo {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        Ok(Outputs {
+            cfg,
+            ifaces: Vec::new(),
+            target: Target::Split {
+                dir: dir.to_path_buf(),
+                by,
+                entries: HashMap::new(),
+                lru: BTreeMap::new(),
+                max_open: max_open.max(1),
+                tick: 0,
+            },
+            files_created: 0,
+            files_reopened: 0,
+        })
+    }
+
+    /// The output format.
+    pub fn format(&self) -> OutputFormat {
+        self.cfg.format
+    }
+
+    /// The split mode, if any.
+    pub fn split_by(&self) -> Option<SplitBy> {
+        match &self.target {
+            Target::Split { by, .. } => Some(*by),
+            Target::Single { .. } => None,
+        }
+    }
+
+    /// Declares an output interface; returns its global id.
+    pub fn add_interface(&mut self, spec: InterfaceSpec) -> u32 {
+        self.ifaces.push(spec);
+        u32::try_from(self.ifaces.len() - 1).unwrap_or(u32::MAX)
+    }
+
+    /// In a single pcapng output, declares the global interfaces `gids` now
+    /// and in this order (so that the output keeps the input's interface
+    /// numbering); does nothing for classic pcap and split outputs.
+    ///
+    /// # Errors
+    /// [`Error::Output`], [`Error::OutputIo`].
+    pub fn declare_interfaces(&mut self, gids: &[u32]) -> Result<()> {
+        if self.cfg.format != OutputFormat::PcapNg {
+            return Ok(());
+        }
+        let Target::Single { path, file } = &mut self.target else {
+            return Ok(());
+        };
+        if file.is_none() {
+            *file = Some(open_single(
+                path,
+                &self.cfg,
+                LinkType::ETHERNET,
+                &self.ifaces,
+            )?);
+            self.files_created += 1;
+        }
+        if let Some(OpenFile {
+            w: Writer::Ng(w, map),
+            state,
+        }) = file
+        {
+            for &g in gids {
+                if map.get(g as usize).copied().flatten().is_some() {
+                    continue;
+                }
+                let Some(spec) = self.ifaces.get(g as usize) else {
+                    continue;
+                };
+                let id = w.add_interface(spec).map_err(|source| Error::Output {
+                    path: path.clone(),
+                    source,
+                })?;
+                set_map(map, g, id);
+                state.ng_ifaces.push(g);
+            }
+        }
+        Ok(())
+    }
+
+    /// In a single pcapng output, starts a new section (the input started
+    /// one): interfaces are declared again as they are used.
+    ///
+    /// # Errors
+    /// [`Error::Output`].
+    pub fn new_section(&mut self) -> Result<()> {
+        if let Target::Single {
+            path,
+            file:
+                Some(OpenFile {
+                    w: Writer::Ng(w, map),
+                    state,
+                }),
+        } = &mut self.target
+        {
+            w.new_section(false).map_err(|source| Error::Output {
+                path: path.clone(),
+                source,
+            })?;
+            map.clear();
+            state.ng_ifaces.clear();
+        }
+        Ok(())
+    }
+
+    /// Writes a packet on global interface `iface`, into the file for `label`
+    /// in split mode (ignored otherwise).
+    ///
+    /// # Errors
+    /// [`Error::Output`], [`Error::OutputIo`], [`Error::LinkTypeMismatch`].
+    pub fn write(&mut self, p: &Packet<'_>, iface: u32, label: &str) -> Result<()> {
+        let cfg = self.cfg;
+        match &mut self.target {
+            Target::Single { path, file } => {
+                if file.is_none() {
+                    *file = Some(open_single(path, &cfg, p.linktype, &self.ifaces)?);
+                    self.files_created += 1;
+                }
+                match file {
+                    Some(f) => f.write(p, iface, &self.ifaces, path),
+                    None => Ok(()),
+                }
+            }
+            Target::Split {
+                dir,
+                entries,
+                lru,
+                max_open,
+                tick,
+                ..
+            } => {
+                *tick += 1;
+                let now = *tick;
+                let name = sanitize(label);
+                let is_open = entries.get(&name).is_some_and(|e| e.file.is_some());
+                if !is_open {
+                    // make room
+                    while lru.len() >= *max_open {
+                        let Some((_, victim)) = lru.pop_first() else {
+                            break;
+                        };
+                        if let Some(v) = entries.get_mut(&victim)
+                            && let Some(f) = v.file.take()
+                        {
+                            v.state = f.finish(&v.path)?;
+                        }
+                    }
+                    let ext = cfg.format.extension();
+                    let entry = entries.entry(name.clone()).or_insert_with(|| SplitEntry {
+                        path: dir.join(format!("{name}.{ext}")),
+                        file: None,
+                        state: FileState::default(),
+                        tick: 0,
+                    });
+                    let fresh = entry.tick == 0;
+                    let io_err = |source| Error::OutputIo {
+                        path: entry.path.clone(),
+                        source,
+                    };
+                    let f = if fresh {
+                        File::create(&entry.path).map_err(io_err)?
+                    } else {
+                        OpenOptions::new()
+                            .append(true)
+                            .open(&entry.path)
+                            .map_err(io_err)?
+                    };
+                    let replay = (!fresh).then_some(&entry.state);
+                    entry.file = Some(OpenFile::start(
+                        Box::new(f),
+                        &cfg,
+                        p.linktype,
+                        replay,
+                        &self.ifaces,
+                        &entry.path,
+                    )?);
+                    if fresh {
+                        self.files_created += 1;
+                    } else {
+                        self.files_reopened += 1;
+                    }
+                }
+                let Some(entry) = entries.get_mut(&name) else {
+                    return Ok(());
+                };
+                if entry.tick != 0 {
+                    lru.remove(&entry.tick);
+                }
+                entry.tick = now;
+                lru.insert(now, name);
+                match &mut entry.file {
+                    Some(f) => f.write(p, iface, &self.ifaces, &entry.path),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// Flushes and closes everything. A single output that got no packet is
+    /// still created, with `fallback_linktype` (and the interfaces declared,
+    /// for pcapng).
+    ///
+    /// # Errors
+    /// [`Error::Output`], [`Error::OutputIo`].
+    pub fn finish(self, fallback_linktype: LinkType) -> Result<u64> {
+        let mut created = self.files_created;
+        match self.target {
+            Target::Single { path, file } => {
+                let f = match file {
+                    Some(f) => f,
+                    None => {
+                        created += 1;
+                        let mut f = open_single(&path, &self.cfg, fallback_linktype, &self.ifaces)?;
+                        if let Writer::Ng(w, _) = &mut f.w {
+                            for spec in &self.ifaces {
+                                w.add_interface(spec).map_err(|source| Error::Output {
+                                    path: path.clone(),
+                                    source,
+                                })?;
+                            }
+                        }
+                        f
+                    }
+                };
+                f.finish(&path)?;
+            }
+            Target::Split { entries, .. } => {
+                for (_, e) in entries {
+                    if let Some(f) = e.file {
+                        f.finish(&e.path)?;
+                    }
+                }
+            }
+        }
+        Ok(created)
+    }
+}
+
+fn open_single(
+    path: &Path,
+    cfg: &OutputConfig,
+    linktype: LinkType,
+    ifaces: &[InterfaceSpec],
+) -> Result<OpenFile> {
+    let sink: Box<dyn Write> = if path.as_os_str() == "-" {
+        Box::new(io::stdout().lock())
+    } else {
+        Box::new(File::create(path).map_err(|source| Error::OutputIo {
+            path: path.to_path_buf(),
+            source,
+        })?)
+    };
+    OpenFile::start(sink, cfg, linktype, None, ifaces, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sanitize;
+
+    #[test]
+    fn labels_become_safe_file_names() {
+        assert_eq!(sanitize("tcp_10.0.0.1_80_::1_5"), "tcp_10.0.0.1_80_--1_5");
+        assert_eq!(sanitize("port=53&proto=udp"), "port_53_proto_udp");
+        assert_eq!(sanitize("../x"), "_.._x");
+        assert_eq!(sanitize(""), "_");
+    }
+}

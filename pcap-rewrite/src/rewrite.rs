@@ -1,0 +1,493 @@
+//! The rewriting pipeline: read, convert, filter, write.
+
+use crate::convert::{ConvertConfig, Converter, Skip};
+use crate::filter::{Decision, FilterSet, FlowTuple, Subject, flow_label};
+use crate::frag::{FragConfig, FragResolver, OrphanPolicy, Pending, Resolution};
+use crate::key::PacketKey;
+use crate::output::{OutputConfig, OutputFormat, Outputs, SplitBy};
+use crate::{Error, Result};
+use libpcap_tools::{
+    CaptureFormat, CaptureReader, Endianness, InterfaceInfo, InterfaceSpec, LinkType, Packet,
+    ReaderConfig,
+};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Everything a rewrite does besides choosing its input and output.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Output format; `None` keeps the input's (classic pcap keeps its
+    /// timestamp resolution and byte order).
+    pub output_format: Option<OutputFormat>,
+    /// Link-layer changes and checksum fixing.
+    pub convert: ConvertConfig,
+    /// Keep/drop rules.
+    pub filter: FilterSet,
+    /// Fragment buffering limits.
+    pub frag: FragConfig,
+    /// Split mode and the most files open at once.
+    pub split: Option<(SplitBy, usize)>,
+    /// Reader settings.
+    pub reader: ReaderConfig,
+    /// Write buffer size per output file.
+    pub write_buffer: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            output_format: None,
+            convert: ConvertConfig::default(),
+            filter: FilterSet::default(),
+            frag: FragConfig::default(),
+            split: None,
+            reader: ReaderConfig::default(),
+            write_buffer: 1 << 20,
+        }
+    }
+}
+
+/// What a rewrite did (printed on stderr by the binary, and written by
+/// `--stats-json`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    /// Input path.
+    pub input: String,
+    /// Output path (a directory in split mode).
+    pub output: String,
+    /// Packets read from the input.
+    pub packets_read: u64,
+    /// Packets written.
+    pub packets_written: u64,
+    /// Packets dropped by the filters (orphan fragments included).
+    pub dropped_by_filter: u64,
+    /// Packets skipped because their headers could not be decoded for the
+    /// requested conversion.
+    pub skipped_unreadable: u64,
+    /// Packets skipped because the target link type cannot hold them (e.g.
+    /// ARP to raw IP).
+    pub skipped_unconvertible: u64,
+    /// Packets the output format cannot hold (a timestamp outside
+    /// 1970-2106 in classic pcap, a packet without timestamp on a pcapng
+    /// interface other than the first).
+    pub skipped_unwritable: u64,
+    /// Packets written to a microsecond pcap whose timestamp had a finer
+    /// part, which was truncated (use `pcap-ns` or `pcapng` to keep it).
+    pub timestamps_truncated: u64,
+    /// Captured bytes read (packet data only).
+    pub bytes_read: u64,
+    /// Captured bytes written (packet data only).
+    pub bytes_written: u64,
+    /// Packets decapsulated (`--decap`).
+    pub decapsulated: u64,
+    /// Packets that `--decap` found not to be tunnels (kept as they are).
+    pub not_tunneled: u64,
+    /// Packets whose checksums were recomputed.
+    pub checksums_fixed: u64,
+    /// Most fragments buffered at once while waiting for a first fragment.
+    pub fragments_buffered_peak: u64,
+    /// Fragments that waited and then got the decision of their datagram.
+    pub fragments_resolved_late: u64,
+    /// Fragments whose first fragment never came.
+    pub orphan_fragments: u64,
+    /// Output files created.
+    pub files_written: u64,
+    /// Split files closed and reopened because of the open-file cap.
+    pub files_reopened: u64,
+    /// The input error that ended reading early (truncated or corrupt
+    /// input); everything before it was processed and written.
+    pub input_error: Option<String>,
+}
+
+/// An input interface and its output interfaces, per output link type.
+struct InIface {
+    info: InterfaceInfo,
+    outs: Vec<(LinkType, u32)>,
+}
+
+struct Run<'f> {
+    conv: Converter,
+    filter: &'f FilterSet,
+    needs_key: bool,
+    resolver: Option<FragResolver>,
+    out: Outputs,
+    in_ifaces: HashMap<(u32, u32), InIface>,
+    stats: Summary,
+    released: Vec<(Pending, bool)>,
+}
+
+/// Rewrites `input` into `output` (a file, `-` for standard output, or a
+/// directory in split mode).
+///
+/// # Errors
+/// [`Error::Input`] if the input cannot be opened or is not a capture;
+/// output errors. An input that ends early or is damaged after its header is
+/// not an error: the summary's `input_error` says so.
+pub fn rewrite(input: &Path, output: &Path, opts: &Options) -> Result<Summary> {
+    let mut reader = CaptureReader::open(input, &opts.reader).map_err(|source| Error::Input {
+        path: input.to_path_buf(),
+        source,
+    })?;
+    rewrite_reader(&mut reader, input, output, opts)
+}
+
+/// As [`rewrite`], on an open reader (`input` names it in messages).
+///
+/// # Errors
+/// As [`rewrite`].
+pub fn rewrite_reader(
+    reader: &mut CaptureReader,
+    input: &Path,
+    output: &Path,
+    opts: &Options,
+) -> Result<Summary> {
+    let section = Arc::new(AtomicU32::new(0));
+    let sec = section.clone();
+    reader.set_block_callback(Box::new(move |b| sec.store(b.section, Ordering::Relaxed)));
+
+    let (format, big_endian) = match (opts.output_format, reader.format()) {
+        (Some(f), CaptureFormat::Pcap { endianness, .. }) => (f, endianness == Endianness::Big),
+        (Some(f), CaptureFormat::PcapNg) => (f, false),
+        (
+            None,
+            CaptureFormat::Pcap {
+                endianness, nanos, ..
+            },
+        ) => (
+            if nanos {
+                OutputFormat::PcapNs
+            } else {
+                OutputFormat::Pcap
+            },
+            endianness == Endianness::Big,
+        ),
+        (None, CaptureFormat::PcapNg) => (OutputFormat::PcapNg, false),
+    };
+    let ocfg = OutputConfig {
+        format,
+        big_endian,
+        snaplen: reader.snaplen().filter(|&s| s != 0).unwrap_or(262_144),
+        buffer_size: opts.write_buffer.max(4096),
+    };
+    let out = match opts.split {
+        // many files may be open: smaller buffers each
+        Some((by, max_open)) => Outputs::split(
+            output,
+            by,
+            max_open,
+            OutputConfig {
+                buffer_size: ocfg.buffer_size.min(64 << 10),
+                ..ocfg
+            },
+        )?,
+        None => Outputs::single(output, ocfg),
+    };
+    let split_flow = opts.split.is_some_and(|(by, _)| by == SplitBy::Flow);
+    let needs_ports = opts.filter.needs_ports() || split_flow;
+    let mut run = Run {
+        conv: Converter::new(opts.convert),
+        filter: &opts.filter,
+        needs_key: opts.filter.needs_key() || split_flow,
+        resolver: needs_ports.then(|| FragResolver::new(opts.frag)),
+        out,
+        in_ifaces: HashMap::new(),
+        stats: Summary {
+            input: input.display().to_string(),
+            output: output.display().to_string(),
+            ..Summary::default()
+        },
+        released: Vec::new(),
+    };
+
+    let mut cur_section = None;
+    loop {
+        match reader.next_packet() {
+            Ok(Some(p)) => {
+                let k = (section.load(Ordering::Relaxed), p.interface);
+                if run.in_ifaces.contains_key(&k) {
+                    run.process(p, k)?;
+                } else {
+                    let owned = p.to_owned();
+                    let infos = reader.interfaces();
+                    if cur_section != Some(k.0) {
+                        // a new input section: pcapng output mirrors it, and
+                        // declares its interfaces in the input's order
+                        if cur_section.is_some() {
+                            run.out.new_section()?;
+                        }
+                        cur_section = Some(k.0);
+                        let mut gids = Vec::new();
+                        for i in &infos {
+                            let ik = (k.0, i.id);
+                            if !run.in_ifaces.contains_key(&ik) {
+                                run.register(ik, &infos, i.linktype);
+                            }
+                            let lt = run.conv.output_linktype(i.linktype);
+                            gids.push(run.out_iface(ik, lt));
+                        }
+                        run.out.declare_interfaces(&gids)?;
+                    }
+                    if !run.in_ifaces.contains_key(&k) {
+                        run.register(k, &infos, owned.linktype);
+                    }
+                    run.process(owned.as_packet(), k)?;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                run.stats.input_error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    // orphans still waiting at the end
+    if let Some(r) = &mut run.resolver {
+        r.finish(&mut run.released);
+    }
+    run.flush_released()?;
+
+    // a capture without packets still gets its interfaces
+    if run.in_ifaces.is_empty() {
+        let infos = reader.interfaces();
+        for i in &infos {
+            run.register((i.section, i.id), &infos, i.linktype);
+            let lt = run.conv.output_linktype(i.linktype);
+            run.out_iface((i.section, i.id), lt);
+        }
+    }
+    let fallback = reader
+        .linktype()
+        .or_else(|| reader.interfaces().first().map(|i| i.linktype))
+        .map_or(LinkType::ETHERNET, |lt| run.conv.output_linktype(lt));
+    let Run {
+        conv,
+        resolver,
+        out,
+        mut stats,
+        ..
+    } = run;
+    stats.files_reopened = out.files_reopened;
+    stats.files_written = out.finish(fallback)?;
+    stats.decapsulated = conv.decapsulated;
+    stats.not_tunneled = conv.not_tunneled;
+    stats.checksums_fixed = conv.checksums_fixed;
+    if let Some(r) = resolver {
+        stats.fragments_buffered_peak = r.peak_buffered as u64;
+        stats.fragments_resolved_late = r.resolved_late;
+        stats.orphan_fragments = r.orphans;
+    }
+    Ok(stats)
+}
+
+impl Run<'_> {
+    fn register(&mut self, k: (u32, u32), infos: &[InterfaceInfo], linktype: LinkType) {
+        let info = infos
+            .iter()
+            .find(|i| i.id == k.1)
+            .cloned()
+            .unwrap_or(InterfaceInfo {
+                section: k.0,
+                id: k.1,
+                linktype,
+                snaplen: 0,
+                name: None,
+                tsresol: 9,
+                tsoffset: 0,
+            });
+        self.in_ifaces.insert(
+            k,
+            InIface {
+                info,
+                outs: Vec::new(),
+            },
+        );
+    }
+
+    /// The global output interface of input interface `k` for link type `lt`.
+    fn out_iface(&mut self, k: (u32, u32), lt: LinkType) -> u32 {
+        out_iface(&mut self.in_ifaces, &mut self.out, k, lt)
+    }
+
+    fn process(&mut self, p: Packet<'_>, k: (u32, u32)) -> Result<()> {
+        self.stats.packets_read += 1;
+        self.stats.bytes_read += p.data.len() as u64;
+        let Run {
+            conv,
+            filter,
+            needs_key,
+            resolver,
+            out,
+            in_ifaces,
+            stats,
+            released,
+        } = self;
+        let cp = match conv.convert(p) {
+            Ok(cp) => cp,
+            Err(Skip::Unreadable(why)) => {
+                log::debug!("packet {}: skipped, unreadable: {why}", p.index + 1);
+                stats.skipped_unreadable += 1;
+                return Ok(());
+            }
+            Err(Skip::Unconvertible(why)) => {
+                log::debug!("packet {}: skipped, not convertible: {why}", p.index + 1);
+                stats.skipped_unconvertible += 1;
+                return Ok(());
+            }
+        };
+        let gid = out_iface(in_ifaces, out, k, cp.linktype);
+        let mut key = None;
+        if *needs_key {
+            key = PacketKey::from_frame(cp.linktype, cp.data);
+            if let (Some(r), Some(kk)) = (resolver.as_mut(), key) {
+                match r.resolve(kk, cp.ts, || (cp.to_owned(), gid), released) {
+                    Resolution::Ready(kk) => key = Some(kk),
+                    Resolution::Buffered => {
+                        // released fragments (orphans made room) go out now
+                        let policy = r.orphan_policy();
+                        for (pend, orphan) in released.drain(..) {
+                            emit(
+                                filter,
+                                out,
+                                stats,
+                                policy,
+                                &pend.packet.as_packet(),
+                                Some(&pend.key),
+                                pend.tag,
+                                orphan,
+                            )?;
+                        }
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        let policy = resolver
+            .as_ref()
+            .map_or(OrphanPolicy::Evaluate, FragResolver::orphan_policy);
+        for (pend, orphan) in released.drain(..) {
+            emit(
+                filter,
+                out,
+                stats,
+                policy,
+                &pend.packet.as_packet(),
+                Some(&pend.key),
+                pend.tag,
+                orphan,
+            )?;
+        }
+        emit(filter, out, stats, policy, &cp, key.as_ref(), gid, false)
+    }
+
+    fn flush_released(&mut self) -> Result<()> {
+        let policy = self
+            .resolver
+            .as_ref()
+            .map_or(OrphanPolicy::Evaluate, FragResolver::orphan_policy);
+        for (pend, orphan) in self.released.drain(..) {
+            emit(
+                self.filter,
+                &mut self.out,
+                &mut self.stats,
+                policy,
+                &pend.packet.as_packet(),
+                Some(&pend.key),
+                pend.tag,
+                orphan,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn out_iface(
+    in_ifaces: &mut HashMap<(u32, u32), InIface>,
+    out: &mut Outputs,
+    k: (u32, u32),
+    lt: LinkType,
+) -> u32 {
+    let Some(ii) = in_ifaces.get_mut(&k) else {
+        return out.add_interface(InterfaceSpec::new(lt));
+    };
+    if let Some(&(_, id)) = ii.outs.iter().find(|(l, _)| *l == lt) {
+        return id;
+    }
+    let spec = InterfaceSpec {
+        linktype: lt,
+        snaplen: ii.info.snaplen,
+        tsresol: ii.info.tsresol,
+        tsoffset: ii.info.tsoffset,
+        name: ii.info.name.clone(),
+    };
+    let id = out.add_interface(spec);
+    ii.outs.push((lt, id));
+    id
+}
+
+/// Decides on one packet and writes it if kept.
+#[allow(clippy::too_many_arguments)] // the pieces of the run, borrowed separately
+fn emit(
+    filter: &FilterSet,
+    out: &mut Outputs,
+    stats: &mut Summary,
+    policy: OrphanPolicy,
+    p: &Packet<'_>,
+    key: Option<&PacketKey>,
+    gid: u32,
+    orphan: bool,
+) -> Result<()> {
+    let decision = match (orphan, policy) {
+        (true, OrphanPolicy::Keep) => Decision::Keep(None),
+        (true, OrphanPolicy::Drop) => Decision::Drop,
+        _ => filter.decide(&Subject {
+            key,
+            ts: p.ts,
+            index: p.index,
+        }),
+    };
+    let label = match decision {
+        Decision::Drop => {
+            stats.dropped_by_filter += 1;
+            return Ok(());
+        }
+        Decision::Keep(label) => label,
+    };
+    let name = match out.split_by() {
+        None => String::new(),
+        Some(SplitBy::Key) => label.unwrap_or_else(|| "unmatched".to_string()),
+        Some(SplitBy::Flow) => match key {
+            Some(k) => match FlowTuple::of(k) {
+                Some(t) => flow_label(&t),
+                None => {
+                    let (a, b) = if k.src <= k.dst {
+                        (k.src, k.dst)
+                    } else {
+                        (k.dst, k.src)
+                    };
+                    format!("proto{}_{a}_{b}", k.proto)
+                }
+            },
+            None => "non-ip".to_string(),
+        },
+    };
+    match out.write(p, gid, &name) {
+        Ok(()) => {}
+        Err(Error::Output {
+            source: libpcap_tools::Error::Unwritable { index, reason },
+            ..
+        }) => {
+            log::debug!("packet {}: skipped, not writable: {reason}", index + 1);
+            stats.skipped_unwritable += 1;
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    }
+    stats.packets_written += 1;
+    stats.bytes_written += p.data.len() as u64;
+    if out.format() == OutputFormat::Pcap && p.ts.is_some_and(|t| t.subsec_nanos() % 1000 != 0) {
+        stats.timestamps_truncated += 1;
+    }
+    Ok(())
+}

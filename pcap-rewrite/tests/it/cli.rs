@@ -1,0 +1,190 @@
+//! The binary: exit codes, messages, standard input/output, the summary.
+
+use crate::common::{corpus_dir, packets, pkt, run, write_pcap};
+use libpcap_analyzer::build;
+use libpcap_tools::LinkType;
+use std::io::Write;
+use std::process::Stdio;
+
+fn sample(dir: &std::path::Path) -> std::path::PathBuf {
+    let p = dir.join("s.pcap");
+    let a = "10.0.0.1".parse().unwrap();
+    let b = "10.0.0.2".parse().unwrap();
+    let v: Vec<_> = (0..5)
+        .map(|i| {
+            pkt(
+                i,
+                LinkType::ETHERNET,
+                build::eth_ip(a, b, 17, &build::udp(a, b, 1, 53 + i as u16, b"x")),
+            )
+        })
+        .collect();
+    write_pcap(&p, LinkType::ETHERNET, &v);
+    p
+}
+
+#[test]
+fn summary_on_stderr_and_stats_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = sample(dir.path());
+    let out = dir.path().join("o.pcap");
+    let js = dir.path().join("s.json");
+    let o = run(&[
+        input.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "-k",
+        "dport=53",
+        "--stats-json",
+        js.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("5 packets read, 1 written, 4 dropped by filter"),
+        "{err}"
+    );
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&js).unwrap()).unwrap();
+    assert_eq!(s["packets_read"], 5);
+    assert_eq!(s["packets_written"], 1);
+    assert_eq!(s["dropped_by_filter"], 4);
+    assert_eq!(s["skipped_unreadable"], 0);
+    assert_eq!(packets(&out).len(), 1);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = sample(dir.path());
+    let out = dir.path().join("o.pcap");
+    for args in [
+        vec!["-k", "prot=tcp"],
+        vec!["--start", "yesterday"],
+        vec!["--index-range", "x-y"],
+        vec!["--split", "key"],
+        vec!["--bogus"],
+    ] {
+        let mut a = vec![input.to_str().unwrap(), out.to_str().unwrap()];
+        a.extend(args.iter());
+        let o = run(&a);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let o = run(&[input.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let before = std::fs::read(&input).unwrap();
+    let o = run(&[input.to_str().unwrap(), input.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "writing over the input is refused"
+    );
+    assert_eq!(std::fs::read(&input).unwrap(), before);
+}
+
+#[test]
+fn errors_exit_1_and_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.pcap");
+    let missing = dir.path().join("missing.pcap");
+    let o = run(&[missing.to_str().unwrap(), out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("missing.pcap"));
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "hello, not a capture").unwrap();
+    let o = run(&[text.to_str().unwrap(), out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("notes.txt") && err.contains("not a pcap"),
+        "{err}"
+    );
+    let input = sample(dir.path());
+    let bad_out = dir.path().join("no/such/dir/o.pcap");
+    let o = run(&[input.to_str().unwrap(), bad_out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no/such/dir/o.pcap"));
+    let keys = dir.path().join("keys.csv");
+    std::fs::write(&keys, "10.0.0.1\nnot,a,key\n").unwrap();
+    let o = run(&[
+        input.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--keep-keys",
+        keys.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("keys.csv', line 2"));
+}
+
+#[test]
+fn truncated_input_exits_3_with_output_written() {
+    let Some(corpus) = corpus_dir() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.pcap");
+    let f = corpus.join("formats/derived_truncated-mid-packet_ntp.pcap");
+    let o = run(&[f.to_str().unwrap(), out.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("truncated"));
+    assert_eq!(packets(&out).len(), 5, "the 5 complete packets");
+}
+
+#[test]
+fn stdin_to_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = sample(dir.path());
+    let mut child = crate::common::bin()
+        .args(["-", "-", "-o", "pcapng", "-q", "-k", "dport=55"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&std::fs::read(&input).unwrap())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    let outp = dir.path().join("piped.pcapng");
+    std::fs::write(&outp, &o.stdout).unwrap();
+    let v = packets(&outp);
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0].index, 0);
+}
+
+#[test]
+fn nanosecond_timestamps_written_as_microseconds_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("ns.pcapng");
+    let mut p = pkt(0, LinkType::RAW, vec![0x45; 20]);
+    p.ts = Some(libpcap_tools::Timestamp(1_600_000_000_123_456_789));
+    crate::common::write_pcapng(&input, &[LinkType::RAW], &[p]);
+    let js = dir.path().join("s.json");
+    for (fmt, truncated, ns) in [("pcap", 1, 123_456_000), ("pcap-ns", 0, 123_456_789)] {
+        let out = dir.path().join(format!("o-{fmt}.pcap"));
+        let o = run(&[
+            input.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "-o",
+            fmt,
+            "--stats-json",
+            js.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(0));
+        let s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&js).unwrap()).unwrap();
+        assert_eq!(s["timestamps_truncated"], truncated, "{fmt}");
+        let back = packets(&out);
+        assert_eq!(back[0].ts.unwrap().subsec_nanos(), ns, "{fmt}");
+    }
+}

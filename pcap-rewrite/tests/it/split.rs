@@ -1,0 +1,133 @@
+//! Per-flow and per-key split with a cap on open files.
+
+use crate::common::{packets, pkt, write_pcap};
+use libpcap_analyzer::build;
+use libpcap_tools::{LinkType, OwnedPacket};
+use pcap_rewrite::filter::{FilterSet, Rule};
+use pcap_rewrite::output::{OutputFormat, SplitBy};
+use pcap_rewrite::{Options, rewrite};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+
+fn a(x: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(192, 168, 0, x))
+}
+
+/// 40 packets over 4 flows (both directions, interleaved) plus ARP.
+fn traffic() -> (Vec<OwnedPacket>, BTreeMap<String, Vec<Vec<u8>>>) {
+    let flows = [
+        (a(1), 1000, a(2), 80),
+        (a(3), 2000, a(2), 80),
+        (a(1), 1001, a(2), 443),
+    ];
+    let mut want: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    let mut frames = Vec::new();
+    for round in 0..10u32 {
+        for (i, &(c, cp, s, sp)) in flows.iter().enumerate() {
+            let (src, sport, dst, dport) = if round % 2 == 0 {
+                (c, cp, s, sp)
+            } else {
+                (s, sp, c, cp)
+            };
+            let f = build::eth_ip(
+                src,
+                dst,
+                6,
+                &build::tcp(src, dst, sport, dport, round, 0, 0x10, b""),
+            );
+            // files are named after the canonical tuple: smaller endpoint first
+            let (x, y) = if (c, cp) <= (s, sp) {
+                ((c, cp), (s, sp))
+            } else {
+                ((s, sp), (c, cp))
+            };
+            let name = format!("tcp_{}_{}_{}_{}", x.0, x.1, y.0, y.1);
+            want.entry(name).or_default().push(f.clone());
+            frames.push(f);
+            if i == 0 {
+                let u = build::eth_ip(a(9), a(2), 17, &build::udp(a(9), a(2), 5353, 53, b"q"));
+                want.entry(format!("udp_{}_53_{}_5353", a(2), a(9)))
+                    .or_default()
+                    .push(u.clone());
+                frames.push(u);
+            }
+        }
+    }
+    let arp = build::ethernet([1; 6], [0xff; 6], 0x0806, &[0u8; 28]);
+    want.entry("non-ip".into()).or_default().push(arp.clone());
+    frames.push(arp);
+    let v = frames
+        .into_iter()
+        .enumerate()
+        .map(|(i, d)| pkt(i, LinkType::ETHERNET, d))
+        .collect();
+    (v, want)
+}
+
+fn files(dir: &Path) -> BTreeMap<String, Vec<Vec<u8>>> {
+    let mut m = BTreeMap::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
+        m.insert(stem, packets(&p).into_iter().map(|p| p.data).collect());
+    }
+    m
+}
+
+#[test]
+fn split_by_flow_with_one_open_file_reopens_and_appends() {
+    let (input_packets, want) = traffic();
+    for fmt in [OutputFormat::Pcap, OutputFormat::PcapNg] {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.pcap");
+        write_pcap(&input, LinkType::ETHERNET, &input_packets);
+        let out = dir.path().join("flows");
+        let opts = Options {
+            split: Some((SplitBy::Flow, 1)),
+            output_format: Some(fmt),
+            ..Options::default()
+        };
+        let s = rewrite(&input, &out, &opts).unwrap();
+        assert_eq!(s.packets_written, input_packets.len() as u64);
+        assert_eq!(s.files_written, want.len() as u64);
+        assert!(
+            s.files_reopened > 10,
+            "{fmt:?}: {} reopens",
+            s.files_reopened
+        );
+        assert_eq!(files(&out), want, "{fmt:?}");
+    }
+}
+
+#[test]
+fn split_by_key_names_files_after_the_rule() {
+    let (input_packets, want) = traffic();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.pcap");
+    write_pcap(&input, LinkType::ETHERNET, &input_packets);
+    let out = dir.path().join("keys");
+    let opts = Options {
+        split: Some((SplitBy::Key, 64)),
+        filter: FilterSet {
+            keep: vec![
+                Rule::parse("port=53").unwrap(),
+                Rule::parse("dport=443").unwrap(),
+            ],
+            ..FilterSet::default()
+        },
+        ..Options::default()
+    };
+    let s = rewrite(&input, &out, &opts).unwrap();
+    let got = files(&out);
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        got["port_53"],
+        want[&format!("udp_{}_53_{}_5353", a(2), a(9))]
+    );
+    // dport=443 matches one direction of the 443 flow only
+    let flow443 = &want[&format!("tcp_{}_1001_{}_443", a(1), a(2))];
+    let even: Vec<_> = flow443.iter().step_by(2).cloned().collect();
+    assert_eq!(got["dport_443"], even);
+    assert_eq!(s.packets_written as usize, 10 + even.len());
+}
