@@ -19,7 +19,8 @@ if [ -z "$FILE" ]; then
   [ -s "$FILE" ] || python3 ../shared/bench/gen-pcap.py --packets 5000000 --out "$FILE" --quiet
 fi
 [ -x /usr/bin/time ] || { echo "needs /usr/bin/time (apt-get install time)" >&2; exit 1; }
-cargo build --release -q -p pcap-analyzer -p libpcap-tools --example read_bench
+cargo build --release -q -p pcap-analyzer
+cargo build --release -q -p libpcap-tools --example read_bench
 BIN=target/release
 PACKETS=$($BIN/examples/read_bench "$FILE" pal | sed -E 's/^pal: ([0-9]+) packets.*/\1/')
 BYTES=$(stat -c %s "$FILE")

@@ -22,7 +22,7 @@
 
 use crate::analyzer::{Analyzer, AnalyzerError};
 use crate::config::EngineConfig;
-use crate::decode::link::{LinkError, LinkInfo, decode_link};
+use crate::decode::link::decode_link;
 use crate::dispatch::PluginHandle;
 use crate::flow::FlowTableStats;
 use crate::plugin::{Plugin, PluginError, PluginResult};
@@ -207,9 +207,19 @@ impl Engine {
             workers.push(h);
         }
         drop(recycle_tx);
+        let started = std::time::Instant::now();
         let read = dispatch_loop(source, &senders, &recycle_rx, &failed);
+        log::debug!(
+            "engine: input read and dispatched in {:?}",
+            started.elapsed()
+        );
         drop(senders);
-        collect(workers, read)
+        let out = collect(workers, read);
+        log::debug!(
+            "engine: workers joined and results merged after {:?}",
+            started.elapsed()
+        );
+        out
     }
 
     /// Analyses N sources already balanced by flow (one per worker thread).
@@ -368,7 +378,6 @@ struct Desc {
     chunk: u32,
     start: usize,
     len: usize,
-    link: Result<LinkInfo, LinkError>,
 }
 
 const NO_CHUNK: u32 = u32::MAX;
@@ -430,7 +439,7 @@ fn worker(
                         origlen: d.origlen,
                         data,
                     };
-                    a.handle_packet_clocked(&p, d.link, d.clock);
+                    a.handle_packet_clocked(&p, decode_link(p.linktype, p.data), d.clock);
                 }
                 batch.clear();
                 let _ = recycle.try_send(batch);
@@ -452,7 +461,28 @@ fn worker(
     Ok((handles, stats, flows, None))
 }
 
-/// A symmetric hash of the IP endpoints of a network-layer packet.
+/// Mixes a 64-bit value (the finaliser of MurmurHash3).
+fn mix(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
+
+fn fold(b: &[u8]) -> u64 {
+    let mut h = 0u64;
+    for c in b.chunks(8) {
+        let mut w = [0u8; 8];
+        w.get_mut(..c.len()).unwrap_or(&mut []).copy_from_slice(c);
+        h ^= u64::from_le_bytes(w);
+    }
+    h
+}
+
+/// A symmetric hash of the IP endpoints of a network-layer packet: both
+/// directions of a flow and every fragment of a datagram give the same
+/// value. Non-IP packets give 0.
 fn endpoint_hash(ethertype: u16, l3: &[u8]) -> u64 {
     let (a, b) = match ethertype {
         0x0800 => (l3.get(12..16), l3.get(16..20)),
@@ -460,18 +490,34 @@ fn endpoint_hash(ethertype: u16, l3: &[u8]) -> u64 {
         _ => (None, None),
     };
     let (Some(a), Some(b)) = (a, b) else { return 0 };
-    let h = |x: &[u8]| {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in x {
-            h ^= u64::from(*byte);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    let (x, y) = (fold(a), fold(b));
+    mix(x.min(y).rotate_left(17) ^ x.max(y))
+}
+
+/// The worker hash of a frame, read straight from the usual offsets
+/// (Ethernet with up to two VLAN tags, IPv4 or IPv6) with a full link-layer
+/// decode for everything else. A function of the frame's own headers, so a
+/// flow's packets always agree.
+fn dispatch_hash(linktype: LinkType, frame: &[u8]) -> u64 {
+    if linktype == LinkType::ETHERNET {
+        let mut off = 12;
+        for _ in 0..3 {
+            match frame.get(off..off + 2) {
+                Some([0x81, 0x00] | [0x88, 0xa8]) => off += 4,
+                Some([0x08, 0x00]) => {
+                    return endpoint_hash(0x0800, frame.get(off + 2..).unwrap_or(&[]));
+                }
+                Some([0x86, 0xdd]) => {
+                    return endpoint_hash(0x86DD, frame.get(off + 2..).unwrap_or(&[]));
+                }
+                _ => break,
+            }
         }
-        h
-    };
-    let mut x = h(a).wrapping_add(h(b));
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^ (x >> 33)
+    }
+    match decode_link(linktype, frame) {
+        Ok(info) => endpoint_hash(info.ethertype, frame.get(info.l3_offset..).unwrap_or(&[])),
+        Err(_) => 0,
+    }
 }
 
 fn dispatch_loop(
@@ -498,42 +544,26 @@ fn dispatch_loop(
     // the latest packet time: at the end every worker advances to it, so
     // flows time out the same way whatever the number of workers
     let mut last_ts: Option<Timestamp> = None;
-    let shared = source.next_shared();
-    let result = match shared {
-        Some(first) => {
-            // the source reads into shared chunks: batches carry references
-            let mut next = Some(first);
+    let result = match source.can_share() {
+        true => {
+            // the source reads into shared chunks: batches carry references,
+            // and an `Arc` is cloned once per chunk and batch, not per packet
             loop {
                 if failed.load(Ordering::Relaxed) {
                     break Ok(None);
                 }
-                let ev = match next.take() {
-                    Some(ev) => ev,
-                    None => match source.next_shared() {
-                        Some(ev) => ev,
-                        None => break Ok(None),
-                    },
-                };
+                let ev = source.next_shared();
                 match ev {
                     Ok(SharedEvent::Packet(p)) => {
                         if p.ts > last_ts {
                             last_ts = p.ts;
                         }
                         let data = p.data();
-                        let link = decode_link(p.linktype, data);
-                        let w = match &link {
-                            Ok(info) => {
-                                (endpoint_hash(
-                                    info.ethertype,
-                                    data.get(info.l3_offset..).unwrap_or(&[]),
-                                ) % n) as usize
-                            }
-                            Err(_) => 0,
-                        };
+                        let w = (dispatch_hash(p.linktype, data) % n) as usize;
                         let Some(b) = batches.get_mut(w) else {
                             continue;
                         };
-                        let same = b.chunks.last().is_some_and(|c| Arc::ptr_eq(c, &p.chunk));
+                        let same = b.chunks.last().is_some_and(|c| Arc::ptr_eq(c, p.chunk));
                         if !same {
                             b.chunks.push(p.chunk.clone());
                         }
@@ -548,7 +578,6 @@ fn dispatch_loop(
                             chunk,
                             start: p.start,
                             len: p.len,
-                            link,
                         });
                         if (b.packets.len() >= BATCH_PACKETS || b.chunks.len() > 2)
                             && !send(w, &mut batches)
@@ -570,7 +599,7 @@ fn dispatch_loop(
                 }
             }
         }
-        None => loop {
+        false => loop {
             if failed.load(Ordering::Relaxed) {
                 break Ok(None);
             }
@@ -579,16 +608,7 @@ fn dispatch_loop(
                     if p.ts > last_ts {
                         last_ts = p.ts;
                     }
-                    let link = decode_link(p.linktype, p.data);
-                    let w = match &link {
-                        Ok(info) => {
-                            (endpoint_hash(
-                                info.ethertype,
-                                p.data.get(info.l3_offset..).unwrap_or(&[]),
-                            ) % n) as usize
-                        }
-                        Err(_) => 0,
-                    };
+                    let w = (dispatch_hash(p.linktype, p.data) % n) as usize;
                     let Some(b) = batches.get_mut(w) else {
                         continue;
                     };
@@ -604,7 +624,6 @@ fn dispatch_loop(
                         chunk: NO_CHUNK,
                         start,
                         len: p.data.len(),
-                        link,
                     });
                     if (b.packets.len() >= BATCH_PACKETS || b.bytes() >= BATCH_BYTES)
                         && !send(w, &mut batches)

@@ -314,20 +314,24 @@ impl PacketSource for ChunkedPcapReader {
         })
     }
 
-    fn next_shared(&mut self) -> Option<Result<SharedEvent>> {
-        Some(self.next_lenient().map(|r| match r {
+    fn can_share(&self) -> bool {
+        true
+    }
+
+    fn next_shared(&mut self) -> Result<SharedEvent<'_>> {
+        Ok(match self.next_lenient()? {
             Some((start, len, ts, origlen)) => SharedEvent::Packet(SharedPacket {
                 index: self.packets - 1,
                 interface: 0,
                 linktype: self.hdr.linktype,
                 ts: Some(ts),
                 origlen,
-                chunk: self.chunk.clone(),
+                chunk: &self.chunk,
                 start,
                 len,
             }),
             None => SharedEvent::End,
-        }))
+        })
     }
 
     fn name(&self) -> &str {

@@ -20,8 +20,8 @@ pub enum SourceEvent<'a> {
 
 /// A packet whose bytes live in a reference-counted chunk, so that it can
 /// cross threads without being copied (see [`PacketSource::next_shared`]).
-#[derive(Debug, Clone)]
-pub struct SharedPacket {
+#[derive(Debug, Clone, Copy)]
+pub struct SharedPacket<'a> {
     /// See [`Packet::index`].
     pub index: u64,
     /// See [`Packet::interface`].
@@ -32,24 +32,26 @@ pub struct SharedPacket {
     pub ts: Option<Timestamp>,
     /// See [`Packet::origlen`].
     pub origlen: u32,
-    /// The chunk holding the packet.
-    pub chunk: std::sync::Arc<Vec<u8>>,
+    /// The chunk holding the packet, borrowed from the source: clone the
+    /// `Arc` to keep it (once per chunk, not per packet: the reference count
+    /// is shared with other threads).
+    pub chunk: &'a std::sync::Arc<Vec<u8>>,
     /// Offset of the packet in the chunk.
     pub start: usize,
     /// Captured length.
     pub len: usize,
 }
 
-impl SharedPacket {
+impl<'a> SharedPacket<'a> {
     /// The captured bytes.
-    pub fn data(&self) -> &[u8] {
+    pub fn data(&self) -> &'a [u8] {
         self.chunk
             .get(self.start..self.start.saturating_add(self.len))
             .unwrap_or(&[])
     }
 
     /// Borrows it as a [`Packet`].
-    pub fn as_packet(&self) -> Packet<'_> {
+    pub fn as_packet(&self) -> Packet<'a> {
         Packet {
             index: self.index,
             interface: self.interface,
@@ -62,10 +64,10 @@ impl SharedPacket {
 }
 
 /// What [`PacketSource::next_shared`] returns.
-#[derive(Debug, Clone)]
-pub enum SharedEvent {
+#[derive(Debug, Clone, Copy)]
+pub enum SharedEvent<'a> {
     /// A packet in a shared chunk.
-    Packet(SharedPacket),
+    Packet(SharedPacket<'a>),
     /// As [`SourceEvent::Timeout`].
     Timeout {
         /// Current time.
@@ -145,12 +147,20 @@ pub trait PacketSource: Send {
         false
     }
 
-    /// The next packet in a shared chunk, for sources that read into
-    /// reference-counted chunks; `None` (the default) when the source cannot,
-    /// and the caller then uses [`PacketSource::next_event`]. A source must
-    /// answer the same way on every call.
-    fn next_shared(&mut self) -> Option<Result<SharedEvent>> {
-        None
+    /// `true` for sources that read into reference-counted chunks and can
+    /// hand out [`SharedPacket`]s ([`PacketSource::next_shared`]). The
+    /// answer does not change during the life of the source.
+    fn can_share(&self) -> bool {
+        false
+    }
+
+    /// The next packet in a shared chunk, for sources whose
+    /// [`PacketSource::can_share`] is `true`; the others end at once.
+    ///
+    /// # Errors
+    /// As [`PacketSource::next_event`].
+    fn next_shared(&mut self) -> Result<SharedEvent<'_>> {
+        Ok(SharedEvent::End)
     }
 
     /// Gives the verdict for the packet of index `index`. Sources that are

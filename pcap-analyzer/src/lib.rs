@@ -362,7 +362,10 @@ impl PacketSource for Progress<'_> {
         }
         self.inner.next_event()
     }
-    fn next_shared(&mut self) -> Option<libpcap_tools::Result<libpcap_tools::SharedEvent>> {
+    fn can_share(&self) -> bool {
+        self.inner.can_share()
+    }
+    fn next_shared(&mut self) -> libpcap_tools::Result<libpcap_tools::SharedEvent<'_>> {
         self.n += 1;
         if self.n.is_multiple_of(4096) {
             self.update();

@@ -35,7 +35,7 @@ fn via_chunks(
     let mut out = Vec::new();
     if shared {
         loop {
-            match r.next_shared()? {
+            match r.next_shared() {
                 Ok(SharedEvent::Packet(p)) => out.push(p.as_packet().to_owned()),
                 Ok(_) => break,
                 Err(_) => return None,
