@@ -649,77 +649,51 @@ impl Analyzer {
         frames: &Frames,
     ) {
         let mut tcp = None;
-        let (sp, dp, flags, payload): (u16, u16, u8, &[u8]) = match proto {
+        // a header that fails to decode still gives its ports when the
+        // capture holds them (a snaplen-truncated segment counts for its
+        // connection); without them the packet has no transport layer
+        let decoded: Result<(u16, u16, u8, &[u8]), wire::DecodeError> = match proto {
             ipproto::TCP => {
                 self.stats.tcp += 1;
-                match TcpSlice::from_slice(data) {
-                    Ok(t) => {
-                        tcp = Some((t.seq(), t.flags().bits() as u8));
-                        (
-                            t.src_port(),
-                            t.dst_port(),
-                            t.flags().bits() as u8,
-                            t.payload(),
-                        )
-                    }
-                    Err(e) => {
-                        self.decode_error(&e);
-                        match ports_prefix(proto, data) {
-                            (sp, dp, _) if data.len() >= 4 => (sp, dp, 0, &[][..]),
-                            _ => return,
-                        }
-                    }
-                }
+                TcpSlice::from_slice(data).map(|t| {
+                    let f = t.flags().bits() as u8;
+                    tcp = Some((t.seq(), f));
+                    (t.src_port(), t.dst_port(), f, t.payload())
+                })
             }
             ipproto::UDP => {
                 self.stats.udp += 1;
-                match UdpSlice::from_slice(data) {
-                    Ok(u) => (u.src_port(), u.dst_port(), 0, u.payload()),
-                    Err(e) => {
-                        self.decode_error(&e);
-                        match ports_prefix(proto, data) {
-                            (sp, dp, _) if data.len() >= 4 => (sp, dp, 0, &[][..]),
-                            _ => return,
-                        }
-                    }
-                }
+                UdpSlice::from_slice(data).map(|u| (u.src_port(), u.dst_port(), 0, u.payload()))
             }
             ipproto::SCTP => {
                 self.stats.sctp += 1;
-                match SctpSlice::from_slice(data) {
-                    Ok(s) => (s.src_port(), s.dst_port(), 0, s.payload()),
-                    Err(e) => {
-                        self.decode_error(&e);
-                        match ports_prefix(proto, data) {
-                            (sp, dp, _) if data.len() >= 4 => (sp, dp, 0, &[][..]),
-                            _ => return,
-                        }
-                    }
-                }
+                SctpSlice::from_slice(data).map(|s| (s.src_port(), s.dst_port(), 0, s.payload()))
             }
             ipproto::ICMP => {
                 self.stats.icmp += 1;
-                match IcmpSlice::from_slice(data) {
-                    Ok(i) => (0, 0, 0, i.payload()),
-                    Err(e) => {
-                        self.decode_error(&e);
-                        (0, 0, 0, &[][..])
-                    }
-                }
+                IcmpSlice::from_slice(data).map(|i| (0, 0, 0, i.payload()))
             }
             ipproto::ICMPV6 => {
                 self.stats.icmp += 1;
-                match Icmpv6Slice::from_slice(data) {
-                    Ok(i) => (0, 0, 0, i.payload()),
-                    Err(e) => {
-                        self.decode_error(&e);
-                        (0, 0, 0, &[][..])
-                    }
-                }
+                Icmpv6Slice::from_slice(data).map(|i| (0, 0, 0, i.payload()))
             }
             _ => {
                 self.stats.other_transport += 1;
-                (0, 0, 0, data)
+                Ok((0, 0, 0, data))
+            }
+        };
+        let (sp, dp, flags, payload) = match decoded {
+            Ok(d) => d,
+            Err(e) => {
+                self.decode_error(&e);
+                match proto {
+                    ipproto::TCP | ipproto::UDP | ipproto::SCTP if data.len() >= 4 => {
+                        let (sp, dp, _) = ports_prefix(proto, data);
+                        (sp, dp, 0, &[][..])
+                    }
+                    ipproto::TCP | ipproto::UDP | ipproto::SCTP => return,
+                    _ => (0, 0, 0, &[][..]),
+                }
             }
         };
         let key = FiveTuple {

@@ -109,11 +109,24 @@ impl RunOutput {
     }
 }
 
+/// Called at the start of every worker thread (see [`Engine::with_worker_init`]).
+pub type WorkerInit = Arc<dyn Fn() + Send + Sync>;
+
 /// Runs the analysis with a number of worker threads.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Engine {
     cfg: EngineConfig,
     jobs: usize,
+    worker_init: Option<WorkerInit>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("cfg", &self.cfg)
+            .field("jobs", &self.jobs)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Engine {
@@ -131,7 +144,16 @@ impl Engine {
         Ok(Engine {
             cfg: EngineConfig::from_config(config)?,
             jobs,
+            worker_init: None,
         })
+    }
+
+    /// Runs `init` at the start of each worker thread of [`Engine::run`]
+    /// (the tool uses it to lower the workers' scheduling weight, so that
+    /// the reading thread keeps a core when threads outnumber cores).
+    pub fn with_worker_init(mut self, init: WorkerInit) -> Engine {
+        self.worker_init = Some(init);
+        self
     }
 
     /// Number of workers.
@@ -200,9 +222,15 @@ impl Engine {
             let cfg = self.cfg.clone();
             let recycle = recycle_tx.clone();
             let failed = failed.clone();
+            let init = self.worker_init.clone();
             let h = std::thread::Builder::new()
                 .name(format!("pal-worker-{w}"))
-                .spawn(move || worker(cfg, handles, rx, recycle, failed))
+                .spawn(move || {
+                    if let Some(init) = init {
+                        init();
+                    }
+                    worker(cfg, handles, rx, recycle, failed)
+                })
                 .map_err(|e| AnalyzerError::Worker(e.to_string()))?;
             workers.push(h);
         }

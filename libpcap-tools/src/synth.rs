@@ -96,3 +96,31 @@ pub fn packet<'a>(index: u64, ts: Option<Timestamp>, origlen: u32, data: &'a [u8
         data,
     }
 }
+
+/// The shared corpus of real captures for tests: `PAL_CORPUS` if set, else
+/// `../shared/corpus` next to the workspace (and one level further up, for
+/// git worktrees), where `crate_dir` is a member crate's
+/// `CARGO_MANIFEST_DIR`. Prints `SKIPPED: corpus not found at …` and gives
+/// `None` when there is none, so a test can return early and say why.
+pub fn corpus_dir(crate_dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    let root = crate_dir.join("..");
+    let default = root.join("../shared/corpus");
+    let candidates = match std::env::var_os("PAL_CORPUS") {
+        Some(d) => vec![std::path::PathBuf::from(d)],
+        None => vec![default.clone(), root.join("../../shared/corpus")],
+    };
+    match candidates
+        .into_iter()
+        .find(|d| d.join("MANIFEST.tsv").is_file())
+    {
+        Some(d) => Some(d),
+        None => {
+            let shown = std::env::var_os("PAL_CORPUS").map_or(default, std::path::PathBuf::from);
+            eprintln!(
+                "SKIPPED: corpus not found at {} (set PAL_CORPUS)",
+                shown.display()
+            );
+            None
+        }
+    }
+}

@@ -155,11 +155,17 @@ struct LogConfig {
 struct RunConfig {
     /// Worker threads when `-j` is not given.
     jobs: usize,
+    /// Nice steps added to worker threads (0: none), so that the reading
+    /// thread keeps a core when threads outnumber cores.
+    worker_nice: i32,
 }
 
 impl Default for RunConfig {
     fn default() -> Self {
-        RunConfig { jobs: 1 }
+        RunConfig {
+            jobs: 1,
+            worker_nice: 5,
+        }
     }
 }
 
@@ -561,10 +567,18 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
             Some(f) => anyhow::anyhow!("{e} (configuration file '{}')", f.display()),
             None => anyhow::anyhow!("{e}"),
         })?;
-    let engine = Engine::new(&config, jobs).map_err(|e| match cfg_file {
+    let mut engine = Engine::new(&config, jobs).map_err(|e| match cfg_file {
         Some(f) => anyhow::anyhow!("invalid configuration file '{}': {e}", f.display()),
         None => anyhow::anyhow!("{e}"),
     })?;
+    if engine.jobs() > 1 && run_cfg.worker_nice > 0 {
+        let nice = run_cfg.worker_nice;
+        engine = engine.with_worker_init(Arc::new(move || {
+            if let Err(e) = libpcap_live::sys::lower_thread_priority(nice) {
+                log::debug!("cannot lower the priority of a worker thread: {e}");
+            }
+        }));
+    }
     let show_bar = !args.quiet && std::io::stderr().is_terminal();
     let flows_seen = Arc::new(AtomicU64::new(0));
     let factory = || -> PluginResult<Vec<Box<dyn Plugin>>> {

@@ -13,18 +13,7 @@ use std::path::{Path, PathBuf};
 
 /// The corpus folder, or `None` (the caller prints SKIPPED) when absent.
 fn corpus() -> Option<PathBuf> {
-    let dir = std::env::var_os("PAL_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"));
-    if dir.join("MANIFEST.tsv").is_file() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIPPED: corpus not found at {} (set PAL_CORPUS)",
-            dir.display()
-        );
-        None
-    }
+    libpcap_tools::synth::corpus_dir(Path::new(env!("CARGO_MANIFEST_DIR")))
 }
 
 /// Every capture of the corpus (relative paths), from MANIFEST.tsv.

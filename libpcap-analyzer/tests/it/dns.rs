@@ -38,25 +38,7 @@ use std::path::{Path, PathBuf};
 
 /// The corpus directory, or `None` after printing a SKIPPED line.
 fn corpus_dir() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dir = match std::env::var_os("PAL_CORPUS") {
-        Some(d) => PathBuf::from(d),
-        // `../shared/corpus` next to the workspace, or one level up for git
-        // worktrees under /work/wt/
-        None => [
-            root.join("../shared/corpus"),
-            root.join("../../shared/corpus"),
-        ]
-        .into_iter()
-        .find(|d| d.join("MANIFEST.tsv").is_file())
-        .unwrap_or_else(|| root.join("../shared/corpus")),
-    };
-    if dir.join("MANIFEST.tsv").is_file() {
-        Some(dir)
-    } else {
-        eprintln!("SKIPPED: corpus not found at {}", dir.display());
-        None
-    }
+    libpcap_tools::synth::corpus_dir(Path::new(env!("CARGO_MANIFEST_DIR")))
 }
 
 fn testdata_dir() -> PathBuf {

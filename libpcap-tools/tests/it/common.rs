@@ -6,25 +6,7 @@ use std::path::{Path, PathBuf};
 /// The corpus directory (`PAL_CORPUS`, else `../shared/corpus` next to the
 /// workspace), or `None` with a SKIPPED message.
 pub(crate) fn corpus_dir() -> Option<PathBuf> {
-    // the workspace root is the parent of this crate; `../shared/corpus` is
-    // next to it (also tried one level up, for git worktrees under /work/wt/)
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dir = match std::env::var_os("PAL_CORPUS") {
-        Some(d) => PathBuf::from(d),
-        None => [
-            root.join("../shared/corpus"),
-            root.join("../../shared/corpus"),
-        ]
-        .into_iter()
-        .find(|d| d.join("MANIFEST.tsv").is_file())
-        .unwrap_or_else(|| root.join("../shared/corpus")),
-    };
-    if dir.join("MANIFEST.tsv").is_file() {
-        Some(dir)
-    } else {
-        eprintln!("SKIPPED: corpus not found at {}", dir.display());
-        None
-    }
+    libpcap_tools::synth::corpus_dir(Path::new(env!("CARGO_MANIFEST_DIR")))
 }
 
 /// One row of MANIFEST.tsv.

@@ -45,25 +45,5 @@ pub(crate) fn stderr(o: &Output) -> String {
 /// workspace, or next to the folder of worktrees), or `None` after printing
 /// SKIPPED.
 pub(crate) fn corpus() -> Option<PathBuf> {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let candidates: Vec<PathBuf> = match std::env::var_os("PAL_CORPUS") {
-        Some(p) => vec![PathBuf::from(p)],
-        None => vec![
-            workspace.join("../shared/corpus"),
-            workspace.join("../../shared/corpus"),
-        ],
-    };
-    for dir in &candidates {
-        if dir.join("MANIFEST.tsv").is_file() {
-            return Some(dir.clone());
-        }
-    }
-    eprintln!(
-        "SKIPPED: corpus not found at {} (set PAL_CORPUS)",
-        candidates
-            .first()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default()
-    );
-    None
+    libpcap_tools::synth::corpus_dir(Path::new(env!("CARGO_MANIFEST_DIR")))
 }

@@ -11,23 +11,7 @@ use std::process::{Command, Output};
 /// workspace, also tried one level up for git worktrees), or `None` after
 /// printing "SKIPPED: corpus not found".
 pub(crate) fn corpus_dir() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dir = match std::env::var_os("PAL_CORPUS") {
-        Some(d) => PathBuf::from(d),
-        None => [
-            root.join("../shared/corpus"),
-            root.join("../../shared/corpus"),
-        ]
-        .into_iter()
-        .find(|d| d.join("MANIFEST.tsv").is_file())
-        .unwrap_or_else(|| root.join("../shared/corpus")),
-    };
-    if dir.join("MANIFEST.tsv").is_file() {
-        Some(dir)
-    } else {
-        eprintln!("SKIPPED: corpus not found at {}", dir.display());
-        None
-    }
+    libpcap_tools::synth::corpus_dir(Path::new(env!("CARGO_MANIFEST_DIR")))
 }
 
 /// Every packet of a capture, and the error that ended reading, if any.
