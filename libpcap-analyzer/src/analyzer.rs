@@ -256,6 +256,11 @@ impl Analyzer {
         if let Some(ts) = packet.ts.max(clock) {
             self.advance(ts);
         }
+        if let Ok(info) = &link
+            && (info.ethertype == EtherType::IPV4.0 || info.ethertype == EtherType::IPV6.0)
+        {
+            self.stats.ip_frames += 1;
+        }
         let l0 = Layer0 {
             depth: 0,
             context: FlowContext::default(),

@@ -11,6 +11,8 @@ pub struct AnalyzerStats {
     pub bytes: u64,
     /// Frames with a network layer.
     pub network: u64,
+    /// Frames whose outer network layer is IPv4 or IPv6.
+    pub ip_frames: u64,
     /// IPv4 headers decoded (outer and inner, each fragment).
     pub ipv4: u64,
     /// IPv6 headers decoded.
@@ -60,6 +62,7 @@ impl AnalyzerStats {
         self.packets += other.packets;
         self.bytes += other.bytes;
         self.network += other.network;
+        self.ip_frames += other.ip_frames;
         self.ipv4 += other.ipv4;
         self.ipv6 += other.ipv6;
         self.arp += other.arp;

@@ -143,6 +143,7 @@ fn connection_report_equals_the_tshark_oracle() {
             .sum();
         let facts = [
             ("packets", out.stats.packets, get("packets")),
+            ("ip_packets", out.stats.ip_frames, get("ip_packets")),
             ("tcp_packets", count(6), get("tcp_packets")),
             ("udp_packets", count(17), get("udp_packets")),
             (

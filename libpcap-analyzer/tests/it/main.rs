@@ -5,4 +5,5 @@
 mod config;
 mod corpus;
 mod dns;
+mod engine;
 mod fixtures;
