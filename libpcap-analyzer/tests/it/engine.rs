@@ -115,7 +115,11 @@ fn one_source_per_worker_gives_the_same_report_as_one_reader() {
     let (mut a, mut b) = (Vec::new(), Vec::new());
     for p in trace {
         let sum: u32 = p.data.iter().skip(26).take(8).map(|x| u32::from(*x)).sum();
-        if sum % 2 == 0 { a.push(p) } else { b.push(p) }
+        if sum.is_multiple_of(2) {
+            a.push(p)
+        } else {
+            b.push(p)
+        }
     }
     let sources: Vec<Box<dyn PacketSource>> = vec![Box::new(Mem::new(a)), Box::new(Mem::new(b))];
     let split = Engine::new(&config, 2)
