@@ -176,6 +176,11 @@ pub struct ReaderConfig {
     /// Largest block or record accepted, in bytes: the buffer grows up to this
     /// size for a large valid block; a longer declared length is a corrupt file.
     pub max_block_size: usize,
+    /// Read classic pcap files into shared chunks, so that packets reach
+    /// worker threads without a copy ([`crate::open_capture`]); `false` reads
+    /// every format through the streaming reader and copies packets into
+    /// batches for the workers.
+    pub shared_chunks: bool,
 }
 
 impl Default for ReaderConfig {
@@ -183,6 +188,7 @@ impl Default for ReaderConfig {
         ReaderConfig {
             buffer_size: 1 << 20,
             max_block_size: 256 << 20,
+            shared_chunks: true,
         }
     }
 }

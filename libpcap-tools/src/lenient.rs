@@ -81,7 +81,9 @@ pub fn open_capture(
     path: &std::path::Path,
     cfg: &crate::ReaderConfig,
 ) -> Result<Box<dyn PacketSource>> {
-    if let Some(r) = crate::ChunkedPcapReader::open(path, cfg)? {
+    if cfg.shared_chunks
+        && let Some(r) = crate::ChunkedPcapReader::open(path, cfg)?
+    {
         return Ok(Box::new(r));
     }
     Ok(Box::new(LenientSource::new(CaptureReader::open(

@@ -35,6 +35,7 @@ fn check(dir: &Path, name: &str, plain: &[u8]) {
     let cfg = ReaderConfig {
         buffer_size: 4096,
         max_block_size: 1 << 24,
+        ..ReaderConfig::default()
     };
     let p = tmp.path().join("plain.bin");
     std::fs::write(&p, plain).unwrap();

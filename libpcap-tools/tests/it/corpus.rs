@@ -197,6 +197,7 @@ fn corpus_counts_and_timestamps() {
         let small = ReaderConfig {
             buffer_size: 64,
             max_block_size: cfg.max_block_size,
+            ..ReaderConfig::default()
         };
         let s = read_path(&path, &small).unwrap();
         if s.packets != r.packets || format!("{:?}", s.error) != format!("{:?}", r.error) {

@@ -16,6 +16,7 @@ fn every_malformed_file_ends_cleanly() {
             ReaderConfig {
                 buffer_size: 64,
                 max_block_size: 1 << 20,
+                ..ReaderConfig::default()
             },
         ] {
             let t = Instant::now();
@@ -127,6 +128,7 @@ fn mutated_files_never_panic() {
             let cfg = ReaderConfig {
                 buffer_size: 256,
                 max_block_size: 1 << 20,
+                ..ReaderConfig::default()
             };
             let _ = read_bytes(b, &cfg);
             assert!(t.elapsed() < Duration::from_secs(5), "{f}");

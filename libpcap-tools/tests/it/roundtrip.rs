@@ -286,6 +286,7 @@ fn buffer_grows_for_large_blocks() {
         let small = ReaderConfig {
             buffer_size: 64,
             max_block_size: 1 << 20,
+            ..ReaderConfig::default()
         };
         let got = read_bytes(b, &small).unwrap();
         assert!(got.error.is_none());
@@ -296,6 +297,7 @@ fn buffer_grows_for_large_blocks() {
     let small = ReaderConfig {
         buffer_size: 64,
         max_block_size: 1 << 20,
+        ..ReaderConfig::default()
     };
     let got = read_path(
         &dir.join("formats/pcapparser_err-buffertoosmall.pcapng"),
@@ -314,6 +316,7 @@ fn max_block_size_caps_declared_lengths() {
     let capped = ReaderConfig {
         buffer_size: 4096,
         max_block_size: 65536,
+        ..ReaderConfig::default()
     };
     let got = read_bytes(b.clone(), &capped).unwrap();
     assert!(got.packets.is_empty());

@@ -44,10 +44,12 @@ fn check_cuts(name: &str, bytes: &[u8]) {
         ReaderConfig {
             buffer_size: 8192,
             max_block_size: 1 << 20,
+            ..ReaderConfig::default()
         },
         ReaderConfig {
             buffer_size: 64,
             max_block_size: 1 << 20,
+            ..ReaderConfig::default()
         },
     ] {
         for cut in from as usize..bytes.len() {
