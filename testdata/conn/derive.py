@@ -26,8 +26,10 @@ Semantics (the module doc of libpcap-analyzer/src/plugins/connections.rs):
     outer and for each inner connection, each with the whole frame.len);
   - an IP layer that is a fragment (IPv4 MF=1 or offset>0; IPv6 with a
     Fragment header that is not atomic, i.e. offset>0 or M=1) belongs to the
-    datagram (version, src, dst, id, protocol); that layer and everything
-    inside it is taken from the datagram's first fragment (offset 0): every
+    datagram (version, src, dst, id, protocol) (IPv4: a datagram is closed
+    once its bytes 0..end are all held, ip.len - ip.hdr_len bytes at
+    ip.frag_offset * 8; a later fragment with the same key starts a new
+    datagram); that layer and everything inside it is taken from the datagram's first fragment (offset 0): every
     frame of the datagram counts for each key found there.  A datagram
     without a first fragment gives nothing.  first/last = min/max of the
     frames' floor(frame.time_epoch * 1000), bytes = sum of frame.len,
@@ -51,7 +53,8 @@ TSHARK_OPTS = [
     '-o', 'tcp.check_checksum:FALSE',
     '-o', 'udp.check_checksum:FALSE',
 ]
-IP4 = ['ip.src', 'ip.dst', 'ip.proto', 'ip.id', 'ip.flags.mf', 'ip.frag_offset']
+IP4 = ['ip.src', 'ip.dst', 'ip.proto', 'ip.id', 'ip.flags.mf', 'ip.frag_offset', 'ip.len',
+       'ip.hdr_len']
 IP6 = ['ipv6.src', 'ipv6.dst', 'ipv6.nxt']
 FRAG6 = ['ipv6.fraghdr.ident', 'ipv6.fraghdr.offset', 'ipv6.fraghdr.more', 'ipv6.fraghdr.nxt']
 TCP = ['tcp.srcport', 'tcp.dstport']
@@ -145,6 +148,11 @@ def layers_of(d):
                 mf, off = vals['ip.flags.mf'], vals['ip.frag_offset']
                 if truthy(mf) or (off not in (None, '', '0')):
                     ly['frag'] = (vals['ip.id'], off, mf)
+                    try:  # payload bytes start..end (ip.frag_offset is in 8-byte units)
+                        start = int(off) * 8
+                        ly['range'] = (start, start + int(vals['ip.len']) - int(vals['ip.hdr_len']))
+                    except (TypeError, ValueError):
+                        ly['range'] = None
             else:
                 ly = {'v': 6, 'src': vals['ipv6.src'], 'dst': vals['ipv6.dst'],
                       'proto': vals['ipv6.nxt'], 'frag': None, 'transport': None,
@@ -171,6 +179,16 @@ def layers_of(d):
     return layers
 
 
+def covered(ranges, end):
+    """Whether the byte ranges cover 0..end."""
+    pos = 0
+    for a, b in sorted(ranges):
+        if a > pos:
+            return False
+        pos = max(pos, b)
+    return pos >= end
+
+
 def first_fragment(frag):
     return frag[1] in (None, '', '0')
 
@@ -180,7 +198,8 @@ def derive(path, extra):
     if rc != 0 and not out:
         return None, 'tshark cannot read the file: ' + err.strip().splitlines()[-1]
     conns = {}
-    groups = collections.OrderedDict()  # datagram key -> {'frames': [...], 'keys': None}
+    groups = {}  # datagram key -> its latest datagram
+    datagrams = []  # every datagram, in order of its first frame
     frames = 0
 
     def add(key, proto, ms, flen):
@@ -207,10 +226,25 @@ def derive(path, extra):
         for i, ly in enumerate(layers):
             if ly['frag'] is not None:
                 g = (ly['v'], ly['src'], ly['dst'], ly['frag'][0], ly['proto'])
-                grp = groups.setdefault(g, {'frames': [], 'keys': None, 'lasts': []})
+                # the open datagram of this key (IPv4: a datagram is closed
+                # once its bytes 0..end are all held; a later fragment with
+                # the same key starts a new datagram)
+                grp = groups.get(g)
+                if grp is None or grp['closed']:
+                    grp = {'g': g, 'frames': [], 'keys': None, 'lasts': [], 'ranges': [],
+                           'end': None, 'closed': False}
+                    groups[g] = grp
+                    datagrams.append(grp)
                 grp['frames'].append((ms, flen))
                 if not truthy(ly['frag'][2]):
                     grp['lasts'].append(d['frame.number'])
+                rng = ly.get('range')
+                if rng is not None:
+                    grp['ranges'].append(rng)
+                    if not truthy(ly['frag'][2]):
+                        grp['end'] = rng[1]
+                    if grp['end'] is not None and covered(grp['ranges'], grp['end']):
+                        grp['closed'] = True
                 if first_fragment(ly['frag']) and grp['keys'] is None:
                     keys = []
                     for inner in layers[i:]:
@@ -222,7 +256,8 @@ def derive(path, extra):
             if ly['transport']:
                 n, sp, dp = ly['transport']
                 add((ly['src'], sp, ly['dst'], dp), n, ms, flen)
-    for g, grp in groups.items():
+    for grp in datagrams:
+        g = grp['g']
         if len(grp['lasts']) > 1:
             # Several last fragments under one (src, dst, id, protocol): the
             # id was reused for several datagrams (or a last fragment was
