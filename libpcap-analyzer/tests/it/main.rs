@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)] // test helpers fail loudly
 
 mod config;
+mod conn_derived;
 mod corpus;
 mod dns;
 mod engine;
