@@ -98,7 +98,8 @@ pub struct DefragConfig {
     /// Largest number of fragment bytes held in all (payload plus
     /// [`PIECE_OVERHEAD`] per held piece); default 64 MiB.
     pub max_bytes: usize,
-    /// Largest number of fragments in one datagram; default 256.
+    /// Largest number of fragments in one datagram; default 8192 (the
+    /// largest legal IPv4 datagram in 8-byte fragments).
     pub max_fragments_per_datagram: usize,
     /// What to do with overlapping fragments; default [`OverlapPolicy::First`].
     pub policy: OverlapPolicy,
@@ -110,7 +111,8 @@ impl Default for DefragConfig {
             timeout_ns: 60 * Timestamp::NANOS_PER_SEC,
             max_datagrams: 10_000,
             max_bytes: 64 << 20,
-            max_fragments_per_datagram: 256,
+            // the largest legal IPv4 datagram in 8-byte fragments: 65535 / 8
+            max_fragments_per_datagram: 8192,
             policy: OverlapPolicy::First,
         }
     }
@@ -380,7 +382,14 @@ struct Pending {
     last_ts: Option<Timestamp>,
     /// `Some` for a tombstone.
     dead: Option<FailureReason>,
+    /// For a tombstone: the start of the datagram's first fragment (its
+    /// transport ports), so that fragments arriving after the failure still
+    /// count for the datagram's connection.
+    head: Option<Vec<u8>>,
 }
+
+/// Bytes of a failed datagram's first fragment kept in its tombstone.
+const HEAD_KEPT: usize = 64;
 
 impl Pending {
     fn new(seq: u64) -> Self {
@@ -396,6 +405,7 @@ impl Pending {
             first_ts: None,
             last_ts: None,
             dead: None,
+            head: None,
         }
     }
 
@@ -569,7 +579,15 @@ impl Defragmenter {
         self.index_time(&key);
         if let Some(reason) = dead {
             self.stats.stragglers = self.stats.stragglers.saturating_add(1);
-            return DefragOutcome::Failed(Self::single(key, &frag, reason));
+            let mut failure = Self::single(key, &frag, reason);
+            if let Some(p) = self.map.get_mut(&key) {
+                match &failure.first_fragment {
+                    // a first fragment after the failure: later stragglers use it
+                    Some(first) => p.head = Some(first.iter().take(HEAD_KEPT).copied().collect()),
+                    None => failure.first_fragment = p.head.clone(),
+                }
+            }
+            return DefragOutcome::Failed(failure);
         }
 
         // Checks on the fragment alone.
@@ -830,6 +848,10 @@ impl Defragmenter {
         p.frames = 0;
         p.wire_bytes = 0;
         p.dead = Some(reason);
+        p.head = failure
+            .first_fragment
+            .as_ref()
+            .map(|f| f.iter().take(HEAD_KEPT).copied().collect());
         self.dead_count = self.dead_count.saturating_add(1);
         DefragOutcome::Failed(failure)
     }

@@ -287,13 +287,14 @@ fn overlap_drop_datagram_fails_and_tombstones() {
     assert_eq!(f.reason, FailureReason::ConflictingOverlap);
     assert_eq!(f.frames, 2);
     assert_eq!(f.first_fragment.as_deref(), Some(&[b'A'; 16][..]));
-    // The straggler is reported on its own.
+    // The straggler is reported on its own, with the head of the failed
+    // datagram's first fragment, so that it still counts for its connection.
     let DefragOutcome::Failed(s) = &out[2] else {
         panic!("{out:?}")
     };
     assert_eq!(s.reason, FailureReason::ConflictingOverlap);
     assert_eq!(s.frames, 1);
-    assert_eq!(s.first_fragment, None);
+    assert_eq!(s.first_fragment.as_deref(), Some(&[b'A'; 16][..]));
     assert_eq!(d.stats().failures.conflicting_overlap, 1);
     assert_eq!(d.stats().stragglers, 1);
     assert_eq!(d.pending(), 0);
