@@ -385,6 +385,38 @@ pub fn downcast<T: Plugin>(name: &str, other: Box<dyn Plugin>) -> PluginResult<B
 /// (the first one is logged as a warning, the next ones at debug level);
 /// the run goes on. A plugin that fails too often (`analyzer.max_plugin_errors`)
 /// is disabled for the rest of the run.
+///
+/// ```
+/// use libpcap_analyzer::plugin::*;
+/// use libpcap_analyzer::{Analyzer, build};
+/// use libpcap_tools::{Config, LinkType, Packet, Timestamp};
+/// use std::net::Ipv4Addr;
+///
+/// /// Sums the UDP payload bytes it sees.
+/// #[derive(Default)]
+/// struct UdpBytes(u64);
+///
+/// impl Plugin for UdpBytes {
+///     fn name(&self) -> &str { "udp-bytes" }
+///     fn interest(&self) -> Interest { Interest::new(Layers::TRANSPORT).ip_protocols(&[17]) }
+///     fn handle_transport(&mut self, _: &PacketContext<'_>, t: &TransportLayer<'_>)
+///         -> PluginResult<Option<Decapsulated>> {
+///         self.0 += t.payload.len() as u64;
+///         Ok(None)
+///     }
+/// }
+///
+/// let (c, s) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+/// let frame = build::ethernet(build::MAC_A, build::MAC_B, 0x0800,
+///     &build::ipv4(c, s, 17, 1, &build::udp(c.into(), s.into(), 1, 2, b"hello")));
+/// let mut a = Analyzer::new(&Config::new(), vec![Box::new(UdpBytes::default())]).unwrap();
+/// a.handle_packet(&Packet { index: 0, interface: 0, linktype: LinkType::ETHERNET,
+///     ts: Some(Timestamp(0)), origlen: frame.len() as u32, data: &frame });
+/// let (plugins, _) = a.into_parts();
+/// let libpcap_analyzer::PluginHandle::Owned(p) = &plugins[0] else { unreachable!() };
+/// let any: &dyn std::any::Any = p.as_ref();
+/// assert_eq!(any.downcast_ref::<UdpBytes>().unwrap().0, 5);
+/// ```
 pub trait Plugin: AsAny {
     /// The plugin's name, as given to `--plugins` (kebab-case).
     fn name(&self) -> &str;
