@@ -108,11 +108,42 @@ pub struct ConnKey {
     pub dst_port: u16,
 }
 
+/// A set of IP protocol numbers, stored inline (no allocation per row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProtoSet([u64; 4]);
+
+impl ProtoSet {
+    /// Adds `p`.
+    pub fn insert(&mut self, p: u8) {
+        if let Some(w) = self.0.get_mut(usize::from(p >> 6)) {
+            *w |= 1 << (p & 63);
+        }
+    }
+
+    /// `true` if `p` is in the set.
+    pub fn contains(&self, p: u8) -> bool {
+        self.0
+            .get(usize::from(p >> 6))
+            .is_some_and(|w| w & (1 << (p & 63)) != 0)
+    }
+
+    /// The protocol numbers, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = u8> + '_ {
+        (0..=255u8).filter(|p| self.contains(*p))
+    }
+
+    fn union(&mut self, o: &ProtoSet) {
+        for (a, b) in self.0.iter_mut().zip(o.0) {
+            *a |= b;
+        }
+    }
+}
+
 /// The counters of one connection key.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ConnStats {
-    /// IP protocol numbers seen, sorted.
-    pub protocols: Vec<u8>,
+    /// IP protocol numbers seen.
+    pub protocols: ProtoSet,
     /// First packet time, ms since the epoch.
     pub first_ms: Option<i64>,
     /// Last packet time, ms since the epoch.
@@ -125,15 +156,11 @@ pub struct ConnStats {
 
 impl ConnStats {
     fn add_proto(&mut self, p: u8) {
-        if let Err(i) = self.protocols.binary_search(&p) {
-            self.protocols.insert(i, p);
-        }
+        self.protocols.insert(p);
     }
 
     fn merge(&mut self, o: &ConnStats) {
-        for p in &o.protocols {
-            self.add_proto(*p);
-        }
+        self.protocols.union(&o.protocols);
         self.first_ms = match (self.first_ms, o.first_ms) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -150,7 +177,7 @@ impl ConnStats {
     pub fn protocol_names(&self) -> Vec<String> {
         self.protocols
             .iter()
-            .map(|p| ipproto::name(*p).map_or_else(|| format!("IP{p}"), str::to_string))
+            .map(|p| ipproto::name(p).map_or_else(|| format!("IP{p}"), str::to_string))
             .collect()
     }
 }
@@ -308,17 +335,33 @@ impl ConnectionsPlugin {
         }
     }
 
+    /// Calls `f` with the table (no copy).
+    pub fn with_table<R>(&self, f: impl FnOnce(&ConnTable) -> R) -> R {
+        match &self.store {
+            Store::Local(t) => f(t),
+            Store::Shared(m) => match m.lock() {
+                Ok(t) => f(&t),
+                Err(_) => f(&ConnTable::default()),
+            },
+        }
+    }
+
     /// A copy of the table (merged instances after the run).
     pub fn table(&self) -> ConnTable {
-        match &self.store {
-            Store::Local(t) => t.clone(),
-            Store::Shared(m) => m.lock().map(|t| t.clone()).unwrap_or_default(),
-        }
+        self.with_table(ConnTable::clone)
     }
 
     /// The report in the configured format.
     pub fn render(&self) -> String {
-        self.table().render(self.cfg.format)
+        self.with_table(|t| t.render(self.cfg.format))
+    }
+
+    /// The table, moved out of this instance.
+    fn into_table(self) -> ConnTable {
+        match self.store {
+            Store::Local(t) => t,
+            Store::Shared(m) => m.lock().map(|t| t.clone()).unwrap_or_default(),
+        }
     }
 
     /// Path of the report in `dir`.
@@ -374,9 +417,7 @@ fn record(t: &mut ConnTable, tl: &TransportLayer<'_>) {
     let Some(s) = t.row(k, u64::from(tl.frames)) else {
         return;
     };
-    if s.protocols.last() != Some(&tl.key.proto) {
-        s.add_proto(tl.key.proto);
-    }
+    s.add_proto(tl.key.proto);
     if let Some(f) = tl.first_ts {
         let ms = f.as_millis();
         s.first_ms = Some(s.first_ms.map_or(ms, |x| x.min(ms)));
@@ -438,7 +479,7 @@ impl Plugin for ConnectionsPlugin {
 
     fn merge(&mut self, other: Box<dyn Plugin>) -> PluginResult<()> {
         let other = downcast::<Self>("connections", other)?;
-        let theirs = other.table();
+        let theirs = other.into_table();
         match &mut self.store {
             Store::Local(t) => t.merge(&theirs),
             Store::Shared(m) => {
@@ -453,11 +494,12 @@ impl Plugin for ConnectionsPlugin {
     }
 
     fn results(&self) -> Option<serde_json::Value> {
-        let t = self.table();
-        Some(serde_json::json!({
-            "connections": t.map.len(),
-            "dropped_keys": t.dropped_keys,
-            "dropped_packets": t.dropped_packets,
+        Some(self.with_table(|t| {
+            serde_json::json!({
+                "connections": t.map.len(),
+                "dropped_keys": t.dropped_keys,
+                "dropped_packets": t.dropped_packets,
+            })
         }))
     }
 
@@ -465,7 +507,7 @@ impl Plugin for ConnectionsPlugin {
         if let Some(w) = self._writer.take() {
             w.stop();
         }
-        let (keys, packets) = self.table().dropped();
+        let (keys, packets) = self.with_table(ConnTable::dropped);
         if keys > 0 {
             log::warn!(
                 "connections: the report reached max_connections ({}); {keys} keys ({packets} packets) were not kept",

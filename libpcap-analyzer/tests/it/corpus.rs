@@ -124,21 +124,21 @@ fn connection_report_equals_the_tshark_oracle() {
         let rows = table.rows();
         let count = |proto: u8| -> u64 {
             rows.iter()
-                .filter(|(_, v)| v.protocols.contains(&proto))
+                .filter(|(_, v)| v.protocols.contains(proto))
                 .map(|(_, v)| v.packets)
                 .sum()
         };
         let mut bidir = BTreeSet::new();
         for (k, v) in &rows {
-            for p in v.protocols.iter().filter(|p| **p == 6 || **p == 17) {
+            for p in v.protocols.iter().filter(|p| *p == 6 || *p == 17) {
                 let a = (k.src, k.src_port);
                 let b = (k.dst, k.dst_port);
-                bidir.insert((*p, a.min(b), a.max(b)));
+                bidir.insert((p, a.min(b), a.max(b)));
             }
         }
         let bytes: u64 = rows
             .iter()
-            .filter(|(_, v)| v.protocols.iter().any(|p| *p == 6 || *p == 17))
+            .filter(|(_, v)| v.protocols.iter().any(|p| p == 6 || p == 17))
             .map(|(_, v)| v.bytes)
             .sum();
         let facts = [
