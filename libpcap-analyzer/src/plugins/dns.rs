@@ -8,7 +8,9 @@
 //! Malformed messages are counted (`malformed` in the results), never fatal.
 //!
 //! Config `[plugin.dns]`: `ports` (default `[53]`), `max_tcp_buffer`
-//! (bytes of an incomplete TCP message kept per direction, default 65537).
+//! (bytes of an incomplete TCP message kept per direction, default 65537),
+//! `max_tcp_total` (bytes kept for all TCP connections of a worker, default
+//! 64 MiB; beyond, data is dropped and counted as `tcp_over_budget`).
 //! Writes `dns.jsonl`.
 
 use super::spool::{OutputConfig, Spool};
@@ -29,6 +31,9 @@ pub struct DnsConfig {
     pub ports: Vec<u16>,
     /// Bytes of an incomplete TCP message kept per direction.
     pub max_tcp_buffer: usize,
+    /// Bytes of incomplete TCP messages kept for all connections of a
+    /// worker; beyond, new data is dropped (counted as `tcp_over_budget`).
+    pub max_tcp_total: usize,
 }
 
 impl Default for DnsConfig {
@@ -36,6 +41,7 @@ impl Default for DnsConfig {
         DnsConfig {
             ports: vec![53],
             max_tcp_buffer: 65_537,
+            max_tcp_total: 64 << 20,
         }
     }
 }
@@ -53,6 +59,8 @@ pub struct DnsCounters {
     pub malformed: u64,
     /// TCP buffers dropped (gap in the stream, or over `max_tcp_buffer`).
     pub tcp_resync: u64,
+    /// TCP data dropped because `max_tcp_total` was reached.
+    pub tcp_over_budget: u64,
 }
 
 /// The `dns` plugin.
@@ -60,6 +68,8 @@ pub struct DnsCounters {
 pub struct DnsPlugin {
     cfg: DnsConfig,
     tcp: HashMap<(FlowId, bool), Vec<u8>, foldhash::fast::RandomState>,
+    /// Bytes held in `tcp`.
+    tcp_held: usize,
     counters: DnsCounters,
     spool: Spool,
 }
@@ -163,22 +173,34 @@ impl Plugin for DnsPlugin {
         } else {
             flow.key.reversed()
         };
+        let held = self.tcp.get(&k).map_or(0, Vec::len);
         let data = match data {
             StreamData::Data { data, .. } => data,
             StreamData::Gap { .. } => {
                 if self.tcp.remove(&k).is_some() {
+                    self.tcp_held = self.tcp_held.saturating_sub(held);
                     self.counters.tcp_resync += 1;
                 }
                 return Ok(());
             }
         };
+        if self.tcp_held.saturating_add(data.len()) > self.cfg.max_tcp_total {
+            if self.tcp.remove(&k).is_some() {
+                self.tcp_held = self.tcp_held.saturating_sub(held);
+            }
+            self.counters.tcp_over_budget += 1;
+            return Ok(());
+        }
         let buf = self.tcp.entry(k).or_default();
         buf.extend_from_slice(data);
         let (msgs, consumed) = parse_dns_tcp_stream(buf);
         buf.drain(..consumed.min(buf.len()));
-        let overflow = buf.len() > self.cfg.max_tcp_buffer;
+        let now_held = buf.len();
+        let overflow = now_held > self.cfg.max_tcp_buffer;
+        self.tcp_held = self.tcp_held.saturating_sub(held).saturating_add(now_held);
         if overflow {
             self.tcp.remove(&k);
+            self.tcp_held = self.tcp_held.saturating_sub(now_held);
             self.counters.tcp_resync += 1;
         }
         for m in msgs {
@@ -192,8 +214,11 @@ impl Plugin for DnsPlugin {
 
     fn flow_destroyed(&mut self, flow: &Flow, _: EndReason) -> PluginResult<()> {
         if flow.key.proto == ipproto::TCP {
-            self.tcp.remove(&(flow.id, true));
-            self.tcp.remove(&(flow.id, false));
+            for side in [true, false] {
+                if let Some(b) = self.tcp.remove(&(flow.id, side)) {
+                    self.tcp_held = self.tcp_held.saturating_sub(b.len());
+                }
+            }
         }
         Ok(())
     }
@@ -206,6 +231,7 @@ impl Plugin for DnsPlugin {
         self.counters.responses += c.responses;
         self.counters.malformed += c.malformed;
         self.counters.tcp_resync += c.tcp_resync;
+        self.counters.tcp_over_budget += c.tcp_over_budget;
         self.spool.merge(o.spool)
     }
 
@@ -237,8 +263,79 @@ impl PluginBuilder for DnsPluginBuilder {
         Ok(Box::new(DnsPlugin {
             cfg,
             tcp: HashMap::default(),
+            tcp_held: 0,
             counters: DnsCounters::default(),
             spool: Spool::new("dns", out.dir),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libpcap_tools::{FiveTuple, FlowContext, LinkType, Packet};
+    use std::net::IpAddr;
+
+    #[test]
+    fn incomplete_tcp_messages_stay_under_the_global_budget() {
+        let cfg = DnsConfig {
+            ports: vec![53],
+            max_tcp_buffer: 1000,
+            max_tcp_total: 2500,
+        };
+        let mut p = DnsPlugin {
+            cfg,
+            tcp: HashMap::default(),
+            tcp_held: 0,
+            counters: DnsCounters::default(),
+            spool: Spool::new("dns", None),
+        };
+        let d = [0u8; 0];
+        let pkt = Packet {
+            index: 0,
+            interface: 0,
+            linktype: LinkType::ETHERNET,
+            ts: None,
+            origlen: 0,
+            data: &d,
+        };
+        let ctx = PacketContext {
+            packet: &pkt,
+            depth: 0,
+            context: FlowContext::default(),
+        };
+        let key = FiveTuple {
+            src: IpAddr::from([10, 0, 0, 1]),
+            dst: IpAddr::from([10, 0, 0, 2]),
+            src_port: 40000,
+            dst_port: 53,
+            proto: ipproto::TCP,
+        };
+        // a length prefix of 900 and 500 bytes of it: incomplete
+        let mut partial = vec![0x03, 0x84];
+        partial.extend_from_slice(&[0u8; 500]);
+        for i in 0..10u64 {
+            let f = Flow::new(FlowId(i), key, FlowContext::default());
+            p.handle_stream(
+                &ctx,
+                &f,
+                Direction::ToServer,
+                StreamData::Data {
+                    offset: 0,
+                    data: &partial,
+                },
+            )
+            .unwrap();
+            assert!(p.tcp_held <= 2500, "{} held", p.tcp_held);
+        }
+        assert_eq!(
+            p.counters.tcp_over_budget, 6,
+            "4 partial messages of 502 bytes fit in 2500"
+        );
+        for i in 0..10u64 {
+            let f = Flow::new(FlowId(i), key, FlowContext::default());
+            p.flow_destroyed(&f, EndReason::EndOfInput).unwrap();
+        }
+        assert_eq!(p.tcp_held, 0);
     }
 }

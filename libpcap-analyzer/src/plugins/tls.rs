@@ -9,7 +9,9 @@
 //! suite, ALPN and JA3S.
 //!
 //! Config `[plugin.tls]`: `max_buffer` (bytes kept per direction while
-//! looking for a hello, default 262144). Writes `tls.jsonl`.
+//! looking for a hello, default 262144), `max_total_buffer` (bytes kept for
+//! all connections of a worker, default 64 MiB; beyond, handshakes are given
+//! up and counted as `over_budget`). Writes `tls.jsonl`.
 
 use super::spool::{OutputConfig, Spool};
 use crate::plugin::{
@@ -27,12 +29,16 @@ use std::path::{Path, PathBuf};
 pub struct TlsConfig {
     /// Bytes kept per direction while looking for a hello.
     pub max_buffer: usize,
+    /// Bytes kept for all connections of a worker; beyond, new data of
+    /// unfinished handshakes is not kept (counted as `over_budget`).
+    pub max_total_buffer: usize,
 }
 
 impl Default for TlsConfig {
     fn default() -> Self {
         TlsConfig {
             max_buffer: 256 * 1024,
+            max_total_buffer: 64 << 20,
         }
     }
 }
@@ -55,6 +61,10 @@ pub struct TlsPlugin {
     cfg: TlsConfig,
     conns: HashMap<FlowId, Conn, foldhash::fast::RandomState>,
     connections: u64,
+    /// Bytes held in all side buffers.
+    buffered: usize,
+    /// Handshakes given up because `max_total_buffer` was reached.
+    over_budget: u64,
     spool: Spool,
 }
 
@@ -103,14 +113,23 @@ impl Plugin for TlsPlugin {
         if side.done {
             return Ok(());
         }
+        let held = side.buf.len();
         let data = match data {
             StreamData::Data { data, .. } => data,
             StreamData::Gap { .. } => {
                 side.done = true;
                 side.buf = Vec::new();
+                self.buffered = self.buffered.saturating_sub(held);
                 return Ok(());
             }
         };
+        if self.buffered.saturating_add(data.len()) > self.cfg.max_total_buffer {
+            side.done = true;
+            side.buf = Vec::new();
+            self.buffered = self.buffered.saturating_sub(held);
+            self.over_budget += 1;
+            return Ok(());
+        }
         side.buf.extend_from_slice(data);
         let (events, consumed) = parse_tls_records(&side.buf);
         for ev in events {
@@ -137,11 +156,17 @@ impl Plugin for TlsPlugin {
         } else {
             side.buf.drain(..consumed.min(side.buf.len()));
         }
+        self.buffered = self
+            .buffered
+            .saturating_sub(held)
+            .saturating_add(side.buf.len());
         Ok(())
     }
 
     fn flow_destroyed(&mut self, flow: &Flow, _: EndReason) -> PluginResult<()> {
         if let Some(conn) = self.conns.remove(&flow.id) {
+            let held: usize = conn.sides.iter().map(|s| s.buf.len()).sum();
+            self.buffered = self.buffered.saturating_sub(held);
             self.emit(flow, conn)?;
         }
         Ok(())
@@ -150,11 +175,14 @@ impl Plugin for TlsPlugin {
     fn merge(&mut self, other: Box<dyn Plugin>) -> PluginResult<()> {
         let o = downcast::<Self>("tls", other)?;
         self.connections += o.connections;
+        self.over_budget += o.over_budget;
         self.spool.merge(o.spool)
     }
 
     fn results(&self) -> Option<serde_json::Value> {
-        Some(serde_json::json!({ "tls_connections": self.connections }))
+        Some(
+            serde_json::json!({ "tls_connections": self.connections, "over_budget": self.over_budget }),
+        )
     }
 
     fn save_results(&mut self, dir: &Path) -> PluginResult<Vec<PathBuf>> {
@@ -182,7 +210,69 @@ impl PluginBuilder for TlsPluginBuilder {
             cfg,
             conns: HashMap::default(),
             connections: 0,
+            buffered: 0,
+            over_budget: 0,
             spool: Spool::new("tls", out.dir),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::PacketContext;
+    use libpcap_tools::{FiveTuple, FlowContext, LinkType, Packet};
+
+    #[test]
+    fn partial_handshakes_stay_under_the_global_budget() {
+        let cfg = TlsConfig {
+            max_buffer: 1000,
+            max_total_buffer: 4000,
+        };
+        let mut p = TlsPlugin {
+            cfg,
+            conns: HashMap::default(),
+            connections: 0,
+            buffered: 0,
+            over_budget: 0,
+            spool: Spool::new("tls", None),
+        };
+        let d = [0u8; 0];
+        let pkt = Packet {
+            index: 0,
+            interface: 0,
+            linktype: LinkType::ETHERNET,
+            ts: None,
+            origlen: 0,
+            data: &d,
+        };
+        let ctx = PacketContext {
+            packet: &pkt,
+            depth: 0,
+            context: FlowContext::default(),
+        };
+        // a record header announcing 16000 bytes, then part of it: never complete
+        let mut partial = vec![0x16, 0x03, 0x01, 0x3e, 0x80, 0x01, 0x00, 0x3e, 0x7c];
+        partial.extend_from_slice(&[0u8; 600]);
+        for i in 0..20u64 {
+            let f = Flow::new(FlowId(i), FiveTuple::default(), FlowContext::default());
+            p.handle_stream(
+                &ctx,
+                &f,
+                Direction::ToServer,
+                StreamData::Data {
+                    offset: 0,
+                    data: &partial,
+                },
+            )
+            .unwrap();
+            assert!(p.buffered <= 4000, "{} held", p.buffered);
+        }
+        assert_eq!(p.over_budget, 14, "6 handshakes of 609 bytes fit in 4000");
+        for i in 0..20u64 {
+            let f = Flow::new(FlowId(i), FiveTuple::default(), FlowContext::default());
+            p.flow_destroyed(&f, EndReason::EndOfInput).unwrap();
+        }
+        assert_eq!(p.buffered, 0);
     }
 }
