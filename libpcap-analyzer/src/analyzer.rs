@@ -50,13 +50,6 @@ pub enum AnalyzerError {
     Worker(String),
 }
 
-/// Where the tunnel layers of a packet come from: bounds recursion.
-#[derive(Debug, Clone, Copy)]
-struct Layer0 {
-    depth: u8,
-    context: FlowContext,
-}
-
 /// Facts about a transport layer before the flow is known.
 struct Frames {
     frames: u32,
@@ -65,39 +58,33 @@ struct Frames {
     last_ts: Option<Timestamp>,
 }
 
-/// Packs a flow context into the 64-bit context of a fragment key.
-fn pack_context(c: FlowContext) -> u64 {
-    (c.tunnel & 0xFF_FFFF_FFFF) << 24 | u64::from(c.depth) << 16 | u64::from(c.vlan)
-}
-
-fn unpack_context(v: u64) -> FlowContext {
-    FlowContext {
-        vlan: (v & 0xFFFF) as u16,
-        depth: ((v >> 16) & 0xFF) as u8,
-        tunnel: v >> 24,
-    }
-}
-
 /// A 40-bit hash of the outer headers of a tunnel (addresses and tunnel id),
 /// so that inner flows of different tunnels do not merge.
 fn tunnel_hash(parent: u64, src: IpAddr, dst: IpAddr, id: u64) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ parent;
-    let mut feed = |b: &[u8]| {
-        for x in b {
-            h ^= u64::from(*x);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    };
+    let mut h = crate::flow::fnv1a(&[], 0xcbf2_9ce4_8422_2325 ^ parent);
     // order-independent in the addresses: both directions of a tunnel share it
     let (a, b) = if src <= dst { (src, dst) } else { (dst, src) };
     for ip in [a, b] {
-        match ip {
-            IpAddr::V4(v) => feed(&v.octets()),
-            IpAddr::V6(v) => feed(&v.octets()),
-        }
+        h = match ip {
+            IpAddr::V4(v) => crate::flow::fnv1a(&v.octets(), h),
+            IpAddr::V6(v) => crate::flow::fnv1a(&v.octets(), h),
+        };
     }
-    feed(&id.to_be_bytes());
-    h & 0xFF_FFFF_FFFF
+    crate::flow::fnv1a(&id.to_be_bytes(), h) & 0xFF_FFFF_FFFF
+}
+
+/// A stand-in for layers that have no frame of their own (a datagram
+/// rebuilt from what was pending when it expired, stream data flushed when a
+/// flow ends): index `u64::MAX`, no bytes.
+fn pseudo_packet(ts: Option<Timestamp>) -> Packet<'static> {
+    Packet {
+        index: u64::MAX,
+        interface: 0,
+        linktype: LinkType(u32::MAX),
+        ts,
+        origlen: 0,
+        data: &[],
+    }
 }
 
 /// The analysis engine for one thread.
@@ -229,22 +216,13 @@ impl Analyzer {
     /// Handles one captured frame.
     pub fn handle_packet(&mut self, packet: &Packet<'_>) {
         let link = decode_link(packet.linktype, packet.data);
-        self.handle_packet_with_link(packet, link);
-    }
-
-    /// Handles one frame whose link layer was already decoded (by the
-    /// dispatching thread of the multi-threaded engine).
-    pub fn handle_packet_with_link(
-        &mut self,
-        packet: &Packet<'_>,
-        link: Result<LinkInfo, LinkError>,
-    ) {
         self.handle_packet_clocked(packet, link, None);
     }
 
-    /// As [`Analyzer::handle_packet_with_link`], with the time of the whole
-    /// input so far (`clock`, the latest timestamp the dispatcher has seen):
-    /// each worker then expires flows exactly when a single analyzer would.
+    /// Handles one frame whose link layer was already decoded, with the time
+    /// of the whole input so far (`clock`, the latest timestamp the
+    /// dispatching thread has seen; `None` for a single analyzer): each
+    /// worker then expires flows exactly when a single analyzer would.
     pub fn handle_packet_clocked(
         &mut self,
         packet: &Packet<'_>,
@@ -261,10 +239,7 @@ impl Analyzer {
         {
             self.stats.ip_frames += 1;
         }
-        let l0 = Layer0 {
-            depth: 0,
-            context: FlowContext::default(),
-        };
+        let l0 = FlowContext::default();
         self.link_layer(packet, l0, packet.linktype, packet.data, link);
         self.flush_ended();
     }
@@ -290,7 +265,7 @@ impl Analyzer {
     fn link_layer(
         &mut self,
         packet: &Packet<'_>,
-        l0: Layer0,
+        l0: FlowContext,
         linktype: LinkType,
         frame: &[u8],
         link: Result<LinkInfo, LinkError>,
@@ -306,7 +281,7 @@ impl Analyzer {
         if let Some(info) = &info
             && info.nvlans > 0
         {
-            l0.context.vlan = info.inner_vlan();
+            l0.vlan = info.inner_vlan();
         }
         if !self.dispatch.link.is_empty() {
             let ll = LinkLayer {
@@ -319,7 +294,7 @@ impl Analyzer {
             let ctx = PacketContext {
                 packet,
                 depth: l0.depth,
-                context: l0.context,
+                context: l0,
             };
             let mut decaps = Vec::new();
             for k in 0..self.dispatch.link.len() {
@@ -343,7 +318,7 @@ impl Analyzer {
         }
     }
 
-    fn network_layer(&mut self, packet: &Packet<'_>, l0: Layer0, ethertype: u16, data: &[u8]) {
+    fn network_layer(&mut self, packet: &Packet<'_>, l0: FlowContext, ethertype: u16, data: &[u8]) {
         match EtherType(ethertype) {
             EtherType::IPV4 => self.ipv4(packet, l0, data),
             EtherType::IPV6 => self.ipv6(packet, l0, data),
@@ -367,14 +342,14 @@ impl Analyzer {
         }
     }
 
-    fn call_network(&mut self, packet: &Packet<'_>, l0: Layer0, net: &NetworkLayer<'_>) {
+    fn call_network(&mut self, packet: &Packet<'_>, l0: FlowContext, net: &NetworkLayer<'_>) {
         if self.dispatch.network.is_empty() {
             return;
         }
         let ctx = PacketContext {
             packet,
             depth: l0.depth,
-            context: l0.context,
+            context: l0,
         };
         let mut decaps = Vec::new();
         for k in 0..self.dispatch.network.len() {
@@ -399,7 +374,7 @@ impl Analyzer {
         }
     }
 
-    fn ipv4(&mut self, packet: &Packet<'_>, l0: Layer0, data: &[u8]) {
+    fn ipv4(&mut self, packet: &Packet<'_>, l0: FlowContext, data: &[u8]) {
         let ip = match Ipv4Slice::from_slice(data) {
             Ok(ip) => ip,
             Err(e) => return self.decode_error(&e),
@@ -419,7 +394,7 @@ impl Analyzer {
                 dst,
                 id: u32::from(ip.identification()),
                 proto: ip.protocol(),
-                context: pack_context(l0.context),
+                context: l0,
             };
             let frag = FragmentInfo {
                 offset_bytes: ip.fragment_offset_bytes(),
@@ -446,7 +421,7 @@ impl Analyzer {
         self.transport_layer(packet, l0, src, dst, ip.protocol(), ip.payload(), &frames);
     }
 
-    fn ipv6(&mut self, packet: &Packet<'_>, l0: Layer0, data: &[u8]) {
+    fn ipv6(&mut self, packet: &Packet<'_>, l0: FlowContext, data: &[u8]) {
         let ip = match Ipv6Slice::from_slice(data) {
             Ok(ip) => ip,
             Err(e) => return self.decode_error(&e),
@@ -482,7 +457,7 @@ impl Analyzer {
                     dst,
                     id: fh.identification,
                     proto: fh.next_header,
-                    context: pack_context(l0.context),
+                    context: l0,
                 };
                 let frag = FragmentInfo {
                     offset_bytes: fh.offset_bytes,
@@ -524,7 +499,7 @@ impl Analyzer {
     fn fragment(
         &mut self,
         packet: &Packet<'_>,
-        l0: Layer0,
+        l0: FlowContext,
         src: IpAddr,
         dst: IpAddr,
         ethertype: u16,
@@ -571,19 +546,8 @@ impl Analyzer {
             self.stats.anomaly("defrag_frames_unattributed");
             return;
         };
-        let data: [u8; 0] = [];
-        let pseudo = Packet {
-            index: u64::MAX,
-            interface: 0,
-            linktype: LinkType(u32::MAX),
-            ts: failure.last_ts,
-            origlen: 0,
-            data: &data,
-        };
-        let l0 = Layer0 {
-            depth: 0,
-            context: unpack_context(failure.key.context),
-        };
+        let pseudo = pseudo_packet(failure.last_ts);
+        let l0 = failure.key.context;
         let frames = Frames {
             frames: failure.frames,
             wire_bytes: failure.wire_bytes,
@@ -612,19 +576,15 @@ impl Analyzer {
     }
 
     fn decode_error(&mut self, e: &wire::DecodeError) {
-        let kind = if e.is_truncated() {
-            format!("{}_truncated", e.layer())
-        } else {
-            format!("{}_invalid", e.layer())
-        };
-        self.stats.anomaly(&kind);
+        self.stats
+            .anomaly(&crate::decode::link::decode_error_kind(e));
     }
 
     #[allow(clippy::too_many_arguments)] // see fragment()
     fn transport_layer_partial(
         &mut self,
         packet: &Packet<'_>,
-        l0: Layer0,
+        l0: FlowContext,
         src: IpAddr,
         dst: IpAddr,
         proto: u8,
@@ -646,7 +606,7 @@ impl Analyzer {
     fn transport_layer(
         &mut self,
         packet: &Packet<'_>,
-        l0: Layer0,
+        l0: FlowContext,
         src: IpAddr,
         dst: IpAddr,
         proto: u8,
@@ -717,7 +677,7 @@ impl Analyzer {
     fn track_and_call(
         &mut self,
         packet: &Packet<'_>,
-        l0: Layer0,
+        l0: FlowContext,
         key: &FiveTuple,
         data: &[u8],
         payload: &[u8],
@@ -728,7 +688,7 @@ impl Analyzer {
         let ts = frames.last_ts.or(packet.ts);
         let tracked = self.flows.track_frames(
             key,
-            l0.context,
+            l0,
             packet.index,
             frames.frames,
             frames.wire_bytes,
@@ -740,19 +700,19 @@ impl Analyzer {
             && !self.dispatch.flow_events.is_empty()
             && let Some(e) = self.flows.get(tracked.handle)
         {
-            let flow = e.flow.clone();
+            let flow = &e.flow;
             for k in 0..self.dispatch.flow_events.len() {
                 let Some(&i) = self.dispatch.flow_events.get(k) else {
                     continue;
                 };
                 self.dispatch
-                    .call(i, &mut self.stats, |p| p.flow_created(&flow));
+                    .call(i, &mut self.stats, |p| p.flow_created(flow));
             }
         }
         let ctx = PacketContext {
             packet,
             depth: l0.depth,
-            context: l0.context,
+            context: l0,
         };
         let mut decaps = Vec::new();
         if !self.dispatch.transport.is_empty() {
@@ -832,7 +792,7 @@ impl Analyzer {
     fn tunnel(
         &mut self,
         packet: &Packet<'_>,
-        l0: Layer0,
+        l0: FlowContext,
         key: &FiveTuple,
         payload: &[u8],
         data: &[u8],
@@ -910,7 +870,7 @@ impl Analyzer {
     fn enter_tunnel(
         &mut self,
         packet: &Packet<'_>,
-        l0: Layer0,
+        l0: FlowContext,
         src: IpAddr,
         dst: IpAddr,
         id: u64,
@@ -921,17 +881,14 @@ impl Analyzer {
             return;
         }
         self.stats.tunnels += 1;
-        let l1 = Layer0 {
+        let l1 = FlowContext {
+            vlan: l0.vlan,
             depth: l0.depth + 1,
-            context: FlowContext {
-                vlan: l0.context.vlan,
-                depth: l0.depth + 1,
-                tunnel: tunnel_hash(l0.context.tunnel, src, dst, id),
-            },
+            tunnel: tunnel_hash(l0.tunnel, src, dst, id),
         };
         match inner {
             Inner::Ethernet(eth) => {
-                let link = decode_ethernet(eth, eth);
+                let link = decode_ethernet(eth);
                 self.link_layer(packet, l1, LinkType::ETHERNET, eth, link);
             }
             Inner::Network(et, d) => {
@@ -939,14 +896,9 @@ impl Analyzer {
                 self.network_layer(packet, l1, et, d);
             }
             Inner::Ppp(d) => match crate::wire::PppSlice::from_slice(d) {
-                Ok(p) => match p.protocol() {
-                    crate::wire::ppp::PPP_IPV4 => {
-                        self.network_layer(packet, l1, EtherType::IPV4.0, p.payload())
-                    }
-                    crate::wire::ppp::PPP_IPV6 => {
-                        self.network_layer(packet, l1, EtherType::IPV6.0, p.payload())
-                    }
-                    _ => self.stats.anomaly("non_ip_ppp"),
+                Ok(p) => match crate::decode::link::ppp_to_ethertype(p.protocol()) {
+                    Ok(et) => self.network_layer(packet, l1, et, p.payload()),
+                    Err(e) => self.stats.anomaly(&e.kind()),
                 },
                 Err(e) => self.decode_error(&e),
             },
@@ -956,7 +908,7 @@ impl Analyzer {
     fn decapsulated(
         &mut self,
         packet: &Packet<'_>,
-        l0: Layer0,
+        l0: FlowContext,
         addrs: Option<(IpAddr, IpAddr)>,
         d: Decapsulated,
     ) {
@@ -973,12 +925,9 @@ impl Analyzer {
                     self.stats.anomaly("tunnel_too_deep");
                     return;
                 }
-                let l1 = Layer0 {
+                let l1 = FlowContext {
                     depth: l0.depth + 1,
-                    context: FlowContext {
-                        depth: l0.depth + 1,
-                        ..l0.context
-                    },
+                    ..l0
                 };
                 let frames = self.one_frame(packet);
                 self.transport_layer(packet, l1, src, dst, proto, &d.data, &frames);
@@ -998,15 +947,7 @@ impl Analyzer {
 
     fn end_flow(&mut self, flow: Flow, ext: FlowExt, reason: EndReason) {
         if let Some(mut streams) = ext.streams {
-            let data: [u8; 0] = [];
-            let pseudo = Packet {
-                index: u64::MAX,
-                interface: 0,
-                linktype: LinkType(u32::MAX),
-                ts: flow.last_seen,
-                origlen: 0,
-                data: &data,
-            };
+            let pseudo = pseudo_packet(flow.last_seen);
             let ctx = PacketContext {
                 packet: &pseudo,
                 depth: flow.context.depth,
@@ -1099,16 +1040,7 @@ fn gre_inner<'a>(g: &GreSlice<'a>) -> Option<Inner<'a>> {
             .map(|e| Inner::Ethernet(e.payload())),
         EtherType(0x880B) => Some(Inner::Ppp(g.payload())),
         EtherType::IPV4 | EtherType::IPV6 => Some(Inner::Network(et.0, g.payload())),
-        EtherType::MPLS_UC | EtherType::MPLS_MC => match crate::wire::parse_mpls_stack(g.payload())
-        {
-            Ok((_, p)) => match crate::wire::guess_mpls_payload(p) {
-                (crate::wire::MplsPayload::Ipv4, d) => Some(Inner::Network(EtherType::IPV4.0, d)),
-                (crate::wire::MplsPayload::Ipv6, d) => Some(Inner::Network(EtherType::IPV6.0, d)),
-                (crate::wire::MplsPayload::Ethernet, d) => Some(Inner::Ethernet(d)),
-                _ => None,
-            },
-            Err(_) => None,
-        },
+        EtherType::MPLS_UC | EtherType::MPLS_MC => tunnel::mpls(g.payload()).map(carried),
         _ => None,
     }
 }

@@ -93,15 +93,19 @@ impl LinkError {
             LinkError::UnknownMplsPayload => "mpls_unknown_payload".to_string(),
             LinkError::UnknownFamily(_) => "link_unknown_family".to_string(),
             LinkError::TooManyHeaders => "link_too_many_headers".to_string(),
-            LinkError::Decode(e) => {
-                if e.is_truncated() {
-                    format!("{}_truncated", e.layer())
-                } else {
-                    format!("{}_invalid", e.layer())
-                }
-            }
+            LinkError::Decode(e) => decode_error_kind(e),
         }
     }
+}
+
+/// The anomaly name of a decoding error: `<layer>_truncated` or `<layer>_invalid`.
+pub fn decode_error_kind(e: &DecodeError) -> String {
+    let what = if e.is_truncated() {
+        "truncated"
+    } else {
+        "invalid"
+    };
+    format!("{}_{what}", e.layer())
 }
 
 fn offset_of(frame: &[u8], inner: &[u8]) -> usize {
@@ -124,7 +128,7 @@ fn ip_ethertype(data: &[u8]) -> Option<u16> {
 pub fn decode_link(linktype: LinkType, frame: &[u8]) -> Result<LinkInfo, LinkError> {
     let mut info = LinkInfo::new();
     let (ethertype, rest) = match linktype {
-        LinkType::ETHERNET => return decode_ethernet_into(frame, frame, info),
+        LinkType::ETHERNET => return decode_ethernet(frame),
         LinkType::NULL | LinkType::LOOP => {
             let n = if linktype == LinkType::LOOP {
                 NullSlice::from_slice_loop(frame)?
@@ -165,22 +169,14 @@ pub fn decode_link(linktype: LinkType, frame: &[u8]) -> Result<LinkInfo, LinkErr
     Ok(info)
 }
 
-/// Decodes an Ethernet frame (the frame itself, or one inside a tunnel).
-///
-/// `frame` is the buffer offsets are relative to; `eth` the Ethernet header on.
+/// Decodes an Ethernet frame (a captured one, or one inside a tunnel);
+/// `l3_offset` is relative to `frame`.
 ///
 /// # Errors
 /// As [`decode_link`].
-pub fn decode_ethernet(frame: &[u8], eth: &[u8]) -> Result<LinkInfo, LinkError> {
-    decode_ethernet_into(frame, eth, LinkInfo::new())
-}
-
-fn decode_ethernet_into(
-    frame: &[u8],
-    eth: &[u8],
-    mut info: LinkInfo,
-) -> Result<LinkInfo, LinkError> {
-    let e = EthernetSlice::from_slice(eth)?;
+pub fn decode_ethernet(frame: &[u8]) -> Result<LinkInfo, LinkError> {
+    let mut info = LinkInfo::new();
+    let e = EthernetSlice::from_slice(frame)?;
     if e.is_802_3() {
         let llc = LlcSlice::from_slice(e.payload())?;
         match llc.snap_ethertype() {
@@ -195,7 +191,12 @@ fn decode_ethernet_into(
     Ok(info)
 }
 
-fn ppp_to_ethertype(proto: u16) -> Result<u16, LinkError> {
+/// The ethertype of what a PPP protocol number carries (IPv4, IPv6), or
+/// `NotNetwork` for control protocols.
+///
+/// # Errors
+/// `LinkError::NotNetwork` when the protocol is not IP.
+pub fn ppp_to_ethertype(proto: u16) -> Result<u16, LinkError> {
     match proto {
         ppp::PPP_IPV4 => Ok(EtherType::IPV4.0),
         ppp::PPP_IPV6 => Ok(EtherType::IPV6.0),

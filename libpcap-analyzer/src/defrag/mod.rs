@@ -142,8 +142,8 @@ pub struct FragmentKey {
     pub id: u32,
     /// IPv4 protocol, or the IPv6 Fragment header's next header.
     pub proto: u8,
-    /// VLAN / tunnel context chosen by the engine.
-    pub context: u64,
+    /// VLAN and tunnel context of the IP header.
+    pub context: libpcap_tools::FlowContext,
 }
 
 /// One fragment given to [`Defragmenter::add`].

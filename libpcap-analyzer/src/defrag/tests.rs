@@ -9,7 +9,7 @@ fn key4(id: u32) -> FragmentKey {
         dst: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
         id,
         proto: 17,
-        context: 0,
+        context: libpcap_tools::FlowContext::default(),
     }
 }
 
@@ -19,7 +19,10 @@ fn key6(id: u32) -> FragmentKey {
         dst: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
         id,
         proto: 6,
-        context: 7,
+        context: libpcap_tools::FlowContext {
+            vlan: 7,
+            ..Default::default()
+        },
     }
 }
 
@@ -632,7 +635,10 @@ fn drain_reports_everything_pending() {
 fn context_separates_datagrams() {
     let mut d = Defragmenter::new(DefragConfig::default());
     let mut k2 = key4(1);
-    k2.context = 99;
+    k2.context = libpcap_tools::FlowContext {
+        vlan: 99,
+        ..Default::default()
+    };
     assert_eq!(
         d.add(key4(1), frag(0, true, &[1; 8], None)),
         DefragOutcome::Pending

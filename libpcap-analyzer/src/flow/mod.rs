@@ -190,7 +190,7 @@ pub struct FlowTable<X> {
 
 /// Deterministic 64-bit FNV-1a, for flow ids that do not depend on the
 /// process, the thread count or the hash seed.
-fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
     for b in bytes {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
