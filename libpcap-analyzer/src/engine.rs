@@ -548,138 +548,150 @@ fn dispatch_hash(linktype: LinkType, frame: &[u8]) -> u64 {
     }
 }
 
+/// The reading side of the engine: routes packets to workers in batches.
+struct Dispatcher<'a> {
+    senders: &'a [Sender<Msg>],
+    recycle: &'a Receiver<Batch>,
+    batches: Vec<Batch>,
+    /// The latest packet time: sent with every packet, and to every worker
+    /// at the end, so flows time out the same way whatever the number of
+    /// workers.
+    clock: Option<Timestamp>,
+}
+
+/// Where the bytes of a packet are.
+enum Bytes<'p> {
+    /// In a shared chunk, at `start..start + len`.
+    Chunk(&'p Arc<Vec<u8>>, usize),
+    /// To be copied into the batch.
+    Copy(&'p [u8]),
+}
+
+impl Dispatcher<'_> {
+    /// Queues one packet for its worker; `false` when the workers are gone.
+    fn push(&mut self, p: &Packet<'_>, bytes: Bytes<'_>) -> bool {
+        if p.ts > self.clock {
+            self.clock = p.ts;
+        }
+        let n = self.senders.len().max(1) as u64;
+        let w = (dispatch_hash(p.linktype, p.data) % n) as usize;
+        let Some(b) = self.batches.get_mut(w) else {
+            return true;
+        };
+        let (chunk, start) = match bytes {
+            Bytes::Chunk(c, start) => {
+                // an `Arc` is cloned once per chunk and batch, not per packet
+                if !b.chunks.last().is_some_and(|last| Arc::ptr_eq(last, c)) {
+                    b.chunks.push(c.clone());
+                }
+                (u32::try_from(b.chunks.len() - 1).unwrap_or(NO_CHUNK), start)
+            }
+            Bytes::Copy(data) => {
+                let start = b.data.len();
+                b.data.extend_from_slice(data);
+                (NO_CHUNK, start)
+            }
+        };
+        b.packets.push(Desc {
+            index: p.index,
+            interface: p.interface,
+            linktype: p.linktype,
+            ts: p.ts,
+            clock: self.clock,
+            origlen: p.origlen,
+            chunk,
+            start,
+            len: p.data.len(),
+        });
+        let full =
+            b.packets.len() >= BATCH_PACKETS || b.bytes() >= BATCH_BYTES || b.chunks.len() > 2;
+        !full || self.send(w)
+    }
+
+    /// Sends the batch of worker `w`; `false` when the worker is gone.
+    fn send(&mut self, w: usize) -> bool {
+        let Some(b) = self.batches.get_mut(w) else {
+            return true;
+        };
+        if b.packets.is_empty() {
+            return true;
+        }
+        let fresh = self.recycle.try_recv().unwrap_or_default();
+        let full = std::mem::replace(b, fresh);
+        self.senders
+            .get(w)
+            .is_some_and(|s| s.send(Msg::Batch(full)).is_ok())
+    }
+
+    /// Sends every pending batch, then a clock tick to every worker.
+    fn tick(&mut self, now: Option<Timestamp>) {
+        for w in 0..self.senders.len() {
+            self.send(w);
+        }
+        if let Some(now) = now {
+            for s in self.senders {
+                let _ = s.send(Msg::Tick(now));
+            }
+        }
+    }
+}
+
+/// How a source error ends the dispatch: a truncation is a warning.
+fn end_on(e: libpcap_tools::Error) -> Result<Option<libpcap_tools::Error>, AnalyzerError> {
+    if e.is_truncation() {
+        Ok(Some(e))
+    } else {
+        Err(AnalyzerError::Source(e))
+    }
+}
+
 fn dispatch_loop(
     source: &mut dyn PacketSource,
     senders: &[Sender<Msg>],
     recycle: &Receiver<Batch>,
     failed: &AtomicBool,
 ) -> Result<Option<libpcap_tools::Error>, AnalyzerError> {
-    let n = senders.len().max(1) as u64;
-    let mut batches: Vec<Batch> = (0..senders.len()).map(|_| Batch::default()).collect();
-    let send = |w: usize, batches: &mut Vec<Batch>| -> bool {
-        let Some(b) = batches.get_mut(w) else {
-            return true;
-        };
-        if b.packets.is_empty() {
-            return true;
-        }
-        let fresh = recycle.try_recv().unwrap_or_default();
-        let full = std::mem::replace(b, fresh);
-        senders
-            .get(w)
-            .is_some_and(|s| s.send(Msg::Batch(full)).is_ok())
+    let mut d = Dispatcher {
+        senders,
+        recycle,
+        batches: (0..senders.len()).map(|_| Batch::default()).collect(),
+        clock: None,
     };
-    // the latest packet time: at the end every worker advances to it, so
-    // flows time out the same way whatever the number of workers
-    let mut last_ts: Option<Timestamp> = None;
-    let result = match source.can_share() {
-        true => {
-            // the source reads into shared chunks: batches carry references,
-            // and an `Arc` is cloned once per chunk and batch, not per packet
-            loop {
-                if failed.load(Ordering::Relaxed) {
-                    break Ok(None);
-                }
-                let ev = source.next_shared();
-                match ev {
-                    Ok(SharedEvent::Packet(p)) => {
-                        if p.ts > last_ts {
-                            last_ts = p.ts;
-                        }
-                        let data = p.data();
-                        let w = (dispatch_hash(p.linktype, data) % n) as usize;
-                        let Some(b) = batches.get_mut(w) else {
-                            continue;
-                        };
-                        let same = b.chunks.last().is_some_and(|c| Arc::ptr_eq(c, p.chunk));
-                        if !same {
-                            b.chunks.push(p.chunk.clone());
-                        }
-                        let chunk = u32::try_from(b.chunks.len() - 1).unwrap_or(NO_CHUNK);
-                        b.packets.push(Desc {
-                            index: p.index,
-                            interface: p.interface,
-                            linktype: p.linktype,
-                            ts: p.ts,
-                            clock: last_ts,
-                            origlen: p.origlen,
-                            chunk,
-                            start: p.start,
-                            len: p.len,
-                        });
-                        if (b.packets.len() >= BATCH_PACKETS || b.chunks.len() > 2)
-                            && !send(w, &mut batches)
-                        {
-                            break Ok(None);
-                        }
-                    }
-                    Ok(SharedEvent::Timeout { now }) => {
-                        for w in 0..senders.len() {
-                            send(w, &mut batches);
-                        }
-                        for s in senders {
-                            let _ = s.send(Msg::Tick(now));
-                        }
-                    }
-                    Ok(SharedEvent::End) => break Ok(None),
-                    Err(e) if e.is_truncation() => break Ok(Some(e)),
-                    Err(e) => break Err(AnalyzerError::Source(e)),
-                }
-            }
+    let shared = source.can_share();
+    let result = loop {
+        if failed.load(Ordering::Relaxed) {
+            break Ok(None);
         }
-        false => loop {
-            if failed.load(Ordering::Relaxed) {
-                break Ok(None);
-            }
-            match source.next_event() {
-                Ok(SourceEvent::Packet(p)) => {
-                    if p.ts > last_ts {
-                        last_ts = p.ts;
-                    }
-                    let w = (dispatch_hash(p.linktype, p.data) % n) as usize;
-                    let Some(b) = batches.get_mut(w) else {
-                        continue;
-                    };
-                    let start = b.data.len();
-                    b.data.extend_from_slice(p.data);
-                    b.packets.push(Desc {
-                        index: p.index,
-                        interface: p.interface,
-                        linktype: p.linktype,
-                        ts: p.ts,
-                        clock: last_ts,
-                        origlen: p.origlen,
-                        chunk: NO_CHUNK,
-                        start,
-                        len: p.data.len(),
-                    });
-                    if (b.packets.len() >= BATCH_PACKETS || b.bytes() >= BATCH_BYTES)
-                        && !send(w, &mut batches)
-                    {
-                        break Ok(None);
-                    }
+        // the source reads into shared chunks (batches carry references) or
+        // lends its packets (batches carry copies)
+        let sent = if shared {
+            match source.next_shared() {
+                Ok(SharedEvent::Packet(p)) => {
+                    d.push(&p.as_packet(), Bytes::Chunk(p.chunk, p.start))
                 }
+                Ok(SharedEvent::Timeout { now }) => {
+                    d.tick(Some(now));
+                    true
+                }
+                Ok(SharedEvent::End) => break Ok(None),
+                Err(e) => break end_on(e),
+            }
+        } else {
+            match source.next_event() {
+                Ok(SourceEvent::Packet(p)) => d.push(&p, Bytes::Copy(p.data)),
                 Ok(SourceEvent::Timeout { now }) => {
-                    for w in 0..senders.len() {
-                        send(w, &mut batches);
-                    }
-                    for s in senders {
-                        let _ = s.send(Msg::Tick(now));
-                    }
+                    d.tick(Some(now));
+                    true
                 }
                 Ok(SourceEvent::End) => break Ok(None),
-                Err(e) if e.is_truncation() => break Ok(Some(e)),
-                Err(e) => break Err(AnalyzerError::Source(e)),
+                Err(e) => break end_on(e),
             }
-        },
-    };
-    for w in 0..senders.len() {
-        send(w, &mut batches);
-    }
-    if let Some(ts) = last_ts {
-        for s in senders {
-            let _ = s.send(Msg::Tick(ts));
+        };
+        if !sent {
+            break Ok(None);
         }
-    }
+    };
+    let clock = d.clock;
+    d.tick(clock);
     result
 }
