@@ -92,7 +92,12 @@ impl ChunkedPcapReader {
             path: path.to_path_buf(),
             source,
         })?;
-        let total = f.metadata().ok().map(|m| m.len());
+        // only regular files: probing a pipe would consume bytes the
+        // streaming reader then could not see
+        let Some(total) = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len()) else {
+            return Ok(None);
+        };
+        let total = Some(total);
         let mut head = [0u8; 24];
         let mut got = 0;
         while got < head.len() {
@@ -171,7 +176,7 @@ impl ChunkedPcapReader {
         let tail_start = self.pos;
         let mut next = match self.pool.iter().position(|c| Arc::strong_count(c) == 1) {
             Some(i) => self.pool.swap_remove(i),
-            None => Arc::new(Vec::with_capacity(self.chunk_size.max(need))),
+            None => Arc::new(Vec::with_capacity(self.chunk_size)),
         };
         let Some(buf) = Arc::get_mut(&mut next) else {
             return Err(Error::Corrupt {
@@ -210,7 +215,8 @@ impl ChunkedPcapReader {
         }
         self.base += tail_start as u64;
         let old = std::mem::replace(&mut self.chunk, next);
-        if self.pool.len() < POOL {
+        // a chunk that grew for one large record is not kept for reuse
+        if self.pool.len() < POOL && old.capacity() <= 2 * self.chunk_size {
             self.pool.push(old);
         }
         self.pos = 0;

@@ -299,9 +299,9 @@ impl<W: Write> PcapNgWriter<W> {
         let caplen =
             u32::try_from(p.data.len()).map_err(|_| unwritable(p, "packet longer than 4 GiB"))?;
         let padded = p.data.len().div_ceil(4) * 4;
-        let mut s = std::mem::take(&mut self.scratch);
-        s.clear();
-        match p.ts {
+        // everything that can refuse the packet is checked before the scratch
+        // buffer is borrowed
+        let block = match p.ts {
             Some(ts) => {
                 let units = ts_units(ts, spec.tsresol, spec.tsoffset).ok_or_else(|| {
                     unwritable(
@@ -311,6 +311,40 @@ impl<W: Write> PcapNgWriter<W> {
                 })?;
                 let len = u32::try_from(32 + padded)
                     .map_err(|_| unwritable(p, "packet longer than 4 GiB"))?;
+                (Some(units), len, p.data.len())
+            }
+            None => {
+                if p.interface != 0 {
+                    return Err(unwritable(
+                        p,
+                        "a packet without timestamp must be on interface 0",
+                    ));
+                }
+                // a Simple Packet Block stores no captured length: readers take
+                // min(original length, snaplen) bytes, so those are written, and
+                // a packet captured shorter than that cannot be
+                let snaplen = if spec.snaplen == 0 {
+                    u32::MAX
+                } else {
+                    spec.snaplen
+                };
+                if caplen < p.origlen.min(snaplen) {
+                    return Err(unwritable(
+                        p,
+                        "a packet without timestamp must hold min(original length, snaplen) bytes",
+                    ));
+                }
+                let kept = p.origlen.min(snaplen) as usize;
+                let len = u32::try_from(16 + kept.div_ceil(4) * 4)
+                    .map_err(|_| unwritable(p, "packet longer than 4 GiB"))?;
+                (None, len, kept)
+            }
+        };
+        let mut s = std::mem::take(&mut self.scratch);
+        s.clear();
+        let (units, len, kept) = block;
+        match units {
+            Some(units) => {
                 put32(&mut s, 6, be);
                 put32(&mut s, len, be);
                 put32(&mut s, p.interface, be);
@@ -323,20 +357,12 @@ impl<W: Write> PcapNgWriter<W> {
                 put32(&mut s, len, be);
             }
             None => {
-                if p.interface != 0 {
-                    self.scratch = s;
-                    return Err(unwritable(
-                        p,
-                        "a packet without timestamp must be on interface 0",
-                    ));
-                }
-                let len = u32::try_from(16 + padded)
-                    .map_err(|_| unwritable(p, "packet longer than 4 GiB"))?;
+                let data = p.data.get(..kept).unwrap_or(p.data);
                 put32(&mut s, 3, be);
                 put32(&mut s, len, be);
                 put32(&mut s, p.origlen, be);
-                s.extend_from_slice(p.data);
-                s.resize(12 + padded, 0);
+                s.extend_from_slice(data);
+                s.resize(12 + kept.div_ceil(4) * 4, 0);
                 put32(&mut s, len, be);
             }
         }

@@ -118,11 +118,9 @@ pub(crate) fn read_full<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> io::Resu
 
 /// Reads up to `n` more bytes into `v` (fewer at the end of the input).
 pub(crate) fn read_more<R: Read + ?Sized>(r: &mut R, v: &mut Vec<u8>, n: usize) -> io::Result<()> {
-    let old = v.len();
-    v.resize(old + n, 0);
-    let got = read_full(r, v.get_mut(old..).unwrap_or_default())?;
-    v.truncate(old + got);
-    Ok(())
+    // the buffer grows as data arrives: a header declaring a huge length in
+    // a short file allocates only what the file holds
+    (&mut *r).take(n as u64).read_to_end(v).map(|_| ())
 }
 
 /// Slot where [`FillReader`] keeps the last I/O error, because the
