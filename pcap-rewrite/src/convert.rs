@@ -218,9 +218,13 @@ impl Converter {
                         .extend_from_slice(data.get(a..b).unwrap_or(&[]));
                     loc = Loc::Scratch;
                 }
-                while tagged(&self.scratch) {
-                    self.scratch.drain(12..16);
+                // count the stacked tags, then remove them in one move (one
+                // drain per tag would copy the frame once per tag)
+                let mut k = 0;
+                while tagged(self.scratch.get(4 * k..).unwrap_or(&[])) {
+                    k += 1;
                 }
+                self.scratch.drain(12..12 + 4 * k);
             }
         }
 

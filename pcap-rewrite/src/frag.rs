@@ -149,7 +149,8 @@ impl FragResolver {
             }
             return Resolution::Ready(key);
         }
-        if key.ports.is_some() {
+        // protocols without ports: the first fragment has nothing to add
+        if key.ports.is_some() || crate::key::portless(id.proto) {
             return Resolution::Ready(key);
         }
         if let Some((ports, _)) = self.known.get(&id) {

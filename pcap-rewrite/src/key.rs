@@ -12,6 +12,14 @@ fn has_ports(proto: u8) -> bool {
     matches!(proto, 6 | 17 | 132 | 136 | 33)
 }
 
+/// Transports known to carry no ports (ICMP, IGMP, IP-in-IP, IPv6-in-IP, GRE,
+/// ESP, ICMPv6): their non-first fragments need not wait for the first one.
+/// Anything else (an IPv6 extension header, an unknown protocol) may still
+/// lead to ports, so it waits.
+pub(crate) fn portless(proto: u8) -> bool {
+    matches!(proto, 1 | 2 | 4 | 41 | 47 | 50 | 58)
+}
+
 /// Identity of a fragmented datagram: the fragments of one datagram share it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DatagramId {

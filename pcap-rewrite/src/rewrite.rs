@@ -438,14 +438,19 @@ fn emit(
     gid: u32,
     orphan: bool,
 ) -> Result<()> {
+    let subject = Subject {
+        key,
+        ts: p.ts,
+        index: p.index,
+    };
     let decision = match (orphan, policy) {
-        (true, OrphanPolicy::Keep) => Decision::Keep(None),
-        (true, OrphanPolicy::Drop) => Decision::Drop,
-        _ => filter.decide(&Subject {
-            key,
-            ts: p.ts,
-            index: p.index,
-        }),
+        // "keep" overrides the rules on addresses and ports, not the time
+        // window and index range that every packet must meet
+        (true, OrphanPolicy::Keep) if filter.require.iter().all(|t| t.matches(&subject)) => {
+            Decision::Keep(None)
+        }
+        (true, OrphanPolicy::Keep | OrphanPolicy::Drop) => Decision::Drop,
+        _ => filter.decide(&subject),
     };
     let label = match decision {
         Decision::Drop => {
