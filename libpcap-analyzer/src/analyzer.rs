@@ -801,7 +801,14 @@ impl Analyzer {
             ipproto::IPIP => Some((0, Inner::Network(EtherType::IPV4.0, data))),
             ipproto::IPV6 => Some((0, Inner::Network(EtherType::IPV6.0, data))),
             ipproto::GRE => match GreSlice::from_slice(data) {
-                Ok(g) => gre_inner(&g).map(|i| (u64::from(g.key().unwrap_or(0)), i)),
+                Ok(g) => {
+                    let inner = gre_inner(&g).map(|i| (u64::from(g.key().unwrap_or(0)), i));
+                    if inner.is_none() {
+                        // a protocol we do not decode, or a bad ERSPAN/MPLS header
+                        self.stats.anomaly("gre_payload_not_decoded");
+                    }
+                    inner
+                }
                 Err(e) => {
                     self.decode_error(&e);
                     None

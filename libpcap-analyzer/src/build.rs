@@ -36,48 +36,27 @@ pub mod flags {
     pub const ACK: u8 = 0x10;
 }
 
-fn sum(data: &[u8], mut acc: u32) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        acc = acc.wrapping_add(u32::from(u16::from_be_bytes([c[0], c[1]])));
-    }
-    if let [last] = chunks.remainder() {
-        acc = acc.wrapping_add(u32::from(*last) << 8);
-    }
-    acc
-}
-
-fn fold(mut acc: u32) -> u16 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    !(acc as u16)
-}
-
 /// The Internet checksum (RFC 1071) of `data`.
 pub fn checksum(data: &[u8]) -> u16 {
-    fold(sum(data, 0))
+    crate::wire::checksum::internet_checksum(data)
 }
 
-fn pseudo(src: IpAddr, dst: IpAddr, proto: u8, len: usize) -> u32 {
-    let mut acc = 0;
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            acc = sum(&s.octets(), acc);
-            acc = sum(&d.octets(), acc);
-            acc = acc.wrapping_add(u32::from(proto)).wrapping_add(len as u32);
-        }
+/// The checksum of a TCP or UDP segment with its pseudo-header (an IPv4
+/// address paired with an IPv6 one is taken as IPv4-mapped).
+fn transport_checksum(src: IpAddr, dst: IpAddr, proto: u8, segment: &[u8]) -> u16 {
+    use crate::wire::checksum::{fold, pseudo_header_sum_v4, pseudo_header_sum_v6, sum16};
+    let len = u32::try_from(segment.len()).unwrap_or(u32::MAX);
+    let pseudo = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => pseudo_header_sum_v4(s, d, proto, len),
         (s, d) => {
             let to6 = |a: IpAddr| match a {
                 IpAddr::V4(v) => v.to_ipv6_mapped(),
                 IpAddr::V6(v) => v,
             };
-            acc = sum(&to6(s).octets(), acc);
-            acc = sum(&to6(d).octets(), acc);
-            acc = acc.wrapping_add(len as u32).wrapping_add(u32::from(proto));
+            pseudo_header_sum_v6(to6(s), to6(d), proto, len)
         }
-    }
-    acc
+    };
+    !fold(sum16(segment) + pseudo)
 }
 
 /// Ethernet II header + payload.
@@ -211,7 +190,7 @@ pub fn tcp(
     h.extend_from_slice(&ack.to_be_bytes());
     h.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
     h.extend_from_slice(payload);
-    let c = fold(sum(&h, pseudo(src, dst, 6, h.len())));
+    let c = transport_checksum(src, dst, 6, &h);
     h[16..18].copy_from_slice(&c.to_be_bytes());
     h
 }
@@ -225,7 +204,7 @@ pub fn udp(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, payload: &[u8]) -> 
     h.extend_from_slice(&len.to_be_bytes());
     h.extend_from_slice(&[0, 0]);
     h.extend_from_slice(payload);
-    let mut c = fold(sum(&h, pseudo(src, dst, 17, h.len())));
+    let mut c = transport_checksum(src, dst, 17, &h);
     if c == 0 {
         c = 0xffff;
     }
