@@ -615,6 +615,7 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
         warnings.push(w.to_string());
     }
     let elapsed = started.elapsed();
+    log::debug!("analysis done after {elapsed:?}");
 
     match &outdir {
         Some(dir) => {
@@ -623,7 +624,9 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
             })?;
         }
         None => {
-            if let Some(report) = connection_report(&output)
+            let report = connection_report(&output);
+            log::debug!("report rendered after {:?}", started.elapsed());
+            if let Some(report) = report
                 && let Err(e) = stdout
                     .write_all(report.as_bytes())
                     .and_then(|()| stdout.flush())
@@ -632,6 +635,7 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
             }
         }
     }
+    log::debug!("results written after {:?}", started.elapsed());
     let summary = summary_json(&output, &progress, elapsed, &warnings);
     if let Some(path) = &args.stats_json {
         let text = serde_json::to_string_pretty(&summary)? + "\n";

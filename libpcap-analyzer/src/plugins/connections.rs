@@ -129,7 +129,16 @@ impl ProtoSet {
 
     /// The protocol numbers, ascending.
     pub fn iter(&self) -> impl Iterator<Item = u8> + '_ {
-        (0..=255u8).filter(|p| self.contains(*p))
+        (0u8..).zip(self.0).flat_map(|(word, mut bits)| {
+            std::iter::from_fn(move || {
+                if bits == 0 {
+                    return None;
+                }
+                let bit = bits.trailing_zeros() as u8;
+                bits &= bits - 1;
+                Some(word * 64 + bit)
+            })
+        })
     }
 
     fn union(&mut self, o: &ProtoSet) {
@@ -140,7 +149,7 @@ impl ProtoSet {
 }
 
 /// The counters of one connection key.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ConnStats {
     /// IP protocol numbers seen.
     pub protocols: ProtoSet,
@@ -171,6 +180,22 @@ impl ConnStats {
         };
         self.bytes += o.bytes;
         self.packets += o.packets;
+    }
+
+    /// Appends the protocol names to `out`, separated by `, `.
+    fn push_protocol_names(&self, out: &mut String) {
+        for (i, p) in self.protocols.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            match ipproto::name(p) {
+                Some(name) => out.push_str(name),
+                None => {
+                    out.push_str("IP");
+                    out.push_str(itoa::Buffer::new().format(p));
+                }
+            }
+        }
     }
 
     /// Protocol names, as in `[TCP, UDP]`.
@@ -231,26 +256,14 @@ impl ConnTable {
     pub fn render(&self, format: ReportFormat) -> String {
         let rows = self.rows();
         let mut out = String::with_capacity(64 + rows.len() * 96);
-        let opt = |v: Option<i64>| v.map_or_else(String::new, |x| x.to_string());
         match format {
             ReportFormat::Text => {
                 out.push_str(
                     "source ip; source port; destination ip; destination port; protocols; first; last; bytes; packets\n",
                 );
                 for (k, v) in rows {
-                    let _ = writeln!(
-                        out,
-                        "{}; {}; {}; {}; [{}]; {}; {}; {}; {}",
-                        k.src,
-                        k.src_port,
-                        k.dst,
-                        k.dst_port,
-                        v.protocol_names().join(", "),
-                        opt(v.first_ms),
-                        opt(v.last_ms),
-                        v.bytes,
-                        v.packets
-                    );
+                    push_row(&mut out, k, v, "; ", false);
+                    out.push('\n');
                 }
             }
             ReportFormat::Csv => {
@@ -258,25 +271,8 @@ impl ConnTable {
                     "source ip,source port,destination ip,destination port,protocols,first,last,bytes,packets\r\n",
                 );
                 for (k, v) in rows {
-                    let protos = v.protocol_names().join(", ");
-                    let protos = if protos.contains(',') {
-                        format!("\"[{protos}]\"")
-                    } else {
-                        format!("[{protos}]")
-                    };
-                    let _ = write!(
-                        out,
-                        "{},{},{},{},{},{},{},{},{}\r\n",
-                        k.src,
-                        k.src_port,
-                        k.dst,
-                        k.dst_port,
-                        protos,
-                        opt(v.first_ms),
-                        opt(v.last_ms),
-                        v.bytes,
-                        v.packets
-                    );
+                    push_row(&mut out, k, v, ",", true);
+                    out.push_str("\r\n");
                 }
             }
             ReportFormat::Jsonl => {
@@ -297,6 +293,67 @@ impl ConnTable {
             }
         }
         out
+    }
+}
+
+/// Appends one row of the text or CSV report (without its line end):
+/// the fields separated by `sep`, the protocols in brackets (quoted when
+/// `csv` and they hold a comma), empty times when unknown. Written by hand
+/// with `itoa`: `write!` made the report of 200 k rows take 0.2 s.
+fn push_row(out: &mut String, k: &ConnKey, v: &ConnStats, sep: &str, csv: bool) {
+    let mut num = itoa::Buffer::new();
+    push_ip(out, &k.src);
+    out.push_str(sep);
+    out.push_str(num.format(k.src_port));
+    out.push_str(sep);
+    push_ip(out, &k.dst);
+    out.push_str(sep);
+    out.push_str(num.format(k.dst_port));
+    out.push_str(sep);
+    let quote = csv && v.protocols.iter().nth(1).is_some();
+    if quote {
+        out.push('"');
+    }
+    out.push('[');
+    v.push_protocol_names(out);
+    out.push(']');
+    if quote {
+        out.push('"');
+    }
+    out.push_str(sep);
+    if let Some(ms) = v.first_ms {
+        out.push_str(num.format(ms));
+    }
+    out.push_str(sep);
+    if let Some(ms) = v.last_ms {
+        out.push_str(num.format(ms));
+    }
+    out.push_str(sep);
+    out.push_str(num.format(v.bytes));
+    out.push_str(sep);
+    out.push_str(num.format(v.packets));
+}
+
+/// Appends an address: IPv4 by hand, IPv6 through `Display` (RFC 5952).
+fn push_ip(out: &mut String, ip: &IpAddr) {
+    match ip {
+        IpAddr::V4(a) => {
+            for (i, x) in a.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if x >= 100 {
+                    out.push(char::from(b'0' + x / 100));
+                }
+                if x >= 10 {
+                    out.push(char::from(b'0' + x / 10 % 10));
+                }
+                out.push(char::from(b'0' + x % 10));
+            }
+        }
+        IpAddr::V6(a) => {
+            let _ = write!(out, "{a}");
+        }
     }
 }
 
