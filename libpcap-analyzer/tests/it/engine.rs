@@ -180,3 +180,112 @@ fn the_periodic_report_is_replaced_while_the_run_goes_on() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// Records, per flow, the index of every packet it sees and the threads
+/// that handed them over; slow enough that the workers fall behind the
+/// reader.
+#[derive(Default)]
+struct Order {
+    per_flow: std::collections::HashMap<libpcap_tools::FlowId, Vec<u64>>,
+    threads: std::collections::BTreeSet<String>,
+}
+
+impl Plugin for Order {
+    fn name(&self) -> &str {
+        "order"
+    }
+    fn interest(&self) -> Interest {
+        Interest::new(Layers::TRANSPORT)
+    }
+    fn handle_transport(
+        &mut self,
+        ctx: &PacketContext<'_>,
+        t: &TransportLayer<'_>,
+    ) -> PluginResult<Option<Decapsulated>> {
+        std::thread::sleep(std::time::Duration::from_micros(5));
+        self.per_flow
+            .entry(t.flow.id)
+            .or_default()
+            .push(ctx.packet.index);
+        let name = std::thread::current().name().unwrap_or("").to_string();
+        self.threads.insert(name);
+        Ok(None)
+    }
+    fn merge(&mut self, other: Box<dyn Plugin>) -> PluginResult<()> {
+        let any: Box<dyn std::any::Any> = other;
+        let other = any.downcast::<Order>().unwrap();
+        for (flow, v) in other.per_flow {
+            assert!(
+                self.per_flow.insert(flow, v).is_none(),
+                "flow {flow} was handled in two shards"
+            );
+        }
+        self.threads.extend(other.threads);
+        Ok(())
+    }
+}
+
+#[test]
+fn each_flow_is_handled_in_capture_order_while_the_reader_helps_full_queues() {
+    use libpcap_analyzer::build;
+    use std::net::{IpAddr, Ipv4Addr};
+    // 64 UDP flows in both directions, interleaved packet by packet
+    let mut trace = Vec::new();
+    let t0 = 1_700_000_000_000_000_000i64;
+    for round in 0..400u16 {
+        for f in 0..64u8 {
+            let a = IpAddr::V4(Ipv4Addr::new(10, 0, 0, f));
+            let b = IpAddr::V4(Ipv4Addr::new(10, 1, 0, f));
+            let (src, dst, sp, dp) = if round % 3 == 2 {
+                (b, a, 53, 4000 + u16::from(f))
+            } else {
+                (a, b, 4000 + u16::from(f), 53)
+            };
+            let frame = build::eth_ip(
+                src,
+                dst,
+                17,
+                &build::udp(src, dst, sp, dp, &[round as u8; 32]),
+            );
+            let index = trace.len() as u64;
+            trace.push(OwnedPacket {
+                index,
+                interface: 0,
+                linktype: libpcap_tools::LinkType::ETHERNET,
+                ts: Some(libpcap_tools::Timestamp(t0 + index as i64 * 1000)),
+                origlen: frame.len() as u32,
+                data: frame,
+            });
+        }
+    }
+    let config = Config::new();
+    let factory = || -> PluginResult<Vec<Box<dyn Plugin>>> { Ok(vec![Box::new(Order::default())]) };
+    let reader = std::thread::current().name().unwrap_or("").to_string();
+    for jobs in [2, 3] {
+        let out = Engine::new(&config, jobs)
+            .unwrap()
+            .run(&factory, &mut Mem::new(trace.clone()))
+            .unwrap();
+        let any: &dyn std::any::Any = out.plugins[0].as_ref();
+        let order = any.downcast_ref::<Order>().unwrap();
+        assert_eq!(order.per_flow.len(), 64, "-j {jobs}");
+        for (flow, seen) in &order.per_flow {
+            assert_eq!(seen.len(), 400, "-j {jobs}, flow {flow}");
+            assert!(
+                seen.windows(2).all(|w| w[0] < w[1]),
+                "-j {jobs}, flow {flow}: out of capture order: {seen:?}"
+            );
+        }
+        // the workers, and the reading thread while their queues were full
+        assert!(
+            order.threads.contains(&reader),
+            "-j {jobs}: {:?}",
+            order.threads
+        );
+        assert!(
+            order.threads.iter().any(|t| t.starts_with("pal-worker-")),
+            "-j {jobs}: {:?}",
+            order.threads
+        );
+    }
+}
