@@ -30,6 +30,9 @@ pub struct FlowExt {
     /// TCP reassembly state of both directions (to-server, to-client), when a
     /// plugin asked for stream data.
     streams: Option<Box<[TcpStreamDirection; 2]>>,
+    /// No plugin wants the stream of this flow (its protocol or ports match
+    /// no stream plugin's filter): it is not reassembled.
+    no_streams: bool,
 }
 
 /// Why a run of the analyzer failed.
@@ -736,9 +739,7 @@ impl Analyzer {
                 let Some(&i) = d.transport.get(k) else {
                     continue;
                 };
-                if d.slots
-                    .get(i)
-                    .is_some_and(|s| s.interest.wants_key(Layers::TRANSPORT, key))
+                if d.slots.get(i).is_some_and(|s| s.filter.wants(key))
                     && let Some(x) = d.call(i, &mut self.stats, |p| p.handle_transport(&ctx, &tl))
                 {
                     decaps.push(x);
@@ -767,6 +768,13 @@ impl Analyzer {
         let Some(entry) = self.flows.get_mut(handle) else {
             return;
         };
+        if entry.ext.streams.is_none() {
+            // decided once per flow, on its first segment
+            if entry.ext.no_streams || !self.dispatch.wants_stream(&entry.flow.key) {
+                entry.ext.no_streams = true;
+                return;
+            }
+        }
         let streams = entry.ext.streams.get_or_insert_with(|| {
             Box::new([TcpStreamDirection::new(), TcpStreamDirection::new()])
         });
@@ -1098,10 +1106,7 @@ fn deliver_stream(
     };
     for k in 0..d.stream.len() {
         let Some(&i) = d.stream.get(k) else { continue };
-        if d.slots
-            .get(i)
-            .is_some_and(|s| s.interest.wants_key(Layers::STREAM, &flow.key))
-        {
+        if d.slots.get(i).is_some_and(|s| s.filter.wants(&flow.key)) {
             d.call(i, stats, |p| p.handle_stream(ctx, flow, dir, data));
         }
     }

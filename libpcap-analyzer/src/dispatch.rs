@@ -40,12 +40,69 @@ pub(crate) struct Dispatch {
 pub(crate) struct Slot {
     pub(crate) handle: PluginHandle,
     pub(crate) interest: Interest,
+    /// The transport and stream filter of `interest`, as bit sets.
+    pub(crate) filter: KeyFilter,
     pub(crate) name: String,
     pub(crate) errors: u64,
     pub(crate) disabled: bool,
 }
 
+/// The IP protocols and ports of an [`Interest`] as bit sets, so that the
+/// check made for every packet and plugin is two bit tests instead of two
+/// list scans.
+#[derive(Debug)]
+pub(crate) struct KeyFilter {
+    protocols: Option<[u64; 4]>,
+    ports: Option<Box<[u64; 1024]>>,
+}
+
+impl KeyFilter {
+    fn new(interest: &Interest) -> KeyFilter {
+        let protocols = interest.ip_protocols.as_ref().map(|list| {
+            let mut set = [0u64; 4];
+            for &p in list {
+                if let Some(w) = set.get_mut(usize::from(p >> 6)) {
+                    *w |= 1 << (p & 63);
+                }
+            }
+            set
+        });
+        let ports = interest.ports.as_ref().map(|list| {
+            let mut set = Box::new([0u64; 1024]);
+            for &p in list {
+                if let Some(w) = set.get_mut(usize::from(p >> 6)) {
+                    *w |= 1 << (p & 63);
+                }
+            }
+            set
+        });
+        KeyFilter { protocols, ports }
+    }
+
+    /// `true` if a packet of `key` passes (the layer is checked apart), as
+    /// [`Interest::wants_key`].
+    pub(crate) fn wants(&self, key: &libpcap_tools::FiveTuple) -> bool {
+        let port = |p: u16| {
+            self.ports.as_ref().is_none_or(|set| {
+                set.get(usize::from(p >> 6))
+                    .is_some_and(|w| w & (1 << (p & 63)) != 0)
+            })
+        };
+        self.protocols.is_none_or(|set| {
+            set.get(usize::from(key.proto >> 6))
+                .is_some_and(|w| w & (1 << (key.proto & 63)) != 0)
+        }) && (self.ports.is_none() || port(key.src_port) || port(key.dst_port))
+    }
+}
+
 impl Dispatch {
+    /// `true` if any plugin wants the reassembled stream of a flow of `key`.
+    pub(crate) fn wants_stream(&self, key: &libpcap_tools::FiveTuple) -> bool {
+        self.stream
+            .iter()
+            .any(|&i| self.slots.get(i).is_some_and(|s| s.filter.wants(key)))
+    }
+
     pub(crate) fn new(handles: Vec<PluginHandle>, max_errors: u64) -> Dispatch {
         let mut d = Dispatch {
             max_errors,
@@ -78,6 +135,7 @@ impl Dispatch {
             }
             d.slots.push(Slot {
                 handle,
+                filter: KeyFilter::new(&interest),
                 interest,
                 name,
                 errors: 0,
