@@ -14,6 +14,7 @@
 //! over `max_block_size` after the first packet ends the input with a
 //! warning ([`ChunkedPcapReader::warnings`]).
 
+use crate::reader::{classic_magic, limits, record_time};
 use crate::{
     Error, LinkType, Packet, PacketSource, ReaderConfig, Result, SharedEvent, SharedPacket,
     SourceEvent, SourceProgress, Timestamp,
@@ -22,8 +23,6 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
-/// Smallest chunk (the default `buffer_size` is 1 MiB).
-const MIN_CHUNK: usize = 64;
 /// Chunks kept for reuse.
 const POOL: usize = 64;
 
@@ -113,13 +112,8 @@ impl ChunkedPcapReader {
                 }
             }
         }
-        let (big, nanos, modified) = match head.get(..4) {
-            Some([0xd4, 0xc3, 0xb2, 0xa1]) => (false, false, false),
-            Some([0x4d, 0x3c, 0xb2, 0xa1]) => (false, true, false),
-            Some([0xa1, 0xb2, 0xc3, 0xd4]) => (true, false, false),
-            Some([0xa1, 0xb2, 0x3c, 0x4d]) => (true, true, false),
-            Some([0x34, 0xcd, 0xb2, 0xa1]) => (false, false, true),
-            _ => return Ok(None),
+        let Some((big, nanos, modified)) = head.get(..4).and_then(classic_magic) else {
+            return Ok(None);
         };
         if got < 24 {
             return Err(Error::Truncated {
@@ -134,7 +128,7 @@ impl ChunkedPcapReader {
             record_header: if modified { 24 } else { 16 },
             linktype: LinkType(u32_at(&head, 20, big) & 0xffff),
         };
-        let chunk_size = cfg.buffer_size.max(MIN_CHUNK);
+        let (chunk_size, max_block) = limits(cfg);
         Ok(Some(ChunkedPcapReader {
             input: Box::new(f),
             name: path.display().to_string(),
@@ -143,7 +137,7 @@ impl ChunkedPcapReader {
             pos: 0,
             pool: Vec::new(),
             chunk_size,
-            max_block: cfg.max_block_size.max(1 << 16),
+            max_block,
             base: 24,
             eof: false,
             done: false,
@@ -235,23 +229,18 @@ impl ChunkedPcapReader {
                 let frac = u32_at(h, 4, big);
                 let caplen = u32_at(h, 8, big) as usize;
                 let origlen = u32_at(h, 12, big);
-                if caplen > self.max_block {
+                if rh + caplen > self.max_block {
                     return Err(Error::BlockTooLarge {
                         offset: self.base + self.pos as u64,
                         block_index: self.packets + 1,
-                        length: caplen as u64,
+                        length: (rh + caplen) as u64,
                         cap: self.max_block as u64,
                     });
                 }
                 if avail >= rh + caplen {
                     let start = self.pos + rh;
                     self.pos = start + caplen;
-                    let frac = if self.hdr.nanos {
-                        i64::from(frac)
-                    } else {
-                        i64::from(frac) * 1000
-                    };
-                    let ts = Timestamp(i64::from(secs) * Timestamp::NANOS_PER_SEC + frac);
+                    let ts = record_time(secs, frac, self.hdr.nanos);
                     return Ok(Some((start, caplen, ts, origlen)));
                 }
                 if self.eof {

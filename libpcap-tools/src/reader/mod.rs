@@ -121,6 +121,38 @@ enum Engine {
 
 /// Smallest buffer we run with (a pcap file header or an SHB must fit).
 const MIN_BUFFER: usize = 64;
+
+/// The size limits of a reader, the same for both readers: the initial
+/// buffer (`buffer_size`) and the largest block or record, headers included
+/// (`max_block_size`), each at least [`MIN_BUFFER`].
+pub(crate) fn limits(cfg: &ReaderConfig) -> (usize, usize) {
+    let max_block = cfg.max_block_size.max(MIN_BUFFER);
+    (cfg.buffer_size.clamp(MIN_BUFFER, max_block), max_block)
+}
+
+/// A classic pcap file header magic: (big-endian, nanoseconds, Kuznetzov's
+/// modified format), or `None` for anything else.
+pub(crate) fn classic_magic(magic: &[u8]) -> Option<(bool, bool, bool)> {
+    match magic {
+        [0xd4, 0xc3, 0xb2, 0xa1] => Some((false, false, false)),
+        [0x4d, 0x3c, 0xb2, 0xa1] => Some((false, true, false)),
+        [0xa1, 0xb2, 0xc3, 0xd4] => Some((true, false, false)),
+        [0xa1, 0xb2, 0x3c, 0x4d] => Some((true, true, false)),
+        [0x34, 0xcd, 0xb2, 0xa1] => Some((false, false, true)),
+        _ => None,
+    }
+}
+
+/// The time of a classic pcap record: seconds and micro- or nanoseconds as
+/// written (a fraction out of range is kept as it is, see the module docs).
+pub(crate) fn record_time(secs: u32, frac: u32, nanos: bool) -> Timestamp {
+    let frac = if nanos {
+        i64::from(frac)
+    } else {
+        i64::from(frac) * 1000
+    };
+    Timestamp(i64::from(secs) * Timestamp::NANOS_PER_SEC + frac)
+}
 /// Length of the minimal Section Header Block that replaces the first one.
 const MIN_SHB_LEN: usize = 28;
 
@@ -237,8 +269,7 @@ impl CaptureReader {
         cfg: &ReaderConfig,
     ) -> Result<Self> {
         let name = name.into();
-        let max_block = cfg.max_block_size.max(MIN_BUFFER);
-        let capacity = cfg.buffer_size.clamp(MIN_BUFFER, max_block);
+        let (capacity, max_block) = limits(cfg);
         let raw_read = Arc::new(AtomicU64::new(0));
         let counted = input::Counting::new(input, raw_read.clone());
         let (mut stream, compression) = input::decompress(Box::new(counted))?;
@@ -285,14 +316,10 @@ impl CaptureReader {
         };
         let le = Endianness::Little;
         let be = Endianness::Big;
-        let format = match magic {
-            [0xd4, 0xc3, 0xb2, 0xa1] => pcap(le, false, false),
-            [0x4d, 0x3c, 0xb2, 0xa1] => pcap(le, true, false),
-            [0xa1, 0xb2, 0xc3, 0xd4] => pcap(be, false, false),
-            [0xa1, 0xb2, 0x3c, 0x4d] => pcap(be, true, false),
-            [0x34, 0xcd, 0xb2, 0xa1] => pcap(le, false, true),
-            [0x0a, 0x0d, 0x0d, 0x0a] => CaptureFormat::PcapNg,
-            _ => {
+        let format = match (classic_magic(&magic), magic) {
+            (Some((big, nanos, modified)), _) => pcap(if big { be } else { le }, nanos, modified),
+            (None, [0x0a, 0x0d, 0x0d, 0x0a]) => CaptureFormat::PcapNg,
+            (None, _) => {
                 let mut m = head;
                 input::read_more(&mut stream, &mut m, 4).map_err(io_err)?;
                 return Err(Error::UnknownFormat { magic: m });
@@ -598,9 +625,7 @@ fn next_legacy<'a>(
     loop {
         let step = match r.next() {
             Ok((len, PcapBlockOwned::Legacy(b))) => {
-                let frac = i64::from(b.ts_usec);
-                let frac = if st.nanos { frac } else { frac * 1000 };
-                let ts = Timestamp(i64::from(b.ts_sec) * Timestamp::NANOS_PER_SEC + frac);
+                let ts = record_time(b.ts_sec, b.ts_usec, st.nanos);
                 Step::Packet {
                     len,
                     start: st.record_header,
@@ -613,6 +638,7 @@ fn next_legacy<'a>(
             Ok((len, _)) => Step::Block(len, 0),
             Err(e) => classify(&e),
         };
+        check_size(&step, st, r.consumed())?;
         match step {
             Step::Packet {
                 len,
@@ -697,6 +723,7 @@ fn next_ng<'a>(r: &'a mut PcapNGReader<FillReader>, st: &mut State) -> Result<Op
             Step::Invalid(reason) => ng_fallback(r.data(), st, reason),
             other => other,
         };
+        check_size(&step, st, r.consumed())?;
         match step {
             Step::Packet {
                 len,
@@ -1003,6 +1030,25 @@ fn handle_other<R: PcapReaderIterator>(
 }
 
 /// The total length that the block or record at the start of `data` declares.
+/// A block or record longer than `max_block_size` is refused even when it
+/// happens to fit in the buffer already, so that the limit does not depend
+/// on the buffer's size (the chunked reader applies the same one).
+fn check_size(step: &Step, st: &State, consumed: usize) -> Result<()> {
+    let len = match step {
+        Step::Packet { len, .. } | Step::NgPacket { len, .. } | Step::Block(len, _) => *len,
+        _ => return Ok(()),
+    };
+    if len > st.max_block {
+        return Err(Error::BlockTooLarge {
+            offset: st.offset(consumed),
+            block_index: st.blocks,
+            length: len as u64,
+            cap: st.max_block as u64,
+        });
+    }
+    Ok(())
+}
+
 fn declared_len(data: &[u8], st: &State) -> Option<usize> {
     match st.format {
         CaptureFormat::Pcap { endianness, .. } => {

@@ -134,3 +134,65 @@ fn chunked_reader_cut_at_every_offset() {
         }
     }
 }
+
+#[test]
+fn both_readers_apply_the_same_record_size_limit() {
+    use libpcap_tools::{LinkType, Packet, PcapWriter, PcapWriterOptions, Timestamp};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sizes.pcap");
+    let mut w =
+        PcapWriter::new(Vec::new(), LinkType::ETHERNET, PcapWriterOptions::default()).unwrap();
+    for (i, len) in [100usize, 1000, 1001, 50].into_iter().enumerate() {
+        let data = vec![i as u8; len];
+        w.write_packet(&Packet {
+            index: i as u64,
+            interface: 0,
+            linktype: LinkType::ETHERNET,
+            ts: Some(Timestamp::from_secs_nanos(1, 0)),
+            origlen: len as u32,
+            data: &data,
+        })
+        .unwrap();
+    }
+    std::fs::write(&path, w.finish().unwrap()).unwrap();
+    // a record of 16 + 1000 bytes is at the cap; 16 + 1001 is over it
+    let cfg = ReaderConfig {
+        max_block_size: 1016,
+        buffer_size: 256,
+        ..ReaderConfig::default()
+    };
+    let mut streaming = LenientSource::new(CaptureReader::open(&path, &cfg).unwrap());
+    let mut chunked = ChunkedPcapReader::open(&path, &cfg).unwrap().unwrap();
+    let mut lens = [Vec::new(), Vec::new()];
+    for (k, src) in [&mut streaming as &mut dyn PacketSource, &mut chunked]
+        .into_iter()
+        .enumerate()
+    {
+        loop {
+            match src.next_event() {
+                Ok(SourceEvent::Packet(p)) => lens[k].push(p.data.len()),
+                Ok(_) => break,
+                Err(e) => panic!("reader {k}: {e:?} after {:?}", lens[k]),
+            }
+        }
+        let w = src.warnings();
+        assert_eq!(w.len(), 1, "reader {k}: {w:?}");
+        // the third record, after the file header (24) and two records
+        // (16 + 100, 16 + 1000)
+        assert!(
+            matches!(
+                w[0],
+                libpcap_tools::Error::BlockTooLarge {
+                    offset: 1156,
+                    block_index: 3,
+                    length: 1017,
+                    cap: 1016,
+                }
+            ),
+            "reader {k}: {:?}",
+            w[0]
+        );
+    }
+    assert_eq!(lens[0], vec![100, 1000]);
+    assert_eq!(lens[1], lens[0]);
+}
