@@ -340,10 +340,12 @@ impl<W: Write> PcapNgWriter<W> {
                 (None, len, kept)
             }
         };
+        // the header from the scratch buffer, the packet's bytes as they
+        // are (no copy), then the padding and the trailing length
         let mut s = std::mem::take(&mut self.scratch);
         s.clear();
         let (units, len, kept) = block;
-        match units {
+        let data = match units {
             Some(units) => {
                 put32(&mut s, 6, be);
                 put32(&mut s, len, be);
@@ -352,21 +354,23 @@ impl<W: Write> PcapNgWriter<W> {
                 put32(&mut s, units as u32, be);
                 put32(&mut s, caplen, be);
                 put32(&mut s, p.origlen, be);
-                s.extend_from_slice(p.data);
-                s.resize(28 + padded, 0);
-                put32(&mut s, len, be);
+                p.data
             }
             None => {
-                let data = p.data.get(..kept).unwrap_or(p.data);
                 put32(&mut s, 3, be);
                 put32(&mut s, len, be);
                 put32(&mut s, p.origlen, be);
-                s.extend_from_slice(data);
-                s.resize(12 + kept.div_ceil(4) * 4, 0);
-                put32(&mut s, len, be);
+                p.data.get(..kept).unwrap_or(p.data)
             }
-        }
-        let r = self.emit(&s);
+        };
+        let header = s.len();
+        s.resize(header + (4 - data.len() % 4) % 4, 0);
+        put32(&mut s, len, be);
+        let (head, tail) = s.split_at(header);
+        let r = self
+            .emit(head)
+            .and_then(|()| self.emit(data))
+            .and_then(|()| self.emit(tail));
         self.scratch = s;
         r
     }
