@@ -656,6 +656,8 @@ impl Pool {
                     for s in &self.shards {
                         sel.recv(&s.rx);
                     }
+                    // woken by a message or by the end of the input (the
+                    // queues close); the timeout is only a safety net
                     let _ = sel.ready_timeout(IDLE_WAIT);
                 }
             }
@@ -708,8 +710,13 @@ struct WorkCounts {
     waits: u64,
 }
 
-/// How long an idle worker sleeps before looking at the queues again.
-const IDLE_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
+/// An idle worker sleeps until a queue has a message or closes; it looks
+/// again after this long regardless (live sources can be idle for long, so
+/// this is not a polling period).
+const IDLE_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+/// How long the reading thread waits on a full queue, when every shard is
+/// busy, before it checks for a failed run and tries to help again.
+const FULL_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// The message of a thread's panic.
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
@@ -890,7 +897,7 @@ impl Dispatcher<'_> {
             self.full += 1;
             if self.pool.help(w) != Step::Handled {
                 let t = std::time::Instant::now();
-                match tx.send_timeout(msg, IDLE_WAIT) {
+                match tx.send_timeout(msg, FULL_WAIT) {
                     Ok(()) => {
                         self.blocked += t.elapsed();
                         return true;
