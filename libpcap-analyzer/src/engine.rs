@@ -249,7 +249,7 @@ impl Engine {
         };
         let started = std::time::Instant::now();
         let read = std::thread::scope(|scope| {
-            let mut threads = Vec::with_capacity(n - 1);
+            let mut threads = Vec::with_capacity(n);
             for w in 0..n {
                 let pool = &pool;
                 let init = self.worker_init.clone();
