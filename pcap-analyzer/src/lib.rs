@@ -106,7 +106,7 @@ pub struct Args {
     /// report goes to standard output and nothing else is written.
     #[arg(short = 'o', long = "outdir", value_name = "DIR")]
     pub outdir: Option<PathBuf>,
-    /// Worker threads (0: one per CPU; 1: no extra thread).
+    /// Worker threads (default 0: one per CPU; 1: no extra thread, least memory)
     #[arg(short = 'j', long = "jobs", value_name = "N")]
     pub jobs: Option<usize>,
     /// Skip the first N packets.
@@ -163,7 +163,7 @@ struct RunConfig {
 impl Default for RunConfig {
     fn default() -> Self {
         RunConfig {
-            jobs: 1,
+            jobs: 0,
             worker_nice: 5,
         }
     }
