@@ -4,7 +4,7 @@ use crate::convert::{ConvertConfig, Converter, Skip};
 use crate::filter::{Decision, FilterSet, FlowTuple, Subject, flow_label};
 use crate::frag::{FragConfig, FragResolver, OrphanPolicy, Pending, Resolution};
 use crate::key::PacketKey;
-use crate::output::{OutputConfig, OutputFormat, Outputs, SplitBy};
+use crate::output::{OutputConfig, OutputFormat, Outputs, SplitBy, SplitConfig};
 use crate::{Error, Result};
 use libpcap_tools::{
     CaptureFormat, CaptureReader, Endianness, InterfaceInfo, InterfaceSpec, LinkType, Packet,
@@ -27,8 +27,8 @@ pub struct Options {
     pub filter: FilterSet,
     /// Fragment buffering limits.
     pub frag: FragConfig,
-    /// Split mode and the most files open at once.
-    pub split: Option<(SplitBy, usize)>,
+    /// Split mode, the most files open at once and the most files created.
+    pub split: Option<SplitConfig>,
     /// Reader settings.
     pub reader: ReaderConfig,
     /// Write buffer size per output file.
@@ -96,6 +96,9 @@ pub struct Summary {
     pub files_written: u64,
     /// Split files closed and reopened because of the open-file cap.
     pub files_reopened: u64,
+    /// Packets written to the split overflow file because their flow or key
+    /// came after the cap on split files was reached.
+    pub split_overflow_packets: u64,
     /// The input error that ended reading early (truncated or corrupt
     /// input); everything before it was processed and written.
     pub input_error: Option<String>,
@@ -173,10 +176,9 @@ pub fn rewrite_reader(
     };
     let out = match opts.split {
         // many files may be open: smaller buffers each
-        Some((by, max_open)) => Outputs::split(
+        Some(split) => Outputs::split(
             output,
-            by,
-            max_open,
+            split,
             OutputConfig {
                 buffer_size: ocfg.buffer_size.min(64 << 10),
                 ..ocfg
@@ -184,7 +186,7 @@ pub fn rewrite_reader(
         )?,
         None => Outputs::single(output, ocfg),
     };
-    let split_flow = opts.split.is_some_and(|(by, _)| by == SplitBy::Flow);
+    let split_flow = opts.split.is_some_and(|s| s.by == SplitBy::Flow);
     let needs_ports = opts.filter.needs_ports() || split_flow;
     let mut run = Run {
         conv: Converter::new(opts.convert),
@@ -269,6 +271,7 @@ pub fn rewrite_reader(
         ..
     } = run;
     stats.files_reopened = out.files_reopened;
+    stats.split_overflow_packets = out.overflow_packets;
     stats.files_written = out.finish(fallback)?;
     stats.decapsulated = conv.decapsulated;
     stats.not_tunneled = conv.not_tunneled;
