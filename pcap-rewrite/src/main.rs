@@ -258,6 +258,12 @@ fn print_summary(s: &Summary) {
             s.fragments_resolved_late, s.orphan_fragments, s.fragments_buffered_peak
         );
     }
+    if s.fragment_ports_forgotten > 0 {
+        eprintln!(
+            "  fragments: the ports of {} datagrams forgotten early (too many remembered)",
+            s.fragment_ports_forgotten
+        );
+    }
     if s.files_reopened > 0 || s.files_written > 1 {
         eprintln!(
             "  {} files written ({} reopens)",

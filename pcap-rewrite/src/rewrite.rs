@@ -92,6 +92,13 @@ pub struct Summary {
     pub fragments_resolved_late: u64,
     /// Fragments whose first fragment never came.
     pub orphan_fragments: u64,
+    /// Datagrams whose first-fragment ports were forgotten before the
+    /// timeout because the most datagrams remembered was reached.
+    pub fragment_ports_forgotten: u64,
+    /// Most entries held at once in the fragment resolver's expiry queues
+    /// (bounded by count even without timestamps, see
+    /// [`FragConfig::max_order_entries`]).
+    pub fragment_order_entries_peak: u64,
     /// Output files created.
     pub files_written: u64,
     /// Split files closed and reopened because of the open-file cap.
@@ -280,6 +287,8 @@ pub fn rewrite_reader(
         stats.fragments_buffered_peak = r.peak_buffered as u64;
         stats.fragments_resolved_late = r.resolved_late;
         stats.orphan_fragments = r.orphans;
+        stats.fragment_ports_forgotten = r.ports_forgotten;
+        stats.fragment_order_entries_peak = r.peak_order_entries as u64;
     }
     Ok(stats)
 }
