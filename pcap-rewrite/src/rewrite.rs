@@ -1,7 +1,7 @@
 //! The rewriting pipeline: read, convert, filter, write.
 
 use crate::convert::{ConvertConfig, Converter, Skip};
-use crate::filter::{Decision, FilterSet, FlowTuple, Subject, flow_label};
+use crate::filter::{Decision, FilterSet, FlowTuple, Matcher, Subject};
 use crate::frag::{FragConfig, FragResolver, OrphanPolicy, Pending, Resolution};
 use crate::key::PacketKey;
 use crate::output::{OutputConfig, OutputFormat, Outputs, SplitBy, SplitConfig};
@@ -11,6 +11,7 @@ use libpcap_tools::{
     ReaderConfig,
 };
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -119,13 +120,15 @@ struct InIface {
 
 struct Run<'f> {
     conv: Converter,
-    filter: &'f FilterSet,
+    filter: Matcher<'f>,
     needs_key: bool,
     resolver: Option<FragResolver>,
     out: Outputs,
     in_ifaces: HashMap<(u32, u32), InIface>,
     stats: Summary,
     released: Vec<(Pending, bool)>,
+    /// Scratch for the split label of a packet.
+    label: String,
 }
 
 /// Rewrites `input` into `output` (a file, `-` for standard output, or a
@@ -197,7 +200,7 @@ pub fn rewrite_reader(
     let needs_ports = opts.filter.needs_ports() || split_flow;
     let mut run = Run {
         conv: Converter::new(opts.convert),
-        filter: &opts.filter,
+        filter: opts.filter.matcher(),
         needs_key: opts.filter.needs_key() || split_flow,
         resolver: needs_ports.then(|| FragResolver::new(opts.frag)),
         out,
@@ -208,6 +211,7 @@ pub fn rewrite_reader(
             ..Summary::default()
         },
         released: Vec::new(),
+        label: String::new(),
     };
 
     let mut cur_section = None;
@@ -334,9 +338,10 @@ impl Run<'_> {
             in_ifaces,
             stats,
             released,
+            label,
         } = self;
-        let cp = match conv.convert(p) {
-            Ok(cp) => cp,
+        let (cp, l3) = match conv.convert_located(p) {
+            Ok(located) => located,
             Err(Skip::Unreadable(why)) => {
                 log::debug!("packet {}: skipped, unreadable: {why}", p.index + 1);
                 stats.skipped_unreadable += 1;
@@ -351,7 +356,14 @@ impl Run<'_> {
         let gid = out_iface(in_ifaces, out, k, cp.linktype);
         let mut key = None;
         if *needs_key {
-            key = PacketKey::from_frame(cp.linktype, cp.data);
+            // the converter may have decoded the link layer already
+            key = match l3 {
+                Some(l3) => cp
+                    .data
+                    .get(l3.offset..)
+                    .and_then(|d| PacketKey::from_network(l3.ethertype, d)),
+                None => PacketKey::from_frame(cp.linktype, cp.data),
+            };
             if let (Some(r), Some(kk)) = (resolver.as_mut(), key) {
                 match r.resolve(kk, cp.ts, || (cp.to_owned(), gid), released) {
                     Resolution::Ready(kk) => key = Some(kk),
@@ -363,6 +375,7 @@ impl Run<'_> {
                                 filter,
                                 out,
                                 stats,
+                                label,
                                 policy,
                                 &pend.packet.as_packet(),
                                 Some(&pend.key),
@@ -383,6 +396,7 @@ impl Run<'_> {
                 filter,
                 out,
                 stats,
+                label,
                 policy,
                 &pend.packet.as_packet(),
                 Some(&pend.key),
@@ -390,7 +404,17 @@ impl Run<'_> {
                 orphan,
             )?;
         }
-        emit(filter, out, stats, policy, &cp, key.as_ref(), gid, false)
+        emit(
+            filter,
+            out,
+            stats,
+            label,
+            policy,
+            &cp,
+            key.as_ref(),
+            gid,
+            false,
+        )
     }
 
     fn flush_released(&mut self) -> Result<()> {
@@ -400,9 +424,10 @@ impl Run<'_> {
             .map_or(OrphanPolicy::Evaluate, FragResolver::orphan_policy);
         for (pend, orphan) in self.released.drain(..) {
             emit(
-                self.filter,
+                &self.filter,
                 &mut self.out,
                 &mut self.stats,
+                &mut self.label,
                 policy,
                 &pend.packet.as_packet(),
                 Some(&pend.key),
@@ -438,12 +463,14 @@ fn out_iface(
     id
 }
 
-/// Decides on one packet and writes it if kept.
+/// Decides on one packet and writes it if kept (`name` is scratch for the
+/// split label).
 #[allow(clippy::too_many_arguments)] // the pieces of the run, borrowed separately
 fn emit(
-    filter: &FilterSet,
+    filter: &Matcher<'_>,
     out: &mut Outputs,
     stats: &mut Summary,
+    name: &mut String,
     policy: OrphanPolicy,
     p: &Packet<'_>,
     key: Option<&PacketKey>,
@@ -458,7 +485,7 @@ fn emit(
     let decision = match (orphan, policy) {
         // "keep" overrides the rules on addresses and ports, not the time
         // window and index range that every packet must meet
-        (true, OrphanPolicy::Keep) if filter.require.iter().all(|t| t.matches(&subject)) => {
+        (true, OrphanPolicy::Keep) if filter.filter().meets_requirements(&subject) => {
             Decision::Keep(None)
         }
         (true, OrphanPolicy::Keep | OrphanPolicy::Drop) => Decision::Drop,
@@ -471,25 +498,31 @@ fn emit(
         }
         Decision::Keep(label) => label,
     };
-    let name = match out.split_by() {
-        None => String::new(),
-        Some(SplitBy::Key) => label.unwrap_or_else(|| "unmatched".to_string()),
+    // the split label, written into the reused buffer (a String is a
+    // fmt::Write that cannot fail)
+    name.clear();
+    let _ = match out.split_by() {
+        None => Ok(()),
+        Some(SplitBy::Key) => match label {
+            Some(l) => write!(name, "{l}"),
+            None => write!(name, "unmatched"),
+        },
         Some(SplitBy::Flow) => match key {
             Some(k) => match FlowTuple::of(k) {
-                Some(t) => flow_label(&t),
+                Some(t) => write!(name, "{t}"),
                 None => {
                     let (a, b) = if k.src <= k.dst {
                         (k.src, k.dst)
                     } else {
                         (k.dst, k.src)
                     };
-                    format!("proto{}_{a}_{b}", k.proto)
+                    write!(name, "proto{}_{a}_{b}", k.proto)
                 }
             },
-            None => "non-ip".to_string(),
+            None => write!(name, "non-ip"),
         },
     };
-    match out.write(p, gid, &name) {
+    match out.write(p, gid, name) {
         Ok(()) => {}
         Err(Error::Output {
             source: libpcap_tools::Error::Unwritable { index, reason },
