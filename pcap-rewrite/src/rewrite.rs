@@ -125,6 +125,11 @@ struct Run<'f> {
     resolver: Option<FragResolver>,
     out: Outputs,
     in_ifaces: HashMap<(u32, u32), InIface>,
+    /// The last (input interface, output link type) and its output
+    /// interface: consecutive packets mostly share them, and the map lookups
+    /// (two hashes per packet) are skipped then. Entries of `in_ifaces` are
+    /// never removed nor their output interfaces changed, so it stays valid.
+    last_iface: Option<((u32, u32), LinkType, u32)>,
     stats: Summary,
     released: Vec<(Pending, bool)>,
     /// Scratch for the split label of a packet.
@@ -205,6 +210,7 @@ pub fn rewrite_reader(
         resolver: needs_ports.then(|| FragResolver::new(opts.frag)),
         out,
         in_ifaces: HashMap::new(),
+        last_iface: None,
         stats: Summary {
             input: input.display().to_string(),
             output: output.display().to_string(),
@@ -219,7 +225,8 @@ pub fn rewrite_reader(
         match reader.next_packet() {
             Ok(Some(p)) => {
                 let k = (section.load(Ordering::Relaxed), p.interface);
-                if run.in_ifaces.contains_key(&k) {
+                if run.last_iface.is_some_and(|(lk, ..)| lk == k) || run.in_ifaces.contains_key(&k)
+                {
                     run.process(p, k)?;
                 } else {
                     let owned = p.to_owned();
@@ -336,6 +343,7 @@ impl Run<'_> {
             resolver,
             out,
             in_ifaces,
+            last_iface,
             stats,
             released,
             label,
@@ -353,7 +361,14 @@ impl Run<'_> {
                 return Ok(());
             }
         };
-        let gid = out_iface(in_ifaces, out, k, cp.linktype);
+        let gid = match *last_iface {
+            Some((lk, lt, gid)) if lk == k && lt == cp.linktype => gid,
+            _ => {
+                let gid = out_iface(in_ifaces, out, k, cp.linktype);
+                *last_iface = Some((k, cp.linktype, gid));
+                gid
+            }
+        };
         let mut key = None;
         if *needs_key {
             // the converter may have decoded the link layer already
