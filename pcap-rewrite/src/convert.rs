@@ -81,6 +81,17 @@ pub enum Skip {
     Unreadable(String),
 }
 
+/// Where the network layer of a converted packet starts, when the
+/// conversion had to find it anyway (so that the filter need not decode the
+/// link layer again): [`Converter::convert_located`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetworkLayer {
+    /// Ethertype of the network layer (`0x0800`, `0x86dd`, …).
+    pub ethertype: u16,
+    /// Offset of the network header in the converted packet's data.
+    pub offset: usize,
+}
+
 /// Per-packet conversion, with its scratch buffer and counters.
 #[derive(Debug, Default)]
 pub struct Converter {
@@ -143,9 +154,25 @@ impl Converter {
     /// # Errors
     /// A [`Skip`] saying why the packet cannot be written.
     pub fn convert<'a>(&'a mut self, p: Packet<'a>) -> Result<Packet<'a>, Skip> {
+        self.convert_located(p).map(|(p, _)| p)
+    }
+
+    /// As [`Converter::convert`], also giving where the network layer of the
+    /// result is when a conversion step decoded the headers down to it
+    /// (`--link raw`, a synthesised Ethernet header, `--fix-checksums`);
+    /// `None` when no step did (then decode the result's link layer). When
+    /// given, it is what [`decode_link`] finds in the result.
+    ///
+    /// # Errors
+    /// A [`Skip`] saying why the packet cannot be written.
+    pub fn convert_located<'a>(
+        &'a mut self,
+        p: Packet<'a>,
+    ) -> Result<(Packet<'a>, Option<NetworkLayer>), Skip> {
         if self.is_identity() {
-            return Ok(p);
+            return Ok((p, None));
         }
+        let mut l3 = None;
         let data = p.data;
         let mut lt = p.linktype;
         let mut loc = Loc::Input(0, data.len());
@@ -178,9 +205,13 @@ impl Converter {
             Some(TargetLink::Raw) => {
                 let (a, b) = cur(loc, &self.scratch);
                 let frame = data.get(a..b).unwrap_or(&[]);
-                let (s, e) = to_raw(lt, frame)?;
+                let (ethertype, s, e) = to_raw(lt, frame)?;
                 loc = Loc::Input(a + s, a + e);
                 lt = LinkType::RAW;
+                l3 = Some(NetworkLayer {
+                    ethertype,
+                    offset: 0,
+                });
             }
             Some(TargetLink::Ethernet) if lt == LinkType::ETHERNET => {}
             Some(TargetLink::Ethernet) => {
@@ -196,6 +227,14 @@ impl Converter {
                 added = 14;
                 loc = Loc::Scratch;
                 lt = LinkType::ETHERNET;
+                // an IP ethertype leads straight to the IP header (another,
+                // such as a VLAN tag, would be followed by decode_link)
+                if matches!(ethertype, ETH_IPV4 | ETH_IPV6) {
+                    l3 = Some(NetworkLayer {
+                        ethertype,
+                        offset: 14,
+                    });
+                }
             }
         }
 
@@ -225,6 +264,7 @@ impl Converter {
                     k += 1;
                 }
                 self.scratch.drain(12..12 + 4 * k);
+                l3 = None;
             }
         }
 
@@ -235,9 +275,11 @@ impl Converter {
                     .extend_from_slice(data.get(a..b).unwrap_or(&[]));
                 loc = Loc::Scratch;
             }
-            if fix_checksums(lt, &mut self.scratch) {
+            let (fixed, found) = fix_checksums_located(lt, &mut self.scratch);
+            if fixed {
                 self.checksums_fixed += 1;
             }
+            l3 = found;
         }
 
         let out: &'a [u8] = match loc {
@@ -250,18 +292,21 @@ impl Converter {
         let origlen = i64::from(p.origlen)
             .saturating_sub(removed)
             .max(out.len() as i64);
-        Ok(Packet {
-            linktype: lt,
-            data: out,
-            origlen: u32::try_from(origlen).unwrap_or(u32::MAX),
-            ..p
-        })
+        Ok((
+            Packet {
+                linktype: lt,
+                data: out,
+                origlen: u32::try_from(origlen).unwrap_or(u32::MAX),
+                ..p
+            },
+            l3,
+        ))
     }
 }
 
-/// The raw-IP part of a frame: offsets of the IP header and of the end of
-/// the IP packet (Ethernet padding excluded).
-fn to_raw(lt: LinkType, frame: &[u8]) -> Result<(usize, usize), Skip> {
+/// The raw-IP part of a frame: its ethertype, the offsets of the IP header
+/// and of the end of the IP packet (Ethernet padding excluded).
+fn to_raw(lt: LinkType, frame: &[u8]) -> Result<(u16, usize, usize), Skip> {
     let (et, l3) = if is_raw(lt) {
         match frame.first().map(|b| b >> 4) {
             Some(4) => (ETH_IPV4, 0),
@@ -294,7 +339,7 @@ fn to_raw(lt: LinkType, frame: &[u8]) -> Result<(usize, usize), Skip> {
     } else {
         l3 + len
     };
-    Ok((l3, end))
+    Ok((et, l3, end))
 }
 
 fn link_skip(e: &libpcap_analyzer::decode::link::LinkError) -> Skip {
@@ -440,17 +485,28 @@ fn by_ethertype(et: u16, inner: &[u8]) -> Option<(LinkType, &[u8])> {
 /// TCP/UDP/ICMP/ICMPv6 segment (when the packet is whole and not a
 /// fragment). Returns `true` if anything was computed.
 pub fn fix_checksums(lt: LinkType, frame: &mut [u8]) -> bool {
+    fix_checksums_located(lt, frame).0
+}
+
+/// As [`fix_checksums`], also giving the network layer that
+/// [`decode_link`] found.
+fn fix_checksums_located(lt: LinkType, frame: &mut [u8]) -> (bool, Option<NetworkLayer>) {
     let Ok(info) = decode_link(lt, frame) else {
-        return false;
+        return (false, None);
     };
+    let l3 = Some(NetworkLayer {
+        ethertype: info.ethertype,
+        offset: info.l3_offset,
+    });
     let Some(ip) = frame.get_mut(info.l3_offset..) else {
-        return false;
+        return (false, l3);
     };
-    match info.ethertype {
+    let fixed = match info.ethertype {
         ETH_IPV4 => fix_ipv4(ip),
         ETH_IPV6 => fix_ipv6(ip),
         _ => false,
-    }
+    };
+    (fixed, l3)
 }
 
 fn put16(buf: &mut [u8], at: usize, v: u16) {
@@ -602,6 +658,7 @@ mod tests {
     #[test]
     fn every_truncation_of_every_frame_with_every_option_is_handled() {
         let targets = [None, Some(TargetLink::Raw), Some(TargetLink::Ethernet)];
+        let mut located = 0;
         for f in frames() {
             for to in targets {
                 for flags in 0..8u8 {
@@ -627,14 +684,26 @@ mod tests {
                                 origlen: f.len() as u32,
                                 data: &f[..n],
                             };
-                            if let Ok(out) = c.convert(p) {
+                            if let Ok((out, l3)) = c.convert_located(p) {
                                 assert!(out.origlen as usize >= out.data.len());
+                                // where the conversion says the network
+                                // layer is, decode_link finds it too
+                                if let Some(l3) = l3 {
+                                    let info = decode_link(out.linktype, out.data).unwrap();
+                                    assert_eq!(
+                                        (info.ethertype, info.l3_offset),
+                                        (l3.ethertype, l3.offset),
+                                        "{cfg:?} {lt} {n}"
+                                    );
+                                    located += 1;
+                                }
                             }
                         }
                     }
                 }
             }
         }
+        assert!(located > 1000, "{located}");
     }
 
     #[test]

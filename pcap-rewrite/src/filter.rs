@@ -37,8 +37,17 @@
 //! `PROTO,IP1,PORT1,IP2,PORT2` (a 5-tuple, either direction). Blank lines and
 //! lines starting with `#` are ignored, and so is a first line in which no
 //! field is an address (a header such as `proto,src,sport,dst,dport`).
+//!
+//! # Cost
+//!
+//! Deciding allocates nothing (the [`Label`] of a kept packet borrows the
+//! rule or holds the key). Key lookups are hashed, prefixes are in a binary
+//! trie; [`FilterSet::matcher`] puts single-term address rules in tries as
+//! well when there are several, so thousands of keys or rules cost about
+//! as much as a few.
 
 use crate::key::PacketKey;
+use crate::prefix::PrefixTrie;
 use crate::{Error, Result};
 use libpcap_tools::Timestamp;
 use std::collections::HashSet;
@@ -74,6 +83,16 @@ impl Cidr {
             None => max,
         };
         Ok(Cidr { addr, len })
+    }
+
+    /// The address as written (bits beyond the prefix length included).
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    /// The prefix length.
+    pub fn prefix_len(&self) -> u8 {
+        self.len
     }
 
     /// `true` if `ip` is in the prefix (an IPv4 address never matches an
@@ -127,6 +146,19 @@ impl FlowTuple {
     pub fn of(k: &PacketKey) -> Option<FlowTuple> {
         let (sp, dp) = k.ports?;
         Some(FlowTuple::new(k.proto, (k.src, sp), (k.dst, dp)))
+    }
+}
+
+/// The readable label of the flow, as [`flow_label`] gives it.
+impl fmt::Display for FlowTuple {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.proto {
+            6 => f.write_str("tcp")?,
+            17 => f.write_str("udp")?,
+            132 => f.write_str("sctp")?,
+            n => write!(f, "proto{n}")?,
+        }
+        write!(f, "_{}_{}_{}_{}", self.a.0, self.a.1, self.b.0, self.b.1)
     }
 }
 
@@ -502,12 +534,44 @@ fn parse_rfc3339(s: &str) -> Option<Timestamp> {
 }
 
 /// A set of keys from a CSV file (see the [module docs](self)).
+///
+/// Hosts, pairs and 5-tuples are hash sets; prefixes are in a binary trie,
+/// so a lookup costs at most one step per address bit whatever the number
+/// of keys.
 #[derive(Debug, Clone, Default)]
 pub struct KeySet {
     hosts: HashSet<IpAddr>,
+    /// Prefixes in file order (the trie's values index this).
     nets: Vec<Cidr>,
+    net_trie: PrefixTrie,
     pairs: HashSet<(IpAddr, IpAddr)>,
     tuples: HashSet<FlowTuple>,
+}
+
+/// The key of a [`KeySet`] that a packet matched (see [`KeySet::find`]);
+/// its [`Display`](fmt::Display) is the label that names the file in
+/// `--split key` mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyMatch {
+    /// A 5-tuple key (label: [`flow_label`]).
+    Tuple(FlowTuple),
+    /// An address-pair key, in canonical order (label: `A_B`).
+    Pair(IpAddr, IpAddr),
+    /// A host key (label: the address).
+    Host(IpAddr),
+    /// A prefix key (label: `ADDR/LEN`).
+    Net(Cidr),
+}
+
+impl fmt::Display for KeyMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyMatch::Tuple(t) => t.fmt(f),
+            KeyMatch::Pair(a, b) => write!(f, "{a}_{b}"),
+            KeyMatch::Host(ip) => ip.fmt(f),
+            KeyMatch::Net(c) => c.fmt(f),
+        }
+    }
 }
 
 impl KeySet {
@@ -561,6 +625,10 @@ impl KeySet {
                 if c.len == max {
                     self.hosts.insert(c.addr);
                 } else {
+                    let pos = u32::try_from(self.nets.len()).ok();
+                    if !pos.is_some_and(|pos| self.net_trie.insert(c, pos)) {
+                        return Err(Error::Usage("too many prefixes".into()));
+                    }
                     self.nets.push(c);
                 }
             }
@@ -594,40 +662,46 @@ impl KeySet {
         !self.tuples.is_empty()
     }
 
-    /// The key matching `k`, as a label (the most specific kind first:
-    /// 5-tuple, pair, host, prefix).
-    pub fn find(&self, k: &PacketKey) -> Option<String> {
+    /// The key matching `k`: the most specific kind first (5-tuple, pair,
+    /// host — the source before the destination — then prefix, the first
+    /// of the file that holds either address).
+    pub fn find(&self, k: &PacketKey) -> Option<KeyMatch> {
         if !self.tuples.is_empty()
             && let Some(t) = FlowTuple::of(k)
             && self.tuples.contains(&t)
         {
-            return Some(flow_label(&t));
+            return Some(KeyMatch::Tuple(t));
         }
-        let p = canon_pair(k.src, k.dst);
-        if self.pairs.contains(&p) {
-            return Some(format!("{}_{}", p.0, p.1));
-        }
-        for ip in [k.src, k.dst] {
-            if self.hosts.contains(&ip) {
-                return Some(ip.to_string());
+        if !self.pairs.is_empty() {
+            let (a, b) = canon_pair(k.src, k.dst);
+            if self.pairs.contains(&(a, b)) {
+                return Some(KeyMatch::Pair(a, b));
             }
         }
-        self.nets
-            .iter()
-            .find(|n| n.contains(k.src) || n.contains(k.dst))
-            .map(ToString::to_string)
+        if !self.hosts.is_empty() {
+            for ip in [k.src, k.dst] {
+                if self.hosts.contains(&ip) {
+                    return Some(KeyMatch::Host(ip));
+                }
+            }
+        }
+        if self.net_trie.is_empty() {
+            return None;
+        }
+        let pos = match (self.net_trie.lookup(k.src), self.net_trie.lookup(k.dst)) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => return None,
+        };
+        self.nets.get(pos as usize).copied().map(KeyMatch::Net)
     }
 }
 
-/// A readable label of a flow: `tcp_10.0.0.1_1234_10.0.0.2_80`.
+/// A readable label of a flow: `tcp_10.0.0.1_1234_10.0.0.2_80` (the
+/// [`Display`](fmt::Display) of [`FlowTuple`], which writes it without
+/// allocating).
 pub fn flow_label(t: &FlowTuple) -> String {
-    let p = match t.proto {
-        6 => "tcp".to_string(),
-        17 => "udp".to_string(),
-        132 => "sctp".to_string(),
-        n => format!("proto{n}"),
-    };
-    format!("{p}_{}_{}_{}_{}", t.a.0, t.a.1, t.b.0, t.b.1)
+    t.to_string()
 }
 
 /// The complete filter: keep and drop rules and key sets, and conditions
@@ -647,13 +721,155 @@ pub struct FilterSet {
     pub drop_keys: Option<KeySet>,
 }
 
+/// What a kept packet matched; its [`Display`](fmt::Display) names the file
+/// in `--split key` mode (written only when needed: deciding allocates
+/// nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Label<'a> {
+    /// A keep rule (label: the rule as written).
+    Rule(&'a Rule),
+    /// A keep key.
+    Key(KeyMatch),
+}
+
+impl fmt::Display for Label<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Label::Rule(r) => f.write_str(&r.text),
+            Label::Key(k) => k.fmt(f),
+        }
+    }
+}
+
 /// The decision on a packet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision<'a> {
     /// Write it; the label names the keep rule or key that matched, if any.
-    Keep(Option<String>),
+    Keep(Option<Label<'a>>),
     /// Drop it.
     Drop,
+}
+
+/// The rules of one list (keep or drop) that are a single address term
+/// (`host`, `src`, `dst`, `net`, `src-net`, `dst-net`), in prefix tries by
+/// the address they look at, with their position as value; the other rules
+/// are tried in order.
+#[derive(Debug, Clone, Default)]
+struct RuleIndex {
+    /// `host=` and `net=`: source or destination.
+    either: PrefixTrie,
+    /// `src=` and `src-net=`.
+    src: PrefixTrie,
+    /// `dst=` and `dst-net=`.
+    dst: PrefixTrie,
+    /// Positions of the rules not in a trie, ascending.
+    rest: Vec<usize>,
+}
+
+fn host_prefix(ip: IpAddr) -> Cidr {
+    Cidr {
+        addr: ip,
+        len: if ip.is_ipv4() { 32 } else { 128 },
+    }
+}
+
+/// Fewer single-term address rules than this are tried in order: for a
+/// handful, comparing masks is cheaper than walking a trie.
+const INDEX_MIN_RULES: usize = 4;
+
+impl RuleIndex {
+    fn new(rules: &[Rule]) -> RuleIndex {
+        let mut ix = RuleIndex::default();
+        let indexable = |r: &Rule| {
+            matches!(
+                r.terms.as_slice(),
+                [Term::Host(_)
+                    | Term::Net(_)
+                    | Term::Src(_)
+                    | Term::SrcNet(_)
+                    | Term::Dst(_)
+                    | Term::DstNet(_)]
+            )
+        };
+        if rules.iter().filter(|r| indexable(r)).count() < INDEX_MIN_RULES {
+            ix.rest = (0..rules.len()).collect();
+            return ix;
+        }
+        for (i, r) in rules.iter().enumerate() {
+            let indexed = match (u32::try_from(i), r.terms.as_slice()) {
+                (Ok(pos), [Term::Host(ip)]) => ix.either.insert(host_prefix(*ip), pos),
+                (Ok(pos), [Term::Net(c)]) => ix.either.insert(*c, pos),
+                (Ok(pos), [Term::Src(ip)]) => ix.src.insert(host_prefix(*ip), pos),
+                (Ok(pos), [Term::SrcNet(c)]) => ix.src.insert(*c, pos),
+                (Ok(pos), [Term::Dst(ip)]) => ix.dst.insert(host_prefix(*ip), pos),
+                (Ok(pos), [Term::DstNet(c)]) => ix.dst.insert(*c, pos),
+                _ => false,
+            };
+            if !indexed {
+                ix.rest.push(i);
+            }
+        }
+        ix
+    }
+
+    /// Position of the first rule of `rules` (those the index was built
+    /// from) that matches.
+    fn first_match(&self, rules: &[Rule], s: &Subject<'_>) -> Option<usize> {
+        if self.rest.len() == rules.len() {
+            // nothing indexed
+            return rules.iter().position(|r| r.matches(s));
+        }
+        let mut best = usize::MAX;
+        if let Some(k) = s.key {
+            for (trie, ip) in [
+                (&self.either, k.src),
+                (&self.either, k.dst),
+                (&self.src, k.src),
+                (&self.dst, k.dst),
+            ] {
+                if !trie.is_empty()
+                    && let Some(pos) = trie.lookup(ip)
+                {
+                    best = best.min(pos as usize);
+                }
+            }
+        }
+        for &i in &self.rest {
+            if i >= best {
+                break;
+            }
+            if rules.get(i).is_some_and(|r| r.matches(s)) {
+                return Some(i);
+            }
+        }
+        (best != usize::MAX).then_some(best)
+    }
+}
+
+/// A [`FilterSet`] prepared for deciding on many packets
+/// ([`FilterSet::matcher`]): when a rule list (keep or drop) has at least 4
+/// rules made of a single address or prefix term (`host`, `src`, `dst`,
+/// `net`, `src-net`, `dst-net`), these are looked up in prefix tries (a cost
+/// bounded by the address length, whatever the number of such rules)
+/// instead of being tried one after the other. Decisions are those of
+/// [`FilterSet::decide`].
+#[derive(Debug, Clone)]
+pub struct Matcher<'a> {
+    set: &'a FilterSet,
+    keep: RuleIndex,
+    drop: RuleIndex,
+}
+
+impl<'a> Matcher<'a> {
+    /// The filter this was made from.
+    pub fn filter(&self) -> &'a FilterSet {
+        self.set
+    }
+
+    /// Decides on a packet, as [`FilterSet::decide`].
+    pub fn decide(&self, s: &Subject<'_>) -> Decision<'a> {
+        self.set.decide_with(s, Some((&self.keep, &self.drop)))
+    }
 }
 
 impl FilterSet {
@@ -689,12 +905,37 @@ impl FilterSet {
                 .any(|t| !matches!(t, Term::Time(..) | Term::Index(..)))
     }
 
-    /// Decides on a packet.
-    pub fn decide(&self, s: &Subject<'_>) -> Decision {
-        if !self.require.iter().all(|t| t.matches(s)) {
+    /// `true` if the packet meets the conditions every written packet must
+    /// meet ([`FilterSet::require`]).
+    pub fn meets_requirements(&self, s: &Subject<'_>) -> bool {
+        self.require.iter().all(|t| t.matches(s))
+    }
+
+    /// The filter prepared for many packets (see [`Matcher`]).
+    pub fn matcher(&self) -> Matcher<'_> {
+        Matcher {
+            set: self,
+            keep: RuleIndex::new(&self.keep),
+            drop: RuleIndex::new(&self.drop),
+        }
+    }
+
+    /// Decides on a packet (trying the rules in order; a [`Matcher`] gives
+    /// the same decisions faster when there are many rules).
+    pub fn decide(&self, s: &Subject<'_>) -> Decision<'_> {
+        self.decide_with(s, None)
+    }
+
+    /// Decides, with the (keep, drop) indexes when given.
+    fn decide_with(&self, s: &Subject<'_>, ix: Option<(&RuleIndex, &RuleIndex)>) -> Decision<'_> {
+        let first = |rules: &[Rule], ix: Option<&RuleIndex>| match ix {
+            Some(ix) => ix.first_match(rules, s),
+            None => rules.iter().position(|r| r.matches(s)),
+        };
+        if !self.meets_requirements(s) {
             return Decision::Drop;
         }
-        let dropped = self.drop.iter().any(|r| r.matches(s))
+        let dropped = first(&self.drop, ix.map(|(_, d)| d)).is_some()
             || self
                 .drop_keys
                 .as_ref()
@@ -705,13 +946,13 @@ impl FilterSet {
         if self.keep.is_empty() && self.keep_keys.is_none() {
             return Decision::Keep(None);
         }
-        if let Some(r) = self.keep.iter().find(|r| r.matches(s)) {
-            return Decision::Keep(Some(r.text.clone()));
+        if let Some(r) = first(&self.keep, ix.map(|(k, _)| k)).and_then(|i| self.keep.get(i)) {
+            return Decision::Keep(Some(Label::Rule(r)));
         }
         if let (Some(ks), Some(k)) = (&self.keep_keys, s.key)
-            && let Some(label) = ks.find(k)
+            && let Some(m) = ks.find(k)
         {
-            return Decision::Keep(Some(label));
+            return Decision::Keep(Some(Label::Key(m)));
         }
         Decision::Drop
     }
@@ -770,5 +1011,130 @@ mod tests {
         assert_eq!(parse_index_range("-5").unwrap(), (1, 5));
         assert_eq!(parse_index_range("7").unwrap(), (7, 7));
         assert!(parse_index_range("a-b").is_err());
+    }
+
+    fn key(src: &str, dst: &str, proto: u8, ports: Option<(u16, u16)>) -> PacketKey {
+        PacketKey {
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            proto,
+            ports,
+            frag: None,
+        }
+    }
+
+    #[test]
+    fn key_set_prefixes_first_in_file_order_either_address() {
+        let ks = KeySet::parse(
+            "10.1.0.0/16\n10.0.0.0/8\n192.168.0.0/16\n2001:db8::/32\n",
+            Path::new("k.csv"),
+        )
+        .unwrap();
+        let net = |s: &str| Some(KeyMatch::Net(Cidr::parse(s).unwrap()));
+        let f = |a: &str, b: &str| ks.find(&key(a, b, 6, Some((1, 2))));
+        assert_eq!(f("10.1.2.3", "1.1.1.1"), net("10.1.0.0/16"));
+        assert_eq!(f("10.2.2.3", "1.1.1.1"), net("10.0.0.0/8"));
+        // the destination's prefix comes first in the file
+        assert_eq!(f("10.2.2.3", "10.1.0.1"), net("10.1.0.0/16"));
+        assert_eq!(f("1.1.1.1", "192.168.9.9"), net("192.168.0.0/16"));
+        assert_eq!(f("2001:db8::1", "::1"), net("2001:db8::/32"));
+        assert_eq!(f("1.1.1.1", "2.2.2.2"), None);
+        assert_eq!(net("10.1.0.0/16").unwrap().to_string(), "10.1.0.0/16");
+    }
+
+    #[test]
+    fn key_matches_are_labelled_as_before() {
+        let t = "tcp,10.0.0.2,80,10.0.0.1,1234\n1.1.1.1,2.2.2.2\n3.3.3.3\n";
+        let ks = KeySet::parse(t, Path::new("k.csv")).unwrap();
+        let label = |k: PacketKey| ks.find(&k).map(|m| m.to_string());
+        assert_eq!(
+            label(key("10.0.0.1", "10.0.0.2", 6, Some((1234, 80)))).as_deref(),
+            Some("tcp_10.0.0.1_1234_10.0.0.2_80")
+        );
+        assert_eq!(
+            label(key("2.2.2.2", "1.1.1.1", 17, None)).as_deref(),
+            Some("1.1.1.1_2.2.2.2")
+        );
+        assert_eq!(
+            label(key("9.9.9.9", "3.3.3.3", 17, None)).as_deref(),
+            Some("3.3.3.3")
+        );
+    }
+
+    /// Rules of every kind, the single-term address ones nested and
+    /// interleaved with others, and packets around them.
+    fn rules_and_keys() -> (Vec<Rule>, Vec<PacketKey>) {
+        let texts = [
+            "net=10.0.0.0/8&port=53",
+            "host=10.1.2.3",
+            "src-net=10.1.0.0/16",
+            "proto=udp",
+            "dst=192.168.1.1",
+            "net=10.0.0.0/8",
+            "dst-net=192.168.0.0/16",
+            "src=10.9.9.9",
+            "net=2001:db8::/32",
+            "pair=10.1.2.3,192.168.1.1",
+            "host=2001:db8::5",
+            "sport=443",
+            "net=0.0.0.0/0",
+            "dst-net=::/0",
+        ];
+        let rules = texts.iter().map(|t| Rule::parse(t).unwrap()).collect();
+        let addrs = [
+            "10.1.2.3",
+            "10.1.9.9",
+            "10.9.9.9",
+            "10.200.0.1",
+            "192.168.1.1",
+            "192.168.7.7",
+            "8.8.8.8",
+        ];
+        let addrs6 = ["2001:db8::5", "2001:db8::6", "fe80::1"];
+        let mut keys = Vec::new();
+        for (i, a) in addrs.iter().enumerate() {
+            for (j, b) in addrs.iter().enumerate() {
+                let ports = [None, Some((443, 1000)), Some((1000, 53))][(i + j) % 3];
+                keys.push(key(a, b, if i % 2 == 0 { 6 } else { 17 }, ports));
+            }
+        }
+        for a in addrs6 {
+            for b in addrs6 {
+                keys.push(key(a, b, 58, None));
+            }
+        }
+        (rules, keys)
+    }
+
+    #[test]
+    fn matcher_decides_as_the_rules_in_order() {
+        let (rules, keys) = rules_and_keys();
+        // every suffix of the list as keep rules, every prefix as drop rules
+        for n in 0..=rules.len() {
+            let set = FilterSet {
+                keep: rules[n..].to_vec(),
+                drop: rules[..n / 2].to_vec(),
+                ..FilterSet::default()
+            };
+            let m = set.matcher();
+            for k in &keys {
+                for key in [Some(k), None] {
+                    let s = Subject {
+                        key,
+                        ts: None,
+                        index: 0,
+                    };
+                    assert_eq!(m.decide(&s), set.decide(&s), "{n} {key:?}");
+                }
+            }
+        }
+        // the single address terms are in the tries, the rest is tried in
+        // order
+        let ix = RuleIndex::new(&rules);
+        assert_eq!(ix.rest, [0, 3, 9, 11]);
+        // a few are simply tried in order
+        let ix = RuleIndex::new(&rules[..3]);
+        assert_eq!(ix.rest, [0, 1, 2]);
+        assert!(ix.either.is_empty() && ix.src.is_empty());
     }
 }

@@ -13,7 +13,10 @@
 //! buffered, and a datagram waits at most [`FragConfig::timeout_ns`] of
 //! capture time. The ports of first fragments are remembered for the same
 //! timeout, up to [`FragConfig::max_datagrams`] datagrams (oldest forgotten
-//! first).
+//! first, counted in [`FragResolver::ports_forgotten`]). The queues that
+//! order these entries by time are bounded by count as well
+//! ([`FragConfig::max_order_entries`]), so memory stays bounded when
+//! packets have no timestamp or the clock stands still.
 //!
 //! # When the first fragment never comes
 //!
@@ -26,6 +29,7 @@
 
 use crate::key::{DatagramId, PacketKey};
 use libpcap_tools::{OwnedPacket, Timestamp};
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 
 /// What to do with fragments whose first fragment never arrived.
@@ -65,6 +69,16 @@ impl Default for FragConfig {
     }
 }
 
+impl FragConfig {
+    /// Most entries the resolver keeps in its two expiry queues together:
+    /// `2 × max_datagrams + 2 × max_buffered` (each at least 1). Each queue
+    /// holds at most twice the entries of the map it orders (see
+    /// [`FragResolver`]), whether timestamps advance or not.
+    pub fn max_order_entries(&self) -> usize {
+        2 * self.max_datagrams.max(1) + 2 * self.max_buffered.max(1)
+    }
+}
+
 /// A buffered fragment: the packet as it will be written, and its key.
 #[derive(Debug, Clone)]
 pub struct Pending {
@@ -85,14 +99,52 @@ pub enum Resolution {
     Buffered,
 }
 
+/// An entry of an expiry queue: it is live while the map entry of `id`
+/// has the same `seq` (a refreshed or removed entry leaves a stale one).
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    id: DatagramId,
+    ts: Timestamp,
+    seq: u64,
+}
+
+/// The ports of a first fragment, when they were seen.
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    ports: Option<(u16, u16)>,
+    ts: Timestamp,
+    seq: u64,
+}
+
+/// The fragments of one datagram waiting for its first fragment.
+#[derive(Debug)]
+struct Waiting {
+    seq: u64,
+    list: Vec<Pending>,
+}
+
 /// The resolver (see the [module docs](self)).
+///
+/// # Memory
+///
+/// The maps hold at most [`FragConfig::max_datagrams`] datagrams (ports)
+/// and [`FragConfig::max_buffered`] fragments. Each map has an expiry queue
+/// in capture-time order, trimmed by the timeout. A datagram whose ports
+/// are seen again later, or whose waiting fragments are released by their
+/// first fragment, leaves a stale entry behind, and the time does not
+/// advance without timestamps (pcapng Simple Packet Blocks) or with a frozen
+/// clock: so a queue is also compacted (its stale entries dropped, counted
+/// in [`FragResolver::order_entries_dropped`]) whenever it holds more than
+/// twice the cap of its map. Together they never hold more than
+/// [`FragConfig::max_order_entries`] entries.
 #[derive(Debug, Default)]
 pub struct FragResolver {
     cfg: FragConfig,
-    known: HashMap<DatagramId, (Option<(u16, u16)>, Timestamp)>,
-    known_order: VecDeque<(DatagramId, Timestamp)>,
-    pending: HashMap<DatagramId, (Timestamp, Vec<Pending>)>,
-    pending_order: VecDeque<(DatagramId, Timestamp)>,
+    known: HashMap<DatagramId, Known>,
+    known_order: VecDeque<Slot>,
+    pending: HashMap<DatagramId, Waiting>,
+    pending_order: VecDeque<Slot>,
+    seq: u64,
     buffered: usize,
     now: Timestamp,
     /// Largest number of fragments buffered at once.
@@ -101,6 +153,34 @@ pub struct FragResolver {
     pub orphans: u64,
     /// Fragments that waited for their first fragment and got its ports.
     pub resolved_late: u64,
+    /// Datagrams whose first-fragment ports were forgotten before their
+    /// timeout because [`FragConfig::max_datagrams`] were remembered (their
+    /// later fragments wait, or become orphans, as if the first fragment
+    /// had not been seen).
+    pub ports_forgotten: u64,
+    /// Stale entries dropped from the expiry queues by compaction (no
+    /// datagram is lost by it).
+    pub order_entries_dropped: u64,
+    /// Largest number of entries in the expiry queues at once (at most
+    /// [`FragConfig::max_order_entries`]).
+    pub peak_order_entries: usize,
+}
+
+/// Drops the stale entries of `order` when it holds more than twice `cap`
+/// (and more than twice the live entries); returns how many were dropped.
+fn compact<V>(
+    order: &mut VecDeque<Slot>,
+    map: &HashMap<DatagramId, V>,
+    cap: usize,
+    seq_of: impl Fn(&V) -> u64,
+) -> u64 {
+    let limit = 2 * cap.max(map.len()).max(1);
+    if order.len() <= limit {
+        return 0;
+    }
+    let before = order.len();
+    order.retain(|s| map.get(&s.id).is_some_and(|v| seq_of(v) == s.seq));
+    (before - order.len()) as u64
 }
 
 impl FragResolver {
@@ -133,15 +213,28 @@ impl FragResolver {
             self.now = self.now.max(t);
         }
         self.expire(released);
+        let r = self.resolve_now(key, make_pending, released);
+        self.peak_order_entries = self
+            .peak_order_entries
+            .max(self.known_order.len() + self.pending_order.len());
+        r
+    }
+
+    fn resolve_now(
+        &mut self,
+        key: PacketKey,
+        make_pending: impl FnOnce() -> (OwnedPacket, u32),
+        released: &mut Vec<(Pending, bool)>,
+    ) -> Resolution {
         let Some(frag) = key.frag else {
             return Resolution::Ready(key);
         };
         let id = frag.datagram;
         if frag.first {
             self.remember(id, key.ports);
-            if let Some((_, list)) = self.pending.remove(&id) {
-                self.buffered = self.buffered.saturating_sub(list.len());
-                for mut p in list {
+            if let Some(w) = self.pending.remove(&id) {
+                self.buffered = self.buffered.saturating_sub(w.list.len());
+                for mut p in w.list {
                     p.key.ports = key.ports;
                     self.resolved_late += 1;
                     released.push((p, false));
@@ -153,9 +246,9 @@ impl FragResolver {
         if key.ports.is_some() || crate::key::portless(id.proto) {
             return Resolution::Ready(key);
         }
-        if let Some((ports, _)) = self.known.get(&id) {
+        if let Some(k) = self.known.get(&id) {
             return Resolution::Ready(PacketKey {
-                ports: *ports,
+                ports: k.ports,
                 ..key
             });
         }
@@ -167,43 +260,78 @@ impl FragResolver {
         }
         let (packet, tag) = make_pending();
         let now = self.now;
-        let entry = self.pending.entry(id).or_insert_with(|| {
-            self.pending_order.push_back((id, now));
-            (now, Vec::new())
-        });
-        entry.1.push(Pending { packet, key, tag });
+        let w = match self.pending.entry(id) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => {
+                self.seq += 1;
+                let seq = self.seq;
+                self.pending_order.push_back(Slot { id, ts: now, seq });
+                v.insert(Waiting {
+                    seq,
+                    list: Vec::new(),
+                })
+            }
+        };
+        w.list.push(Pending { packet, key, tag });
         self.buffered += 1;
         self.peak_buffered = self.peak_buffered.max(self.buffered);
+        self.order_entries_dropped += compact(
+            &mut self.pending_order,
+            &self.pending,
+            self.cfg.max_buffered,
+            |w| w.seq,
+        );
         Resolution::Buffered
     }
 
     fn remember(&mut self, id: DatagramId, ports: Option<(u16, u16)>) {
         let now = self.now;
-        if self.known.insert(id, (ports, now)).is_none() {
-            self.known_order.push_back((id, now));
-        } else {
-            // refreshed: record the new time so that expiry finds it
-            self.known_order.push_back((id, now));
+        if let Some(k) = self.known.get_mut(&id)
+            && k.ts == now
+        {
+            // seen again at the same time: its queue entry stays right
+            k.ports = ports;
+            return;
         }
+        // new, or refreshed at a later time: a new queue entry (the old one,
+        // if any, becomes stale)
+        self.seq += 1;
+        let seq = self.seq;
+        self.known.insert(
+            id,
+            Known {
+                ports,
+                ts: now,
+                seq,
+            },
+        );
+        self.known_order.push_back(Slot { id, ts: now, seq });
         while self.known.len() > self.cfg.max_datagrams.max(1) {
-            let Some((old, t)) = self.known_order.pop_front() else {
+            let Some(old) = self.known_order.pop_front() else {
                 break;
             };
-            if self.known.get(&old).is_some_and(|(_, kt)| *kt == t) {
-                self.known.remove(&old);
+            if self.known.get(&old.id).is_some_and(|k| k.seq == old.seq) {
+                self.known.remove(&old.id);
+                self.ports_forgotten += 1;
             }
         }
+        self.order_entries_dropped += compact(
+            &mut self.known_order,
+            &self.known,
+            self.cfg.max_datagrams,
+            |k| k.seq,
+        );
     }
 
     /// Orphans the oldest pending datagram; `false` if none is pending.
     fn orphan_oldest(&mut self, released: &mut Vec<(Pending, bool)>) -> bool {
-        while let Some((id, t)) = self.pending_order.pop_front() {
-            if self.pending.get(&id).is_some_and(|(pt, _)| *pt == t)
-                && let Some((_, list)) = self.pending.remove(&id)
+        while let Some(s) = self.pending_order.pop_front() {
+            if self.pending.get(&s.id).is_some_and(|w| w.seq == s.seq)
+                && let Some(w) = self.pending.remove(&s.id)
             {
-                self.buffered = self.buffered.saturating_sub(list.len());
-                self.orphans += list.len() as u64;
-                released.extend(list.into_iter().map(|p| (p, true)));
+                self.buffered = self.buffered.saturating_sub(w.list.len());
+                self.orphans += w.list.len() as u64;
+                released.extend(w.list.into_iter().map(|p| (p, true)));
                 return true;
             }
         }
@@ -212,21 +340,21 @@ impl FragResolver {
 
     fn expire(&mut self, released: &mut Vec<(Pending, bool)>) {
         let limit = self.now.0.saturating_sub(self.cfg.timeout_ns);
-        while let Some(&(_, t)) = self.pending_order.front() {
-            if t.0 >= limit {
+        while let Some(s) = self.pending_order.front() {
+            if s.ts.0 >= limit {
                 break;
             }
             if !self.orphan_oldest(released) {
                 break;
             }
         }
-        while let Some(&(id, t)) = self.known_order.front() {
-            if t.0 >= limit {
+        while let Some(&s) = self.known_order.front() {
+            if s.ts.0 >= limit {
                 break;
             }
             self.known_order.pop_front();
-            if self.known.get(&id).is_some_and(|(_, kt)| *kt == t) {
-                self.known.remove(&id);
+            if self.known.get(&s.id).is_some_and(|k| k.seq == s.seq) {
+                self.known.remove(&s.id);
             }
         }
     }
@@ -301,5 +429,116 @@ mod tests {
         r.resolve(k, Some(Timestamp(100)), owned, &mut rel);
         assert_eq!(rel.len(), 3);
         assert_eq!(r.orphans, 3);
+    }
+
+    fn key_of(f: &[u8]) -> PacketKey {
+        PacketKey::from_ipv4(f).unwrap()
+    }
+
+    /// Checks the queue bounds of `r` (configured with `cfg`).
+    fn assert_bounded(r: &FragResolver, cfg: &FragConfig) {
+        assert!(
+            r.known_order.len() <= 2 * cfg.max_datagrams,
+            "{}",
+            r.known_order.len()
+        );
+        assert!(
+            r.pending_order.len() <= 2 * cfg.max_buffered,
+            "{}",
+            r.pending_order.len()
+        );
+        assert!(r.peak_order_entries <= cfg.max_order_entries());
+    }
+
+    #[test]
+    fn order_queues_stay_bounded_without_timestamps() {
+        let cfg = FragConfig {
+            max_buffered: 8,
+            max_datagrams: 16,
+            ..FragConfig::default()
+        };
+        let mut r = FragResolver::new(cfg);
+        let mut rel = Vec::new();
+        let rounds = 5_000u32;
+        for i in 0..rounds {
+            // a datagram whose fragments come before the first one, and
+            // now and then a fragment whose first fragment never comes
+            let f = frags(i as u16);
+            if i % 100 == 0 {
+                let lone = frags(i as u16 ^ 0x8000);
+                r.resolve(key_of(&lone[1]), None, owned, &mut rel);
+            }
+            for p in f.iter().skip(1) {
+                r.resolve(key_of(p), None, owned, &mut rel);
+            }
+            r.resolve(key_of(&f[0]), None, owned, &mut rel);
+            // the first fragment again (same time: nothing new to order)
+            r.resolve(key_of(&f[0]), None, owned, &mut rel);
+            assert_bounded(&r, &cfg);
+        }
+        r.finish(&mut rel);
+        let late = rel.iter().filter(|(_, orphan)| !orphan).count() as u64;
+        assert_eq!(late, u64::from(rounds) * (frags(0).len() as u64 - 1));
+        assert_eq!(r.resolved_late, late);
+        assert_eq!(
+            r.orphans,
+            u64::from(rounds / 100),
+            "only the lone fragments"
+        );
+        assert_eq!(r.ports_forgotten, u64::from(rounds) - 16);
+        assert!(r.order_entries_dropped > 0);
+    }
+
+    #[test]
+    fn order_queues_stay_bounded_when_time_creeps_within_the_timeout() {
+        // the same first fragment over and over, 1 ns apart: nothing ever
+        // times out, and every sighting refreshes the datagram
+        let cfg = FragConfig {
+            max_buffered: 4,
+            max_datagrams: 4,
+            ..FragConfig::default()
+        };
+        let mut r = FragResolver::new(cfg);
+        let mut rel = Vec::new();
+        let f = frags(7);
+        for t in 0..10_000i64 {
+            r.resolve(key_of(&f[0]), Some(Timestamp(t)), owned, &mut rel);
+            assert_bounded(&r, &cfg);
+        }
+        assert_eq!(r.ports_forgotten, 0, "one datagram, never forgotten");
+        // its ports are still known
+        let k = r.resolve(key_of(&f[1]), Some(Timestamp(10_000)), owned, &mut rel);
+        assert!(matches!(k, Resolution::Ready(k) if k.ports == Some((5000, 53))));
+    }
+
+    #[test]
+    fn timeout_still_applies_after_compaction() {
+        let cfg = FragConfig {
+            max_buffered: 2,
+            max_datagrams: 2,
+            timeout_ns: 1_000,
+            ..FragConfig::default()
+        };
+        let mut r = FragResolver::new(cfg);
+        let mut rel = Vec::new();
+        // resolved datagrams leave stale entries, compacted along the way
+        for id in 0..100u16 {
+            let f = frags(id);
+            r.resolve(key_of(&f[1]), Some(Timestamp(0)), owned, &mut rel);
+            r.resolve(key_of(&f[0]), Some(Timestamp(0)), owned, &mut rel);
+        }
+        assert!(r.order_entries_dropped > 0);
+        rel.clear();
+        // one waits; the clock passes the timeout: it is orphaned, and the
+        // ports remembered at time 0 are forgotten
+        let f = frags(500);
+        r.resolve(key_of(&f[1]), Some(Timestamp(10)), owned, &mut rel);
+        assert!(rel.is_empty());
+        let g = frags(99);
+        let k = r.resolve(key_of(&g[1]), Some(Timestamp(5_000)), owned, &mut rel);
+        assert_eq!(rel.len(), 1);
+        assert!(rel[0].1, "orphan");
+        assert!(matches!(k, Resolution::Buffered), "ports of 99 expired");
+        assert_eq!(r.ports_forgotten, 98, "100 datagrams, 2 remembered");
     }
 }

@@ -66,8 +66,13 @@ impl PacketKey {
     /// or `None` if the frame has no decodable IPv4/IPv6 header.
     pub fn from_frame(linktype: LinkType, frame: &[u8]) -> Option<PacketKey> {
         let info = decode_link(linktype, frame).ok()?;
-        let l3 = frame.get(info.l3_offset..)?;
-        match info.ethertype {
+        Self::from_network(info.ethertype, frame.get(info.l3_offset..)?)
+    }
+
+    /// The key of a network-layer packet of this ethertype (`0x0800` IPv4,
+    /// `0x86dd` IPv6; `None` for the others or an undecodable header).
+    pub fn from_network(ethertype: u16, l3: &[u8]) -> Option<PacketKey> {
+        match ethertype {
             0x0800 => Self::from_ipv4(l3),
             0x86dd => Self::from_ipv6(l3),
             _ => None,

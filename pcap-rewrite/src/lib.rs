@@ -39,6 +39,7 @@ pub mod filter;
 pub mod frag;
 pub mod key;
 pub mod output;
+mod prefix;
 mod rewrite;
 
 pub use error::{Error, Result};

@@ -8,7 +8,7 @@ use clap::{Parser, ValueEnum};
 use pcap_rewrite::convert::{ConvertConfig, TargetLink};
 use pcap_rewrite::filter::{self, FilterSet, KeySet, Rule, Term};
 use pcap_rewrite::frag::{FragConfig, OrphanPolicy};
-use pcap_rewrite::output::{OutputFormat, SplitBy};
+use pcap_rewrite::output::{OutputFormat, SplitBy, SplitConfig};
 use pcap_rewrite::{Error, Options, Summary};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -112,8 +112,12 @@ struct Cli {
     #[arg(long, value_enum)]
     split: Option<SplitArg>,
     /// Most split files open at once (least recently used closed first).
-    #[arg(long, default_value_t = 64, value_name = "N")]
+    #[arg(long, default_value_t = SplitConfig::DEFAULT_MAX_OPEN, value_name = "N")]
     max_open_files: usize,
+    /// Most split files created; packets of further flows or keys go to
+    /// one file, overflow.pcap (or .pcapng).
+    #[arg(long, default_value_t = SplitConfig::DEFAULT_MAX_FILES, value_name = "N")]
+    max_split_files: usize,
     /// Most fragments buffered while waiting for their first fragment.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     frag_buffer: usize,
@@ -215,7 +219,11 @@ fn build_options(cli: &Cli) -> Result<Options, Error> {
             },
             ..FragConfig::default()
         },
-        split: split.map(|s| (s, cli.max_open_files)),
+        split: split.map(|by| SplitConfig {
+            by,
+            max_open: cli.max_open_files,
+            max_files: cli.max_split_files,
+        }),
         ..Options::default()
     })
 }
@@ -250,10 +258,22 @@ fn print_summary(s: &Summary) {
             s.fragments_resolved_late, s.orphan_fragments, s.fragments_buffered_peak
         );
     }
+    if s.fragment_ports_forgotten > 0 {
+        eprintln!(
+            "  fragments: the ports of {} datagrams forgotten early (too many remembered)",
+            s.fragment_ports_forgotten
+        );
+    }
     if s.files_reopened > 0 || s.files_written > 1 {
         eprintln!(
             "  {} files written ({} reopens)",
             s.files_written, s.files_reopened
+        );
+    }
+    if s.split_overflow_packets > 0 {
+        eprintln!(
+            "  {} packets of flows or keys beyond --max-split-files written to the overflow file",
+            s.split_overflow_packets
         );
     }
 }

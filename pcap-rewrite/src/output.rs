@@ -15,11 +15,19 @@
 //!
 //! Files are created in the output directory when their first packet comes
 //! (an existing file of the same name is replaced). When more than
-//! `max_open` files would be open, the least recently used one is flushed and
-//! closed; it is reopened in append mode when it gets a packet again. A
-//! reopened pcap file just gets more records after its header; a reopened
-//! pcapng file gets more blocks in the section it has (the interfaces it
-//! declared keep their ids; new ones are declared after it).
+//! [`SplitConfig::max_open`] files would be open, the least recently used one
+//! is flushed and closed; it is reopened in append mode when it gets a packet
+//! again. A reopened pcap file just gets more records after its header; a
+//! reopened pcapng file gets more blocks in the section it has (the
+//! interfaces it declared keep their ids; new ones are declared after it).
+//!
+//! At most [`SplitConfig::max_files`] distinct files are created (one per
+//! label): once that many exist, the packets of a label not seen before go
+//! to a single overflow file, [`OVERFLOW_NAME`] (`overflow.pcap` or
+//! `overflow.pcapng`), counted in [`Outputs::overflow_packets`] and logged
+//! once. Labels that already have a file keep writing to it. What is kept in
+//! memory per label (its name, path and interface list) is therefore bounded
+//! by that cap too.
 
 use crate::{Error, Result};
 use libpcap_tools::{InterfaceSpec, LinkType, Packet, PcapNgWriter, PcapWriter, PcapWriterOptions};
@@ -60,6 +68,42 @@ pub enum SplitBy {
     /// One file per keep rule or keep key that matched.
     Key,
 }
+
+/// Split settings (`--split`, `--max-open-files`, `--max-split-files`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SplitConfig {
+    /// How files are named.
+    pub by: SplitBy,
+    /// Most files open at once (at least 1): the least recently used one is
+    /// closed when another must be opened, and reopened in append mode
+    /// later.
+    pub max_open: usize,
+    /// Most distinct split files. The packets of a label first seen once
+    /// this many files exist go to the overflow file ([`OVERFLOW_NAME`]);
+    /// 0 sends every packet there.
+    pub max_files: usize,
+}
+
+impl SplitConfig {
+    /// Default of [`SplitConfig::max_open`].
+    pub const DEFAULT_MAX_OPEN: usize = 64;
+    /// Default of [`SplitConfig::max_files`].
+    pub const DEFAULT_MAX_FILES: usize = 10_000;
+
+    /// Settings splitting by `by`, with the default caps.
+    pub fn new(by: SplitBy) -> SplitConfig {
+        SplitConfig {
+            by,
+            max_open: Self::DEFAULT_MAX_OPEN,
+            max_files: Self::DEFAULT_MAX_FILES,
+        }
+    }
+}
+
+/// Stem of the split file that receives the packets of the labels beyond
+/// [`SplitConfig::max_files`] (`overflow.pcap` or `overflow.pcapng`). No
+/// label file gets this name: a label `overflow` is written as `_overflow`.
+pub const OVERFLOW_NAME: &str = "overflow";
 
 /// Per-file output settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,7 +292,19 @@ struct SplitEntry {
     path: PathBuf,
     file: Option<OpenFile>,
     state: FileState,
+    /// Last use (0: never written, the file is still to be created).
     tick: u64,
+}
+
+impl SplitEntry {
+    fn new(path: PathBuf) -> SplitEntry {
+        SplitEntry {
+            path,
+            file: None,
+            state: FileState::default(),
+            tick: 0,
+        }
+    }
 }
 
 enum Target {
@@ -258,11 +314,19 @@ enum Target {
     },
     Split {
         dir: PathBuf,
-        by: SplitBy,
-        entries: HashMap<String, SplitEntry>,
-        lru: BTreeMap<u64, String>,
-        max_open: usize,
+        split: SplitConfig,
+        /// File name (sanitised label) -> index in `files`; at most
+        /// `split.max_files` entries.
+        index: HashMap<String, usize>,
+        /// The labelled files, and the overflow file once it exists.
+        files: Vec<SplitEntry>,
+        /// Index of the overflow file in `files`.
+        overflow: Option<usize>,
+        /// Open files by last use (tick -> index in `files`).
+        lru: BTreeMap<u64, usize>,
         tick: u64,
+        /// Scratch for the sanitised label (no allocation per packet).
+        name: String,
     },
 }
 
@@ -275,6 +339,9 @@ pub struct Outputs {
     pub files_created: u64,
     /// Times a closed split file was reopened.
     pub files_reopened: u64,
+    /// Packets written to the overflow file because their label came after
+    /// [`SplitConfig::max_files`] files existed.
+    pub overflow_packets: u64,
 }
 
 impl std::fmt::Debug for Outputs {
@@ -286,19 +353,19 @@ impl std::fmt::Debug for Outputs {
     }
 }
 
-fn sanitize(label: &str) -> String {
-    let s: String = label
-        .chars()
-        .map(|c| match c {
-            'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '_' | '-' => c,
-            ':' => '-',
-            _ => '_',
-        })
-        .collect();
-    if s.is_empty() || s.starts_with('.') {
-        format!("_{s}")
-    } else {
-        s
+/// Writes into `out` the file name (without extension) of `label`: ASCII
+/// letters, digits, `.`, `_` and `-` are kept, `:` becomes `-`, anything else
+/// `_`; a name that would be empty, hidden or [`OVERFLOW_NAME`] gets a `_`
+/// in front.
+fn sanitize_into(label: &str, out: &mut String) {
+    out.clear();
+    out.extend(label.chars().map(|c| match c {
+        'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '_' | '-' => c,
+        ':' => '-',
+        _ => '_',
+    }));
+    if out.is_empty() || out.starts_with('.') || out == OVERFLOW_NAME {
+        out.insert(0, '_');
     }
 }
 
@@ -315,6 +382,7 @@ impl Outputs {
             },
             files_created: 0,
             files_reopened: 0,
+            overflow_packets: 0,
         }
     }
 
@@ -322,7 +390,7 @@ impl Outputs {
     ///
     /// # Errors
     /// [`Error::OutputIo`] if the directory cannot be created.
-    pub fn split(dir: &Path, by: SplitBy, max_open: usize, cfg: OutputConfig) -> Result<Outputs> {
+    pub fn split(dir: &Path, split: SplitConfig, cfg: OutputConfig) -> Result<Outputs> {
         std::fs::create_dir_all(dir).map_err(|source| Error::OutputIo {
             path: dir.to_path_buf(),
             source,
@@ -332,14 +400,20 @@ impl Outputs {
             ifaces: Vec::new(),
             target: Target::Split {
                 dir: dir.to_path_buf(),
-                by,
-                entries: HashMap::new(),
+                split: SplitConfig {
+                    max_open: split.max_open.max(1),
+                    ..split
+                },
+                index: HashMap::new(),
+                files: Vec::new(),
+                overflow: None,
                 lru: BTreeMap::new(),
-                max_open: max_open.max(1),
                 tick: 0,
+                name: String::new(),
             },
             files_created: 0,
             files_reopened: 0,
+            overflow_packets: 0,
         })
     }
 
@@ -351,7 +425,7 @@ impl Outputs {
     /// The split mode, if any.
     pub fn split_by(&self) -> Option<SplitBy> {
         match &self.target {
-            Target::Split { by, .. } => Some(*by),
+            Target::Split { split, .. } => Some(split.by),
             Target::Single { .. } => None,
         }
     }
@@ -433,7 +507,8 @@ impl Outputs {
     }
 
     /// Writes a packet on global interface `iface`, into the file for `label`
-    /// in split mode (ignored otherwise).
+    /// in split mode (ignored otherwise; the overflow file when `label` is new
+    /// and [`SplitConfig::max_files`] files exist).
     ///
     /// # Errors
     /// [`Error::Output`], [`Error::OutputIo`], [`Error::LinkTypeMismatch`].
@@ -452,35 +527,62 @@ impl Outputs {
             }
             Target::Split {
                 dir,
-                entries,
+                split,
+                index,
+                files,
+                overflow,
                 lru,
-                max_open,
                 tick,
-                ..
+                name,
             } => {
+                sanitize_into(label, name);
+                let ext = cfg.format.extension();
+                let mut to_overflow = false;
+                let i = match index.get(name.as_str()) {
+                    Some(&i) => i,
+                    None if index.len() < split.max_files => {
+                        let i = files.len();
+                        files.push(SplitEntry::new(dir.join(format!("{name}.{ext}"))));
+                        index.insert(name.clone(), i);
+                        i
+                    }
+                    None => {
+                        to_overflow = true;
+                        match *overflow {
+                            Some(i) => i,
+                            None => {
+                                let path = dir.join(format!("{OVERFLOW_NAME}.{ext}"));
+                                log::warn!(
+                                    "split: {} files created (the cap); the packets of further \
+                                     labels go to '{}'",
+                                    split.max_files,
+                                    path.display()
+                                );
+                                files.push(SplitEntry::new(path));
+                                *overflow = Some(files.len() - 1);
+                                files.len() - 1
+                            }
+                        }
+                    }
+                };
                 *tick += 1;
                 let now = *tick;
-                let name = sanitize(label);
-                let is_open = entries.get(&name).is_some_and(|e| e.file.is_some());
+                let is_open = files.get(i).is_some_and(|e| e.file.is_some());
                 if !is_open {
                     // make room
-                    while lru.len() >= *max_open {
+                    while lru.len() >= split.max_open {
                         let Some((_, victim)) = lru.pop_first() else {
                             break;
                         };
-                        if let Some(v) = entries.get_mut(&victim)
+                        if let Some(v) = files.get_mut(victim)
                             && let Some(f) = v.file.take()
                         {
                             v.state = f.finish(&v.path)?;
                         }
                     }
-                    let ext = cfg.format.extension();
-                    let entry = entries.entry(name.clone()).or_insert_with(|| SplitEntry {
-                        path: dir.join(format!("{name}.{ext}")),
-                        file: None,
-                        state: FileState::default(),
-                        tick: 0,
-                    });
+                    let Some(entry) = files.get_mut(i) else {
+                        return Ok(());
+                    };
                     let fresh = entry.tick == 0;
                     let io_err = |source| Error::OutputIo {
                         path: entry.path.clone(),
@@ -509,18 +611,22 @@ impl Outputs {
                         self.files_reopened += 1;
                     }
                 }
-                let Some(entry) = entries.get_mut(&name) else {
+                let Some(entry) = files.get_mut(i) else {
                     return Ok(());
                 };
                 if entry.tick != 0 {
                     lru.remove(&entry.tick);
                 }
                 entry.tick = now;
-                lru.insert(now, name);
+                lru.insert(now, i);
                 match &mut entry.file {
-                    Some(f) => f.write(p, iface, &self.ifaces, &entry.path),
-                    None => Ok(()),
+                    Some(f) => f.write(p, iface, &self.ifaces, &entry.path)?,
+                    None => return Ok(()),
                 }
+                if to_overflow {
+                    self.overflow_packets += 1;
+                }
+                Ok(())
             }
         }
     }
@@ -553,8 +659,8 @@ impl Outputs {
                 };
                 f.finish(&path)?;
             }
-            Target::Split { entries, .. } => {
-                for (_, e) in entries {
+            Target::Split { files, .. } => {
+                for e in files {
                     if let Some(f) = e.file {
                         f.finish(&e.path)?;
                     }
@@ -584,10 +690,18 @@ fn open_single(
 
 #[cfg(test)]
 mod tests {
-    use super::sanitize;
+    use super::sanitize_into;
+
+    fn sanitize(label: &str) -> String {
+        let mut s = String::from("left over");
+        sanitize_into(label, &mut s);
+        s
+    }
 
     #[test]
     fn labels_become_safe_file_names() {
+        assert_eq!(sanitize("overflow"), "_overflow");
+        assert_eq!(sanitize("overflow2"), "overflow2");
         assert_eq!(sanitize("tcp_10.0.0.1_80_::1_5"), "tcp_10.0.0.1_80_--1_5");
         assert_eq!(sanitize("port=53&proto=udp"), "port_53_proto_udp");
         assert_eq!(sanitize("../x"), "_.._x");

@@ -1,16 +1,17 @@
 //! The rewriting pipeline: read, convert, filter, write.
 
 use crate::convert::{ConvertConfig, Converter, Skip};
-use crate::filter::{Decision, FilterSet, FlowTuple, Subject, flow_label};
+use crate::filter::{Decision, FilterSet, FlowTuple, Matcher, Subject};
 use crate::frag::{FragConfig, FragResolver, OrphanPolicy, Pending, Resolution};
 use crate::key::PacketKey;
-use crate::output::{OutputConfig, OutputFormat, Outputs, SplitBy};
+use crate::output::{OutputConfig, OutputFormat, Outputs, SplitBy, SplitConfig};
 use crate::{Error, Result};
 use libpcap_tools::{
     CaptureFormat, CaptureReader, Endianness, InterfaceInfo, InterfaceSpec, LinkType, Packet,
     ReaderConfig,
 };
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -27,8 +28,8 @@ pub struct Options {
     pub filter: FilterSet,
     /// Fragment buffering limits.
     pub frag: FragConfig,
-    /// Split mode and the most files open at once.
-    pub split: Option<(SplitBy, usize)>,
+    /// Split mode, the most files open at once and the most files created.
+    pub split: Option<SplitConfig>,
     /// Reader settings.
     pub reader: ReaderConfig,
     /// Write buffer size per output file.
@@ -92,10 +93,20 @@ pub struct Summary {
     pub fragments_resolved_late: u64,
     /// Fragments whose first fragment never came.
     pub orphan_fragments: u64,
+    /// Datagrams whose first-fragment ports were forgotten before the
+    /// timeout because the most datagrams remembered was reached.
+    pub fragment_ports_forgotten: u64,
+    /// Most entries held at once in the fragment resolver's expiry queues
+    /// (bounded by count even without timestamps, see
+    /// [`FragConfig::max_order_entries`]).
+    pub fragment_order_entries_peak: u64,
     /// Output files created.
     pub files_written: u64,
     /// Split files closed and reopened because of the open-file cap.
     pub files_reopened: u64,
+    /// Packets written to the split overflow file because their flow or key
+    /// came after the cap on split files was reached.
+    pub split_overflow_packets: u64,
     /// The input error that ended reading early (truncated or corrupt
     /// input); everything before it was processed and written.
     pub input_error: Option<String>,
@@ -109,13 +120,20 @@ struct InIface {
 
 struct Run<'f> {
     conv: Converter,
-    filter: &'f FilterSet,
+    filter: Matcher<'f>,
     needs_key: bool,
     resolver: Option<FragResolver>,
     out: Outputs,
     in_ifaces: HashMap<(u32, u32), InIface>,
+    /// The last (input interface, output link type) and its output
+    /// interface: consecutive packets mostly share them, and the map lookups
+    /// (two hashes per packet) are skipped then. Entries of `in_ifaces` are
+    /// never removed nor their output interfaces changed, so it stays valid.
+    last_iface: Option<((u32, u32), LinkType, u32)>,
     stats: Summary,
     released: Vec<(Pending, bool)>,
+    /// Scratch for the split label of a packet.
+    label: String,
 }
 
 /// Rewrites `input` into `output` (a file, `-` for standard output, or a
@@ -173,10 +191,9 @@ pub fn rewrite_reader(
     };
     let out = match opts.split {
         // many files may be open: smaller buffers each
-        Some((by, max_open)) => Outputs::split(
+        Some(split) => Outputs::split(
             output,
-            by,
-            max_open,
+            split,
             OutputConfig {
                 buffer_size: ocfg.buffer_size.min(64 << 10),
                 ..ocfg
@@ -184,21 +201,23 @@ pub fn rewrite_reader(
         )?,
         None => Outputs::single(output, ocfg),
     };
-    let split_flow = opts.split.is_some_and(|(by, _)| by == SplitBy::Flow);
+    let split_flow = opts.split.is_some_and(|s| s.by == SplitBy::Flow);
     let needs_ports = opts.filter.needs_ports() || split_flow;
     let mut run = Run {
         conv: Converter::new(opts.convert),
-        filter: &opts.filter,
+        filter: opts.filter.matcher(),
         needs_key: opts.filter.needs_key() || split_flow,
         resolver: needs_ports.then(|| FragResolver::new(opts.frag)),
         out,
         in_ifaces: HashMap::new(),
+        last_iface: None,
         stats: Summary {
             input: input.display().to_string(),
             output: output.display().to_string(),
             ..Summary::default()
         },
         released: Vec::new(),
+        label: String::new(),
     };
 
     let mut cur_section = None;
@@ -206,7 +225,8 @@ pub fn rewrite_reader(
         match reader.next_packet() {
             Ok(Some(p)) => {
                 let k = (section.load(Ordering::Relaxed), p.interface);
-                if run.in_ifaces.contains_key(&k) {
+                if run.last_iface.is_some_and(|(lk, ..)| lk == k) || run.in_ifaces.contains_key(&k)
+                {
                     run.process(p, k)?;
                 } else {
                     let owned = p.to_owned();
@@ -269,6 +289,7 @@ pub fn rewrite_reader(
         ..
     } = run;
     stats.files_reopened = out.files_reopened;
+    stats.split_overflow_packets = out.overflow_packets;
     stats.files_written = out.finish(fallback)?;
     stats.decapsulated = conv.decapsulated;
     stats.not_tunneled = conv.not_tunneled;
@@ -277,6 +298,8 @@ pub fn rewrite_reader(
         stats.fragments_buffered_peak = r.peak_buffered as u64;
         stats.fragments_resolved_late = r.resolved_late;
         stats.orphan_fragments = r.orphans;
+        stats.fragment_ports_forgotten = r.ports_forgotten;
+        stats.fragment_order_entries_peak = r.peak_order_entries as u64;
     }
     Ok(stats)
 }
@@ -320,11 +343,13 @@ impl Run<'_> {
             resolver,
             out,
             in_ifaces,
+            last_iface,
             stats,
             released,
+            label,
         } = self;
-        let cp = match conv.convert(p) {
-            Ok(cp) => cp,
+        let (cp, l3) = match conv.convert_located(p) {
+            Ok(located) => located,
             Err(Skip::Unreadable(why)) => {
                 log::debug!("packet {}: skipped, unreadable: {why}", p.index + 1);
                 stats.skipped_unreadable += 1;
@@ -336,10 +361,24 @@ impl Run<'_> {
                 return Ok(());
             }
         };
-        let gid = out_iface(in_ifaces, out, k, cp.linktype);
+        let gid = match *last_iface {
+            Some((lk, lt, gid)) if lk == k && lt == cp.linktype => gid,
+            _ => {
+                let gid = out_iface(in_ifaces, out, k, cp.linktype);
+                *last_iface = Some((k, cp.linktype, gid));
+                gid
+            }
+        };
         let mut key = None;
         if *needs_key {
-            key = PacketKey::from_frame(cp.linktype, cp.data);
+            // the converter may have decoded the link layer already
+            key = match l3 {
+                Some(l3) => cp
+                    .data
+                    .get(l3.offset..)
+                    .and_then(|d| PacketKey::from_network(l3.ethertype, d)),
+                None => PacketKey::from_frame(cp.linktype, cp.data),
+            };
             if let (Some(r), Some(kk)) = (resolver.as_mut(), key) {
                 match r.resolve(kk, cp.ts, || (cp.to_owned(), gid), released) {
                     Resolution::Ready(kk) => key = Some(kk),
@@ -351,6 +390,7 @@ impl Run<'_> {
                                 filter,
                                 out,
                                 stats,
+                                label,
                                 policy,
                                 &pend.packet.as_packet(),
                                 Some(&pend.key),
@@ -371,6 +411,7 @@ impl Run<'_> {
                 filter,
                 out,
                 stats,
+                label,
                 policy,
                 &pend.packet.as_packet(),
                 Some(&pend.key),
@@ -378,7 +419,17 @@ impl Run<'_> {
                 orphan,
             )?;
         }
-        emit(filter, out, stats, policy, &cp, key.as_ref(), gid, false)
+        emit(
+            filter,
+            out,
+            stats,
+            label,
+            policy,
+            &cp,
+            key.as_ref(),
+            gid,
+            false,
+        )
     }
 
     fn flush_released(&mut self) -> Result<()> {
@@ -388,9 +439,10 @@ impl Run<'_> {
             .map_or(OrphanPolicy::Evaluate, FragResolver::orphan_policy);
         for (pend, orphan) in self.released.drain(..) {
             emit(
-                self.filter,
+                &self.filter,
                 &mut self.out,
                 &mut self.stats,
+                &mut self.label,
                 policy,
                 &pend.packet.as_packet(),
                 Some(&pend.key),
@@ -426,12 +478,14 @@ fn out_iface(
     id
 }
 
-/// Decides on one packet and writes it if kept.
+/// Decides on one packet and writes it if kept (`name` is scratch for the
+/// split label).
 #[allow(clippy::too_many_arguments)] // the pieces of the run, borrowed separately
 fn emit(
-    filter: &FilterSet,
+    filter: &Matcher<'_>,
     out: &mut Outputs,
     stats: &mut Summary,
+    name: &mut String,
     policy: OrphanPolicy,
     p: &Packet<'_>,
     key: Option<&PacketKey>,
@@ -446,7 +500,7 @@ fn emit(
     let decision = match (orphan, policy) {
         // "keep" overrides the rules on addresses and ports, not the time
         // window and index range that every packet must meet
-        (true, OrphanPolicy::Keep) if filter.require.iter().all(|t| t.matches(&subject)) => {
+        (true, OrphanPolicy::Keep) if filter.filter().meets_requirements(&subject) => {
             Decision::Keep(None)
         }
         (true, OrphanPolicy::Keep | OrphanPolicy::Drop) => Decision::Drop,
@@ -459,25 +513,31 @@ fn emit(
         }
         Decision::Keep(label) => label,
     };
-    let name = match out.split_by() {
-        None => String::new(),
-        Some(SplitBy::Key) => label.unwrap_or_else(|| "unmatched".to_string()),
+    // the split label, written into the reused buffer (a String is a
+    // fmt::Write that cannot fail)
+    name.clear();
+    let _ = match out.split_by() {
+        None => Ok(()),
+        Some(SplitBy::Key) => match label {
+            Some(l) => write!(name, "{l}"),
+            None => write!(name, "unmatched"),
+        },
         Some(SplitBy::Flow) => match key {
             Some(k) => match FlowTuple::of(k) {
-                Some(t) => flow_label(&t),
+                Some(t) => write!(name, "{t}"),
                 None => {
                     let (a, b) = if k.src <= k.dst {
                         (k.src, k.dst)
                     } else {
                         (k.dst, k.src)
                     };
-                    format!("proto{}_{a}_{b}", k.proto)
+                    write!(name, "proto{}_{a}_{b}", k.proto)
                 }
             },
-            None => "non-ip".to_string(),
+            None => write!(name, "non-ip"),
         },
     };
-    match out.write(p, gid, &name) {
+    match out.write(p, gid, name) {
         Ok(()) => {}
         Err(Error::Output {
             source: libpcap_tools::Error::Unwritable { index, reason },

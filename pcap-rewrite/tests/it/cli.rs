@@ -188,3 +188,46 @@ fn nanosecond_timestamps_written_as_microseconds_are_counted() {
         assert_eq!(back[0].ts.unwrap().subsec_nanos(), ns, "{fmt}");
     }
 }
+
+#[test]
+fn max_split_files_caps_the_files_and_reports_the_overflow() {
+    let dir = tempfile::tempdir().unwrap();
+    // 5 UDP flows (destination ports 53..58), one packet each
+    let input = sample(dir.path());
+    let out = dir.path().join("flows");
+    let js = dir.path().join("s.json");
+    let o = run(&[
+        input.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--split",
+        "flow",
+        "--max-split-files",
+        "2",
+        "--stats-json",
+        js.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("3 packets of flows or keys beyond --max-split-files"),
+        "{err}"
+    );
+    let mut names: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "overflow.pcap",
+            "udp_10.0.0.1_1_10.0.0.2_53.pcap",
+            "udp_10.0.0.1_1_10.0.0.2_54.pcap"
+        ]
+    );
+    assert_eq!(packets(&out.join("overflow.pcap")).len(), 3);
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&js).unwrap()).unwrap();
+    assert_eq!(s["split_overflow_packets"], 3);
+    assert_eq!(s["files_written"], 3);
+}

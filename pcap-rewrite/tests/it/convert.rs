@@ -316,3 +316,53 @@ fn pcapng_interfaces_keep_resolution_and_get_the_new_link_type() {
         .collect();
     assert_eq!(names, ["if0", "if1"]);
 }
+
+#[test]
+fn alternating_pcapng_interfaces_keep_their_own_output_interface() {
+    // packets switching between two Ethernet interfaces and a raw-IP one,
+    // and runs of several on one: each keeps its interface and link type
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.pcapng");
+    let output = dir.path().join("out.pcapng");
+    let ip = ip_udp(1, 2, 7);
+    let eth = build::ethernet(MAC_S, MAC_D, 0x0800, &ip);
+    let order = [0u32, 1, 1, 0, 0, 2, 2, 0, 1, 2, 0];
+    let v: Vec<_> = order
+        .iter()
+        .enumerate()
+        .map(|(i, &iface)| {
+            let (lt, data) = if iface == 1 {
+                (LinkType::RAW, ip.clone())
+            } else {
+                (LinkType::ETHERNET, eth.clone())
+            };
+            OwnedPacket {
+                interface: iface,
+                ..pkt(i, lt, data)
+            }
+        })
+        .collect();
+    write_pcapng(
+        &input,
+        &[LinkType::ETHERNET, LinkType::RAW, LinkType::ETHERNET],
+        &v,
+    );
+    for filter in [None, Some("port=7")] {
+        let opts = Options {
+            filter: pcap_rewrite::filter::FilterSet {
+                keep: filter
+                    .map(|r| pcap_rewrite::filter::Rule::parse(r).unwrap())
+                    .into_iter()
+                    .collect(),
+                ..Default::default()
+            },
+            ..Options::default()
+        };
+        rewrite(&input, &output, &opts).unwrap();
+        let out = packets(&output);
+        let got: Vec<_> = out.iter().map(|p| (p.interface, p.linktype)).collect();
+        let want: Vec<_> = v.iter().map(|p| (p.interface, p.linktype)).collect();
+        assert_eq!(got, want, "{filter:?}");
+        assert_eq!(crate::common::datas(&out), crate::common::datas(&v));
+    }
+}

@@ -150,3 +150,65 @@ fn address_rules_need_no_buffering() {
     // written in input order
     assert_eq!(out[0].data, *dns.last().unwrap());
 }
+
+#[test]
+fn without_timestamps_the_resolver_memory_is_bounded_by_count() {
+    // pcapng Simple Packet Blocks: no timestamp, the clock never moves, so
+    // nothing ever times out. 2000 datagrams whose first fragment comes
+    // last, and now and then a fragment whose first fragment never comes.
+    let rounds = 2_000u16;
+    let mut frames = Vec::new();
+    let mut want = Vec::new();
+    for i in 0..rounds {
+        let d = datagram(i, 53);
+        if i % 50 == 0 {
+            frames.push(datagram(i ^ 0x8000, 53)[1].clone());
+        }
+        frames.extend(d[1..].iter().cloned());
+        frames.push(d[0].clone());
+        want.extend(d);
+    }
+    let orphans = u64::from(rounds / 50);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.pcapng");
+    let v: Vec<_> = frames
+        .into_iter()
+        .enumerate()
+        .map(|(i, d)| OwnedPacket {
+            ts: None,
+            ..pkt(i, LinkType::ETHERNET, d)
+        })
+        .collect();
+    crate::common::write_pcapng(&input, &[LinkType::ETHERNET], &v);
+    assert!(packets(&input).iter().all(|p| p.ts.is_none()));
+    let frag = FragConfig {
+        max_buffered: 8,
+        max_datagrams: 16,
+        ..FragConfig::default()
+    };
+    let output = dir.path().join("out.pcapng");
+    let opts = Options {
+        filter: FilterSet {
+            keep: vec![Rule::parse("port=53").unwrap()],
+            ..FilterSet::default()
+        },
+        frag,
+        ..Options::default()
+    };
+    let s = rewrite(&input, &output, &opts).unwrap();
+    assert!(
+        s.fragment_order_entries_peak <= frag.max_order_entries() as u64,
+        "{s:?}"
+    );
+    // the same decisions as with unbounded queues: every datagram whole,
+    // the lone fragments orphaned (and dropped: no ports, no port=53)
+    assert_eq!(s.fragments_resolved_late, u64::from(rounds) * 3);
+    assert_eq!(s.orphan_fragments, orphans);
+    assert_eq!(s.dropped_by_filter, orphans);
+    assert_eq!(s.fragment_ports_forgotten, u64::from(rounds) - 16);
+    let got: Vec<_> = packets(&output).into_iter().map(|p| p.data).collect();
+    let mut got_sorted = got.clone();
+    got_sorted.sort();
+    want.sort();
+    assert_eq!(got_sorted, want);
+}

@@ -4,7 +4,7 @@
 use crate::common::corpus_dir;
 use pcap_rewrite::convert::{ConvertConfig, TargetLink};
 use pcap_rewrite::filter::{FilterSet, Rule};
-use pcap_rewrite::output::{OutputFormat, SplitBy};
+use pcap_rewrite::output::{OutputFormat, SplitBy, SplitConfig};
 use pcap_rewrite::{Error, Options, rewrite};
 
 fn option_sets() -> Vec<Options> {
@@ -34,7 +34,11 @@ fn option_sets() -> Vec<Options> {
         Options {
             output_format: Some(OutputFormat::PcapNg),
             filter: filt("net=0.0.0.0/0&proto=udp"),
-            split: Some((SplitBy::Flow, 4)),
+            split: Some(SplitConfig {
+                by: SplitBy::Flow,
+                max_open: 4,
+                max_files: 16,
+            }),
             ..Options::default()
         },
     ]

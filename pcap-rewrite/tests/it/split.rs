@@ -4,7 +4,7 @@ use crate::common::{packets, pkt, write_pcap};
 use libpcap_analyzer::build;
 use libpcap_tools::{LinkType, OwnedPacket};
 use pcap_rewrite::filter::{FilterSet, Rule};
-use pcap_rewrite::output::{OutputFormat, SplitBy};
+use pcap_rewrite::output::{OutputFormat, SplitBy, SplitConfig};
 use pcap_rewrite::{Options, rewrite};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -84,7 +84,10 @@ fn split_by_flow_with_one_open_file_reopens_and_appends() {
         write_pcap(&input, LinkType::ETHERNET, &input_packets);
         let out = dir.path().join("flows");
         let opts = Options {
-            split: Some((SplitBy::Flow, 1)),
+            split: Some(SplitConfig {
+                max_open: 1,
+                ..SplitConfig::new(SplitBy::Flow)
+            }),
             output_format: Some(fmt),
             ..Options::default()
         };
@@ -108,7 +111,7 @@ fn split_by_key_names_files_after_the_rule() {
     write_pcap(&input, LinkType::ETHERNET, &input_packets);
     let out = dir.path().join("keys");
     let opts = Options {
-        split: Some((SplitBy::Key, 64)),
+        split: Some(SplitConfig::new(SplitBy::Key)),
         filter: FilterSet {
             keep: vec![
                 Rule::parse("port=53").unwrap(),
@@ -130,4 +133,99 @@ fn split_by_key_names_files_after_the_rule() {
     let even: Vec<_> = flow443.iter().step_by(2).cloned().collect();
     assert_eq!(got["dport_443"], even);
     assert_eq!(s.packets_written as usize, 10 + even.len());
+}
+
+/// `flows` UDP flows, each a request and a reply; the first three flows
+/// get one more packet at the very end (after every other flow started).
+fn many_flows(flows: u16) -> (Vec<OwnedPacket>, Vec<Vec<u8>>) {
+    let (c, s) = (a(10), a(20));
+    let mut frames = Vec::new();
+    for f in 0..flows {
+        let sport = 10_000 + f;
+        frames.push(build::eth_ip(c, s, 17, &build::udp(c, s, sport, 53, b"q")));
+        frames.push(build::eth_ip(s, c, 17, &build::udp(s, c, 53, sport, b"r")));
+    }
+    for f in 0..3 {
+        let sport = 10_000 + f;
+        frames.push(build::eth_ip(c, s, 17, &build::udp(c, s, sport, 53, b"z")));
+    }
+    let v = frames
+        .iter()
+        .enumerate()
+        .map(|(i, d)| pkt(i, LinkType::ETHERNET, d.clone()))
+        .collect();
+    (v, frames)
+}
+
+#[test]
+fn split_file_cap_sends_later_flows_to_one_overflow_file() {
+    let flows = 200u16;
+    let (input_packets, frames) = many_flows(flows);
+    for (fmt, ext) in [
+        (OutputFormat::Pcap, "pcap"),
+        (OutputFormat::PcapNg, "pcapng"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.pcap");
+        write_pcap(&input, LinkType::ETHERNET, &input_packets);
+        let out = dir.path().join("flows");
+        let opts = Options {
+            split: Some(SplitConfig {
+                by: SplitBy::Flow,
+                // fewer open files than files: the overflow file is closed
+                // and reopened too
+                max_open: 2,
+                max_files: 3,
+            }),
+            output_format: Some(fmt),
+            ..Options::default()
+        };
+        let s = rewrite(&input, &out, &opts).unwrap();
+        let got = files(&out);
+        assert_eq!(
+            got.len(),
+            4,
+            "{fmt:?}: {:?}",
+            got.keys().collect::<Vec<_>>()
+        );
+        assert_eq!(s.files_written, 4, "{fmt:?}");
+        assert_eq!(s.packets_written, input_packets.len() as u64);
+        // the first three flows have their own file, with all their packets
+        // (the late ones included)
+        for f in 0..3usize {
+            let name = format!("udp_{}_{}_{}_53", a(10), 10_000 + f, a(20));
+            let want = vec![
+                frames[2 * f].clone(),
+                frames[2 * f + 1].clone(),
+                frames[2 * usize::from(flows) + f].clone(),
+            ];
+            assert_eq!(got[&name], want, "{fmt:?} {name}");
+        }
+        // every other flow, in input order, in the overflow file
+        let overflow: Vec<_> = frames[6..2 * usize::from(flows)].to_vec();
+        assert_eq!(got["overflow"], overflow, "{fmt:?}");
+        assert_eq!(s.split_overflow_packets, overflow.len() as u64);
+        assert!(out.join(format!("overflow.{ext}")).is_file());
+    }
+}
+
+#[test]
+fn split_file_cap_of_zero_writes_everything_to_the_overflow_file() {
+    let (input_packets, frames) = many_flows(5);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.pcap");
+    write_pcap(&input, LinkType::ETHERNET, &input_packets);
+    let out = dir.path().join("flows");
+    let opts = Options {
+        split: Some(SplitConfig {
+            max_files: 0,
+            ..SplitConfig::new(SplitBy::Flow)
+        }),
+        ..Options::default()
+    };
+    let s = rewrite(&input, &out, &opts).unwrap();
+    let got = files(&out);
+    assert_eq!(got.keys().collect::<Vec<_>>(), ["overflow"]);
+    assert_eq!(got["overflow"], frames);
+    assert_eq!(s.split_overflow_packets, frames.len() as u64);
 }
