@@ -385,20 +385,7 @@ impl Run<'_> {
                     Resolution::Buffered => {
                         // released fragments (orphans made room) go out now
                         let policy = r.orphan_policy();
-                        for (pend, orphan) in released.drain(..) {
-                            emit(
-                                filter,
-                                out,
-                                stats,
-                                label,
-                                policy,
-                                &pend.packet.as_packet(),
-                                Some(&pend.key),
-                                pend.tag,
-                                orphan,
-                            )?;
-                        }
-                        return Ok(());
+                        return emit_released(filter, out, stats, label, policy, released);
                     }
                 }
             }
@@ -406,19 +393,7 @@ impl Run<'_> {
         let policy = resolver
             .as_ref()
             .map_or(OrphanPolicy::Evaluate, FragResolver::orphan_policy);
-        for (pend, orphan) in released.drain(..) {
-            emit(
-                filter,
-                out,
-                stats,
-                label,
-                policy,
-                &pend.packet.as_packet(),
-                Some(&pend.key),
-                pend.tag,
-                orphan,
-            )?;
-        }
+        emit_released(filter, out, stats, label, policy, released)?;
         emit(
             filter,
             out,
@@ -480,6 +455,31 @@ fn out_iface(
 
 /// Decides on one packet and writes it if kept (`name` is scratch for the
 /// split label).
+/// Emits the fragments the resolver released, in order.
+fn emit_released(
+    filter: &Matcher<'_>,
+    out: &mut Outputs,
+    stats: &mut Summary,
+    name: &mut String,
+    policy: OrphanPolicy,
+    released: &mut Vec<(Pending, bool)>,
+) -> Result<()> {
+    for (pend, orphan) in released.drain(..) {
+        emit(
+            filter,
+            out,
+            stats,
+            name,
+            policy,
+            &pend.packet.as_packet(),
+            Some(&pend.key),
+            pend.tag,
+            orphan,
+        )?;
+    }
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)] // the pieces of the run, borrowed separately
 fn emit(
     filter: &Matcher<'_>,

@@ -980,14 +980,7 @@ fn handle_other<R: PcapReaderIterator>(
             let have = r.data().len();
             let declared = declared_len(r.data(), st);
             if let Some(d) = declared {
-                if d > st.max_block {
-                    return Err(Error::BlockTooLarge {
-                        offset: st.offset(consumed),
-                        block_index: st.blocks,
-                        length: d as u64,
-                        cap: st.max_block as u64,
-                    });
-                }
+                check_len(d, st, consumed)?;
                 if d <= have {
                     return Err(corrupt(
                         st,
@@ -1034,10 +1027,16 @@ fn handle_other<R: PcapReaderIterator>(
 /// happens to fit in the buffer already, so that the limit does not depend
 /// on the buffer's size (the chunked reader applies the same one).
 fn check_size(step: &Step, st: &State, consumed: usize) -> Result<()> {
-    let len = match step {
-        Step::Packet { len, .. } | Step::NgPacket { len, .. } | Step::Block(len, _) => *len,
-        _ => return Ok(()),
-    };
+    match step {
+        Step::Packet { len, .. } | Step::NgPacket { len, .. } | Step::Block(len, _) => {
+            check_len(*len, st, consumed)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// [`Error::BlockTooLarge`] when a block of `len` bytes is over the cap.
+fn check_len(len: usize, st: &State, consumed: usize) -> Result<()> {
     if len > st.max_block {
         return Err(Error::BlockTooLarge {
             offset: st.offset(consumed),
