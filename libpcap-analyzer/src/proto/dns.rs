@@ -38,6 +38,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use super::to_hex;
 use nom::bytes::complete::take;
 use nom::error::{ErrorKind, ParseError};
 use nom::number::complete::{be_u8, be_u16, be_u32};
@@ -323,15 +324,6 @@ pub fn rr_type_name(rtype: u16) -> String {
 
 fn ser_rr_type<S: serde::Serializer>(t: &u16, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&rr_type_name(*t))
-}
-
-fn to_hex(data: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(data.len().saturating_mul(2));
-    for b in data {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
 }
 
 fn ser_hex<S: serde::Serializer>(d: &[u8], s: S) -> Result<S::Ok, S::Error> {

@@ -1,9 +1,12 @@
 //! TLS handshake summary over a reassembled TCP stream prefix (one direction).
 //!
 //! Records are split here (RFC 8446 §5.1, 5-byte header) and handshake
-//! messages are reassembled across records; the ClientHello and ServerHello
-//! bodies are decoded with the `tls-parser` crate. Each hello is summarised
-//! with its fingerprints:
+//! messages are reassembled across records, either at once over a buffer
+//! ([`parse_tls_records`]) or incrementally as the stream arrives
+//! ([`TlsStreamParser`], which looks at each byte a bounded number of times
+//! however the stream is cut into segments and records); the ClientHello and
+//! ServerHello bodies are decoded with the `tls-parser` crate. Each hello is
+//! summarised with its fingerprints:
 //!
 //! - **JA3** (<https://github.com/salesforce/ja3>):
 //!   `SSLVersion,Ciphers,Extensions,EllipticCurves,EllipticCurvePointFormats`
@@ -17,6 +20,7 @@
 //! [`TlsEvent::Invalid`] event, and a malformed hello gives a
 //! [`TlsEvent::Malformed`] event while parsing continues.
 
+use super::to_hex;
 use md5::Md5;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
@@ -174,15 +178,6 @@ pub enum TlsEvent {
 pub fn is_grease(v: u16) -> bool {
     let [hi, lo] = v.to_be_bytes();
     hi == lo && hi & 0x0f == 0x0a
-}
-
-fn to_hex(data: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(data.len().saturating_mul(2));
-    for b in data {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
 }
 
 fn md5_hex(s: &str) -> String {
@@ -465,6 +460,350 @@ fn handshake_event(msg_type: u8, body: &[u8], record_version: u16, offset: usize
     }
 }
 
+/// Receives what a [`TlsStreamParser`] finds, in stream order.
+///
+/// Events come as soon as the record carrying them is complete. Records are
+/// grouped: a group ends after a record that leaves no handshake message
+/// in progress, and [`TlsSink::boundary`] is called then. A caller that
+/// wants only groups known to be complete (as [`parse_tls_records`] gives
+/// them) keeps the events of the current group aside until the boundary,
+/// and drops them on a [`TlsEvent::Invalid`] event.
+pub trait TlsSink {
+    /// An event of a complete record. [`TlsEvent::Invalid`] is the last
+    /// event of a stream.
+    fn event(&mut self, event: TlsEvent);
+
+    /// The end of a group: every event since the previous boundary belongs
+    /// to complete records and complete handshake messages.
+    fn boundary(&mut self) {}
+}
+
+/// Collects every event, ignoring group boundaries.
+impl TlsSink for Vec<TlsEvent> {
+    fn event(&mut self, event: TlsEvent) {
+        self.push(event);
+    }
+}
+
+/// Record content types (RFC 8446 §5.1, RFC 6520).
+const CHANGE_CIPHER_SPEC: u8 = 20;
+const ALERT: u8 = 21;
+const HANDSHAKE: u8 = 22;
+const APPLICATION_DATA: u8 = 23;
+const HEARTBEAT: u8 = 24;
+/// Length of a record header (type, version, length).
+const RECORD_HEADER_LEN: usize = 5;
+/// Length of a handshake message header (type, 24-bit length).
+const MESSAGE_HEADER_LEN: usize = 4;
+
+/// Content type, version and fragment length of a record header, or why the
+/// header is not TLS. `offset` is the header's stream offset.
+fn record_header(h: [u8; RECORD_HEADER_LEN], offset: usize) -> Result<(u8, u16, usize), TlsError> {
+    let [ctype, major, minor, l0, l1] = h;
+    let len = usize::from(u16::from_be_bytes([l0, l1]));
+    if !(CHANGE_CIPHER_SPEC..=HEARTBEAT).contains(&ctype) || major != 3 {
+        return Err(TlsError::NotTls { offset });
+    }
+    if len > MAX_RECORD_LEN {
+        return Err(TlsError::RecordTooLong { offset, len });
+    }
+    Ok((ctype, u16::from_be_bytes([major, minor]), len))
+}
+
+/// Body length of a handshake message header (after its type byte), or
+/// the error for a message longer than [`MAX_HANDSHAKE_LEN`].
+fn message_len(a: u8, b: u8, c: u8, record_offset: usize) -> Result<usize, TlsError> {
+    let len = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
+    if len > MAX_HANDSHAKE_LEN {
+        return Err(TlsError::HandshakeTooLong {
+            offset: record_offset,
+            len,
+        });
+    }
+    Ok(len)
+}
+
+/// Incremental parser of the TLS records of one direction of a TCP stream.
+///
+/// Feed it the stream in order, in pieces of any size; each byte is looked
+/// at a bounded number of times whatever the cut: a record cut by a
+/// segment end is kept (at most `5 +` [`MAX_RECORD_LEN`] bytes) until its
+/// last byte arrives, and the bytes of a handshake message spread over
+/// several records are kept (at most `4 +` [`MAX_HANDSHAKE_LEN`] bytes)
+/// until it is complete, then decoded once. Nothing else is kept, and a
+/// buffer is given back as soon as it is emptied.
+///
+/// Handshake records after a ChangeCipherSpec are reported as
+/// [`TlsEvent::EncryptedHandshake`]. After a [`TlsEvent::Invalid`] event
+/// the parser ignores further input.
+///
+/// Offsets in events are stream offsets: from the first byte ever fed.
+#[derive(Debug, Default, Clone)]
+pub struct TlsStreamParser {
+    /// The bytes of a record whose end has not been fed yet, header included.
+    record: Vec<u8>,
+    /// The bytes of a handshake message not complete yet, header included.
+    message: Vec<u8>,
+    /// Bytes fed so far.
+    fed: usize,
+    /// Stream offset just past the record that ended the last group.
+    boundary: usize,
+    /// A ChangeCipherSpec was seen.
+    encrypted: bool,
+    /// An [`TlsEvent::Invalid`] event was given.
+    failed: bool,
+    /// See [`Self::bytes_examined`].
+    examined: u64,
+}
+
+impl TlsStreamParser {
+    /// A parser at the start of a stream.
+    pub fn new() -> TlsStreamParser {
+        TlsStreamParser::default()
+    }
+
+    /// Parses the next bytes of the stream, giving `sink` the events of the
+    /// records completed by them.
+    pub fn feed<S: TlsSink + ?Sized>(&mut self, data: &[u8], sink: &mut S) {
+        if self.failed {
+            return;
+        }
+        self.count(data.len());
+        let end = self.fed.saturating_add(data.len());
+        if let Err(error) = self.feed_records(data, sink) {
+            sink.event(TlsEvent::Invalid { error });
+            self.failed = true;
+            self.fed = end;
+            self.record = Vec::new();
+            self.message = Vec::new();
+        }
+    }
+
+    /// True once the input was found not to be a TLS record stream.
+    pub fn is_failed(&self) -> bool {
+        self.failed
+    }
+
+    /// Bytes fed so far.
+    pub fn fed(&self) -> usize {
+        self.fed
+    }
+
+    /// Stream offset just past the last record that ended a group (see
+    /// [`TlsSink`]): the bytes before it produced all their events.
+    pub fn consumed(&self) -> usize {
+        self.boundary
+    }
+
+    /// Bytes fed since the end of the last group: the bytes a caller that
+    /// re-parsed from the last group end would have to keep.
+    pub fn pending_len(&self) -> usize {
+        self.fed.saturating_sub(self.boundary)
+    }
+
+    /// Bytes of buffer capacity held (a cut record and an incomplete
+    /// handshake message): with the standard `Vec` growth, at most twice
+    /// [`Self::pending_len`] plus 16.
+    pub fn held(&self) -> usize {
+        self.record
+            .capacity()
+            .saturating_add(self.message.capacity())
+    }
+
+    /// Work done so far, in bytes: every byte fed, plus every byte copied
+    /// into the record or message buffer, plus the body of every hello
+    /// decoded. At most four times [`Self::fed`].
+    pub fn bytes_examined(&self) -> u64 {
+        self.examined
+    }
+
+    fn count(&mut self, n: usize) {
+        self.examined = self
+            .examined
+            .saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
+    }
+
+    /// Moves up to `want` bytes of `data` into the record buffer; returns
+    /// the rest of `data`.
+    fn take_into_record<'d>(&mut self, data: &'d [u8], want: usize) -> &'d [u8] {
+        let (head, rest) = data.split_at(want.min(data.len()));
+        self.record.extend_from_slice(head);
+        self.fed = self.fed.saturating_add(head.len());
+        self.count(head.len());
+        rest
+    }
+
+    fn feed_records<S: TlsSink + ?Sized>(
+        &mut self,
+        mut data: &[u8],
+        sink: &mut S,
+    ) -> Result<(), TlsError> {
+        // a record cut at the end of an earlier piece
+        if !self.record.is_empty() {
+            let start = self.fed.saturating_sub(self.record.len());
+            if let Some(missing) = RECORD_HEADER_LEN.checked_sub(self.record.len()) {
+                data = self.take_into_record(data, missing);
+            }
+            let Some(h) = self.record.first_chunk() else {
+                return Ok(());
+            };
+            let (ctype, version, len) = record_header(*h, start)?;
+            let total = RECORD_HEADER_LEN.saturating_add(len);
+            data = self.take_into_record(data, total.saturating_sub(self.record.len()));
+            if self.record.len() < total {
+                return Ok(());
+            }
+            let record = std::mem::take(&mut self.record);
+            let fragment = record.get(RECORD_HEADER_LEN..).unwrap_or_default();
+            self.record_complete(ctype, version, fragment, start, sink)?;
+        }
+        // whole records straight from `data`; the last one, if cut, is kept
+        while !data.is_empty() {
+            let start = self.fed;
+            let Some(h) = data.first_chunk::<RECORD_HEADER_LEN>() else {
+                self.take_into_record(data, data.len());
+                break;
+            };
+            let (ctype, version, len) = record_header(*h, start)?;
+            let Some((record, rest)) = data.split_at_checked(RECORD_HEADER_LEN.saturating_add(len))
+            else {
+                self.take_into_record(data, data.len());
+                break;
+            };
+            data = rest;
+            self.fed = self.fed.saturating_add(record.len());
+            let fragment = record.get(RECORD_HEADER_LEN..).unwrap_or_default();
+            self.record_complete(ctype, version, fragment, start, sink)?;
+        }
+        Ok(())
+    }
+
+    /// One complete record; `self.fed` is already past it.
+    fn record_complete<S: TlsSink + ?Sized>(
+        &mut self,
+        ctype: u8,
+        record_version: u16,
+        fragment: &[u8],
+        offset: usize,
+        sink: &mut S,
+    ) -> Result<(), TlsError> {
+        let len = fragment.len();
+        match ctype {
+            HANDSHAKE if !self.encrypted => {
+                self.handshake_fragment(fragment, record_version, offset, sink)?;
+            }
+            HANDSHAKE => sink.event(TlsEvent::EncryptedHandshake { len }),
+            CHANGE_CIPHER_SPEC => {
+                self.encrypted = true;
+                sink.event(TlsEvent::ChangeCipherSpec);
+            }
+            ALERT => {
+                let (level, description) = match fragment {
+                    [l, d] if !self.encrypted => (Some(*l), Some(*d)),
+                    _ => (None, None),
+                };
+                sink.event(TlsEvent::Alert { level, description });
+            }
+            APPLICATION_DATA => sink.event(TlsEvent::ApplicationData { len }),
+            _ => sink.event(TlsEvent::Heartbeat { len }),
+        }
+        if self.message.is_empty() {
+            self.boundary = self.fed;
+            sink.boundary();
+        }
+        Ok(())
+    }
+
+    /// Appends up to `want` bytes of `data` to the message buffer; returns
+    /// the rest of `data`.
+    fn take_into_message<'d>(&mut self, data: &'d [u8], want: usize) -> &'d [u8] {
+        let (head, rest) = data.split_at(want.min(data.len()));
+        self.message.extend_from_slice(head);
+        self.count(head.len());
+        rest
+    }
+
+    /// The fragment of a plaintext handshake record: completes the message
+    /// in progress, then takes the messages that lie whole in the
+    /// fragment without copying them, and keeps the start of the last one
+    /// if it goes on in a later record.
+    fn handshake_fragment<S: TlsSink + ?Sized>(
+        &mut self,
+        mut rest: &[u8],
+        record_version: u16,
+        record_offset: usize,
+        sink: &mut S,
+    ) -> Result<(), TlsError> {
+        if !self.message.is_empty() {
+            if let Some(missing) = MESSAGE_HEADER_LEN.checked_sub(self.message.len()) {
+                rest = self.take_into_message(rest, missing);
+            }
+            let Some(&[msg_type, a, b, c]) = self.message.first_chunk() else {
+                return Ok(());
+            };
+            let total = MESSAGE_HEADER_LEN.saturating_add(message_len(a, b, c, record_offset)?);
+            rest = self.take_into_message(rest, total.saturating_sub(self.message.len()));
+            if self.message.len() < total {
+                return Ok(());
+            }
+            let message = std::mem::take(&mut self.message);
+            let body = message.get(MESSAGE_HEADER_LEN..).unwrap_or_default();
+            self.message_complete(msg_type, body, record_version, record_offset, sink);
+        }
+        while let [msg_type, a, b, c, after @ ..] = rest {
+            let len = message_len(*a, *b, *c, record_offset)?;
+            let Some((body, after)) = after.split_at_checked(len) else {
+                break;
+            };
+            self.message_complete(*msg_type, body, record_version, record_offset, sink);
+            rest = after;
+        }
+        self.take_into_message(rest, rest.len());
+        Ok(())
+    }
+
+    fn message_complete<S: TlsSink + ?Sized>(
+        &mut self,
+        msg_type: u8,
+        body: &[u8],
+        record_version: u16,
+        record_offset: usize,
+        sink: &mut S,
+    ) {
+        if matches!(msg_type, 1 | 2) {
+            self.count(body.len());
+        }
+        sink.event(handshake_event(
+            msg_type,
+            body,
+            record_version,
+            record_offset,
+        ));
+    }
+}
+
+/// Keeps the events of a group aside until its boundary (see [`TlsSink`]).
+#[derive(Debug, Default)]
+struct CompleteGroups {
+    out: Vec<TlsEvent>,
+    group: Vec<TlsEvent>,
+}
+
+impl TlsSink for CompleteGroups {
+    fn event(&mut self, event: TlsEvent) {
+        if matches!(event, TlsEvent::Invalid { .. }) {
+            self.group.clear();
+            self.out.push(event);
+        } else {
+            self.group.push(event);
+        }
+    }
+
+    fn boundary(&mut self) {
+        self.out.append(&mut self.group);
+    }
+}
+
 /// Parses the TLS records at the start of one direction of a TCP stream.
 ///
 /// Returns the events of every complete record and the number of bytes
@@ -477,80 +816,236 @@ fn handshake_event(msg_type: u8, body: &[u8], record_version: u16, offset: usize
 /// Handshake records after a ChangeCipherSpec in the same call are reported
 /// as [`TlsEvent::EncryptedHandshake`]; a caller resuming after a
 /// ChangeCipherSpec should stop looking for hellos.
+///
+/// Calling this again on a growing buffer costs time quadratic in the
+/// length of a message spread over many records: a stream that arrives in
+/// pieces is better given to a [`TlsStreamParser`].
 pub fn parse_tls_records(data: &[u8]) -> (Vec<TlsEvent>, usize) {
-    let mut out = Vec::new();
-    let mut pending: Vec<TlsEvent> = Vec::new();
-    let mut hs_buf: Vec<u8> = Vec::new();
-    let mut consumed = 0usize;
-    let mut pos = 0usize;
-    let mut encrypted = false;
-    let invalid = |mut out: Vec<TlsEvent>, e: TlsError| {
-        out.push(TlsEvent::Invalid { error: e });
-        (out, data.len())
+    let mut parser = TlsStreamParser::new();
+    let mut sink = CompleteGroups::default();
+    parser.feed(data, &mut sink);
+    let consumed = if parser.is_failed() {
+        data.len()
+    } else {
+        parser.consumed()
     };
-    while let Some(&[ctype, major, _minor, l0, l1]) = data.get(pos..pos.saturating_add(5)) {
-        let record_version = u16::from_be_bytes([major, _minor]);
-        let len = usize::from(u16::from_be_bytes([l0, l1]));
-        if !(20..=24).contains(&ctype) || major != 3 {
-            return invalid(out, TlsError::NotTls { offset: pos });
-        }
-        if len > MAX_RECORD_LEN {
-            return invalid(out, TlsError::RecordTooLong { offset: pos, len });
-        }
-        let start = pos.saturating_add(5);
-        let Some(frag) = data.get(start..start.saturating_add(len)) else {
-            break;
+    (sink.out, consumed)
+}
+
+/// Test support shared by this module's tests and the `tls` plugin's.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+
+    /// `parse_tls_records` as it was before [`TlsStreamParser`] existed
+    /// (commit 24cff81), verbatim: the oracle the incremental parser is
+    /// checked against.
+    pub(crate) fn old_parse_tls_records(data: &[u8]) -> (Vec<TlsEvent>, usize) {
+        let mut out = Vec::new();
+        let mut pending: Vec<TlsEvent> = Vec::new();
+        let mut hs_buf: Vec<u8> = Vec::new();
+        let mut consumed = 0usize;
+        let mut pos = 0usize;
+        let mut encrypted = false;
+        let invalid = |mut out: Vec<TlsEvent>, e: TlsError| {
+            out.push(TlsEvent::Invalid { error: e });
+            (out, data.len())
         };
-        let record_offset = pos;
-        pos = start.saturating_add(len);
-        match ctype {
-            22 if !encrypted => {
-                hs_buf.extend_from_slice(frag);
-                while let [msg_type, a, b, c, rest @ ..] = hs_buf.as_slice() {
-                    let mlen = usize::from(*a) << 16 | usize::from(*b) << 8 | usize::from(*c);
-                    if mlen > MAX_HANDSHAKE_LEN {
-                        return invalid(
-                            out,
-                            TlsError::HandshakeTooLong {
-                                offset: record_offset,
-                                len: mlen,
-                            },
-                        );
+        while let Some(&[ctype, major, _minor, l0, l1]) = data.get(pos..pos.saturating_add(5)) {
+            let record_version = u16::from_be_bytes([major, _minor]);
+            let len = usize::from(u16::from_be_bytes([l0, l1]));
+            if !(20..=24).contains(&ctype) || major != 3 {
+                return invalid(out, TlsError::NotTls { offset: pos });
+            }
+            if len > MAX_RECORD_LEN {
+                return invalid(out, TlsError::RecordTooLong { offset: pos, len });
+            }
+            let start = pos.saturating_add(5);
+            let Some(frag) = data.get(start..start.saturating_add(len)) else {
+                break;
+            };
+            let record_offset = pos;
+            pos = start.saturating_add(len);
+            match ctype {
+                22 if !encrypted => {
+                    hs_buf.extend_from_slice(frag);
+                    while let [msg_type, a, b, c, rest @ ..] = hs_buf.as_slice() {
+                        let mlen = usize::from(*a) << 16 | usize::from(*b) << 8 | usize::from(*c);
+                        if mlen > MAX_HANDSHAKE_LEN {
+                            return invalid(
+                                out,
+                                TlsError::HandshakeTooLong {
+                                    offset: record_offset,
+                                    len: mlen,
+                                },
+                            );
+                        }
+                        let Some(body) = rest.get(..mlen) else {
+                            break;
+                        };
+                        pending.push(handshake_event(
+                            *msg_type,
+                            body,
+                            record_version,
+                            record_offset,
+                        ));
+                        let used = mlen.saturating_add(4);
+                        hs_buf.drain(..used.min(hs_buf.len()));
                     }
-                    let Some(body) = rest.get(..mlen) else {
-                        break;
-                    };
-                    pending.push(handshake_event(
-                        *msg_type,
-                        body,
-                        record_version,
-                        record_offset,
-                    ));
-                    let used = mlen.saturating_add(4);
-                    hs_buf.drain(..used.min(hs_buf.len()));
                 }
+                22 => pending.push(TlsEvent::EncryptedHandshake { len }),
+                20 => {
+                    encrypted = true;
+                    pending.push(TlsEvent::ChangeCipherSpec);
+                }
+                21 => {
+                    let (level, description) = match frag {
+                        [l, d] if !encrypted => (Some(*l), Some(*d)),
+                        _ => (None, None),
+                    };
+                    pending.push(TlsEvent::Alert { level, description });
+                }
+                23 => pending.push(TlsEvent::ApplicationData { len }),
+                _ => pending.push(TlsEvent::Heartbeat { len }),
             }
-            22 => pending.push(TlsEvent::EncryptedHandshake { len }),
-            20 => {
-                encrypted = true;
-                pending.push(TlsEvent::ChangeCipherSpec);
+            if hs_buf.is_empty() {
+                out.append(&mut pending);
+                consumed = pos;
             }
-            21 => {
-                let (level, description) = match frag {
-                    [l, d] if !encrypted => (Some(*l), Some(*d)),
-                    _ => (None, None),
-                };
-                pending.push(TlsEvent::Alert { level, description });
-            }
-            23 => pending.push(TlsEvent::ApplicationData { len }),
-            _ => pending.push(TlsEvent::Heartbeat { len }),
         }
-        if hs_buf.is_empty() {
-            out.append(&mut pending);
-            consumed = pos;
+        (out, consumed)
+    }
+
+    /// The old plugin's way of using [`old_parse_tls_records`] on one
+    /// direction: keep what was not consumed, append each segment, parse the
+    /// whole again.
+    #[derive(Debug, Default)]
+    pub(crate) struct OldLoop {
+        /// Bytes kept between calls (the old per-side buffer).
+        pub(crate) buf: Vec<u8>,
+        /// Stream offset of `buf[0]`.
+        base: usize,
+        /// Sum of the buffer lengths parsed: the old cost in bytes examined.
+        pub(crate) examined: u64,
+    }
+
+    impl OldLoop {
+        /// One segment: the events the old code produced, with offsets made
+        /// stream offsets; `buf` is left as the old code left it.
+        pub(crate) fn call(&mut self, seg: &[u8]) -> Vec<TlsEvent> {
+            self.buf.extend_from_slice(seg);
+            self.examined += self.buf.len() as u64;
+            let (ev, consumed) = old_parse_tls_records(&self.buf);
+            let base = self.base;
+            self.buf.drain(..consumed.min(self.buf.len()));
+            self.base += consumed;
+            ev.into_iter().map(|e| shifted(e, base)).collect()
         }
     }
-    (out, consumed)
+
+    /// `e` with its offsets moved by `base`.
+    pub(crate) fn shifted(e: TlsEvent, base: usize) -> TlsEvent {
+        match e {
+            TlsEvent::Malformed { msg_type, offset } => TlsEvent::Malformed {
+                msg_type,
+                offset: offset + base,
+            },
+            TlsEvent::Invalid { error } => TlsEvent::Invalid {
+                error: match error {
+                    TlsError::NotTls { offset } => TlsError::NotTls {
+                        offset: offset + base,
+                    },
+                    TlsError::RecordTooLong { offset, len } => TlsError::RecordTooLong {
+                        offset: offset + base,
+                        len,
+                    },
+                    TlsError::HandshakeTooLong { offset, len } => TlsError::HandshakeTooLong {
+                        offset: offset + base,
+                        len,
+                    },
+                },
+            },
+            e => e,
+        }
+    }
+
+    /// A handshake message: type, 24-bit length, body.
+    pub(crate) fn handshake(msg_type: u8, body: &[u8]) -> Vec<u8> {
+        let n = body.len() as u32;
+        let mut v = vec![msg_type, (n >> 16) as u8, (n >> 8) as u8, n as u8];
+        v.extend_from_slice(body);
+        v
+    }
+
+    /// `payload` cut into records of type `ctype` (version 3.1) carrying at
+    /// most `chunk` bytes each.
+    pub(crate) fn records(ctype: u8, payload: &[u8], chunk: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for c in payload.chunks(chunk) {
+            out.extend_from_slice(&[ctype, 3, 1]);
+            out.extend_from_slice(&(c.len() as u16).to_be_bytes());
+            out.extend_from_slice(c);
+        }
+        out
+    }
+
+    /// The handshake message of [`crate::build::tls_client_hello`] with a
+    /// padding extension (RFC 7685, type 21) of `pad` zero bytes at the end.
+    pub(crate) fn padded_client_hello(pad: usize) -> Vec<u8> {
+        let rec = crate::build::tls_client_hello("www.example.com", &["h2", "http/1.1"]);
+        let mut m = rec[5..].to_vec();
+        // header 4, legacy_version 2, random 32, session id 1, 3 suites 2+6,
+        // compression 2: then the extensions length
+        let at = 4 + 2 + 32 + 1 + 8 + 2;
+        let ext_len = usize::from(u16::from_be_bytes([m[at], m[at + 1]]));
+        m.extend_from_slice(&21u16.to_be_bytes());
+        m.extend_from_slice(&(pad as u16).to_be_bytes());
+        m.resize(m.len() + pad, 0);
+        m[at..at + 2].copy_from_slice(&((ext_len + 4 + pad) as u16).to_be_bytes());
+        let body = (m.len() - 4) as u32;
+        m[1..4].copy_from_slice(&body.to_be_bytes()[1..]);
+        m
+    }
+
+    /// A server's first flight as one handshake stream cut into records of
+    /// `chunk` bytes: the ServerHello of [`crate::build::tls_server_hello`]
+    /// (0xc02f, "h2"), a Certificate message of `cert` bytes, ServerHelloDone.
+    pub(crate) fn server_flight(cert: usize, chunk: usize) -> Vec<u8> {
+        let sh = crate::build::tls_server_hello(0xc02f, Some("h2"));
+        let mut hs = sh[5..].to_vec();
+        let chain = cert - 3;
+        let mut body = (chain as u32).to_be_bytes()[1..].to_vec();
+        body.extend((0..chain).map(|i| (i % 251) as u8));
+        hs.extend(handshake(11, &body));
+        hs.extend(handshake(14, &[]));
+        records(22, &hs, chunk)
+    }
+
+    /// A xorshift64 generator for reproducible random cuts and mutations.
+    #[derive(Debug)]
+    pub(crate) struct XorShift(pub(crate) u64);
+
+    impl XorShift {
+        pub(crate) fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        /// `data` cut into pieces of 1 to `max` bytes.
+        pub(crate) fn cuts<'d>(&mut self, data: &'d [u8], max: usize) -> Vec<&'d [u8]> {
+            let mut out = Vec::new();
+            let mut rest = data;
+            while !rest.is_empty() {
+                let n = (self.next() as usize % max + 1).min(rest.len());
+                let (a, b) = rest.split_at(n);
+                out.push(a);
+                rest = b;
+            }
+            out
+        }
+    }
 }
 
 #[cfg(test)]
@@ -898,5 +1393,211 @@ mod tests {
         let j = serde_json::to_value(&ev[0]).unwrap();
         assert_eq!(j["event"], "client_hello");
         assert_eq!(j["sni"], "example.com");
+    }
+
+    /// Streams that go through every path: a hello alone, a server flight
+    /// with encrypted records, two messages cut into 7-byte records, a
+    /// ServerHello whose group never ends before non-TLS bytes, a message
+    /// too long after a complete hello in the same record, a record too
+    /// long, and heartbeat / empty / malformed handshake records.
+    fn sample_streams() -> Vec<Vec<u8>> {
+        use test_support::records;
+        let ch = small_client_hello();
+        let sh = small_server_hello();
+        let mut flight = sh.clone();
+        flight.extend(record(22, &handshake(14, &[])));
+        flight.extend(record(20, &[1]));
+        flight.extend(record(22, &[0xde; 40]));
+        flight.extend(record(23, &[0xab; 10]));
+        flight.extend(record(21, &[0xcd; 26]));
+        let mut msgs = ch[5..].to_vec();
+        msgs.extend_from_slice(&sh[5..]);
+        let mut tiny = records(22, &msgs, 7);
+        tiny.extend(record(21, &[1, 0]));
+        let mut cut = sh[5..].to_vec();
+        cut.extend(handshake(11, &[7; 300]));
+        let mut dropped = records(22, &cut[..cut.len() - 50], 100);
+        dropped.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+        let mut too_long = ch[5..].to_vec();
+        too_long.extend_from_slice(&[11, 0x04, 0, 1, 0]);
+        let too_long = records(22, &too_long, 1 << 14);
+        let mut record_too_long = ch.clone();
+        record_too_long.extend_from_slice(&[23, 3, 3, 0x48, 0x01]);
+        let mut odd = record(24, &[1, 2, 3]);
+        odd.extend(record(22, &[]));
+        odd.extend(record(22, &handshake(1, &[3, 3, 0])));
+        odd.extend(small_client_hello());
+        vec![ch, flight, tiny, dropped, too_long, record_too_long, odd]
+    }
+
+    #[test]
+    fn tls_one_shot_parse_matches_the_old_parser() {
+        use test_support::{XorShift, old_parse_tls_records};
+        for s in sample_streams() {
+            for n in 0..=s.len() {
+                assert_eq!(parse_tls_records(&s[..n]), old_parse_tls_records(&s[..n]));
+            }
+        }
+        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+        let samples = sample_streams();
+        for _ in 0..3_000 {
+            let mut b = samples[rng.next() as usize % samples.len()].clone();
+            for _ in 0..(rng.next() % 4 + 1) {
+                let x = rng.next();
+                let i = x as usize % b.len();
+                b[i] = (x >> 40) as u8;
+            }
+            let n = rng.next() as usize % (b.len() + 1);
+            assert_eq!(parse_tls_records(&b), old_parse_tls_records(&b));
+            assert_eq!(parse_tls_records(&b[..n]), old_parse_tls_records(&b[..n]));
+        }
+    }
+
+    /// Feeds `segs` to a [`TlsStreamParser`] and to the old per-call loop:
+    /// after every segment, the events of complete groups and the bytes
+    /// pending are the same, and what the parser holds stays within twice
+    /// what is pending. Stops after a ChangeCipherSpec, where the old loop
+    /// forgot the stream was encrypted (and the plugin stops anyway), and
+    /// after the stream is found not to be TLS.
+    fn check_against_old_loop(segs: &[&[u8]]) {
+        let mut old = test_support::OldLoop::default();
+        let mut parser = TlsStreamParser::new();
+        let mut sink = CompleteGroups::default();
+        for (k, seg) in segs.iter().enumerate() {
+            let expected = old.call(seg);
+            parser.feed(seg, &mut sink);
+            let got = std::mem::take(&mut sink.out);
+            assert_eq!(got, expected, "segment {k} of {}", segs.len());
+            if expected
+                .iter()
+                .any(|e| matches!(e, TlsEvent::Invalid { .. }))
+            {
+                assert!(parser.is_failed());
+                return;
+            }
+            assert!(!parser.is_failed());
+            assert_eq!(parser.pending_len(), old.buf.len(), "segment {k}");
+            assert!(
+                parser.held() <= 2 * parser.pending_len() + 16,
+                "holds {} for {} pending",
+                parser.held(),
+                parser.pending_len()
+            );
+            if expected.contains(&TlsEvent::ChangeCipherSpec) {
+                return;
+            }
+        }
+    }
+
+    #[test]
+    fn tls_stream_parser_gives_the_old_events_whatever_the_cuts() {
+        let mut rng = test_support::XorShift(0x2545_f491_4f6c_dd1d);
+        for s in sample_streams() {
+            check_against_old_loop(&[&s]);
+            check_against_old_loop(&s.chunks(1).collect::<Vec<_>>());
+            for i in 1..s.len() {
+                let (a, b) = s.split_at(i);
+                check_against_old_loop(&[a, b]);
+            }
+            for max in [2, 5, 13, 40, 200] {
+                check_against_old_loop(&rng.cuts(&s, max));
+            }
+        }
+        let samples = sample_streams();
+        for _ in 0..3_000 {
+            let mut b = samples[rng.next() as usize % samples.len()].clone();
+            for _ in 0..(rng.next() % 4 + 1) {
+                let x = rng.next();
+                let i = x as usize % b.len();
+                b[i] = (x >> 40) as u8;
+            }
+            let max = rng.next() as usize % 64 + 1;
+            check_against_old_loop(&rng.cuts(&b, max));
+        }
+    }
+
+    #[test]
+    fn tls_hello_in_one_byte_records_is_decoded_once() {
+        use test_support::{padded_client_hello, records};
+        let m = padded_client_hello(20_000);
+        let (reference, _) = parse_tls_records(&records(22, &m, 1 << 14));
+        let [TlsEvent::ClientHello(expected)] = reference.as_slice() else {
+            panic!("{reference:?}")
+        };
+        assert_eq!(expected.sni.as_deref(), Some("www.example.com"));
+        assert_eq!(expected.extensions, vec![0, 10, 11, 13, 16, 43, 21]);
+        let stream = records(22, &m, 1);
+        assert_eq!(stream.len(), 6 * m.len());
+        for seg in [1, 1460] {
+            let mut parser = TlsStreamParser::new();
+            let mut events = Vec::new();
+            for piece in stream.chunks(seg) {
+                parser.feed(piece, &mut events);
+            }
+            // records carrying part of a message give no event of their own
+            assert_eq!(events.len(), 1, "{events:?}");
+            let hellos: Vec<_> = events
+                .iter()
+                .filter_map(|e| match e {
+                    TlsEvent::ClientHello(h) => Some(h),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(hellos, vec![expected], "segments of {seg}");
+            let examined = parser.bytes_examined();
+            assert!(
+                examined <= 4 * stream.len() as u64,
+                "{examined} bytes examined for {}",
+                stream.len()
+            );
+            assert_eq!(parser.pending_len(), 0);
+            assert_eq!(parser.held(), 0);
+        }
+    }
+
+    #[test]
+    fn tls_large_certificate_in_segments_is_parsed_in_linear_work() {
+        use test_support::{OldLoop, server_flight};
+        let stream = server_flight(200_000, 1 << 14);
+        let n = stream.len() as u64;
+        let mut parser = TlsStreamParser::new();
+        let mut old = OldLoop::default();
+        let mut events = Vec::new();
+        let mut most_held = 0;
+        for seg in stream.chunks(1460) {
+            parser.feed(seg, &mut events);
+            old.call(seg);
+            most_held = most_held.max(parser.held());
+            assert!(parser.held() <= 2 * parser.pending_len() + 16);
+        }
+        let TlsEvent::ServerHello(h) = &events[0] else {
+            panic!("{:?}", events.first())
+        };
+        assert_eq!(h.cipher_suite, 0xc02f);
+        assert_eq!(h.alpn.as_deref(), Some("h2"));
+        assert_eq!(
+            &events[1..],
+            &[
+                TlsEvent::Handshake {
+                    msg_type: 11,
+                    len: 200_000
+                },
+                TlsEvent::Handshake {
+                    msg_type: 14,
+                    len: 0
+                }
+            ]
+        );
+        // fed once, cut records copied once, the Certificate copied once
+        let examined = parser.bytes_examined();
+        assert!(examined <= 4 * n, "{examined} bytes examined for {n}");
+        // the old loop parsed the whole pending stream again per segment
+        assert!(old.examined > 40 * n, "old: {} for {n}", old.examined);
+        // the Certificate was held, nothing more than twice over
+        assert!(
+            (200_000..=2 * n as usize).contains(&most_held),
+            "{most_held}"
+        );
+        assert_eq!(parser.held(), 0);
     }
 }

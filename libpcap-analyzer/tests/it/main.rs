@@ -8,3 +8,4 @@ mod corpus;
 mod dns;
 mod engine;
 mod fixtures;
+mod tls;

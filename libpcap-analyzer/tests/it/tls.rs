@@ -1,0 +1,174 @@
+//! The `tls` plugin through the whole engine: TCP connections built with the
+//! packet builder, whose handshakes arrive whole, one byte per TCP segment,
+//! or as a 200 KB server flight in 1460-byte segments, give the same
+//! ClientHello and ServerHello facts in `tls.jsonl`.
+
+// test code: a failed unwrap or index is a test failure with a message
+#![allow(clippy::indexing_slicing)]
+
+use libpcap_analyzer::Engine;
+use libpcap_analyzer::build::{self, flags, tls_client_hello, tls_server_hello};
+use libpcap_analyzer::plugins::builtin_registry;
+use libpcap_tools::{
+    Config, LinkType, OwnedPacket, PacketSource, SourceEvent, SourceProgress, Timestamp,
+};
+use serde_json::Value;
+use std::net::{IpAddr, Ipv4Addr};
+
+/// An in-memory source.
+struct Mem {
+    packets: Vec<OwnedPacket>,
+    next: usize,
+}
+
+impl PacketSource for Mem {
+    fn next_event(&mut self) -> libpcap_tools::Result<SourceEvent<'_>> {
+        let i = self.next;
+        self.next += 1;
+        Ok(match self.packets.get(i) {
+            Some(p) => SourceEvent::Packet(p.as_packet()),
+            None => SourceEvent::End,
+        })
+    }
+    fn name(&self) -> &str {
+        "memory"
+    }
+    fn progress(&self) -> SourceProgress {
+        SourceProgress {
+            packets: self.next as u64,
+            ..SourceProgress::default()
+        }
+    }
+}
+
+const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));
+const SERVER: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 20));
+
+/// `payload` cut into TLS records of type `ctype` carrying at most `chunk`
+/// bytes each (version 3.1, as the builder's hellos).
+fn records(ctype: u8, payload: &[u8], chunk: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for c in payload.chunks(chunk) {
+        out.extend_from_slice(&[ctype, 3, 1]);
+        out.extend_from_slice(&(c.len() as u16).to_be_bytes());
+        out.extend_from_slice(c);
+    }
+    out
+}
+
+/// A handshake message: type, 24-bit length, body.
+fn handshake(msg_type: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = vec![msg_type];
+    v.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    v.extend_from_slice(body);
+    v
+}
+
+/// One TCP connection from client port `port` to 443: three-way handshake,
+/// the client stream in segments of `client_seg` bytes, then the server
+/// stream in segments of `server_seg` bytes, then FINs.
+fn connection(
+    packets: &mut Vec<OwnedPacket>,
+    port: u16,
+    client: &[u8],
+    client_seg: usize,
+    server: &[u8],
+    server_seg: usize,
+) {
+    let mut push = |from_client: bool, seq: u32, ack: u32, fl: u8, data: &[u8]| {
+        let (s, d, sp, dp) = if from_client {
+            (CLIENT, SERVER, port, 443)
+        } else {
+            (SERVER, CLIENT, 443, port)
+        };
+        let frame = build::eth_ip(s, d, 6, &build::tcp(s, d, sp, dp, seq, ack, fl, data));
+        let index = packets.len() as u64;
+        packets.push(OwnedPacket {
+            index,
+            interface: 0,
+            linktype: LinkType::ETHERNET,
+            ts: Some(Timestamp(1_700_000_000_000_000_000 + index as i64 * 1000)),
+            origlen: frame.len() as u32,
+            data: frame,
+        });
+    };
+    let (mut c, mut s) = (1000u32, 5000u32);
+    push(true, c, 0, flags::SYN, b"");
+    push(false, s, c + 1, flags::SYN | flags::ACK, b"");
+    c += 1;
+    s += 1;
+    push(true, c, s, flags::ACK, b"");
+    for seg in client.chunks(client_seg) {
+        push(true, c, s, flags::ACK | flags::PSH, seg);
+        c += seg.len() as u32;
+    }
+    for seg in server.chunks(server_seg) {
+        push(false, s, c, flags::ACK | flags::PSH, seg);
+        s += seg.len() as u32;
+    }
+    push(true, c, s, flags::FIN | flags::ACK, b"");
+    push(false, s, c + 1, flags::FIN | flags::ACK, b"");
+    push(true, c + 1, s + 1, flags::ACK, b"");
+}
+
+#[test]
+fn tls_hellos_are_the_same_however_the_handshake_is_cut() {
+    let ch = tls_client_hello("www.example.com", &["h2", "http/1.1"]);
+    let sh = tls_server_hello(0xc02f, Some("h2"));
+    // the server's first flight: ServerHello, a 200 KB Certificate,
+    // ServerHelloDone, in 16 KiB records (the ServerHello shares the first)
+    let mut flight = sh[5..].to_vec();
+    let chain = 200_000 - 3;
+    let mut cert = (chain as u32).to_be_bytes()[1..].to_vec();
+    cert.extend((0..chain).map(|i| (i % 251) as u8));
+    flight.extend(handshake(11, &cert));
+    flight.extend(handshake(14, &[]));
+    let flight = records(22, &flight, 1 << 14);
+
+    let mut packets = Vec::new();
+    connection(&mut packets, 40001, &ch, ch.len(), &sh, sh.len());
+    connection(&mut packets, 40002, &ch, 1, &flight, 1460);
+    // the ClientHello in one-byte records, five bytes per segment
+    connection(&mut packets, 40003, &records(22, &ch[5..], 1), 5, &sh, 1);
+
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        Config::from_toml(&format!("[output]\ndir = \"{}\"\n", dir.path().display())).unwrap();
+    let registry = builtin_registry();
+    let names = vec!["tls".to_string()];
+    let factory = || registry.build(&names, &config);
+    let mut out = Engine::new(&config, 1)
+        .unwrap()
+        .run(&factory, &mut Mem { packets, next: 0 })
+        .unwrap();
+    out.save_results(dir.path()).unwrap();
+    let text = std::fs::read_to_string(dir.path().join("tls.jsonl")).unwrap();
+    let mut lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    lines.sort_by_key(|l| l["src_port"].as_u64());
+    let ports: Vec<_> = lines.iter().map(|l| l["src_port"].clone()).collect();
+    assert_eq!(ports, [40001, 40002, 40003]);
+
+    let whole = &lines[0];
+    assert_eq!(whole["client_hello"]["sni"], "www.example.com");
+    assert_eq!(
+        whole["client_hello"]["ja3"],
+        "771,4865-49199-156,0-10-11-13-16-43,29-23,0"
+    );
+    assert_eq!(whole["server_hello"]["ja3s"], "771,49199,65281-16");
+    assert_eq!(whole["server_hello"]["alpn"], "h2");
+    for l in &lines[1..] {
+        assert_eq!(
+            l["client_hello"], whole["client_hello"],
+            "{}",
+            l["src_port"]
+        );
+        assert_eq!(
+            l["server_hello"], whole["server_hello"],
+            "{}",
+            l["src_port"]
+        );
+    }
+}
