@@ -457,6 +457,8 @@ const NO_CHUNK: u32 = u32::MAX;
 struct Batch {
     data: Vec<u8>,
     chunks: Vec<Arc<Vec<u8>>>,
+    /// Number of the first chunk in `chunks` (counted by the dispatcher).
+    first_chunk: u64,
     packets: Vec<Desc>,
 }
 
@@ -814,7 +816,16 @@ struct Dispatcher<'a> {
     blocked: std::time::Duration,
     /// Times a queue was full (debug log).
     full: u64,
+    /// The chunk of the latest packet (its address, only compared) and how
+    /// many chunks came before it.
+    chunk: (usize, u64),
 }
+
+/// A batch still filling is sent once the chunk of its first packet is this
+/// many chunks old: with many workers, a shard that gets few packets would
+/// otherwise keep old chunks alive, and the chunks held would grow with the
+/// number of workers instead of staying a few per queued batch.
+const MAX_CHUNK_AGE: u64 = 4;
 
 /// Where the bytes of a packet are.
 enum Bytes<'p> {
@@ -832,11 +843,24 @@ impl Dispatcher<'_> {
         }
         let n = self.senders.len().max(1) as u64;
         let w = (dispatch_hash(p.linktype, p.data) % n) as usize;
+        if let Bytes::Chunk(c, _) = bytes {
+            let at = Arc::as_ptr(c) as usize;
+            if at != self.chunk.0 {
+                self.chunk = (at, self.chunk.1 + 1);
+                if !self.flush_older(self.chunk.1.saturating_sub(MAX_CHUNK_AGE)) {
+                    return false;
+                }
+            }
+        }
+        let seq = self.chunk.1;
         let Some(b) = self.batches.get_mut(w) else {
             return true;
         };
         let (chunk, start) = match bytes {
             Bytes::Chunk(c, start) => {
+                if b.chunks.is_empty() {
+                    b.first_chunk = seq;
+                }
                 // an `Arc` is cloned once per chunk and batch, not per packet
                 if !b.chunks.last().is_some_and(|last| Arc::ptr_eq(last, c)) {
                     b.chunks.push(c.clone());
@@ -863,6 +887,21 @@ impl Dispatcher<'_> {
         let full =
             b.packets.len() >= BATCH_PACKETS || b.bytes() >= BATCH_BYTES || b.chunks.len() > 2;
         !full || self.send(w)
+    }
+
+    /// Sends every filling batch whose first chunk came before chunk number
+    /// `seq`; `false` when the workers are gone.
+    fn flush_older(&mut self, seq: u64) -> bool {
+        for w in 0..self.batches.len() {
+            let old = self
+                .batches
+                .get(w)
+                .is_some_and(|b| !b.chunks.is_empty() && b.first_chunk < seq);
+            if old && !self.send(w) {
+                return false;
+            }
+        }
+        true
     }
 
     /// Sends the batch of worker `w`; `false` when the worker is gone.
@@ -949,6 +988,7 @@ fn dispatch_loop(
         clock: None,
         blocked: std::time::Duration::ZERO,
         full: 0,
+        chunk: (0, 0),
     };
     let shared = source.can_share();
     let result = loop {
@@ -993,4 +1033,86 @@ fn dispatch_loop(
         thread_cpu()
     );
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build;
+    use std::collections::HashSet;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    /// The distinct chunks that the dispatcher's filling batches hold after
+    /// 200 chunks of 40 packets: 39 of one busy flow and one of 120 sparse
+    /// flows, over 16 shards whose queues are never read (and never full).
+    fn chunks_held_while_filling() -> usize {
+        let mut senders = Vec::new();
+        let mut receivers = Vec::new();
+        for _ in 0..16 {
+            let (tx, rx) = bounded::<Msg>(100_000);
+            senders.push(tx);
+            receivers.push(rx);
+        }
+        let (recycle, recycle_rx) = bounded::<Batch>(1);
+        let pool = Pool {
+            shards: Vec::new(),
+            recycle,
+            failed: AtomicBool::new(false),
+        };
+        let mut d = Dispatcher {
+            batches: (0..senders.len()).map(|_| Batch::default()).collect(),
+            senders,
+            recycle: &recycle_rx,
+            pool: &pool,
+            clock: None,
+            blocked: std::time::Duration::ZERO,
+            full: 0,
+            chunk: (0, 0),
+        };
+        let ip = |a, b, c, d| IpAddr::V4(Ipv4Addr::new(a, b, c, d));
+        let mut sparse = 0u8;
+        for _ in 0..200 {
+            let mut chunk = Vec::new();
+            let mut frames = Vec::new();
+            for k in 0..40 {
+                let (src, dst) = if k == 39 {
+                    sparse = (sparse + 1) % 120;
+                    (ip(10, 1, sparse, 1), ip(10, 2, sparse, 2))
+                } else {
+                    (ip(10, 0, 0, 1), ip(10, 0, 0, 2))
+                };
+                let f = build::eth_ip(src, dst, 17, &build::udp(src, dst, 1, 2, &[0; 8]));
+                frames.push((chunk.len(), f.len()));
+                chunk.extend_from_slice(&f);
+            }
+            let chunk = Arc::new(chunk);
+            for (start, len) in frames {
+                let p = Packet {
+                    index: 0,
+                    interface: 0,
+                    linktype: LinkType::ETHERNET,
+                    ts: None,
+                    origlen: len as u32,
+                    data: &chunk[start..start + len],
+                };
+                assert!(d.push(&p, Bytes::Chunk(&chunk, start)));
+            }
+        }
+        let held: HashSet<usize> = d
+            .batches
+            .iter()
+            .flat_map(|b| b.chunks.iter().map(|c| Arc::as_ptr(c) as usize))
+            .collect();
+        drop(receivers);
+        held.len()
+    }
+
+    #[test]
+    fn sparse_shards_do_not_keep_old_chunks() {
+        // at most the last MAX_CHUNK_AGE + 1 = 5 chunks; without the age rule
+        // each sparse shard kept chunks of its own (16 here)
+        assert_eq!(MAX_CHUNK_AGE, 4);
+        let held = chunks_held_while_filling();
+        assert!(held <= 5, "{held} chunks held");
+    }
 }
