@@ -11,6 +11,10 @@
 //! is [`Error::BlockTooLarge`]. Memory use is bounded by that cap, and the
 //! buffer only grows as far as bytes actually arrive (a huge length near the
 //! end of a cut file ends in [`Error::Truncated`], not a huge allocation).
+//! The decompressor's history (xz dictionary, zstd window), whose size the
+//! compressed stream declares, is capped too: at `max_block_size`, or 128 MiB
+//! if that is more; a stream that needs more is an [`Error::Io`] naming
+//! the cap.
 //!
 //! # Decisions
 //!
@@ -272,7 +276,8 @@ impl CaptureReader {
         let (capacity, max_block) = limits(cfg);
         let raw_read = Arc::new(AtomicU64::new(0));
         let counted = input::Counting::new(input, raw_read.clone());
-        let (mut stream, compression) = input::decompress(Box::new(counted))?;
+        let (mut stream, compression) =
+            input::decompress(Box::new(counted), input::decoder_memory(max_block))?;
         let io_err = |source| Error::Io { offset: 0, source };
         let mut head = Vec::with_capacity(32);
         input::read_more(&mut stream, &mut head, 4).map_err(io_err)?;
