@@ -690,6 +690,20 @@ fn next_ng<'a>(r: &'a mut PcapNGReader<FillReader>, st: &mut State) -> Result<Op
     }
     let mut stalls = 0u32;
     loop {
+        // Every pcapng block is at least 12 bytes (type, length, trailing
+        // length). pcap-parser 0.17 accepts a Process Information Block
+        // declaring 4 to 11 and subtracts 12 from that length (an overflow:
+        // a panic where overflow checks are on), so a shorter length is
+        // refused before the parser sees it.
+        if let Some(len) = ng::declared_block_len(r.data(), st.big_endian)
+            && len < 12
+        {
+            return Err(corrupt(
+                st,
+                r.consumed(),
+                format!("pcapng block with an invalid length {len}"),
+            ));
+        }
         let step = match r.next() {
             Ok((len, PcapBlockOwned::NG(b))) => match b {
                 Block::EnhancedPacket(b) => Step::NgPacket {
