@@ -175,6 +175,8 @@ pub struct ReaderConfig {
     pub buffer_size: usize,
     /// Largest block or record accepted, in bytes: the buffer grows up to this
     /// size for a large valid block; a longer declared length is a corrupt file.
+    /// Also the memory a decompressor may use for its history (xz dictionary,
+    /// zstd window), at least 128 MiB.
     pub max_block_size: usize,
     /// Read classic pcap files into shared chunks, so that packets reach
     /// worker threads without a copy ([`crate::open_capture`]); `false` reads

@@ -156,24 +156,90 @@ impl Read for FillReader {
     }
 }
 
+/// Least memory a decompressor may always use (128 MiB: zstd's own default
+/// window limit, and enough for `xz -9`), whatever `max_block_size` says.
+const MIN_DECODER_MEMORY: usize = 128 << 20;
+
+/// The memory a decompressor may use for its window (zstd) or dictionary
+/// (xz): the reader's block cap, at least [`MIN_DECODER_MEMORY`].
+pub(crate) fn decoder_memory(max_block: usize) -> usize {
+    max_block.max(MIN_DECODER_MEMORY)
+}
+
+/// The largest zstd window (a power of two, as a log) within `memory`
+/// bytes, inside zstd's own bounds (2^10 to 2^31).
+fn zstd_window_log(memory: usize) -> u32 {
+    memory.checked_ilog2().unwrap_or(10).clamp(10, 31)
+}
+
+/// A decompressor whose errors name it (`xz: …`), and say what the memory
+/// cap is when the decoder refused to go over it.
+struct Named<R> {
+    inner: R,
+    name: &'static str,
+    memory: usize,
+}
+
+impl<R: Read> Read for Named<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).map_err(|e| {
+            let note = if e.to_string().contains("memory") {
+                format!(
+                    " (decoders may use {} MiB: reader.max_block_size, at least {} MiB)",
+                    self.memory >> 20,
+                    MIN_DECODER_MEMORY >> 20
+                )
+            } else {
+                String::new()
+            };
+            io::Error::new(e.kind(), format!("{}: {e}{note}", self.name))
+        })
+    }
+}
+
 /// Wraps `inner` in the decompressor named by its first bytes; returns the
 /// decompressed stream (with nothing consumed) and the compression found.
+///
+/// `memory` caps what the decoder allocates for its history, which the
+/// compressed stream declares: an xz dictionary of up to 4 GiB or a zstd
+/// window of up to 2 GiB can be asked for by a few bytes of input. A stream
+/// that needs more fails with an [`Error::Io`] at its first read.
 pub(crate) fn decompress(
     mut inner: Box<dyn Read + Send>,
+    memory: usize,
 ) -> Result<(Box<dyn Read + Send>, Compression)> {
     let mut magic = Vec::with_capacity(8);
     read_more(&mut inner, &mut magic, 6).map_err(|source| Error::Io { offset: 0, source })?;
     let comp = Compression::detect(&magic);
     let raw = Prefixed::new(magic, inner);
+    let io_err = |source: io::Error| Error::Io { offset: 0, source };
+    let named = |name, inner: Box<dyn Read + Send>| -> Box<dyn Read + Send> {
+        Box::new(Named {
+            inner,
+            name,
+            memory,
+        })
+    };
     let out: Box<dyn Read + Send> = match comp {
         Compression::None => Box::new(raw),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
-        Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(raw)),
-        Compression::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(raw)),
-        Compression::Zstd => Box::new(
-            zstd::stream::read::Decoder::new(raw)
-                .map_err(|source| Error::Io { offset: 0, source })?,
-        ),
+        Compression::Gzip => named("gzip", Box::new(flate2::read::MultiGzDecoder::new(raw))),
+        Compression::Xz => {
+            let stream = liblzma::stream::Stream::new_stream_decoder(
+                memory as u64,
+                liblzma::stream::CONCATENATED,
+            )
+            .map_err(|e| io_err(e.into()))?;
+            named(
+                "xz",
+                Box::new(liblzma::read::XzDecoder::new_stream(raw, stream)),
+            )
+        }
+        Compression::Lz4 => named("lz4", Box::new(lz4_flex::frame::FrameDecoder::new(raw))),
+        Compression::Zstd => {
+            let mut d = zstd::stream::read::Decoder::new(raw).map_err(io_err)?;
+            d.window_log_max(zstd_window_log(memory)).map_err(io_err)?;
+            named("zstd", Box::new(d))
+        }
     };
     Ok((out, comp))
 }
@@ -202,6 +268,16 @@ mod tests {
             Compression::None
         );
         assert_eq!(Compression::detect(&[]), Compression::None);
+    }
+
+    #[test]
+    fn decoder_memory_has_a_floor_and_follows_the_block_cap() {
+        assert_eq!(decoder_memory(64), 128 << 20);
+        assert_eq!(decoder_memory(256 << 20), 256 << 20);
+        assert_eq!(zstd_window_log(128 << 20), 27);
+        assert_eq!(zstd_window_log((256 << 20) + 5), 28);
+        assert_eq!(zstd_window_log(usize::MAX), 31);
+        assert_eq!(zstd_window_log(0), 10);
     }
 
     #[test]

@@ -11,6 +11,10 @@
 //! is [`Error::BlockTooLarge`]. Memory use is bounded by that cap, and the
 //! buffer only grows as far as bytes actually arrive (a huge length near the
 //! end of a cut file ends in [`Error::Truncated`], not a huge allocation).
+//! The decompressor's history (xz dictionary, zstd window), whose size the
+//! compressed stream declares, is capped too: at `max_block_size`, or 128 MiB
+//! if that is more; a stream that needs more is an [`Error::Io`] naming
+//! the cap.
 //!
 //! # Decisions
 //!
@@ -272,7 +276,8 @@ impl CaptureReader {
         let (capacity, max_block) = limits(cfg);
         let raw_read = Arc::new(AtomicU64::new(0));
         let counted = input::Counting::new(input, raw_read.clone());
-        let (mut stream, compression) = input::decompress(Box::new(counted))?;
+        let (mut stream, compression) =
+            input::decompress(Box::new(counted), input::decoder_memory(max_block))?;
         let io_err = |source| Error::Io { offset: 0, source };
         let mut head = Vec::with_capacity(32);
         input::read_more(&mut stream, &mut head, 4).map_err(io_err)?;
@@ -685,6 +690,20 @@ fn next_ng<'a>(r: &'a mut PcapNGReader<FillReader>, st: &mut State) -> Result<Op
     }
     let mut stalls = 0u32;
     loop {
+        // Every pcapng block is at least 12 bytes (type, length, trailing
+        // length). pcap-parser 0.17 accepts a Process Information Block
+        // declaring 4 to 11 and subtracts 12 from that length (an overflow:
+        // a panic where overflow checks are on), so a shorter length is
+        // refused before the parser sees it.
+        if let Some(len) = ng::declared_block_len(r.data(), st.big_endian)
+            && len < 12
+        {
+            return Err(corrupt(
+                st,
+                r.consumed(),
+                format!("pcapng block with an invalid length {len}"),
+            ));
+        }
         let step = match r.next() {
             Ok((len, PcapBlockOwned::NG(b))) => match b {
                 Block::EnhancedPacket(b) => Step::NgPacket {

@@ -92,3 +92,71 @@ fn compressed_copies_read_the_same() {
         check(&dir, f, &plain);
     }
 }
+
+/// A small pcap file, xz-compressed with a 256 KiB dictionary, whose LZMA2
+/// dictionary-size byte is then set to `prop` (40: 4 GiB - 1) and the block
+/// header's CRC32 fixed: the data still decodes with any dictionary at
+/// least as large as the one used to write it.
+fn xz_declaring_dictionary(prop: u8) -> (Vec<u8>, usize) {
+    let packets = libpcap_tools::synth::packets(5, libpcap_tools::Timestamp(0));
+    let plain = libpcap_tools::synth::pcap_bytes(
+        &packets,
+        libpcap_tools::LinkType::ETHERNET,
+        libpcap_tools::PcapWriterOptions::default(),
+    )
+    .unwrap();
+    let mut x = liblzma::write::XzEncoder::new(Vec::new(), 0);
+    x.write_all(&plain).unwrap();
+    let mut xz = x.finish().unwrap();
+    // stream header (12 bytes), then the block header: its size byte, flags,
+    // the LZMA2 filter (id 0x21, 1 byte of properties), padding, CRC32
+    let len = (usize::from(xz[12]) + 1) * 4;
+    let header = &mut xz[12..12 + len];
+    let at = header.windows(2).position(|w| w == [0x21, 0x01]).unwrap() + 2;
+    header[at] = prop;
+    let mut crc = flate2::Crc::new();
+    crc.update(&header[..len - 4]);
+    header[len - 4..].copy_from_slice(&crc.sum().to_le_bytes());
+    (xz, packets.len())
+}
+
+#[test]
+fn xz_dictionary_over_the_decoder_memory_cap_is_an_error() {
+    // found by fuzzing (capture_reader): a 2 KB .xz file declaring a 4 GiB
+    // dictionary made the decoder allocate 4 GiB, and a decompression bomb
+    // behind it could fill them; the decoder is now capped at
+    // max(max_block_size, 128 MiB)
+    let (xz, _) = xz_declaring_dictionary(40);
+    let r = CaptureReader::from_reader(std::io::Cursor::new(xz), "4g.xz", &ReaderConfig::default());
+    match r {
+        Err(libpcap_tools::Error::Io { offset: 0, source }) => {
+            let m = source.to_string();
+            assert!(m.starts_with("xz: "), "{m}");
+            assert!(m.contains("memory") && m.contains("256 MiB"), "{m}");
+        }
+        other => panic!("a 4 GiB dictionary was accepted: {other:?}"),
+    }
+    // the same file declaring 2 MiB reads every packet: only the size matters
+    let (xz, n) = xz_declaring_dictionary(18);
+    let got = crate::common::read_bytes(xz, &ReaderConfig::default()).unwrap();
+    assert!(got.error.is_none(), "{:?}", got.error);
+    assert_eq!(got.packets.len(), n);
+}
+
+#[test]
+fn zstd_window_over_the_decoder_memory_cap_is_an_error() {
+    // a zstd frame header asking for a 2 GiB window (descriptor exponent 21)
+    let frame = [0x28, 0xb5, 0x2f, 0xfd, 0x00, 0xa8, 0x01, 0x00, 0x00];
+    let cfg = ReaderConfig {
+        max_block_size: 1 << 30,
+        ..ReaderConfig::default()
+    };
+    match CaptureReader::from_reader(std::io::Cursor::new(frame.to_vec()), "2g.zst", &cfg) {
+        Err(libpcap_tools::Error::Io { offset: 0, source }) => {
+            let m = source.to_string();
+            assert!(m.starts_with("zstd: "), "{m}");
+            assert!(m.contains("memory") && m.contains("1024 MiB"), "{m}");
+        }
+        other => panic!("a 2 GiB window was accepted: {other:?}"),
+    }
+}

@@ -135,3 +135,51 @@ fn mutated_files_never_panic() {
         }
     }
 }
+
+/// Found by fuzzing (capture_reader): pcap-parser accepts a Process
+/// Information Block (type 0x80000001) declaring 4 to 11 bytes and subtracts
+/// 12 from that length, which panicked with overflow checks on. Every
+/// packet before such a block is read, then it is a `Corrupt` error.
+#[test]
+fn pcapng_block_shorter_than_its_header_is_corrupt_not_a_panic() {
+    let packets = libpcap_tools::synth::packets(3, libpcap_tools::Timestamp(0));
+    let spec = [libpcap_tools::InterfaceSpec::new(
+        libpcap_tools::LinkType::ETHERNET,
+    )];
+    for big_endian in [false, true] {
+        for declared in [10u32, 4, 11, 0] {
+            let mut b = libpcap_tools::synth::pcapng_bytes(&packets, &spec, big_endian).unwrap();
+            let at = b.len() as u64;
+            let u32b = |v: u32| {
+                if big_endian {
+                    v.to_be_bytes()
+                } else {
+                    v.to_le_bytes()
+                }
+            };
+            b.extend_from_slice(&u32b(0x8000_0001));
+            b.extend_from_slice(&u32b(declared));
+            b.extend_from_slice(&[0u8; 16]);
+            for cfg in [
+                ReaderConfig::default(),
+                ReaderConfig {
+                    buffer_size: 64,
+                    ..ReaderConfig::default()
+                },
+            ] {
+                let r = read_bytes(b.clone(), &cfg).unwrap();
+                assert_eq!(r.packets.len(), 3, "{big_endian} {declared}");
+                match &r.error {
+                    Some(Error::Corrupt { offset, reason, .. }) => {
+                        assert_eq!(*offset, at, "{big_endian} {declared}");
+                        assert!(
+                            reason.contains(&format!("invalid length {declared}")),
+                            "{reason}"
+                        );
+                    }
+                    other => panic!("{big_endian} {declared}: {other:?}"),
+                }
+            }
+        }
+    }
+}
