@@ -24,7 +24,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use libpcap_analyzer::build::{tls_client_hello, tls_server_hello};
 use libpcap_analyzer::plugin::{EndReason, PacketContext, Plugin, PluginBuilder as _, StreamData};
 use libpcap_analyzer::plugins::tls::TlsPluginBuilder;
-use libpcap_tools::{Config, Direction, FiveTuple, Flow, FlowContext, FlowId, LinkType, Packet};
+use libpcap_tools::{Config, Direction, FiveTuple, Flow, FlowContext, FlowId, Packet};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -92,20 +92,8 @@ struct Case {
 
 fn run(case: &Case, config: &Config) -> Box<dyn Plugin> {
     let mut p = TlsPluginBuilder.build(config).unwrap();
-    let d = [0u8; 0];
-    let pkt = Packet {
-        index: 0,
-        interface: 0,
-        linktype: LinkType::ETHERNET,
-        ts: None,
-        origlen: 0,
-        data: &d,
-    };
-    let ctx = PacketContext {
-        packet: &pkt,
-        depth: 0,
-        context: FlowContext::default(),
-    };
+    let pkt = Packet::pseudo(None);
+    let ctx = PacketContext::new(&pkt, FlowContext::default());
     let flow = Flow::new(FlowId(1), FiveTuple::default(), FlowContext::default());
     for (dir, stream) in [
         (Direction::ToServer, &case.client),

@@ -76,20 +76,6 @@ fn tunnel_hash(parent: u64, src: IpAddr, dst: IpAddr, id: u64) -> u64 {
     crate::flow::fnv1a(&id.to_be_bytes(), h) & 0xFF_FFFF_FFFF
 }
 
-/// A stand-in for layers that have no frame of their own (a datagram
-/// rebuilt from what was pending when it expired, stream data flushed when a
-/// flow ends): index `u64::MAX`, no bytes.
-fn pseudo_packet(ts: Option<Timestamp>) -> Packet<'static> {
-    Packet {
-        index: u64::MAX,
-        interface: 0,
-        linktype: LinkType(u32::MAX),
-        ts,
-        origlen: 0,
-        data: &[],
-    }
-}
-
 /// The analysis engine for one thread.
 ///
 /// ```
@@ -294,11 +280,7 @@ impl Analyzer {
                 payload,
                 vlans: info.as_ref().map_or(&[][..], |i| i.vlans()),
             };
-            let ctx = PacketContext {
-                packet,
-                depth: l0.depth,
-                context: l0,
-            };
+            let ctx = PacketContext::new(packet, l0);
             let mut decaps = Vec::new();
             for k in 0..self.dispatch.link.len() {
                 let Some(&i) = self.dispatch.link.get(k) else {
@@ -349,11 +331,7 @@ impl Analyzer {
         if self.dispatch.network.is_empty() {
             return;
         }
-        let ctx = PacketContext {
-            packet,
-            depth: l0.depth,
-            context: l0,
-        };
+        let ctx = PacketContext::new(packet, l0);
         let mut decaps = Vec::new();
         for k in 0..self.dispatch.network.len() {
             let Some(&i) = self.dispatch.network.get(k) else {
@@ -549,7 +527,7 @@ impl Analyzer {
             self.stats.anomaly("defrag_frames_unattributed");
             return;
         };
-        let pseudo = pseudo_packet(failure.last_ts);
+        let pseudo = Packet::pseudo(failure.last_ts);
         let l0 = failure.key.context;
         let frames = Frames {
             frames: failure.frames,
@@ -712,11 +690,7 @@ impl Analyzer {
                     .call(i, &mut self.stats, |p| p.flow_created(flow));
             }
         }
-        let ctx = PacketContext {
-            packet,
-            depth: l0.depth,
-            context: l0,
-        };
+        let ctx = PacketContext::new(packet, l0);
         let mut decaps = Vec::new();
         if !self.dispatch.transport.is_empty() {
             let Some(entry) = self.flows.get(tracked.handle) else {
@@ -962,12 +936,8 @@ impl Analyzer {
 
     fn end_flow(&mut self, flow: Flow, ext: FlowExt, reason: EndReason) {
         if let Some(mut streams) = ext.streams {
-            let pseudo = pseudo_packet(flow.last_seen);
-            let ctx = PacketContext {
-                packet: &pseudo,
-                depth: flow.context.depth,
-                context: flow.context,
-            };
+            let pseudo = Packet::pseudo(flow.last_seen);
+            let ctx = PacketContext::new(&pseudo, flow.context);
             let d = &mut self.dispatch;
             let stats = &mut self.stats;
             let [a, b] = &mut *streams;

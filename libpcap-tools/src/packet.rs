@@ -80,6 +80,23 @@ pub struct Packet<'a> {
     pub data: &'a [u8],
 }
 
+impl Packet<'static> {
+    /// A packet with no bytes (index `u64::MAX`, link type `u32::MAX`) at
+    /// time `ts`: what plugins are handed for events that no captured frame
+    /// carries (stream data flushed when a flow ends, a datagram given up),
+    /// and a placeholder in tests.
+    pub fn pseudo(ts: Option<Timestamp>) -> Packet<'static> {
+        Packet {
+            index: u64::MAX,
+            interface: 0,
+            linktype: LinkType(u32::MAX),
+            ts,
+            origlen: 0,
+            data: &[],
+        }
+    }
+}
+
 impl Packet<'_> {
     /// Captured length (`data.len()`), saturated to `u32`.
     pub fn caplen(&self) -> u32 {

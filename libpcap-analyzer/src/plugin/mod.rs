@@ -231,7 +231,17 @@ pub struct PacketContext<'a> {
     pub context: FlowContext,
 }
 
-impl PacketContext<'_> {
+impl<'a> PacketContext<'a> {
+    /// The context of the layer of `packet` in `context` (its depth is the
+    /// context's).
+    pub fn new(packet: &'a Packet<'a>, context: FlowContext) -> PacketContext<'a> {
+        PacketContext {
+            packet,
+            depth: context.depth,
+            context,
+        }
+    }
+
     /// Capture time of the frame.
     pub fn ts(&self) -> Option<Timestamp> {
         self.packet.ts

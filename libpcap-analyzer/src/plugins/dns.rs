@@ -273,7 +273,7 @@ impl PluginBuilder for DnsPluginBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use libpcap_tools::{FiveTuple, FlowContext, LinkType, Packet};
+    use libpcap_tools::{FiveTuple, FlowContext, Packet};
     use std::net::IpAddr;
 
     #[test]
@@ -290,20 +290,8 @@ mod tests {
             counters: DnsCounters::default(),
             spool: Spool::new("dns", None),
         };
-        let d = [0u8; 0];
-        let pkt = Packet {
-            index: 0,
-            interface: 0,
-            linktype: LinkType::ETHERNET,
-            ts: None,
-            origlen: 0,
-            data: &d,
-        };
-        let ctx = PacketContext {
-            packet: &pkt,
-            depth: 0,
-            context: FlowContext::default(),
-        };
+        let pkt = Packet::pseudo(None);
+        let ctx = PacketContext::new(&pkt, FlowContext::default());
         let key = FiveTuple {
             src: IpAddr::from([10, 0, 0, 1]),
             dst: IpAddr::from([10, 0, 0, 2]),

@@ -324,7 +324,7 @@ mod tests {
     use super::*;
     use crate::plugin::PacketContext;
     use crate::proto::tls::test_support;
-    use libpcap_tools::{FiveTuple, FlowContext, LinkType, Packet};
+    use libpcap_tools::{FiveTuple, FlowContext, Packet};
 
     #[test]
     fn partial_handshakes_stay_under_the_global_budget() {
@@ -333,20 +333,8 @@ mod tests {
             max_total_buffer: 4000,
         };
         let mut p = TlsPlugin::new(cfg, Spool::new("tls", None));
-        let d = [0u8; 0];
-        let pkt = Packet {
-            index: 0,
-            interface: 0,
-            linktype: LinkType::ETHERNET,
-            ts: None,
-            origlen: 0,
-            data: &d,
-        };
-        let ctx = PacketContext {
-            packet: &pkt,
-            depth: 0,
-            context: FlowContext::default(),
-        };
+        let pkt = Packet::pseudo(None);
+        let ctx = PacketContext::new(&pkt, FlowContext::default());
         // a record header announcing 16000 bytes, then part of it: never complete
         let mut partial = vec![0x16, 0x03, 0x01, 0x3e, 0x80, 0x01, 0x00, 0x3e, 0x7c];
         partial.extend_from_slice(&[0u8; 600]);
@@ -374,20 +362,8 @@ mod tests {
 
     /// Feeds `data` of flow `id` in direction `dir` (a gap when `None`).
     fn feed(p: &mut TlsPlugin, id: u64, dir: Direction, data: Option<&[u8]>) {
-        let d = [0u8; 0];
-        let pkt = Packet {
-            index: 0,
-            interface: 0,
-            linktype: LinkType::ETHERNET,
-            ts: None,
-            origlen: 0,
-            data: &d,
-        };
-        let ctx = PacketContext {
-            packet: &pkt,
-            depth: 0,
-            context: FlowContext::default(),
-        };
+        let pkt = Packet::pseudo(None);
+        let ctx = PacketContext::new(&pkt, FlowContext::default());
         let f = Flow::new(FlowId(id), FiveTuple::default(), FlowContext::default());
         let data = match data {
             Some(data) => StreamData::Data { offset: 0, data },
