@@ -10,15 +10,15 @@ use libpcap_analyzer::samples::sample_trace;
 use libpcap_analyzer::{AnalyzerError, Engine};
 use libpcap_tools::{Config, OwnedPacket, PacketSource, SourceEvent, SourceProgress};
 
-/// An in-memory source.
-struct Mem {
+/// An in-memory source (also used by the tls tests).
+pub(crate) struct Mem {
     packets: Vec<OwnedPacket>,
     next: usize,
     delay: Option<std::time::Duration>,
 }
 
 impl Mem {
-    fn new(packets: Vec<OwnedPacket>) -> Mem {
+    pub(crate) fn new(packets: Vec<OwnedPacket>) -> Mem {
         Mem {
             packets,
             next: 0,

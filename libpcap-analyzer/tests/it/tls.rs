@@ -6,40 +6,13 @@
 // test code: a failed unwrap or index is a test failure with a message
 #![allow(clippy::indexing_slicing)]
 
+use crate::engine::Mem;
 use libpcap_analyzer::Engine;
 use libpcap_analyzer::build::{self, flags, tls_client_hello, tls_server_hello};
 use libpcap_analyzer::plugins::builtin_registry;
-use libpcap_tools::{
-    Config, LinkType, OwnedPacket, PacketSource, SourceEvent, SourceProgress, Timestamp,
-};
+use libpcap_tools::{Config, LinkType, OwnedPacket, Timestamp};
 use serde_json::Value;
 use std::net::{IpAddr, Ipv4Addr};
-
-/// An in-memory source.
-struct Mem {
-    packets: Vec<OwnedPacket>,
-    next: usize,
-}
-
-impl PacketSource for Mem {
-    fn next_event(&mut self) -> libpcap_tools::Result<SourceEvent<'_>> {
-        let i = self.next;
-        self.next += 1;
-        Ok(match self.packets.get(i) {
-            Some(p) => SourceEvent::Packet(p.as_packet()),
-            None => SourceEvent::End,
-        })
-    }
-    fn name(&self) -> &str {
-        "memory"
-    }
-    fn progress(&self) -> SourceProgress {
-        SourceProgress {
-            packets: self.next as u64,
-            ..SourceProgress::default()
-        }
-    }
-}
 
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));
 const SERVER: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 20));
@@ -139,7 +112,7 @@ fn tls_hellos_are_the_same_however_the_handshake_is_cut() {
     let factory = || registry.build(&names, &config);
     let mut out = Engine::new(&config, 1)
         .unwrap()
-        .run(&factory, &mut Mem { packets, next: 0 })
+        .run(&factory, &mut Mem::new(packets))
         .unwrap();
     out.save_results(dir.path()).unwrap();
     let text = std::fs::read_to_string(dir.path().join("tls.jsonl")).unwrap();
