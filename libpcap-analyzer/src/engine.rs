@@ -460,6 +460,8 @@ struct Batch {
     /// Number of the first chunk in `chunks` (counted by the dispatcher).
     first_chunk: u64,
     packets: Vec<Desc>,
+    /// Sum of the packets' lengths (copied or referenced).
+    size: usize,
 }
 
 /// The bytes of packet `d` of a batch (its copied data and its chunks).
@@ -495,13 +497,13 @@ impl Batch {
         self.data.clear();
         self.chunks.clear();
         self.packets.clear();
+        self.size = 0;
     }
 
-    /// Bytes the batch stands for (copied or referenced).
+    /// Bytes of the packets in the batch, copied or referenced (not their
+    /// offsets: a packet late in a large read chunk does not fill a batch).
     fn bytes(&self) -> usize {
-        self.data
-            .len()
-            .max(self.packets.last().map_or(0, |d| d.start + d.len))
+        self.size
     }
 }
 
@@ -884,6 +886,7 @@ impl Dispatcher<'_> {
             start,
             len: p.data.len(),
         });
+        b.size += p.data.len();
         let full =
             b.packets.len() >= BATCH_PACKETS || b.bytes() >= BATCH_BYTES || b.chunks.len() > 2;
         !full || self.send(w)
@@ -1042,13 +1045,15 @@ mod tests {
     use std::collections::HashSet;
     use std::net::{IpAddr, Ipv4Addr};
 
-    /// The distinct chunks that the dispatcher's filling batches hold after
-    /// 200 chunks of 40 packets: 39 of one busy flow and one of 120 sparse
-    /// flows, over 16 shards whose queues are never read (and never full).
-    fn chunks_held_while_filling() -> usize {
+    /// Runs `f` on a dispatcher over `shards` shards whose queues are never
+    /// read (and never full), then gives its result and the batches queued.
+    fn with_dispatcher<R>(
+        shards: usize,
+        f: impl FnOnce(&mut Dispatcher<'_>) -> R,
+    ) -> (R, Vec<Batch>) {
         let mut senders = Vec::new();
         let mut receivers = Vec::new();
-        for _ in 0..16 {
+        for _ in 0..shards {
             let (tx, rx) = bounded::<Msg>(100_000);
             senders.push(tx);
             receivers.push(rx);
@@ -1069,42 +1074,87 @@ mod tests {
             full: 0,
             chunk: (0, 0),
         };
-        let ip = |a, b, c, d| IpAddr::V4(Ipv4Addr::new(a, b, c, d));
-        let mut sparse = 0u8;
-        for _ in 0..200 {
-            let mut chunk = Vec::new();
-            let mut frames = Vec::new();
-            for k in 0..40 {
-                let (src, dst) = if k == 39 {
-                    sparse = (sparse + 1) % 120;
-                    (ip(10, 1, sparse, 1), ip(10, 2, sparse, 2))
-                } else {
-                    (ip(10, 0, 0, 1), ip(10, 0, 0, 2))
-                };
-                let f = build::eth_ip(src, dst, 17, &build::udp(src, dst, 1, 2, &[0; 8]));
-                frames.push((chunk.len(), f.len()));
-                chunk.extend_from_slice(&f);
-            }
-            let chunk = Arc::new(chunk);
-            for (start, len) in frames {
-                let p = Packet {
-                    index: 0,
-                    interface: 0,
-                    linktype: LinkType::ETHERNET,
-                    ts: None,
-                    origlen: len as u32,
-                    data: &chunk[start..start + len],
-                };
-                assert!(d.push(&p, Bytes::Chunk(&chunk, start)));
-            }
-        }
-        let held: HashSet<usize> = d
-            .batches
+        let r = f(&mut d);
+        drop(d);
+        let sent = receivers
             .iter()
-            .flat_map(|b| b.chunks.iter().map(|c| Arc::as_ptr(c) as usize))
+            .flat_map(|rx| rx.try_iter())
+            .filter_map(|m| match m {
+                Msg::Batch(b) => Some(b),
+                _ => None,
+            })
             .collect();
-        drop(receivers);
-        held.len()
+        (r, sent)
+    }
+
+    /// Pushes the packets at `frames` (start, length) of `chunk`.
+    fn push_chunk(d: &mut Dispatcher<'_>, chunk: &Arc<Vec<u8>>, frames: &[(usize, usize)]) {
+        for &(start, len) in frames {
+            let p = Packet {
+                index: 0,
+                interface: 0,
+                linktype: LinkType::ETHERNET,
+                ts: None,
+                origlen: len as u32,
+                data: &chunk[start..start + len],
+            };
+            assert!(d.push(&p, Bytes::Chunk(chunk, start)));
+        }
+    }
+
+    /// The distinct chunks that the dispatcher's filling batches hold after
+    /// 200 chunks of 40 packets: 39 of one busy flow and one of 120 sparse
+    /// flows, over 16 shards.
+    fn chunks_held_while_filling() -> usize {
+        let ip = |a, b, c, d| IpAddr::V4(Ipv4Addr::new(a, b, c, d));
+        let (held, _) = with_dispatcher(16, |d| {
+            let mut sparse = 0u8;
+            for _ in 0..200 {
+                let mut chunk = Vec::new();
+                let mut frames = Vec::new();
+                for k in 0..40 {
+                    let (src, dst) = if k == 39 {
+                        sparse = (sparse + 1) % 120;
+                        (ip(10, 1, sparse, 1), ip(10, 2, sparse, 2))
+                    } else {
+                        (ip(10, 0, 0, 1), ip(10, 0, 0, 2))
+                    };
+                    let f = build::eth_ip(src, dst, 17, &build::udp(src, dst, 1, 2, &[0; 8]));
+                    frames.push((chunk.len(), f.len()));
+                    chunk.extend_from_slice(&f);
+                }
+                push_chunk(d, &Arc::new(chunk), &frames);
+            }
+            let held: HashSet<usize> = d
+                .batches
+                .iter()
+                .flat_map(|b| b.chunks.iter().map(|c| Arc::as_ptr(c) as usize))
+                .collect();
+            held.len()
+        });
+        held
+    }
+
+    #[test]
+    fn packets_late_in_a_large_chunk_still_fill_whole_batches() {
+        // one 4 MiB read chunk (a `buffer_size` above BATCH_BYTES) of one
+        // flow: the batches are full by packet count, not sent one packet
+        // at a time once the packets' offsets pass BATCH_BYTES (which made
+        // `-j 2` 3.5x slower with such a buffer)
+        let src = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        let dst = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+        let f = build::eth_ip(src, dst, 17, &build::udp(src, dst, 1, 2, &[0; 958]));
+        let n = (4 << 20) / f.len();
+        let chunk: Vec<u8> = f.iter().copied().cycle().take(n * f.len()).collect();
+        let frames: Vec<(usize, usize)> = (0..n).map(|i| (i * f.len(), f.len())).collect();
+        let (_, sent) = with_dispatcher(1, |d| push_chunk(d, &Arc::new(chunk), &frames));
+        assert_eq!(
+            sent.len(),
+            n / BATCH_PACKETS,
+            "batches sent for {n} packets"
+        );
+        assert!(sent.iter().all(|b| b.packets.len() == BATCH_PACKETS));
+        assert!(sent.iter().all(|b| b.bytes() == BATCH_PACKETS * f.len()));
     }
 
     #[test]
