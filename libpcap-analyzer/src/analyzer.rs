@@ -521,8 +521,7 @@ impl Analyzer {
     /// A datagram that could not be rebuilt: its frames still count for the
     /// connection of its first fragment's ports, when that one arrived.
     fn defrag_failed(&mut self, failure: DefragFailure) {
-        self.stats
-            .anomaly(&format!("defrag_{}", failure_name(&failure)));
+        self.stats.anomaly(failure.reason.anomaly());
         let Some(first) = failure.first_fragment.as_deref() else {
             self.stats.anomaly("defrag_frames_unattributed");
             return;
@@ -557,8 +556,7 @@ impl Analyzer {
     }
 
     fn decode_error(&mut self, e: &wire::DecodeError) {
-        self.stats
-            .anomaly(&crate::decode::link::decode_error_kind(e));
+        self.stats.anomaly(e.kind());
     }
 
     #[allow(clippy::too_many_arguments)] // see fragment()
@@ -1050,10 +1048,6 @@ fn ports_prefix(proto: u8, data: &[u8]) -> (u16, u16, u8) {
         }
         _ => (0, 0, 0),
     }
-}
-
-fn failure_name(f: &DefragFailure) -> String {
-    format!("{:?}", f.reason).to_lowercase()
 }
 
 fn deliver_stream(

@@ -39,8 +39,22 @@ pub struct AnalyzerStats {
     pub tunnels: u64,
     /// TCP stream bytes delivered to plugins.
     pub stream_bytes: u64,
-    /// Anomalies by kind (truncated or invalid headers, unsupported link
-    /// types, failed reassemblies, bad checksums, …).
+    /// Anomalies by kind. The names are stable (scripts may match them):
+    ///
+    /// | name | counted for |
+    /// |---|---|
+    /// | `<layer>_truncated`, `<layer>_invalid` | a header cut short or with an impossible field; `<layer>` is a [`Layer`](crate::wire::Layer) name (`ethernet`, `vlan`, `ipv4`, `ipv6ext`, `tcp`, `gre`, …) |
+    /// | `ipv4_truncated_payload`, `ipv6_truncated_payload` | a packet captured shorter than its IP length says (decoded as far as it goes) |
+    /// | `ipv4_bad_checksum` | a wrong IPv4 header checksum (when `[analyzer] do_checksums` is on) |
+    /// | `ipv6_atomic_fragment` | an IPv6 fragment header on a whole datagram (RFC 6946) |
+    /// | `unsupported_linktype_<n>` | a frame of link type `<n>`, which has no decoder (802.11, radiotap, …) |
+    /// | `llc_frame` | an 802.3/LLC frame without SNAP (STP, CDP, …) |
+    /// | `non_ip_ppp`, `non_ip_pppoe`, `non_ip_pppoe_discovery` | PPP control protocols, PPPoE discovery |
+    /// | `mpls_unknown_payload`, `link_unknown_family`, `link_too_many_headers` | an MPLS payload that is neither IP nor Ethernet, a loopback family that is not IP, too many stacked link headers |
+    /// | `defrag_<reason>` | a datagram that could not be reassembled, by [`FailureReason`](crate::defrag::FailureReason) (`defrag_timeout`, `defrag_too_many_fragments`, `defrag_overlap`, …) |
+    /// | `defrag_frames_unattributed` | frames of such a datagram whose first fragment (with the ports) never came |
+    /// | `tcp_stream_gap` | bytes missing in a reassembled TCP stream |
+    /// | `gre_payload_not_decoded`, `tunnel_too_deep` | a GRE payload with no decoder, tunnels nested deeper than `max_tunnel_depth` |
     pub anomalies: BTreeMap<String, u64>,
     /// Errors by plugin name.
     pub plugin_errors: BTreeMap<String, u64>,

@@ -505,3 +505,45 @@ fn flows_end_once_with_their_reason() {
         ]
     );
 }
+
+#[test]
+fn anomalies_are_counted_under_their_documented_names() {
+    let mut a = Analyzer::new(&Config::new(), Vec::new()).unwrap();
+    let (c, s) = (IpAddr::V4(C), IpAddr::V4(S));
+    let udp = build::eth_ip(c, s, 17, &build::udp(c, s, 1, 2, b"x"));
+    // an IPv4 header cut after 10 of its 20 bytes
+    let short_ip = udp[..14 + 10].to_vec();
+    // a TCP header whose data offset says 4 words (less than the 5 minimum)
+    let mut bad_tcp = build::tcp(c, s, 1, 2, 3, 4, flags::ACK, b"");
+    bad_tcp[12] = 0x40;
+    let bad_tcp = build::eth_ip(c, s, 6, &bad_tcp);
+    let pppoe_discovery = build::ethernet(MAC_A, MAC_B, 0x8863, &[0x11, 0x09, 0, 0, 0, 0]);
+    // 802.3 length field, LLC to the spanning tree (no SNAP)
+    let stp = build::ethernet(MAC_A, MAC_B, 38, &[0x42, 0x42, 0x03, 0, 0, 0]);
+    // the first fragment of a datagram whose other fragments never come
+    let lone = build::ipv4_fragment(C, S, 17, 7, 0, true, &[0; 16]);
+    let lone = build::ethernet(MAC_A, MAC_B, 0x0800, &lone);
+    for (i, f) in [short_ip, bad_tcp, pppoe_discovery, stp, lone]
+        .iter()
+        .enumerate()
+    {
+        a.handle_packet(&pkt(i as u64, 1, f));
+    }
+    a.finish();
+    let got: Vec<(&str, u64)> = a
+        .stats()
+        .anomalies
+        .iter()
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("defrag_end_of_input", 1),
+            ("ipv4_truncated", 1),
+            ("llc_frame", 1),
+            ("non_ip_pppoe_discovery", 1),
+            ("tcp_invalid", 1),
+        ]
+    );
+}

@@ -11,6 +11,7 @@ use crate::wire::{
     Sll2Slice, SllSlice, VlanSlice, guess_mpls_payload, parse_mpls_stack, ppp,
 };
 use libpcap_tools::LinkType;
+use std::borrow::Cow;
 
 /// Most VLAN ids kept per frame (deeper tags are still skipped).
 pub const MAX_VLANS: usize = 8;
@@ -65,7 +66,9 @@ pub enum LinkError {
     UnsupportedLinkType(LinkType),
     /// An 802.3 / LLC frame without a SNAP ethertype (STP, CDP, …).
     Llc,
-    /// A PPPoE discovery frame or a PPP control protocol (LCP, IPCP, …).
+    /// A PPPoE discovery frame or a PPP control protocol (LCP, IPCP, …);
+    /// the payload is the anomaly name (`non_ip_ppp`, `non_ip_pppoe`,
+    /// `non_ip_pppoe_discovery`).
     NotNetwork(&'static str),
     /// An MPLS payload that is neither IP nor an Ethernet pseudowire.
     UnknownMplsPayload,
@@ -84,28 +87,22 @@ impl From<DecodeError> for LinkError {
 }
 
 impl LinkError {
-    /// A short stable name, for anomaly counters.
-    pub fn kind(&self) -> String {
-        match self {
-            LinkError::UnsupportedLinkType(l) => format!("unsupported_linktype_{}", l.0),
-            LinkError::Llc => "llc_frame".to_string(),
-            LinkError::NotNetwork(what) => format!("non_ip_{what}"),
-            LinkError::UnknownMplsPayload => "mpls_unknown_payload".to_string(),
-            LinkError::UnknownFamily(_) => "link_unknown_family".to_string(),
-            LinkError::TooManyHeaders => "link_too_many_headers".to_string(),
-            LinkError::Decode(e) => decode_error_kind(e),
-        }
+    /// A short stable name, for anomaly counters. Only an unsupported link
+    /// type (`unsupported_linktype_<n>`) builds its name; every other kind
+    /// is a constant, so counting a malformed frame allocates nothing.
+    pub fn kind(&self) -> Cow<'static, str> {
+        Cow::Borrowed(match self {
+            LinkError::UnsupportedLinkType(l) => {
+                return Cow::Owned(format!("unsupported_linktype_{}", l.0));
+            }
+            LinkError::Llc => "llc_frame",
+            LinkError::NotNetwork(kind) => kind,
+            LinkError::UnknownMplsPayload => "mpls_unknown_payload",
+            LinkError::UnknownFamily(_) => "link_unknown_family",
+            LinkError::TooManyHeaders => "link_too_many_headers",
+            LinkError::Decode(e) => e.kind(),
+        })
     }
-}
-
-/// The anomaly name of a decoding error: `<layer>_truncated` or `<layer>_invalid`.
-pub fn decode_error_kind(e: &DecodeError) -> String {
-    let what = if e.is_truncated() {
-        "truncated"
-    } else {
-        "invalid"
-    };
-    format!("{}_{what}", e.layer())
 }
 
 fn offset_of(frame: &[u8], inner: &[u8]) -> usize {
@@ -200,7 +197,7 @@ pub fn ppp_to_ethertype(proto: u16) -> Result<u16, LinkError> {
     match proto {
         ppp::PPP_IPV4 => Ok(EtherType::IPV4.0),
         ppp::PPP_IPV6 => Ok(EtherType::IPV6.0),
-        _ => Err(LinkError::NotNetwork("ppp")),
+        _ => Err(LinkError::NotNetwork("non_ip_ppp")),
     }
 }
 
@@ -249,13 +246,15 @@ fn follow_ethertype(
             EtherType::PPPOE_SESSION => {
                 let p = PppoeSlice::from_slice(data)?;
                 if !p.is_session() {
-                    return Err(LinkError::NotNetwork("pppoe"));
+                    return Err(LinkError::NotNetwork("non_ip_pppoe"));
                 }
                 info.pppoe = true;
                 ethertype = ppp_to_ethertype(p.ppp_protocol())?;
                 data = p.payload();
             }
-            EtherType::PPPOE_DISCOVERY => return Err(LinkError::NotNetwork("pppoe_discovery")),
+            EtherType::PPPOE_DISCOVERY => {
+                return Err(LinkError::NotNetwork("non_ip_pppoe_discovery"));
+            }
             EtherType(0x88E7) => {
                 // 802.1ah provider backbone bridging: a 4-byte I-TAG, then the
                 // customer's Ethernet header

@@ -219,6 +219,23 @@ pub enum FailureReason {
 }
 
 impl FailureReason {
+    /// The anomaly name of a datagram that failed for this reason
+    /// (`defrag_timeout`, `defrag_too_many_fragments`, …).
+    pub fn anomaly(self) -> &'static str {
+        match self {
+            FailureReason::Timeout => "defrag_timeout",
+            FailureReason::TooManyDatagrams => "defrag_too_many_datagrams",
+            FailureReason::TooManyBytes => "defrag_too_many_bytes",
+            FailureReason::TooManyFragments => "defrag_too_many_fragments",
+            FailureReason::Overlap => "defrag_overlap",
+            FailureReason::ConflictingOverlap => "defrag_conflicting_overlap",
+            FailureReason::TooLarge => "defrag_too_large",
+            FailureReason::InconsistentLength => "defrag_inconsistent_length",
+            FailureReason::TruncatedFragment => "defrag_truncated_fragment",
+            FailureReason::EndOfInput => "defrag_end_of_input",
+        }
+    }
+
     /// Every reason, in declaration order.
     pub const ALL: [FailureReason; 10] = [
         FailureReason::Timeout,

@@ -789,3 +789,17 @@ fn random_fragments_respect_caps_and_account_every_frame() {
         assert_eq!(d.pending(), 0);
     }
 }
+
+#[test]
+fn failure_anomaly_names_follow_the_serialised_reasons() {
+    // `defrag_` and the reason as written in the JSON outputs, in snake case
+    for r in FailureReason::ALL {
+        let json = serde_json::to_string(&r).unwrap();
+        let want = format!("defrag_{}", json.trim_matches('"').replace('-', "_"));
+        assert_eq!(r.anomaly(), want);
+    }
+    assert_eq!(
+        FailureReason::TooManyFragments.anomaly(),
+        "defrag_too_many_fragments"
+    );
+}

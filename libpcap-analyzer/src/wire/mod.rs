@@ -139,35 +139,56 @@ pub enum Layer {
     Geneve,
 }
 
-impl Layer {
-    /// Short lowercase name of the layer, as used by `Display`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Layer::Ethernet => "ethernet",
-            Layer::Llc => "llc",
-            Layer::Vlan => "vlan",
-            Layer::Mpls => "mpls",
-            Layer::Pppoe => "pppoe",
-            Layer::Ppp => "ppp",
-            Layer::Sll => "sll",
-            Layer::Sll2 => "sll2",
-            Layer::Null => "null",
-            Layer::Arp => "arp",
-            Layer::Ipv4 => "ipv4",
-            Layer::Ipv6 => "ipv6",
-            Layer::Ipv6Ext => "ipv6ext",
-            Layer::Tcp => "tcp",
-            Layer::Udp => "udp",
-            Layer::Icmp => "icmp",
-            Layer::Icmpv6 => "icmpv6",
-            Layer::Sctp => "sctp",
-            Layer::Gre => "gre",
-            Layer::Erspan => "erspan",
-            Layer::Vxlan => "vxlan",
-            Layer::Geneve => "geneve",
+/// The names of the layers: `Layer::name` and the two anomaly names of a
+/// decoding error on the layer, `<name>_truncated` and `<name>_invalid`, all
+/// `&'static str` (an anomaly is counted without building its name).
+macro_rules! layer_names {
+    ($($layer:ident $name:literal),* $(,)?) => {
+        impl Layer {
+            /// Short lowercase name of the layer, as used by `Display`.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Layer::$layer => $name,)*
+                }
+            }
+
+            /// The anomaly name of a decoding error on this layer.
+            fn error_kind(self, truncated: bool) -> &'static str {
+                match (self, truncated) {
+                    $(
+                        (Layer::$layer, true) => concat!($name, "_truncated"),
+                        (Layer::$layer, false) => concat!($name, "_invalid"),
+                    )*
+                }
+            }
         }
-    }
+    };
 }
+
+layer_names!(
+    Ethernet "ethernet",
+    Llc "llc",
+    Vlan "vlan",
+    Mpls "mpls",
+    Pppoe "pppoe",
+    Ppp "ppp",
+    Sll "sll",
+    Sll2 "sll2",
+    Null "null",
+    Arp "arp",
+    Ipv4 "ipv4",
+    Ipv6 "ipv6",
+    Ipv6Ext "ipv6ext",
+    Tcp "tcp",
+    Udp "udp",
+    Icmp "icmp",
+    Icmpv6 "icmpv6",
+    Sctp "sctp",
+    Gre "gre",
+    Erspan "erspan",
+    Vxlan "vxlan",
+    Geneve "geneve",
+);
 
 impl fmt::Display for Layer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -215,6 +236,12 @@ impl DecodeError {
     /// `true` for [`DecodeError::Truncated`].
     pub fn is_truncated(&self) -> bool {
         matches!(self, DecodeError::Truncated { .. })
+    }
+
+    /// The anomaly name of the error: `<layer>_truncated` or
+    /// `<layer>_invalid` (`ipv4_truncated`, `tcp_invalid`, …).
+    pub fn kind(&self) -> &'static str {
+        self.layer().error_kind(self.is_truncated())
     }
 }
 
@@ -382,6 +409,45 @@ mod fuzz;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decode_error_kinds_are_the_layer_name_and_the_error() {
+        let layers = [
+            Layer::Ethernet,
+            Layer::Llc,
+            Layer::Vlan,
+            Layer::Mpls,
+            Layer::Pppoe,
+            Layer::Ppp,
+            Layer::Sll,
+            Layer::Sll2,
+            Layer::Null,
+            Layer::Arp,
+            Layer::Ipv4,
+            Layer::Ipv6,
+            Layer::Ipv6Ext,
+            Layer::Tcp,
+            Layer::Udp,
+            Layer::Icmp,
+            Layer::Icmpv6,
+            Layer::Sctp,
+            Layer::Gre,
+            Layer::Erspan,
+            Layer::Vxlan,
+            Layer::Geneve,
+        ];
+        for layer in layers {
+            let t = DecodeError::Truncated {
+                layer,
+                offset: 0,
+                needed: 1,
+                have: 0,
+            };
+            assert_eq!(t.kind(), format!("{layer}_truncated"));
+            assert_eq!(invalid(layer, "f", 1).kind(), format!("{layer}_invalid"));
+        }
+        assert_eq!(invalid(Layer::Ipv6Ext, "f", 1).kind(), "ipv6ext_invalid");
+    }
 
     #[test]
     fn layer_display_is_short_lowercase() {
