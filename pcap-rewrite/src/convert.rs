@@ -346,7 +346,7 @@ fn link_skip(e: &libpcap_analyzer::decode::link::LinkError) -> Skip {
     use libpcap_analyzer::decode::link::LinkError;
     match e {
         LinkError::Decode(d) => Skip::Unreadable(d.to_string()),
-        other => Skip::Unconvertible(other.kind()),
+        other => Skip::Unconvertible(other.kind().into_owned()),
     }
 }
 
