@@ -624,12 +624,13 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
             })?;
         }
         None => {
-            let report = connection_report(&output);
-            log::debug!("report rendered after {:?}", started.elapsed());
-            if let Some(report) = report
-                && let Err(e) = stdout
-                    .write_all(report.as_bytes())
-                    .and_then(|()| stdout.flush())
+            // written piece by piece: a report of a million rows is ~100 MB
+            let conn = output.plugins.iter().find_map(|p| {
+                let any: &dyn std::any::Any = p.as_ref();
+                any.downcast_ref::<ConnectionsPlugin>()
+            });
+            if let Some(conn) = conn
+                && let Err(e) = conn.write_report(stdout).and_then(|()| stdout.flush())
             {
                 return Err(e).context("writing the report to standard output");
             }

@@ -558,7 +558,19 @@ pub trait Plugin: AsAny {
 /// # Errors
 /// The I/O error of whichever step failed.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
+    write_atomically_with(path, |w| w.write_all(bytes))
+}
+
+/// As [`write_atomically`], with the content written by `write` (in as many
+/// pieces as it likes) instead of held in memory first.
+///
+/// # Errors
+/// The I/O error of whichever step failed (the first error of `write`
+/// included); the temporary file is then removed.
+pub fn write_atomically_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -570,7 +582,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
+        write(&mut f)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();

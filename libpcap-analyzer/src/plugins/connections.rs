@@ -18,7 +18,7 @@
 
 use crate::plugin::{
     Interest, Layers, PacketContext, Plugin, PluginBuilder, PluginError, PluginResult,
-    TransportLayer, downcast, write_atomically,
+    TransportLayer, downcast, write_atomically_with,
 };
 use libpcap_tools::{Config, ipproto};
 use std::collections::HashMap;
@@ -108,76 +108,171 @@ pub struct ConnKey {
     pub dst_port: u16,
 }
 
-/// A set of IP protocol numbers, stored inline (no allocation per row).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ProtoSet([u64; 4]);
+/// Protocols a [`ProtoSet`] keeps inline before it moves to a bit set.
+const INLINE_PROTOS: usize = 6;
+
+/// A set of IP protocol numbers. Up to six are kept inline, sorted (almost
+/// every row has one or two); a seventh moves the set to a boxed 256-bit set
+/// (keys without ports, where ICMP, GRE, ESP… share port 0). 16 bytes per
+/// row instead of the 32 of a bit set.
+#[derive(Debug, Clone)]
+pub struct ProtoSet(Protos);
+
+#[derive(Debug, Clone)]
+enum Protos {
+    Inline { len: u8, p: [u8; INLINE_PROTOS] },
+    Bits(Box<[u64; 4]>),
+}
+
+impl Default for ProtoSet {
+    fn default() -> Self {
+        ProtoSet(Protos::Inline {
+            len: 0,
+            p: [0; INLINE_PROTOS],
+        })
+    }
+}
+
+impl PartialEq for ProtoSet {
+    fn eq(&self, o: &ProtoSet) -> bool {
+        self.iter().eq(o.iter())
+    }
+}
+
+impl Eq for ProtoSet {}
+
+fn bit_insert(bits: &mut [u64; 4], p: u8) {
+    if let Some(w) = bits.get_mut(usize::from(p >> 6)) {
+        *w |= 1 << (p & 63);
+    }
+}
 
 impl ProtoSet {
     /// Adds `p`.
     pub fn insert(&mut self, p: u8) {
-        if let Some(w) = self.0.get_mut(usize::from(p >> 6)) {
-            *w |= 1 << (p & 63);
+        match &mut self.0 {
+            Protos::Inline { len, p: list } => {
+                let n = usize::from(*len).min(INLINE_PROTOS);
+                let Some(have) = list.get_mut(..n) else {
+                    return;
+                };
+                let Err(at) = have.binary_search(&p) else {
+                    return;
+                };
+                if n < INLINE_PROTOS {
+                    list.copy_within(at..n, at + 1);
+                    if let Some(slot) = list.get_mut(at) {
+                        *slot = p;
+                    }
+                    *len += 1;
+                } else {
+                    let mut bits = Box::new([0u64; 4]);
+                    for &q in list.iter() {
+                        bit_insert(&mut bits, q);
+                    }
+                    bit_insert(&mut bits, p);
+                    self.0 = Protos::Bits(bits);
+                }
+            }
+            Protos::Bits(bits) => bit_insert(bits, p),
         }
     }
 
     /// `true` if `p` is in the set.
     pub fn contains(&self, p: u8) -> bool {
-        self.0
-            .get(usize::from(p >> 6))
-            .is_some_and(|w| w & (1 << (p & 63)) != 0)
+        self.iter().any(|q| q == p)
     }
 
     /// The protocol numbers, ascending.
     pub fn iter(&self) -> impl Iterator<Item = u8> + '_ {
-        (0u8..).zip(self.0).flat_map(|(word, mut bits)| {
-            std::iter::from_fn(move || {
-                if bits == 0 {
-                    return None;
-                }
-                let bit = bits.trailing_zeros() as u8;
-                bits &= bits - 1;
-                Some(word * 64 + bit)
-            })
-        })
+        let (inline, bits): (&[u8], [u64; 4]) = match &self.0 {
+            Protos::Inline { len, p } => (p.get(..usize::from(*len)).unwrap_or(&[]), [0; 4]),
+            Protos::Bits(b) => (&[], **b),
+        };
+        inline
+            .iter()
+            .copied()
+            .chain((0u8..).zip(bits).flat_map(|(word, mut bits)| {
+                std::iter::from_fn(move || {
+                    if bits == 0 {
+                        return None;
+                    }
+                    let bit = bits.trailing_zeros() as u8;
+                    bits &= bits - 1;
+                    Some(word * 64 + bit)
+                })
+            }))
     }
 
     fn union(&mut self, o: &ProtoSet) {
-        for (a, b) in self.0.iter_mut().zip(o.0) {
-            *a |= b;
+        for p in o.iter() {
+            self.insert(p);
         }
     }
 }
 
 /// The counters of one connection key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ConnStats {
     /// IP protocol numbers seen.
     pub protocols: ProtoSet,
-    /// First packet time, ms since the epoch.
-    pub first_ms: Option<i64>,
-    /// Last packet time, ms since the epoch.
-    pub last_ms: Option<i64>,
     /// Sum of the wire lengths of the frames.
     pub bytes: u64,
     /// Frames.
     pub packets: u64,
+    // times in ms since the epoch, valid when `has_first`/`has_last` (two
+    // flags in the padding rather than two 16-byte `Option<i64>`s)
+    first: i64,
+    last: i64,
+    has_first: bool,
+    has_last: bool,
 }
 
 impl ConnStats {
-    fn add_proto(&mut self, p: u8) {
-        self.protocols.insert(p);
+    /// First packet time, ms since the epoch (truncated), when known.
+    pub fn first_ms(&self) -> Option<i64> {
+        self.has_first.then_some(self.first)
+    }
+
+    /// Last packet time, ms since the epoch (truncated), when known.
+    pub fn last_ms(&self) -> Option<i64> {
+        self.has_last.then_some(self.last)
+    }
+
+    /// Counts `packets` frames of `bytes` bytes of protocol `proto`, seen
+    /// between `first` and `last`.
+    fn add(
+        &mut self,
+        proto: u8,
+        first: Option<libpcap_tools::Timestamp>,
+        last: Option<libpcap_tools::Timestamp>,
+        bytes: u64,
+        packets: u64,
+    ) {
+        self.protocols.insert(proto);
+        self.add_times(first.map(|t| t.as_millis()), last.map(|t| t.as_millis()));
+        self.bytes += bytes;
+        self.packets += packets;
+    }
+
+    fn add_times(&mut self, first: Option<i64>, last: Option<i64>) {
+        if let Some(ms) = first {
+            self.first = if self.has_first {
+                self.first.min(ms)
+            } else {
+                ms
+            };
+            self.has_first = true;
+        }
+        if let Some(ms) = last {
+            self.last = if self.has_last { self.last.max(ms) } else { ms };
+            self.has_last = true;
+        }
     }
 
     fn merge(&mut self, o: &ConnStats) {
         self.protocols.union(&o.protocols);
-        self.first_ms = match (self.first_ms, o.first_ms) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        self.last_ms = match (self.last_ms, o.last_ms) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
+        self.add_times(o.first_ms(), o.last_ms());
         self.bytes += o.bytes;
         self.packets += o.packets;
     }
@@ -254,47 +349,82 @@ impl ConnTable {
 
     /// Renders the report.
     pub fn render(&self, format: ReportFormat) -> String {
-        let rows = self.rows();
-        let mut out = String::with_capacity(64 + rows.len() * 96);
-        match format {
-            ReportFormat::Text => {
-                out.push_str(
-                    "source ip; source port; destination ip; destination port; protocols; first; last; bytes; packets\n",
-                );
-                for (k, v) in rows {
-                    push_row(&mut out, k, v, "; ", false);
-                    out.push('\n');
-                }
-            }
-            ReportFormat::Csv => {
-                out.push_str(
-                    "source ip,source port,destination ip,destination port,protocols,first,last,bytes,packets\r\n",
-                );
-                for (k, v) in rows {
-                    push_row(&mut out, k, v, ",", true);
-                    out.push_str("\r\n");
-                }
-            }
-            ReportFormat::Jsonl => {
-                for (k, v) in rows {
-                    let line = serde_json::json!({
-                        "source_ip": k.src.to_string(),
-                        "source_port": k.src_port,
-                        "destination_ip": k.dst.to_string(),
-                        "destination_port": k.dst_port,
-                        "protocols": v.protocol_names(),
-                        "first": v.first_ms,
-                        "last": v.last_ms,
-                        "bytes": v.bytes,
-                        "packets": v.packets,
-                    });
-                    let _ = writeln!(out, "{line}");
-                }
-            }
-        }
+        let mut out = String::with_capacity(64 + self.map.len() * 96);
+        // the sink keeps everything: `render_rows` cannot fail here
+        let _ = self.render_rows(format, &mut out, &mut |_| Ok(()));
         out
     }
+
+    /// Writes the report to `w` in pieces of about 64 KiB, without holding
+    /// it whole in memory (a report of a million rows is ~100 MB of text).
+    ///
+    /// # Errors
+    /// The first error of `w`.
+    pub fn write_report(
+        &self,
+        format: ReportFormat,
+        w: &mut dyn std::io::Write,
+    ) -> std::io::Result<()> {
+        let mut out = String::with_capacity(REPORT_PIECE + 1024);
+        self.render_rows(format, &mut out, &mut |piece: &mut String| {
+            w.write_all(piece.as_bytes())?;
+            piece.clear();
+            Ok(())
+        })
+    }
+
+    /// Appends the report to `out`, handing it to `flush` whenever it holds
+    /// more than [`REPORT_PIECE`] bytes and at the end (`flush` may empty it).
+    fn render_rows(
+        &self,
+        format: ReportFormat,
+        out: &mut String,
+        flush: &mut dyn FnMut(&mut String) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let (header, sep, csv, end) = match format {
+            ReportFormat::Text => (
+                "source ip; source port; destination ip; destination port; protocols; first; last; bytes; packets\n",
+                "; ",
+                false,
+                "\n",
+            ),
+            ReportFormat::Csv => (
+                "source ip,source port,destination ip,destination port,protocols,first,last,bytes,packets\r\n",
+                ",",
+                true,
+                "\r\n",
+            ),
+            ReportFormat::Jsonl => ("", "", false, "\n"),
+        };
+        out.push_str(header);
+        for (k, v) in self.rows() {
+            if format == ReportFormat::Jsonl {
+                let line = serde_json::json!({
+                    "source_ip": k.src.to_string(),
+                    "source_port": k.src_port,
+                    "destination_ip": k.dst.to_string(),
+                    "destination_port": k.dst_port,
+                    "protocols": v.protocol_names(),
+                    "first": v.first_ms(),
+                    "last": v.last_ms(),
+                    "bytes": v.bytes,
+                    "packets": v.packets,
+                });
+                let _ = write!(out, "{line}");
+            } else {
+                push_row(out, k, v, sep, csv);
+            }
+            out.push_str(end);
+            if out.len() > REPORT_PIECE {
+                flush(out)?;
+            }
+        }
+        flush(out)
+    }
 }
+
+/// Size of the pieces in which [`ConnTable::write_report`] writes.
+const REPORT_PIECE: usize = 64 * 1024;
 
 /// Appends one row of the text or CSV report (without its line end):
 /// the fields separated by `sep`, the protocols in brackets (quoted when
@@ -321,11 +451,11 @@ fn push_row(out: &mut String, k: &ConnKey, v: &ConnStats, sep: &str, csv: bool) 
         out.push('"');
     }
     out.push_str(sep);
-    if let Some(ms) = v.first_ms {
+    if let Some(ms) = v.first_ms() {
         out.push_str(num.format(ms));
     }
     out.push_str(sep);
-    if let Some(ms) = v.last_ms {
+    if let Some(ms) = v.last_ms() {
         out.push_str(num.format(ms));
     }
     out.push_str(sep);
@@ -413,6 +543,15 @@ impl ConnectionsPlugin {
         self.with_table(|t| t.render(self.cfg.format))
     }
 
+    /// Writes the report in the configured format to `w`, piece by piece
+    /// ([`ConnTable::write_report`]).
+    ///
+    /// # Errors
+    /// The first error of `w`.
+    pub fn write_report(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        self.with_table(|t| t.write_report(self.cfg.format, w))
+    }
+
     /// The table, moved out of this instance.
     fn into_table(self) -> ConnTable {
         match self.store {
@@ -432,18 +571,9 @@ fn record_direction(t: &mut ConnTable, k: ConnKey, proto: u8, d: &libpcap_tools:
     if d.packets == 0 {
         return;
     }
-    let Some(s) = t.row(k, d.packets) else { return };
-    s.add_proto(proto);
-    if let Some(f) = d.first {
-        let ms = f.as_millis();
-        s.first_ms = Some(s.first_ms.map_or(ms, |x| x.min(ms)));
+    if let Some(s) = t.row(k, d.packets) {
+        s.add(proto, d.first, d.last, d.bytes, d.packets);
     }
-    if let Some(l) = d.last {
-        let ms = l.as_millis();
-        s.last_ms = Some(s.last_ms.map_or(ms, |x| x.max(ms)));
-    }
-    s.bytes += d.bytes;
-    s.packets += d.packets;
 }
 
 fn record_flow(t: &mut ConnTable, f: &libpcap_tools::Flow) {
@@ -471,20 +601,15 @@ fn record(t: &mut ConnTable, tl: &TransportLayer<'_>) {
         dst: tl.key.dst,
         dst_port: tl.key.dst_port,
     };
-    let Some(s) = t.row(k, u64::from(tl.frames)) else {
-        return;
-    };
-    s.add_proto(tl.key.proto);
-    if let Some(f) = tl.first_ts {
-        let ms = f.as_millis();
-        s.first_ms = Some(s.first_ms.map_or(ms, |x| x.min(ms)));
+    if let Some(s) = t.row(k, u64::from(tl.frames)) {
+        s.add(
+            tl.key.proto,
+            tl.first_ts,
+            tl.last_ts,
+            tl.wire_bytes,
+            u64::from(tl.frames),
+        );
     }
-    if let Some(l) = tl.last_ts {
-        let ms = l.as_millis();
-        s.last_ms = Some(s.last_ms.map_or(ms, |x| x.max(ms)));
-    }
-    s.bytes += tl.wire_bytes;
-    s.packets += u64::from(tl.frames);
 }
 
 impl Plugin for ConnectionsPlugin {
@@ -572,7 +697,7 @@ impl Plugin for ConnectionsPlugin {
             );
         }
         let path = self.report_path(dir);
-        write_atomically(&path, self.render().as_bytes())
+        write_atomically_with(&path, |w| self.write_report(w))
             .map_err(|e| PluginError::wrap("connections", e))?;
         Ok(vec![path])
     }
@@ -618,7 +743,7 @@ impl PeriodicWriter {
                             }
                         }
                     }
-                    if let Err(e) = write_atomically(&path, all.render(format).as_bytes()) {
+                    if let Err(e) = write_atomically_with(&path, |w| all.write_report(format, w)) {
                         log::warn!("connections: cannot write {}: {e}", path.display());
                     }
                 }
@@ -703,5 +828,119 @@ mod tests {
         assert!(t.row(k(1), 1).is_some(), "existing keys still count");
         assert_eq!(t.dropped(), (3, 9));
         assert_eq!(t.map.len(), 2);
+    }
+
+    #[test]
+    fn protocol_sets_stay_sorted_and_grow_past_the_inline_six() {
+        // the order of insertion does not matter, duplicates are ignored,
+        // and a seventh protocol moves the set to bits with the same content
+        let order = [47u8, 6, 17, 1, 6, 255, 0, 50, 17, 132, 58];
+        let mut want: Vec<u8> = order.to_vec();
+        want.sort_unstable();
+        want.dedup();
+        let mut s = ProtoSet::default();
+        let mut seen = Vec::new();
+        for p in order {
+            s.insert(p);
+            if !seen.contains(&p) {
+                seen.push(p);
+            }
+            let mut sorted = seen.clone();
+            sorted.sort_unstable();
+            assert_eq!(s.iter().collect::<Vec<_>>(), sorted);
+            assert_eq!(matches!(s.0, Protos::Bits(_)), seen.len() > INLINE_PROTOS);
+        }
+        assert_eq!(s.iter().collect::<Vec<_>>(), want);
+        assert!(s.contains(0) && s.contains(255) && !s.contains(2));
+        // equal sets compare equal whatever their form
+        let mut small = ProtoSet::default();
+        let mut big = ProtoSet::default();
+        for p in [1, 2, 3, 4, 5, 6, 7] {
+            big.insert(p);
+        }
+        for p in [6, 17] {
+            small.insert(p);
+        }
+        let mut u = small.clone();
+        u.union(&big);
+        assert_eq!(u.iter().collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6, 7, 17]);
+        let mut inline_again = ProtoSet::default();
+        for p in [17, 6] {
+            inline_again.insert(p);
+        }
+        assert_eq!(small, inline_again);
+        assert_ne!(small, big);
+    }
+
+    #[test]
+    fn rows_merge_times_and_counts_and_stay_small() {
+        use libpcap_tools::Timestamp;
+        let t = |s: i64, ns: i64| Some(Timestamp::from_secs_nanos(s, ns));
+        let mut a = ConnStats::default();
+        assert_eq!((a.first_ms(), a.last_ms()), (None, None));
+        a.add(6, t(10, 5_000_000), t(12, 0), 100, 2);
+        let mut b = ConnStats::default();
+        b.add(17, None, None, 7, 1); // a frame with no time
+        b.add(17, t(9, 999_999_999), t(11, 0), 50, 1);
+        a.merge(&b);
+        assert_eq!((a.first_ms(), a.last_ms()), (Some(9_999), Some(12_000)));
+        assert_eq!((a.bytes, a.packets), (157, 4));
+        assert_eq!(a.protocol_names(), ["TCP", "UDP"]);
+        // 16-byte protocol set, two times, two counters, two flags
+        assert_eq!(std::mem::size_of::<ProtoSet>(), 16);
+        assert!(std::mem::size_of::<ConnStats>() <= 56);
+    }
+
+    #[test]
+    fn the_report_is_written_in_pieces_equal_to_the_rendered_one() {
+        /// Records the size of each write.
+        struct Pieces(Vec<u8>, Vec<usize>);
+        impl std::io::Write for Pieces {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.extend_from_slice(b);
+                self.1.push(b.len());
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut t = ConnTable::default();
+        for i in 0..3000u16 {
+            let k = ConnKey {
+                src: IpAddr::from([10, 0, (i >> 8) as u8, i as u8]),
+                src_port: 1000 + i,
+                dst: IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, i]),
+                dst_port: 443,
+            };
+            if let Some(row) = t.row(k, 1) {
+                row.add(6, None, None, 60, 1);
+                row.add(u8::try_from(i % 200).unwrap_or(0), None, None, 1, 1);
+            }
+        }
+        for format in [ReportFormat::Text, ReportFormat::Csv, ReportFormat::Jsonl] {
+            let mut w = Pieces(Vec::new(), Vec::new());
+            t.write_report(format, &mut w).unwrap();
+            assert_eq!(
+                String::from_utf8(w.0).unwrap(),
+                t.render(format),
+                "{format:?}"
+            );
+            // several pieces, none much larger than REPORT_PIECE
+            assert!(w.1.len() >= 3, "{format:?}: {} pieces", w.1.len());
+            assert!(w.1.iter().all(|&n| n <= REPORT_PIECE + 512), "{:?}", w.1);
+        }
+        // the first error of the writer ends the report
+        struct Full;
+        impl std::io::Write for Full {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("disk full"))
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let e = t.write_report(ReportFormat::Text, &mut Full).unwrap_err();
+        assert_eq!(e.to_string(), "disk full");
     }
 }

@@ -65,8 +65,8 @@ fn report_rows(path: &Path) -> Vec<String> {
             k.dst,
             k.dst_port,
             names.join(","),
-            ms(v.first_ms),
-            ms(v.last_ms),
+            ms(v.first_ms()),
+            ms(v.last_ms()),
             v.bytes,
             v.packets
         ));

@@ -72,8 +72,8 @@ fn our_rows(c: &ConnectionsPlugin) -> Vec<String> {
                 k.dst,
                 k.dst_port,
                 names.join(","),
-                opt(v.first_ms),
-                opt(v.last_ms),
+                opt(v.first_ms()),
+                opt(v.last_ms()),
                 v.bytes,
                 v.packets
             ))
