@@ -12,11 +12,14 @@
 
 use crate::plugin::{
     EndReason, Interest, Layers, Plugin, PluginBuilder, PluginError, PluginResult, downcast,
+    write_atomically_with,
 };
 use crate::stats::AnalyzerStats;
 use libpcap_tools::{Config, FiveTuple, Flow, ipproto};
-use std::collections::HashMap;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 
 /// Configuration `[plugin.basic-stats]`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -38,16 +41,17 @@ impl Default for BasicStatsConfig {
 /// lower address/port to the higher).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Conv {
-    /// Packets from the first endpoint.
-    pub packets_ab: u64,
+    // fields in the order of the JSON output (keys sorted)
     /// Bytes from the first endpoint.
     pub bytes_ab: u64,
-    /// Packets from the second endpoint.
-    pub packets_ba: u64,
     /// Bytes from the second endpoint.
     pub bytes_ba: u64,
     /// Flows.
     pub flows: u64,
+    /// Packets from the first endpoint.
+    pub packets_ab: u64,
+    /// Packets from the second endpoint.
+    pub packets_ba: u64,
 }
 
 impl Conv {
@@ -152,41 +156,144 @@ impl Plugin for BasicStats {
     }
 
     fn results(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(self.report()).ok()
+    }
+
+    /// Writes `basic-stats.json` straight from the tables: a million
+    /// conversations as a `serde_json::Value` took ~2 GB, streamed they
+    /// take the sorted list of references.
+    fn save_results(&mut self, dir: &Path) -> PluginResult<Vec<PathBuf>> {
+        let path = dir.join("basic-stats.json");
+        write_atomically_with(&path, |w| {
+            let mut w = std::io::BufWriter::with_capacity(1 << 16, w);
+            serde_json::to_writer_pretty(&mut w, &self.report()).map_err(std::io::Error::other)?;
+            std::io::Write::write_all(&mut w, b"\n")?;
+            std::io::Write::flush(&mut w)
+        })
+        .map_err(|e| PluginError::wrap("basic-stats", e))?;
+        Ok(vec![path])
+    }
+}
+
+impl BasicStats {
+    /// The results, borrowing the tables (conversations sorted).
+    fn report(&self) -> Report<'_> {
         let mut l3: Vec<_> = self.l3.iter().collect();
         l3.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut l4: Vec<_> = self.l4.iter().collect();
         l4.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let mut reasons: Vec<_> = self
-            .end_reasons
-            .iter()
-            .map(|(k, v)| (k.to_string(), *v))
-            .collect();
-        reasons.sort();
         let r = &self.run;
-        Some(serde_json::json!({
-            "totals": { "packets": r.packets, "bytes": r.bytes },
-            "layers": {
-                "network": r.network, "ipv4": r.ipv4, "ipv6": r.ipv6, "arp": r.arp,
-                "other_network": r.other_network, "fragments": r.fragments, "reassembled": r.reassembled,
-                "tcp": r.tcp, "udp": r.udp, "icmp": r.icmp, "sctp": r.sctp,
-                "other_transport": r.other_transport, "tunnels": r.tunnels, "stream_bytes": r.stream_bytes,
+        Report {
+            anomalies: &r.anomalies,
+            flows_ended: self
+                .end_reasons
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            l3_conversations: L3Rows(l3),
+            l3_other: self.other_l3,
+            l4_conversations: L4Rows(l4),
+            l4_other: self.other_l4,
+            layers: LayerCounts {
+                arp: r.arp,
+                fragments: r.fragments,
+                icmp: r.icmp,
+                ipv4: r.ipv4,
+                ipv6: r.ipv6,
+                network: r.network,
+                other_network: r.other_network,
+                other_transport: r.other_transport,
+                reassembled: r.reassembled,
+                sctp: r.sctp,
+                stream_bytes: r.stream_bytes,
+                tcp: r.tcp,
+                tunnels: r.tunnels,
+                udp: r.udp,
             },
-            "anomalies": r.anomalies,
-            "plugin_errors": r.plugin_errors,
-            "flows_ended": reasons.into_iter().map(|(k, v)| (k, serde_json::Value::from(v))).collect::<serde_json::Map<_, _>>(),
-            "l3_conversations": l3.iter().map(|((a, b), c)| serde_json::json!({
-                "a": a.to_string(), "b": b.to_string(),
-                "packets_ab": c.packets_ab, "bytes_ab": c.bytes_ab,
-                "packets_ba": c.packets_ba, "bytes_ba": c.bytes_ba, "flows": c.flows,
-            })).collect::<Vec<_>>(),
-            "l3_other": self.other_l3,
-            "l4_conversations": l4.iter().map(|(k, c)| serde_json::json!({
-                "protocol": ipproto::name(k.proto).map_or_else(|| k.proto.to_string(), str::to_string),
-                "a": k.src.to_string(), "a_port": k.src_port, "b": k.dst.to_string(), "b_port": k.dst_port,
-                "packets_ab": c.packets_ab, "bytes_ab": c.bytes_ab,
-                "packets_ba": c.packets_ba, "bytes_ba": c.bytes_ba, "flows": c.flows,
-            })).collect::<Vec<_>>(),
-            "l4_other": self.other_l4,
+            plugin_errors: &r.plugin_errors,
+            totals: Totals {
+                bytes: r.bytes,
+                packets: r.packets,
+            },
+        }
+    }
+}
+
+// The shape of `basic-stats.json`; fields in key order, as the file has
+// always been written (sorted keys).
+#[derive(Serialize)]
+struct Report<'a> {
+    anomalies: &'a BTreeMap<String, u64>,
+    flows_ended: BTreeMap<String, u64>,
+    l3_conversations: L3Rows<'a>,
+    l3_other: Conv,
+    l4_conversations: L4Rows<'a>,
+    l4_other: Conv,
+    layers: LayerCounts,
+    plugin_errors: &'a BTreeMap<String, u64>,
+    totals: Totals,
+}
+
+#[derive(Serialize)]
+struct Totals {
+    bytes: u64,
+    packets: u64,
+}
+
+#[derive(Serialize)]
+struct LayerCounts {
+    arp: u64,
+    fragments: u64,
+    icmp: u64,
+    ipv4: u64,
+    ipv6: u64,
+    network: u64,
+    other_network: u64,
+    other_transport: u64,
+    reassembled: u64,
+    sctp: u64,
+    stream_bytes: u64,
+    tcp: u64,
+    tunnels: u64,
+    udp: u64,
+}
+
+struct L3Rows<'a>(Vec<(&'a (IpAddr, IpAddr), &'a Conv)>);
+
+impl Serialize for L3Rows<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Row<'a> {
+            a: &'a IpAddr,
+            b: &'a IpAddr,
+            #[serde(flatten)]
+            conv: &'a Conv,
+        }
+        s.collect_seq(self.0.iter().map(|((a, b), conv)| Row { a, b, conv }))
+    }
+}
+
+struct L4Rows<'a>(Vec<(&'a FiveTuple, &'a Conv)>);
+
+impl Serialize for L4Rows<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Row<'a> {
+            a: &'a IpAddr,
+            a_port: u16,
+            b: &'a IpAddr,
+            b_port: u16,
+            #[serde(flatten)]
+            conv: &'a Conv,
+            protocol: std::borrow::Cow<'static, str>,
+        }
+        s.collect_seq(self.0.iter().map(|(k, conv)| Row {
+            a: &k.src,
+            a_port: k.src_port,
+            b: &k.dst,
+            b_port: k.dst_port,
+            conv,
+            protocol: ipproto::name(k.proto).map_or_else(|| k.proto.to_string().into(), Into::into),
         }))
     }
 }
@@ -210,5 +317,83 @@ impl PluginBuilder for BasicStatsBuilder {
             cfg,
             ..BasicStats::default()
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libpcap_tools::{DirectionStats, FlowContext, FlowId};
+
+    fn flow(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, proto: u8, n: u64) -> Flow {
+        let key = FiveTuple {
+            src: IpAddr::from(src),
+            dst: IpAddr::from(dst),
+            src_port: sport,
+            dst_port: dport,
+            proto,
+        };
+        let mut f = Flow::new(FlowId(n), key, FlowContext::default());
+        f.to_server = DirectionStats {
+            packets: n,
+            bytes: 100 * n,
+            ..DirectionStats::default()
+        };
+        f.to_client = DirectionStats {
+            packets: 1,
+            bytes: 60,
+            ..DirectionStats::default()
+        };
+        f
+    }
+
+    #[test]
+    fn the_saved_file_is_the_pretty_printed_results() {
+        let mut p = BasicStats::default();
+        p.cfg.max_conversations = 3;
+        let flows = [
+            flow([10, 0, 0, 1], 53, [10, 0, 0, 9], 5353, 17, 2),
+            flow([10, 0, 0, 2], 40000, [10, 0, 0, 1], 443, 6, 3),
+            flow([10, 0, 0, 3], 0, [10, 0, 0, 4], 0, 143, 1), // no protocol name
+            // over the cap of 3 L4 conversations (its L3 pair is kept)
+            flow([10, 0, 0, 2], 40001, [10, 0, 0, 1], 443, 6, 1),
+            flow([10, 0, 0, 5], 1, [10, 0, 0, 6], 2, 17, 7), // over both caps
+        ];
+        for f in &flows {
+            p.flow_destroyed(f, EndReason::Timeout).unwrap();
+        }
+        let mut stats = AnalyzerStats::default();
+        stats.anomaly("ipv4_truncated");
+        p.run_stats(&stats);
+        let dir = tempfile::tempdir().unwrap();
+        let files = p.save_results(dir.path()).unwrap();
+        assert_eq!(files, [dir.path().join("basic-stats.json")]);
+        let text = std::fs::read_to_string(&files[0]).unwrap();
+        let value = p.results().unwrap();
+        assert_eq!(text, serde_json::to_string_pretty(&value).unwrap() + "\n");
+        // what the file says, checked field by field
+        let l4 = value["l4_conversations"].as_array().unwrap();
+        assert_eq!(l4.len(), 3);
+        // sorted by (a, b, ports); `a` is the lower endpoint, here the server
+        assert_eq!(
+            l4[0],
+            serde_json::json!({"a": "10.0.0.1", "a_port": 443, "b": "10.0.0.2", "b_port": 40000,
+                "bytes_ab": 60, "bytes_ba": 300, "flows": 1, "packets_ab": 1, "packets_ba": 3,
+                "protocol": "TCP"})
+        );
+        assert_eq!(l4[1]["protocol"], "UDP");
+        assert_eq!(l4[1]["bytes_ab"], 200);
+        assert_eq!(l4[2]["protocol"], "143");
+        assert_eq!(value["l4_other"]["flows"], 2);
+        assert_eq!(value["l4_other"]["packets_ab"], 8);
+        let l3 = value["l3_conversations"].as_array().unwrap();
+        assert_eq!(l3.len(), 3);
+        assert_eq!(
+            (&l3[0]["b"], &l3[0]["flows"]),
+            (&"10.0.0.2".into(), &2.into())
+        );
+        assert_eq!(value["l3_other"]["flows"], 1);
+        assert_eq!(value["flows_ended"]["timeout"], 5);
+        assert_eq!(value["anomalies"]["ipv4_truncated"], 1);
     }
 }
