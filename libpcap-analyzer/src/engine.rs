@@ -90,16 +90,48 @@ impl std::fmt::Debug for RunOutput {
 }
 
 impl RunOutput {
-    /// Calls `save_results` of every plugin into `dir` (created if missing).
+    /// Calls `save_results` of every plugin into `dir` (created if missing),
+    /// each plugin on a thread of its own: the reports of a large capture
+    /// (sorting and writing hundreds of MB) are written side by side instead
+    /// of one after the other. The files come back in plugin order.
     ///
     /// # Errors
-    /// The first plugin error; the other plugins are still saved.
+    /// The first plugin error (in plugin order); the other plugins are still
+    /// saved. A plugin that panics while saving is an error naming it.
     pub fn save_results(&mut self, dir: &Path) -> Result<Vec<PathBuf>, PluginError> {
         std::fs::create_dir_all(dir).map_err(|e| PluginError::wrap("output", e))?;
+        let results: Vec<Result<Vec<PathBuf>, PluginError>> = std::thread::scope(|scope| {
+            let pending: Vec<_> = self
+                .plugins
+                .iter_mut()
+                .map(|p| {
+                    let name = p.name().to_string();
+                    let spawned = std::thread::Builder::new()
+                        .name(format!("pal-save-{name}"))
+                        .spawn_scoped(scope, || save_one(p.as_mut(), dir));
+                    (name, spawned)
+                })
+                .collect();
+            pending
+                .into_iter()
+                .map(|(name, spawned)| match spawned {
+                    Ok(h) => h.join().unwrap_or_else(|panic| {
+                        Err(PluginError::wrap(
+                            &name,
+                            std::io::Error::other(format!(
+                                "panicked while saving its results: {}",
+                                panic_message(&panic)
+                            )),
+                        ))
+                    }),
+                    Err(e) => Err(PluginError::wrap(&name, e)),
+                })
+                .collect()
+        });
         let mut files = Vec::new();
         let mut first_err = None;
-        for p in &mut self.plugins {
-            match p.save_results(dir) {
+        for r in results {
+            match r {
                 Ok(f) => files.extend(f),
                 Err(e) => {
                     log::error!("{e}");
@@ -120,6 +152,14 @@ impl RunOutput {
             .find(|p| p.name() == name)
             .map(|p| p.as_ref())
     }
+}
+
+/// Saves the results of one plugin, with a debug log of how long it took.
+fn save_one(p: &mut dyn Plugin, dir: &Path) -> Result<Vec<PathBuf>, PluginError> {
+    let started = std::time::Instant::now();
+    let r = p.save_results(dir);
+    log::debug!("{}: results saved in {:?}", p.name(), started.elapsed());
+    r
 }
 
 /// Called at the start of every worker thread (see [`Engine::with_worker_init`]).
