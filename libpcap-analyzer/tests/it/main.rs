@@ -8,4 +8,5 @@ mod corpus;
 mod dns;
 mod engine;
 mod fixtures;
+mod live_stop;
 mod tls;
