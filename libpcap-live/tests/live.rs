@@ -189,6 +189,24 @@ fn live_count_limit_ends_every_source_after_exactly_n_packets() {
     let got = read(&mut group.sources[0], 100, Duration::from_secs(5));
     assert_eq!(got.len(), 7);
     assert_eq!(group.sources[0].next_event().unwrap(), SourceEvent::End);
+    // exactly as many packets as the count: the source ends right after the
+    // last one, without waiting for another
+    let mut group = open_in(&bed, &LiveConfig::default(), 1, limits);
+    for i in 0..7u16 {
+        tx.send(&testing::udp_frame(
+            None,
+            [10, 9, 0, 1],
+            [10, 9, 0, 2],
+            i,
+            9,
+            b"",
+        ))
+        .unwrap();
+    }
+    let t = Instant::now();
+    let got = read(&mut group.sources[0], 100, Duration::from_secs(5));
+    assert_eq!(got.len(), 7);
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
 }
 
 #[test]

@@ -555,11 +555,17 @@ impl PacketSource for AfPacketSource {
                     Ok(Some(p)) => {
                         self.current = Some((b, cursor));
                         let s = &self.shared;
-                        if let Some(max) = s.limits.max_packets
-                            && s.delivered.fetch_add(1, Ordering::Relaxed) >= max
-                        {
-                            s.stop.store(true, Ordering::Relaxed);
-                            return Ok(self.end());
+                        if let Some(max) = s.limits.max_packets {
+                            let before = s.delivered.fetch_add(1, Ordering::Relaxed);
+                            if before >= max {
+                                // another socket delivered the last one
+                                s.stop.store(true, Ordering::Relaxed);
+                                return Ok(self.end());
+                            }
+                            if before + 1 == max {
+                                // the last one: every source ends at its next call
+                                s.stop.store(true, Ordering::Relaxed);
+                            }
                         }
                         return Ok(SourceEvent::Packet(self.packet(b, p)));
                     }
