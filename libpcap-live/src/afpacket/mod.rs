@@ -86,7 +86,7 @@ impl LiveConfig {
     pub fn validate(&self, page_size: usize) -> Result<(), LiveError> {
         let bad = |m: String| Err(LiveError::Config(m));
         let bs = self.block_size as usize;
-        if !self.block_size.is_power_of_two() || bs < 4096 || bs % page_size.max(1) != 0 {
+        if !self.block_size.is_power_of_two() || bs < 4096 || !bs.is_multiple_of(page_size.max(1)) {
             return bad(format!(
                 "[live] block_size = {}: must be a power of two, at least 4096 and a multiple of \
                  the page size ({page_size})",
@@ -108,7 +108,10 @@ impl LiveConfig {
                 "[live] block_size * block_count = {total} bytes per socket: at most 4 GiB"
             ));
         }
-        if self.frame_size % 16 != 0 || self.frame_size < 80 || self.frame_size > self.block_size {
+        if !self.frame_size.is_multiple_of(16)
+            || self.frame_size < 80
+            || self.frame_size > self.block_size
+        {
             return bad(format!(
                 "[live] frame_size = {}: must be a multiple of 16, at least 80 and at most \
                  block_size ({})",
@@ -728,8 +731,10 @@ mod tests {
         assert!(bad(&|c| c.poll_timeout_ms = 0).contains("poll_timeout_ms"));
         assert!(bad(&|c| c.block_timeout_ms = 100_000).contains("block_timeout_ms"));
         // a 64 KiB page size (some arm64/ppc64 kernels) refuses 4 KiB blocks
-        let mut c = LiveConfig::default();
-        c.block_size = 4096;
+        let c = LiveConfig {
+            block_size: 4096,
+            ..LiveConfig::default()
+        };
         assert!(c.validate(4096).is_ok());
         assert!(c.validate(65536).is_err());
     }
