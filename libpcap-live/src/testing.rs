@@ -123,6 +123,10 @@ impl VethBed {
     }
 
     fn build(&self) -> io::Result<()> {
+        // a bed left by a crashed process that had our pid: the names are ours
+        for ns in [&self.gen_ns, &self.cap_ns] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
         ip(&["netns", "add", &self.gen_ns])?;
         ip(&["netns", "add", &self.cap_ns])?;
         for ns in [&self.gen_ns, &self.cap_ns] {

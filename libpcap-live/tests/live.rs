@@ -231,7 +231,8 @@ fn live_duration_limit_ends_an_idle_source() {
     }
     let took = t.elapsed();
     assert!(
-        took >= Duration::from_millis(300) && took < Duration::from_millis(800),
+        // the first poll timeout (100 ms) after 300 ms; slack for a loaded machine
+        took >= Duration::from_millis(300) && took < Duration::from_secs(3),
         "{took:?}"
     );
     assert!(timeouts >= 2, "{timeouts} timeouts at a 100 ms poll");
