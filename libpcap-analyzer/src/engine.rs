@@ -339,6 +339,12 @@ impl Engine {
 
     /// Analyses N sources already balanced by flow (one per worker thread).
     ///
+    /// When one worker fails (its source returns an error, a plugin
+    /// panics, the thread dies), the others stop reading their sources at
+    /// their next event (live sources report an idle tick at least every
+    /// poll interval) and the run ends with that error: a source that never
+    /// ends by itself does not keep the run alive.
+    ///
     /// # Errors
     /// As [`Engine::run`].
     pub fn run_sources(
@@ -347,26 +353,86 @@ impl Engine {
         sources: Vec<Box<dyn PacketSource>>,
     ) -> Result<RunOutput, AnalyzerError> {
         let mut shared = None;
+        let failed = Arc::new(AtomicBool::new(false));
         let mut workers = Vec::with_capacity(sources.len());
         for (w, mut source) in sources.into_iter().enumerate() {
-            let handles = Self::handles(factory, &mut shared)?;
+            let handles = match Self::handles(factory, &mut shared) {
+                Ok(h) => h,
+                Err(e) => {
+                    failed.store(true, Ordering::Relaxed);
+                    let _ = collect(workers, Ok(None));
+                    return Err(e.into());
+                }
+            };
             let cfg = self.cfg.clone();
+            let stop = failed.clone();
             let h = std::thread::Builder::new()
                 .name(format!("pal-worker-{w}"))
                 .spawn(move || -> WorkerResult {
+                    // a panic of this thread stops the others too
+                    let _guard = StopOnPanic(&stop);
                     let mut a = Analyzer::with_handles(cfg, handles);
-                    let r = a.run(source.as_mut());
+                    let r = run_until_failed(&mut a, source.as_mut(), &stop);
+                    if r.is_err() {
+                        stop.store(true, Ordering::Relaxed);
+                    }
                     let flows = *a.flow_stats();
                     let (handles, stats) = a.into_parts();
-                    match r {
-                        Ok(warning) => Ok((handles, stats, flows, warning)),
-                        Err(e) => Err(e),
-                    }
-                })
-                .map_err(|e| AnalyzerError::Worker(e.to_string()))?;
-            workers.push(h);
+                    r.map(|warning| (handles, stats, flows, warning))
+                });
+            match h {
+                Ok(h) => workers.push(h),
+                Err(e) => {
+                    failed.store(true, Ordering::Relaxed);
+                    let _ = collect(workers, Ok(None));
+                    return Err(AnalyzerError::Worker(e.to_string()));
+                }
+            }
         }
         collect(workers, Ok(None))
+    }
+}
+
+/// Sets the flag when dropped during a panic (see [`Engine::run_sources`]).
+struct StopOnPanic<'a>(&'a AtomicBool);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// [`Analyzer::run`], ending early (without error) once `stop` is set by
+/// another worker.
+fn run_until_failed(
+    a: &mut Analyzer,
+    source: &mut dyn PacketSource,
+    stop: &AtomicBool,
+) -> Result<Option<libpcap_tools::Error>, AnalyzerError> {
+    let warning = loop {
+        if stop.load(Ordering::Relaxed) {
+            break None;
+        }
+        match source.next_event() {
+            Ok(SourceEvent::Packet(p)) => a.handle_packet(&p),
+            Ok(SourceEvent::Timeout { now }) => a.tick(now),
+            Ok(SourceEvent::End) => break None,
+            Err(e) if e.is_truncation() => break Some(e),
+            Err(e) => {
+                a.finish();
+                return Err(e.into());
+            }
+        }
+        if let Some(name) = a.panicked_plugin() {
+            return Err(AnalyzerError::PluginPanicked(name.to_string()));
+        }
+    };
+    a.finish();
+    match a.panicked_plugin() {
+        Some(name) => Err(AnalyzerError::PluginPanicked(name.to_string())),
+        None => Ok(warning),
     }
 }
 

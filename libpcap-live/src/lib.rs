@@ -1,10 +1,19 @@
-//! System interfaces of PAL: the only crate of the workspace allowed
-//! `unsafe` code, confined to [`sys`] and documented block by block.
+//! Live sources and system interfaces of PAL: the only crate of the
+//! workspace allowed `unsafe` code, confined to [`sys`] and documented
+//! block by block.
 //!
-//! The live sources (AF_PACKET rings with fanout, NFQUEUE) will live here
-//! (a later issue); today the crate holds the thread-priority call the
-//! multi-threaded engine uses.
+//! - [`afpacket`]: capture from a network interface with `AF_PACKET`
+//!   sockets and TPACKET_V3 rings, several sockets in one kernel fanout
+//!   group for several analysis workers (Linux).
+//! - [`sys`]: the checked system-call wrappers (sockets, the ring mapping,
+//!   thread priority, network namespaces).
+//! - [`testing`]: network namespaces joined by a veth pair and a frame
+//!   injector, for live tests (needs root; used by this workspace's tests).
+//!
+//! NFQUEUE (inline mode) is not implemented yet.
 
-#![allow(unsafe_code)] // system calls; every block carries a SAFETY comment
+#![allow(unsafe_code)] // system calls and the ring mapping; every block carries a SAFETY comment
 
+pub mod afpacket;
 pub mod sys;
+pub mod testing;

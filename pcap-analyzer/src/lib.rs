@@ -2,10 +2,12 @@
 //! summary. `main.rs` only maps the outcome to an exit code.
 //!
 //! Exit codes ([`exit_code`]): 0 success (also when standard output is a
-//! closed pipe); 1 error (unreadable input, bad configuration, plugin
-//! failure); 2 usage error (bad option, unknown plugin, no input, live
-//! capture options, which this build does not support yet); 3 input
-//! truncated or partly corrupt, but results written.
+//! closed pipe, and a live capture stopped by SIGINT/SIGTERM, `--duration`
+//! or `--count`); 1 error (unreadable input, unknown interface, no right to
+//! capture, bad configuration, plugin failure); 2 usage error (bad option,
+//! unknown plugin, no input, `--filter`/`--nfqueue`, which this build does
+//! not support yet); 3 input truncated or partly corrupt, but results
+//! written.
 //!
 //! See `README.md` in this crate for every option.
 
@@ -17,6 +19,7 @@ use libpcap_analyzer::plugin::{Interest, Layers, Plugin, PluginRegistry, PluginR
 use libpcap_analyzer::plugins::connections::{ConnectionsPlugin, ReportFormat};
 use libpcap_analyzer::plugins::{OutputConfig, builtin_registry};
 use libpcap_analyzer::{Engine, EngineConfig, PluginFactory, RunOutput};
+use libpcap_live::afpacket::{CaptureLimits, LiveConfig};
 use libpcap_tools::{
     Config, Flow, PacketSource, ReaderConfig, SourceEvent, SourceProgress, ipproto,
 };
@@ -31,8 +34,8 @@ use std::time::{Duration, Instant};
 pub const EXIT_OK: u8 = 0;
 /// Exit code: an error (unreadable input, bad configuration, plugin failure).
 pub const EXIT_ERROR: u8 = 1;
-/// Exit code: a usage error (bad option, unknown plugin, no input, live
-/// capture options). clap uses the same code for its own errors.
+/// Exit code: a usage error (bad option, unknown plugin, no input,
+/// `--filter`/`--nfqueue`). clap uses the same code for its own errors.
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code: input truncated or partly corrupt, results written.
 pub const EXIT_PARTIAL: u8 = 3;
@@ -76,9 +79,14 @@ pub fn exit_code(result: &Result<Outcome>) -> u8 {
     about = "Analyse network captures: connection report, flows, DNS, TLS",
     after_help = "Environment: PCAP_ANALYZER_LOG sets the log level (error, warn, info, debug, trace, \
                   or a flexi_logger spec such as 'info,libpcap_analyzer=debug').\n\
-                  Exit codes: 0 success (also when standard output is a closed pipe); 1 error \
-                  (unreadable input, bad configuration); 2 usage error (bad option, unknown plugin, \
-                  no input, live capture options); 3 input truncated or partly corrupt, results written."
+                  Live capture (-i) needs root or CAP_NET_RAW; it ends on SIGINT/SIGTERM (Ctrl-C), \
+                  --duration or --count, and the results are written as for a file ([live] in the \
+                  configuration sets the ring sizes).\n\
+                  Exit codes: 0 success (also when standard output is a closed pipe, and a live \
+                  capture stopped by a signal or a limit); 1 error (unreadable input, unknown \
+                  interface, no right to capture, bad configuration); 2 usage error (bad option, \
+                  unknown plugin, no input, --filter, --nfqueue); 3 input truncated or partly \
+                  corrupt, results written."
 )]
 pub struct Args {
     /// Capture files (pcap or pcapng, optionally gzip/xz/lz4/zstd), read one
@@ -121,9 +129,22 @@ pub struct Args {
     /// Only errors on standard error; no progress bar, no summary.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
-    /// Capture live from this interface (AF_PACKET; not available yet: exit code 2).
+    /// Capture live from this interface (AF_PACKET with TPACKET_V3 rings;
+    /// with -j N, N sockets in one kernel fanout group, one per worker).
+    /// Needs root or CAP_NET_RAW. Ends on Ctrl-C/SIGTERM, --duration or
+    /// --count; the results are then written as for a file.
     #[arg(short = 'i', long = "interface", value_name = "IFACE")]
     pub interface: Option<String>,
+    /// Live capture: stop after this many seconds (decimals allowed).
+    #[arg(long = "duration", value_name = "SECS", requires = "interface")]
+    pub duration: Option<f64>,
+    /// Live capture: stop after this many packets (all workers together).
+    #[arg(long = "count", value_name = "N", requires = "interface")]
+    pub count: Option<u64>,
+    /// Live capture: do not put the interface in promiscuous mode (also
+    /// `[live] promiscuous = false`).
+    #[arg(long = "no-promiscuous", requires = "interface")]
+    pub no_promiscuous: bool,
     /// Capture filter (BPF syntax) for live capture (not available yet: exit code 2).
     #[arg(short = 'f', long = "filter", value_name = "EXPR")]
     pub filter: Option<String>,
@@ -137,7 +158,7 @@ pub struct Args {
 }
 
 /// The sections the tool reads, for unknown-key warnings.
-const TOOL_SECTIONS: &[&str] = &["reader", "output", "log", "run"];
+const TOOL_SECTIONS: &[&str] = &["reader", "output", "log", "run", "live"];
 
 /// Section `[log]`.
 #[derive(Debug, Clone, serde::Deserialize, Default)]
@@ -481,15 +502,46 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
         list(&registry, &config, args.list_plugins, stdout)?;
         return Ok(Outcome::Complete);
     }
-    if args.interface.is_some() || args.nfqueue.is_some() || args.filter.is_some() {
+    if args.nfqueue.is_some() || args.filter.is_some() {
         return Err(UsageError(
-            "live capture (--interface, --filter, --nfqueue) is not available in this build yet; \
-             record the traffic to a file (e.g. with tcpdump -w) and analyse the file"
+            "live capture filters (--filter) and inline mode (--nfqueue) are not available in \
+             this build yet; capture without a filter (-i IFACE), or record the traffic to a file \
+             (e.g. with tcpdump -w and a filter) and analyse the file"
                 .to_string(),
         )
         .into());
     }
-    if args.inputs.is_empty() {
+    let live = args.interface.as_deref();
+    if live.is_some() && (!args.inputs.is_empty() || args.skip > 0) {
+        return Err(UsageError(
+            "--interface captures live: give no input file and no --skip with it".to_string(),
+        )
+        .into());
+    }
+    if let Some(d) = args.duration
+        && !(d.is_finite() && d > 0.0)
+    {
+        return Err(
+            UsageError(format!("--duration {d}: give a positive number of seconds")).into(),
+        );
+    }
+    let interval_set = config
+        .table()
+        .get("plugin")
+        .and_then(|p| p.get("connections"))
+        .and_then(|c| c.get("interval"))
+        .is_some();
+    if live.is_some() && !interval_set {
+        // a live report is rewritten every 5 s unless told otherwise
+        let mut t = toml::Table::new();
+        t.insert("interval".into(), toml::Value::Float(5.0));
+        config.set(
+            "plugin",
+            "connections",
+            toml::Value::Table(merge_table(&config, "connections", t)),
+        );
+    }
+    if args.inputs.is_empty() && live.is_none() {
         return Err(UsageError(
             "no input given: pass one or more capture files, or '-' for standard input \
              (see --help)"
@@ -503,6 +555,18 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
     let reader_cfg: ReaderConfig = section(&config, "reader", cfg_file)?;
     let run_cfg: RunConfig = section(&config, "run", cfg_file)?;
     let log_cfg: LogConfig = section(&config, "log", cfg_file)?;
+    let mut live_cfg: LiveConfig = section(&config, LiveConfig::SECTION, cfg_file)?;
+    if args.no_promiscuous {
+        live_cfg.promiscuous = false;
+    }
+    if live.is_some() {
+        live_cfg
+            .validate(libpcap_live::sys::page_size())
+            .map_err(|e| match cfg_file {
+                Some(f) => anyhow::anyhow!("invalid configuration file '{}': {e}", f.display()),
+                None => anyhow::anyhow!("{e}"),
+            })?;
+    }
     let jobs = args.jobs.unwrap_or(run_cfg.jobs);
     let stdin_count = args.inputs.iter().filter(|p| p.as_os_str() == "-").count();
     if stdin_count > 1 {
@@ -547,11 +611,15 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
     log::info!(
         "pcap-analyzer {}: inputs {}; plugins {}; {} worker(s)",
         env!("CARGO_PKG_VERSION"),
-        args.inputs
-            .iter()
-            .map(|p| format!("'{}'", p.display()))
-            .collect::<Vec<_>>()
-            .join(", "),
+        match live {
+            Some(i) => format!("interface '{i}'"),
+            None => args
+                .inputs
+                .iter()
+                .map(|p| format!("'{}'", p.display()))
+                .collect::<Vec<_>>()
+                .join(", "),
+        },
         selected.join(","),
         jobs
     );
@@ -571,7 +639,8 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
         Some(f) => anyhow::anyhow!("invalid configuration file '{}': {e}", f.display()),
         None => anyhow::anyhow!("{e}"),
     })?;
-    if engine.jobs() > 1 && run_cfg.worker_nice > 0 {
+    // live: no reading thread to favour, each worker reads its own socket
+    if engine.jobs() > 1 && run_cfg.worker_nice > 0 && live.is_none() {
         let nice = run_cfg.worker_nice;
         engine = engine.with_worker_init(Arc::new(move || {
             if let Err(e) = libpcap_live::sys::lower_thread_priority(nice) {
@@ -579,7 +648,7 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
             }
         }));
     }
-    let show_bar = !args.quiet && std::io::stderr().is_terminal();
+    let show_bar = !args.quiet && std::io::stderr().is_terminal() && live.is_none();
     let flows_seen = Arc::new(AtomicU64::new(0));
     let factory = || -> PluginResult<Vec<Box<dyn Plugin>>> {
         let mut v = registry.build(&selected, &config)?;
@@ -589,7 +658,63 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
         Ok(v)
     };
     let started = Instant::now();
-    let (mut output, warnings, progress) = if args.inputs.len() == 1 && args.skip == 0 {
+    let mut capture = None;
+    let (mut output, warnings, progress) = if let Some(iface) = live {
+        let limits = CaptureLimits {
+            max_packets: args.count,
+            duration: args.duration.map(Duration::from_secs_f64),
+        };
+        let group = libpcap_live::afpacket::open(iface, &live_cfg, engine.jobs(), limits)
+            .map_err(|e| anyhow::anyhow!("cannot capture on '{iface}': {e}"))?;
+        let handle = group.handle.clone();
+        // SIGINT/SIGTERM end the capture cleanly; a second one ends the process
+        let stop = handle.stop_flag();
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
+                .and_then(|_| signal_hook::flag::register(sig, stop.clone()))
+                .context("installing the signal handlers")?;
+        }
+        let ready = format!(
+            "capturing on {iface} ({} socket{}{}, link type {}, {}promiscuous); stop with Ctrl-C",
+            handle.sockets(),
+            if handle.sockets() > 1 { "s" } else { "" },
+            if handle.sockets() > 1 {
+                " in a fanout group"
+            } else {
+                ""
+            },
+            handle.linktype(),
+            if live_cfg.promiscuous { "" } else { "not " },
+        );
+        log::info!("{ready}");
+        if !args.quiet {
+            eprintln!("pcap-analyzer: {ready}");
+        }
+        let sources: Vec<Box<dyn PacketSource>> = group
+            .sources
+            .into_iter()
+            .map(|s| Box::new(s) as Box<dyn PacketSource>)
+            .collect();
+        let out = engine
+            .run_sources(&factory, sources)
+            .with_context(|| format!("capturing on '{iface}'"))?;
+        let k = handle.kernel_stats();
+        log::info!(
+            "capture on {iface} ended: {} packets delivered; kernel: {} received, {} dropped, {} freezes",
+            handle.delivered(),
+            k.packets,
+            k.drops,
+            k.freeze_count
+        );
+        let progress = SourceProgress {
+            packets: out.stats.packets,
+            bytes: out.stats.bytes,
+            total_bytes: None,
+            dropped: Some(k.drops),
+        };
+        capture = Some(handle);
+        (out, Vec::new(), progress)
+    } else if args.inputs.len() == 1 && args.skip == 0 {
         let path = &args.inputs[0];
         // classic pcap is read into shared chunks (no copy to the workers);
         // pcapng, compressed input and stdin through the streaming reader
@@ -637,7 +762,20 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
         }
     }
     log::debug!("results written after {:?}", started.elapsed());
-    let summary = summary_json(&output, &progress, elapsed, &warnings);
+    let mut summary = summary_json(&output, &progress, elapsed, &warnings);
+    if let (Some(h), Some(obj)) = (&capture, summary.as_object_mut()) {
+        let k = h.kernel_stats();
+        obj.insert(
+            "live".to_string(),
+            serde_json::json!({
+                "interface": h.interface(),
+                "sockets": h.sockets(),
+                "kernel_packets": k.packets,
+                "kernel_drops": k.drops,
+                "kernel_freeze_count": k.freeze_count,
+            }),
+        );
+    }
     if let Some(path) = &args.stats_json {
         let text = serde_json::to_string_pretty(&summary)? + "\n";
         std::fs::write(path, text)
@@ -760,6 +898,20 @@ fn summary_text(v: &serde_json::Value) -> String {
             .and_then(serde_json::Value::as_f64)
             .unwrap_or(0.0)
     );
+    if let Some(l) = v.get("live") {
+        let n = |k: &str| l.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+        s.push_str(&format!(
+            "live capture on {} ({} socket(s)): {} packets received by the kernel, {} dropped \
+             by the kernel (ring full), {} ring freezes\n",
+            l.get("interface")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("?"),
+            n("sockets"),
+            n("kernel_packets"),
+            n("kernel_drops"),
+            n("kernel_freeze_count"),
+        ));
+    }
     if let Some(a) = v
         .get("anomalies")
         .and_then(|a| a.as_object())

@@ -8,5 +8,6 @@ mod corpus;
 mod dns;
 mod engine;
 mod fixtures;
+mod live_stop;
 mod save;
 mod tls;

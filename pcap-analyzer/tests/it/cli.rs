@@ -395,15 +395,25 @@ fn list_plugins_shows_layers_and_events() {
 }
 
 #[test]
-fn live_options_are_a_clear_usage_error() {
+fn filter_and_nfqueue_are_a_clear_usage_error() {
     for args in [
-        vec!["-i", "eth0"],
         vec!["--nfqueue", "0"],
         vec!["-f", "tcp port 80", "x.pcap"],
+        vec!["-i", "lo", "-f", "tcp port 80"],
     ] {
         let o = run(&args);
         assert_eq!(o.status.code(), Some(2), "{args:?}");
-        assert!(stderr(&o).contains("live capture"), "{}", stderr(&o));
+        assert!(stderr(&o).contains("not available"), "{}", stderr(&o));
+    }
+    // an interface and files, or live options without an interface
+    for args in [
+        vec!["-i", "lo", "x.pcap"],
+        vec!["--count", "3", "x.pcap"],
+        vec!["--duration", "1", "x.pcap"],
+        vec!["-i", "lo", "--duration", "-1"],
+    ] {
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod cli;
 mod corpus;
+mod live;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

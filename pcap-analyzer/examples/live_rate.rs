@@ -1,0 +1,84 @@
+//! Measures live capture: builds a private veth bed (root needed), runs
+//! `pcap-analyzer -i` in the capture namespace, sends N 64-byte UDP frames
+//! (64 flows) flat out from the other namespace, stops it with SIGINT and
+//! prints the send rate, the packets analysed and the kernel's drops.
+//!
+//! `cargo run --release -p pcap-analyzer --example live_rate -- \
+//!   target/release/pcap-analyzer 1000000 1 2`
+
+#![allow(clippy::print_stdout)] // a measuring tool prints its results
+
+use libpcap_live::testing::{self, VethBed};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let bin = args
+        .next()
+        .unwrap_or_else(|| "target/release/pcap-analyzer".into());
+    let n: u64 = args.next().map_or(Ok(1_000_000), |v| v.parse())?;
+    let jobs: Vec<String> = args.collect();
+    let jobs = if jobs.is_empty() {
+        vec!["1".to_string(), "2".to_string()]
+    } else {
+        jobs
+    };
+    if let Some(why) = testing::skip_reason() {
+        return Err(why.into());
+    }
+    let frames: Vec<Vec<u8>> = (0..64u16)
+        .map(|i| testing::udp_frame(None, [10, 9, 0, 1], [10, 9, 0, 2], 1000 + i, 53, &[0; 18]))
+        .collect();
+    for j in jobs {
+        let bed = VethBed::new("rate")?;
+        let tmp = std::env::temp_dir().join(format!("pal-rate-{}.json", std::process::id()));
+        let mut child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &bed.cap_ns,
+                &bin,
+                "-i",
+                &bed.cap_if,
+                "-j",
+                &j,
+            ])
+            .args(["-p", "connections", "--stats-json"])
+            .arg(&tmp)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let err = child.stderr.take().ok_or("no stderr")?;
+        let mut lines = BufReader::new(err).lines();
+        for l in lines.by_ref() {
+            if l?.contains("capturing on") {
+                break;
+            }
+        }
+        let tx = bed.sender()?;
+        let t = Instant::now();
+        for k in 0..n {
+            let f = frames.get((k % 64) as usize).ok_or("frame")?;
+            // a full device queue: retry the same frame
+            while tx.send(f).is_err() {}
+        }
+        let secs = t.elapsed().as_secs_f64();
+        std::thread::sleep(Duration::from_millis(500));
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()?;
+        child.wait()?;
+        let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&tmp)?)?;
+        let _ = std::fs::remove_file(&tmp);
+        println!(
+            "-j {j}: sent {n} frames in {secs:.2} s ({:.0} frames/s); analysed {}; kernel: {} received, {} dropped",
+            n as f64 / secs,
+            s["packets"],
+            s["live"]["kernel_packets"],
+            s["live"]["kernel_drops"]
+        );
+    }
+    Ok(())
+}
