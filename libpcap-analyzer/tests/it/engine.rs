@@ -50,8 +50,16 @@ impl PacketSource for Mem {
     }
 }
 
-/// Panics on the 20th transport layer it sees.
-struct Bomb(u32);
+/// Panics on the 20th transport layer it sees (also used by the live-stop
+/// tests, from its first with [`Bomb::at_first`]).
+pub(crate) struct Bomb(u32);
+
+impl Bomb {
+    /// A bomb that goes off on the first transport layer.
+    pub(crate) fn at_first() -> Bomb {
+        Bomb(19)
+    }
+}
 
 impl Plugin for Bomb {
     fn name(&self) -> &str {

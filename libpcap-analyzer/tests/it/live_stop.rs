@@ -1,10 +1,8 @@
 //! `Engine::run_sources` with live sources that never end by themselves:
 //! when one worker fails, the others stop and the run ends with the error.
 
-use crate::engine::Mem;
-use libpcap_analyzer::plugin::{
-    Decapsulated, Interest, Layers, PacketContext, Plugin, PluginResult, TransportLayer,
-};
+use crate::engine::{Bomb, Mem};
+use libpcap_analyzer::plugin::{Plugin, PluginResult};
 use libpcap_analyzer::samples::sample_trace;
 use libpcap_analyzer::{AnalyzerError, Engine};
 use libpcap_tools::{Config, PacketSource, SourceEvent, SourceProgress, Timestamp};
@@ -75,25 +73,6 @@ impl PacketSource for Failing {
     }
 }
 
-/// Panics on its first transport layer.
-struct PanicAtFirst;
-
-impl Plugin for PanicAtFirst {
-    fn name(&self) -> &str {
-        "panic-at-first"
-    }
-    fn interest(&self) -> Interest {
-        Interest::new(Layers::TRANSPORT)
-    }
-    fn handle_transport(
-        &mut self,
-        _: &PacketContext<'_>,
-        _: &TransportLayer<'_>,
-    ) -> PluginResult<Option<Decapsulated>> {
-        panic!("plugin bug");
-    }
-}
-
 /// Runs `sources` on another thread; the result, or a panic after 20 s
 /// (the run did not stop).
 fn run_with_deadline(
@@ -106,7 +85,7 @@ fn run_with_deadline(
         let engine = Engine::new(&config, sources.len()).unwrap();
         let factory = || -> PluginResult<Vec<Box<dyn Plugin>>> {
             Ok(if with_panicking_plugin {
-                vec![Box::new(PanicAtFirst)]
+                vec![Box::new(Bomb::at_first())]
             } else {
                 Vec::new()
             })
@@ -144,7 +123,7 @@ fn a_panicking_plugin_stops_the_endless_sources() {
         Box::new(Mem::new(sample_trace())),
     ];
     match run_with_deadline(sources, true) {
-        Err(AnalyzerError::PluginPanicked(name)) => assert_eq!(name, "panic-at-first"),
+        Err(AnalyzerError::PluginPanicked(name)) => assert_eq!(name, "bomb"),
         other => panic!("{other:?}"),
     }
 }
