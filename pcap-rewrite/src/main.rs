@@ -124,6 +124,10 @@ struct Cli {
     /// Seconds (capture time) a fragment waits for its first fragment.
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
     frag_timeout: f64,
+    /// Most datagrams whose first-fragment ports are remembered (the
+    /// oldest is forgotten first).
+    #[arg(long, default_value_t = FragConfig::default().max_datagrams, value_name = "N")]
+    frag_datagrams: usize,
     /// What to do with fragments whose first fragment never comes.
     #[arg(long, value_enum, default_value = "evaluate")]
     orphan_fragments: OrphanArg,
@@ -211,13 +215,13 @@ fn build_options(cli: &Cli) -> Result<Options, Error> {
         filter,
         frag: FragConfig {
             max_buffered: cli.frag_buffer,
+            max_datagrams: cli.frag_datagrams,
             timeout_ns: (cli.frag_timeout * 1e9) as i64,
             orphans: match cli.orphan_fragments {
                 OrphanArg::Evaluate => OrphanPolicy::Evaluate,
                 OrphanArg::Keep => OrphanPolicy::Keep,
                 OrphanArg::Drop => OrphanPolicy::Drop,
             },
-            ..FragConfig::default()
         },
         split: split.map(|by| SplitConfig {
             by,

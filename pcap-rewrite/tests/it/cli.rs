@@ -231,3 +231,56 @@ fn max_split_files_caps_the_files_and_reports_the_overflow() {
     assert_eq!(s["split_overflow_packets"], 3);
     assert_eq!(s["files_written"], 3);
 }
+
+#[test]
+fn frag_datagrams_caps_the_first_fragment_ports_remembered() {
+    // the first fragments of two datagrams to port 53, then the rest of
+    // each: with room for one datagram's ports, the first is forgotten and
+    // its later fragments can no longer be matched to port 53
+    let (a, b) = (
+        std::net::Ipv4Addr::new(10, 1, 0, 1),
+        std::net::Ipv4Addr::new(10, 1, 0, 2),
+    );
+    let frags = |id: u16| -> Vec<Vec<u8>> {
+        let seg = build::udp(a.into(), b.into(), 4444, 53, &[id as u8; 300]);
+        build::ipv4_fragments(a, b, 17, id, &seg, 96)
+            .into_iter()
+            .map(|ip| build::ethernet([2; 6], [4; 6], 0x0800, &ip))
+            .collect()
+    };
+    let (d1, d2) = (frags(1), frags(2));
+    assert_eq!(d1.len(), 4);
+    let order = [
+        &d1[0], &d2[0], &d1[1], &d1[2], &d1[3], &d2[1], &d2[2], &d2[3],
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("f.pcap");
+    let v: Vec<_> = order
+        .iter()
+        .enumerate()
+        .map(|(i, f)| pkt(i, LinkType::ETHERNET, (*f).clone()))
+        .collect();
+    write_pcap(&input, LinkType::ETHERNET, &v);
+    let run_with = |cap: Option<&str>| {
+        let out = dir.path().join("o.pcap");
+        let js = dir.path().join("s.json");
+        let mut args = vec![
+            input.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "-k",
+            "dport=53",
+            "--stats-json",
+            js.to_str().unwrap(),
+        ];
+        if let Some(n) = cap {
+            args.extend(["--frag-datagrams", n]);
+        }
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(0), "{o:?}");
+        let s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&js).unwrap()).unwrap();
+        (s["fragment_ports_forgotten"].clone(), packets(&out).len())
+    };
+    assert_eq!(run_with(None), (0.into(), 8));
+    assert_eq!(run_with(Some("1")), (1.into(), 5));
+}
