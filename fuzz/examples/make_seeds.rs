@@ -595,11 +595,24 @@ fn files_below(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// A capture as `rewrite_capture` seeds: behind a few setup bytes (plain
+/// copy; pcapng, raw IP and a keep rule; Ethernet, VLAN strip and split;
+/// everything).
+fn put_rewrite_seeds(out: &mut Out, name: &str, capture: &[u8]) -> Res<()> {
+    for setup in [0x00u8, 0x46, 0xc9, 0xff] {
+        let mut v = vec![setup];
+        v.extend_from_slice(capture);
+        out.put(name, &v)?;
+    }
+    Ok(())
+}
+
 fn import(captures: &Path, root: &Path) -> Res<()> {
     let mut files = Vec::new();
     files_below(captures, &mut files);
     files.sort();
     let mut cap = Out::new(root, "capture_reader")?;
+    let mut rewrite = Out::new(root, "rewrite_capture")?;
     let mut frames = Out::new(root, "analyzer_frame")?;
     let mut traces = Out::new(root, "analyzer_trace")?;
     let cfg = libpcap_tools::ReaderConfig::default();
@@ -613,6 +626,7 @@ fn import(captures: &Path, root: &Path) -> Res<()> {
                 .replace(|c: char| !c.is_ascii_alphanumeric() && c != '.', "_")
         });
         cap.put(&stem, &bytes)?;
+        put_rewrite_seeds(&mut rewrite, &stem, &bytes)?;
         let mut packets = Vec::new();
         while let Ok(Some(p)) = r.next_packet() {
             packets.push(p.to_owned());
@@ -632,7 +646,7 @@ fn import(captures: &Path, root: &Path) -> Res<()> {
             frames.put(&stem, &v)?;
         }
     }
-    for o in [&cap, &frames, &traces] {
+    for o in [&cap, &rewrite, &frames, &traces] {
         println!("{}: {} seeds", o.dir.display(), o.n);
     }
     Ok(())
@@ -649,8 +663,10 @@ fn main() -> Res<()> {
     let trace = sample_trace();
 
     let mut cap = Out::new(&root, "capture_reader")?;
+    let mut rewrite = Out::new(&root, "rewrite_capture")?;
     for (name, bytes) in capture_files(&trace)? {
         cap.put(&name, &bytes)?;
+        put_rewrite_seeds(&mut rewrite, &name, &bytes)?;
     }
 
     let mut frames = Out::new(&root, "analyzer_frame")?;
