@@ -391,7 +391,10 @@ impl NfqueueSource {
             proc_file: None,
             ended: false,
         };
-        // PF_BIND for IPv4 and IPv6: no-ops since Linux 3.8, needed before
+        // PF_BIND for IPv4 and IPv6: no-ops since Linux 3.8, needed before.
+        // nfnetlink checks CAP_NET_ADMIN for every message, so these also
+        // tell a missing privilege from a queue bound by another socket (the
+        // kernel answers EPERM to both when binding).
         for pf in [libc::AF_INET as u16, libc::AF_INET6 as u16] {
             if let Err(e) =
                 s.request(|q, seq| netlink::config_cmd(q, seq, netlink::NFQNL_CFG_CMD_PF_BIND, pf))
@@ -404,8 +407,8 @@ impl NfqueueSource {
         }
         s.request(|q, seq| netlink::config_cmd(q, seq, netlink::NFQNL_CFG_CMD_BIND, 0))
             .map_err(|e| match e.raw_os_error() {
-                Some(libc::EPERM | libc::EACCES) => NfqError::Permission { queue, source: e },
-                Some(libc::EBUSY) => NfqError::Busy { queue },
+                Some(libc::EPERM | libc::EBUSY) => NfqError::Busy { queue },
+                Some(libc::EACCES) => NfqError::Permission { queue, source: e },
                 _ => os("binding the queue (is the nfnetlink_queue module available?)")(e),
             })?;
         s.request(|q, seq| netlink::config_params(q, seq, cfg.copy_range))
