@@ -20,8 +20,9 @@ use crate::wire::{
 };
 use libpcap_tools::{
     Config, Direction, FiveTuple, Flow, FlowContext, LinkType, Packet, PacketSource, SourceEvent,
-    Timestamp, ipproto,
+    Timestamp, Verdict, ipproto,
 };
+use std::cell::Cell;
 use std::net::IpAddr;
 
 /// Per-flow data the analyzer keeps in the flow table.
@@ -100,6 +101,9 @@ pub struct Analyzer {
     stats: AnalyzerStats,
     want_streams: bool,
     finished: bool,
+    /// The verdict of the frame being handled, shared by the contexts of
+    /// all its layers (see [`Analyzer::verdict`]).
+    verdict: Cell<Verdict>,
 }
 
 impl std::fmt::Debug for Analyzer {
@@ -146,6 +150,7 @@ impl Analyzer {
             want_streams,
             cfg,
             finished: false,
+            verdict: Cell::new(Verdict::Accept),
         }
     }
 
@@ -180,9 +185,17 @@ impl Analyzer {
         &mut self,
         source: &mut dyn PacketSource,
     ) -> Result<Option<libpcap_tools::Error>, AnalyzerError> {
+        let inline = source.is_inline();
         let warning = loop {
             match source.next_event() {
-                Ok(SourceEvent::Packet(p)) => self.handle_packet(&p),
+                Ok(SourceEvent::Packet(p)) => {
+                    let index = p.index;
+                    self.handle_packet(&p);
+                    if inline && let Err(e) = source.set_verdict(index, self.verdict.get()) {
+                        self.finish();
+                        return Err(e.into());
+                    }
+                }
                 Ok(SourceEvent::Timeout { now }) => self.tick(now),
                 Ok(SourceEvent::End) => break None,
                 Err(e) if e.is_truncation() => break Some(e),
@@ -202,6 +215,15 @@ impl Analyzer {
         }
     }
 
+    /// The verdict the plugins gave the frame handled last: the strictest
+    /// of those set through [`PacketContext::drop_packet`] and
+    /// [`PacketContext::set_verdict`] by any callback of that frame
+    /// ([`Verdict::Accept`] when none was). It is reset when the next frame
+    /// is handled. [`Analyzer::run`] passes it to inline sources.
+    pub fn verdict(&self) -> Verdict {
+        self.verdict.get()
+    }
+
     /// Handles one captured frame.
     pub fn handle_packet(&mut self, packet: &Packet<'_>) {
         let link = decode_link(packet.linktype, packet.data);
@@ -218,6 +240,7 @@ impl Analyzer {
         link: Result<LinkInfo, LinkError>,
         clock: Option<Timestamp>,
     ) {
+        self.verdict.set(Verdict::Accept);
         self.stats.packets += 1;
         self.stats.bytes += u64::from(packet.origlen);
         if let Some(ts) = packet.ts.max(clock) {
@@ -280,7 +303,7 @@ impl Analyzer {
                 payload,
                 vlans: info.as_ref().map_or(&[][..], |i| i.vlans()),
             };
-            let ctx = PacketContext::new(packet, l0);
+            let ctx = PacketContext::new(packet, l0).with_verdict(&self.verdict);
             let mut decaps = Vec::new();
             for k in 0..self.dispatch.link.len() {
                 let Some(&i) = self.dispatch.link.get(k) else {
@@ -331,7 +354,7 @@ impl Analyzer {
         if self.dispatch.network.is_empty() {
             return;
         }
-        let ctx = PacketContext::new(packet, l0);
+        let ctx = PacketContext::new(packet, l0).with_verdict(&self.verdict);
         let mut decaps = Vec::new();
         for k in 0..self.dispatch.network.len() {
             let Some(&i) = self.dispatch.network.get(k) else {
@@ -688,7 +711,10 @@ impl Analyzer {
                     .call(i, &mut self.stats, |p| p.flow_created(flow));
             }
         }
-        let ctx = PacketContext::new(packet, l0);
+        // a copy of the frame's verdict cell, written back below: the stream
+        // layer needs `&mut self` while the context lives
+        let verdict = Cell::new(self.verdict.get());
+        let ctx = PacketContext::new(packet, l0).with_verdict(&verdict);
         let mut decaps = Vec::new();
         if !self.dispatch.transport.is_empty() {
             let Some(entry) = self.flows.get(tracked.handle) else {
@@ -723,6 +749,7 @@ impl Analyzer {
         {
             self.stream(&ctx, tracked.handle, tracked.direction, seq, flags, payload);
         }
+        self.verdict.set(verdict.get());
         for d in decaps {
             self.decapsulated(packet, l0, Some((key.src, key.dst)), d);
         }

@@ -411,12 +411,20 @@ fn run_until_failed(
     source: &mut dyn PacketSource,
     stop: &AtomicBool,
 ) -> Result<Option<libpcap_tools::Error>, AnalyzerError> {
+    let inline = source.is_inline();
     let warning = loop {
         if stop.load(Ordering::Relaxed) {
             break None;
         }
         match source.next_event() {
-            Ok(SourceEvent::Packet(p)) => a.handle_packet(&p),
+            Ok(SourceEvent::Packet(p)) => {
+                let index = p.index;
+                a.handle_packet(&p);
+                if inline && let Err(e) = source.set_verdict(index, a.verdict()) {
+                    a.finish();
+                    return Err(e.into());
+                }
+            }
             Ok(SourceEvent::Timeout { now }) => a.tick(now),
             Ok(SourceEvent::End) => break None,
             Err(e) if e.is_truncation() => break Some(e),

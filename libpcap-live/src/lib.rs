@@ -5,15 +5,17 @@
 //! - [`afpacket`]: capture from a network interface with `AF_PACKET`
 //!   sockets and TPACKET_V3 rings, several sockets in one kernel fanout
 //!   group for several analysis workers (Linux).
+//! - [`nfqueue`]: inline mode, packets queued by netfilter (`NFQUEUE`)
+//!   read from a netlink socket per queue, each given a verdict (accept or
+//!   drop).
 //! - [`sys`]: the checked system-call wrappers (sockets, the ring mapping,
 //!   thread priority, network namespaces).
 //! - [`testing`]: network namespaces joined by a veth pair and a frame
 //!   injector, for live tests (needs root; used by this workspace's tests).
-//!
-//! NFQUEUE (inline mode) is not implemented yet.
 
 #![allow(unsafe_code)] // system calls and the ring mapping; every block carries a SAFETY comment
 
 pub mod afpacket;
+pub mod nfqueue;
 pub mod sys;
 pub mod testing;

@@ -499,6 +499,116 @@ pub fn send_frame(fd: &OwnedFd, frame: &[u8]) -> io::Result<usize> {
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
+/// Opens a netlink socket of family `protocol` (`NETLINK_NETFILTER` for
+/// nfqueue) and binds it with a port id chosen by the kernel.
+///
+/// # Errors
+/// The OS error of `socket` or `bind`.
+pub fn netlink_socket(protocol: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: socket has no memory preconditions; the result is checked.
+    let fd = cvt(unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            protocol,
+        )
+    })?;
+    // SAFETY: fd was just returned by socket and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let sa = sockaddr_nl();
+    let len = libc::socklen_t::try_from(std::mem::size_of::<libc::sockaddr_nl>())
+        .map_err(|_| io::Error::other("sockaddr too large"))?;
+    // SAFETY: `sa` is a valid sockaddr_nl of `len` bytes for the duration of the call.
+    cvt(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sa as *const libc::sockaddr_nl).cast::<libc::sockaddr>(),
+            len,
+        )
+    })?;
+    Ok(fd)
+}
+
+/// The address of the kernel (port id 0, no groups).
+fn sockaddr_nl() -> libc::sockaddr_nl {
+    // SAFETY: sockaddr_nl is made of integers only; all zeroes is a valid value.
+    let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    sa
+}
+
+/// Sets the receive buffer of a socket to `bytes`, beyond `rmem_max` when
+/// allowed (`SO_RCVBUFFORCE`, needs `CAP_NET_ADMIN`), else as far as
+/// `rmem_max` lets (`SO_RCVBUF`).
+///
+/// # Errors
+/// The OS error of `setsockopt(SO_RCVBUF)`.
+pub fn set_receive_buffer(fd: &OwnedFd, bytes: u32) -> io::Result<()> {
+    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    if setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &v).is_ok() {
+        return Ok(());
+    }
+    setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &v)
+}
+
+/// Sends one netlink message to the kernel.
+///
+/// # Errors
+/// The OS error of `sendto`, or a short send.
+pub fn netlink_send(fd: &OwnedFd, msg: &[u8]) -> io::Result<()> {
+    let sa = sockaddr_nl();
+    let len = libc::socklen_t::try_from(std::mem::size_of::<libc::sockaddr_nl>())
+        .map_err(|_| io::Error::other("sockaddr too large"))?;
+    // SAFETY: `msg` is readable for its length and `sa` is a valid
+    // sockaddr_nl of `len` bytes, both for the duration of the call.
+    let n = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            msg.as_ptr().cast::<libc::c_void>(),
+            msg.len(),
+            0,
+            (&sa as *const libc::sockaddr_nl).cast::<libc::sockaddr>(),
+            len,
+        )
+    };
+    let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+    if n != msg.len() {
+        return Err(io::Error::other(format!("sent {n} of {} bytes", msg.len())));
+    }
+    Ok(())
+}
+
+/// Receives one datagram into `buf` without waiting: `Ok(None)` when none
+/// is there, else its full length (`MSG_TRUNC`: more than `buf.len()` when
+/// it did not fit and was cut).
+///
+/// # Errors
+/// The OS error of `recv` (`ENOBUFS` when the kernel could not queue
+/// messages for us because the receive buffer was full).
+pub fn recv_nowait(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    // SAFETY: `buf` is writable for its length for the duration of the call;
+    // the kernel writes at most that many bytes (MSG_TRUNC only changes the
+    // returned length).
+    let n = unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast::<libc::c_void>(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+        )
+    };
+    match usize::try_from(n) {
+        Ok(n) => Ok(Some(n)),
+        Err(_) => {
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
+                _ => Err(e),
+            }
+        }
+    }
+}
+
 /// Moves the calling thread into the network namespace at `path` (a file
 /// such as `/run/netns/NAME`). Other threads keep theirs.
 ///

@@ -224,6 +224,73 @@ impl Drop for VethBed {
     }
 }
 
+/// IPv4 address [`VethBed::add_ipv4`] gives the generator's end.
+pub const GEN_IP4: [u8; 4] = [10, 77, 0, 1];
+/// IPv4 address [`VethBed::add_ipv4`] gives the capture end.
+pub const CAP_IP4: [u8; 4] = [10, 77, 0, 2];
+
+impl VethBed {
+    /// Gives both ends an IPv4 address ([`GEN_IP4`], [`CAP_IP4`], /24), so
+    /// that real sockets can talk across the pair (inline tests).
+    ///
+    /// # Errors
+    /// The `ip` command that failed.
+    pub fn add_ipv4(&self) -> io::Result<()> {
+        let a = |ip: [u8; 4]| format!("{}.{}.{}.{}/24", ip[0], ip[1], ip[2], ip[3]);
+        ip(&[
+            "-n",
+            &self.gen_ns,
+            "addr",
+            "add",
+            &a(GEN_IP4),
+            "dev",
+            &self.gen_if,
+        ])?;
+        ip(&[
+            "-n",
+            &self.cap_ns,
+            "addr",
+            "add",
+            &a(CAP_IP4),
+            "dev",
+            &self.cap_if,
+        ])
+    }
+
+    /// Runs `PROGRAM ARGS` in the capture namespace (`ip netns exec`), e.g.
+    /// an iptables rule.
+    ///
+    /// # Errors
+    /// When it cannot run or fails (with its stderr).
+    pub fn cap_exec(&self, program: &str, args: &[&str]) -> io::Result<()> {
+        let o = Command::new("ip")
+            .args(["netns", "exec", &self.cap_ns, program])
+            .args(args)
+            .output()?;
+        if o.status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!(
+                "{program} {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&o.stderr).trim()
+            )))
+        }
+    }
+}
+
+/// Why inline (NFQUEUE) tests cannot run here: [`skip_reason`], or no
+/// working `iptables`; `None` when they can.
+pub fn nfqueue_skip_reason() -> Option<String> {
+    if let Some(r) = skip_reason() {
+        return Some(r);
+    }
+    match Command::new("iptables").arg("-V").output() {
+        Ok(o) if o.status.success() => None,
+        _ => Some("no working `iptables` (install the iptables package)".to_string()),
+    }
+}
+
 /// A raw packet socket bound to the generator's interface.
 #[derive(Debug)]
 pub struct FrameSender {

@@ -163,6 +163,13 @@ pub trait PacketSource: Send {
         Ok(SharedEvent::End)
     }
 
+    /// `true` for inline sources (NFQUEUE): each packet waits in the kernel
+    /// for a verdict ([`PacketSource::set_verdict`]) before it goes on. The
+    /// answer does not change during the life of the source.
+    fn is_inline(&self) -> bool {
+        false
+    }
+
     /// Gives the verdict for the packet of index `index`. Sources that are
     /// not inline ignore it.
     ///

@@ -5,9 +5,9 @@
 //! closed pipe, and a live capture stopped by SIGINT/SIGTERM, `--duration`
 //! or `--count`); 1 error (unreadable input, unknown interface, no right to
 //! capture, bad configuration, plugin failure); 2 usage error (bad option,
-//! unknown plugin, no input, `--filter`/`--nfqueue`, which this build does
-//! not support yet); 3 input truncated or partly corrupt, but results
-//! written.
+//! unknown plugin, no input, `--filter`, which this build does not
+//! support yet, `--nfqueue` with `-i` or input files); 3 input truncated or
+//! partly corrupt, but results written.
 //!
 //! See `README.md` in this crate for every option.
 
@@ -20,6 +20,7 @@ use libpcap_analyzer::plugins::connections::{ConnectionsPlugin, ReportFormat};
 use libpcap_analyzer::plugins::{OutputConfig, builtin_registry};
 use libpcap_analyzer::{Engine, EngineConfig, PluginFactory, RunOutput};
 use libpcap_live::afpacket::{CaptureLimits, LiveConfig};
+use libpcap_live::nfqueue::NfqueueConfig;
 use libpcap_tools::{
     Config, Flow, PacketSource, ReaderConfig, SourceEvent, SourceProgress, ipproto,
 };
@@ -35,7 +36,8 @@ pub const EXIT_OK: u8 = 0;
 /// Exit code: an error (unreadable input, bad configuration, plugin failure).
 pub const EXIT_ERROR: u8 = 1;
 /// Exit code: a usage error (bad option, unknown plugin, no input,
-/// `--filter`/`--nfqueue`). clap uses the same code for its own errors.
+/// `--filter`, `--nfqueue` with other inputs). clap uses the same code for
+/// its own errors.
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code: input truncated or partly corrupt, results written.
 pub const EXIT_PARTIAL: u8 = 3;
@@ -82,10 +84,14 @@ pub fn exit_code(result: &Result<Outcome>) -> u8 {
                   Live capture (-i) needs root or CAP_NET_RAW; it ends on SIGINT/SIGTERM (Ctrl-C), \
                   --duration or --count, and the results are written as for a file ([live] in the \
                   configuration sets the ring sizes).\n\
+                  Inline mode (--nfqueue N) reads packets queued by an iptables NFQUEUE rule \
+                  (with -j K, queues N..N+K-1: use --queue-balance N:N+K-1) and gives each a \
+                  verdict; plugins may drop packets. Needs root or CAP_NET_ADMIN ([nfqueue] in the \
+                  configuration).\n\
                   Exit codes: 0 success (also when standard output is a closed pipe, and a live \
                   capture stopped by a signal or a limit); 1 error (unreadable input, unknown \
                   interface, no right to capture, bad configuration); 2 usage error (bad option, \
-                  unknown plugin, no input, --filter, --nfqueue); 3 input truncated or partly \
+                  unknown plugin, no input, --filter, --nfqueue with -i or files); 3 input truncated or partly \
                   corrupt, results written."
 )]
 pub struct Args {
@@ -135,11 +141,13 @@ pub struct Args {
     /// --count; the results are then written as for a file.
     #[arg(short = 'i', long = "interface", value_name = "IFACE")]
     pub interface: Option<String>,
-    /// Live capture: stop after this many seconds (decimals allowed).
-    #[arg(long = "duration", value_name = "SECS", requires = "interface")]
+    /// Live capture or inline mode: stop after this many seconds (decimals
+    /// allowed).
+    #[arg(long = "duration", value_name = "SECS")]
     pub duration: Option<f64>,
-    /// Live capture: stop after this many packets (all workers together).
-    #[arg(long = "count", value_name = "N", requires = "interface")]
+    /// Live capture or inline mode: stop after this many packets (all
+    /// workers together).
+    #[arg(long = "count", value_name = "N")]
     pub count: Option<u64>,
     /// Live capture: do not put the interface in promiscuous mode (also
     /// `[live] promiscuous = false`).
@@ -148,8 +156,11 @@ pub struct Args {
     /// Capture filter (BPF syntax) for live capture (not available yet: exit code 2).
     #[arg(short = 'f', long = "filter", value_name = "EXPR")]
     pub filter: Option<String>,
-    /// Inline mode: read from this NFQUEUE queue number and give verdicts
-    /// (not available yet: exit code 2).
+    /// Inline mode: read the packets an iptables/nft rule queues to this
+    /// NFQUEUE queue number and give each a verdict (accept, or drop when a
+    /// plugin asks). With -j K, queues QUEUE..QUEUE+K-1, one per worker
+    /// (rule: `--queue-balance QUEUE:QUEUE+K-1`). Needs root or
+    /// CAP_NET_ADMIN. Ends like -i; packets still held are accepted.
     #[arg(long = "nfqueue", value_name = "QUEUE")]
     pub nfqueue: Option<u16>,
     /// Write the run summary as JSON to this file.
@@ -158,7 +169,7 @@ pub struct Args {
 }
 
 /// The sections the tool reads, for unknown-key warnings.
-const TOOL_SECTIONS: &[&str] = &["reader", "output", "log", "run", "live"];
+const TOOL_SECTIONS: &[&str] = &["reader", "output", "log", "run", "live", "nfqueue"];
 
 /// Section `[log]`.
 #[derive(Debug, Clone, serde::Deserialize, Default)]
@@ -502,16 +513,38 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
         list(&registry, &config, args.list_plugins, stdout)?;
         return Ok(Outcome::Complete);
     }
-    if args.nfqueue.is_some() || args.filter.is_some() {
+    if args.filter.is_some() {
         return Err(UsageError(
-            "live capture filters (--filter) and inline mode (--nfqueue) are not available in \
-             this build yet; capture without a filter (-i IFACE), or record the traffic to a file \
-             (e.g. with tcpdump -w and a filter) and analyse the file"
+            "live capture filters (--filter) are not available in this build yet; capture \
+             without a filter (-i IFACE), or record the traffic to a file (e.g. with tcpdump -w \
+             and a filter) and analyse the file"
                 .to_string(),
         )
         .into());
     }
+    let nfqueue = args.nfqueue;
+    if nfqueue.is_some() && (args.interface.is_some() || !args.inputs.is_empty() || args.skip > 0) {
+        return Err(UsageError(
+            "--nfqueue reads the packets of a netfilter queue: give no -i, no input file and no \
+             --skip with it"
+                .to_string(),
+        )
+        .into());
+    }
+    if (args.duration.is_some() || args.count.is_some() || args.no_promiscuous)
+        && args.interface.is_none()
+        && nfqueue.is_none()
+    {
+        return Err(UsageError(
+            "--duration, --count and --no-promiscuous apply to live input: give -i IFACE or \
+             --nfqueue QUEUE"
+                .to_string(),
+        )
+        .into());
+    }
+    // live input: an interface or netfilter queues
     let live = args.interface.as_deref();
+    let is_live = live.is_some() || nfqueue.is_some();
     if live.is_some() && (!args.inputs.is_empty() || args.skip > 0) {
         return Err(UsageError(
             "--interface captures live: give no input file and no --skip with it".to_string(),
@@ -531,7 +564,7 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
         .and_then(|p| p.get("connections"))
         .and_then(|c| c.get("interval"))
         .is_some();
-    if live.is_some() && !interval_set {
+    if is_live && !interval_set {
         // a live report is rewritten every 5 s unless told otherwise
         let mut t = toml::Table::new();
         t.insert("interval".into(), toml::Value::Float(5.0));
@@ -541,7 +574,7 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
             toml::Value::Table(merge_table(&config, "connections", t)),
         );
     }
-    if args.inputs.is_empty() && live.is_none() {
+    if args.inputs.is_empty() && !is_live {
         return Err(UsageError(
             "no input given: pass one or more capture files, or '-' for standard input \
              (see --help)"
@@ -566,6 +599,13 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
                 Some(f) => anyhow::anyhow!("invalid configuration file '{}': {e}", f.display()),
                 None => anyhow::anyhow!("{e}"),
             })?;
+    }
+    let nfq_cfg: NfqueueConfig = section(&config, NfqueueConfig::SECTION, cfg_file)?;
+    if nfqueue.is_some() {
+        nfq_cfg.validate().map_err(|e| match cfg_file {
+            Some(f) => anyhow::anyhow!("invalid configuration file '{}': {e}", f.display()),
+            None => anyhow::anyhow!("{e}"),
+        })?;
     }
     let jobs = args.jobs.unwrap_or(run_cfg.jobs);
     let stdin_count = args.inputs.iter().filter(|p| p.as_os_str() == "-").count();
@@ -611,9 +651,10 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
     log::info!(
         "pcap-analyzer {}: inputs {}; plugins {}; {} worker(s)",
         env!("CARGO_PKG_VERSION"),
-        match live {
-            Some(i) => format!("interface '{i}'"),
-            None => args
+        match (live, nfqueue) {
+            (Some(i), _) => format!("interface '{i}'"),
+            (None, Some(q)) => format!("NFQUEUE queue {q}"),
+            (None, None) => args
                 .inputs
                 .iter()
                 .map(|p| format!("'{}'", p.display()))
@@ -640,7 +681,7 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
         None => anyhow::anyhow!("{e}"),
     })?;
     // live: no reading thread to favour, each worker reads its own socket
-    if engine.jobs() > 1 && run_cfg.worker_nice > 0 && live.is_none() {
+    if engine.jobs() > 1 && run_cfg.worker_nice > 0 && !is_live {
         let nice = run_cfg.worker_nice;
         engine = engine.with_worker_init(Arc::new(move || {
             if let Err(e) = libpcap_live::sys::lower_thread_priority(nice) {
@@ -648,7 +689,7 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
             }
         }));
     }
-    let show_bar = !args.quiet && std::io::stderr().is_terminal() && live.is_none();
+    let show_bar = !args.quiet && std::io::stderr().is_terminal() && !is_live;
     let flows_seen = Arc::new(AtomicU64::new(0));
     let factory = || -> PluginResult<Vec<Box<dyn Plugin>>> {
         let mut v = registry.build(&selected, &config)?;
@@ -659,7 +700,62 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
     };
     let started = Instant::now();
     let mut capture = None;
-    let (mut output, warnings, progress) = if let Some(iface) = live {
+    let mut inline = None;
+    let (mut output, warnings, progress) = if let Some(first) = nfqueue {
+        let limits = CaptureLimits {
+            max_packets: args.count,
+            duration: args.duration.map(Duration::from_secs_f64),
+        };
+        let group = libpcap_live::nfqueue::open(first, engine.jobs(), &nfq_cfg, limits)
+            .map_err(|e| anyhow::anyhow!("cannot start inline mode: {e}"))?;
+        let handle = group.handle.clone();
+        let stop = handle.stop_flag();
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
+                .and_then(|_| signal_hook::flag::register(sig, stop.clone()))
+                .context("installing the signal handlers")?;
+        }
+        let last = usize::from(first) + handle.queues() - 1;
+        let ready = format!(
+            "inline on NFQUEUE queue{} ({}fail-open); stop with Ctrl-C",
+            if handle.queues() > 1 {
+                format!("s {first}..{last}")
+            } else {
+                format!(" {first}")
+            },
+            if nfq_cfg.fail_open { "" } else { "not " },
+        );
+        log::info!("{ready}");
+        if !args.quiet {
+            eprintln!("pcap-analyzer: {ready}");
+        }
+        let sources: Vec<Box<dyn PacketSource>> = group
+            .sources
+            .into_iter()
+            .map(|s| Box::new(s) as Box<dyn PacketSource>)
+            .collect();
+        let out = engine
+            .run_sources(&factory, sources)
+            .with_context(|| format!("inline on NFQUEUE queue {first}"))?;
+        let k = handle.stats();
+        log::info!(
+            "inline mode ended: {} packets delivered, {} accepted, {} dropped by verdict; kernel: \
+             {} queue-full, {} socket-full",
+            handle.delivered(),
+            k.accepted,
+            k.dropped,
+            k.queue_dropped,
+            k.user_dropped
+        );
+        let progress = SourceProgress {
+            packets: out.stats.packets,
+            bytes: out.stats.bytes,
+            total_bytes: None,
+            dropped: Some(k.queue_dropped + k.user_dropped),
+        };
+        inline = Some(handle);
+        (out, Vec::new(), progress)
+    } else if let Some(iface) = live {
         let limits = CaptureLimits {
             max_packets: args.count,
             duration: args.duration.map(Duration::from_secs_f64),
@@ -773,6 +869,22 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
                 "kernel_packets": k.packets,
                 "kernel_drops": k.drops,
                 "kernel_freeze_count": k.freeze_count,
+            }),
+        );
+    }
+    if let (Some(h), Some(obj)) = (&inline, summary.as_object_mut()) {
+        let k = h.stats();
+        obj.insert(
+            "nfqueue".to_string(),
+            serde_json::json!({
+                "first_queue": h.first_queue(),
+                "queues": h.queues(),
+                "accepted": k.accepted,
+                "dropped_by_verdict": k.dropped,
+                "kernel_queue_dropped": k.queue_dropped,
+                "kernel_user_dropped": k.user_dropped,
+                "enobufs": k.enobufs,
+                "malformed": k.malformed,
             }),
         );
     }
@@ -910,6 +1022,24 @@ fn summary_text(v: &serde_json::Value) -> String {
             n("kernel_packets"),
             n("kernel_drops"),
             n("kernel_freeze_count"),
+        ));
+    }
+    if let Some(l) = v.get("nfqueue") {
+        let n = |k: &str| l.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+        s.push_str(&format!(
+            "inline on NFQUEUE queue {} ({} queue(s)): {} accepted, {} dropped by verdict; \
+             kernel: {} not queued (queue full), {} not delivered (socket full){}\n",
+            n("first_queue"),
+            n("queues"),
+            n("accepted"),
+            n("dropped_by_verdict"),
+            n("kernel_queue_dropped"),
+            n("kernel_user_dropped"),
+            if n("malformed") > 0 {
+                format!(", {} malformed messages", n("malformed"))
+            } else {
+                String::new()
+            },
         ));
     }
     if let Some(a) = v

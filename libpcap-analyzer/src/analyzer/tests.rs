@@ -547,3 +547,216 @@ fn anomalies_are_counted_under_their_documented_names() {
         ]
     );
 }
+
+/// Drops UDP to `port` at the transport layer, and (when `net_drop`) every
+/// IPv4 packet with `0xdd` as its first transport byte at the network layer.
+struct Dropper {
+    port: u16,
+    /// A second opinion, given after the drop: it cannot take it back.
+    accept_after: bool,
+    /// Drops every frame at the stream layer (TCP data).
+    stream_drop: bool,
+}
+
+impl Plugin for Dropper {
+    fn name(&self) -> &str {
+        "dropper"
+    }
+    fn interest(&self) -> Interest {
+        Interest::new(Layers::TRANSPORT | Layers::STREAM)
+    }
+    fn handle_transport(
+        &mut self,
+        ctx: &PacketContext<'_>,
+        t: &TransportLayer<'_>,
+    ) -> PluginResult<Option<Decapsulated>> {
+        assert_eq!(ctx.verdict(), Verdict::Accept, "reset for every frame");
+        if t.key.dst_port == self.port {
+            ctx.drop_packet();
+            assert_eq!(ctx.verdict(), Verdict::Drop);
+            if self.accept_after {
+                ctx.set_verdict(Verdict::Accept);
+            }
+        }
+        Ok(None)
+    }
+    fn handle_stream(
+        &mut self,
+        ctx: &PacketContext<'_>,
+        _: &Flow,
+        _: Direction,
+        _: StreamData<'_>,
+    ) -> PluginResult<()> {
+        if self.stream_drop {
+            ctx.drop_packet();
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn plugin_verdict_is_the_strictest_and_reset_for_every_frame() {
+    let log = Log::default();
+    let mut a = Analyzer::new(
+        &Config::new(),
+        vec![
+            Box::new(Dropper {
+                port: 53,
+                accept_after: true,
+                stream_drop: false,
+            }),
+            // another plugin after it sees the frame too
+            Box::new(Recorder::new(&log, Layers::TRANSPORT)),
+        ],
+    )
+    .unwrap();
+    let frames = [
+        udp_frame(1000, 53, b"q"),
+        udp_frame(1000, 54, b"q"),
+        udp_frame(1001, 53, b"q"),
+        b"not even ethernet".to_vec(),
+    ];
+    let mut got = Vec::new();
+    for (i, f) in frames.iter().enumerate() {
+        a.handle_packet(&pkt(i as u64, 1000, f));
+        got.push(a.verdict());
+    }
+    use Verdict::{Accept, Drop};
+    assert_eq!(got, [Drop, Accept, Drop, Accept]);
+    assert_eq!(log.lock().unwrap().len(), 3, "every plugin still ran");
+    // a context outside a frame has no cell: drop_packet goes nowhere
+    let p = pkt(0, 0, &frames[0]);
+    let ctx = PacketContext::new(&p, FlowContext::default());
+    ctx.drop_packet();
+    assert_eq!(ctx.verdict(), Accept);
+}
+
+#[test]
+fn stream_callbacks_and_fragments_give_their_own_frame_verdict() {
+    // the stream layer runs on the frame that carried the data
+    let mut a = Analyzer::new(
+        &Config::new(),
+        vec![Box::new(Dropper {
+            port: 0,
+            accept_after: false,
+            stream_drop: true,
+        })],
+    )
+    .unwrap();
+    let (c, s) = (IpAddr::V4(C), IpAddr::V4(S));
+    let f = |seq, ack, fl, data: &[u8], rev: bool| {
+        let (x, y, sp, dp) = if rev {
+            (s, c, 80, 4000)
+        } else {
+            (c, s, 4000, 80)
+        };
+        build::eth_ip(x, y, 6, &build::tcp(x, y, sp, dp, seq, ack, fl, data))
+    };
+    let frames = [
+        f(100, 0, flags::SYN, b"", false),
+        f(500, 101, flags::SYN | flags::ACK, b"", true),
+        f(101, 501, flags::ACK, b"", false),
+        f(101, 501, flags::ACK | flags::PSH, b"data", false),
+    ];
+    let mut got = Vec::new();
+    for (i, fr) in frames.iter().enumerate() {
+        a.handle_packet(&pkt(i as u64, 1000, fr));
+        got.push(a.verdict());
+    }
+    use Verdict::{Accept, Drop};
+    assert_eq!(got, [Accept, Accept, Accept, Drop]);
+
+    // fragments: the datagram's transport verdict lands on its last fragment
+    let mut a = Analyzer::new(
+        &Config::new(),
+        vec![Box::new(Dropper {
+            port: 5000,
+            accept_after: false,
+            stream_drop: false,
+        })],
+    )
+    .unwrap();
+    let dgram = build::udp(C.into(), S.into(), 4000, 5000, &[7; 3000]);
+    let frags: Vec<Vec<u8>> = build::ipv4_fragments(C, S, 17, 9, &dgram, 1480)
+        .into_iter()
+        .map(|fr| build::ethernet(MAC_A, MAC_B, 0x0800, &fr))
+        .collect();
+    let mut got = Vec::new();
+    for (i, fr) in frags.iter().enumerate() {
+        a.handle_packet(&pkt(i as u64, 1000, fr));
+        got.push(a.verdict());
+    }
+    assert_eq!(got, [Accept, Accept, Drop]);
+}
+
+/// An inline source over a list of frames that records the verdicts.
+struct InlineFrames {
+    frames: Vec<Vec<u8>>,
+    next: usize,
+    verdicts: Arc<Mutex<Vec<(u64, Verdict)>>>,
+    inline: bool,
+}
+
+impl PacketSource for InlineFrames {
+    fn next_event(&mut self) -> libpcap_tools::Result<SourceEvent<'_>> {
+        let i = self.next;
+        self.next += 1;
+        Ok(match self.frames.get(i) {
+            Some(f) => SourceEvent::Packet(pkt(i as u64 + 100, 1000, f)),
+            None => SourceEvent::End,
+        })
+    }
+    fn name(&self) -> &str {
+        "inline"
+    }
+    fn progress(&self) -> libpcap_tools::SourceProgress {
+        libpcap_tools::SourceProgress::default()
+    }
+    fn is_inline(&self) -> bool {
+        self.inline
+    }
+    fn set_verdict(&mut self, index: u64, verdict: Verdict) -> libpcap_tools::Result<()> {
+        self.verdicts.lock().unwrap().push((index, verdict));
+        Ok(())
+    }
+}
+
+#[test]
+fn run_gives_inline_sources_one_verdict_per_packet_and_others_none() {
+    for inline in [true, false] {
+        let verdicts = Arc::new(Mutex::new(Vec::new()));
+        let mut src = InlineFrames {
+            frames: vec![
+                udp_frame(1, 53, b""),
+                udp_frame(1, 80, b""),
+                vec![0; 3], // undecodable: accepted
+            ],
+            next: 0,
+            verdicts: verdicts.clone(),
+            inline,
+        };
+        let mut a = Analyzer::new(
+            &Config::new(),
+            vec![Box::new(Dropper {
+                port: 53,
+                accept_after: false,
+                stream_drop: false,
+            })],
+        )
+        .unwrap();
+        a.run(&mut src).unwrap();
+        let v = verdicts.lock().unwrap().clone();
+        if inline {
+            assert_eq!(
+                v,
+                [
+                    (100, Verdict::Drop),
+                    (101, Verdict::Accept),
+                    (102, Verdict::Accept)
+                ]
+            );
+        } else {
+            assert!(v.is_empty(), "{v:?}");
+        }
+    }
+}

@@ -13,6 +13,53 @@
 //! one global view instead asks for [`Interest::shared`]: the analyzer then
 //! keeps a single instance behind a mutex.
 //!
+//! # Inline mode: verdicts
+//! With an inline source (NFQUEUE: `pcap-analyzer --nfqueue N`, or
+//! [`crate::Engine::run_sources`] with `libpcap_live::nfqueue` sources),
+//! each packet waits in the kernel until the analyzer has handled it, and a
+//! plugin can have it discarded: any callback of a frame may call
+//! [`PacketContext::drop_packet`] (or [`PacketContext::set_verdict`]). All
+//! the contexts of one frame (its link, network, transport and stream
+//! callbacks, at every tunnel depth, in every plugin) share one verdict,
+//! reset to [`Verdict::Accept`] for each frame; the strictest one given
+//! wins (a drop cannot be taken back), and after the last callback the
+//! analyzer hands it to the source ([`crate::Analyzer::verdict`]). Frames no
+//! plugin voted on, and frames the analyzer could not decode, are accepted.
+//! With other sources (files, AF_PACKET) verdicts are recorded and ignored.
+//!
+//! The verdict is per frame, given when that frame is handled:
+//! - An IP fragment held for reassembly gets its verdict right away (from
+//!   the callbacks it caused, usually none: accepted). The datagram's
+//!   network and transport callbacks run on its last fragment, so a drop
+//!   there discards that fragment only; the earlier fragments have already
+//!   been accepted and cannot be taken back (the receiver will not be able
+//!   to reassemble the datagram, which drops it in effect).
+//! - TCP stream data ([`Plugin::handle_stream`]) is delivered with the
+//!   frame that made it contiguous, so a drop applies to that frame, not to
+//!   the earlier segments of the data.
+//! - Callbacks outside a frame (flow end, [`Plugin::flow_destroyed`], a
+//!   stream flushed when a flow times out) have no verdict to give.
+//!
+//! ```
+//! use libpcap_analyzer::plugin::*;
+//!
+//! /// Drops UDP datagrams to port 9999.
+//! struct Block9999;
+//! impl Plugin for Block9999 {
+//!     fn name(&self) -> &str { "block-9999" }
+//!     fn interest(&self) -> Interest {
+//!         Interest::new(Layers::TRANSPORT).ip_protocols(&[17]).ports(&[9999])
+//!     }
+//!     fn handle_transport(&mut self, ctx: &PacketContext<'_>, t: &TransportLayer<'_>)
+//!         -> PluginResult<Option<Decapsulated>> {
+//!         if t.key.dst_port == 9999 {
+//!             ctx.drop_packet();
+//!         }
+//!         Ok(None)
+//!     }
+//! }
+//! ```
+//!
 //! # Example
 //! ```
 //! use libpcap_analyzer::plugin::*;
@@ -60,8 +107,11 @@ mod registry;
 
 pub use registry::{PluginBuilder, PluginRegistry};
 
+/// The verdict type of inline mode (from `libpcap-tools`).
+pub use libpcap_tools::Verdict;
 use libpcap_tools::{Direction, FiveTuple, Flow, FlowContext, LinkType, Packet, Timestamp};
 use std::any::Any;
+use std::cell::Cell;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -229,6 +279,9 @@ pub struct PacketContext<'a> {
     pub depth: u8,
     /// VLAN id and tunnel context of this layer.
     pub context: FlowContext,
+    /// The verdict of the frame, shared by the contexts of all its layers
+    /// (`None`: a context outside a frame, whose verdict goes nowhere).
+    verdict: Option<&'a Cell<Verdict>>,
 }
 
 impl<'a> PacketContext<'a> {
@@ -239,7 +292,36 @@ impl<'a> PacketContext<'a> {
             packet,
             depth: context.depth,
             context,
+            verdict: None,
         }
+    }
+
+    /// The same context, recording verdicts in `cell` (the analyzer gives
+    /// one cell per frame, shared by the contexts of all its layers).
+    pub fn with_verdict(mut self, cell: &'a Cell<Verdict>) -> PacketContext<'a> {
+        self.verdict = Some(cell);
+        self
+    }
+
+    /// Asks for the frame to be dropped (inline mode; see the module
+    /// documentation). Once a callback of a frame asked for it, no other
+    /// callback of that frame can take it back.
+    pub fn drop_packet(&self) {
+        self.set_verdict(Verdict::Drop);
+    }
+
+    /// Gives a verdict for the frame: the strictest of all those given for
+    /// it wins ([`Verdict::strictest`]).
+    pub fn set_verdict(&self, verdict: Verdict) {
+        if let Some(c) = self.verdict {
+            c.set(c.get().strictest(verdict));
+        }
+    }
+
+    /// The frame's verdict so far ([`Verdict::Accept`] for a context
+    /// without a verdict cell).
+    pub fn verdict(&self) -> Verdict {
+        self.verdict.map_or(Verdict::Accept, Cell::get)
     }
 
     /// Capture time of the frame.

@@ -397,7 +397,6 @@ fn list_plugins_shows_layers_and_events() {
 #[test]
 fn filter_and_nfqueue_are_a_clear_usage_error() {
     for args in [
-        vec!["--nfqueue", "0"],
         vec!["-f", "tcp port 80", "x.pcap"],
         vec!["-i", "lo", "-f", "tcp port 80"],
     ] {
@@ -411,6 +410,10 @@ fn filter_and_nfqueue_are_a_clear_usage_error() {
         vec!["--count", "3", "x.pcap"],
         vec!["--duration", "1", "x.pcap"],
         vec!["-i", "lo", "--duration", "-1"],
+        vec!["--nfqueue", "0", "x.pcap"],
+        vec!["--nfqueue", "0", "-i", "lo"],
+        vec!["--nfqueue", "0", "-f", "udp"],
+        vec!["--nfqueue", "0", "--skip", "3"],
     ] {
         let o = run(&args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));

@@ -23,7 +23,7 @@ fn bed(test: &str) -> Option<VethBed> {
 }
 
 /// The binary running in the capture namespace; killed if the test fails.
-struct Capture {
+pub(crate) struct Capture {
     child: Option<Child>,
     lines: Receiver<String>,
     stderr: Vec<String>,
@@ -33,11 +33,18 @@ impl Capture {
     /// Starts `pcap-analyzer -i CAP_IF ARGS` in the capture namespace and
     /// waits for its readiness line.
     fn start(bed: &VethBed, args: &[&str]) -> Capture {
+        let mut all = vec!["-i", bed.cap_if.as_str()];
+        all.extend_from_slice(args);
+        Capture::spawn(bed, &all, "capturing on")
+    }
+
+    /// Starts `pcap-analyzer ARGS` in the capture namespace and waits for
+    /// a stderr line containing `ready`.
+    pub(crate) fn spawn(bed: &VethBed, args: &[&str], ready: &str) -> Capture {
         let exe = bin().get_program().to_owned();
         let mut child = Command::new("ip")
             .args(["netns", "exec", &bed.cap_ns])
             .arg(exe)
-            .args(["-i", &bed.cap_if])
             .args(args)
             .env_remove("PCAP_ANALYZER_LOG")
             .stdout(Stdio::piped())
@@ -62,7 +69,7 @@ impl Capture {
         loop {
             match c.lines.recv_timeout(Duration::from_secs(10)) {
                 Ok(l) => {
-                    let ready = l.contains("capturing on");
+                    let ready = l.contains(ready);
                     c.stderr.push(l);
                     if ready {
                         break;
@@ -75,14 +82,14 @@ impl Capture {
     }
 
     /// Sends SIGINT, as Ctrl-C does.
-    fn interrupt(&self) {
+    pub(crate) fn interrupt(&self) {
         let pid = self.child.as_ref().unwrap().id().to_string();
         let ok = Command::new("kill").args(["-INT", &pid]).status().unwrap();
         assert!(ok.success());
     }
 
     /// Waits for the process to end (at most `limit`), with all its output.
-    fn wait(mut self, limit: Duration) -> (Output, String) {
+    pub(crate) fn wait(mut self, limit: Duration) -> (Output, String) {
         let mut child = self.child.take().unwrap();
         let t = Instant::now();
         while child.try_wait().unwrap().is_none() {
@@ -108,7 +115,7 @@ impl Drop for Capture {
 }
 
 /// Milliseconds since the epoch.
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -117,17 +124,17 @@ fn now_ms() -> i64 {
 
 /// What a connection-report row must say.
 #[derive(Debug, Default, PartialEq, Eq, Clone)]
-struct Row {
-    proto: String,
-    bytes: u64,
-    packets: u64,
+pub(crate) struct Row {
+    pub(crate) proto: String,
+    pub(crate) bytes: u64,
+    pub(crate) packets: u64,
 }
 
-type Key = (String, u16, String, u16);
+pub(crate) type Key = (String, u16, String, u16);
 
 /// The rows of a text report, with their first/last times checked to be
 /// within `t0..=t1` (ms).
-fn rows(report: &str, t0: i64, t1: i64) -> BTreeMap<Key, Row> {
+pub(crate) fn rows(report: &str, t0: i64, t1: i64) -> BTreeMap<Key, Row> {
     let mut m = BTreeMap::new();
     for line in report.lines().skip(1) {
         let f: Vec<&str> = line.split("; ").collect();
@@ -221,7 +228,7 @@ fn traffic() -> (Vec<Vec<u8>>, BTreeMap<Key, Row>) {
     (frames, want)
 }
 
-fn stats_of(path: &Path) -> serde_json::Value {
+pub(crate) fn stats_of(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 

@@ -7,6 +7,7 @@
 mod cli;
 mod corpus;
 mod live;
+mod nfqueue;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
