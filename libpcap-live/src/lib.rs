@@ -8,6 +8,8 @@
 //! - [`nfqueue`]: inline mode, packets queued by netfilter (`NFQUEUE`)
 //!   read from a netlink socket per queue, each given a verdict (accept or
 //!   drop).
+//! - [`limits`]: the `--count` / `--duration` limits shared by the
+//!   sources of a capture.
 //! - [`sys`]: the checked system-call wrappers (sockets, the ring mapping,
 //!   thread priority, network namespaces).
 //! - [`testing`]: network namespaces joined by a veth pair and a frame
@@ -16,6 +18,7 @@
 #![allow(unsafe_code)] // system calls and the ring mapping; every block carries a SAFETY comment
 
 pub mod afpacket;
+pub mod limits;
 pub mod nfqueue;
 pub mod sys;
 pub mod testing;

@@ -32,7 +32,6 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 /// Section `[live]` of the configuration: the geometry of each socket's
 /// ring and how the capture behaves.
@@ -200,14 +199,8 @@ pub fn linktype_of(arphrd: u16) -> Option<LinkType> {
     }
 }
 
-/// When a capture stops by itself.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CaptureLimits {
-    /// Stop once this many packets were delivered (by all sockets together).
-    pub max_packets: Option<u64>,
-    /// Stop after this long.
-    pub duration: Option<Duration>,
-}
+pub use crate::limits::CaptureLimits;
+use crate::limits::{StopState, now};
 
 /// Kernel counters summed over the sockets of a capture
 /// (`PACKET_STATISTICS`, `struct tpacket_stats_v3`).
@@ -228,10 +221,8 @@ struct Shared {
     interface: String,
     linktype: LinkType,
     sockets: usize,
-    stop: Arc<AtomicBool>,
-    limits: CaptureLimits,
-    started: Instant,
-    delivered: AtomicU64,
+    /// The stop request, the limits, the packets delivered.
+    end: StopState,
     packets: AtomicU64,
     drops: AtomicU64,
     freezes: AtomicU64,
@@ -245,13 +236,13 @@ impl CaptureHandle {
     /// Asks every source of the capture to end: each returns
     /// [`SourceEvent::End`] at its next block or poll timeout.
     pub fn stop(&self) {
-        self.0.stop.store(true, Ordering::Relaxed);
+        self.0.end.stop.store(true, Ordering::Relaxed);
     }
 
     /// The flag [`CaptureHandle::stop`] sets, to be set from elsewhere too
     /// (a signal handler).
     pub fn stop_flag(&self) -> Arc<AtomicBool> {
-        self.0.stop.clone()
+        self.0.end.stop.clone()
     }
 
     /// The kernel counters read so far (each source reads its socket's at
@@ -266,7 +257,7 @@ impl CaptureHandle {
 
     /// Packets delivered by all sources.
     pub fn delivered(&self) -> u64 {
-        self.0.delivered.load(Ordering::Relaxed)
+        self.0.end.delivered()
     }
 
     /// The interface captured.
@@ -318,17 +309,6 @@ pub struct AfPacketSource {
     packets: u64,
     bytes: u64,
     ended: bool,
-}
-
-/// The current time as a [`Timestamp`].
-fn now() -> Timestamp {
-    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        Ok(d) => Timestamp::from_secs_nanos(
-            i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-            i64::from(d.subsec_nanos()),
-        ),
-        Err(_) => Timestamp(0),
-    }
 }
 
 /// Opens a capture on `interface` with `sockets` sockets (at least 1; more
@@ -438,10 +418,7 @@ pub fn open(
         interface: interface.to_string(),
         linktype: linktype.unwrap_or(LinkType::ETHERNET),
         sockets: n,
-        stop: Arc::new(AtomicBool::new(false)),
-        limits,
-        started: Instant::now(),
-        delivered: AtomicU64::new(0),
+        end: StopState::new(limits),
         packets: AtomicU64::new(0),
         drops: AtomicU64::new(0),
         freezes: AtomicU64::new(0),
@@ -499,15 +476,7 @@ impl AfPacketSource {
 
     /// `true` when the capture must end (stop asked, duration over).
     fn must_stop(&self) -> bool {
-        let s = &self.shared;
-        if s.stop.load(Ordering::Relaxed) {
-            return true;
-        }
-        if s.limits.duration.is_some_and(|d| s.started.elapsed() >= d) {
-            s.stop.store(true, Ordering::Relaxed);
-            return true;
-        }
-        false
+        self.shared.end.must_stop()
     }
 
     /// Ends the source: gives the current block back, reads the counters.
@@ -557,18 +526,9 @@ impl PacketSource for AfPacketSource {
                 match ring::next(block, &mut cursor) {
                     Ok(Some(p)) => {
                         self.current = Some((b, cursor));
-                        let s = &self.shared;
-                        if let Some(max) = s.limits.max_packets {
-                            let before = s.delivered.fetch_add(1, Ordering::Relaxed);
-                            if before >= max {
-                                // another socket delivered the last one
-                                s.stop.store(true, Ordering::Relaxed);
-                                return Ok(self.end());
-                            }
-                            if before + 1 == max {
-                                // the last one: every source ends at its next call
-                                s.stop.store(true, Ordering::Relaxed);
-                            }
+                        if !self.shared.end.take_packet() {
+                            // another socket delivered the last one
+                            return Ok(self.end());
                         }
                         return Ok(SourceEvent::Packet(self.packet(b, p)));
                     }

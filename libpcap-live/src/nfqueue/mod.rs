@@ -41,7 +41,7 @@
 
 pub mod netlink;
 
-use crate::afpacket::CaptureLimits;
+use crate::limits::{CaptureLimits, StopState, now};
 use crate::sys;
 use libpcap_tools::{
     LinkType, Packet, PacketSource, SourceEvent, SourceProgress, Timestamp, Verdict,
@@ -188,10 +188,8 @@ pub struct NfqStats {
 struct Shared {
     first_queue: u16,
     queues: usize,
-    stop: Arc<AtomicBool>,
-    limits: CaptureLimits,
-    started: Instant,
-    delivered: AtomicU64,
+    /// The stop request, the limits, the packets delivered.
+    end: StopState,
     enobufs: AtomicU64,
     accepted: AtomicU64,
     dropped: AtomicU64,
@@ -208,12 +206,12 @@ impl QueueHandle {
     /// Asks every source to end: each returns [`SourceEvent::End`] at its
     /// next packet or poll timeout, having accepted what it still held.
     pub fn stop(&self) {
-        self.0.stop.store(true, Ordering::Relaxed);
+        self.0.end.stop.store(true, Ordering::Relaxed);
     }
 
     /// The flag [`QueueHandle::stop`] sets (for a signal handler).
     pub fn stop_flag(&self) -> Arc<AtomicBool> {
-        self.0.stop.clone()
+        self.0.end.stop.clone()
     }
 
     /// The counters so far (the kernel's are read at every poll timeout
@@ -235,7 +233,7 @@ impl QueueHandle {
 
     /// Packets delivered by all sources.
     pub fn delivered(&self) -> u64 {
-        self.0.delivered.load(Ordering::Relaxed)
+        self.0.end.delivered()
     }
 
     /// The first queue number.
@@ -298,17 +296,6 @@ struct Found {
     len: usize,
 }
 
-/// The current time as a [`Timestamp`].
-fn now() -> Timestamp {
-    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        Ok(d) => Timestamp::from_secs_nanos(
-            i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-            i64::from(d.subsec_nanos()),
-        ),
-        Err(_) => Timestamp(0),
-    }
-}
-
 /// Opens `count` queues (at least 1) numbered `first..first+count`, one
 /// socket each, in the network namespace of the calling thread.
 ///
@@ -334,10 +321,7 @@ pub fn open(
     let shared = Arc::new(Shared {
         first_queue: first,
         queues: n,
-        stop: Arc::new(AtomicBool::new(false)),
-        limits,
-        started: Instant::now(),
-        delivered: AtomicU64::new(0),
+        end: StopState::new(limits),
         enobufs: AtomicU64::new(0),
         accepted: AtomicU64::new(0),
         dropped: AtomicU64::new(0),
@@ -521,16 +505,9 @@ impl NfqueueSource {
         }
     }
 
+    /// `true` when the capture must end (stop asked, duration over).
     fn must_stop(&self) -> bool {
-        let s = &self.shared;
-        if s.stop.load(Ordering::Relaxed) {
-            return true;
-        }
-        if s.limits.duration.is_some_and(|d| s.started.elapsed() >= d) {
-            s.stop.store(true, Ordering::Relaxed);
-            return true;
-        }
-        false
+        self.shared.end.must_stop()
     }
 
     /// Ends the source: accepts what it holds; with fail-open, lets the
@@ -698,20 +675,11 @@ impl PacketSource for NfqueueSource {
                         continue;
                     }
                 };
-                let s = &self.shared;
-                if let Some(max) = s.limits.max_packets {
-                    let before = s.delivered.fetch_add(1, Ordering::Relaxed);
-                    if before >= max {
-                        s.stop.store(true, Ordering::Relaxed);
-                        // not ours to analyse: accepted with the rest at the end
-                        self.pos = start;
-                        return self.end();
-                    }
-                    if before + 1 == max {
-                        s.stop.store(true, Ordering::Relaxed);
-                    }
-                } else {
-                    s.delivered.fetch_add(1, Ordering::Relaxed);
+                if !self.shared.end.take_packet() {
+                    // beyond the count: not ours to analyse, accepted with
+                    // the rest at the end
+                    self.pos = start;
+                    return self.end();
                 }
                 let index = self.packets;
                 self.packets += 1;
