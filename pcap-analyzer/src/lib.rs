@@ -702,19 +702,9 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
     let mut capture = None;
     let mut inline = None;
     let (mut output, warnings, progress) = if let Some(first) = nfqueue {
-        let limits = CaptureLimits {
-            max_packets: args.count,
-            duration: args.duration.map(Duration::from_secs_f64),
-        };
-        let group = libpcap_live::nfqueue::open(first, engine.jobs(), &nfq_cfg, limits)
+        let group = libpcap_live::nfqueue::open(first, engine.jobs(), &nfq_cfg, limits(args))
             .map_err(|e| anyhow::anyhow!("cannot start inline mode: {e}"))?;
         let handle = group.handle.clone();
-        let stop = handle.stop_flag();
-        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
-                .and_then(|_| signal_hook::flag::register(sig, stop.clone()))
-                .context("installing the signal handlers")?;
-        }
         let last = usize::from(first) + handle.queues() - 1;
         let ready = format!(
             "inline on NFQUEUE queue{} ({}fail-open); stop with Ctrl-C",
@@ -725,18 +715,15 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
             },
             if nfq_cfg.fail_open { "" } else { "not " },
         );
-        log::info!("{ready}");
-        if !args.quiet {
-            eprintln!("pcap-analyzer: {ready}");
-        }
-        let sources: Vec<Box<dyn PacketSource>> = group
-            .sources
-            .into_iter()
-            .map(|s| Box::new(s) as Box<dyn PacketSource>)
-            .collect();
-        let out = engine
-            .run_sources(&factory, sources)
-            .with_context(|| format!("inline on NFQUEUE queue {first}"))?;
+        let out = run_live(
+            &engine,
+            &factory,
+            group.sources,
+            handle.stop_flag(),
+            &ready,
+            args,
+        )
+        .with_context(|| format!("inline on NFQUEUE queue {first}"))?;
         let k = handle.stats();
         log::info!(
             "inline mode ended: {} packets delivered, {} accepted, {} dropped by verdict; kernel: \
@@ -756,20 +743,9 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
         inline = Some(handle);
         (out, Vec::new(), progress)
     } else if let Some(iface) = live {
-        let limits = CaptureLimits {
-            max_packets: args.count,
-            duration: args.duration.map(Duration::from_secs_f64),
-        };
-        let group = libpcap_live::afpacket::open(iface, &live_cfg, engine.jobs(), limits)
+        let group = libpcap_live::afpacket::open(iface, &live_cfg, engine.jobs(), limits(args))
             .map_err(|e| anyhow::anyhow!("cannot capture on '{iface}': {e}"))?;
         let handle = group.handle.clone();
-        // SIGINT/SIGTERM end the capture cleanly; a second one ends the process
-        let stop = handle.stop_flag();
-        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
-                .and_then(|_| signal_hook::flag::register(sig, stop.clone()))
-                .context("installing the signal handlers")?;
-        }
         let ready = format!(
             "capturing on {iface} ({} socket{}{}, link type {}, {}promiscuous); stop with Ctrl-C",
             handle.sockets(),
@@ -782,18 +758,15 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
             handle.linktype(),
             if live_cfg.promiscuous { "" } else { "not " },
         );
-        log::info!("{ready}");
-        if !args.quiet {
-            eprintln!("pcap-analyzer: {ready}");
-        }
-        let sources: Vec<Box<dyn PacketSource>> = group
-            .sources
-            .into_iter()
-            .map(|s| Box::new(s) as Box<dyn PacketSource>)
-            .collect();
-        let out = engine
-            .run_sources(&factory, sources)
-            .with_context(|| format!("capturing on '{iface}'"))?;
+        let out = run_live(
+            &engine,
+            &factory,
+            group.sources,
+            handle.stop_flag(),
+            &ready,
+            args,
+        )
+        .with_context(|| format!("capturing on '{iface}'"))?;
         let k = handle.kernel_stats();
         log::info!(
             "capture on {iface} ended: {} packets delivered; kernel: {} received, {} dropped, {} freezes",
@@ -956,6 +929,41 @@ fn run_engine(
     let out = engine.run(factory, &mut p);
     bar.finish_and_clear();
     Ok(out?)
+}
+
+/// The `--count` / `--duration` limits of a live run.
+fn limits(args: &Args) -> CaptureLimits {
+    CaptureLimits {
+        max_packets: args.count,
+        duration: args.duration.map(Duration::from_secs_f64),
+    }
+}
+
+/// Runs live `sources` (one per worker) until they end: SIGINT/SIGTERM set
+/// `stop` (the sources then end cleanly; a second signal ends the process
+/// with code 130), and `ready` is said once they are up.
+fn run_live<S: PacketSource + 'static>(
+    engine: &Engine,
+    factory: PluginFactory<'_>,
+    sources: Vec<S>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    ready: &str,
+    args: &Args,
+) -> Result<RunOutput> {
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
+            .and_then(|_| signal_hook::flag::register(sig, stop.clone()))
+            .context("installing the signal handlers")?;
+    }
+    log::info!("{ready}");
+    if !args.quiet {
+        eprintln!("pcap-analyzer: {ready}");
+    }
+    let sources = sources
+        .into_iter()
+        .map(|s| Box::new(s) as Box<dyn PacketSource>)
+        .collect();
+    Ok(engine.run_sources(factory, sources)?)
 }
 
 /// The connection report of a run, if the plugin ran.
