@@ -734,12 +734,7 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
             k.queue_dropped,
             k.user_dropped
         );
-        let progress = SourceProgress {
-            packets: out.stats.packets,
-            bytes: out.stats.bytes,
-            total_bytes: None,
-            dropped: Some(k.queue_dropped + k.user_dropped),
-        };
+        let progress = live_progress(&out, k.queue_dropped + k.user_dropped);
         inline = Some(handle);
         (out, Vec::new(), progress)
     } else if let Some(iface) = live {
@@ -775,12 +770,7 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
             k.drops,
             k.freeze_count
         );
-        let progress = SourceProgress {
-            packets: out.stats.packets,
-            bytes: out.stats.bytes,
-            total_bytes: None,
-            dropped: Some(k.drops),
-        };
+        let progress = live_progress(&out, k.drops);
         capture = Some(handle);
         (out, Vec::new(), progress)
     } else if args.inputs.len() == 1 && args.skip == 0 {
@@ -964,6 +954,16 @@ fn run_live<S: PacketSource + 'static>(
         .map(|s| Box::new(s) as Box<dyn PacketSource>)
         .collect();
     Ok(engine.run_sources(factory, sources)?)
+}
+
+/// The progress of a live run: what was analysed, what the kernel dropped.
+fn live_progress(out: &RunOutput, dropped: u64) -> SourceProgress {
+    SourceProgress {
+        packets: out.stats.packets,
+        bytes: out.stats.bytes,
+        total_bytes: None,
+        dropped: Some(dropped),
+    }
 }
 
 /// The connection report of a run, if the plugin ran.
