@@ -277,6 +277,11 @@ pub struct NfqueueSource {
     len: usize,
     /// The packet handed over and still without verdict: (index, kernel id).
     pending: Option<(u64, u32)>,
+    /// The highest id of the packets accepted but not yet told to the
+    /// kernel, and how many they are: accepts go out as one batch verdict
+    /// (every id up to it) before the source waits for more packets, or
+    /// every [`MAX_DEFERRED`]; drops go out at once.
+    deferred: Option<(u32, u32)>,
     packets: u64,
     bytes: u64,
     seq: u32,
@@ -284,6 +289,10 @@ pub struct NfqueueSource {
     proc_file: Option<std::fs::File>,
     ended: bool,
 }
+
+/// Most accepts held back before one batch verdict tells them to the
+/// kernel (they are also told whenever the source is about to wait).
+const MAX_DEFERRED: u32 = 64;
 
 /// The facts of a decoded packet message, its payload as a range of the
 /// receive buffer.
@@ -369,6 +378,7 @@ impl NfqueueSource {
             pos: 0,
             len: 0,
             pending: None,
+            deferred: None,
             packets: 0,
             bytes: 0,
             seq: 0,
@@ -478,10 +488,39 @@ impl NfqueueSource {
         Ok(())
     }
 
+    /// The verdict for packet `id`, read in order: a drop is sent at once,
+    /// an accept joins the batch of deferred accepts (sent when it holds
+    /// [`MAX_DEFERRED`]).
+    fn give_verdict(&mut self, id: u32, v: Verdict) -> io::Result<()> {
+        if v == Verdict::Drop {
+            return self.send_verdict(id, v);
+        }
+        self.shared.accepted.fetch_add(1, Ordering::Relaxed);
+        let n = self.deferred.map_or(0, |(_, n)| n) + 1;
+        self.deferred = Some((id, n));
+        if n >= MAX_DEFERRED {
+            self.flush_accepts()?;
+        }
+        Ok(())
+    }
+
+    /// Tells the kernel the deferred accepts: one batch verdict for every
+    /// packet up to the last one accepted (the dropped ones among them
+    /// were already answered; ids grow in the order packets are read).
+    fn flush_accepts(&mut self) -> io::Result<()> {
+        match self.deferred.take() {
+            Some((id, _)) => sys::netlink_send(
+                &self.fd,
+                &netlink::verdict_batch(self.queue, id, netlink::NF_ACCEPT),
+            ),
+            None => Ok(()),
+        }
+    }
+
     /// Accepts the packet handed over last if it has no verdict yet.
     fn accept_pending(&mut self) -> io::Result<()> {
         match self.pending.take() {
-            Some((_, id)) => self.send_verdict(id, Verdict::Accept),
+            Some((_, id)) => self.give_verdict(id, Verdict::Accept),
             None => Ok(()),
         }
     }
@@ -520,6 +559,9 @@ impl NfqueueSource {
         self.ended = true;
         self.read_kernel_stats();
         let mut first_err = self.accept_pending().err();
+        if let Err(e) = self.flush_accepts() {
+            first_err.get_or_insert(e);
+        }
         if self.fail_open {
             let q = self.queue;
             // unacknowledged: the answer would come among the packets
@@ -733,6 +775,10 @@ impl PacketSource for NfqueueSource {
                 }
                 Err(e) => return Err(self.os_error("recv", e)),
             }
+            // nothing more to read: tell the kernel the accepts held back
+            if let Err(e) = self.flush_accepts() {
+                return Err(self.os_error("sending a verdict", e));
+            }
             match sys::poll_in(&self.fd, self.poll_timeout_ms) {
                 Ok(sys::Readiness::Ready | sys::Readiness::Error(_)) => {}
                 Ok(sys::Readiness::Timeout | sys::Readiness::Interrupted) => {
@@ -773,7 +819,7 @@ impl PacketSource for NfqueueSource {
         match self.pending {
             Some((i, id)) if i == index => {
                 self.pending = None;
-                self.send_verdict(id, verdict)
+                self.give_verdict(id, verdict)
                     .map_err(|e| self.os_error("sending a verdict", e))
             }
             _ => Err(libpcap_tools::Error::Source {

@@ -38,6 +38,9 @@ pub const NFQNL_MSG_PACKET: u16 = 0;
 pub const NFQNL_MSG_VERDICT: u16 = 1;
 /// `NFQNL_MSG_CONFIG`: queue configuration.
 pub const NFQNL_MSG_CONFIG: u16 = 2;
+/// `NFQNL_MSG_VERDICT_BATCH`: one verdict for every packet of the queue
+/// whose id is at most the one given, us to kernel.
+pub const NFQNL_MSG_VERDICT_BATCH: u16 = 3;
 /// `NFNETLINK_V0`.
 pub const NFNETLINK_V0: u8 = 0;
 
@@ -197,9 +200,19 @@ pub fn config_flags(queue: u16, seq: u32, flags: u32, mask: u32) -> Vec<u8> {
 /// A verdict (`NF_ACCEPT`, `NF_DROP`) for packet `id` of `queue`, not
 /// acknowledged (32 bytes).
 pub fn verdict(queue: u16, id: u32, verdict: u32) -> Vec<u8> {
+    verdict_msg(NFQNL_MSG_VERDICT, queue, id, verdict)
+}
+
+/// A verdict for every packet of `queue` whose id is at most `id` (and that
+/// has none yet), not acknowledged (32 bytes; `NFQNL_MSG_VERDICT_BATCH`).
+pub fn verdict_batch(queue: u16, id: u32, verdict: u32) -> Vec<u8> {
+    verdict_msg(NFQNL_MSG_VERDICT_BATCH, queue, id, verdict)
+}
+
+fn verdict_msg(ty: u16, queue: u16, id: u32, verdict: u32) -> Vec<u8> {
     let mut v = verdict.to_be_bytes().to_vec();
     v.extend_from_slice(&id.to_be_bytes());
-    MsgBuilder::new(NFQNL_MSG_VERDICT, NLM_F_REQUEST, 0, 0, queue)
+    MsgBuilder::new(ty, NLM_F_REQUEST, 0, 0, queue)
         .attr(NFQA_VERDICT_HDR, &v)
         .finish()
 }
@@ -511,6 +524,15 @@ mod tests {
         assert_eq!(m, want);
         assert_eq!(m.len(), 32);
         assert_eq!(&verdict(2, 1, NF_ACCEPT)[24..28], &[0, 0, 0, 1]);
+        // the batch verdict: the same layout, message type 3 of subsystem 3
+        let m = verdict_batch(2, 0xdead_beef, NF_ACCEPT);
+        let mut want = nlh(32, 0x0303, NLM_F_REQUEST, 0);
+        want.extend_from_slice(&[0, 0, 0, 2]);
+        want.extend_from_slice(&nla(
+            NFQA_VERDICT_HDR,
+            &[0, 0, 0, 1, 0xde, 0xad, 0xbe, 0xef],
+        ));
+        assert_eq!(m, want);
     }
 
     /// A packet message as the kernel builds it, with `attrs` in that order.
