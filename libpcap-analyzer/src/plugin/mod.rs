@@ -661,7 +661,11 @@ pub fn write_atomically_with(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    // unique per call: two writers of one file (a periodic report and the
+    // final one) never share a temporary file
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.tmp{}-{n}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         write(&mut f)?;
@@ -682,4 +686,41 @@ pub fn write_json_atomically(path: &Path, value: &serde_json::Value) -> std::io:
     let mut bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
     bytes.push(b'\n');
     write_atomically(path, &bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_writers_of_one_file_never_share_a_temporary_file() {
+        // the periodic connection report and the final one write the same
+        // path; with one temporary name per process, one writer's rename
+        // took the other's file away (NotFound) or renamed a mix of both
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.txt");
+        let writers: Vec<_> = [b'a', b'b']
+            .into_iter()
+            .map(|c| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let content = vec![c; 64 * 1024];
+                    for _ in 0..300 {
+                        write_atomically(&path, &content).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        let last = std::fs::read(&path).unwrap();
+        assert_eq!(last.len(), 64 * 1024);
+        assert!(last.iter().all(|&c| c == last[0]), "a mix of two writes");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["report.txt"], "no temporary file left");
+    }
 }

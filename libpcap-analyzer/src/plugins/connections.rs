@@ -710,6 +710,8 @@ pub struct PeriodicWriter {
     tables: Mutex<Vec<Arc<Mutex<ConnTable>>>>,
     stop: Mutex<bool>,
     wake: std::sync::Condvar,
+    /// The writer thread, joined by [`PeriodicWriter::stop`].
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl PeriodicWriter {
@@ -718,6 +720,7 @@ impl PeriodicWriter {
             tables: Mutex::new(Vec::new()),
             stop: Mutex::new(false),
             wake: std::sync::Condvar::new(),
+            thread: Mutex::new(None),
         });
         let me = w.clone();
         let period = std::time::Duration::from_secs_f64(interval.max(0.05));
@@ -748,17 +751,30 @@ impl PeriodicWriter {
                     }
                 }
             });
-        if let Err(e) = spawned {
-            log::warn!("connections: cannot start the report writer: {e}");
+        match spawned {
+            Ok(h) => {
+                if let Ok(mut t) = w.thread.lock() {
+                    *t = Some(h);
+                }
+            }
+            Err(e) => log::warn!("connections: cannot start the report writer: {e}"),
         }
         w
     }
 
+    /// Stops the writer thread and waits for it, so that a report it was
+    /// writing cannot replace the final one written after.
     fn stop(&self) {
         if let Ok(mut s) = self.stop.lock() {
             *s = true;
         }
         self.wake.notify_all();
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(h) = thread
+            && h.join().is_err()
+        {
+            log::warn!("connections: the report writer thread panicked");
+        }
     }
 }
 
