@@ -271,6 +271,48 @@ pub fn eth_ip(src: IpAddr, dst: IpAddr, proto: u8, segment: &[u8]) -> Vec<u8> {
     }
 }
 
+/// An Ethernet/IPv4/UDP frame from `src_mac` to `dst_mac`, optionally
+/// 802.1Q-tagged (`vlan`: the VLAN id), with valid checksums (live tests
+/// send these between network namespaces).
+#[allow(clippy::too_many_arguments)] // a frame's fields, named at the call
+pub fn eth_udp4(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    vlan: Option<u16>,
+    src: [u8; 4],
+    dst: [u8; 4],
+    sport: u16,
+    dport: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let (s, d) = (Ipv4Addr::from(src), Ipv4Addr::from(dst));
+    let ip = ipv4(s, d, 17, 1, &udp(s.into(), d.into(), sport, dport, payload));
+    match vlan {
+        Some(vid) => ethernet(src_mac, dst_mac, 0x8100, &vlan_tag(vid, 0x0800, &ip)),
+        None => ethernet(src_mac, dst_mac, 0x0800, &ip),
+    }
+}
+
+/// An Ethernet/IPv4/TCP frame from `src_mac` to `dst_mac` (20-byte TCP
+/// header, valid checksums).
+#[allow(clippy::too_many_arguments)] // a frame's fields, named at the call
+pub fn eth_tcp4(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: [u8; 4],
+    dst: [u8; 4],
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let (s, d) = (Ipv4Addr::from(src), Ipv4Addr::from(dst));
+    let seg = tcp(s.into(), d.into(), sport, dport, seq, ack, flags, payload);
+    ethernet(src_mac, dst_mac, 0x0800, &ipv4(s, d, 6, 1, &seg))
+}
+
 /// A DNS name in wire format (labels, no compression).
 fn dns_name(name: &str) -> Vec<u8> {
     let mut v = Vec::new();
@@ -414,6 +456,59 @@ mod tests {
 
     const C: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
     const S: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+
+    #[test]
+    fn frames_between_given_macs_agree_with_pnet() {
+        let (mac_s, mac_d) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 0x99]);
+        let f = eth_udp4(
+            mac_s,
+            mac_d,
+            None,
+            C.octets(),
+            S.octets(),
+            1000,
+            53,
+            b"hello",
+        );
+        let e = EthernetPacket::new(&f).unwrap();
+        assert_eq!(
+            (e.get_source().octets(), e.get_destination().octets()),
+            (mac_s, mac_d)
+        );
+        let ip = Ipv4Packet::new(e.payload()).unwrap();
+        assert_eq!(ip.get_checksum(), pnet_packet::ipv4::checksum(&ip));
+        let u = UdpPacket::new(ip.payload()).unwrap();
+        assert_eq!(
+            u.get_checksum(),
+            pnet_packet::udp::ipv4_checksum(&u, &C, &S)
+        );
+        assert_eq!(
+            (u.get_source(), u.get_destination(), u.payload()),
+            (1000, 53, &b"hello"[..])
+        );
+        let v = eth_udp4(mac_s, mac_d, Some(100), C.octets(), S.octets(), 1, 2, b"");
+        assert_eq!(&v[12..18], &[0x81, 0x00, 0x00, 100, 0x08, 0x00]);
+        let t = eth_tcp4(
+            mac_s,
+            mac_d,
+            C.octets(),
+            S.octets(),
+            1,
+            2,
+            7,
+            0,
+            flags::SYN,
+            b"x",
+        );
+        let ip = Ipv4Packet::new(&t[14..]).unwrap();
+        assert_eq!(ip.get_checksum(), pnet_packet::ipv4::checksum(&ip));
+        let tcp = TcpPacket::new(ip.payload()).unwrap();
+        assert_eq!(
+            tcp.get_checksum(),
+            pnet_packet::tcp::ipv4_checksum(&tcp, &C, &S)
+        );
+        assert_eq!((tcp.get_sequence(), tcp.get_flags()), (7, flags::SYN));
+    }
 
     // pnet_packet is an independent implementation: it checks our builder.
     #[test]

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)] // tests fail loudly
 
+use libpcap_analyzer::build;
 use libpcap_live::afpacket::{self, CaptureGroup, CaptureLimits, LiveConfig};
 use libpcap_live::testing::{self, VethBed};
 use libpcap_tools::{LinkType, OwnedPacket, PacketSource, SourceEvent, Timestamp};
@@ -59,7 +60,9 @@ fn live_single_socket_delivers_the_frames_sent_byte_for_byte() {
     let before = wall();
     let mut sent = Vec::new();
     for i in 0..50u16 {
-        let f = testing::udp_frame(
+        let f = build::eth_udp4(
+            testing::GEN_MAC,
+            testing::NOBODY_MAC,
             None,
             [10, 9, 0, 1],
             [10, 9, 0, 2],
@@ -105,7 +108,9 @@ fn live_fanout_puts_each_flow_on_exactly_one_socket() {
     // 12 flows of 10 packets, interleaved
     for k in 0..120u16 {
         let flow = k % 12;
-        tx.send(&testing::udp_frame(
+        tx.send(&build::eth_udp4(
+            testing::GEN_MAC,
+            testing::NOBODY_MAC,
             None,
             [10, 9, 0, 1],
             [10, 9, 0, 2],
@@ -150,9 +155,27 @@ fn live_vlan_tag_stripped_by_the_kernel_is_put_back() {
     };
     let mut group = open_in(&bed, &LiveConfig::default(), 1, CaptureLimits::default());
     let tx = bed.sender().unwrap();
-    let f = testing::udp_frame(Some(100), [10, 9, 0, 1], [10, 9, 0, 2], 1234, 53, b"vlan");
+    let f = build::eth_udp4(
+        testing::GEN_MAC,
+        testing::NOBODY_MAC,
+        Some(100),
+        [10, 9, 0, 1],
+        [10, 9, 0, 2],
+        1234,
+        53,
+        b"vlan",
+    );
     // and an 802.1ad (QinQ outer) tag: TPID 0x88a8 comes from tp_vlan_tpid
-    let mut ad = testing::udp_frame(Some(200), [10, 9, 0, 1], [10, 9, 0, 2], 1235, 53, b"qinq");
+    let mut ad = build::eth_udp4(
+        testing::GEN_MAC,
+        testing::NOBODY_MAC,
+        Some(200),
+        [10, 9, 0, 1],
+        [10, 9, 0, 2],
+        1235,
+        53,
+        b"qinq",
+    );
     ad[12..14].copy_from_slice(&[0x88, 0xa8]);
     tx.send(&f).unwrap();
     tx.send(&ad).unwrap();
@@ -176,7 +199,9 @@ fn live_count_limit_ends_every_source_after_exactly_n_packets() {
     let mut group = open_in(&bed, &LiveConfig::default(), 1, limits);
     let tx = bed.sender().unwrap();
     for i in 0..20u16 {
-        tx.send(&testing::udp_frame(
+        tx.send(&build::eth_udp4(
+            testing::GEN_MAC,
+            testing::NOBODY_MAC,
             None,
             [10, 9, 0, 1],
             [10, 9, 0, 2],
@@ -193,7 +218,9 @@ fn live_count_limit_ends_every_source_after_exactly_n_packets() {
     // last one, without waiting for another
     let mut group = open_in(&bed, &LiveConfig::default(), 1, limits);
     for i in 0..7u16 {
-        tx.send(&testing::udp_frame(
+        tx.send(&build::eth_udp4(
+            testing::GEN_MAC,
+            testing::NOBODY_MAC,
             None,
             [10, 9, 0, 1],
             [10, 9, 0, 2],
@@ -280,7 +307,9 @@ fn live_full_ring_counts_kernel_drops() {
     let mut group = open_in(&bed, &cfg, 1, CaptureLimits::default());
     let tx = bed.sender().unwrap();
     for i in 0..500u16 {
-        tx.send(&testing::udp_frame(
+        tx.send(&build::eth_udp4(
+            testing::GEN_MAC,
+            testing::NOBODY_MAC,
             None,
             [10, 9, 0, 1],
             [10, 9, 0, 2],

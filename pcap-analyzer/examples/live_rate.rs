@@ -8,6 +8,7 @@
 
 #![allow(clippy::print_stdout)] // a measuring tool prints its results
 
+use libpcap_analyzer::build;
 use libpcap_live::testing::{self, VethBed};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -29,7 +30,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err(why.into());
     }
     let frames: Vec<Vec<u8>> = (0..64u16)
-        .map(|i| testing::udp_frame(None, [10, 9, 0, 1], [10, 9, 0, 2], 1000 + i, 53, &[0; 18]))
+        .map(|i| {
+            build::eth_udp4(
+                testing::GEN_MAC,
+                testing::NOBODY_MAC,
+                None,
+                [10, 9, 0, 1],
+                [10, 9, 0, 2],
+                1000 + i,
+                53,
+                &[0; 18],
+            )
+        })
         .collect();
     for j in jobs {
         let bed = VethBed::new("rate")?;

@@ -6,7 +6,8 @@
 //! prints one `SKIP <test>: <reason>` line and passes.
 
 use crate::{bin, stderr};
-use libpcap_live::testing::{self, VethBed, tcp_flags};
+use libpcap_analyzer::build::{self, flags};
+use libpcap_live::testing::{self, VethBed};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -191,7 +192,16 @@ fn traffic() -> (Vec<Vec<u8>>, BTreeMap<Key, Row>) {
                 }
                 let sport = 40000 + flow;
                 let payload = vec![0x5a; usize::from(10 + round * 7 + flow)];
-                let f = testing::udp_frame(None, *s, *d, sport, dport, &payload);
+                let f = build::eth_udp4(
+                    testing::GEN_MAC,
+                    testing::NOBODY_MAC,
+                    None,
+                    *s,
+                    *d,
+                    sport,
+                    dport,
+                    &payload,
+                );
                 add(&mut frames, f, (ip(*s), sport, ip(*d), dport), "UDP");
             }
         }
@@ -201,25 +211,47 @@ fn traffic() -> (Vec<Vec<u8>>, BTreeMap<Key, Row>) {
     let to_s = (ip(c), cp, ip(sv), sp);
     let to_c = (ip(sv), sp, ip(c), cp);
     let tcp = [
-        (true, 1000, 0, tcp_flags::SYN, 0usize),
-        (false, 5000, 1001, tcp_flags::SYN | tcp_flags::ACK, 0),
-        (true, 1001, 5001, tcp_flags::ACK, 0),
-        (true, 1001, 5001, tcp_flags::ACK | tcp_flags::PSH, 120),
-        (false, 5001, 1121, tcp_flags::ACK | tcp_flags::PSH, 700),
-        (true, 1121, 5701, tcp_flags::ACK | tcp_flags::FIN, 0),
-        (false, 5701, 1122, tcp_flags::ACK | tcp_flags::FIN, 0),
-        (true, 1122, 5702, tcp_flags::ACK, 0),
+        (true, 1000, 0, flags::SYN, 0usize),
+        (false, 5000, 1001, flags::SYN | flags::ACK, 0),
+        (true, 1001, 5001, flags::ACK, 0),
+        (true, 1001, 5001, flags::ACK | flags::PSH, 120),
+        (false, 5001, 1121, flags::ACK | flags::PSH, 700),
+        (true, 1121, 5701, flags::ACK | flags::FIN, 0),
+        (false, 5701, 1122, flags::ACK | flags::FIN, 0),
+        (true, 1122, 5702, flags::ACK, 0),
     ];
     for (client, seq, ack, flags, len) in tcp {
         let payload = vec![b'h'; len];
         let (f, k) = if client {
             (
-                testing::tcp_frame(c, sv, cp, sp, seq, ack, flags, &payload),
+                build::eth_tcp4(
+                    testing::GEN_MAC,
+                    testing::NOBODY_MAC,
+                    c,
+                    sv,
+                    cp,
+                    sp,
+                    seq,
+                    ack,
+                    flags,
+                    &payload,
+                ),
                 to_s.clone(),
             )
         } else {
             (
-                testing::tcp_frame(sv, c, sp, cp, seq, ack, flags, &payload),
+                build::eth_tcp4(
+                    testing::GEN_MAC,
+                    testing::NOBODY_MAC,
+                    sv,
+                    c,
+                    sp,
+                    cp,
+                    seq,
+                    ack,
+                    flags,
+                    &payload,
+                ),
                 to_c.clone(),
             )
         };
@@ -321,8 +353,26 @@ fn live_vlan_frame_is_reported_with_its_vlan() {
         ],
     );
     let tx = bed.sender().unwrap();
-    let tagged = testing::udp_frame(Some(100), [10, 9, 5, 1], [10, 9, 5, 2], 1234, 53, b"tagged");
-    let plain = testing::udp_frame(None, [10, 9, 5, 1], [10, 9, 5, 2], 1234, 53, b"plain");
+    let tagged = build::eth_udp4(
+        testing::GEN_MAC,
+        testing::NOBODY_MAC,
+        Some(100),
+        [10, 9, 5, 1],
+        [10, 9, 5, 2],
+        1234,
+        53,
+        b"tagged",
+    );
+    let plain = build::eth_udp4(
+        testing::GEN_MAC,
+        testing::NOBODY_MAC,
+        None,
+        [10, 9, 5, 1],
+        [10, 9, 5, 2],
+        1234,
+        53,
+        b"plain",
+    );
     tx.send(&tagged).unwrap();
     tx.send(&plain).unwrap();
     let (o, err) = cap.wait(Duration::from_secs(10));
@@ -381,7 +431,9 @@ fn live_count_stops_after_exactly_n_packets() {
     let tx = bed.sender().unwrap();
     let t = Instant::now();
     for i in 0..30u16 {
-        tx.send(&testing::udp_frame(
+        tx.send(&build::eth_udp4(
+            testing::GEN_MAC,
+            testing::NOBODY_MAC,
             None,
             [10, 9, 6, 1],
             [10, 9, 6, 2],
