@@ -1,6 +1,8 @@
 //! Support for live tests: two network namespaces joined by a veth pair,
 //! created with `ip` (iproute2) and deleted when the [`VethBed`] is dropped
-//! (also on panic), a frame injector and small frame builders.
+//! (also on panic), and a frame injector (the frames themselves come from
+//! `libpcap_analyzer::build::eth_udp4` / `eth_tcp4` with [`GEN_MAC`] and
+//! [`NOBODY_MAC`]).
 //!
 //! Neither end of the veth pair is in the caller's namespace, so nothing
 //! sent here can reach a real network. Frames go to the MAC address
