@@ -12,6 +12,21 @@ use libpcap_tools::{LinkType, OwnedPacket, PacketSource, SourceEvent, Timestamp}
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+/// An Ethernet/IPv4/UDP frame from the generator side (10.9.0.1) to
+/// 10.9.0.2, to the MAC address nobody answers, optionally VLAN-tagged.
+fn udp(vlan: Option<u16>, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    build::eth_udp4(
+        testing::GEN_MAC,
+        testing::NOBODY_MAC,
+        vlan,
+        [10, 9, 0, 1],
+        [10, 9, 0, 2],
+        sport,
+        dport,
+        payload,
+    )
+}
+
 fn bed(test: &str) -> Option<VethBed> {
     if let Some(why) = testing::skip_reason() {
         eprintln!("SKIP {test}: {why}");
@@ -60,16 +75,7 @@ fn live_single_socket_delivers_the_frames_sent_byte_for_byte() {
     let before = wall();
     let mut sent = Vec::new();
     for i in 0..50u16 {
-        let f = build::eth_udp4(
-            testing::GEN_MAC,
-            testing::NOBODY_MAC,
-            None,
-            [10, 9, 0, 1],
-            [10, 9, 0, 2],
-            4000 + i % 5,
-            53,
-            &vec![i as u8; usize::from(i)],
-        );
+        let f = udp(None, 4000 + i % 5, 53, &vec![i as u8; usize::from(i)]);
         tx.send(&f).unwrap();
         sent.push(f);
     }
@@ -108,17 +114,7 @@ fn live_fanout_puts_each_flow_on_exactly_one_socket() {
     // 12 flows of 10 packets, interleaved
     for k in 0..120u16 {
         let flow = k % 12;
-        tx.send(&build::eth_udp4(
-            testing::GEN_MAC,
-            testing::NOBODY_MAC,
-            None,
-            [10, 9, 0, 1],
-            [10, 9, 0, 2],
-            5000 + flow,
-            7000,
-            b"x",
-        ))
-        .unwrap();
+        tx.send(&udp(None, 5000 + flow, 7000, b"x")).unwrap();
     }
     let mut per_flow: BTreeMap<u16, BTreeSet<usize>> = BTreeMap::new();
     let mut total = 0;
@@ -155,27 +151,9 @@ fn live_vlan_tag_stripped_by_the_kernel_is_put_back() {
     };
     let mut group = open_in(&bed, &LiveConfig::default(), 1, CaptureLimits::default());
     let tx = bed.sender().unwrap();
-    let f = build::eth_udp4(
-        testing::GEN_MAC,
-        testing::NOBODY_MAC,
-        Some(100),
-        [10, 9, 0, 1],
-        [10, 9, 0, 2],
-        1234,
-        53,
-        b"vlan",
-    );
+    let f = udp(Some(100), 1234, 53, b"vlan");
     // and an 802.1ad (QinQ outer) tag: TPID 0x88a8 comes from tp_vlan_tpid
-    let mut ad = build::eth_udp4(
-        testing::GEN_MAC,
-        testing::NOBODY_MAC,
-        Some(200),
-        [10, 9, 0, 1],
-        [10, 9, 0, 2],
-        1235,
-        53,
-        b"qinq",
-    );
+    let mut ad = udp(Some(200), 1235, 53, b"qinq");
     ad[12..14].copy_from_slice(&[0x88, 0xa8]);
     tx.send(&f).unwrap();
     tx.send(&ad).unwrap();
@@ -199,17 +177,7 @@ fn live_count_limit_ends_every_source_after_exactly_n_packets() {
     let mut group = open_in(&bed, &LiveConfig::default(), 1, limits);
     let tx = bed.sender().unwrap();
     for i in 0..20u16 {
-        tx.send(&build::eth_udp4(
-            testing::GEN_MAC,
-            testing::NOBODY_MAC,
-            None,
-            [10, 9, 0, 1],
-            [10, 9, 0, 2],
-            i,
-            9,
-            b"",
-        ))
-        .unwrap();
+        tx.send(&udp(None, i, 9, b"")).unwrap();
     }
     let got = read(&mut group.sources[0], 100, Duration::from_secs(5));
     assert_eq!(got.len(), 7);
@@ -218,17 +186,7 @@ fn live_count_limit_ends_every_source_after_exactly_n_packets() {
     // last one, without waiting for another
     let mut group = open_in(&bed, &LiveConfig::default(), 1, limits);
     for i in 0..7u16 {
-        tx.send(&build::eth_udp4(
-            testing::GEN_MAC,
-            testing::NOBODY_MAC,
-            None,
-            [10, 9, 0, 1],
-            [10, 9, 0, 2],
-            i,
-            9,
-            b"",
-        ))
-        .unwrap();
+        tx.send(&udp(None, i, 9, b"")).unwrap();
     }
     let t = Instant::now();
     let got = read(&mut group.sources[0], 100, Duration::from_secs(5));
@@ -307,17 +265,7 @@ fn live_full_ring_counts_kernel_drops() {
     let mut group = open_in(&bed, &cfg, 1, CaptureLimits::default());
     let tx = bed.sender().unwrap();
     for i in 0..500u16 {
-        tx.send(&build::eth_udp4(
-            testing::GEN_MAC,
-            testing::NOBODY_MAC,
-            None,
-            [10, 9, 0, 1],
-            [10, 9, 0, 2],
-            i,
-            9,
-            &[0; 58],
-        ))
-        .unwrap();
+        tx.send(&udp(None, i, 9, &[0; 58])).unwrap();
     }
     std::thread::sleep(Duration::from_millis(50));
     let got = read(&mut group.sources[0], 500, Duration::from_millis(500));

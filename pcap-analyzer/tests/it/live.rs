@@ -15,6 +15,54 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
+/// An Ethernet/IPv4/UDP frame from the generator side to the MAC address
+/// nobody answers, optionally VLAN-tagged.
+fn gen_udp(
+    vlan: Option<u16>,
+    src: [u8; 4],
+    dst: [u8; 4],
+    sport: u16,
+    dport: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    build::eth_udp4(
+        testing::GEN_MAC,
+        testing::NOBODY_MAC,
+        vlan,
+        src,
+        dst,
+        sport,
+        dport,
+        payload,
+    )
+}
+
+/// The same with a TCP segment.
+#[allow(clippy::too_many_arguments)] // a frame's fields, named at the call
+fn gen_tcp(
+    src: [u8; 4],
+    dst: [u8; 4],
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    build::eth_tcp4(
+        testing::GEN_MAC,
+        testing::NOBODY_MAC,
+        src,
+        dst,
+        sport,
+        dport,
+        seq,
+        ack,
+        flags,
+        payload,
+    )
+}
+
 fn bed(test: &str) -> Option<VethBed> {
     if let Some(why) = testing::skip_reason() {
         eprintln!("SKIP {test}: {why}");
@@ -192,16 +240,7 @@ fn traffic() -> (Vec<Vec<u8>>, BTreeMap<Key, Row>) {
                 }
                 let sport = 40000 + flow;
                 let payload = vec![0x5a; usize::from(10 + round * 7 + flow)];
-                let f = build::eth_udp4(
-                    testing::GEN_MAC,
-                    testing::NOBODY_MAC,
-                    None,
-                    *s,
-                    *d,
-                    sport,
-                    dport,
-                    &payload,
-                );
+                let f = gen_udp(None, *s, *d, sport, dport, &payload);
                 add(&mut frames, f, (ip(*s), sport, ip(*d), dport), "UDP");
             }
         }
@@ -224,34 +263,12 @@ fn traffic() -> (Vec<Vec<u8>>, BTreeMap<Key, Row>) {
         let payload = vec![b'h'; len];
         let (f, k) = if client {
             (
-                build::eth_tcp4(
-                    testing::GEN_MAC,
-                    testing::NOBODY_MAC,
-                    c,
-                    sv,
-                    cp,
-                    sp,
-                    seq,
-                    ack,
-                    flags,
-                    &payload,
-                ),
+                gen_tcp(c, sv, cp, sp, seq, ack, flags, &payload),
                 to_s.clone(),
             )
         } else {
             (
-                build::eth_tcp4(
-                    testing::GEN_MAC,
-                    testing::NOBODY_MAC,
-                    sv,
-                    c,
-                    sp,
-                    cp,
-                    seq,
-                    ack,
-                    flags,
-                    &payload,
-                ),
+                gen_tcp(sv, c, sp, cp, seq, ack, flags, &payload),
                 to_c.clone(),
             )
         };
@@ -353,26 +370,8 @@ fn live_vlan_frame_is_reported_with_its_vlan() {
         ],
     );
     let tx = bed.sender().unwrap();
-    let tagged = build::eth_udp4(
-        testing::GEN_MAC,
-        testing::NOBODY_MAC,
-        Some(100),
-        [10, 9, 5, 1],
-        [10, 9, 5, 2],
-        1234,
-        53,
-        b"tagged",
-    );
-    let plain = build::eth_udp4(
-        testing::GEN_MAC,
-        testing::NOBODY_MAC,
-        None,
-        [10, 9, 5, 1],
-        [10, 9, 5, 2],
-        1234,
-        53,
-        b"plain",
-    );
+    let tagged = gen_udp(Some(100), [10, 9, 5, 1], [10, 9, 5, 2], 1234, 53, b"tagged");
+    let plain = gen_udp(None, [10, 9, 5, 1], [10, 9, 5, 2], 1234, 53, b"plain");
     tx.send(&tagged).unwrap();
     tx.send(&plain).unwrap();
     let (o, err) = cap.wait(Duration::from_secs(10));
@@ -431,9 +430,7 @@ fn live_count_stops_after_exactly_n_packets() {
     let tx = bed.sender().unwrap();
     let t = Instant::now();
     for i in 0..30u16 {
-        tx.send(&build::eth_udp4(
-            testing::GEN_MAC,
-            testing::NOBODY_MAC,
+        tx.send(&gen_udp(
             None,
             [10, 9, 6, 1],
             [10, 9, 6, 2],
