@@ -24,6 +24,7 @@ use libpcap_tools::{
 };
 use std::cell::Cell;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Per-flow data the analyzer keeps in the flow table.
 #[derive(Debug, Default)]
@@ -185,8 +186,26 @@ impl Analyzer {
         &mut self,
         source: &mut dyn PacketSource,
     ) -> Result<Option<libpcap_tools::Error>, AnalyzerError> {
+        self.run_until(source, &AtomicBool::new(false))
+    }
+
+    /// As [`Analyzer::run`], also ending (without error, flows drained as
+    /// at the end of input) once `stop` is set, which is checked before each
+    /// event: another thread can end a source that never ends by itself
+    /// (live sources report an idle tick at least every poll interval).
+    ///
+    /// # Errors
+    /// As [`Analyzer::run`].
+    pub fn run_until(
+        &mut self,
+        source: &mut dyn PacketSource,
+        stop: &AtomicBool,
+    ) -> Result<Option<libpcap_tools::Error>, AnalyzerError> {
         let inline = source.is_inline();
         let warning = loop {
+            if stop.load(Ordering::Relaxed) {
+                break None;
+            }
             match source.next_event() {
                 Ok(SourceEvent::Packet(p)) => {
                     let index = p.index;

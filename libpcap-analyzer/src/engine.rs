@@ -372,7 +372,7 @@ impl Engine {
                     // a panic of this thread stops the others too
                     let _guard = StopOnPanic(&stop);
                     let mut a = Analyzer::with_handles(cfg, handles);
-                    let r = run_until_failed(&mut a, source.as_mut(), &stop);
+                    let r = a.run_until(source.as_mut(), &stop);
                     if r.is_err() {
                         stop.store(true, Ordering::Relaxed);
                     }
@@ -401,46 +401,6 @@ impl Drop for StopOnPanic<'_> {
         if std::thread::panicking() {
             self.0.store(true, Ordering::Relaxed);
         }
-    }
-}
-
-/// [`Analyzer::run`], ending early (without error) once `stop` is set by
-/// another worker.
-fn run_until_failed(
-    a: &mut Analyzer,
-    source: &mut dyn PacketSource,
-    stop: &AtomicBool,
-) -> Result<Option<libpcap_tools::Error>, AnalyzerError> {
-    let inline = source.is_inline();
-    let warning = loop {
-        if stop.load(Ordering::Relaxed) {
-            break None;
-        }
-        match source.next_event() {
-            Ok(SourceEvent::Packet(p)) => {
-                let index = p.index;
-                a.handle_packet(&p);
-                if inline && let Err(e) = source.set_verdict(index, a.verdict()) {
-                    a.finish();
-                    return Err(e.into());
-                }
-            }
-            Ok(SourceEvent::Timeout { now }) => a.tick(now),
-            Ok(SourceEvent::End) => break None,
-            Err(e) if e.is_truncation() => break Some(e),
-            Err(e) => {
-                a.finish();
-                return Err(e.into());
-            }
-        }
-        if let Some(name) = a.panicked_plugin() {
-            return Err(AnalyzerError::PluginPanicked(name.to_string()));
-        }
-    };
-    a.finish();
-    match a.panicked_plugin() {
-        Some(name) => Err(AnalyzerError::PluginPanicked(name.to_string())),
-        None => Ok(warning),
     }
 }
 
