@@ -431,6 +431,14 @@ fn io_reason(e: &std::io::Error) -> String {
 }
 
 /// Reads section `name` of the configuration, naming the file on error.
+/// An error of the configuration, naming the file it came from, if any.
+fn invalid_config(file: Option<&Path>, e: impl std::fmt::Display) -> anyhow::Error {
+    match file {
+        Some(f) => anyhow::anyhow!("invalid configuration file '{}': {e}", f.display()),
+        None => anyhow::anyhow!("{e}"),
+    }
+}
+
 fn section<T: serde::de::DeserializeOwned>(
     config: &Config,
     name: &str,
@@ -595,17 +603,13 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
     if live.is_some() {
         live_cfg
             .validate(libpcap_live::sys::page_size())
-            .map_err(|e| match cfg_file {
-                Some(f) => anyhow::anyhow!("invalid configuration file '{}': {e}", f.display()),
-                None => anyhow::anyhow!("{e}"),
-            })?;
+            .map_err(|e| invalid_config(cfg_file, e))?;
     }
     let nfq_cfg: NfqueueConfig = section(&config, NfqueueConfig::SECTION, cfg_file)?;
     if nfqueue.is_some() {
-        nfq_cfg.validate().map_err(|e| match cfg_file {
-            Some(f) => anyhow::anyhow!("invalid configuration file '{}': {e}", f.display()),
-            None => anyhow::anyhow!("{e}"),
-        })?;
+        nfq_cfg
+            .validate()
+            .map_err(|e| invalid_config(cfg_file, e))?;
     }
     let jobs = args.jobs.unwrap_or(run_cfg.jobs);
     let stdin_count = args.inputs.iter().filter(|p| p.as_os_str() == "-").count();
@@ -676,10 +680,7 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
             Some(f) => anyhow::anyhow!("{e} (configuration file '{}')", f.display()),
             None => anyhow::anyhow!("{e}"),
         })?;
-    let mut engine = Engine::new(&config, jobs).map_err(|e| match cfg_file {
-        Some(f) => anyhow::anyhow!("invalid configuration file '{}': {e}", f.display()),
-        None => anyhow::anyhow!("{e}"),
-    })?;
+    let mut engine = Engine::new(&config, jobs).map_err(|e| invalid_config(cfg_file, e))?;
     // live: no reading thread to favour, each worker reads its own socket
     if engine.jobs() > 1 && run_cfg.worker_nice > 0 && !is_live {
         let nice = run_cfg.worker_nice;
@@ -809,11 +810,7 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
         }
         None => {
             // written piece by piece: a report of a million rows is ~100 MB
-            let conn = output.plugins.iter().find_map(|p| {
-                let any: &dyn std::any::Any = p.as_ref();
-                any.downcast_ref::<ConnectionsPlugin>()
-            });
-            if let Some(conn) = conn
+            if let Some(conn) = connections_plugin(&output)
                 && let Err(e) = conn.write_report(stdout).and_then(|()| stdout.flush())
             {
                 return Err(e).context("writing the report to standard output");
@@ -968,10 +965,14 @@ fn live_progress(out: &RunOutput, dropped: u64) -> SourceProgress {
 
 /// The connection report of a run, if the plugin ran.
 pub fn connection_report(output: &RunOutput) -> Option<String> {
+    connections_plugin(output).map(ConnectionsPlugin::render)
+}
+
+/// The `connections` plugin of a run, if it ran.
+fn connections_plugin(output: &RunOutput) -> Option<&ConnectionsPlugin> {
     output.plugins.iter().find_map(|p| {
         let any: &dyn std::any::Any = p.as_ref();
         any.downcast_ref::<ConnectionsPlugin>()
-            .map(ConnectionsPlugin::render)
     })
 }
 
