@@ -385,6 +385,8 @@ impl NfqueueSource {
             proc_file: None,
             ended: false,
         };
+        // before binding: packets may arrive while the queue is configured
+        sys::set_receive_buffer(&s.fd, cfg.receive_buffer).map_err(os("setting SO_RCVBUF"))?;
         // PF_BIND for IPv4 and IPv6: no-ops since Linux 3.8, needed before.
         // nfnetlink checks CAP_NET_ADMIN for every message, so these also
         // tell a missing privilege from a queue bound by another socket (the
@@ -418,7 +420,6 @@ impl NfqueueSource {
             };
         s.request(|q, seq| netlink::config_flags(q, seq, flags, mask))
             .map_err(os("setting the queue flags (fail-open, GSO)"))?;
-        sys::set_receive_buffer(&s.fd, cfg.receive_buffer).map_err(os("setting SO_RCVBUF"))?;
         // the file of this thread's namespace, read later from any thread
         s.proc_file = std::fs::File::open("/proc/thread-self/net/netfilter/nfnetlink_queue").ok();
         s.read_kernel_stats();
@@ -450,8 +451,12 @@ impl NfqueueSource {
             let mut at = 0;
             let end = n.min(self.buf.len());
             while at < end {
-                let Ok((m, used)) = netlink::next_message(&self.buf[at..end]) else {
-                    break;
+                let (m, used) = match netlink::next_message(&self.buf[at..end]) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        self.malformed(&e);
+                        break;
+                    }
                 };
                 at += used.max(1);
                 if m.ty == netlink::NLMSG_ERROR && m.seq == seq {
@@ -462,13 +467,7 @@ impl NfqueueSource {
                     };
                 }
                 if netlink::is_queue_msg(m.ty, netlink::NFQNL_MSG_PACKET) {
-                    let id = match netlink::parse_packet(m.payload) {
-                        Ok(p) => Some(p.id),
-                        Err(e) => e.id,
-                    };
-                    if let Some(id) = id {
-                        self.send_verdict(id, Verdict::Accept)?;
-                    }
+                    self.accept_queued(m.payload)?;
                 }
             }
         }
@@ -515,6 +514,28 @@ impl NfqueueSource {
             ),
             None => Ok(()),
         }
+    }
+
+    /// Accepts a packet message that is not to be analysed (one that came
+    /// while the queue was being set up, or at the end); a malformed one is
+    /// counted and still accepted when its id could be read.
+    fn accept_queued(&self, payload: &[u8]) -> io::Result<()> {
+        match netlink::parse_packet(payload) {
+            Ok(p) => self.send_verdict(p.id, Verdict::Accept),
+            Err(e) => {
+                self.malformed(&e);
+                match e.id {
+                    Some(id) => self.send_verdict(id, Verdict::Accept),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// Counts and logs a message from the kernel that could not be read.
+    fn malformed(&self, e: &dyn std::fmt::Display) {
+        log::warn!("{}: {e}", self.name);
+        self.shared.malformed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Accepts the packet handed over last if it has no verdict yet.
@@ -576,21 +597,21 @@ impl NfqueueSource {
         let deadline = Instant::now() + Duration::from_millis(500);
         loop {
             while self.pos < self.len {
-                let (id, used) = match netlink::next_message(&self.buf[self.pos..self.len]) {
-                    Ok((m, used)) if netlink::is_queue_msg(m.ty, netlink::NFQNL_MSG_PACKET) => {
-                        let id = match netlink::parse_packet(m.payload) {
-                            Ok(p) => Some(p.id),
-                            Err(e) => e.id,
-                        };
-                        (id, used)
+                let (m, used) = match netlink::next_message(&self.buf[self.pos..self.len]) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        self.malformed(&e);
+                        self.pos = self.len;
+                        break;
                     }
-                    Ok((_, used)) => (None, used),
-                    Err(_) => (None, self.len - self.pos),
+                };
+                let r = if netlink::is_queue_msg(m.ty, netlink::NFQNL_MSG_PACKET) {
+                    self.accept_queued(m.payload)
+                } else {
+                    Ok(())
                 };
                 self.pos += used.max(1);
-                if let Some(id) = id
-                    && let Err(e) = self.send_verdict(id, Verdict::Accept)
-                {
+                if let Err(e) = r {
                     first_err.get_or_insert(e);
                 }
             }
@@ -780,7 +801,20 @@ impl PacketSource for NfqueueSource {
                 return Err(self.os_error("sending a verdict", e));
             }
             match sys::poll_in(&self.fd, self.poll_timeout_ms) {
-                Ok(sys::Readiness::Ready | sys::Readiness::Error(_)) => {}
+                Ok(sys::Readiness::Ready) => {}
+                // the socket's error: ENOBUFS (the kernel could not deliver
+                // to our full socket; it counts those) is counted and the
+                // reading goes on, anything else ends the source
+                Ok(sys::Readiness::Error(revents)) => match sys::take_socket_error(&self.fd) {
+                    Ok(Some(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                        self.shared.enobufs.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(Some(e)) | Err(e) => return Err(self.os_error("waiting for packets", e)),
+                    Ok(None) => {
+                        let e = io::Error::other(format!("poll revents {revents:#x}"));
+                        return Err(self.os_error("waiting for packets", e));
+                    }
+                },
                 Ok(sys::Readiness::Timeout | sys::Readiness::Interrupted) => {
                     self.read_kernel_stats();
                     if self.must_stop() {
