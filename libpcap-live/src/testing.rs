@@ -265,19 +265,9 @@ impl VethBed {
     /// # Errors
     /// When it cannot run or fails (with its stderr).
     pub fn cap_exec(&self, program: &str, args: &[&str]) -> io::Result<()> {
-        let o = Command::new("ip")
-            .args(["netns", "exec", &self.cap_ns, program])
-            .args(args)
-            .output()?;
-        if o.status.success() {
-            Ok(())
-        } else {
-            Err(io::Error::other(format!(
-                "{program} {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&o.stderr).trim()
-            )))
-        }
+        let mut all = vec!["netns", "exec", self.cap_ns.as_str(), program];
+        all.extend_from_slice(args);
+        ip(&all)
     }
 }
 
