@@ -3,6 +3,7 @@
 //! calls the plugins.
 
 use crate::config::EngineConfig;
+use crate::control::{RunControl, RunState, ShardMonitor};
 use crate::decode::link::{LinkError, LinkInfo, decode_ethernet, decode_link};
 use crate::decode::tunnel;
 use crate::defrag::{DefragFailure, DefragOutcome, Defragmenter, FragmentInfo, FragmentKey};
@@ -24,6 +25,7 @@ use libpcap_tools::{
 };
 use std::cell::Cell;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Per-flow data the analyzer keeps in the flow table.
@@ -105,6 +107,8 @@ pub struct Analyzer {
     /// The verdict of the frame being handled, shared by the contexts of
     /// all its layers (see [`Analyzer::verdict`]).
     verdict: Cell<Verdict>,
+    /// Where the counters are published while the run goes on.
+    monitor: Option<Arc<ShardMonitor>>,
 }
 
 impl std::fmt::Debug for Analyzer {
@@ -152,7 +156,45 @@ impl Analyzer {
             cfg,
             finished: false,
             verdict: Cell::new(Verdict::Accept),
+            monitor: None,
         }
+    }
+
+    /// Publishes the counters to `monitor` from now on (every 1024
+    /// packets, at every tick and at the end).
+    pub(crate) fn set_monitor(&mut self, monitor: Arc<ShardMonitor>) {
+        self.monitor = Some(monitor);
+    }
+
+    /// Publishes the counters, if a monitor was set.
+    fn publish(&self) {
+        if let Some(m) = &self.monitor {
+            m.publish(&self.stats, self.flows.len(), self.flows.stats().created);
+        }
+    }
+
+    /// Copies of the plugins' results as they would be if the input ended
+    /// now ([`Plugin::snapshot`], given the flows still open), in plugin
+    /// order; `None` for plugins without intermediate results and for
+    /// shared instances (copied once by [`RunControl`]). A plugin that
+    /// panics while copying gives `None`.
+    pub fn snapshot(&self) -> Vec<Option<Box<dyn Plugin>>> {
+        self.dispatch
+            .slots
+            .iter()
+            .map(|slot| match &slot.handle {
+                PluginHandle::Owned(p) if !slot.disabled => {
+                    let copy = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        p.snapshot(&mut self.flows.flows())
+                    }));
+                    copy.unwrap_or_else(|_| {
+                        log::warn!("plugin {} panicked while copying its results", slot.name);
+                        None
+                    })
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// The counters so far.
@@ -201,21 +243,71 @@ impl Analyzer {
         source: &mut dyn PacketSource,
         stop: &AtomicBool,
     ) -> Result<Option<libpcap_tools::Error>, AnalyzerError> {
+        self.run_controlled(source, &RunControl::new(), 0, stop)
+    }
+
+    /// As [`Analyzer::run_until`], steered by `ctl` as analyzer number `me`
+    /// of the run and reader of its source number `me` (see
+    /// [`crate::control`]): paused, a live source is read and its packets
+    /// discarded (an inline source's accepted), a file waits; stopping ends
+    /// the run as at the end of the input; snapshot requests are answered
+    /// between two events; the counters and the source's progress are
+    /// published.
+    ///
+    /// # Errors
+    /// As [`Analyzer::run`].
+    pub fn run_controlled(
+        &mut self,
+        source: &mut dyn PacketSource,
+        ctl: &RunControl,
+        me: usize,
+        abort: &AtomicBool,
+    ) -> Result<Option<libpcap_tools::Error>, AnalyzerError> {
         let inline = source.is_inline();
+        let live = source.is_live();
+        let mut seen = 0u64;
+        let mut events = 0u64;
         let warning = loop {
-            if stop.load(Ordering::Relaxed) {
+            if abort.load(Ordering::Relaxed) {
                 break None;
             }
+            if let Some(epoch) = ctl.snapshot_wanted(&mut seen)
+                && ctl.claim(epoch, me)
+            {
+                ctl.submit(epoch, me, self.snapshot());
+            }
+            events += 1;
+            if events.is_multiple_of(4096) {
+                ctl.publish_input(me, source.progress());
+            }
+            let paused = match ctl.state() {
+                RunState::Running => false,
+                RunState::Stopping => break None,
+                RunState::Paused if live => true,
+                RunState::Paused => {
+                    ctl.wait_paused(std::time::Duration::from_millis(100));
+                    continue;
+                }
+            };
             match source.next_event() {
                 Ok(SourceEvent::Packet(p)) => {
                     let index = p.index;
-                    self.handle_packet(&p);
-                    if inline && let Err(e) = source.set_verdict(index, self.verdict.get()) {
+                    let verdict = if paused {
+                        ctl.discard();
+                        Verdict::Accept
+                    } else {
+                        self.handle_packet(&p);
+                        self.verdict.get()
+                    };
+                    if inline && let Err(e) = source.set_verdict(index, verdict) {
                         self.finish();
                         return Err(e.into());
                     }
                 }
-                Ok(SourceEvent::Timeout { now }) => self.tick(now),
+                Ok(SourceEvent::Timeout { now }) => {
+                    self.tick(now);
+                    ctl.publish_input(me, source.progress());
+                }
                 Ok(SourceEvent::End) => break None,
                 Err(e) if e.is_truncation() => break Some(e),
                 Err(e) => {
@@ -227,6 +319,7 @@ impl Analyzer {
                 return Err(AnalyzerError::PluginPanicked(name.clone()));
             }
         };
+        ctl.publish_input(me, source.progress());
         self.finish();
         match &self.dispatch.panicked {
             Some(name) => Err(AnalyzerError::PluginPanicked(name.clone())),
@@ -273,6 +366,9 @@ impl Analyzer {
         let l0 = FlowContext::default();
         self.link_layer(packet, l0, packet.linktype, packet.data, link);
         self.flush_ended();
+        if self.stats.packets.is_multiple_of(1024) {
+            self.publish();
+        }
     }
 
     /// Advances time without a packet (live sources): expires flows and
@@ -280,6 +376,7 @@ impl Analyzer {
     pub fn tick(&mut self, now: Timestamp) {
         self.advance(now);
         self.flush_ended();
+        self.publish();
     }
 
     fn advance(&mut self, now: Timestamp) {
@@ -1019,6 +1116,7 @@ impl Analyzer {
         self.flush_ended();
         self.flows.drain();
         self.flush_ended();
+        self.publish();
     }
 
     /// Finishes the input and returns the plugin instances (to merge,

@@ -33,6 +33,7 @@
 
 use crate::analyzer::{Analyzer, AnalyzerError};
 use crate::config::EngineConfig;
+use crate::control::{RunControl, RunState, SharedPlugin};
 use crate::decode::link::decode_link;
 use crate::dispatch::PluginHandle;
 use crate::flow::FlowTableStats;
@@ -41,7 +42,9 @@ use crate::stats::AnalyzerStats;
 use crossbeam_channel::{
     Receiver, Select, SendTimeoutError, Sender, TryRecvError, TrySendError, bounded,
 };
-use libpcap_tools::{Config, LinkType, Packet, PacketSource, SharedEvent, SourceEvent, Timestamp};
+use libpcap_tools::{
+    Config, LinkType, Packet, PacketSource, SharedEvent, SourceEvent, Timestamp, Verdict,
+};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -52,9 +55,6 @@ const BATCH_PACKETS: usize = 512;
 const BATCH_BYTES: usize = 1 << 20;
 /// Batches queued per worker before the reader blocks.
 const QUEUE_DEPTH: usize = 4;
-
-/// A plugin instance shared by every worker.
-type SharedPlugin = Arc<Mutex<Box<dyn Plugin>>>;
 
 /// Builds one set of plugin instances (called once per worker).
 pub type PluginFactory<'a> = &'a (dyn Fn() -> PluginResult<Vec<Box<dyn Plugin>>> + Sync);
@@ -254,28 +254,97 @@ impl Engine {
         factory: PluginFactory<'_>,
         source: &mut dyn PacketSource,
     ) -> Result<RunOutput, AnalyzerError> {
+        self.run_with(factory, RunInput::Source(source), &RunControl::new())
+    }
+
+    /// Analyses N sources already balanced by flow (one per worker thread).
+    ///
+    /// When one worker fails (its source returns an error, a plugin
+    /// panics, the thread dies), the others stop reading their sources at
+    /// their next event (live sources report an idle tick at least every
+    /// poll interval) and the run ends with that error: a source that never
+    /// ends by itself does not keep the run alive.
+    ///
+    /// # Errors
+    /// As [`Engine::run`].
+    pub fn run_sources(
+        &self,
+        factory: PluginFactory<'_>,
+        sources: Vec<Box<dyn PacketSource>>,
+    ) -> Result<RunOutput, AnalyzerError> {
+        self.run_with(factory, RunInput::PerWorker(sources), &RunControl::new())
+    }
+
+    /// Runs `input` ([`Engine::run`] or [`Engine::run_sources`]) steered
+    /// by `ctl`: paused, resumed or stopped from another thread, with
+    /// counters and snapshots of the results while it goes on (see
+    /// [`crate::control`]; [`crate::session::Session`] does this for you).
+    ///
+    /// # Errors
+    /// As [`Engine::run`].
+    pub fn run_with(
+        &self,
+        factory: PluginFactory<'_>,
+        input: RunInput<'_>,
+        ctl: &RunControl,
+    ) -> Result<RunOutput, AnalyzerError> {
+        let out = match input {
+            RunInput::Source(source) if self.jobs <= 1 => self.run_single(factory, source, ctl),
+            RunInput::Source(source) => self.run_pool(factory, source, ctl),
+            RunInput::PerWorker(sources) => self.run_per_worker(factory, sources, ctl),
+        };
+        ctl.end();
+        out
+    }
+
+    /// One analyzer on the calling thread.
+    fn run_single(
+        &self,
+        factory: PluginFactory<'_>,
+        source: &mut dyn PacketSource,
+        ctl: &RunControl,
+    ) -> Result<RunOutput, AnalyzerError> {
         let mut shared = None;
-        if self.jobs <= 1 {
-            let handles = Self::handles(factory, &mut shared)?;
-            let mut a = Analyzer::with_handles(self.cfg.clone(), handles);
-            let warning = a.run(source)?;
-            let flows = *a.flow_stats();
-            let (handles, stats) = a.into_parts();
-            return finish(vec![handles], stats, flows, warning);
+        let handles = Self::handles(factory, &mut shared)?;
+        let mut a = Analyzer::with_handles(self.cfg.clone(), handles);
+        if let Some(m) = ctl.begin(1, 1, shared.unwrap_or_default()).pop() {
+            a.set_monitor(m);
         }
+        let r = a.run_controlled(source, ctl, 0, &AtomicBool::new(false));
+        ctl.analyzer_ended(0);
+        let warning = r?;
+        let flows = *a.flow_stats();
+        let (handles, stats) = a.into_parts();
+        finish(vec![handles], stats, flows, warning)
+    }
+
+    /// N shards fed by the calling thread (see the module docs).
+    fn run_pool(
+        &self,
+        factory: PluginFactory<'_>,
+        source: &mut dyn PacketSource,
+        ctl: &RunControl,
+    ) -> Result<RunOutput, AnalyzerError> {
+        let mut shared = None;
         let n = self.jobs;
         let failed = AtomicBool::new(false);
         let (recycle_tx, recycle_rx) = bounded::<Batch>(n * (QUEUE_DEPTH + 2));
         let mut senders = Vec::with_capacity(n);
-        let mut shards = Vec::with_capacity(n);
+        let mut analyzers = Vec::with_capacity(n);
         for _ in 0..n {
+            let handles = Self::handles(factory, &mut shared)?;
+            analyzers.push(Analyzer::with_handles(self.cfg.clone(), handles));
+        }
+        let monitors = ctl.begin(n, 1, shared.unwrap_or_default());
+        let mut shards = Vec::with_capacity(n);
+        for (mut analyzer, monitor) in analyzers.into_iter().zip(monitors) {
+            analyzer.set_monitor(monitor);
             let (tx, rx) = bounded::<Msg>(QUEUE_DEPTH);
             senders.push(tx);
-            let handles = Self::handles(factory, &mut shared)?;
             shards.push(Shard {
                 rx,
                 state: Mutex::new(ShardState {
-                    analyzer: Analyzer::with_handles(self.cfg.clone(), handles),
+                    analyzer,
                     packets: 0,
                     finished: false,
                     error: None,
@@ -286,6 +355,7 @@ impl Engine {
             shards,
             recycle: recycle_tx,
             failed,
+            ctl,
         };
         let started = std::time::Instant::now();
         let read = std::thread::scope(|scope| {
@@ -337,59 +407,76 @@ impl Engine {
         out
     }
 
-    /// Analyses N sources already balanced by flow (one per worker thread).
-    ///
-    /// When one worker fails (its source returns an error, a plugin
-    /// panics, the thread dies), the others stop reading their sources at
-    /// their next event (live sources report an idle tick at least every
-    /// poll interval) and the run ends with that error: a source that never
-    /// ends by itself does not keep the run alive.
-    ///
-    /// # Errors
-    /// As [`Engine::run`].
-    pub fn run_sources(
+    /// One analyzer and one source per worker thread.
+    fn run_per_worker(
         &self,
         factory: PluginFactory<'_>,
         sources: Vec<Box<dyn PacketSource>>,
+        ctl: &RunControl,
     ) -> Result<RunOutput, AnalyzerError> {
         let mut shared = None;
-        let failed = Arc::new(AtomicBool::new(false));
-        let mut workers = Vec::with_capacity(sources.len());
-        for (w, mut source) in sources.into_iter().enumerate() {
-            let handles = match Self::handles(factory, &mut shared) {
-                Ok(h) => h,
-                Err(e) => {
-                    failed.store(true, Ordering::Relaxed);
-                    let _ = collect(workers, Ok(None));
-                    return Err(e.into());
-                }
-            };
-            let cfg = self.cfg.clone();
-            let stop = failed.clone();
-            let h = std::thread::Builder::new()
-                .name(format!("pal-worker-{w}"))
-                .spawn(move || -> WorkerResult {
-                    // a panic of this thread stops the others too
-                    let _guard = StopOnPanic(&stop);
-                    let mut a = Analyzer::with_handles(cfg, handles);
-                    let r = a.run_until(source.as_mut(), &stop);
-                    if r.is_err() {
-                        stop.store(true, Ordering::Relaxed);
+        let n = sources.len();
+        let mut analyzers = Vec::with_capacity(n);
+        for _ in 0..n {
+            let handles = Self::handles(factory, &mut shared)?;
+            analyzers.push(Analyzer::with_handles(self.cfg.clone(), handles));
+        }
+        let monitors = ctl.begin(n, n, shared.unwrap_or_default());
+        let failed = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let mut workers = Vec::with_capacity(n);
+            for (w, ((mut source, mut a), monitor)) in
+                sources.into_iter().zip(analyzers).zip(monitors).enumerate()
+            {
+                a.set_monitor(monitor);
+                let stop = &failed;
+                let h = std::thread::Builder::new()
+                    .name(format!("pal-worker-{w}"))
+                    .spawn_scoped(scope, move || -> WorkerResult {
+                        // a panic of this thread stops the others too
+                        let _guard = StopOnPanic(stop);
+                        let r = a.run_controlled(source.as_mut(), ctl, w, stop);
+                        ctl.analyzer_ended(w);
+                        if r.is_err() {
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                        // the source ends here (a live one reads its last
+                        // kernel counters, an inline one answers what it holds)
+                        drop(source);
+                        let flows = *a.flow_stats();
+                        let (handles, stats) = a.into_parts();
+                        r.map(|warning| (handles, stats, flows, warning))
+                    });
+                match h {
+                    Ok(h) => workers.push(h),
+                    Err(e) => {
+                        failed.store(true, Ordering::Relaxed);
+                        let _ = collect(workers, Ok(None));
+                        return Err(AnalyzerError::Worker(e.to_string()));
                     }
-                    let flows = *a.flow_stats();
-                    let (handles, stats) = a.into_parts();
-                    r.map(|warning| (handles, stats, flows, warning))
-                });
-            match h {
-                Ok(h) => workers.push(h),
-                Err(e) => {
-                    failed.store(true, Ordering::Relaxed);
-                    let _ = collect(workers, Ok(None));
-                    return Err(AnalyzerError::Worker(e.to_string()));
                 }
             }
+            collect(workers, Ok(None))
+        })
+    }
+}
+
+/// The input of [`Engine::run_with`].
+pub enum RunInput<'a> {
+    /// One source, read by the calling thread and routed to the workers
+    /// by flow ([`Engine::run`]).
+    Source(&'a mut dyn PacketSource),
+    /// One source per worker, already balanced by flow
+    /// ([`Engine::run_sources`]).
+    PerWorker(Vec<Box<dyn PacketSource>>),
+}
+
+impl std::fmt::Debug for RunInput<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunInput::Source(s) => write!(f, "Source({})", s.name()),
+            RunInput::PerWorker(v) => write!(f, "PerWorker({} sources)", v.len()),
         }
-        collect(workers, Ok(None))
     }
 }
 
@@ -415,7 +502,7 @@ type WorkerResult = Result<
 >;
 
 fn collect(
-    workers: Vec<std::thread::JoinHandle<WorkerResult>>,
+    workers: Vec<std::thread::ScopedJoinHandle<'_, WorkerResult>>,
     read: Result<Option<libpcap_tools::Error>, AnalyzerError>,
 ) -> Result<RunOutput, AnalyzerError> {
     let mut all = Vec::with_capacity(workers.len());
@@ -617,14 +704,35 @@ enum Step {
 }
 
 /// The shards of a threaded run, and what their threads share.
-struct Pool {
+struct Pool<'c> {
     shards: Vec<Shard>,
     recycle: Sender<Batch>,
     /// Set when a shard fails: every thread stops.
     failed: AtomicBool,
+    /// The control of the run (snapshot requests).
+    ctl: &'c RunControl,
 }
 
-impl Pool {
+impl Pool<'_> {
+    /// Answers a new snapshot request (`seen` is the last one this thread
+    /// saw): copies every shard not copied yet by another thread.
+    fn snapshots(&self, seen: &mut u64) {
+        let Some(epoch) = self.ctl.snapshot_wanted(seen) else {
+            return;
+        };
+        for (i, shard) in self.shards.iter().enumerate() {
+            if self.ctl.claim(epoch, i) {
+                let st = shard
+                    .state
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let copies = st.analyzer.snapshot();
+                drop(st);
+                self.ctl.submit(epoch, i, copies);
+            }
+        }
+    }
+
     /// Handles the next message of shard `i`; waits for its lock when
     /// `wait` is set.
     fn step(&self, i: usize, wait: bool) -> Step {
@@ -714,7 +822,9 @@ impl Pool {
     /// with work, until every shard is closed and drained (or one failed).
     fn work(&self, own: usize) -> WorkCounts {
         let mut c = WorkCounts::default();
+        let mut seen = 0;
         while !self.failed.load(Ordering::Relaxed) {
+            self.snapshots(&mut seen);
             if self.step(own, true) == Step::Handled {
                 c.own += 1;
                 continue;
@@ -882,7 +992,7 @@ fn dispatch_hash(linktype: LinkType, frame: &[u8]) -> u64 {
 struct Dispatcher<'a> {
     senders: Vec<Sender<Msg>>,
     recycle: &'a Receiver<Batch>,
-    pool: &'a Pool,
+    pool: &'a Pool<'a>,
     batches: Vec<Batch>,
     /// The latest packet time: sent with every packet, and to every worker
     /// at the end, so flows time out the same way whatever the number of
@@ -1068,9 +1178,50 @@ fn dispatch_loop(
         chunk: (0, 0),
     };
     let shared = source.can_share();
+    let ctl = pool.ctl;
+    let live = source.is_live();
+    let inline = source.is_inline();
+    let mut events = 0u64;
+    let mut flushed = false;
     let result = loop {
         if failed.load(Ordering::Relaxed) {
             break Ok(None);
+        }
+        events += 1;
+        if events.is_multiple_of(4096) {
+            ctl.publish_input(0, source.progress());
+        }
+        match ctl.state() {
+            RunState::Running => flushed = false,
+            RunState::Stopping => break Ok(None),
+            RunState::Paused => {
+                if !flushed {
+                    // what was read before the pause is analysed (and in
+                    // the reports written while paused)
+                    d.tick(None);
+                    flushed = true;
+                }
+                if !live {
+                    ctl.wait_paused(IDLE_WAIT);
+                    continue;
+                }
+                match source.next_event() {
+                    Ok(SourceEvent::Packet(p)) => {
+                        let index = p.index;
+                        ctl.discard();
+                        if inline && let Err(e) = source.set_verdict(index, Verdict::Accept) {
+                            break Err(AnalyzerError::Source(e));
+                        }
+                    }
+                    Ok(SourceEvent::Timeout { now }) => {
+                        d.tick(Some(now));
+                        ctl.publish_input(0, source.progress());
+                    }
+                    Ok(SourceEvent::End) => break Ok(None),
+                    Err(e) => break end_on(e),
+                }
+                continue;
+            }
         }
         // the source reads into shared chunks (batches carry references) or
         // lends its packets (batches carry copies)
@@ -1101,6 +1252,7 @@ fn dispatch_loop(
             break Ok(None);
         }
     };
+    ctl.publish_input(0, source.progress());
     let clock = d.clock;
     d.tick(clock);
     log::debug!(
@@ -1133,10 +1285,12 @@ mod tests {
             receivers.push(rx);
         }
         let (recycle, recycle_rx) = bounded::<Batch>(1);
+        let ctl = RunControl::new();
         let pool = Pool {
             shards: Vec::new(),
             recycle,
             failed: AtomicBool::new(false),
+            ctl: &ctl,
         };
         let mut d = Dispatcher {
             batches: (0..senders.len()).map(|_| Batch::default()).collect(),

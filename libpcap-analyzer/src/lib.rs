@@ -37,6 +37,7 @@
 pub mod analyzer;
 pub mod build;
 pub mod config;
+pub mod control;
 pub mod decode;
 pub mod defrag;
 mod dispatch;
@@ -47,11 +48,16 @@ pub mod plugins;
 pub mod proto;
 pub mod reassembly;
 pub mod samples;
+pub mod session;
 pub mod stats;
 pub mod wire;
 
 pub use analyzer::{Analyzer, AnalyzerError};
 pub use config::EngineConfig;
+pub use control::{RunControl, RunCounters, RunState};
 pub use dispatch::PluginHandle;
-pub use engine::{Engine, PluginFactory, RunOutput};
+pub use engine::{Engine, PluginFactory, RunInput, RunOutput};
+pub use session::{
+    Session, SessionError, SessionHandle, SessionOutput, SessionState, SessionStats,
+};
 pub use stats::AnalyzerStats;

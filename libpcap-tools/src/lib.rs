@@ -22,6 +22,7 @@
 
 mod chunked;
 mod config;
+mod control;
 mod error;
 mod flow;
 mod lenient;
@@ -34,6 +35,7 @@ mod writer;
 
 pub use chunked::ChunkedPcapReader;
 pub use config::{Config, ReaderConfig};
+pub use control::{CaptureControl, CaptureCounters};
 pub use error::{Error, Result};
 pub use flow::{
     Direction, DirectionStats, FiveTuple, Flow, FlowContext, FlowId, ThreeTuple, ipproto,

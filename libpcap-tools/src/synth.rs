@@ -124,3 +124,63 @@ pub fn corpus_dir(crate_dir: &std::path::Path) -> Option<std::path::PathBuf> {
         }
     }
 }
+
+/// A [`PacketSource`](crate::PacketSource) over packets held in memory, for
+/// tests, examples and benches: delivers them in order, then ends.
+#[derive(Debug, Clone, Default)]
+pub struct MemorySource {
+    packets: Vec<OwnedPacket>,
+    next: usize,
+    delay: Option<std::time::Duration>,
+}
+
+impl MemorySource {
+    /// A source delivering `packets`.
+    pub fn new(packets: Vec<OwnedPacket>) -> MemorySource {
+        MemorySource {
+            packets,
+            next: 0,
+            delay: None,
+        }
+    }
+
+    /// Sleeps `delay` before each event (a slow source, for tests of what
+    /// happens while a run goes on).
+    pub fn with_delay(mut self, delay: std::time::Duration) -> MemorySource {
+        self.delay = Some(delay);
+        self
+    }
+
+    /// Packets delivered so far.
+    pub fn delivered(&self) -> usize {
+        self.next.min(self.packets.len())
+    }
+}
+
+impl crate::PacketSource for MemorySource {
+    fn next_event(&mut self) -> crate::Result<crate::SourceEvent<'_>> {
+        if let Some(d) = self.delay {
+            std::thread::sleep(d);
+        }
+        let i = self.next;
+        self.next = self.next.saturating_add(1);
+        Ok(match self.packets.get(i) {
+            Some(p) => crate::SourceEvent::Packet(p.as_packet()),
+            None => crate::SourceEvent::End,
+        })
+    }
+
+    fn name(&self) -> &str {
+        "memory"
+    }
+
+    fn progress(&self) -> crate::SourceProgress {
+        let done = &self.packets[..self.delivered()];
+        crate::SourceProgress {
+            packets: done.len() as u64,
+            bytes: done.iter().map(|p| p.data.len() as u64).sum(),
+            total_bytes: Some(self.packets.iter().map(|p| p.data.len() as u64).sum()),
+            dropped: None,
+        }
+    }
+}

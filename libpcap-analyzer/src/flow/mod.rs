@@ -553,6 +553,11 @@ impl<X: Default> FlowTable<X> {
         slot
     }
 
+    /// The flows in the table (not ended yet), in no particular order.
+    pub fn flows(&self) -> impl Iterator<Item = &Flow> {
+        self.slots.iter().flatten().map(|e| &e.flow)
+    }
+
     /// Ends every remaining flow with reason `EndOfInput`.
     pub fn drain(&mut self) {
         let slots: Vec<u32> = self.map.values().copied().collect();

@@ -623,14 +623,22 @@ pub trait Plugin: AsAny {
         Ok(vec![path])
     }
 
-    /// Called periodically (the report `interval`) to write intermediate
-    /// results for live traffic; the default does nothing.
+    /// A copy of this instance's results as they would be if the input
+    /// ended now, for the reports a run writes while it goes on (the
+    /// [`Session`](crate::session::Session)'s periodic and on-demand
+    /// reports). `active` holds the flows of this worker that have not ended
+    /// yet (no `flow_destroyed` was called for them): a plugin that folds
+    /// flows in when they end folds these into the copy, not into itself.
     ///
-    /// # Errors
-    /// When a file cannot be written.
-    fn save_intermediate(&mut self, dir: &Path) -> PluginResult<()> {
-        let _ = dir;
-        Ok(())
+    /// The copies of all workers are merged ([`Plugin::merge`]), given
+    /// [`Plugin::run_stats`] and [`Plugin::post_process`], then saved with
+    /// [`Plugin::save_results`] into the output directory, replacing the
+    /// previous report (each file atomically). `None`, the default: this
+    /// plugin writes no intermediate results. Called by the worker thread
+    /// that owns the instance, between two packets.
+    fn snapshot(&self, active: &mut dyn Iterator<Item = &Flow>) -> Option<Box<dyn Plugin>> {
+        let _ = active;
+        None
     }
 }
 

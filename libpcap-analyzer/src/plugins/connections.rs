@@ -14,18 +14,23 @@
 //! Config `[plugin.connections]`: `format` (`text`, `csv` or `jsonl`),
 //! `interval` (seconds between rewrites of the report while running; 0 or
 //! absent: only at the end, except for live input where the tool defaults to
-//! 5), `file` (base name, default `connections`).
+//! 5: read by the tool, which gives it to its
+//! [`Session`](crate::session::Session)), `file` (base name, default
+//! `connections`), `max_connections`.
+//!
+//! Flows are folded into the table when they end, which costs nothing per
+//! packet; a report written while the run goes on
+//! ([`Plugin::snapshot`]) folds the flows still open into a copy.
 
 use crate::plugin::{
-    Interest, Layers, PacketContext, Plugin, PluginBuilder, PluginError, PluginResult,
-    TransportLayer, downcast, write_atomically_with,
+    Interest, Layers, Plugin, PluginBuilder, PluginError, PluginResult, downcast,
+    write_atomically_with,
 };
 use libpcap_tools::{Config, ipproto};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 /// Output format of the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
@@ -79,8 +84,6 @@ pub struct ConnectionsConfig {
     /// counted (`dropped_keys`, `dropped_packets` in the results and a warning)
     /// instead of growing memory without bound. 0: no limit.
     pub max_connections: usize,
-    /// Directory of the periodic report (set by the tool from `--outdir`).
-    pub outdir: Option<PathBuf>,
 }
 
 impl Default for ConnectionsConfig {
@@ -90,7 +93,6 @@ impl Default for ConnectionsConfig {
             interval: 0.0,
             file: "connections".to_string(),
             max_connections: 10_000_000,
-            outdir: None,
         }
     }
 }
@@ -487,60 +489,39 @@ fn push_ip(out: &mut String, ip: &IpAddr) {
     }
 }
 
-/// Where an instance keeps its table: its own, or one the periodic writer
-/// thread can also read.
-#[derive(Debug)]
-enum Store {
-    Local(ConnTable),
-    Shared(Arc<Mutex<ConnTable>>),
-}
-
 /// The `connections` plugin.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ConnectionsPlugin {
     cfg: ConnectionsConfig,
-    /// Record every transport layer (needed for reports written while the
-    /// run goes on); otherwise flows are folded in when they end, which costs
-    /// nothing per packet.
-    per_packet: bool,
-    store: Store,
-    _writer: Option<Arc<PeriodicWriter>>,
+    table: ConnTable,
 }
 
 impl ConnectionsPlugin {
-    /// A plugin with `cfg` (no periodic writer).
+    /// A plugin with `cfg`.
     pub fn new(cfg: ConnectionsConfig) -> ConnectionsPlugin {
         let cap = cfg.max_connections;
         ConnectionsPlugin {
             cfg,
-            per_packet: false,
-            store: Store::Local(ConnTable {
+            table: ConnTable {
                 cap,
                 ..ConnTable::default()
-            }),
-            _writer: None,
+            },
         }
     }
 
     /// Calls `f` with the table (no copy).
     pub fn with_table<R>(&self, f: impl FnOnce(&ConnTable) -> R) -> R {
-        match &self.store {
-            Store::Local(t) => f(t),
-            Store::Shared(m) => match m.lock() {
-                Ok(t) => f(&t),
-                Err(_) => f(&ConnTable::default()),
-            },
-        }
+        f(&self.table)
     }
 
     /// A copy of the table (merged instances after the run).
     pub fn table(&self) -> ConnTable {
-        self.with_table(ConnTable::clone)
+        self.table.clone()
     }
 
     /// The report in the configured format.
     pub fn render(&self) -> String {
-        self.with_table(|t| t.render(self.cfg.format))
+        self.table.render(self.cfg.format)
     }
 
     /// Writes the report in the configured format to `w`, piece by piece
@@ -549,15 +530,7 @@ impl ConnectionsPlugin {
     /// # Errors
     /// The first error of `w`.
     pub fn write_report(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
-        self.with_table(|t| t.write_report(self.cfg.format, w))
-    }
-
-    /// The table, moved out of this instance.
-    fn into_table(self) -> ConnTable {
-        match self.store {
-            Store::Local(t) => t,
-            Store::Shared(m) => m.lock().map(|t| t.clone()).unwrap_or_default(),
-        }
+        self.table.write_report(self.cfg.format, w)
     }
 
     /// Path of the report in `dir`.
@@ -594,35 +567,13 @@ fn record_flow(t: &mut ConnTable, f: &libpcap_tools::Flow) {
     record_direction(t, rev, k.proto, &f.to_client);
 }
 
-fn record(t: &mut ConnTable, tl: &TransportLayer<'_>) {
-    let k = ConnKey {
-        src: tl.key.src,
-        src_port: tl.key.src_port,
-        dst: tl.key.dst,
-        dst_port: tl.key.dst_port,
-    };
-    if let Some(s) = t.row(k, u64::from(tl.frames)) {
-        s.add(
-            tl.key.proto,
-            tl.first_ts,
-            tl.last_ts,
-            tl.wire_bytes,
-            u64::from(tl.frames),
-        );
-    }
-}
-
 impl Plugin for ConnectionsPlugin {
     fn name(&self) -> &str {
         "connections"
     }
 
     fn interest(&self) -> Interest {
-        if self.per_packet {
-            Interest::new(Layers::TRANSPORT)
-        } else {
-            Interest::new(Layers::FLOW_EVENTS)
-        }
+        Interest::new(Layers::FLOW_EVENTS)
     }
 
     fn flow_destroyed(
@@ -630,66 +581,27 @@ impl Plugin for ConnectionsPlugin {
         flow: &libpcap_tools::Flow,
         _: crate::plugin::EndReason,
     ) -> PluginResult<()> {
-        if !self.per_packet {
-            match &mut self.store {
-                Store::Local(t) => record_flow(t, flow),
-                Store::Shared(m) => {
-                    if let Ok(mut t) = m.lock() {
-                        record_flow(&mut t, flow);
-                    }
-                }
-            }
-        }
+        record_flow(&mut self.table, flow);
         Ok(())
-    }
-
-    fn handle_transport(
-        &mut self,
-        _ctx: &PacketContext<'_>,
-        tl: &TransportLayer<'_>,
-    ) -> PluginResult<Option<crate::plugin::Decapsulated>> {
-        match &mut self.store {
-            Store::Local(t) => record(t, tl),
-            Store::Shared(m) => {
-                if let Ok(mut t) = m.lock() {
-                    record(&mut t, tl);
-                }
-            }
-        }
-        Ok(None)
     }
 
     fn merge(&mut self, other: Box<dyn Plugin>) -> PluginResult<()> {
         let other = downcast::<Self>("connections", other)?;
-        let theirs = other.into_table();
-        match &mut self.store {
-            Store::Local(t) => t.merge(&theirs),
-            Store::Shared(m) => {
-                // stop sharing: the run is over, and the writer must not
-                // count the other instance twice
-                let mut mine = m.lock().map(|t| t.clone()).unwrap_or_default();
-                mine.merge(&theirs);
-                self.store = Store::Local(mine);
-            }
-        }
+        self.table.merge(&other.table);
         Ok(())
     }
 
     fn results(&self) -> Option<serde_json::Value> {
-        Some(self.with_table(|t| {
-            serde_json::json!({
-                "connections": t.map.len(),
-                "dropped_keys": t.dropped_keys,
-                "dropped_packets": t.dropped_packets,
-            })
+        let t = &self.table;
+        Some(serde_json::json!({
+            "connections": t.map.len(),
+            "dropped_keys": t.dropped_keys,
+            "dropped_packets": t.dropped_packets,
         }))
     }
 
     fn save_results(&mut self, dir: &Path) -> PluginResult<Vec<PathBuf>> {
-        if let Some(w) = self._writer.take() {
-            w.stop();
-        }
-        let (keys, packets) = self.with_table(ConnTable::dropped);
+        let (keys, packets) = self.table.dropped();
         if keys > 0 {
             log::warn!(
                 "connections: the report reached max_connections ({}); {keys} keys ({packets} packets) were not kept",
@@ -701,88 +613,22 @@ impl Plugin for ConnectionsPlugin {
             .map_err(|e| PluginError::wrap("connections", e))?;
         Ok(vec![path])
     }
-}
 
-/// The thread that rewrites the report every `interval` seconds from the
-/// tables of all instances.
-#[derive(Debug)]
-pub struct PeriodicWriter {
-    tables: Mutex<Vec<Arc<Mutex<ConnTable>>>>,
-    stop: Mutex<bool>,
-    wake: std::sync::Condvar,
-    /// The writer thread, joined by [`PeriodicWriter::stop`].
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-}
-
-impl PeriodicWriter {
-    fn start(interval: f64, path: PathBuf, format: ReportFormat) -> Arc<PeriodicWriter> {
-        let w = Arc::new(PeriodicWriter {
-            tables: Mutex::new(Vec::new()),
-            stop: Mutex::new(false),
-            wake: std::sync::Condvar::new(),
-            thread: Mutex::new(None),
-        });
-        let me = w.clone();
-        let period = std::time::Duration::from_secs_f64(interval.max(0.05));
-        let spawned = std::thread::Builder::new()
-            .name("pal-conn-writer".into())
-            .spawn(move || {
-                let mut stopped = me.stop.lock().map(|g| *g).unwrap_or(true);
-                while !stopped {
-                    if let Ok(g) = me.stop.lock() {
-                        match me.wake.wait_timeout(g, period) {
-                            Ok((g, _)) => stopped = *g,
-                            Err(_) => stopped = true,
-                        }
-                    }
-                    if stopped {
-                        break;
-                    }
-                    let mut all = ConnTable::default();
-                    if let Ok(tables) = me.tables.lock() {
-                        for t in tables.iter() {
-                            if let Ok(t) = t.lock() {
-                                all.merge(&t);
-                            }
-                        }
-                    }
-                    if let Err(e) = write_atomically_with(&path, |w| all.write_report(format, w)) {
-                        log::warn!("connections: cannot write {}: {e}", path.display());
-                    }
-                }
-            });
-        match spawned {
-            Ok(h) => {
-                if let Ok(mut t) = w.thread.lock() {
-                    *t = Some(h);
-                }
-            }
-            Err(e) => log::warn!("connections: cannot start the report writer: {e}"),
+    fn snapshot(
+        &self,
+        active: &mut dyn Iterator<Item = &libpcap_tools::Flow>,
+    ) -> Option<Box<dyn Plugin>> {
+        let mut copy = self.clone();
+        for f in active {
+            record_flow(&mut copy.table, f);
         }
-        w
-    }
-
-    /// Stops the writer thread and waits for it, so that a report it was
-    /// writing cannot replace the final one written after.
-    fn stop(&self) {
-        if let Ok(mut s) = self.stop.lock() {
-            *s = true;
-        }
-        self.wake.notify_all();
-        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
-        if let Some(h) = thread
-            && h.join().is_err()
-        {
-            log::warn!("connections: the report writer thread panicked");
-        }
+        Some(Box::new(copy))
     }
 }
 
 /// Builder of [`ConnectionsPlugin`].
 #[derive(Debug, Default)]
-pub struct ConnectionsPluginBuilder {
-    writer: Mutex<Option<Arc<PeriodicWriter>>>,
-}
+pub struct ConnectionsPluginBuilder;
 
 impl PluginBuilder for ConnectionsPluginBuilder {
     fn name(&self) -> &str {
@@ -797,28 +643,7 @@ impl PluginBuilder for ConnectionsPluginBuilder {
         let cfg: ConnectionsConfig = config
             .plugin("connections")
             .map_err(|e| PluginError::wrap("connections", e))?;
-        let mut p = ConnectionsPlugin::new(cfg.clone());
-        if let (true, Some(dir)) = (cfg.interval > 0.0, cfg.outdir.as_ref()) {
-            let mut w = self
-                .writer
-                .lock()
-                .map_err(|_| PluginError::new("connections", "writer lock poisoned"))?;
-            let path = p.report_path(dir);
-            let writer = w
-                .get_or_insert_with(|| PeriodicWriter::start(cfg.interval, path, cfg.format))
-                .clone();
-            let shared = Arc::new(Mutex::new(ConnTable {
-                cap: cfg.max_connections,
-                ..ConnTable::default()
-            }));
-            if let Ok(mut t) = writer.tables.lock() {
-                t.push(shared.clone());
-            }
-            p.store = Store::Shared(shared);
-            p.per_packet = true;
-            p._writer = Some(writer);
-        }
-        Ok(Box::new(p))
+        Ok(Box::new(ConnectionsPlugin::new(cfg)))
     }
 }
 

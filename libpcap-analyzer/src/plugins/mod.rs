@@ -26,7 +26,7 @@ use crate::plugin::PluginRegistry;
 /// A registry holding every built-in plugin builder.
 pub fn builtin_registry() -> PluginRegistry {
     let mut r = PluginRegistry::new();
-    r.add_builder(Box::new(connections::ConnectionsPluginBuilder::default()));
+    r.add_builder(Box::new(connections::ConnectionsPluginBuilder));
     r.add_builder(Box::new(basic_stats::BasicStatsBuilder));
     r.add_builder(Box::new(flows::FlowsPluginBuilder));
     r.add_builder(Box::new(community_id::CommunityIdPluginBuilder));

@@ -1,5 +1,5 @@
-//! The multi-threaded engine: panics, one source per worker, and the
-//! periodic connection report.
+//! The multi-threaded engine: panics, one source per worker, the order of
+//! a flow's packets.
 
 use libpcap_analyzer::plugin::{
     Decapsulated, Interest, Layers, PacketContext, Plugin, PluginResult, TransportLayer,
@@ -8,47 +8,10 @@ use libpcap_analyzer::plugins::builtin_registry;
 use libpcap_analyzer::plugins::connections::ConnectionsPlugin;
 use libpcap_analyzer::samples::sample_trace;
 use libpcap_analyzer::{AnalyzerError, Engine};
-use libpcap_tools::{Config, OwnedPacket, PacketSource, SourceEvent, SourceProgress};
+use libpcap_tools::{Config, OwnedPacket, PacketSource};
 
-/// An in-memory source (also used by the tls tests).
-pub(crate) struct Mem {
-    packets: Vec<OwnedPacket>,
-    next: usize,
-    delay: Option<std::time::Duration>,
-}
-
-impl Mem {
-    pub(crate) fn new(packets: Vec<OwnedPacket>) -> Mem {
-        Mem {
-            packets,
-            next: 0,
-            delay: None,
-        }
-    }
-}
-
-impl PacketSource for Mem {
-    fn next_event(&mut self) -> libpcap_tools::Result<SourceEvent<'_>> {
-        if let Some(d) = self.delay {
-            std::thread::sleep(d);
-        }
-        let i = self.next;
-        self.next += 1;
-        Ok(match self.packets.get(i) {
-            Some(p) => SourceEvent::Packet(p.as_packet()),
-            None => SourceEvent::End,
-        })
-    }
-    fn name(&self) -> &str {
-        "memory"
-    }
-    fn progress(&self) -> SourceProgress {
-        SourceProgress {
-            packets: self.next as u64,
-            ..SourceProgress::default()
-        }
-    }
-}
+/// Packets held in memory, as a source (also used by other test modules).
+pub(crate) use libpcap_tools::synth::MemorySource as Mem;
 
 /// Panics on the 20th transport layer it sees (also used by the live-stop
 /// tests, from its first with [`Bomb::at_first`]).
@@ -136,57 +99,6 @@ fn one_source_per_worker_gives_the_same_report_as_one_reader() {
         .unwrap();
     assert_eq!(report(&split), report(&whole));
     assert_eq!(split.stats.packets, whole.stats.packets);
-}
-
-#[test]
-fn the_periodic_report_is_replaced_while_the_run_goes_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = Config::from_toml(&format!(
-        "[plugin.connections]\ninterval = 0.05\nformat = \"csv\"\noutdir = \"{}\"\n",
-        dir.path().display()
-    ))
-    .unwrap();
-    let registry = builtin_registry();
-    let names = vec!["connections".to_string()];
-    let factory = || registry.build(&names, &config);
-    let path = dir.path().join("connections.csv");
-    let mut src = Mem::new(sample_trace());
-    src.delay = Some(std::time::Duration::from_millis(2));
-    let watcher = {
-        let path = path.clone();
-        std::thread::spawn(move || {
-            // every version seen while the run goes on is a complete report
-            let mut seen = 0;
-            for _ in 0..200 {
-                if let Ok(text) = std::fs::read_to_string(&path) {
-                    assert!(
-                        text.starts_with("source ip,source port,"),
-                        "partial report: {text:?}"
-                    );
-                    assert!(text.ends_with("\r\n"), "partial report");
-                    seen += 1;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(3));
-            }
-            seen
-        })
-    };
-    let mut out = Engine::new(&config, 2)
-        .unwrap()
-        .run(&factory, &mut src)
-        .unwrap();
-    let seen = watcher.join().unwrap();
-    assert!(seen > 0, "no intermediate report was written");
-    out.save_results(dir.path()).unwrap();
-    let last = std::fs::read_to_string(&path).unwrap();
-    assert_eq!(last.lines().count(), 1 + report(&out).lines().count() - 1);
-    // no temporary file is left behind
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
 /// Records, per flow, the index of every packet it sees and the threads

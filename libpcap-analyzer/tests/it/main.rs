@@ -10,4 +10,5 @@ mod engine;
 mod fixtures;
 mod live_stop;
 mod save;
+mod session;
 mod tls;

@@ -276,6 +276,20 @@ impl CaptureHandle {
     }
 }
 
+impl libpcap_tools::CaptureControl for CaptureHandle {
+    fn stop(&self) {
+        CaptureHandle::stop(self);
+    }
+
+    fn counters(&self) -> libpcap_tools::CaptureCounters {
+        let k = self.kernel_stats();
+        libpcap_tools::CaptureCounters {
+            kernel_packets: Some(k.packets),
+            kernel_drops: Some(k.drops),
+        }
+    }
+}
+
 /// The sources of one capture (one per socket) and a handle on them.
 #[derive(Debug)]
 pub struct CaptureGroup {
@@ -614,6 +628,16 @@ impl PacketSource for AfPacketSource {
 
     fn is_live(&self) -> bool {
         true
+    }
+}
+
+impl Drop for AfPacketSource {
+    /// A source dropped before it ended (its reader stopped reading it)
+    /// still adds its last kernel counters to the capture's totals.
+    fn drop(&mut self) {
+        if !self.ended {
+            self.read_stats();
+        }
     }
 }
 

@@ -247,6 +247,20 @@ impl QueueHandle {
     }
 }
 
+impl libpcap_tools::CaptureControl for QueueHandle {
+    fn stop(&self) {
+        QueueHandle::stop(self);
+    }
+
+    fn counters(&self) -> libpcap_tools::CaptureCounters {
+        let k = self.stats();
+        libpcap_tools::CaptureCounters {
+            kernel_packets: None,
+            kernel_drops: Some(k.queue_dropped + k.user_dropped),
+        }
+    }
+}
+
 /// The sources of a group of queues (one per queue) and a handle on them.
 #[derive(Debug)]
 pub struct QueueGroup {
