@@ -20,9 +20,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bpf;
 mod chunked;
 mod config;
 mod error;
+mod filter;
 mod flow;
 mod lenient;
 mod linktype;
@@ -32,9 +34,14 @@ mod source;
 pub mod synth;
 mod writer;
 
+pub use bpf::{BpfInsn, BpfProgram, ProgramError};
 pub use chunked::ChunkedPcapReader;
 pub use config::{Config, ReaderConfig};
 pub use error::{Error, Result};
+pub use filter::{
+    FilterCompiler, FilterCounters, FilterCounts, FilterError, FilterOutcome, FilteredSource,
+    MAX_LINKTYPES, PacketFilter,
+};
 pub use flow::{
     Direction, DirectionStats, FiveTuple, Flow, FlowContext, FlowId, ThreeTuple, ipproto,
 };
