@@ -8,6 +8,11 @@
 //! - [`nfqueue`]: inline mode, packets queued by netfilter (`NFQUEUE`)
 //!   read from a netlink socket per queue, each given a verdict (accept or
 //!   drop).
+//! - [`libpcap`]: capture filters in tcpdump syntax, compiled by
+//!   libpcap's own `pcap_compile`, loaded at run time (the binaries run
+//!   without libpcap; only a filter then needs it). The program is attached
+//!   in the kernel for live capture ([`afpacket::open_with_filter`]) and
+//!   run by `libpcap_tools::FilteredSource` for NFQUEUE and files.
 //! - [`limits`]: the `--count` / `--duration` limits shared by the
 //!   sources of a capture.
 //! - [`sys`]: the checked system-call wrappers (sockets, the ring mapping,
@@ -18,6 +23,7 @@
 #![allow(unsafe_code)] // system calls and the ring mapping; every block carries a SAFETY comment
 
 pub mod afpacket;
+pub mod libpcap;
 pub mod limits;
 pub mod nfqueue;
 pub mod sys;

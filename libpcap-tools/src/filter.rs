@@ -61,6 +61,16 @@ pub enum FilterError {
         /// What was tried and why it failed.
         reason: String,
     },
+    /// The live interface a program was to be compiled for cannot be
+    /// used (no such interface, a hardware type live capture does not
+    /// support).
+    #[error("interface '{interface}': {reason}")]
+    Interface {
+        /// The interface.
+        interface: String,
+        /// Why.
+        reason: String,
+    },
     /// The library failed in a way the other variants do not describe.
     #[error("libpcap: {0}")]
     Library(String),
