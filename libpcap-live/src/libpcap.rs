@@ -165,6 +165,19 @@ pub fn dlt_of(linktype: LinkType) -> Option<i32> {
     })
 }
 
+/// An error and its sources, `: `-separated (libloading's `dlopen failed`
+/// keeps the loader's reason in its source).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 /// The text of a C string owned by libpcap, or a placeholder for NULL.
 ///
 /// # Safety
@@ -228,7 +241,7 @@ impl Libpcap {
             // invariants to break.
             match unsafe { libloading::Library::new(name) } {
                 Ok(lib) => return Self::from_library(lib, name.to_string_lossy().into_owned()),
-                Err(e) => tried.push(format!("{}: {e}", name.to_string_lossy())),
+                Err(e) => tried.push(format!("{}: {}", name.to_string_lossy(), chain(&e))),
             }
         }
         Err(FilterError::LibraryMissing {
@@ -238,7 +251,10 @@ impl Libpcap {
 
     fn from_library(lib: libloading::Library, path: String) -> Result<Libpcap, FilterError> {
         let missing = |name: &str, e: libloading::Error| FilterError::LibraryMissing {
-            reason: format!("{path} has no function {name} ({e}): libpcap 1.0 or later is needed"),
+            reason: format!(
+                "{path} has no function {name} ({}): libpcap 1.0 or later is needed",
+                chain(&e)
+            ),
         };
         macro_rules! sym {
             ($name:literal, $ty:ty) => {

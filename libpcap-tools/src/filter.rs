@@ -117,6 +117,15 @@ impl FilterOutcome {
 /// treated as of an unsupported link type, without calling the compiler.
 pub const MAX_LINKTYPES: usize = 32;
 
+/// The program of one link type, or why there is none.
+#[derive(Debug, Clone)]
+struct Entry {
+    linktype: LinkType,
+    program: Result<Arc<BpfProgram>, FilterError>,
+    /// A failure was logged (once per link type and filter).
+    warned: bool,
+}
+
 /// A filter expression with its programs, one per link type, compiled when
 /// the link type is first met (see the [module docs](self)).
 ///
@@ -125,9 +134,9 @@ pub const MAX_LINKTYPES: usize = 32;
 pub struct PacketFilter {
     expr: String,
     compiler: Arc<dyn FilterCompiler>,
-    /// The programs, `None` where compilation failed (the packets of that
-    /// link type do not match). At most [`MAX_LINKTYPES`] entries.
-    programs: Vec<(LinkType, Option<Arc<BpfProgram>>)>,
+    /// The programs, or why compilation failed (the packets of that link
+    /// type then do not match). At most [`MAX_LINKTYPES`] entries.
+    programs: Vec<Entry>,
     /// The last link type looked up and its entry in `programs`.
     last: Option<(LinkType, usize)>,
 }
@@ -151,12 +160,16 @@ impl PacketFilter {
             last: None,
         };
         for &lt in check_linktypes {
-            if f.programs.iter().any(|(l, _)| *l == lt) {
+            if f.programs.iter().any(|e| e.linktype == lt) {
                 continue;
             }
             let p = f.compiler.compile(lt, expr)?;
             if f.programs.len() < MAX_LINKTYPES {
-                f.programs.push((lt, Some(Arc::new(p))));
+                f.programs.push(Entry {
+                    linktype: lt,
+                    program: Ok(Arc::new(p)),
+                    warned: false,
+                });
             }
         }
         Ok(f)
@@ -168,10 +181,24 @@ impl PacketFilter {
     }
 
     /// The program for link type `linktype`, compiled now if it was not
-    /// yet; `None` when it cannot be compiled (warned about once).
-    pub fn program(&mut self, linktype: LinkType) -> Option<&BpfProgram> {
-        let i = self.entry(linktype)?;
-        self.programs.get(i)?.1.as_deref()
+    /// yet (a failure is remembered, and warned about once).
+    ///
+    /// # Errors
+    /// Why the expression cannot be compiled for `linktype`;
+    /// [`FilterError::UnsupportedLinkType`] past [`MAX_LINKTYPES`] link
+    /// types.
+    pub fn program(&mut self, linktype: LinkType) -> Result<&BpfProgram, FilterError> {
+        let Some(i) = self.entry(linktype) else {
+            return Err(FilterError::UnsupportedLinkType {
+                linktype,
+                message: format!("more than {MAX_LINKTYPES} link types in one input"),
+            });
+        };
+        match self.programs.get(i).map(|e| &e.program) {
+            Some(Ok(p)) => Ok(p),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(FilterError::Library("filter cache out of step".into())),
+        }
     }
 
     /// The index in `programs` of `linktype`'s entry, compiling it if
@@ -182,7 +209,7 @@ impl PacketFilter {
         {
             return Some(i);
         }
-        let i = match self.programs.iter().position(|(l, _)| *l == linktype) {
+        let i = match self.programs.iter().position(|e| e.linktype == linktype) {
             Some(i) => i,
             None => {
                 if self.programs.len() >= MAX_LINKTYPES {
@@ -193,18 +220,12 @@ impl PacketFilter {
                     );
                     return None;
                 }
-                let p = match self.compiler.compile(linktype, &self.expr) {
-                    Ok(p) => Some(Arc::new(p)),
-                    Err(e) => {
-                        log::warn!(
-                            "filter '{}' cannot apply to packets of link type {linktype}, which \
-                             will not match: {e}",
-                            self.expr
-                        );
-                        None
-                    }
-                };
-                self.programs.push((linktype, p));
+                let program = self.compiler.compile(linktype, &self.expr).map(Arc::new);
+                self.programs.push(Entry {
+                    linktype,
+                    program,
+                    warned: false,
+                });
                 self.programs.len() - 1
             }
         };
@@ -214,14 +235,27 @@ impl PacketFilter {
 
     /// Decides on one packet (see [`FilterOutcome`]).
     pub fn check(&mut self, packet: &Packet<'_>) -> FilterOutcome {
-        let prog = self
+        let Some(entry) = self
             .entry(packet.linktype)
-            .and_then(|i| self.programs.get(i))
-            .and_then(|(_, p)| p.as_deref());
-        match prog {
-            Some(p) if p.matches(packet) => FilterOutcome::Match,
-            Some(_) => FilterOutcome::NoMatch,
-            None => FilterOutcome::UnsupportedLinkType,
+            .and_then(|i| self.programs.get_mut(i))
+        else {
+            return FilterOutcome::UnsupportedLinkType;
+        };
+        match &entry.program {
+            Ok(p) if p.matches(packet) => FilterOutcome::Match,
+            Ok(_) => FilterOutcome::NoMatch,
+            Err(e) => {
+                if !entry.warned {
+                    entry.warned = true;
+                    log::warn!(
+                        "filter '{}' cannot apply to packets of link type {}, which do not \
+                         match: {e}",
+                        self.expr,
+                        packet.linktype
+                    );
+                }
+                FilterOutcome::UnsupportedLinkType
+            }
         }
     }
 
@@ -716,8 +750,9 @@ mod tests {
         };
         assert_eq!(f.check(&n.as_packet()), FilterOutcome::UnsupportedLinkType);
         assert_eq!(f.check(&n.as_packet()), FilterOutcome::UnsupportedLinkType);
-        assert!(f.program(LinkType::NFLOG).is_none());
-        assert!(f.program(LinkType::IPV4).is_some());
+        let e = f.program(LinkType::NFLOG).unwrap_err();
+        assert!(e.to_string().contains("not for NFLOG"), "{e}");
+        assert!(f.program(LinkType::IPV4).is_ok());
         // one compilation per link type, the failed one included
         let calls = c.calls.lock().unwrap().clone();
         assert_eq!(
