@@ -26,26 +26,32 @@
 //!
 //! # Semantics
 //!
-//! - **Files** ([`FilterCompiler::compile`]): as `tcpdump -r`, the program
-//!   is compiled for the link type of the packets (`pcap_open_dead(DLT,
-//!   262144)`), optimised, with netmask 0 (tcpdump 4.99 passes 0 when it
-//!   reads a file, so `ip broadcast` compiles and matches the destinations
-//!   `0.0.0.0` and `255.255.255.255` only). The file's link type
-//!   (`LINKTYPE_*`) is mapped to libpcap's `DLT_*` value as libpcap's
-//!   `linktype_to_dlt` does ([`dlt_of`]). `len`, `greater` and `less`
-//!   compare the packet's original (wire) length. `vlan` looks for the
-//!   802.1Q/802.1ad tag in the frame bytes.
+//! - **Files** ([`FilterCompiler::compile`]): as `tcpdump -r`. The program
+//!   is compiled on a savefile handle of the packets' link type: libpcap
+//!   reads the header of an empty capture from memory (`fmemopen` +
+//!   `pcap_fopen_offline`), so it maps the file's `LINKTYPE_*` value to its
+//!   `DLT_*` value itself and applies its rules for savefiles (it refuses
+//!   `inbound`/`outbound` where only the kernel knows the direction, as
+//!   tcpdump does). Optimised, with netmask 0: tcpdump 4.99 passes 0 when
+//!   it reads a file, so `ip broadcast` compiles and matches the
+//!   destinations `0.0.0.0` and `255.255.255.255` only. `len`, `greater` and
+//!   `less` compare the packet's original (wire) length. `vlan` looks for
+//!   the 802.1Q/802.1ad tag in the frame bytes. One departure: link type
+//!   14 (raw IP written by OpenBSD) is compiled as raw IP (101), as PAL
+//!   decodes it; libpcap on Linux knows no link type 14.
 //! - **Live capture** ([`Libpcap::compile_for_interface`]): the program
 //!   tcpdump would attach on that interface: compiled on an activated
 //!   handle (`pcap_create` + `pcap_activate`) with the interface's netmask
 //!   (`pcap_lookupnet`, 0 when it has no IPv4 address). On Linux the kernel
 //!   takes the VLAN tag out of a frame before socket filters run, and
 //!   libpcap then generates `vlan` tests that read the tag from the
-//!   kernel's ancillary data (`SKF_AD_VLAN_TAG*` loads): such a program is
-//!   meant for the kernel. When activation is not possible, the program is
-//!   compiled as for a file of the interface's link type (logged at debug
-//!   level; VLAN-tagged traffic is then matched as in a file, which differs
-//!   from what the kernel sees).
+//!   kernel's ancillary data (`SKF_AD_VLAN_TAG*` loads), and direction
+//!   tests (`inbound`) that read the packet type: such a program is meant
+//!   for the kernel. When activation is not possible, the program is
+//!   compiled on `pcap_open_dead` with the DLT of the interface's link type
+//!   ([`dlt_of`], as libpcap's `linktype_to_dlt`), logged at debug level:
+//!   VLAN-tagged traffic is then matched as in a file, which differs from
+//!   what the kernel sees.
 //!
 //! ```no_run
 //! use libpcap_live::libpcap::Libpcap;
@@ -105,6 +111,7 @@ struct CProgram {
 }
 
 type OpenDead = unsafe extern "C" fn(c_int, c_int) -> *mut PcapT;
+type FopenOffline = unsafe extern "C" fn(*mut libc::FILE, *mut c_char) -> *mut PcapT;
 type Compile = unsafe extern "C" fn(*mut PcapT, *mut CProgram, *const c_char, c_int, u32) -> c_int;
 type GetErr = unsafe extern "C" fn(*mut PcapT) -> *mut c_char;
 type FreeCode = unsafe extern "C" fn(*mut CProgram);
@@ -122,6 +129,7 @@ pub struct Libpcap {
     /// Where it was loaded from.
     path: String,
     open_dead: OpenDead,
+    fopen_offline: FopenOffline,
     compile: Compile,
     geterr: GetErr,
     freecode: FreeCode,
@@ -197,14 +205,31 @@ unsafe fn text(p: *const c_char) -> String {
 struct Handle<'a> {
     pcap: &'a Libpcap,
     p: *mut PcapT,
+    /// The bytes a savefile handle reads (through `fmemopen`): freed only
+    /// after `pcap_close` closed the stream, since fields drop after
+    /// `Drop::drop`.
+    _file: Option<Box<[u8]>>,
 }
 
 impl Drop for Handle<'_> {
     fn drop(&mut self) {
-        // SAFETY: `p` is a non-NULL handle from pcap_open_dead or
-        // pcap_create, closed only here.
+        // SAFETY: `p` is a non-NULL handle from pcap_open_dead,
+        // pcap_fopen_offline or pcap_create, closed only here (which also
+        // closes a savefile handle's stream, before its bytes are freed).
         unsafe { (self.pcap.close)(self.p) };
     }
+}
+
+/// The 24-byte header of a little-endian classic pcap file of link type
+/// `linktype` and snapshot length [`SNAPLEN`], without packets.
+fn pcap_header(linktype: u32) -> [u8; 24] {
+    let mut h = [0u8; 24];
+    h[0..4].copy_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    h[4..6].copy_from_slice(&2u16.to_le_bytes());
+    h[6..8].copy_from_slice(&4u16.to_le_bytes());
+    h[16..20].copy_from_slice(&(SNAPLEN as u32).to_le_bytes());
+    h[20..24].copy_from_slice(&linktype.to_le_bytes());
+    h
 }
 
 impl Libpcap {
@@ -267,6 +292,7 @@ impl Libpcap {
         }
         Ok(Libpcap {
             open_dead: sym!("pcap_open_dead", OpenDead),
+            fopen_offline: sym!("pcap_fopen_offline", FopenOffline),
             compile: sym!("pcap_compile", Compile),
             geterr: sym!("pcap_geterr", GetErr),
             freecode: sym!("pcap_freecode", FreeCode),
@@ -303,7 +329,66 @@ impl Libpcap {
                 "pcap_open_dead failed (out of memory)".into(),
             ));
         }
-        Ok(Handle { pcap: self, p })
+        Ok(Handle {
+            pcap: self,
+            p,
+            _file: None,
+        })
+    }
+
+    /// A savefile handle of link type `linktype`, as `tcpdump -r` has: libpcap
+    /// reads the header of an empty capture from memory (`fmemopen` +
+    /// `pcap_fopen_offline`), maps the `LINKTYPE_*` value to its `DLT_*`
+    /// value itself, and applies its savefile rules when compiling.
+    fn open_savefile(&self, linktype: LinkType) -> Result<Handle<'_>, FilterError> {
+        // LINKTYPE 14 is raw IP for PAL (see `dlt_of`); libpcap would not
+        // know it; values past 26 bits would be cut by libpcap's
+        // LT_LINKTYPE mask
+        let lt = match linktype.0 {
+            14 => 101,
+            v if v > 0x03ff_ffff => {
+                return Err(FilterError::UnsupportedLinkType {
+                    linktype,
+                    message: "not a link type libpcap can take".into(),
+                });
+            }
+            v => v,
+        };
+        let mut bytes: Box<[u8]> = Box::new(pcap_header(lt));
+        // SAFETY: `bytes` is valid for its length and outlives the stream
+        // (kept in the handle, freed after pcap_close closes the stream);
+        // the mode is a NUL-terminated string.
+        let file = unsafe {
+            libc::fmemopen(
+                bytes.as_mut_ptr().cast::<libc::c_void>(),
+                bytes.len(),
+                c"r".as_ptr(),
+            )
+        };
+        if file.is_null() {
+            return Err(FilterError::Library(format!(
+                "fmemopen: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        let mut errbuf = [0 as c_char; ERRBUF_SIZE];
+        // SAFETY: `file` is an open stream; `errbuf` has PCAP_ERRBUF_SIZE
+        // bytes. On success libpcap owns the stream.
+        let p = unsafe { (self.fopen_offline)(file, errbuf.as_mut_ptr()) };
+        if p.is_null() {
+            // SAFETY: on failure the stream is still ours, closed once here;
+            // errbuf holds a NUL-terminated message (zeroed first).
+            let message = unsafe {
+                libc::fclose(file);
+                text(errbuf.as_ptr())
+            };
+            return Err(FilterError::UnsupportedLinkType { linktype, message });
+        }
+        Ok(Handle {
+            pcap: self,
+            p,
+            _file: Some(bytes),
+        })
     }
 
     /// `pcap_compile` on `h`: the program, or libpcap's message.
@@ -415,7 +500,10 @@ impl Libpcap {
                      compiled as for a capture file of link type {linktype} (VLAN tests then look \
                      into the frame bytes, where the kernel no longer has the tag)"
                 );
-                self.compile(linktype, expr)
+                // as libpcap compiles for a live handle it could not
+                // activate: direction and interface tests stay kernel tests
+                let h = self.open_dead(dlt)?;
+                self.compile_typed(&h, linktype, expr, 0)
             }
         }
     }
@@ -432,7 +520,11 @@ impl Libpcap {
             // (zeroed first, so it is terminated in any case).
             return Err(unsafe { text(errbuf.as_ptr()) });
         }
-        let h = Handle { pcap: self, p };
+        let h = Handle {
+            pcap: self,
+            p,
+            _file: None,
+        };
         // SAFETY: `h.p` is a live, not yet activated handle.
         let _ = unsafe { (self.set_snaplen)(h.p, SNAPLEN) };
         // SAFETY: as above.
@@ -477,13 +569,7 @@ impl FilterCompiler for Libpcap {
     /// Compiles `expr` as `tcpdump -r` does for a file of link type
     /// `linktype` (see the [module docs](self)).
     fn compile(&self, linktype: LinkType, expr: &str) -> Result<BpfProgram, FilterError> {
-        let Some(dlt) = dlt_of(linktype) else {
-            return Err(FilterError::UnsupportedLinkType {
-                linktype,
-                message: "not a link type libpcap can take".into(),
-            });
-        };
-        let h = self.open_dead(dlt)?;
+        let h = self.open_savefile(linktype)?;
         self.compile_typed(&h, linktype, expr, 0)
     }
 }
@@ -614,6 +700,16 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, FilterError::Expression { .. }), "{e:?}");
         assert!(e.to_string().contains("ethernet addresses"), "{e}");
+        // direction: only in the data of cooked captures; elsewhere the
+        // kernel's, refused for files as tcpdump -r refuses it
+        let e = p.compile(LinkType::ETHERNET, "inbound").unwrap_err();
+        assert!(e.to_string().contains("when reading savefiles"), "{e}");
+        assert!(p.compile(LinkType::LINUX_SLL, "inbound").is_ok());
+        // OpenBSD's raw IP link type is read as raw IP
+        assert_eq!(
+            p.compile(LinkType::RAW_14, "udp").unwrap(),
+            p.compile(LinkType::RAW, "udp").unwrap()
+        );
         let e = p.compile(LinkType::LINUX_SLL2, "vlan").unwrap_err();
         assert!(e.to_string().contains("no VLAN support"), "{e}");
     }

@@ -12,3 +12,4 @@ mod frag;
 mod malformed;
 mod roundtrip;
 mod split;
+mod tcpdump_filter;
