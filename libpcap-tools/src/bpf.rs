@@ -261,8 +261,9 @@ pub struct BpfProgram {
     insns: Box<[BpfInsn]>,
 }
 
-/// The opcodes the interpreter runs: those of libpcap's `bpf_filter`.
-const KNOWN_OPCODES: [u16; 49] = {
+/// Every opcode the interpreter runs (those of libpcap's `bpf_filter`);
+/// [`BpfProgram::new`] refuses any other.
+pub const OPCODES: [u16; 49] = {
     use op::*;
     [
         LD | W | ABS,
@@ -319,7 +320,7 @@ const KNOWN_OPCODES: [u16; 49] = {
 
 /// `true` for the opcodes the interpreter runs.
 fn known_opcode(code: u16) -> bool {
-    KNOWN_OPCODES.contains(&code)
+    OPCODES.contains(&code)
 }
 
 impl BpfProgram {
@@ -885,7 +886,7 @@ mod tests {
                     let code = match v & 15 {
                         0 => (v >> 8) as u16,
                         1 => (v >> 8) as u16 & 0xff,
-                        _ => KNOWN_OPCODES[(v >> 8) as usize % KNOWN_OPCODES.len()],
+                        _ => OPCODES[(v >> 8) as usize % OPCODES.len()],
                     };
                     let k = match v >> 60 {
                         0..=5 => (v >> 16) as u32 % 64,
