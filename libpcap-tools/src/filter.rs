@@ -844,6 +844,24 @@ mod tests {
     }
 
     #[test]
+    fn a_boxed_source_forwards_every_method() {
+        let counters = FilterCounters::new();
+        let f = PacketFilter::new("udp", toy(), &[LinkType::IPV4]).unwrap();
+        let inner: Box<dyn PacketSource> = Box::new(Vecs::new(mixed(), true));
+        let mut s = FilteredSource::new(inner, f, counters.clone());
+        assert!(s.is_inline() && s.is_live() && s.can_share());
+        assert_eq!(s.name(), "vecs");
+        let mut got = Vec::new();
+        while let SharedEvent::Packet(p) = s.next_shared().unwrap() {
+            got.push(p.index);
+        }
+        assert_eq!(got, vec![0, 3, 6, 9]);
+        assert_eq!(s.progress().packets, 11);
+        assert!(s.warnings().is_empty());
+        s.set_verdict(3, Verdict::Drop).unwrap();
+    }
+
+    #[test]
     fn shared_packets_are_filtered_too() {
         let counters = FilterCounters::new();
         let f = PacketFilter::new("udp", toy(), &[LinkType::IPV4]).unwrap();

@@ -9,6 +9,14 @@
 //!   decisions on damaged input.
 //! - [`PcapWriter`] and [`PcapNgWriter`] write packets back;
 //!   [`synth`] builds small captures in memory for tests and benches.
+//! - Capture filters in tcpdump syntax: [`bpf`] checks and runs classic BPF
+//!   programs (libpcap's `bpf_filter` semantics, in safe Rust);
+//!   [`FilterCompiler`] is the seam to the compiler (libpcap's own
+//!   `pcap_compile`, loaded at run time by `libpcap-live`);
+//!   [`PacketFilter`] compiles one expression per link type as packets
+//!   arrive; [`FilteredSource`] wraps any [`PacketSource`] and hands on only
+//!   the matching packets (accepting the others unanalysed on inline
+//!   sources), counting into shared [`FilterCounters`].
 //!
 //! ```
 //! use libpcap_tools::{LinkType, Packet, Timestamp};

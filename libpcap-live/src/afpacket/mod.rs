@@ -1,7 +1,9 @@
 //! Live capture from a network interface with `AF_PACKET` sockets, each
 //! with a TPACKET_V3 receive ring, several sockets joined in one kernel
 //! fanout group (hash of the flow, IP fragments reassembled first) so that
-//! each analysis worker reads its own socket.
+//! each analysis worker reads its own socket. A capture filter
+//! ([`open_with_filter`]) runs in the kernel, on every socket, from before
+//! the first frame reaches a ring.
 //!
 //! ```no_run
 //! use libpcap_live::afpacket::{open, CaptureLimits, LiveConfig};
