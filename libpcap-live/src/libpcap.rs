@@ -9,7 +9,7 @@
 //! corner cases), and libpcap's code generator *is* the definition. So PAL
 //! does not compile expressions itself: [`Libpcap`] calls `pcap_compile`
 //! and copies the classic BPF program it returns into a
-//! [`BpfProgram`](libpcap_tools::BpfProgram), which is then attached in the
+//! [`BpfProgram`], which is then attached in the
 //! kernel (`-i`) or run by `libpcap-tools`' interpreter (files, NFQUEUE).
 //!
 //! # Loading
