@@ -32,7 +32,7 @@ pub mod bpf;
 mod chunked;
 mod config;
 mod error;
-mod filter;
+pub mod filter;
 mod flow;
 mod lenient;
 mod linktype;
