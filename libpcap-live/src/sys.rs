@@ -1,5 +1,6 @@
 //! Thin, checked wrappers over the system calls PAL needs.
 
+use libpcap_tools::bpf::{self, BpfProgram};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -299,6 +300,39 @@ pub fn interface_index(name: &str) -> io::Result<u32> {
     Ok(i)
 }
 
+/// The ARPHRD hardware type of interface `name` in the network namespace
+/// of the calling thread (`SIOCGIFHWADDR` on a datagram socket; needs no
+/// privilege).
+///
+/// # Errors
+/// `ENODEV` when there is no such interface, `InvalidInput` for a name that
+/// is too long or has a NUL byte, or the OS error of `socket`/`ioctl`.
+pub fn interface_hwtype(name: &str) -> io::Result<u16> {
+    let bytes = name.as_bytes();
+    if bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "invalid interface name",
+        ));
+    }
+    // SAFETY: ifreq is made of integers and a union of plain-data members;
+    // all zeroes is a valid value of each.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: socket has no memory preconditions; the result is checked.
+    let fd = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: fd was just returned by socket and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: `req` is a valid, NUL-terminated ifreq for the duration of the
+    // call; SIOCGIFHWADDR writes only inside it.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req) })?;
+    // SAFETY: SIOCGIFHWADDR succeeded, so the kernel filled `ifru_hwaddr`;
+    // every member of the union is plain data.
+    Ok(unsafe { req.ifr_ifru.ifru_hwaddr.sa_family })
+}
+
 /// Binds a packet socket to interface `ifindex` for every protocol
 /// (`ETH_P_ALL`); from then on it receives that interface's frames.
 ///
@@ -418,18 +452,70 @@ pub fn take_socket_error(fd: &OwnedFd) -> io::Result<Option<io::Error>> {
 /// # Errors
 /// The OS error of `setsockopt`.
 pub fn attach_drop_all_filter(fd: &OwnedFd) -> io::Result<()> {
-    let mut code = [libc::sock_filter {
-        code: 0x06, // BPF_RET | BPF_K
-        jt: 0,
-        jf: 0,
-        k: 0,
-    }];
-    let prog = libc::sock_fprog {
-        len: 1,
+    attach_instructions(
+        fd,
+        &mut [libc::sock_filter {
+            code: bpf::op::RET | bpf::op::K,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        }],
+    )
+}
+
+/// The instructions of `prog` as the kernel receives them: as they are,
+/// except that a constant return other than 0 becomes `0xFFFF_FFFF`.
+///
+/// A socket filter's return value is the number of bytes of the frame to
+/// keep (0: drop it). For an `AF_PACKET` ring, `tpacket_rcv` cuts the
+/// frame to that length before copying it into the ring. libpcap compiles
+/// `ret #snaplen` (262144 here) for a match; the ring has its own limit
+/// (the block size, [`crate::afpacket::LiveConfig::block_size`]), so
+/// keeping the whole frame is the right answer: nothing is cut by the
+/// filter that the ring would have kept. A return of `A` (never emitted by
+/// libpcap's compiler) is kept as it is.
+pub fn kernel_instructions(prog: &BpfProgram) -> Vec<libc::sock_filter> {
+    prog.instructions()
+        .iter()
+        .map(|i| {
+            let k = if i.code == bpf::op::RET | bpf::op::K && i.k != 0 {
+                u32::MAX
+            } else {
+                i.k
+            };
+            libc::sock_filter {
+                code: i.code,
+                jt: i.jt,
+                jf: i.jf,
+                k,
+            }
+        })
+        .collect()
+}
+
+/// Attaches the classic BPF program `prog` to the socket
+/// (`SO_ATTACH_FILTER`), replacing the filter it had, if any, atomically:
+/// every packet is seen either by the old filter or by the new one. A
+/// constant non-zero return keeps the whole frame (see
+/// [`kernel_instructions`]).
+///
+/// # Errors
+/// The OS error of `setsockopt` (`EINVAL` for a program the kernel refuses,
+/// `ENOMEM` when it is over `net.core.optmem_max`).
+pub fn attach_filter(fd: &OwnedFd, prog: &BpfProgram) -> io::Result<()> {
+    attach_instructions(fd, &mut kernel_instructions(prog))
+}
+
+/// `SO_ATTACH_FILTER` with the instructions `code`.
+fn attach_instructions(fd: &OwnedFd, code: &mut [libc::sock_filter]) -> io::Result<()> {
+    let len = u16::try_from(code.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "BPF program too long"))?;
+    let fprog = libc::sock_fprog {
+        len,
         filter: code.as_mut_ptr(),
     };
     // the kernel copies the program during the call; `code` outlives it
-    setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)
+    setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
 }
 
 /// Removes the socket's BPF filter.
@@ -625,6 +711,38 @@ pub fn enter_net_namespace(path: &std::path::Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use libpcap_tools::bpf::{BpfInsn, op};
+
+    #[test]
+    fn kernel_programs_keep_whole_frames_on_a_match() {
+        let p = BpfProgram::new(vec![
+            BpfInsn::stmt(op::LD | op::H | op::ABS, 12),
+            BpfInsn::jump(op::JMP | op::JEQ | op::K, 0x800, 0, 2),
+            BpfInsn::stmt(op::RET | op::K, 262_144),
+            BpfInsn::stmt(op::RET | op::A, 0),
+            BpfInsn::stmt(op::RET | op::K, 0),
+        ])
+        .unwrap();
+        let k = kernel_instructions(&p);
+        let v: Vec<(u16, u8, u8, u32)> = k.iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect();
+        assert_eq!(
+            v,
+            vec![
+                (0x28, 0, 0, 12),
+                (0x15, 0, 2, 0x800),
+                (0x06, 0, 0, u32::MAX),
+                (0x16, 0, 0, 0),
+                (0x06, 0, 0, 0),
+            ]
+        );
+    }
+
+    #[test]
+    fn hardware_type_of_an_interface() {
+        assert_eq!(interface_hwtype("lo").unwrap(), libc::ARPHRD_LOOPBACK);
+        assert!(interface_hwtype("pal-nosuch0").is_err());
+        assert!(interface_hwtype("a-name-much-too-long").is_err());
+    }
 
     #[test]
     fn lowering_a_thread_leaves_the_others_alone() {

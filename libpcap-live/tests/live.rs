@@ -7,6 +7,7 @@
 
 use libpcap_analyzer::build;
 use libpcap_live::afpacket::{self, CaptureGroup, CaptureLimits, LiveConfig};
+use libpcap_live::libpcap::Libpcap;
 use libpcap_live::testing::{self, VethBed};
 use libpcap_tools::{LinkType, OwnedPacket, PacketSource, SourceEvent, Timestamp};
 use std::collections::{BTreeMap, BTreeSet};
@@ -275,6 +276,159 @@ fn live_full_ring_counts_kernel_drops() {
     assert_eq!(k.packets, 500, "{k:?}");
     assert!(k.drops > 0, "{k:?}");
     assert_eq!(got.len() as u64, k.packets - k.drops, "{k:?}");
+}
+
+/// The capture filter `expr` as tcpdump would attach it on the bed's
+/// capture interface, or `None` after a SKIP line when libpcap is missing.
+fn kernel_program(bed: &VethBed, test: &str, expr: &str) -> Option<libpcap_tools::BpfProgram> {
+    let pcap = match Libpcap::load() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("SKIP {test}: {e}");
+            return None;
+        }
+    };
+    let ifname = bed.cap_if.clone();
+    Some(
+        testing::in_namespace(&bed.cap_ns, || pcap.compile_for_interface(&ifname, expr))
+            .unwrap()
+            .unwrap(),
+    )
+}
+
+/// Reads every source of `group` until each has been idle for a poll
+/// interval (or 10 s passed), then stops them; the packets of all sources.
+fn drain(group: &mut CaptureGroup) -> Vec<OwnedPacket> {
+    let t = Instant::now();
+    let mut got = Vec::new();
+    for s in &mut group.sources {
+        while t.elapsed() < Duration::from_secs(10) {
+            match s.next_event().unwrap() {
+                SourceEvent::Packet(p) => got.push(p.to_owned()),
+                SourceEvent::Timeout { .. } | SourceEvent::End => break,
+            }
+        }
+    }
+    group.handle.stop();
+    for s in &mut group.sources {
+        while t.elapsed() < Duration::from_secs(15) {
+            if s.next_event().unwrap() == SourceEvent::End {
+                break;
+            }
+        }
+    }
+    got
+}
+
+#[test]
+fn live_kernel_filter_delivers_only_matching_frames_with_one_and_two_sockets() {
+    let test = "live_kernel_filter_delivers_only_matching_frames_with_one_and_two_sockets";
+    let Some(bed) = bed(test) else {
+        return;
+    };
+    let Some(prog) = kernel_program(&bed, test, "udp port 5000") else {
+        return;
+    };
+    let tx = bed.sender().unwrap();
+    for sockets in [1, 2] {
+        let cfg = LiveConfig::default();
+        let ifname = bed.cap_if.clone();
+        let mut group = testing::in_namespace(&bed.cap_ns, || {
+            afpacket::open_with_filter(
+                &ifname,
+                &cfg,
+                sockets,
+                CaptureLimits::default(),
+                Some(&prog),
+            )
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(group.sources.len(), sockets);
+        // 40 matching frames (port 5000 as source or destination, many
+        // flows so that both sockets get some), 60 others: other UDP
+        // ports, TCP to port 5000, ARP-sized junk
+        let mut matching = BTreeSet::new();
+        for i in 0..100u16 {
+            let payload = i.to_be_bytes();
+            let f = match i % 5 {
+                0 => udp(None, 1000 + i, 5000, &payload),
+                1 => udp(None, 5000, 2000 + i, &payload),
+                2 => udp(None, 5001, 4999, &payload),
+                3 => build::eth_tcp4(
+                    testing::GEN_MAC,
+                    testing::NOBODY_MAC,
+                    [10, 9, 0, 1],
+                    [10, 9, 0, 2],
+                    3000 + i,
+                    5000,
+                    1,
+                    0,
+                    0x02,
+                    &payload,
+                ),
+                _ => {
+                    let mut f = udp(None, 7, 5000, &payload);
+                    f[12..14].copy_from_slice(&[0x08, 0x06]); // not IPv4
+                    f
+                }
+            };
+            if i % 5 < 2 {
+                matching.insert(f.clone());
+            }
+            tx.send(&f).unwrap();
+        }
+        let got = drain(&mut group);
+        let got_set: BTreeSet<Vec<u8>> = got.iter().map(|p| p.data.clone()).collect();
+        assert_eq!(got.len(), 40, "{sockets} sockets: {} frames", got.len());
+        assert_eq!(
+            got_set, matching,
+            "{sockets} sockets: exactly the matching frames"
+        );
+        let k = group.handle.kernel_stats();
+        assert_eq!(
+            (k.packets, k.drops),
+            (40, 0),
+            "{sockets} sockets: the kernel counts only the frames the filter kept"
+        );
+    }
+}
+
+#[test]
+fn live_kernel_filter_sees_vlan_tags_the_kernel_took_out() {
+    let test = "live_kernel_filter_sees_vlan_tags_the_kernel_took_out";
+    let Some(bed) = bed(test) else {
+        return;
+    };
+    let Some(prog) = kernel_program(&bed, test, "vlan 100 and udp port 5000") else {
+        return;
+    };
+    let ifname = bed.cap_if.clone();
+    let mut group = testing::in_namespace(&bed.cap_ns, || {
+        afpacket::open_with_filter(
+            &ifname,
+            &LiveConfig::default(),
+            1,
+            CaptureLimits::default(),
+            Some(&prog),
+        )
+    })
+    .unwrap()
+    .unwrap();
+    let tx = bed.sender().unwrap();
+    let want = udp(Some(100), 1234, 5000, b"tagged 100");
+    for f in [
+        udp(None, 1234, 5000, b"untagged"),
+        udp(Some(200), 1234, 5000, b"tagged 200"),
+        want.clone(),
+        udp(Some(100), 1234, 5001, b"other port"),
+    ] {
+        tx.send(&f).unwrap();
+    }
+    let got = drain(&mut group);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].data, want, "the tagged frame, its tag put back");
+    assert_eq!(group.handle.kernel_stats().packets, 1);
 }
 
 #[test]

@@ -9,6 +9,14 @@
 //!   decisions on damaged input.
 //! - [`PcapWriter`] and [`PcapNgWriter`] write packets back;
 //!   [`synth`] builds small captures in memory for tests and benches.
+//! - Capture filters in tcpdump syntax: [`bpf`] checks and runs classic BPF
+//!   programs (libpcap's `bpf_filter` semantics, in safe Rust);
+//!   [`FilterCompiler`] is the seam to the compiler (libpcap's own
+//!   `pcap_compile`, loaded at run time by `libpcap-live`);
+//!   [`PacketFilter`] compiles one expression per link type as packets
+//!   arrive; [`FilteredSource`] wraps any [`PacketSource`] and hands on only
+//!   the matching packets (accepting the others unanalysed on inline
+//!   sources), counting into shared [`FilterCounters`].
 //!
 //! ```
 //! use libpcap_tools::{LinkType, Packet, Timestamp};
@@ -20,10 +28,12 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bpf;
 mod chunked;
 mod config;
 mod control;
 mod error;
+pub mod filter;
 mod flow;
 mod lenient;
 mod linktype;
@@ -33,10 +43,15 @@ mod source;
 pub mod synth;
 mod writer;
 
+pub use bpf::{BpfInsn, BpfProgram, ProgramError};
 pub use chunked::ChunkedPcapReader;
 pub use config::{Config, ReaderConfig};
 pub use control::{CaptureControl, CaptureCounters};
 pub use error::{Error, Result};
+pub use filter::{
+    FilterCompiler, FilterCounters, FilterCounts, FilterError, FilterOutcome, FilteredSource,
+    MAX_LINKTYPES, PacketFilter,
+};
 pub use flow::{
     Direction, DirectionStats, FiveTuple, Flow, FlowContext, FlowId, ThreeTuple, ipproto,
 };

@@ -180,3 +180,45 @@ pub trait PacketSource: Send {
         Ok(())
     }
 }
+
+/// A boxed source is a source (so that decorators such as
+/// [`FilteredSource`](crate::FilteredSource) can wrap the
+/// `Box<dyn PacketSource>` of [`open_capture`](crate::open_capture)); every
+/// method is forwarded.
+impl<S: PacketSource + ?Sized> PacketSource for Box<S> {
+    fn next_event(&mut self) -> Result<SourceEvent<'_>> {
+        (**self).next_event()
+    }
+
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    fn progress(&self) -> SourceProgress {
+        (**self).progress()
+    }
+
+    fn warnings(&self) -> &[crate::Error] {
+        (**self).warnings()
+    }
+
+    fn is_live(&self) -> bool {
+        (**self).is_live()
+    }
+
+    fn can_share(&self) -> bool {
+        (**self).can_share()
+    }
+
+    fn next_shared(&mut self) -> Result<SharedEvent<'_>> {
+        (**self).next_shared()
+    }
+
+    fn is_inline(&self) -> bool {
+        (**self).is_inline()
+    }
+
+    fn set_verdict(&mut self, index: u64, verdict: Verdict) -> Result<()> {
+        (**self).set_verdict(index, verdict)
+    }
+}

@@ -55,6 +55,10 @@ pub enum Error {
         /// Link type of the packet.
         found: libpcap_tools::LinkType,
     },
+    /// The `--filter` expression cannot be used: libpcap refused it, or
+    /// libpcap is missing.
+    #[error("--filter: {0}")]
+    Filter(libpcap_tools::FilterError),
     /// A filter expression, key file or option value is invalid.
     #[error("{0}")]
     Usage(String),
@@ -78,11 +82,25 @@ pub enum Error {
     },
 }
 
+impl From<libpcap_tools::FilterError> for Error {
+    fn from(e: libpcap_tools::FilterError) -> Self {
+        Error::Filter(e)
+    }
+}
+
 impl Error {
     /// `true` for errors in the command line or its option values (the
     /// binary exits with status 2 for these).
     pub fn is_usage(&self) -> bool {
-        matches!(self, Error::Usage(_) | Error::KeyFileSyntax { .. })
+        matches!(
+            self,
+            Error::Usage(_)
+                | Error::KeyFileSyntax { .. }
+                | Error::Filter(
+                    libpcap_tools::FilterError::Expression { .. }
+                        | libpcap_tools::FilterError::UnsupportedLinkType { .. }
+                )
+        )
     }
 
     /// `true` when writing failed because the reader of standard output went

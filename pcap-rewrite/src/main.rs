@@ -12,6 +12,7 @@ use pcap_rewrite::output::{OutputFormat, SplitBy, SplitConfig};
 use pcap_rewrite::{Error, Options, Summary};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum FormatArg {
@@ -59,7 +60,8 @@ enum OrphanArg {
 /// tuple=PROTO,IP1,PORT1,IP2,PORT2 (either direction), time=START..END,
 /// index=A-B (1-based). A packet is written if it matches a keep rule or key
 /// (or none is given) and no drop rule or key. Fragments follow the decision
-/// of their datagram.
+/// of their datagram. With -f/--filter EXPR it must also match the tcpdump
+/// filter EXPR.
 ///
 /// Exit status: 0 ok, 1 error, 2 usage, 3 input truncated or partly corrupt
 /// (output written up to the damage).
@@ -92,6 +94,14 @@ struct Cli {
     /// Drop packets matching RULE (repeatable).
     #[arg(short = 'd', long = "drop", value_name = "RULE")]
     drop: Vec<String>,
+    /// Write only packets matching the tcpdump filter EXPR too (pcap-filter
+    /// syntax, e.g. 'tcp port 80 and not host 10.0.0.1'). It is compiled by
+    /// the installed libpcap (Debian/Ubuntu package libpcap0.8, Fedora/RHEL
+    /// libpcap; PAL_LIBPCAP names another file) for the input's link type and
+    /// tested on each packet as read, before any re-framing: the packets it
+    /// keeps are those of `tcpdump -r INPUT -w - EXPR`.
+    #[arg(short = 'f', long = "filter", value_name = "EXPR")]
+    bpf: Option<String>,
     /// Keep packets matching a key of FILE (CSV: IP, CIDR, IP1,IP2 or
     /// PROTO,IP1,PORT1,IP2,PORT2 per line).
     #[arg(long, value_name = "FILE")]
@@ -140,6 +150,18 @@ struct Cli {
     /// More log output (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
+}
+
+/// The `--filter` expression with libpcap's compiler; compiled for each
+/// link type when the rewrite meets it (the input's first link type before
+/// any output is written).
+fn capture_filter(expr: &str) -> Result<libpcap_tools::PacketFilter, Error> {
+    let compiler = libpcap_live::libpcap::Libpcap::load()?;
+    Ok(libpcap_tools::PacketFilter::new(
+        expr,
+        Arc::new(compiler),
+        &[],
+    )?)
 }
 
 fn build_options(cli: &Cli) -> Result<Options, Error> {
@@ -213,6 +235,7 @@ fn build_options(cli: &Cli) -> Result<Options, Error> {
             fix_checksums: cli.fix_checksums,
         },
         filter,
+        bpf: cli.bpf.as_deref().map(capture_filter).transpose()?,
         frag: FragConfig {
             max_buffered: cli.frag_buffer,
             max_datagrams: cli.frag_datagrams,
@@ -232,7 +255,7 @@ fn build_options(cli: &Cli) -> Result<Options, Error> {
     })
 }
 
-fn print_summary(s: &Summary) {
+fn print_summary(s: &Summary, bpf: bool) {
     eprintln!(
         "{}: {} packets read, {} written, {} dropped by filter, {} skipped as unreadable, \
          {} skipped as not convertible, {} skipped as not writable",
@@ -244,6 +267,20 @@ fn print_summary(s: &Summary) {
         s.skipped_unconvertible,
         s.skipped_unwritable
     );
+    if bpf {
+        eprintln!(
+            "  --filter rejected {} packets{}",
+            s.bpf_rejected,
+            if s.bpf_unsupported_linktype > 0 {
+                format!(
+                    ", and {} of a link type it cannot apply to",
+                    s.bpf_unsupported_linktype
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
     if s.decapsulated + s.not_tunneled > 0 {
         eprintln!(
             "  decapsulated {}, not tunnelled {}",
@@ -307,7 +344,7 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(s) => {
             if !cli.quiet {
-                print_summary(&s);
+                print_summary(&s, cli.bpf.is_some());
             }
             if let Some(e) = &s.input_error {
                 eprintln!(

@@ -7,8 +7,8 @@ use crate::key::PacketKey;
 use crate::output::{OutputConfig, OutputFormat, Outputs, SplitBy, SplitConfig};
 use crate::{Error, Result};
 use libpcap_tools::{
-    CaptureFormat, CaptureReader, Endianness, InterfaceInfo, InterfaceSpec, LinkType, Packet,
-    ReaderConfig,
+    CaptureFormat, CaptureReader, Endianness, FilterOutcome, InterfaceInfo, InterfaceSpec,
+    LinkType, Packet, PacketFilter, ReaderConfig,
 };
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -26,6 +26,11 @@ pub struct Options {
     pub convert: ConvertConfig,
     /// Keep/drop rules.
     pub filter: FilterSet,
+    /// A capture filter in tcpdump syntax (`--filter`): a packet is written
+    /// only if it matches it *and* the keep/drop rules. It is evaluated on
+    /// the packet as read, for the input's link type (before any
+    /// re-framing), as `tcpdump -r` would.
+    pub bpf: Option<PacketFilter>,
     /// Fragment buffering limits.
     pub frag: FragConfig,
     /// Split mode, the most files open at once and the most files created.
@@ -42,6 +47,7 @@ impl Default for Options {
             output_format: None,
             convert: ConvertConfig::default(),
             filter: FilterSet::default(),
+            bpf: None,
             frag: FragConfig::default(),
             split: None,
             reader: ReaderConfig::default(),
@@ -62,8 +68,15 @@ pub struct Summary {
     pub packets_read: u64,
     /// Packets written.
     pub packets_written: u64,
-    /// Packets dropped by the filters (orphan fragments included).
+    /// Packets dropped by the filters (orphan fragments and packets the
+    /// `--filter` expression rejected included).
     pub dropped_by_filter: u64,
+    /// Packets the `--filter` expression rejected (part of
+    /// `dropped_by_filter`).
+    pub bpf_rejected: u64,
+    /// Packets of a link type the `--filter` expression could not be
+    /// compiled for (they do not match; part of `dropped_by_filter`).
+    pub bpf_unsupported_linktype: u64,
     /// Packets skipped because their headers could not be decoded for the
     /// requested conversion.
     pub skipped_unreadable: u64,
@@ -121,6 +134,10 @@ struct InIface {
 struct Run<'f> {
     conv: Converter,
     filter: Matcher<'f>,
+    /// The `--filter` expression, and whether it was checked against the
+    /// link type of the first packet.
+    bpf: Option<PacketFilter>,
+    bpf_checked: bool,
     needs_key: bool,
     resolver: Option<FragResolver>,
     out: Outputs,
@@ -141,7 +158,9 @@ struct Run<'f> {
 ///
 /// # Errors
 /// [`Error::Input`] if the input cannot be opened or is not a capture;
-/// output errors. An input that ends early or is damaged after its header is
+/// [`Error::Filter`] if the `--filter` expression cannot be compiled for the
+/// input's first link type (before any output is written); output errors.
+/// An input that ends early or is damaged after its header is
 /// not an error: the summary's `input_error` says so.
 pub fn rewrite(input: &Path, output: &Path, opts: &Options) -> Result<Summary> {
     let mut reader = CaptureReader::open(input, &opts.reader).map_err(|source| Error::Input {
@@ -161,6 +180,20 @@ pub fn rewrite_reader(
     output: &Path,
     opts: &Options,
 ) -> Result<Summary> {
+    // the --filter expression must compile for the input's link type
+    // before any output is created (for a pcapng input
+    // whose first interface is not described yet: at its first packet) (a bad expression is a usage error)
+    let mut bpf = opts.bpf.clone();
+    let mut bpf_checked = false;
+    if let Some(f) = &mut bpf {
+        let first = reader
+            .linktype()
+            .or_else(|| reader.interfaces().first().map(|i| i.linktype));
+        if let Some(lt) = first {
+            f.program(lt)?;
+            bpf_checked = true;
+        }
+    }
     let section = Arc::new(AtomicU32::new(0));
     let sec = section.clone();
     reader.set_block_callback(Box::new(move |b| sec.store(b.section, Ordering::Relaxed)));
@@ -206,6 +239,8 @@ pub fn rewrite_reader(
     let mut run = Run {
         conv: Converter::new(opts.convert),
         filter: opts.filter.matcher(),
+        bpf,
+        bpf_checked,
         needs_key: opts.filter.needs_key() || split_flow,
         resolver: needs_ports.then(|| FragResolver::new(opts.frag)),
         out,
@@ -224,6 +259,14 @@ pub fn rewrite_reader(
     loop {
         match reader.next_packet() {
             Ok(Some(p)) => {
+                if !run.bpf_checked {
+                    // a pcapng input whose first interface was not described
+                    // yet when the reader opened: the first packet's
+                    if let Some(f) = &mut run.bpf {
+                        f.program(p.linktype)?;
+                    }
+                    run.bpf_checked = true;
+                }
                 let k = (section.load(Ordering::Relaxed), p.interface);
                 if run.last_iface.is_some_and(|(lk, ..)| lk == k) || run.in_ifaces.contains_key(&k)
                 {
@@ -261,6 +304,12 @@ pub fn rewrite_reader(
                 break;
             }
         }
+    }
+    // an input without packets: the expression must still be valid
+    if !run.bpf_checked
+        && let Some(f) = &mut run.bpf
+    {
+        f.program(LinkType::ETHERNET)?;
     }
     // orphans still waiting at the end
     if let Some(r) = &mut run.resolver {
@@ -336,6 +385,25 @@ impl Run<'_> {
     fn process(&mut self, p: Packet<'_>, k: (u32, u32)) -> Result<()> {
         self.stats.packets_read += 1;
         self.stats.bytes_read += p.data.len() as u64;
+        // the capture filter first, on the packet as read
+        let bpf_ok = match self.bpf.as_mut().map(|f| f.check(&p)) {
+            None | Some(FilterOutcome::Match) => true,
+            Some(FilterOutcome::NoMatch) => {
+                self.stats.bpf_rejected += 1;
+                false
+            }
+            Some(FilterOutcome::UnsupportedLinkType) => {
+                self.stats.bpf_unsupported_linktype += 1;
+                false
+            }
+        };
+        // a rejected packet still goes through the fragment resolver (a
+        // first fragment teaches the ports of its datagram, and the clock
+        // moves on), unless there is none
+        if !bpf_ok && self.resolver.is_none() {
+            self.stats.dropped_by_filter += 1;
+            return Ok(());
+        }
         let Run {
             conv,
             filter,
@@ -347,9 +415,14 @@ impl Run<'_> {
             stats,
             released,
             label,
+            ..
         } = self;
         let (cp, l3) = match conv.convert_located(p) {
             Ok(located) => located,
+            Err(_) if !bpf_ok => {
+                stats.dropped_by_filter += 1;
+                return Ok(());
+            }
             Err(Skip::Unreadable(why)) => {
                 log::debug!("packet {}: skipped, unreadable: {why}", p.index + 1);
                 stats.skipped_unreadable += 1;
@@ -379,7 +452,11 @@ impl Run<'_> {
                     .and_then(|d| PacketKey::from_network(l3.ethertype, d)),
                 None => PacketKey::from_frame(cp.linktype, cp.data),
             };
-            if let (Some(r), Some(kk)) = (resolver.as_mut(), key) {
+            if let (Some(r), Some(mut kk)) = (resolver.as_mut(), key) {
+                if !bpf_ok {
+                    // never buffered: it will not be written
+                    kk.frag = kk.frag.filter(|f| f.first);
+                }
                 match r.resolve(kk, cp.ts, || (cp.to_owned(), gid), released) {
                     Resolution::Ready(kk) => key = Some(kk),
                     Resolution::Buffered => {
@@ -394,6 +471,10 @@ impl Run<'_> {
             .as_ref()
             .map_or(OrphanPolicy::Evaluate, FragResolver::orphan_policy);
         emit_released(filter, out, stats, label, policy, released)?;
+        if !bpf_ok {
+            stats.dropped_by_filter += 1;
+            return Ok(());
+        }
         emit(
             filter,
             out,

@@ -1,7 +1,9 @@
 //! Live capture from a network interface with `AF_PACKET` sockets, each
 //! with a TPACKET_V3 receive ring, several sockets joined in one kernel
 //! fanout group (hash of the flow, IP fragments reassembled first) so that
-//! each analysis worker reads its own socket.
+//! each analysis worker reads its own socket. A capture filter
+//! ([`open_with_filter`]) runs in the kernel, on every socket, from before
+//! the first frame reaches a ring.
 //!
 //! ```no_run
 //! use libpcap_live::afpacket::{open, CaptureLimits, LiveConfig};
@@ -27,6 +29,7 @@
 pub mod ring;
 
 use crate::sys;
+use libpcap_tools::bpf::BpfProgram;
 use libpcap_tools::{LinkType, Packet, PacketSource, SourceEvent, SourceProgress, Timestamp};
 use std::io;
 use std::os::fd::OwnedFd;
@@ -344,6 +347,34 @@ pub fn open(
     sockets: usize,
     limits: CaptureLimits,
 ) -> Result<CaptureGroup, LiveError> {
+    open_with_filter(interface, cfg, sockets, limits, None)
+}
+
+/// As [`open`], with a capture filter attached in the kernel to every
+/// socket: frames it rejects are never copied into a ring and are not
+/// counted in [`CaptureHandle::kernel_stats`] (the kernel counts after the
+/// filter).
+///
+/// `filter` is the program for this interface, from
+/// [`Libpcap::compile_for_interface`](crate::libpcap::Libpcap::compile_for_interface)
+/// (it tests VLAN tags through the kernel's ancillary data, since the
+/// kernel takes the tag out of the frame before socket filters run). A
+/// single socket gets it before it is bound; with several sockets, each
+/// first drops everything until the fanout group is formed, and the
+/// drop-all program is then replaced by `filter` in one step (a second
+/// `SO_ATTACH_FILTER`), so no frame outside the filter ever reaches a
+/// ring. A match keeps the whole frame (see [`sys::kernel_instructions`]).
+///
+/// # Errors
+/// As [`open`]; [`LiveError::Os`] "attaching the capture filter" when the
+/// kernel refuses the program.
+pub fn open_with_filter(
+    interface: &str,
+    cfg: &LiveConfig,
+    sockets: usize,
+    limits: CaptureLimits,
+    filter: Option<&BpfProgram>,
+) -> Result<CaptureGroup, LiveError> {
     cfg.validate(sys::page_size())?;
     let os = |what: &'static str| {
         let interface = interface.to_string();
@@ -379,6 +410,8 @@ pub fn open(
         };
         if fanout {
             sys::attach_drop_all_filter(&fd).map_err(os("attaching the start-up filter"))?;
+        } else if let Some(f) = filter {
+            sys::attach_filter(&fd, f).map_err(os("attaching the capture filter"))?;
         }
         sys::set_tpacket_v3(&fd).map_err(os("setsockopt(PACKET_VERSION, TPACKET_V3)"))?;
         let ring = sys::rx_ring(
@@ -423,7 +456,11 @@ pub fn open(
     }
     for fd in &fds {
         if fanout {
-            sys::detach_filter(fd).map_err(os("detaching the start-up filter"))?;
+            match filter {
+                // replaces the drop-all program atomically
+                Some(f) => sys::attach_filter(fd, f).map_err(os("attaching the capture filter"))?,
+                None => sys::detach_filter(fd).map_err(os("detaching the start-up filter"))?,
+            }
         }
         // counters start now
         let _ = sys::packet_stats(fd);

@@ -3,6 +3,7 @@
 // test helpers outside #[test] functions may unwrap and panic: a failure is a test failure
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod capture_filter;
 mod cli;
 mod common;
 mod convert;
@@ -11,3 +12,4 @@ mod frag;
 mod malformed;
 mod roundtrip;
 mod split;
+mod tcpdump_filter;
