@@ -365,6 +365,11 @@ fn capsfail(what: &'static str) -> impl Fn(caps::errors::CapsError) -> PrivError
     }
 }
 
+/// The effective user id of the process (0: root).
+pub fn effective_uid() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
+
 /// The number of threads of this process (entries of `/proc/self/task`).
 ///
 /// # Errors
