@@ -739,7 +739,11 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
         _ => None,
     };
     let multi = match (is_live, &single) {
-        (false, None) => Some(MultiSource::open(args.inputs.clone(), reader_cfg, args.skip)?),
+        (false, None) => Some(MultiSource::open(
+            args.inputs.clone(),
+            reader_cfg,
+            args.skip,
+        )?),
         _ => None,
     };
     let mut dropped = privileges.drop_now(args, &config)?;

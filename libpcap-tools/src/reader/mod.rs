@@ -266,7 +266,11 @@ impl CaptureReader {
     ///
     /// # Errors
     /// As [`CaptureReader::open`], except [`Error::Open`].
-    pub fn from_file(f: std::fs::File, name: impl Into<String>, cfg: &ReaderConfig) -> Result<Self> {
+    pub fn from_file(
+        f: std::fs::File,
+        name: impl Into<String>,
+        cfg: &ReaderConfig,
+    ) -> Result<Self> {
         let len = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
         let mut r = Self::from_reader(f, name, cfg)?;
         r.st.total_bytes = len;
