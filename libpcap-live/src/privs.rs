@@ -535,9 +535,20 @@ pub fn drop_privileges(plan: &DropPlan) -> Result<DropReport, PrivError> {
     })
 }
 
-/// Confines file writes to `dirs` with Landlock (the rights of the ABI
-/// tested here, Linux 6.15's v7; the crate lowers them on older kernels).
-fn confine_writes(dirs: &[PathBuf]) -> Result<LandlockStatus, PrivError> {
+/// Confines the file writes of the calling thread (and of the threads it
+/// starts afterwards) to `dirs` with Landlock: writing, truncating,
+/// creating, removing, renaming or linking files, and device ioctls, are
+/// allowed only beneath them; reading is not restricted, and files opened
+/// before keep their rights. [`drop_privileges`] calls it on the single
+/// thread of the process. The rights are those of Landlock ABI v7 (Linux
+/// 6.15, tested here); the crate lowers them on older kernels
+/// ([`LandlockStatus::Partial`]).
+///
+/// # Errors
+/// [`PrivError::Landlock`] when a directory is missing or the kernel
+/// refuses the ruleset; a kernel without Landlock is not an error
+/// ([`LandlockStatus::NotSupported`]).
+pub fn confine_writes(dirs: &[PathBuf]) -> Result<LandlockStatus, PrivError> {
     use landlock::{
         ABI, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, path_beneath_rules,
     };

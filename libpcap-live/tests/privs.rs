@@ -11,6 +11,8 @@
 //!   sockets: ring unmapped, promiscuous membership dropped).
 //! - NFQUEUE: `CAP_NET_ADMIN`, checked by the kernel on every verdict
 //!   against the thread that sends it.
+//!
+//! And the Landlock write confinement, on a thread of its own.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)] // tests fail loudly
 
@@ -18,9 +20,10 @@ use caps::{CapSet, Capability, CapsHashSet};
 use libpcap_analyzer::build;
 use libpcap_live::afpacket::{self, CaptureLimits, LiveConfig};
 use libpcap_live::nfqueue::{self, NfqueueConfig};
-use libpcap_live::privs::{Keep, ProcStatus};
+use libpcap_live::privs::{Keep, LandlockStatus, ProcStatus};
 use libpcap_live::testing::{self, CAP_IP4, GEN_IP4, VethBed};
 use libpcap_tools::{PacketSource, SourceEvent, Verdict};
+use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -325,4 +328,49 @@ fn nfqueue_verdicts_need_cap_net_admin() {
     });
     let k = group.handle.stats();
     assert_eq!(k.accepted, 10, "{k:?}");
+}
+
+#[test]
+fn landlock_confines_writes_to_the_write_directories() {
+    let test = "landlock_confines_writes_to_the_write_directories";
+    let tmp = tempfile::tempdir().unwrap();
+    let allowed = tmp.path().join("out");
+    let other = tmp.path().join("elsewhere");
+    std::fs::create_dir(&allowed).unwrap();
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("input"), b"read me").unwrap();
+    let before = std::fs::File::create(other.join("opened-before")).unwrap();
+    // Landlock binds the thread that asks (and the threads it starts)
+    let (status, results) = std::thread::scope(|s| {
+        s.spawn(|| {
+            let status =
+                libpcap_live::privs::confine_writes(std::slice::from_ref(&allowed)).unwrap();
+            let mut before = before;
+            let results = [
+                std::fs::write(allowed.join("report.txt"), b"ok").is_ok(),
+                std::fs::rename(allowed.join("report.txt"), allowed.join("renamed.txt")).is_ok(),
+                std::fs::write(other.join("new"), b"no").is_ok(),
+                std::fs::remove_file(other.join("input")).is_ok(),
+                std::fs::read(other.join("input")).is_ok(),
+                before.write_all(b"still").is_ok(),
+            ];
+            (status, results)
+        })
+        .join()
+        .unwrap()
+    });
+    if status == LandlockStatus::NotSupported {
+        eprintln!("SKIP {test}: this kernel has no Landlock");
+        assert_eq!(results, [true; 6]);
+        return;
+    }
+    assert_eq!(
+        results,
+        [true, true, false, false, true, true],
+        "write+rename inside, write and remove outside, read outside, write to a file opened before"
+    );
+    assert!(allowed.join("renamed.txt").exists());
+    assert!(!other.join("new").exists());
+    // this test's own thread was not confined
+    std::fs::write(other.join("new"), b"free").unwrap();
 }
