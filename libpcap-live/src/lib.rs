@@ -38,6 +38,9 @@
 //! ```
 //! - [`limits`]: the `--count` / `--duration` limits shared by the
 //!   sources of a capture.
+//! - [`privs`]: the privilege drop once the sockets are open (user,
+//!   capabilities, `no_new_privs`, Landlock), and which capability each
+//!   source still needs.
 //! - [`sys`]: the checked system-call wrappers (sockets, the ring mapping,
 //!   thread priority, network namespaces).
 //! - [`testing`]: network namespaces joined by a veth pair and a frame
@@ -49,5 +52,6 @@ pub mod afpacket;
 pub mod libpcap;
 pub mod limits;
 pub mod nfqueue;
+pub mod privs;
 pub mod sys;
 pub mod testing;

@@ -18,8 +18,9 @@ use crate::sys;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 /// MAC address of the generator's end.
 pub const GEN_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0xfa, 0x00, 0x01];
@@ -36,7 +37,7 @@ pub fn skip_reason() -> Option<String> {
             "cannot open an AF_PACKET socket ({e}): needs root or CAP_NET_RAW"
         ));
     }
-    match Command::new("ip").arg("-V").output() {
+    match output_with_deadline(Command::new("ip").arg("-V"), IP_DEADLINE) {
         Ok(o) if o.status.success() => {}
         Ok(_) | Err(_) => return Some("no working `ip` binary (iproute2)".to_string()),
     }
@@ -67,9 +68,84 @@ pub fn in_namespace<R: Send>(ns: &str, f: impl FnOnce() -> R + Send) -> io::Resu
     })
 }
 
+/// How long one `ip` (or `ip netns exec` of a short tool) may take.
+const IP_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Waits for `child` at most `limit`, collecting what it writes to its
+/// standard output and error when they are pipes. Past the limit the child
+/// is killed (SIGKILL) and reaped, and the error says so with everything
+/// it printed, so that a test fails with the evidence instead of hanging.
+///
+/// # Errors
+/// [`io::ErrorKind::TimedOut`] past the limit; the error of waiting.
+pub fn wait_with_deadline(mut child: Child, limit: Duration) -> io::Result<Output> {
+    type Pipe = std::sync::mpsc::Receiver<Vec<u8>>;
+    fn collect<R: io::Read + Send + 'static>(r: Option<R>) -> Option<Pipe> {
+        r.map(|mut r| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let mut v = Vec::new();
+                let _ = r.read_to_end(&mut v);
+                let _ = tx.send(v);
+            });
+            rx
+        })
+    }
+    // the pipes close when the child ends, unless something it started
+    // still holds them: then what came so far is not waited for long
+    let take = |p: Option<Pipe>| {
+        p.and_then(|p| p.recv_timeout(Duration::from_secs(5)).ok())
+            .unwrap_or_default()
+    };
+    let out = collect(child.stdout.take());
+    let err = collect(child.stderr.take());
+    let t = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break Some(st);
+        }
+        if t.elapsed() >= limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let (stdout, stderr) = (take(out), take(err));
+    match status {
+        Some(status) => Ok(Output {
+            status,
+            stdout,
+            stderr,
+        }),
+        None => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "killed after {limit:?} (deadline); stdout: {:?}; stderr: {:?}",
+                String::from_utf8_lossy(&stdout),
+                String::from_utf8_lossy(&stderr)
+            ),
+        )),
+    }
+}
+
+/// Runs `cmd` with no standard input and its output captured, for at most
+/// `limit` ([`wait_with_deadline`]).
+///
+/// # Errors
+/// When it cannot start, or runs past the limit.
+pub fn output_with_deadline(cmd: &mut Command, limit: Duration) -> io::Result<Output> {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    wait_with_deadline(child, limit)
+}
+
 /// Runs `ip ARGS`, turning a failure into an error with its stderr.
 fn ip(args: &[&str]) -> io::Result<()> {
-    let o = Command::new("ip").args(args).output()?;
+    let o = output_with_deadline(Command::new("ip").args(args), IP_DEADLINE)?;
     if o.status.success() {
         Ok(())
     } else {
@@ -127,7 +203,8 @@ impl VethBed {
     fn build(&self) -> io::Result<()> {
         // a bed left by a crashed process that had our pid: the names are ours
         for ns in [&self.gen_ns, &self.cap_ns] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+            let _ =
+                output_with_deadline(Command::new("ip").args(["netns", "del", ns]), IP_DEADLINE);
         }
         ip(&["netns", "add", &self.gen_ns])?;
         ip(&["netns", "add", &self.cap_ns])?;
@@ -167,12 +244,14 @@ impl VethBed {
         for (ns, ifname) in [(&self.gen_ns, &self.gen_if), (&self.cap_ns, &self.cap_if)] {
             // optional: without ethtool the veth keeps its offloads, which
             // raw frames sent one by one do not meet
-            let _ = Command::new("ip")
-                .args(["netns", "exec", ns, "ethtool", "-K", ifname])
-                .args([
-                    "tso", "off", "gso", "off", "gro", "off", "tx", "off", "rx", "off",
-                ])
-                .output();
+            let _ = output_with_deadline(
+                Command::new("ip")
+                    .args(["netns", "exec", ns, "ethtool", "-K", ifname])
+                    .args([
+                        "tso", "off", "gso", "off", "gro", "off", "tx", "off", "rx", "off",
+                    ]),
+                IP_DEADLINE,
+            );
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
             ip(&["-n", ns, "link", "set", ifname, "up"])?;
         }
@@ -197,8 +276,8 @@ impl VethBed {
     /// # Errors
     /// When `ip` fails.
     pub fn cap_link_details(&self) -> io::Result<String> {
-        let o = Command::new("ip")
-            .args([
+        let o = output_with_deadline(
+            Command::new("ip").args([
                 "-n",
                 &self.cap_ns,
                 "-d",
@@ -206,8 +285,9 @@ impl VethBed {
                 "show",
                 "dev",
                 &self.cap_if,
-            ])
-            .output()?;
+            ]),
+            IP_DEADLINE,
+        )?;
         Ok(String::from_utf8_lossy(&o.stdout).into_owned())
     }
 }
@@ -216,12 +296,16 @@ impl Drop for VethBed {
     fn drop(&mut self) {
         for ns in [&self.gen_ns, &self.cap_ns] {
             // end what still runs inside our own namespaces (by PID), then delete them
-            if let Ok(o) = Command::new("ip").args(["netns", "pids", ns]).output() {
+            let pids =
+                output_with_deadline(Command::new("ip").args(["netns", "pids", ns]), IP_DEADLINE);
+            if let Ok(o) = pids {
                 for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                    let _ = Command::new("kill").args(["-9", pid]).output();
+                    let _ =
+                        output_with_deadline(Command::new("kill").args(["-9", pid]), IP_DEADLINE);
                 }
             }
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+            let _ =
+                output_with_deadline(Command::new("ip").args(["netns", "del", ns]), IP_DEADLINE);
         }
     }
 }
@@ -277,7 +361,7 @@ pub fn nfqueue_skip_reason() -> Option<String> {
     if let Some(r) = skip_reason() {
         return Some(r);
     }
-    match Command::new("iptables").arg("-V").output() {
+    match output_with_deadline(Command::new("iptables").arg("-V"), IP_DEADLINE) {
         Ok(o) if o.status.success() => None,
         _ => Some("no working `iptables` (install the iptables package)".to_string()),
     }

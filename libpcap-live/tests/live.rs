@@ -1,7 +1,8 @@
 //! Live tests of the AF_PACKET source: each builds its own pair of network
 //! namespaces joined by a veth pair, injects known frames on one end and
 //! captures them on the other. Without root (or `ip`), each prints one
-//! `SKIP <test>: <reason>` line and passes.
+//! `SKIP <test>: <reason>` line and passes. Every read is bounded: a poll
+//! times out after 100 ms and every loop has a deadline.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)] // tests fail loudly
 
@@ -121,7 +122,12 @@ fn live_fanout_puts_each_flow_on_exactly_one_socket() {
     let mut total = 0;
     for (i, s) in group.sources.iter_mut().enumerate() {
         // each source drains its ring; a timeout means it is empty
+        let t = Instant::now();
         loop {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "source {i} never idle"
+            );
             match s.next_event().unwrap() {
                 SourceEvent::Packet(p) => {
                     let sport = u16::from_be_bytes([p.data[34], p.data[35]]);
@@ -271,7 +277,10 @@ fn live_full_ring_counts_kernel_drops() {
     std::thread::sleep(Duration::from_millis(50));
     let got = read(&mut group.sources[0], 500, Duration::from_millis(500));
     group.handle.stop();
-    while group.sources[0].next_event().unwrap() != SourceEvent::End {}
+    let t = Instant::now();
+    while group.sources[0].next_event().unwrap() != SourceEvent::End {
+        assert!(t.elapsed() < Duration::from_secs(10), "no end after stop");
+    }
     let k = group.handle.kernel_stats();
     assert_eq!(k.packets, 500, "{k:?}");
     assert!(k.drops > 0, "{k:?}");

@@ -11,6 +11,7 @@
 //!
 //! See `README.md` in this crate for every option.
 
+pub mod privilege;
 pub mod sources;
 
 use anyhow::{Context, Result, bail};
@@ -166,6 +167,17 @@ pub struct Args {
     /// Write the run summary as JSON to this file.
     #[arg(long = "stats-json", value_name = "FILE")]
     pub stats_json: Option<PathBuf>,
+    /// Once the capture sockets (or input files) and output files are
+    /// open, run as this user (name or uid: its uid, gid and groups), as
+    /// tcpdump -Z does. Needs root. Without it, a run started as root stays
+    /// uid 0 but drops its capabilities. See the README (privileges).
+    #[arg(short = 'Z', long = "user", value_name = "NAME")]
+    pub user: Option<String>,
+    /// Not an option: set by the program (`main.rs`) so that the run drops
+    /// its privileges ([`privilege`]); a caller of [`run`] with threads of
+    /// its own leaves it `false` (the drop needs a single thread).
+    #[arg(skip)]
+    pub drop_privileges: bool,
 }
 
 /// The sections the tool reads, for unknown-key warnings.
@@ -637,6 +649,8 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
             ),
         }
     }
+    // --- privileges (1/2): resolve --user before anything is opened
+    let privileges = privilege::Privileges::prepare(args, outdir.as_deref())?;
     if let Some(dir) = &outdir {
         std::fs::create_dir_all(dir).map_err(|e| {
             anyhow::anyhow!(
@@ -675,7 +689,7 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
 
     // check the plugins build before reading anything
     registry
-        .build(&selected, &config)
+        .build(&selected, &privilege::without_writer_thread(&config))
         .map_err(|e| match cfg_file {
             Some(f) => anyhow::anyhow!("{e} (configuration file '{}')", f.display()),
             None => anyhow::anyhow!("{e}"),
@@ -699,12 +713,46 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
         }
         Ok(v)
     };
+    // --- privileges (2/2): every input is opened here, then the one drop,
+    // before any thread starts (the engine starts them)
+    let nfq_group = match nfqueue {
+        Some(first) => Some(
+            libpcap_live::nfqueue::open(first, engine.jobs(), &nfq_cfg, limits(args))
+                .map_err(|e| anyhow::anyhow!("cannot start inline mode: {e}"))?,
+        ),
+        None => None,
+    };
+    let live_group = match live {
+        Some(iface) => Some(
+            libpcap_live::afpacket::open(iface, &live_cfg, engine.jobs(), limits(args))
+                .map_err(|e| anyhow::anyhow!("cannot capture on '{iface}': {e}"))?,
+        ),
+        None => None,
+    };
+    let single = match args.inputs.as_slice() {
+        // classic pcap is read into shared chunks (no copy to the workers);
+        // pcapng, compressed input and stdin through the streaming reader
+        [path] if !is_live && args.skip == 0 => Some(
+            libpcap_tools::open_capture(path, &reader_cfg)
+                .with_context(|| format!("cannot read '{}'", path.display()))?,
+        ),
+        _ => None,
+    };
+    let multi = match (is_live, &single) {
+        (false, None) => Some(MultiSource::open(
+            args.inputs.clone(),
+            reader_cfg,
+            args.skip,
+        )?),
+        _ => None,
+    };
+    let mut dropped = privileges.drop_now(args, &config)?;
+    // --- end of privileges
     let started = Instant::now();
     let mut capture = None;
     let mut inline = None;
-    let (mut output, warnings, progress) = if let Some(first) = nfqueue {
-        let group = libpcap_live::nfqueue::open(first, engine.jobs(), &nfq_cfg, limits(args))
-            .map_err(|e| anyhow::anyhow!("cannot start inline mode: {e}"))?;
+    let (mut output, warnings, progress) = if let (Some(first), Some(group)) = (nfqueue, nfq_group)
+    {
         let handle = group.handle.clone();
         let last = usize::from(first) + handle.queues() - 1;
         let ready = format!(
@@ -738,9 +786,7 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
         let progress = live_progress(&out, k.queue_dropped + k.user_dropped);
         inline = Some(handle);
         (out, Vec::new(), progress)
-    } else if let Some(iface) = live {
-        let group = libpcap_live::afpacket::open(iface, &live_cfg, engine.jobs(), limits(args))
-            .map_err(|e| anyhow::anyhow!("cannot capture on '{iface}': {e}"))?;
+    } else if let (Some(iface), Some(group)) = (live, live_group) {
         let handle = group.handle.clone();
         let ready = format!(
             "capturing on {iface} ({} socket{}{}, link type {}, {}promiscuous); stop with Ctrl-C",
@@ -774,12 +820,7 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
         let progress = live_progress(&out, k.drops);
         capture = Some(handle);
         (out, Vec::new(), progress)
-    } else if args.inputs.len() == 1 && args.skip == 0 {
-        let path = &args.inputs[0];
-        // classic pcap is read into shared chunks (no copy to the workers);
-        // pcapng, compressed input and stdin through the streaming reader
-        let mut src = libpcap_tools::open_capture(path, &reader_cfg)
-            .with_context(|| format!("cannot read '{}'", path.display()))?;
+    } else if let (Some(mut src), [path]) = (single, args.inputs.as_slice()) {
         log::info!("reading {}", path.display());
         let out = run_engine(&engine, &factory, src.as_mut(), show_bar, &flows_seen)
             .with_context(|| format!("analysing '{}'", path.display()))?;
@@ -789,11 +830,12 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
             .map(|e| format!("{}: {e}", path.display()))
             .collect();
         (out, w, src.progress())
-    } else {
-        let mut src = MultiSource::new(args.inputs.clone(), reader_cfg, args.skip);
+    } else if let Some(mut src) = multi {
         let out = run_engine(&engine, &factory, &mut src, show_bar, &flows_seen)?;
         let w: Vec<String> = src.warnings().to_vec();
         (out, w, src.progress())
+    } else {
+        bail!("no input was opened");
     };
     let mut warnings = warnings;
     if let Some(w) = &output.warning {
@@ -848,10 +890,12 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
             }),
         );
     }
-    if let Some(path) = &args.stats_json {
-        let text = serde_json::to_string_pretty(&summary)? + "\n";
-        std::fs::write(path, text)
-            .map_err(|e| anyhow::anyhow!("cannot write '{}': {}", path.display(), io_reason(&e)))?;
+    if let (Some(p), Some(obj)) = (dropped.json(), summary.as_object_mut()) {
+        obj.insert("privileges".to_string(), p);
+    }
+    if args.stats_json.is_some() {
+        // through the file opened before the privilege drop
+        dropped.write_stats(&(serde_json::to_string_pretty(&summary)? + "\n"))?;
     }
     for w in &warnings {
         log::warn!("{w}; the results cover every packet before that point");

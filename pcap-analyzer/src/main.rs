@@ -5,7 +5,9 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let args = pcap_analyzer::Args::parse();
+    let mut args = pcap_analyzer::Args::parse();
+    // this process has one thread until the run starts its own
+    args.drop_privileges = true;
     let mut stdout = std::io::stdout().lock();
     let result = pcap_analyzer::run(&args, &mut stdout);
     let code = pcap_analyzer::exit_code(&result);

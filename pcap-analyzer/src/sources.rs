@@ -4,9 +4,15 @@
 use libpcap_tools::{
     CaptureReader, Error, PacketSource, ReaderConfig, SourceEvent, SourceProgress,
 };
+use std::fs::File;
 use std::path::PathBuf;
 
 /// Several capture files (or `-`) read in the order given, as one stream.
+///
+/// Every file is opened by [`MultiSource::open`], before any is read: the
+/// program may give up the right to open them (privilege drop) before
+/// reading starts. Only the file handles are held; a file's reader (and
+/// its buffer) is made when its turn comes.
 ///
 /// Packet indexes continue from one file to the next. Each packet is copied
 /// into one reused buffer (the borrow of a reader cannot be returned from a
@@ -15,7 +21,7 @@ use std::path::PathBuf;
 /// early (truncated) or turns out corrupt after its first packets is
 /// recorded as a warning and reading goes on with the next file.
 pub struct MultiSource {
-    paths: Vec<PathBuf>,
+    inputs: Vec<(PathBuf, Option<File>)>,
     next: usize,
     current: Option<CaptureReader>,
     cfg: ReaderConfig,
@@ -29,24 +35,35 @@ pub struct MultiSource {
 }
 
 impl MultiSource {
-    /// A source over `paths`, skipping the first `skip` packets.
-    pub fn new(paths: Vec<PathBuf>, cfg: ReaderConfig, skip: u64) -> MultiSource {
-        let total = paths.iter().try_fold(0u64, |acc, p| {
+    /// Opens every file of `paths` (`-`: standard input, read in its turn)
+    /// for a source that skips the first `skip` packets.
+    ///
+    /// # Errors
+    /// [`Error::Open`] naming the first file that cannot be opened.
+    pub fn open(paths: Vec<PathBuf>, cfg: ReaderConfig, skip: u64) -> Result<MultiSource, Error> {
+        let mut inputs = Vec::with_capacity(paths.len());
+        let mut total = Some(0u64);
+        for p in paths {
             if p.as_os_str() == "-" {
-                return None;
+                total = None;
+                inputs.push((p, None));
+                continue;
             }
-            std::fs::metadata(p)
-                .ok()
-                .filter(|m| m.is_file())
-                .map(|m| acc + m.len())
-        });
-        let name = paths
+            let f = File::open(&p).map_err(|source| Error::Open {
+                path: p.clone(),
+                source,
+            })?;
+            let len = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+            total = total.zip(len).map(|(a, b)| a + b);
+            inputs.push((p, Some(f)));
+        }
+        let name = inputs
             .iter()
-            .map(|p| p.display().to_string())
+            .map(|(p, _)| p.display().to_string())
             .collect::<Vec<_>>()
             .join(", ");
-        MultiSource {
-            paths,
+        Ok(MultiSource {
+            inputs,
             next: 0,
             current: None,
             cfg,
@@ -57,7 +74,7 @@ impl MultiSource {
             warnings: Vec::new(),
             total,
             packet: libpcap_tools::OwnedPacket::default(),
-        }
+        })
     }
 
     /// Truncations and corruptions met after the first packet of a file,
@@ -71,11 +88,15 @@ impl MultiSource {
             self.base_index += cur.packets_read();
             self.base_bytes += cur.progress().bytes;
         }
-        let Some(path) = self.paths.get(self.next) else {
+        let Some((path, file)) = self.inputs.get_mut(self.next) else {
             return Ok(false);
         };
         self.next += 1;
-        match CaptureReader::open(path, &self.cfg) {
+        let opened = match file.take() {
+            Some(f) => CaptureReader::from_file(f, path.display().to_string(), &self.cfg),
+            None => CaptureReader::open(path, &self.cfg),
+        };
+        match opened {
             Ok(r) => {
                 log::info!(
                     "reading {} ({:?}, {:?})",

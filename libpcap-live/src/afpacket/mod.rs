@@ -328,6 +328,12 @@ pub struct AfPacketSource {
     ended: bool,
 }
 
+/// The capabilities a capture group still needs once open: none. Reading
+/// the rings, the statistics and closing the sockets (ring unmapped,
+/// promiscuous membership dropped) check no capability (see
+/// [`crate::privs`] and the test that shows it).
+pub const KEEP_AFTER_SETUP: &[crate::privs::Keep] = &[];
+
 /// Opens a capture on `interface` with `sockets` sockets (at least 1; more
 /// join one fanout group: mode hash, IP fragments reassembled before the
 /// hash so that they reach the same socket, a group id unique in the

@@ -261,6 +261,12 @@ impl libpcap_tools::CaptureControl for QueueHandle {
     }
 }
 
+/// The capabilities a group of queues still needs once bound:
+/// `CAP_NET_ADMIN`, because the kernel checks it on every nfnetlink
+/// message, verdicts included, against the task that sends it (see
+/// [`crate::privs`] for the kernel source and the test that shows it).
+pub const KEEP_AFTER_SETUP: &[crate::privs::Keep] = &[crate::privs::Keep::NetAdmin];
+
 /// The sources of a group of queues (one per queue) and a handle on them.
 #[derive(Debug)]
 pub struct QueueGroup {

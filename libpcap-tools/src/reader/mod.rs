@@ -257,6 +257,20 @@ impl CaptureReader {
             path: path.to_path_buf(),
             source,
         })?;
+        Self::from_file(f, name, cfg)
+    }
+
+    /// Reads a capture from a file opened earlier (for instance before the
+    /// program gave up the right to open it); `name` is used in messages.
+    /// The size of a regular file gives the progress total.
+    ///
+    /// # Errors
+    /// As [`CaptureReader::open`], except [`Error::Open`].
+    pub fn from_file(
+        f: std::fs::File,
+        name: impl Into<String>,
+        cfg: &ReaderConfig,
+    ) -> Result<Self> {
         let len = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
         let mut r = Self::from_reader(f, name, cfg)?;
         r.st.total_bytes = len;

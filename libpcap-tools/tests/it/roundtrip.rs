@@ -387,3 +387,26 @@ fn packet_source_and_progress() {
     assert_eq!(r.progress().bytes, len);
     assert_eq!(r.name(), "mem");
 }
+
+#[test]
+fn a_file_opened_earlier_is_read_after_its_name_is_gone() {
+    let pk = synth::packets(7, Timestamp::from_secs_nanos(1_700_000_000, 0));
+    let opts = PcapWriterOptions {
+        nanos: true,
+        ..PcapWriterOptions::default()
+    };
+    let b = synth::pcap_bytes(&pk, LinkType::ETHERNET, opts).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("early.pcap");
+    std::fs::write(&path, &b).unwrap();
+    let f = std::fs::File::open(&path).unwrap();
+    // opened, then the path goes: only the handle is left
+    std::fs::remove_file(&path).unwrap();
+    let mut r = CaptureReader::from_file(f, "early.pcap", &cfg()).unwrap();
+    assert_eq!(r.progress().total_bytes, Some(b.len() as u64));
+    let mut got = Vec::new();
+    while let Some(p) = r.next_packet().unwrap() {
+        got.push(p.to_owned());
+    }
+    assert!(got == pk, "{} packets read, not the 7 written", got.len());
+}

@@ -3,9 +3,11 @@
 //! binary in the capture namespace with `ip netns exec`, waits for its
 //! "capturing on" line, injects known frames from the other namespace and
 //! checks the reports against what was sent. Without root (or `ip`), each
-//! prints one `SKIP <test>: <reason>` line and passes.
+//! prints one `SKIP <test>: <reason>` line and passes. Every wait has a
+//! deadline: the binary is killed (and the test fails with its output) if
+//! it is not ready in 20 s or does not end in time.
 
-use crate::{bin, stderr};
+use crate::{bin, output_within, stderr};
 use libpcap_analyzer::build::{self, flags};
 use libpcap_live::testing::{self, VethBed};
 use std::collections::BTreeMap;
@@ -63,7 +65,7 @@ fn gen_tcp(
     )
 }
 
-fn bed(test: &str) -> Option<VethBed> {
+pub(crate) fn bed(test: &str) -> Option<VethBed> {
     if let Some(why) = testing::skip_reason() {
         eprintln!("SKIP {test}: {why}");
         return None;
@@ -115,8 +117,10 @@ impl Capture {
             stderr: Vec::new(),
         };
         let t = Instant::now();
+        let limit = Duration::from_secs(20);
         loop {
-            match c.lines.recv_timeout(Duration::from_secs(10)) {
+            let left = limit.saturating_sub(t.elapsed());
+            match c.lines.recv_timeout(left) {
                 Ok(l) => {
                     let ready = l.contains(ready);
                     c.stderr.push(l);
@@ -124,28 +128,33 @@ impl Capture {
                         break;
                     }
                 }
+                // the process is killed when `c` is dropped
                 Err(_) => panic!("no readiness line after {:?}: {:?}", t.elapsed(), c.stderr),
             }
         }
         c
     }
 
+    /// The process id of the binary (`ip netns exec` execs it in place).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
     /// Sends SIGINT, as Ctrl-C does.
     pub(crate) fn interrupt(&self) {
-        let pid = self.child.as_ref().unwrap().id().to_string();
-        let ok = Command::new("kill").args(["-INT", &pid]).status().unwrap();
-        assert!(ok.success());
+        let pid = self.pid().to_string();
+        let o = output_within(
+            Command::new("kill").args(["-INT", &pid]),
+            Duration::from_secs(10),
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
     }
 
     /// Waits for the process to end (at most `limit`), with all its output.
     pub(crate) fn wait(mut self, limit: Duration) -> (Output, String) {
-        let mut child = self.child.take().unwrap();
-        let t = Instant::now();
-        while child.try_wait().unwrap().is_none() {
-            assert!(t.elapsed() < limit, "still running after {limit:?}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let out = child.wait_with_output().unwrap();
+        let child = self.child.take().unwrap();
+        let out = libpcap_live::testing::wait_with_deadline(child, limit)
+            .unwrap_or_else(|e| panic!("{e}; stderr before: {:?}", self.stderr));
         while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(2)) {
             self.stderr.push(l);
         }
@@ -216,7 +225,7 @@ fn ip(a: [u8; 4]) -> String {
 /// Known traffic: 6 UDP flows between 3 host pairs (3 to 8 packets of
 /// different sizes) and one TCP connection (handshake, data both ways,
 /// FIN both ways). Returns the frames and the expected rows.
-fn traffic() -> (Vec<Vec<u8>>, BTreeMap<Key, Row>) {
+pub(crate) fn traffic() -> (Vec<Vec<u8>>, BTreeMap<Key, Row>) {
     let mut frames = Vec::new();
     let mut want: BTreeMap<Key, Row> = BTreeMap::new();
     let mut add = |frames: &mut Vec<Vec<u8>>, f: Vec<u8>, k: Key, proto: &str| {
@@ -473,10 +482,10 @@ fn live_duration_stops_an_idle_capture() {
 
 #[test]
 fn live_unknown_interface_is_a_clear_error_with_exit_code_1() {
-    let o = bin()
-        .args(["-i", "pal-nosuch0", "--duration", "1"])
-        .output()
-        .unwrap();
+    let o = output_within(
+        bin().args(["-i", "pal-nosuch0", "--duration", "1"]),
+        Duration::from_secs(30),
+    );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
     if libpcap_live::sys::packet_socket().is_err() {

@@ -8,9 +8,11 @@ mod cli;
 mod corpus;
 mod live;
 mod nfqueue;
+mod privs;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 /// A fixture capture of the repository (`testdata/pcap/`).
 pub(crate) fn fixture(name: &str) -> PathBuf {
@@ -26,13 +28,21 @@ pub(crate) fn bin() -> Command {
     c
 }
 
-/// Runs the binary with `args`.
+/// Runs the binary with `args` (killed after 2 minutes).
 pub(crate) fn run<I, S>(args: I) -> Output
 where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    bin().args(args).output().expect("spawn pcap-analyzer")
+    output_within(bin().args(args), Duration::from_secs(120))
+}
+
+/// Runs `cmd` (no standard input, output captured) and waits at most
+/// `limit`; past it the process is killed and the test fails with what it
+/// printed.
+pub(crate) fn output_within(cmd: &mut Command, limit: Duration) -> Output {
+    libpcap_live::testing::output_with_deadline(cmd, limit)
+        .unwrap_or_else(|e| panic!("{:?}: {e}", cmd.get_program()))
 }
 
 pub(crate) fn stdout(o: &Output) -> String {

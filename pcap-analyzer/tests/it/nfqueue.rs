@@ -4,10 +4,11 @@
 //! (`-j NFQUEUE ... --queue-bypass`: accepted while no program listens),
 //! sends real datagrams from the other namespace, and checks what arrived
 //! and what was reported. Without root, `ip` or `iptables`, each prints one
-//! `SKIP <test>: <reason>` line and passes.
+//! `SKIP <test>: <reason>` line and passes. Every wait has a deadline
+//! (processes, socket reads, loops).
 
 use crate::live::{Capture, Key, Row, now_ms, rows, stats_of};
-use crate::{bin, stderr};
+use crate::{bin, output_within, stderr};
 use libpcap_analyzer::Engine;
 use libpcap_analyzer::plugin::{
     Decapsulated, Interest, Layers, PacketContext, Plugin, PluginResult, TransportLayer,
@@ -18,10 +19,10 @@ use libpcap_live::testing::{self, CAP_IP4, GEN_IP4, VethBed};
 use libpcap_tools::{Config, PacketSource};
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
-use std::process::Command;
-use std::time::Duration;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
-fn bed(test: &str) -> Option<VethBed> {
+pub(crate) fn bed(test: &str) -> Option<VethBed> {
     if let Some(why) = testing::nfqueue_skip_reason() {
         eprintln!("SKIP {test}: {why}");
         return None;
@@ -32,7 +33,7 @@ fn bed(test: &str) -> Option<VethBed> {
 }
 
 /// Queues incoming UDP of the capture namespace to `queues` ("7" or "7:8").
-fn queue_rule(bed: &VethBed, queues: &str) {
+pub(crate) fn queue_rule(bed: &VethBed, queues: &str) {
     let target: Vec<&str> = if queues.contains(':') {
         vec!["--queue-balance", queues]
     } else {
@@ -49,7 +50,7 @@ fn addr(ip: [u8; 4], port: u16) -> SocketAddr {
 }
 
 /// A UDP socket listening on `port` in the capture namespace.
-fn receiver(bed: &VethBed, port: u16) -> UdpSocket {
+pub(crate) fn receiver(bed: &VethBed, port: u16) -> UdpSocket {
     testing::in_namespace(&bed.cap_ns, || {
         let s = UdpSocket::bind(addr(CAP_IP4, port)).unwrap();
         s.set_read_timeout(Some(Duration::from_millis(300)))
@@ -59,11 +60,12 @@ fn receiver(bed: &VethBed, port: u16) -> UdpSocket {
     .unwrap()
 }
 
-/// Datagrams waiting on `s` (until 300 ms pass without one).
-fn drain(s: &UdpSocket) -> usize {
+/// Datagrams waiting on `s` (until 300 ms pass without one; 20 s at most).
+pub(crate) fn drain(s: &UdpSocket) -> usize {
     let mut buf = [0u8; 2048];
     let mut n = 0;
-    while s.recv(&mut buf).is_ok() {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(20) && s.recv(&mut buf).is_ok() {
         n += 1;
     }
     n
@@ -89,7 +91,7 @@ fn ip(a: [u8; 4]) -> String {
 
 /// Sends the flows `(sport, dport, count, payload length)` and returns the
 /// rows they must give (raw IP: bytes are IP packet lengths).
-fn send_flows(bed: &VethBed, flows: &[(u16, u16, usize, usize)]) -> BTreeMap<Key, Row> {
+pub(crate) fn send_flows(bed: &VethBed, flows: &[(u16, u16, usize, usize)]) -> BTreeMap<Key, Row> {
     let mut want = BTreeMap::new();
     for &(sport, dport, n, len) in flows {
         send(bed, sport, dport, n, len);
@@ -106,7 +108,7 @@ fn send_flows(bed: &VethBed, flows: &[(u16, u16, usize, usize)]) -> BTreeMap<Key
 }
 
 /// Runs the binary in inline mode with `args` until `ready`.
-fn inline(bed: &VethBed, args: &[&str]) -> Capture {
+pub(crate) fn inline(bed: &VethBed, args: &[&str]) -> Capture {
     Capture::spawn(bed, args, "inline on NFQUEUE")
 }
 
@@ -303,17 +305,70 @@ fn nfqueue_count_ends_the_run_and_leaves_no_packet_stuck() {
     assert_eq!(drain(&r), 10, "traffic flows after the run");
 }
 
-#[test]
-fn nfqueue_busy_queue_and_no_privilege_are_clear_errors() {
-    let Some(bed) = bed("nfqueue_busy_queue_and_no_privilege_are_clear_errors") else {
-        // unprivileged: the error given is the privilege one
-        let o = bin().args(["--nfqueue", "11", "-q"]).output().unwrap();
-        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-        assert!(
-            stderr(&o).contains("needs root or the CAP_NET_ADMIN"),
-            "{}",
+/// `true` when this process may bind NFQUEUE queues (`CAP_NET_ADMIN`).
+fn has_net_admin() -> bool {
+    libpcap_live::privs::ProcStatus::of_this_thread()
+        .map(|s| s.cap_eff & libpcap_live::privs::Keep::NetAdmin.mask() != 0)
+        .unwrap_or(false)
+}
+
+/// Runs `pcap-analyzer --nfqueue QUEUE` without privileges (as uid
+/// nobody with no capability through `setpriv` when this process has
+/// them), in namespace `ns` if given; bounded by `--duration` and a
+/// deadline, so that a bind that wrongly succeeds cannot hang the test.
+/// `None` (after a SKIP line) when `setpriv` is missing.
+fn unprivileged_nfqueue(test: &str, ns: Option<&str>, queue: &str) -> Option<Output> {
+    let mut c = if has_net_admin() {
+        let mut c = match ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "setpriv"]);
+                c
+            }
+            None => Command::new("setpriv"),
+        };
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .arg(bin().get_program());
+        c
+    } else {
+        // already unprivileged: as it is
+        bin()
+    };
+    c.args(["--nfqueue", queue, "-q", "--duration", "3"])
+        .env_remove("PCAP_ANALYZER_LOG");
+    let o = output_within(&mut c, Duration::from_secs(30));
+    if o.status.code() == Some(127)
+        || (stderr(&o).contains("setpriv") && !stderr(&o).contains("pcap-analyzer"))
+    {
+        eprintln!(
+            "SKIP {test} (unprivileged part): setpriv unavailable: {}",
             stderr(&o)
         );
+        return None;
+    }
+    Some(o)
+}
+
+#[test]
+fn nfqueue_busy_queue_and_no_privilege_are_clear_errors() {
+    let test = "nfqueue_busy_queue_and_no_privilege_are_clear_errors";
+    let Some(bed) = bed(test) else {
+        // no bed (no right, or no ip/iptables): the no-privilege error can
+        // still be checked, without a namespace (nothing gets bound)
+        if let Some(o) = unprivileged_nfqueue(test, None, "11") {
+            assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+            assert!(
+                stderr(&o).contains("inline mode needs root or the CAP_NET_ADMIN capability"),
+                "{}",
+                stderr(&o)
+            );
+        }
         return;
     };
     // queue 11 held by the test itself
@@ -323,12 +378,13 @@ fn nfqueue_busy_queue_and_no_privilege_are_clear_errors() {
     .unwrap()
     .unwrap();
     let exe = bin().get_program().to_owned();
-    let o = Command::new("ip")
-        .args(["netns", "exec", &bed.cap_ns])
-        .arg(&exe)
-        .args(["--nfqueue", "11", "-q"])
-        .output()
-        .unwrap();
+    let o = output_within(
+        Command::new("ip")
+            .args(["netns", "exec", &bed.cap_ns])
+            .arg(&exe)
+            .args(["--nfqueue", "11", "-q", "--duration", "3"]),
+        Duration::from_secs(30),
+    );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("queue 11 is already bound by another program"),
@@ -336,26 +392,9 @@ fn nfqueue_busy_queue_and_no_privilege_are_clear_errors() {
         stderr(&o)
     );
     // without privileges (uid nobody, no capabilities)
-    let o = Command::new("ip")
-        .args(["netns", "exec", &bed.cap_ns])
-        .args([
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-        ])
-        .args(["--inh-caps=-all", "--bounding-set=-all"])
-        .arg(&exe)
-        .args(["--nfqueue", "12", "-q"])
-        .output()
-        .unwrap();
-    if o.status.code() == Some(127) || stderr(&o).contains("setpriv") {
-        eprintln!(
-            "SKIP unprivileged part: setpriv unavailable: {}",
-            stderr(&o)
-        );
+    let Some(o) = unprivileged_nfqueue(test, Some(&bed.cap_ns), "12") else {
         return;
-    }
+    };
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("inline mode needs root or the CAP_NET_ADMIN capability"),
