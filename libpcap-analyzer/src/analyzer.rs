@@ -280,17 +280,20 @@ impl Analyzer {
             if events.is_multiple_of(4096) {
                 ctl.publish_input(me, source.progress());
             }
-            let paused = match ctl.state() {
-                RunState::Running => false,
+            match ctl.state() {
+                RunState::Running => {}
                 RunState::Stopping => break None,
-                RunState::Paused if live => true,
+                RunState::Paused if live => {}
                 RunState::Paused => {
                     ctl.wait_paused(std::time::Duration::from_millis(100));
                     continue;
                 }
-            };
+            }
             match source.next_event() {
                 Ok(SourceEvent::Packet(p)) => {
+                    // a live packet is discarded when it arrives while
+                    // paused, even if its read began before the pause
+                    let paused = live && ctl.state() == RunState::Paused;
                     let index = p.index;
                     let verdict = if paused {
                         ctl.discard();

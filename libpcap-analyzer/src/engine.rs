@@ -70,6 +70,10 @@ pub struct RunOutput {
     pub flows: FlowTableStats,
     /// A truncation of the input: every complete packet was analysed.
     pub warning: Option<libpcap_tools::Error>,
+    /// What the sources reported as having ended their input early
+    /// ([`PacketSource::warnings`]: a truncated or partly corrupt file),
+    /// as they word it.
+    pub input_warnings: Vec<String>,
 }
 
 impl std::fmt::Debug for RunOutput {
@@ -315,7 +319,9 @@ impl Engine {
         let warning = r?;
         let flows = *a.flow_stats();
         let (handles, stats) = a.into_parts();
-        finish(vec![handles], stats, flows, warning)
+        let mut out = finish(vec![handles], stats, flows, warning)?;
+        out.input_warnings = warnings_of(source);
+        Ok(out)
     }
 
     /// N shards fed by the calling thread (see the module docs).
@@ -399,7 +405,10 @@ impl Engine {
                 None => read,
             }
         });
-        let out = pool.collect(read);
+        let out = pool.collect(read).map(|mut o| {
+            o.input_warnings = warnings_of(source);
+            o
+        });
         log::debug!(
             "engine: workers joined and results merged after {:?}",
             started.elapsed()
@@ -440,12 +449,13 @@ impl Engine {
                         if r.is_err() {
                             stop.store(true, Ordering::Relaxed);
                         }
+                        let warnings = warnings_of(source.as_ref());
                         // the source ends here (a live one reads its last
                         // kernel counters, an inline one answers what it holds)
                         drop(source);
                         let flows = *a.flow_stats();
                         let (handles, stats) = a.into_parts();
-                        r.map(|warning| (handles, stats, flows, warning))
+                        r.map(|warning| (handles, stats, flows, warning, warnings))
                     });
                 match h {
                     Ok(h) => workers.push(h),
@@ -497,9 +507,15 @@ type WorkerResult = Result<
         AnalyzerStats,
         FlowTableStats,
         Option<libpcap_tools::Error>,
+        Vec<String>,
     ),
     AnalyzerError,
 >;
+
+/// The warnings of a source, as text.
+fn warnings_of(source: &dyn PacketSource) -> Vec<String> {
+    source.warnings().iter().map(ToString::to_string).collect()
+}
 
 fn collect(
     workers: Vec<std::thread::ScopedJoinHandle<'_, WorkerResult>>,
@@ -510,9 +526,11 @@ fn collect(
     let mut flows = FlowTableStats::default();
     let mut first_err = None;
     let mut warning = None;
+    let mut input_warnings = Vec::new();
     for h in workers {
         match h.join() {
-            Ok(Ok((handles, s, f, w))) => {
+            Ok(Ok((handles, s, f, w, iw))) => {
+                input_warnings.extend(iw);
                 stats.merge(&s);
                 add_flow_stats(&mut flows, &f);
                 all.push(handles);
@@ -535,7 +553,9 @@ fn collect(
         Ok(w) => w.or(warning),
         Err(e) => return Err(e),
     };
-    finish(all, stats, flows, warning)
+    let mut out = finish(all, stats, flows, warning)?;
+    out.input_warnings = input_warnings;
+    Ok(out)
 }
 
 fn add_flow_stats(a: &mut FlowTableStats, b: &FlowTableStats) {
@@ -592,6 +612,7 @@ fn finish(
         stats,
         flows,
         warning,
+        input_warnings: Vec::new(),
     })
 }
 
@@ -1239,6 +1260,15 @@ fn dispatch_loop(
             }
         } else {
             match source.next_event() {
+                // a live packet is discarded when it arrives while paused
+                Ok(SourceEvent::Packet(p)) if live && ctl.state() == RunState::Paused => {
+                    let index = p.index;
+                    ctl.discard();
+                    if inline && let Err(e) = source.set_verdict(index, Verdict::Accept) {
+                        break Err(AnalyzerError::Source(e));
+                    }
+                    true
+                }
                 Ok(SourceEvent::Packet(p)) => d.push(&p, Bytes::Copy(p.data)),
                 Ok(SourceEvent::Timeout { now }) => {
                     d.tick(Some(now));

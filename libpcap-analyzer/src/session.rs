@@ -427,6 +427,7 @@ fn write_intermediate(sh: &Shared, dir: &Path) -> Result<Option<Vec<PathBuf>>, P
         stats,
         flows: FlowTableStats::default(),
         warning: None,
+        input_warnings: Vec::new(),
     };
     let files = out.save_results(dir)?;
     sh.reports.fetch_add(1, Ordering::Relaxed);

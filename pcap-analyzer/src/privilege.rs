@@ -41,7 +41,6 @@
 use crate::{Args, UsageError, io_reason};
 use anyhow::{Context, Result};
 use libpcap_live::privs::{self, DropPlan, DropReport, Keep, TargetUser};
-use libpcap_tools::Config;
 use std::fs::File;
 use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
@@ -104,7 +103,7 @@ impl Privileges {
     /// # Errors
     /// When the stats file cannot be opened, the drop fails, or the output
     /// directory is not writable after it (exit code 1).
-    pub fn drop_now(self, args: &Args, config: &Config) -> Result<Dropped> {
+    pub fn drop_now(self, args: &Args) -> Result<Dropped> {
         let stats = match &args.stats_json {
             Some(p) => {
                 let f = File::options()
@@ -142,19 +141,7 @@ impl Privileges {
         } else {
             &[]
         };
-        let mut write_dirs: Vec<PathBuf> = self.outdir.iter().cloned().collect();
-        // a report directory set in [plugin.connections] only (no -o)
-        if let Some(d) = config
-            .table()
-            .get("plugin")
-            .and_then(|p| p.get("connections"))
-            .and_then(|c| c.get("outdir"))
-            .and_then(|d| d.as_str())
-            .map(PathBuf::from)
-            .filter(|d| d.is_dir() && !write_dirs.contains(d))
-        {
-            write_dirs.push(d);
-        }
+        let write_dirs: Vec<PathBuf> = self.outdir.iter().cloned().collect();
         let plan = DropPlan {
             user: self.user.clone(),
             keep: keep.to_vec(),
@@ -239,21 +226,4 @@ impl Dropped {
         })();
         result.map_err(|e| anyhow::anyhow!("cannot write '{}': {}", path.display(), io_reason(&e)))
     }
-}
-
-/// `config` with the connection report's periodic rewrite off, to check
-/// that the plugins build without starting its writer thread (which must
-/// start after the privilege drop, when the run builds them for real).
-pub fn without_writer_thread(config: &Config) -> Config {
-    let mut c = config.clone();
-    let mut t = c
-        .table()
-        .get("plugin")
-        .and_then(|p| p.get("connections"))
-        .and_then(|v| v.as_table())
-        .cloned()
-        .unwrap_or_default();
-    t.insert("interval".into(), toml::Value::Float(0.0));
-    c.set("plugin", "connections", toml::Value::Table(t));
-    c
 }

@@ -29,7 +29,7 @@ pub struct MultiSource {
     base_bytes: u64,
     skip: u64,
     name: String,
-    warnings: Vec<String>,
+    warnings: Vec<Error>,
     total: Option<u64>,
     packet: libpcap_tools::OwnedPacket,
 }
@@ -75,12 +75,6 @@ impl MultiSource {
             total,
             packet: libpcap_tools::OwnedPacket::default(),
         })
-    }
-
-    /// Truncations and corruptions met after the first packet of a file,
-    /// each prefixed with the file's name.
-    pub fn warnings(&self) -> &[String] {
-        &self.warnings
     }
 
     fn advance(&mut self) -> Result<bool, Error> {
@@ -155,7 +149,10 @@ impl PacketSource for MultiSource {
                         return Err(named(cur.name().to_string(), e));
                     }
                     log::debug!("{}: {e}", cur.name());
-                    self.warnings.push(format!("{}: {e}", cur.name()));
+                    self.warnings.push(Error::Source {
+                        context: cur.name().to_string(),
+                        source: Box::new(e),
+                    });
                     self.current = None;
                 }
             }
@@ -165,6 +162,12 @@ impl PacketSource for MultiSource {
 
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Truncations and corruptions met after the first packet of a file,
+    /// each with the file's name.
+    fn warnings(&self) -> &[Error] {
+        &self.warnings
     }
 
     fn progress(&self) -> SourceProgress {

@@ -127,23 +127,42 @@ pub(crate) fn read_more<R: Read + ?Sized>(r: &mut R, v: &mut Vec<u8>, n: usize) 
 /// pcap-parser readers only report that a read failed, not why.
 pub(crate) type ErrorSlot = Arc<Mutex<Option<io::Error>>>;
 
-/// The reader handed to pcap-parser: fills the whole buffer it is given
-/// (fewer refills with decompressors that return small chunks), retries
-/// interrupted reads and keeps the reason of a failure.
+/// The reader handed to pcap-parser: retries interrupted reads and keeps
+/// the reason of a failure. Behind a decompressor it fills the whole buffer
+/// it is given (decompressors return small chunks: fewer refills); on plain
+/// input it returns what one read gives, so that packets written to a pipe
+/// (`tcpdump -w - | pcap-analyzer -`) are analysed as they come instead of
+/// once a whole buffer arrived (a regular file fills it anyway).
 pub(crate) struct FillReader {
     inner: Box<dyn Read + Send>,
     slot: ErrorSlot,
+    fill: bool,
 }
 
 impl FillReader {
-    pub(crate) fn new(inner: Box<dyn Read + Send>, slot: ErrorSlot) -> Self {
-        FillReader { inner, slot }
+    /// A reader that fills whole buffers when `fill` is set.
+    pub(crate) fn new(inner: Box<dyn Read + Send>, slot: ErrorSlot, fill: bool) -> Self {
+        FillReader { inner, slot, fill }
+    }
+
+    fn read_once(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.inner.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                r => return r,
+            }
+        }
     }
 }
 
 impl Read for FillReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match read_full(&mut self.inner, buf) {
+        let r = if self.fill {
+            read_full(&mut self.inner, buf)
+        } else {
+            self.read_once(buf)
+        };
+        match r {
             Ok(n) => Ok(n),
             Err(e) => {
                 let kind = e.kind();

@@ -368,7 +368,11 @@ impl CaptureReader {
                 st.linktype = LinkType(ng::u32_at(&head, 20, big).unwrap_or(0) & 0xffff);
                 st.nanos = nanos;
                 st.record_header = if modified { 24 } else { 16 };
-                let rd = FillReader::new(Box::new(Prefixed::new(head, stream)), slot);
+                let rd = FillReader::new(
+                    Box::new(Prefixed::new(head, stream)),
+                    slot,
+                    compression != Compression::None,
+                );
                 let r = LegacyPcapReader::new(capacity, rd).map_err(|e| open_error(&e, &st))?;
                 Engine::Legacy(r)
             }
@@ -427,7 +431,11 @@ impl CaptureReader {
                 st.offset_delta = (len - MIN_SHB_LEN) as u64;
                 st.big_endian = big;
                 st.first_shb = Some(head);
-                let rd = FillReader::new(Box::new(Prefixed::new(min, stream)), slot);
+                let rd = FillReader::new(
+                    Box::new(Prefixed::new(min, stream)),
+                    slot,
+                    compression != Compression::None,
+                );
                 let r = PcapNGReader::new(capacity, rd).map_err(|e| open_error(&e, &st))?;
                 Engine::Ng(r)
             }

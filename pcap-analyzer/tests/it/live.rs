@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 /// An Ethernet/IPv4/UDP frame from the generator side to the MAC address
 /// nobody answers, optionally VLAN-tagged.
-fn gen_udp(
+pub(crate) fn gen_udp(
     vlan: Option<u16>,
     src: [u8; 4],
     dst: [u8; 4],
@@ -116,23 +116,41 @@ impl Capture {
             lines,
             stderr: Vec::new(),
         };
+        c.wait_line(ready, Duration::from_secs(20));
+        c
+    }
+
+    /// Waits for a stderr line containing `what` (at most `limit`).
+    pub(crate) fn wait_line(&mut self, what: &str, limit: Duration) {
         let t = Instant::now();
-        let limit = Duration::from_secs(20);
         loop {
             let left = limit.saturating_sub(t.elapsed());
-            match c.lines.recv_timeout(left) {
+            match self.lines.recv_timeout(left) {
                 Ok(l) => {
-                    let ready = l.contains(ready);
-                    c.stderr.push(l);
-                    if ready {
-                        break;
+                    let found = l.contains(what);
+                    self.stderr.push(l);
+                    if found {
+                        return;
                     }
                 }
-                // the process is killed when `c` is dropped
-                Err(_) => panic!("no readiness line after {:?}: {:?}", t.elapsed(), c.stderr),
+                // the process is killed when `self` is dropped
+                Err(_) => panic!(
+                    "no line '{what}' after {:?}: {:?}",
+                    t.elapsed(),
+                    self.stderr
+                ),
             }
         }
-        c
+    }
+
+    /// Sends signal `sig` (`USR1`, `INT`, …).
+    pub(crate) fn signal(&self, sig: &str) {
+        let pid = self.pid().to_string();
+        let o = output_within(
+            Command::new("kill").args([&format!("-{sig}"), &pid]),
+            Duration::from_secs(10),
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
     }
 
     /// The process id of the binary (`ip netns exec` execs it in place).
@@ -142,12 +160,7 @@ impl Capture {
 
     /// Sends SIGINT, as Ctrl-C does.
     pub(crate) fn interrupt(&self) {
-        let pid = self.pid().to_string();
-        let o = output_within(
-            Command::new("kill").args(["-INT", &pid]),
-            Duration::from_secs(10),
-        );
-        assert!(o.status.success(), "{}", stderr(&o));
+        self.signal("INT");
     }
 
     /// Waits for the process to end (at most `limit`), with all its output.
@@ -218,7 +231,7 @@ pub(crate) fn rows(report: &str, t0: i64, t1: i64) -> BTreeMap<Key, Row> {
     m
 }
 
-fn ip(a: [u8; 4]) -> String {
+pub(crate) fn ip(a: [u8; 4]) -> String {
     format!("{}.{}.{}.{}", a[0], a[1], a[2], a[3])
 }
 

@@ -6,9 +6,11 @@
 
 mod cli;
 mod corpus;
+mod filter;
 mod live;
 mod nfqueue;
 mod privs;
+mod signals;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

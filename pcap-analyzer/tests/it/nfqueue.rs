@@ -73,7 +73,7 @@ pub(crate) fn drain(s: &UdpSocket) -> usize {
 
 /// Sends `n` datagrams of `len` bytes from `sport` to `dport`, from the
 /// generator namespace.
-fn send(bed: &VethBed, sport: u16, dport: u16, n: usize, len: usize) {
+pub(crate) fn send(bed: &VethBed, sport: u16, dport: u16, n: usize, len: usize) {
     testing::in_namespace(&bed.gen_ns, || {
         let s = UdpSocket::bind(addr(GEN_IP4, sport)).unwrap();
         for _ in 0..n {
