@@ -1,10 +1,13 @@
 //! Measures live capture: builds a private veth bed (root needed), runs
 //! `pcap-analyzer -i` in the capture namespace, sends N 64-byte UDP frames
-//! (64 flows) flat out from the other namespace, stops it with SIGINT and
-//! prints the send rate, the packets analysed and the kernel's drops.
+//! (64 flows, half to port 53 and half to port 5353) flat out from the
+//! other namespace, stops it with SIGINT and prints the send rate, the
+//! packets analysed and the kernel's counters. With `--filter EXPR` the
+//! capture runs with that filter (attached in the kernel): e.g. `--filter
+//! 'udp port 53'` keeps half of the frames out of the rings.
 //!
 //! `cargo run --release -p pcap-analyzer --example live_rate -- \
-//!   target/release/pcap-analyzer 1000000 1 2`
+//!   target/release/pcap-analyzer 1000000 1 2 [--filter EXPR]`
 
 #![allow(clippy::print_stdout)] // a measuring tool prints its results
 
@@ -15,7 +18,16 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
+    let mut all: Vec<String> = std::env::args().skip(1).collect();
+    let filter = match all.iter().position(|a| a == "--filter") {
+        Some(i) if i + 1 < all.len() => {
+            let f = all.remove(i + 1);
+            all.remove(i);
+            Some(f)
+        }
+        _ => None,
+    };
+    let mut args = all.into_iter();
     let bin = args
         .next()
         .unwrap_or_else(|| "target/release/pcap-analyzer".into());
@@ -38,7 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 [10, 9, 0, 1],
                 [10, 9, 0, 2],
                 1000 + i,
-                53,
+                if i % 2 == 0 { 53 } else { 5353 },
                 &[0; 18],
             )
         })
@@ -57,6 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "-j",
                 &j,
             ])
+            .args(filter.iter().flat_map(|f| ["-f", f.as_str()]))
             .args(["-p", "connections", "--stats-json"])
             .arg(&tmp)
             .stdout(Stdio::null())
@@ -85,7 +98,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&tmp)?)?;
         let _ = std::fs::remove_file(&tmp);
         println!(
-            "-j {j}: sent {n} frames in {secs:.2} s ({:.0} frames/s); analysed {}; kernel: {} received, {} dropped",
+            "-j {j}{}: sent {n} frames in {secs:.2} s ({:.0} frames/s); analysed {}; kernel: {} received, {} dropped",
+            filter
+                .as_deref()
+                .map(|f| format!(" -f '{f}'"))
+                .unwrap_or_default(),
             n as f64 / secs,
             s["packets"],
             s["live"]["kernel_packets"],
