@@ -301,6 +301,29 @@ impl Engine {
         out
     }
 
+    /// `n` analyzers with their plugins (the shared instances created once)
+    /// and their monitors, registered in `ctl` for a run reading `inputs`
+    /// sources.
+    fn analyzers(
+        &self,
+        factory: PluginFactory<'_>,
+        n: usize,
+        inputs: usize,
+        ctl: &RunControl,
+    ) -> Result<Vec<Analyzer>, AnalyzerError> {
+        let mut shared = None;
+        let mut analyzers = Vec::with_capacity(n);
+        for _ in 0..n {
+            let handles = Self::handles(factory, &mut shared)?;
+            analyzers.push(Analyzer::with_handles(self.cfg.clone(), handles));
+        }
+        let monitors = ctl.begin(n, inputs, shared.unwrap_or_default());
+        for (a, m) in analyzers.iter_mut().zip(monitors) {
+            a.set_monitor(m);
+        }
+        Ok(analyzers)
+    }
+
     /// One analyzer on the calling thread.
     fn run_single(
         &self,
@@ -308,12 +331,9 @@ impl Engine {
         source: &mut dyn PacketSource,
         ctl: &RunControl,
     ) -> Result<RunOutput, AnalyzerError> {
-        let mut shared = None;
-        let handles = Self::handles(factory, &mut shared)?;
-        let mut a = Analyzer::with_handles(self.cfg.clone(), handles);
-        if let Some(m) = ctl.begin(1, 1, shared.unwrap_or_default()).pop() {
-            a.set_monitor(m);
-        }
+        let Some(mut a) = self.analyzers(factory, 1, 1, ctl)?.pop() else {
+            return Err(AnalyzerError::Worker("no analyzer".into()));
+        };
         let r = a.run_controlled(source, ctl, 0, &AtomicBool::new(false));
         ctl.analyzer_ended(0);
         let warning = r?;
@@ -331,20 +351,12 @@ impl Engine {
         source: &mut dyn PacketSource,
         ctl: &RunControl,
     ) -> Result<RunOutput, AnalyzerError> {
-        let mut shared = None;
         let n = self.jobs;
         let failed = AtomicBool::new(false);
         let (recycle_tx, recycle_rx) = bounded::<Batch>(n * (QUEUE_DEPTH + 2));
         let mut senders = Vec::with_capacity(n);
-        let mut analyzers = Vec::with_capacity(n);
-        for _ in 0..n {
-            let handles = Self::handles(factory, &mut shared)?;
-            analyzers.push(Analyzer::with_handles(self.cfg.clone(), handles));
-        }
-        let monitors = ctl.begin(n, 1, shared.unwrap_or_default());
         let mut shards = Vec::with_capacity(n);
-        for (mut analyzer, monitor) in analyzers.into_iter().zip(monitors) {
-            analyzer.set_monitor(monitor);
+        for analyzer in self.analyzers(factory, n, 1, ctl)? {
             let (tx, rx) = bounded::<Msg>(QUEUE_DEPTH);
             senders.push(tx);
             shards.push(Shard {
@@ -423,21 +435,12 @@ impl Engine {
         sources: Vec<Box<dyn PacketSource>>,
         ctl: &RunControl,
     ) -> Result<RunOutput, AnalyzerError> {
-        let mut shared = None;
         let n = sources.len();
-        let mut analyzers = Vec::with_capacity(n);
-        for _ in 0..n {
-            let handles = Self::handles(factory, &mut shared)?;
-            analyzers.push(Analyzer::with_handles(self.cfg.clone(), handles));
-        }
-        let monitors = ctl.begin(n, n, shared.unwrap_or_default());
+        let analyzers = self.analyzers(factory, n, n, ctl)?;
         let failed = AtomicBool::new(false);
         std::thread::scope(|scope| {
             let mut workers = Vec::with_capacity(n);
-            for (w, ((mut source, mut a), monitor)) in
-                sources.into_iter().zip(analyzers).zip(monitors).enumerate()
-            {
-                a.set_monitor(monitor);
+            for (w, (mut source, mut a)) in sources.into_iter().zip(analyzers).enumerate() {
                 let stop = &failed;
                 let h = std::thread::Builder::new()
                     .name(format!("pal-worker-{w}"))

@@ -60,7 +60,7 @@ fn a_panicking_plugin_ends_a_multi_threaded_run_with_its_name() {
     }
 }
 
-fn report(out: &libpcap_analyzer::RunOutput) -> String {
+pub(crate) fn report(out: &libpcap_analyzer::RunOutput) -> String {
     out.plugins
         .iter()
         .find_map(|p| {

@@ -2,12 +2,11 @@
 //! while the run goes on and when it stops (live pausing is tested with
 //! real traffic in libpcap-live's and pcap-analyzer's live tests).
 
-use crate::engine::Mem;
+use crate::engine::{Mem, report};
+use libpcap_analyzer::Engine;
 use libpcap_analyzer::plugins::builtin_registry;
-use libpcap_analyzer::plugins::connections::ConnectionsPlugin;
 use libpcap_analyzer::samples::sample_trace;
 use libpcap_analyzer::session::{Session, SessionError, SessionInput, SessionState, SharedFactory};
-use libpcap_analyzer::{Engine, RunOutput};
 use libpcap_tools::{Config, OwnedPacket, PacketSource, SourceEvent, SourceProgress};
 use std::path::Path;
 use std::sync::Arc;
@@ -51,17 +50,6 @@ fn factory() -> SharedFactory {
     let config = Config::new();
     let registry = builtin_registry();
     Arc::new(move || registry.build(&["connections".to_string()], &config))
-}
-
-fn report(out: &RunOutput) -> String {
-    out.plugins
-        .iter()
-        .find_map(|p| {
-            let any: &dyn std::any::Any = p.as_ref();
-            any.downcast_ref::<ConnectionsPlugin>()
-                .map(ConnectionsPlugin::render)
-        })
-        .unwrap()
 }
 
 /// The report of an uninterrupted run over `packets`.
