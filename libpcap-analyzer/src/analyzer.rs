@@ -166,7 +166,17 @@ impl Analyzer {
         self.monitor = Some(monitor);
     }
 
+    /// Publishes the counters when 1024 packets passed since the last time
+    /// (called by the reading loops after each packet or batch).
+    pub(crate) fn publish_due(&self) {
+        if self.stats.packets.is_multiple_of(1024) {
+            self.publish();
+        }
+    }
+
     /// Publishes the counters, if a monitor was set.
+    #[cold]
+    #[inline(never)]
     fn publish(&self) {
         if let Some(m) = &self.monitor {
             m.publish(&self.stats, self.flows.len(), self.flows.stats().created);
@@ -300,6 +310,7 @@ impl Analyzer {
                         Verdict::Accept
                     } else {
                         self.handle_packet(&p);
+                        self.publish_due();
                         self.verdict.get()
                     };
                     if inline && let Err(e) = source.set_verdict(index, verdict) {
@@ -369,9 +380,6 @@ impl Analyzer {
         let l0 = FlowContext::default();
         self.link_layer(packet, l0, packet.linktype, packet.data, link);
         self.flush_ended();
-        if self.stats.packets.is_multiple_of(1024) {
-            self.publish();
-        }
     }
 
     /// Advances time without a packet (live sources): expires flows and

@@ -806,6 +806,7 @@ impl Pool<'_> {
                     };
                     st.analyzer
                         .handle_packet_clocked(&p, decode_link(p.linktype, p.data), d.clock);
+                    st.analyzer.publish_due();
                 }
                 batch.clear();
                 let _ = self.recycle.try_send(batch);
