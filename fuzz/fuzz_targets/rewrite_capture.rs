@@ -71,6 +71,8 @@ fn options(setup: u8) -> Options {
             shared_chunks: false,
         },
         write_buffer: 4096,
+        // the BPF term has its own target (bpf_program)
+        bpf: None,
     }
 }
 
