@@ -16,8 +16,8 @@ use crate::plugin::{
 use crate::reassembly::{StreamBudget, StreamConfig, StreamEvent, TcpStreamDirection};
 use crate::stats::AnalyzerStats;
 use crate::wire::{
-    self, ErspanSlice, EtherType, GeneveSlice, GreSlice, IcmpSlice, Icmpv6Slice, Ipv4Slice,
-    Ipv6Slice, SctpSlice, TcpSlice, UdpSlice, VxlanSlice, walk_ipv6_extensions,
+    self, ErspanSlice, EtherType, GreSlice, IcmpSlice, Icmpv6Slice, Ipv4Slice, Ipv6Slice,
+    SctpSlice, TcpSlice, UdpSlice, walk_ipv6_extensions,
 };
 use libpcap_tools::{
     Config, Direction, FiveTuple, Flow, FlowContext, LinkType, Packet, PacketSource, SourceEvent,
@@ -940,64 +940,59 @@ impl Analyzer {
                     None
                 }
             },
-            // a datagram on a tunnel port whose header does not check out is
-            // ordinary UDP (a reply to a client port that happens to be 4789,
-            // say): no anomaly, no inner decoding
-            ipproto::UDP if self.cfg.analyzer.vxlan_ports.contains(&key.dst_port) => {
-                VxlanSlice::from_slice(payload).ok().and_then(|v| {
-                    v.vni()
-                        .map(|vni| (u64::from(vni), Inner::Ethernet(v.payload())))
-                })
-            }
-            ipproto::UDP if self.cfg.analyzer.vxlan_gpe_ports.contains(&key.dst_port) => {
-                match VxlanSlice::from_slice(payload) {
-                    Ok(v) => v
-                        .gpe_next_protocol()
-                        .and_then(|n| tunnel::gpe(n, v.payload()))
-                        .map(|c| (u64::from(v.vni().unwrap_or(0)), carried(c))),
-                    Err(_) => None,
-                }
-            }
-            ipproto::UDP if self.cfg.analyzer.gre_udp_ports.contains(&key.dst_port) => {
-                match GreSlice::from_slice(payload) {
-                    Ok(g) => gre_inner(&g).map(|i| (u64::from(g.key().unwrap_or(0)), i)),
-                    Err(_) => None,
-                }
-            }
-            ipproto::UDP if self.cfg.analyzer.mpls_udp_ports.contains(&key.dst_port) => {
-                tunnel::mpls(payload).map(|c| (0, carried(c)))
-            }
-            ipproto::UDP
-                if self.cfg.analyzer.gtp_ports.contains(&key.dst_port)
-                    || self.cfg.analyzer.gtp_ports.contains(&key.src_port) =>
-            {
-                let teid = payload.get(4..8).map_or(0, |b| {
-                    u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-                });
-                tunnel::gtp_u(payload).map(|c| (teid, carried(c)))
-            }
-            ipproto::UDP
-                if self.cfg.analyzer.teredo_ports.contains(&key.dst_port)
-                    || self.cfg.analyzer.teredo_ports.contains(&key.src_port) =>
-            {
-                tunnel::teredo(payload).map(|c| (0, carried(c)))
-            }
-            ipproto::UDP if self.cfg.analyzer.geneve_ports.contains(&key.dst_port) => {
-                GeneveSlice::from_slice(payload).ok().and_then(|g| {
-                    let vni = u64::from(g.vni());
-                    match g.protocol_type() {
-                        EtherType::TEB => Some((vni, Inner::Ethernet(g.payload()))),
-                        et @ (EtherType::IPV4 | EtherType::IPV6) => {
-                            Some((vni, Inner::Network(et.0, g.payload())))
-                        }
-                        _ => None,
-                    }
-                })
-            }
+            // a datagram on a tunnel port is a tunnel only when its header
+            // checks out (decode::tunnel): otherwise it is the ordinary UDP
+            // it is (a reply to a client port that happens to be 4789, say),
+            // with no anomaly and no inner decoding
+            ipproto::UDP => self.udp_tunnel(key, payload, data),
             _ => None,
         };
         let Some((id, inner)) = inner else { return };
         self.enter_tunnel(packet, l0, key.src, key.dst, id, inner);
+    }
+
+    /// The inner layer of a UDP datagram on a tunnel port whose header is
+    /// valid (see [`tunnel`] for the rules), with the tunnel's id.
+    fn udp_tunnel<'d>(
+        &self,
+        key: &FiveTuple,
+        payload: &'d [u8],
+        data: &[u8],
+    ) -> Option<(u64, Inner<'d>)> {
+        let a = &self.cfg.analyzer;
+        let (sp, dp) = (key.src_port, key.dst_port);
+        // inner lengths must match exactly unless the capture cut the datagram
+        let whole = UdpSlice::from_slice(data).is_ok_and(|u| !u.is_truncated());
+        let with_id = |(id, c): (u32, tunnel::Carried<'d>)| (u64::from(id), carried(c));
+        if a.vxlan_ports.contains(&dp) {
+            tunnel::vxlan(payload, whole).map(with_id)
+        } else if a.vxlan_gpe_ports.contains(&dp) {
+            tunnel::vxlan_gpe(payload, whole).map(with_id)
+        } else if a.gre_udp_ports.contains(&dp) {
+            let g = GreSlice::from_slice(payload).ok()?;
+            if !tunnel::gre_in_udp(&g, payload) {
+                return None;
+            }
+            let inner = match gre_inner(&g)? {
+                Inner::Network(et, d) => match tunnel::ip_packet(d, whole)? {
+                    c @ tunnel::Carried::Ipv4(_) if et == EtherType::IPV4.0 => carried(c),
+                    c @ tunnel::Carried::Ipv6(_) if et == EtherType::IPV6.0 => carried(c),
+                    _ => return None,
+                },
+                other => other,
+            };
+            Some((u64::from(g.key().unwrap_or(0)), inner))
+        } else if a.mpls_udp_ports.contains(&dp) {
+            tunnel::mpls_checked(payload, whole).map(|c| (0, carried(c)))
+        } else if a.gtp_ports.contains(&dp) || a.gtp_ports.contains(&sp) {
+            tunnel::gtp_u(payload, whole).map(with_id)
+        } else if a.teredo_ports.contains(&dp) || a.teredo_ports.contains(&sp) {
+            tunnel::teredo(payload, whole).map(|c| (0, carried(c)))
+        } else if a.geneve_ports.contains(&dp) {
+            tunnel::geneve(payload, whole).map(with_id)
+        } else {
+            None
+        }
     }
 
     fn enter_tunnel(

@@ -12,3 +12,4 @@ mod live_stop;
 mod save;
 mod session;
 mod tls;
+mod tunnel_ports;
