@@ -2,13 +2,14 @@
 //! rebuilds fragmented datagrams and TCP streams, keeps the flow table and
 //! calls the plugins.
 
+use crate::clock::{PacketTime, RunClock};
 use crate::config::EngineConfig;
 use crate::control::{RunControl, RunState, ShardMonitor};
 use crate::decode::link::{LinkError, LinkInfo, decode_ethernet, decode_link};
 use crate::decode::tunnel;
 use crate::defrag::{DefragFailure, DefragOutcome, Defragmenter, FragmentInfo, FragmentKey};
 use crate::dispatch::{Dispatch, PluginHandle};
-use crate::flow::{FlowHandle, FlowTable, tcp_flags};
+use crate::flow::{FlowHandle, FlowTable, Observation, tcp_flags};
 use crate::plugin::{
     DecapLayer, Decapsulated, EndReason, Layers, LinkLayer, NetworkLayer, PacketContext, Plugin,
     StreamData, TransportLayer,
@@ -63,6 +64,8 @@ struct Frames {
     wire_bytes: u64,
     first_ts: Option<Timestamp>,
     last_ts: Option<Timestamp>,
+    /// Time of the latest of these frames on the run's clock.
+    at: Option<Timestamp>,
 }
 
 /// A 40-bit hash of the outer headers of a tunnel (addresses and tunnel id),
@@ -109,6 +112,12 @@ pub struct Analyzer {
     verdict: Cell<Verdict>,
     /// Where the counters are published while the run goes on.
     monitor: Option<Arc<ShardMonitor>>,
+    /// The run's clock, when this analyzer reads its own input (with
+    /// several workers the reading thread keeps it and gives each packet
+    /// its time).
+    clock: RunClock,
+    /// The run time of the frame being handled.
+    at: Option<Timestamp>,
 }
 
 impl std::fmt::Debug for Analyzer {
@@ -157,6 +166,8 @@ impl Analyzer {
             finished: false,
             verdict: Cell::new(Verdict::Accept),
             monitor: None,
+            clock: RunClock::new(),
+            at: None,
         }
     }
 
@@ -339,27 +350,33 @@ impl Analyzer {
         self.verdict.get()
     }
 
-    /// Handles one captured frame.
+    /// Handles one captured frame, the next of this analyzer's input: its
+    /// time on the run's clock is worked out here ([`crate::clock`]).
     pub fn handle_packet(&mut self, packet: &Packet<'_>) {
         let link = decode_link(packet.linktype, packet.data);
-        self.handle_packet_clocked(packet, link, None);
+        let time = self.clock.packet(packet.interface, packet.ts);
+        self.handle_packet_at(packet, link, time);
     }
 
-    /// Handles one frame whose link layer was already decoded, with the time
-    /// of the whole input so far (`clock`, the latest timestamp the
-    /// dispatching thread has seen; `None` for a single analyzer): each
-    /// worker then expires flows exactly when a single analyzer would.
-    pub fn handle_packet_clocked(
+    /// Handles one frame whose link layer was already decoded, at the time
+    /// the thread reading the whole input gave it on the run's clock
+    /// ([`crate::clock::RunClock::packet`]): each worker then expires flows
+    /// exactly when a single analyzer would.
+    pub fn handle_packet_at(
         &mut self,
         packet: &Packet<'_>,
         link: Result<LinkInfo, LinkError>,
-        clock: Option<Timestamp>,
+        time: PacketTime,
     ) {
         self.verdict.set(Verdict::Accept);
         self.stats.packets += 1;
         self.stats.bytes += u64::from(packet.origlen);
-        if let Some(ts) = packet.ts.max(clock) {
-            self.advance(ts);
+        if time.stepped {
+            self.stats.anomaly("clock_step_back");
+        }
+        self.at = time.at;
+        if let Some(now) = time.now {
+            self.advance(now);
         }
         if let Ok(info) = &link
             && (info.ethertype == EtherType::IPV4.0 || info.ethertype == EtherType::IPV6.0)
@@ -374,9 +391,16 @@ impl Analyzer {
         }
     }
 
-    /// Advances time without a packet (live sources): expires flows and
-    /// fragments.
+    /// Advances time without a packet (an idle tick of this analyzer's live
+    /// source, on the source's clock): expires flows and fragments.
     pub fn tick(&mut self, now: Timestamp) {
+        let now = self.clock.tick(now);
+        self.tick_at(now);
+    }
+
+    /// As [`Analyzer::tick`], `now` being already on the run's clock (given
+    /// by the thread reading the whole input).
+    pub(crate) fn tick_at(&mut self, now: Timestamp) {
         self.advance(now);
         self.flush_ended();
         self.publish();
@@ -630,7 +654,7 @@ impl Analyzer {
         key: FragmentKey,
         frag: FragmentInfo<'_>,
     ) {
-        let outcome = self.defrag.add(key, frag);
+        let outcome = self.defrag.add_at(key, frag, self.at);
         for failure in self.defrag.take_evicted() {
             self.defrag_failed(failure);
         }
@@ -654,6 +678,8 @@ impl Analyzer {
                     wire_bytes: r.wire_bytes,
                     first_ts: r.first_ts,
                     last_ts: r.last_ts,
+                    // completed by this frame
+                    at: self.at,
                 };
                 self.transport_layer(packet, l0, src, dst, r.proto, &r.payload, &frames);
             }
@@ -675,6 +701,7 @@ impl Analyzer {
             wire_bytes: failure.wire_bytes,
             first_ts: failure.first_ts,
             last_ts: failure.last_ts,
+            at: failure.last_at,
         };
         // only the flow accounting and transport plugins: the payload is partial
         self.transport_layer_partial(
@@ -694,6 +721,7 @@ impl Analyzer {
             wire_bytes: u64::from(packet.origlen),
             first_ts: packet.ts,
             last_ts: packet.ts,
+            at: self.at,
         }
     }
 
@@ -806,17 +834,16 @@ impl Analyzer {
         frames: &Frames,
         tcp: Option<(u32, u8)>,
     ) {
-        let ts = frames.last_ts.or(packet.ts);
-        let tracked = self.flows.track_frames(
-            key,
-            l0,
-            packet.index,
-            frames.frames,
-            frames.wire_bytes,
-            frames.first_ts,
-            ts,
-            flags,
-        );
+        let seen = Observation {
+            packet_index: packet.index,
+            frames: frames.frames,
+            wire_bytes: frames.wire_bytes,
+            first: frames.first_ts,
+            last: frames.last_ts.or(packet.ts),
+            at: frames.at,
+            tcp_flags: flags,
+        };
+        let tracked = self.flows.observe(key, l0, &seen);
         if tracked.created
             && !self.dispatch.flow_events.is_empty()
             && let Some(e) = self.flows.get(tracked.handle)

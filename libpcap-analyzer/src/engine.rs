@@ -22,6 +22,10 @@
 //! threads outnumber cores (the reading thread and N workers on N cores) no
 //! core idles while the reader waits for one preempted worker.
 //!
+//! The reading thread also keeps the run's clock ([`crate::clock`]): each
+//! packet travels with its time on it, and idle ticks are sent to every
+//! shard, so flows expire as they would with one worker.
+//!
 //! At the end every shard drains its flows, and the instances of each
 //! plugin are merged ([`crate::plugin::Plugin::merge`]) before
 //! `post_process`. Plugins that ask for [`crate::plugin::Interest::shared`]
@@ -32,6 +36,7 @@
 //! packets by flow, and there is no dispatching thread.
 
 use crate::analyzer::{Analyzer, AnalyzerError};
+use crate::clock::{PacketTime, RunClock};
 use crate::config::EngineConfig;
 use crate::control::{RunControl, RunState, SharedPlugin};
 use crate::decode::link::decode_link;
@@ -622,8 +627,8 @@ struct Desc {
     interface: u32,
     linktype: LinkType,
     ts: Option<Timestamp>,
-    /// Latest time of the input up to this packet.
-    clock: Option<Timestamp>,
+    /// Its time on the run's clock.
+    time: PacketTime,
     origlen: u32,
     /// Index in `Batch::chunks` of the shared chunk holding the bytes, or
     /// `NO_CHUNK` when they were copied into `Batch::data`.
@@ -802,12 +807,12 @@ impl Pool<'_> {
                         data,
                     };
                     st.analyzer
-                        .handle_packet_clocked(&p, decode_link(p.linktype, p.data), d.clock);
+                        .handle_packet_at(&p, decode_link(p.linktype, p.data), d.time);
                 }
                 batch.clear();
                 let _ = self.recycle.try_send(batch);
             }
-            Msg::Tick(now) => st.analyzer.tick(now),
+            Msg::Tick(now) => st.analyzer.tick_at(now),
         }
         self.check(&mut st);
         Step::Handled
@@ -1015,10 +1020,10 @@ struct Dispatcher<'a> {
     recycle: &'a Receiver<Batch>,
     pool: &'a Pool<'a>,
     batches: Vec<Batch>,
-    /// The latest packet time: sent with every packet, and to every worker
-    /// at the end, so flows time out the same way whatever the number of
-    /// workers.
-    clock: Option<Timestamp>,
+    /// The run's clock: the time of every packet is worked out here and
+    /// sent with it, and the clock goes to every worker at the end, so
+    /// flows time out the same way whatever the number of workers.
+    clock: RunClock,
     /// Time spent waiting for a worker's queue (debug log).
     blocked: std::time::Duration,
     /// Times a queue was full (debug log).
@@ -1045,9 +1050,7 @@ enum Bytes<'p> {
 impl Dispatcher<'_> {
     /// Queues one packet for its worker; `false` when the workers are gone.
     fn push(&mut self, p: &Packet<'_>, bytes: Bytes<'_>) -> bool {
-        if p.ts > self.clock {
-            self.clock = p.ts;
-        }
+        let time = self.clock.packet(p.interface, p.ts);
         let n = self.senders.len().max(1) as u64;
         let w = (dispatch_hash(p.linktype, p.data) % n) as usize;
         if let Bytes::Chunk(c, _) = bytes {
@@ -1085,7 +1088,7 @@ impl Dispatcher<'_> {
             interface: p.interface,
             linktype: p.linktype,
             ts: p.ts,
-            clock: self.clock,
+            time,
             origlen: p.origlen,
             chunk,
             start,
@@ -1157,7 +1160,8 @@ impl Dispatcher<'_> {
         }
     }
 
-    /// Sends every pending batch, then a clock tick to every worker.
+    /// Sends every pending batch, then a clock tick (on the run's clock)
+    /// to every worker.
     fn tick(&mut self, now: Option<Timestamp>) {
         for w in 0..self.senders.len() {
             self.send(w);
@@ -1193,7 +1197,7 @@ fn dispatch_loop(
         senders,
         recycle,
         pool,
-        clock: None,
+        clock: RunClock::new(),
         blocked: std::time::Duration::ZERO,
         full: 0,
         chunk: (0, 0),
@@ -1235,6 +1239,7 @@ fn dispatch_loop(
                         }
                     }
                     Ok(SourceEvent::Timeout { now }) => {
+                        let now = d.clock.tick(now);
                         d.tick(Some(now));
                         ctl.publish_input(0, source.progress());
                     }
@@ -1252,6 +1257,7 @@ fn dispatch_loop(
                     d.push(&p.as_packet(), Bytes::Chunk(p.chunk, p.start))
                 }
                 Ok(SharedEvent::Timeout { now }) => {
+                    let now = d.clock.tick(now);
                     d.tick(Some(now));
                     true
                 }
@@ -1271,6 +1277,7 @@ fn dispatch_loop(
                 }
                 Ok(SourceEvent::Packet(p)) => d.push(&p, Bytes::Copy(p.data)),
                 Ok(SourceEvent::Timeout { now }) => {
+                    let now = d.clock.tick(now);
                     d.tick(Some(now));
                     true
                 }
@@ -1283,7 +1290,7 @@ fn dispatch_loop(
         }
     };
     ctl.publish_input(0, source.progress());
-    let clock = d.clock;
+    let clock = d.clock.now();
     d.tick(clock);
     log::debug!(
         "engine: reader found a full queue {} times and waited {:?}, cpu {}",
@@ -1327,7 +1334,7 @@ mod tests {
             senders,
             recycle: &recycle_rx,
             pool: &pool,
-            clock: None,
+            clock: RunClock::new(),
             blocked: std::time::Duration::ZERO,
             full: 0,
             chunk: (0, 0),

@@ -55,6 +55,7 @@ pub struct AnalyzerStats {
     /// | `defrag_frames_unattributed` | frames of such a datagram whose first fragment (with the ports) never came |
     /// | `tcp_stream_gap` | bytes missing in a reassembled TCP stream |
     /// | `gre_payload_not_decoded`, `tunnel_too_deep` | a GRE payload with no decoder, tunnels nested deeper than `max_tunnel_depth` |
+    /// | `clock_step_back` | an interface's capture time went back by more than [`STEP_TOLERANCE`](crate::clock::STEP_TOLERANCE) (pcapng sections or files out of order, a clock stepped back): its packets go on from the run's clock ([`crate::clock`]) |
     pub anomalies: BTreeMap<String, u64>,
     /// Errors by plugin name.
     pub plugin_errors: BTreeMap<String, u64>,

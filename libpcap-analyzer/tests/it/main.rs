@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)] // test helpers fail loudly
 
+mod clock;
 mod config;
 mod conn_derived;
 mod corpus;
