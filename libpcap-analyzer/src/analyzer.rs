@@ -11,8 +11,8 @@ use crate::defrag::{DefragFailure, DefragOutcome, Defragmenter, FragmentInfo, Fr
 use crate::dispatch::{Dispatch, PluginHandle};
 use crate::flow::{FlowHandle, FlowTable, Observation, tcp_flags};
 use crate::plugin::{
-    DecapLayer, Decapsulated, EndReason, Layers, LinkLayer, NetworkLayer, PacketContext, Plugin,
-    StreamData, TransportLayer,
+    Counters, DecapLayer, Decapsulated, EndReason, Layers, LinkLayer, NetworkLayer, PacketContext,
+    Plugin, StreamData, TransportLayer,
 };
 use crate::reassembly::{StreamBudget, StreamConfig, StreamEvent, TcpStreamDirection};
 use crate::stats::AnalyzerStats;
@@ -180,8 +180,29 @@ impl Analyzer {
     /// Publishes the counters, if a monitor was set.
     fn publish(&self) {
         if let Some(m) = &self.monitor {
-            m.publish(&self.stats, self.flows.len(), self.flows.stats().created);
+            m.publish(
+                &self.stats,
+                self.flows.len(),
+                self.flows.stats().created,
+                self.plugin_counters(),
+            );
         }
+    }
+
+    /// The counters of this analyzer's own plugin instances that have some
+    /// ([`Plugin::counters`]; shared instances are left out).
+    pub fn plugin_counters(&self) -> Vec<(String, Counters)> {
+        self.dispatch
+            .slots
+            .iter()
+            .filter_map(|slot| match &slot.handle {
+                PluginHandle::Owned(p) if !slot.disabled => {
+                    let c = crate::engine::plugin_counters(p.as_ref())?;
+                    (!c.is_empty()).then(|| (slot.name.clone(), c))
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// Copies of the plugins' results as they would be if the input ended
@@ -1113,6 +1134,8 @@ impl Analyzer {
             b.flush(&mut self.budget, &mut |ev| {
                 deliver_stream(d, stats, &ctx, &flow, Direction::ToClient, ev)
             });
+            self.stats.reassembly.add(a.stats());
+            self.stats.reassembly.add(b.stats());
         }
         for k in 0..self.dispatch.flow_events.len() {
             let Some(&i) = self.dispatch.flow_events.get(k) else {

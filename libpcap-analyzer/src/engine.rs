@@ -42,7 +42,7 @@ use crate::control::{RunControl, RunState, SharedPlugin};
 use crate::decode::link::decode_link;
 use crate::dispatch::PluginHandle;
 use crate::flow::FlowTableStats;
-use crate::plugin::{Plugin, PluginError, PluginResult};
+use crate::plugin::{Counters, Plugin, PluginError, PluginResult};
 use crate::stats::AnalyzerStats;
 use crossbeam_channel::{
     Receiver, Select, SendTimeoutError, Sender, TryRecvError, TrySendError, bounded,
@@ -154,6 +154,19 @@ impl RunOutput {
         }
     }
 
+    /// The counters of every plugin that has some ([`Plugin::counters`] of
+    /// the merged instances), in plugin order. A plugin that panics while
+    /// giving them has none.
+    pub fn plugin_counters(&self) -> Vec<(String, Counters)> {
+        self.plugins
+            .iter()
+            .filter_map(|p| {
+                let c = plugin_counters(p.as_ref())?;
+                (!c.is_empty()).then(|| (p.name().to_string(), c))
+            })
+            .collect()
+    }
+
     /// The plugin named `name`.
     pub fn plugin(&self, name: &str) -> Option<&dyn Plugin> {
         self.plugins
@@ -161,6 +174,13 @@ impl RunOutput {
             .find(|p| p.name() == name)
             .map(|p| p.as_ref())
     }
+}
+
+/// [`Plugin::counters`] of `p`, `None` (with a warning) if it panics.
+pub(crate) fn plugin_counters(p: &dyn Plugin) -> Option<Counters> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.counters()))
+        .map_err(|_| log::warn!("plugin {} panicked while giving its counters", p.name()))
+        .ok()
 }
 
 /// Saves the results of one plugin, with a debug log of how long it took.

@@ -1,5 +1,6 @@
 //! Counters of the analyzer: packets per layer and anomalies by kind.
 
+use crate::reassembly::StreamStats;
 use std::collections::BTreeMap;
 
 /// What the analyzer counted while decoding.
@@ -59,6 +60,10 @@ pub struct AnalyzerStats {
     pub anomalies: BTreeMap<String, u64>,
     /// Errors by plugin name.
     pub plugin_errors: BTreeMap<String, u64>,
+    /// TCP reassembly counters of the flows that ended, both directions
+    /// (see [`crate::reassembly`]; the flows still open are counted when
+    /// they end, so the figures are whole once the run ended).
+    pub reassembly: StreamStats,
 }
 
 impl AnalyzerStats {
@@ -97,6 +102,7 @@ impl AnalyzerStats {
         for (k, v) in &other.plugin_errors {
             *self.plugin_errors.entry(k.clone()).or_default() += v;
         }
+        self.reassembly.add(&other.reassembly);
     }
 
     /// Total anomalies of every kind.

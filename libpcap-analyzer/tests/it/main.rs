@@ -6,6 +6,7 @@ mod clock;
 mod config;
 mod conn_derived;
 mod corpus;
+mod counters;
 mod dns;
 mod engine;
 mod fixtures;
