@@ -14,7 +14,8 @@
 //! `--filter`); 2 usage error (bad option, unknown plugin, no input, a
 //! capture filter libpcap refuses, `--nfqueue` with `-i` or input files, an
 //! unknown `--user`); 3 input truncated or partly corrupt, or a file run
-//! stopped by a signal, but results written.
+//! stopped by a signal, but results written, or no packet analysed because
+//! the capture's link type has no decoder.
 //!
 //! See `README.md` in this crate for every option.
 

@@ -174,3 +174,32 @@ fn reassembly_drops_are_counted_whatever_the_workers() {
         }
     }
 }
+
+#[test]
+fn tls_handshakes_over_the_budget_are_a_named_loss() {
+    // 6 connections whose ClientHello does not fit a 100-byte budget
+    let config = Config::from_toml("[plugin.tls]\nmax_total_buffer = 100\n").unwrap();
+    let hello = build::tls_client_hello("example.org", &["h2"]);
+    assert!(hello.len() > 100);
+    let mut frames = Vec::new();
+    for n in 0..6u8 {
+        frames.push(seg(n, 0, 0x02, &[]));
+        frames.push(seg(n, 1, 0x18, &hello));
+    }
+    let registry = builtin_registry();
+    for jobs in [1, 2] {
+        let factory = || registry.build(&["tls".to_string()], &config);
+        let out = Engine::new(&config, jobs)
+            .unwrap()
+            .run(&factory, &mut MemorySource::new(owned(frames.clone())))
+            .unwrap();
+        let c = out.plugin_counters();
+        let tls = &c.iter().find(|(n, _)| n == "tls").unwrap().1;
+        let losses: Vec<_> = tls
+            .losses()
+            .map(|l| (l.name.to_string(), l.value))
+            .collect();
+        assert_eq!(losses, [("over_budget".to_string(), 6)], "-j {jobs}");
+        assert_eq!(tls.get("connections"), Some(0), "-j {jobs}");
+    }
+}
