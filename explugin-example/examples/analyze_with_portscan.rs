@@ -68,6 +68,21 @@ fn run() -> Result<(), Box<dyn Error>> {
     for file in output.save_results(&outdir)? {
         println!("wrote {}", file.display());
     }
+    // what each plugin counted, and what it could not analyse
+    for (plugin, counters) in output.plugin_counters() {
+        let all: Vec<String> = counters
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}={}{}",
+                    c.name,
+                    c.value,
+                    if c.loss { " (lost)" } else { "" }
+                )
+            })
+            .collect();
+        println!("{plugin}: {}", all.join(" "));
+    }
 
     if let Some(results) = output.plugin(NAME).and_then(|p| p.results()) {
         let scanners = results["scanners"].as_array().cloned().unwrap_or_default();

@@ -25,7 +25,9 @@
 //! At most `max_sources` sources, `max_targets_per_source` targets per
 //! source and `max_targets` targets in all are tracked (per worker, and
 //! again when merging). Probes that hit a cap are not tracked; they are
-//! counted in `dropped` and summarised once with `log::warn!`.
+//! counted in `dropped` and reported as losses by [`Plugin::counters`]
+//! (`dropped_source_cap`, `dropped_target_cap`), which the tools show by
+//! name in their run summary and log as warnings.
 //!
 //! # Workers
 //! The engine sends both directions of a host pair to the same worker,
@@ -36,7 +38,7 @@
 //! worker as long as no cap was hit.
 
 use libpcap_analyzer::plugin::{
-    Decapsulated, Interest, Layers, PacketContext, Plugin, PluginBuilder, PluginError,
+    Counters, Decapsulated, Interest, Layers, PacketContext, Plugin, PluginBuilder, PluginError,
     PluginResult, TransportLayer, downcast, write_json_atomically,
 };
 use libpcap_tools::{Config, Direction, FiveTuple, Timestamp, ipproto};
@@ -561,14 +563,8 @@ impl Plugin for PortScanPlugin {
     }
 
     fn post_process(&mut self) -> PluginResult<()> {
-        let d = self.dropped;
-        if d.source_cap > 0 || d.target_cap > 0 {
-            log::warn!(
-                "{NAME}: {} probes not tracked at max_sources, {} at max_targets_per_source/max_targets",
-                d.source_cap,
-                d.target_cap
-            );
-        }
+        // the probes dropped at a cap are reported by counters(): the tool
+        // shows and logs them, no warning of our own
         log::debug!(
             "{NAME}: {} probes from {} sources to {} targets",
             self.probes,
@@ -576,6 +572,19 @@ impl Plugin for PortScanPlugin {
             self.targets
         );
         Ok(())
+    }
+
+    /// Probes seen and what is tracked; the probes refused by a cap are
+    /// losses. While the run goes on the tools add the workers' figures (a
+    /// source seen by two workers counts twice in `sources_tracked` then);
+    /// the final figures are the merged instance's.
+    fn counters(&self) -> Counters {
+        Counters::new()
+            .count("probes", self.probes)
+            .count("sources_tracked", self.sources.len() as u64)
+            .count("targets_tracked", self.targets as u64)
+            .loss("dropped_source_cap", self.dropped.source_cap)
+            .loss("dropped_target_cap", self.dropped.target_cap)
     }
 
     fn results(&self) -> Option<serde_json::Value> {

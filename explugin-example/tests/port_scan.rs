@@ -518,7 +518,17 @@ fn engine_with_two_workers_gives_the_same_result_as_one() {
             .unwrap()
             .run(&factory, &mut source)
             .unwrap();
-        out.plugin(NAME).unwrap().results().unwrap()
+        // the run's counters are those of the merged instance
+        let counters = out.plugin_counters();
+        assert_eq!(counters.len(), 1);
+        assert_eq!(counters[0].0, NAME);
+        let results = out.plugin(NAME).unwrap().results().unwrap();
+        assert_eq!(
+            counters[0].1.get("probes"),
+            results["probes"].as_u64(),
+            "-j {jobs}"
+        );
+        results
     };
     let one = run(1);
     assert_eq!(one["scanners"].as_array().unwrap().len(), 3);
@@ -551,6 +561,13 @@ fn memory_caps_are_enforced_and_counted() {
     );
     assert_eq!((p.dropped().source_cap, p.dropped().target_cap), (30, 0));
     assert_eq!(p.detections().len(), 2);
+    // the same figures as counters, the drops as losses
+    let c = p.counters();
+    assert_eq!(c.get("probes"), Some(50));
+    assert_eq!(c.get("sources_tracked"), Some(2));
+    assert_eq!(c.get("targets_tracked"), Some(20));
+    let losses: Vec<_> = c.losses().map(|l| (l.name.as_ref(), l.value)).collect();
+    assert_eq!(losses, [("dropped_source_cap", 30)]);
 
     // 100 ports, only 10 targets per source: still a scan at min_ports = 10
     let p = analyze(

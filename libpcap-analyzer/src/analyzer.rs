@@ -2,22 +2,23 @@
 //! rebuilds fragmented datagrams and TCP streams, keeps the flow table and
 //! calls the plugins.
 
+use crate::clock::{PacketTime, RunClock};
 use crate::config::EngineConfig;
 use crate::control::{RunControl, RunState, ShardMonitor};
 use crate::decode::link::{LinkError, LinkInfo, decode_ethernet, decode_link};
 use crate::decode::tunnel;
 use crate::defrag::{DefragFailure, DefragOutcome, Defragmenter, FragmentInfo, FragmentKey};
 use crate::dispatch::{Dispatch, PluginHandle};
-use crate::flow::{FlowHandle, FlowTable, tcp_flags};
+use crate::flow::{FlowHandle, FlowTable, Observation, tcp_flags};
 use crate::plugin::{
-    DecapLayer, Decapsulated, EndReason, Layers, LinkLayer, NetworkLayer, PacketContext, Plugin,
-    StreamData, TransportLayer,
+    Counters, DecapLayer, Decapsulated, EndReason, Layers, LinkLayer, NetworkLayer, PacketContext,
+    Plugin, StreamData, TransportLayer,
 };
 use crate::reassembly::{StreamBudget, StreamConfig, StreamEvent, TcpStreamDirection};
 use crate::stats::AnalyzerStats;
 use crate::wire::{
-    self, ErspanSlice, EtherType, GeneveSlice, GreSlice, IcmpSlice, Icmpv6Slice, Ipv4Slice,
-    Ipv6Slice, SctpSlice, TcpSlice, UdpSlice, VxlanSlice, walk_ipv6_extensions,
+    self, ErspanSlice, EtherType, GreSlice, IcmpSlice, Icmpv6Slice, Ipv4Slice, Ipv6Slice,
+    SctpSlice, TcpSlice, UdpSlice, walk_ipv6_extensions,
 };
 use libpcap_tools::{
     Config, Direction, FiveTuple, Flow, FlowContext, LinkType, Packet, PacketSource, SourceEvent,
@@ -63,6 +64,8 @@ struct Frames {
     wire_bytes: u64,
     first_ts: Option<Timestamp>,
     last_ts: Option<Timestamp>,
+    /// Time of the latest of these frames on the run's clock.
+    at: Option<Timestamp>,
 }
 
 /// A 40-bit hash of the outer headers of a tunnel (addresses and tunnel id),
@@ -109,6 +112,12 @@ pub struct Analyzer {
     verdict: Cell<Verdict>,
     /// Where the counters are published while the run goes on.
     monitor: Option<Arc<ShardMonitor>>,
+    /// The run's clock, when this analyzer reads its own input (with
+    /// several workers the reading thread keeps it and gives each packet
+    /// its time).
+    clock: RunClock,
+    /// The run time of the frame being handled.
+    at: Option<Timestamp>,
 }
 
 impl std::fmt::Debug for Analyzer {
@@ -157,6 +166,8 @@ impl Analyzer {
             finished: false,
             verdict: Cell::new(Verdict::Accept),
             monitor: None,
+            clock: RunClock::new(),
+            at: None,
         }
     }
 
@@ -179,8 +190,29 @@ impl Analyzer {
     #[inline(never)]
     fn publish(&self) {
         if let Some(m) = &self.monitor {
-            m.publish(&self.stats, self.flows.len(), self.flows.stats().created);
+            m.publish(
+                &self.stats,
+                self.flows.len(),
+                self.flows.stats().created,
+                self.plugin_counters(),
+            );
         }
+    }
+
+    /// The counters of this analyzer's own plugin instances that have some
+    /// ([`Plugin::counters`]; shared instances are left out).
+    pub fn plugin_counters(&self) -> Vec<(String, Counters)> {
+        self.dispatch
+            .slots
+            .iter()
+            .filter_map(|slot| match &slot.handle {
+                PluginHandle::Owned(p) if !slot.disabled => {
+                    let c = crate::engine::plugin_counters(p.as_ref())?;
+                    (!c.is_empty()).then(|| (slot.name.clone(), c))
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// Copies of the plugins' results as they would be if the input ended
@@ -350,27 +382,33 @@ impl Analyzer {
         self.verdict.get()
     }
 
-    /// Handles one captured frame.
+    /// Handles one captured frame, the next of this analyzer's input: its
+    /// time on the run's clock is worked out here ([`crate::clock`]).
     pub fn handle_packet(&mut self, packet: &Packet<'_>) {
         let link = decode_link(packet.linktype, packet.data);
-        self.handle_packet_clocked(packet, link, None);
+        let time = self.clock.packet(packet.interface, packet.ts);
+        self.handle_packet_at(packet, link, time);
     }
 
-    /// Handles one frame whose link layer was already decoded, with the time
-    /// of the whole input so far (`clock`, the latest timestamp the
-    /// dispatching thread has seen; `None` for a single analyzer): each
-    /// worker then expires flows exactly when a single analyzer would.
-    pub fn handle_packet_clocked(
+    /// Handles one frame whose link layer was already decoded, at the time
+    /// the thread reading the whole input gave it on the run's clock
+    /// ([`crate::clock::RunClock::packet`]): each worker then expires flows
+    /// exactly when a single analyzer would.
+    pub fn handle_packet_at(
         &mut self,
         packet: &Packet<'_>,
         link: Result<LinkInfo, LinkError>,
-        clock: Option<Timestamp>,
+        time: PacketTime,
     ) {
         self.verdict.set(Verdict::Accept);
         self.stats.packets += 1;
         self.stats.bytes += u64::from(packet.origlen);
-        if let Some(ts) = packet.ts.max(clock) {
-            self.advance(ts);
+        if time.stepped {
+            self.stats.anomaly("clock_step_back");
+        }
+        self.at = time.at;
+        if let Some(now) = time.now {
+            self.advance(now);
         }
         if let Ok(info) = &link
             && (info.ethertype == EtherType::IPV4.0 || info.ethertype == EtherType::IPV6.0)
@@ -382,9 +420,16 @@ impl Analyzer {
         self.flush_ended();
     }
 
-    /// Advances time without a packet (live sources): expires flows and
-    /// fragments.
+    /// Advances time without a packet (an idle tick of this analyzer's live
+    /// source, on the source's clock): expires flows and fragments.
     pub fn tick(&mut self, now: Timestamp) {
+        let now = self.clock.tick(now);
+        self.tick_at(now);
+    }
+
+    /// As [`Analyzer::tick`], `now` being already on the run's clock (given
+    /// by the thread reading the whole input).
+    pub(crate) fn tick_at(&mut self, now: Timestamp) {
         self.advance(now);
         self.flush_ended();
         self.publish();
@@ -638,7 +683,7 @@ impl Analyzer {
         key: FragmentKey,
         frag: FragmentInfo<'_>,
     ) {
-        let outcome = self.defrag.add(key, frag);
+        let outcome = self.defrag.add_at(key, frag, self.at);
         for failure in self.defrag.take_evicted() {
             self.defrag_failed(failure);
         }
@@ -662,6 +707,8 @@ impl Analyzer {
                     wire_bytes: r.wire_bytes,
                     first_ts: r.first_ts,
                     last_ts: r.last_ts,
+                    // completed by this frame
+                    at: self.at,
                 };
                 self.transport_layer(packet, l0, src, dst, r.proto, &r.payload, &frames);
             }
@@ -683,6 +730,7 @@ impl Analyzer {
             wire_bytes: failure.wire_bytes,
             first_ts: failure.first_ts,
             last_ts: failure.last_ts,
+            at: failure.last_at,
         };
         // only the flow accounting and transport plugins: the payload is partial
         self.transport_layer_partial(
@@ -702,6 +750,7 @@ impl Analyzer {
             wire_bytes: u64::from(packet.origlen),
             first_ts: packet.ts,
             last_ts: packet.ts,
+            at: self.at,
         }
     }
 
@@ -814,17 +863,16 @@ impl Analyzer {
         frames: &Frames,
         tcp: Option<(u32, u8)>,
     ) {
-        let ts = frames.last_ts.or(packet.ts);
-        let tracked = self.flows.track_frames(
-            key,
-            l0,
-            packet.index,
-            frames.frames,
-            frames.wire_bytes,
-            frames.first_ts,
-            ts,
-            flags,
-        );
+        let seen = Observation {
+            packet_index: packet.index,
+            frames: frames.frames,
+            wire_bytes: frames.wire_bytes,
+            first: frames.first_ts,
+            last: frames.last_ts.or(packet.ts),
+            at: frames.at,
+            tcp_flags: flags,
+        };
+        let tracked = self.flows.observe(key, l0, &seen);
         if tracked.created
             && !self.dispatch.flow_events.is_empty()
             && let Some(e) = self.flows.get(tracked.handle)
@@ -948,64 +996,59 @@ impl Analyzer {
                     None
                 }
             },
-            // a datagram on a tunnel port whose header does not check out is
-            // ordinary UDP (a reply to a client port that happens to be 4789,
-            // say): no anomaly, no inner decoding
-            ipproto::UDP if self.cfg.analyzer.vxlan_ports.contains(&key.dst_port) => {
-                VxlanSlice::from_slice(payload).ok().and_then(|v| {
-                    v.vni()
-                        .map(|vni| (u64::from(vni), Inner::Ethernet(v.payload())))
-                })
-            }
-            ipproto::UDP if self.cfg.analyzer.vxlan_gpe_ports.contains(&key.dst_port) => {
-                match VxlanSlice::from_slice(payload) {
-                    Ok(v) => v
-                        .gpe_next_protocol()
-                        .and_then(|n| tunnel::gpe(n, v.payload()))
-                        .map(|c| (u64::from(v.vni().unwrap_or(0)), carried(c))),
-                    Err(_) => None,
-                }
-            }
-            ipproto::UDP if self.cfg.analyzer.gre_udp_ports.contains(&key.dst_port) => {
-                match GreSlice::from_slice(payload) {
-                    Ok(g) => gre_inner(&g).map(|i| (u64::from(g.key().unwrap_or(0)), i)),
-                    Err(_) => None,
-                }
-            }
-            ipproto::UDP if self.cfg.analyzer.mpls_udp_ports.contains(&key.dst_port) => {
-                tunnel::mpls(payload).map(|c| (0, carried(c)))
-            }
-            ipproto::UDP
-                if self.cfg.analyzer.gtp_ports.contains(&key.dst_port)
-                    || self.cfg.analyzer.gtp_ports.contains(&key.src_port) =>
-            {
-                let teid = payload.get(4..8).map_or(0, |b| {
-                    u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-                });
-                tunnel::gtp_u(payload).map(|c| (teid, carried(c)))
-            }
-            ipproto::UDP
-                if self.cfg.analyzer.teredo_ports.contains(&key.dst_port)
-                    || self.cfg.analyzer.teredo_ports.contains(&key.src_port) =>
-            {
-                tunnel::teredo(payload).map(|c| (0, carried(c)))
-            }
-            ipproto::UDP if self.cfg.analyzer.geneve_ports.contains(&key.dst_port) => {
-                GeneveSlice::from_slice(payload).ok().and_then(|g| {
-                    let vni = u64::from(g.vni());
-                    match g.protocol_type() {
-                        EtherType::TEB => Some((vni, Inner::Ethernet(g.payload()))),
-                        et @ (EtherType::IPV4 | EtherType::IPV6) => {
-                            Some((vni, Inner::Network(et.0, g.payload())))
-                        }
-                        _ => None,
-                    }
-                })
-            }
+            // a datagram on a tunnel port is a tunnel only when its header
+            // checks out (decode::tunnel): otherwise it is the ordinary UDP
+            // it is (a reply to a client port that happens to be 4789, say),
+            // with no anomaly and no inner decoding
+            ipproto::UDP => self.udp_tunnel(key, payload, data),
             _ => None,
         };
         let Some((id, inner)) = inner else { return };
         self.enter_tunnel(packet, l0, key.src, key.dst, id, inner);
+    }
+
+    /// The inner layer of a UDP datagram on a tunnel port whose header is
+    /// valid (see [`tunnel`] for the rules), with the tunnel's id.
+    fn udp_tunnel<'d>(
+        &self,
+        key: &FiveTuple,
+        payload: &'d [u8],
+        data: &[u8],
+    ) -> Option<(u64, Inner<'d>)> {
+        let a = &self.cfg.analyzer;
+        let (sp, dp) = (key.src_port, key.dst_port);
+        // inner lengths must match exactly unless the capture cut the datagram
+        let whole = UdpSlice::from_slice(data).is_ok_and(|u| !u.is_truncated());
+        let with_id = |(id, c): (u32, tunnel::Carried<'d>)| (u64::from(id), carried(c));
+        if a.vxlan_ports.contains(&dp) {
+            tunnel::vxlan(payload, whole).map(with_id)
+        } else if a.vxlan_gpe_ports.contains(&dp) {
+            tunnel::vxlan_gpe(payload, whole).map(with_id)
+        } else if a.gre_udp_ports.contains(&dp) {
+            let g = GreSlice::from_slice(payload).ok()?;
+            if !tunnel::gre_in_udp(&g, payload) {
+                return None;
+            }
+            let inner = match gre_inner(&g)? {
+                Inner::Network(et, d) => match tunnel::ip_packet(d, whole)? {
+                    c @ tunnel::Carried::Ipv4(_) if et == EtherType::IPV4.0 => carried(c),
+                    c @ tunnel::Carried::Ipv6(_) if et == EtherType::IPV6.0 => carried(c),
+                    _ => return None,
+                },
+                other => other,
+            };
+            Some((u64::from(g.key().unwrap_or(0)), inner))
+        } else if a.mpls_udp_ports.contains(&dp) {
+            tunnel::mpls_checked(payload, whole).map(|c| (0, carried(c)))
+        } else if a.gtp_ports.contains(&dp) || a.gtp_ports.contains(&sp) {
+            tunnel::gtp_u(payload, whole).map(with_id)
+        } else if a.teredo_ports.contains(&dp) || a.teredo_ports.contains(&sp) {
+            tunnel::teredo(payload, whole).map(|c| (0, carried(c)))
+        } else if a.geneve_ports.contains(&dp) {
+            tunnel::geneve(payload, whole).map(with_id)
+        } else {
+            None
+        }
     }
 
     fn enter_tunnel(
@@ -1099,6 +1142,8 @@ impl Analyzer {
             b.flush(&mut self.budget, &mut |ev| {
                 deliver_stream(d, stats, &ctx, &flow, Direction::ToClient, ev)
             });
+            self.stats.reassembly.add(a.stats());
+            self.stats.reassembly.add(b.stats());
         }
         for k in 0..self.dispatch.flow_events.len() {
             let Some(&i) = self.dispatch.flow_events.get(k) else {

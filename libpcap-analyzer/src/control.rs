@@ -24,9 +24,10 @@
 //!   ([`Interest::shared`](crate::plugin::Interest::shared)) are copied
 //!   once, without the active flows.
 
-use crate::plugin::Plugin;
+use crate::plugin::{Counters, Plugin};
 use crate::stats::AnalyzerStats;
 use libpcap_tools::SourceProgress;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -75,6 +76,10 @@ pub struct RunCounters {
     /// Progress of the sources, summed (`total_bytes` only when every
     /// source knows its own).
     pub input: SourceProgress,
+    /// The plugins' counters ([`Plugin::counters`]), the workers' added by
+    /// name; plugins shared by all workers are not in it (their counters
+    /// come with the final results).
+    pub plugins: BTreeMap<String, Counters>,
 }
 
 /// The counters one analyzer publishes.
@@ -83,15 +88,22 @@ pub(crate) struct ShardMonitor {
     flows_alive: AtomicU64,
     flows_created: AtomicU64,
     stats: Mutex<AnalyzerStats>,
+    plugins: Mutex<Vec<(String, Counters)>>,
 }
 
 impl ShardMonitor {
-    /// Publishes an analyzer's counters.
-    pub(crate) fn publish(&self, stats: &AnalyzerStats, alive: usize, created: u64) {
+    /// Publishes an analyzer's counters and its plugins'.
+    pub(crate) fn publish(
+        &self,
+        stats: &AnalyzerStats,
+        alive: usize,
+        created: u64,
+        plugins: Vec<(String, Counters)>,
+    ) {
         self.flows_alive.store(alive as u64, Ordering::Relaxed);
         self.flows_created.store(created, Ordering::Relaxed);
-        let mut s = lock(&self.stats);
-        s.clone_from(stats);
+        lock(&self.stats).clone_from(stats);
+        *lock(&self.plugins) = plugins;
     }
 }
 
@@ -256,6 +268,9 @@ impl RunControl {
             c.flows_alive += m.flows_alive.load(Ordering::Relaxed);
             c.flows_created += m.flows_created.load(Ordering::Relaxed);
             c.stats.merge(&lock(&m.stats));
+            for (name, counters) in lock(&m.plugins).iter() {
+                c.plugins.entry(name.clone()).or_default().add(counters);
+            }
         }
         let inputs = lock(&self.inputs);
         let mut total = Some(0u64);

@@ -22,6 +22,10 @@
 //! threads outnumber cores (the reading thread and N workers on N cores) no
 //! core idles while the reader waits for one preempted worker.
 //!
+//! The reading thread also keeps the run's clock ([`crate::clock`]): each
+//! packet travels with its time on it, and idle ticks are sent to every
+//! shard, so flows expire as they would with one worker.
+//!
 //! At the end every shard drains its flows, and the instances of each
 //! plugin are merged ([`crate::plugin::Plugin::merge`]) before
 //! `post_process`. Plugins that ask for [`crate::plugin::Interest::shared`]
@@ -32,12 +36,13 @@
 //! packets by flow, and there is no dispatching thread.
 
 use crate::analyzer::{Analyzer, AnalyzerError};
+use crate::clock::{PacketTime, RunClock};
 use crate::config::EngineConfig;
 use crate::control::{RunControl, RunState, SharedPlugin};
 use crate::decode::link::decode_link;
 use crate::dispatch::PluginHandle;
 use crate::flow::FlowTableStats;
-use crate::plugin::{Plugin, PluginError, PluginResult};
+use crate::plugin::{Counters, Plugin, PluginError, PluginResult};
 use crate::stats::AnalyzerStats;
 use crossbeam_channel::{
     Receiver, Select, SendTimeoutError, Sender, TryRecvError, TrySendError, bounded,
@@ -149,6 +154,19 @@ impl RunOutput {
         }
     }
 
+    /// The counters of every plugin that has some ([`Plugin::counters`] of
+    /// the merged instances), in plugin order. A plugin that panics while
+    /// giving them has none.
+    pub fn plugin_counters(&self) -> Vec<(String, Counters)> {
+        self.plugins
+            .iter()
+            .filter_map(|p| {
+                let c = plugin_counters(p.as_ref())?;
+                (!c.is_empty()).then(|| (p.name().to_string(), c))
+            })
+            .collect()
+    }
+
     /// The plugin named `name`.
     pub fn plugin(&self, name: &str) -> Option<&dyn Plugin> {
         self.plugins
@@ -156,6 +174,13 @@ impl RunOutput {
             .find(|p| p.name() == name)
             .map(|p| p.as_ref())
     }
+}
+
+/// [`Plugin::counters`] of `p`, `None` (with a warning) if it panics.
+pub(crate) fn plugin_counters(p: &dyn Plugin) -> Option<Counters> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.counters()))
+        .map_err(|_| log::warn!("plugin {} panicked while giving its counters", p.name()))
+        .ok()
 }
 
 /// Saves the results of one plugin, with a debug log of how long it took.
@@ -625,8 +650,8 @@ struct Desc {
     interface: u32,
     linktype: LinkType,
     ts: Option<Timestamp>,
-    /// Latest time of the input up to this packet.
-    clock: Option<Timestamp>,
+    /// Its time on the run's clock.
+    time: PacketTime,
     origlen: u32,
     /// Index in `Batch::chunks` of the shared chunk holding the bytes, or
     /// `NO_CHUNK` when they were copied into `Batch::data`.
@@ -805,13 +830,13 @@ impl Pool<'_> {
                         data,
                     };
                     st.analyzer
-                        .handle_packet_clocked(&p, decode_link(p.linktype, p.data), d.clock);
+                        .handle_packet_at(&p, decode_link(p.linktype, p.data), d.time);
                     st.analyzer.publish_due();
                 }
                 batch.clear();
                 let _ = self.recycle.try_send(batch);
             }
-            Msg::Tick(now) => st.analyzer.tick(now),
+            Msg::Tick(now) => st.analyzer.tick_at(now),
         }
         self.check(&mut st);
         Step::Handled
@@ -1019,10 +1044,10 @@ struct Dispatcher<'a> {
     recycle: &'a Receiver<Batch>,
     pool: &'a Pool<'a>,
     batches: Vec<Batch>,
-    /// The latest packet time: sent with every packet, and to every worker
-    /// at the end, so flows time out the same way whatever the number of
-    /// workers.
-    clock: Option<Timestamp>,
+    /// The run's clock: the time of every packet is worked out here and
+    /// sent with it, and the clock goes to every worker at the end, so
+    /// flows time out the same way whatever the number of workers.
+    clock: RunClock,
     /// Time spent waiting for a worker's queue (debug log).
     blocked: std::time::Duration,
     /// Times a queue was full (debug log).
@@ -1049,9 +1074,7 @@ enum Bytes<'p> {
 impl Dispatcher<'_> {
     /// Queues one packet for its worker; `false` when the workers are gone.
     fn push(&mut self, p: &Packet<'_>, bytes: Bytes<'_>) -> bool {
-        if p.ts > self.clock {
-            self.clock = p.ts;
-        }
+        let time = self.clock.packet(p.interface, p.ts);
         let n = self.senders.len().max(1) as u64;
         let w = (dispatch_hash(p.linktype, p.data) % n) as usize;
         if let Bytes::Chunk(c, _) = bytes {
@@ -1089,7 +1112,7 @@ impl Dispatcher<'_> {
             interface: p.interface,
             linktype: p.linktype,
             ts: p.ts,
-            clock: self.clock,
+            time,
             origlen: p.origlen,
             chunk,
             start,
@@ -1161,7 +1184,8 @@ impl Dispatcher<'_> {
         }
     }
 
-    /// Sends every pending batch, then a clock tick to every worker.
+    /// Sends every pending batch, then a clock tick (on the run's clock)
+    /// to every worker.
     fn tick(&mut self, now: Option<Timestamp>) {
         for w in 0..self.senders.len() {
             self.send(w);
@@ -1197,7 +1221,7 @@ fn dispatch_loop(
         senders,
         recycle,
         pool,
-        clock: None,
+        clock: RunClock::new(),
         blocked: std::time::Duration::ZERO,
         full: 0,
         chunk: (0, 0),
@@ -1239,6 +1263,7 @@ fn dispatch_loop(
                         }
                     }
                     Ok(SourceEvent::Timeout { now }) => {
+                        let now = d.clock.tick(now);
                         d.tick(Some(now));
                         ctl.publish_input(0, source.progress());
                     }
@@ -1256,6 +1281,7 @@ fn dispatch_loop(
                     d.push(&p.as_packet(), Bytes::Chunk(p.chunk, p.start))
                 }
                 Ok(SharedEvent::Timeout { now }) => {
+                    let now = d.clock.tick(now);
                     d.tick(Some(now));
                     true
                 }
@@ -1275,6 +1301,7 @@ fn dispatch_loop(
                 }
                 Ok(SourceEvent::Packet(p)) => d.push(&p, Bytes::Copy(p.data)),
                 Ok(SourceEvent::Timeout { now }) => {
+                    let now = d.clock.tick(now);
                     d.tick(Some(now));
                     true
                 }
@@ -1287,7 +1314,7 @@ fn dispatch_loop(
         }
     };
     ctl.publish_input(0, source.progress());
-    let clock = d.clock;
+    let clock = d.clock.now();
     d.tick(clock);
     log::debug!(
         "engine: reader found a full queue {} times and waited {:?}, cpu {}",
@@ -1331,7 +1358,7 @@ mod tests {
             senders,
             recycle: &recycle_rx,
             pool: &pool,
-            clock: None,
+            clock: RunClock::new(),
             blocked: std::time::Duration::ZERO,
             full: 0,
             chunk: (0, 0),

@@ -36,6 +36,7 @@
 
 pub mod analyzer;
 pub mod build;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod decode;

@@ -88,7 +88,7 @@ use crate::analyzer::AnalyzerError;
 use crate::control::{RunControl, RunState};
 use crate::engine::{Engine, RunInput, RunOutput};
 use crate::flow::FlowTableStats;
-use crate::plugin::{Plugin, PluginError, PluginResult};
+use crate::plugin::{Counters, Plugin, PluginError, PluginResult};
 use libpcap_tools::{CaptureControl, PacketSource};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -209,6 +209,8 @@ pub struct SessionStats {
     pub flows_created: u64,
     /// Anomalies by kind (see [`crate::stats::AnalyzerStats::anomalies`]).
     pub anomalies: BTreeMap<String, u64>,
+    /// The plugins' counters, by plugin ([`crate::control::RunCounters::plugins`]).
+    pub plugins: BTreeMap<String, Counters>,
     /// Intermediate reports written.
     pub reports_written: u64,
 }
@@ -402,6 +404,7 @@ impl SessionHandle {
             flows_alive: c.flows_alive,
             flows_created: c.flows_created,
             anomalies: c.stats.anomalies,
+            plugins: c.plugins,
             reports_written: sh.reports.load(Ordering::Relaxed),
         }
     }

@@ -1,5 +1,6 @@
 //! Counters of the analyzer: packets per layer and anomalies by kind.
 
+use crate::reassembly::StreamStats;
 use std::collections::BTreeMap;
 
 /// What the analyzer counted while decoding.
@@ -55,9 +56,14 @@ pub struct AnalyzerStats {
     /// | `defrag_frames_unattributed` | frames of such a datagram whose first fragment (with the ports) never came |
     /// | `tcp_stream_gap` | bytes missing in a reassembled TCP stream |
     /// | `gre_payload_not_decoded`, `tunnel_too_deep` | a GRE payload with no decoder, tunnels nested deeper than `max_tunnel_depth` |
+    /// | `clock_step_back` | an interface's capture time went back by more than [`STEP_TOLERANCE`](crate::clock::STEP_TOLERANCE) (pcapng sections or files out of order, a clock stepped back): its packets go on from the run's clock ([`crate::clock`]) |
     pub anomalies: BTreeMap<String, u64>,
     /// Errors by plugin name.
     pub plugin_errors: BTreeMap<String, u64>,
+    /// TCP reassembly counters of the flows that ended, both directions
+    /// (see [`crate::reassembly`]; the flows still open are counted when
+    /// they end, so the figures are whole once the run ended).
+    pub reassembly: StreamStats,
 }
 
 impl AnalyzerStats {
@@ -96,6 +102,7 @@ impl AnalyzerStats {
         for (k, v) in &other.plugin_errors {
             *self.plugin_errors.entry(k.clone()).or_default() += v;
         }
+        self.reassembly.add(&other.reassembly);
     }
 
     /// Total anomalies of every kind.

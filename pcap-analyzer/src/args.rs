@@ -66,7 +66,8 @@ pub fn exit_code(result: &Result<Outcome>) -> u8 {
                   capture stopped by a signal or a limit); 1 error (unreadable input, unknown \
                   interface, no right to capture, bad configuration); 2 usage error (bad option, \
                   unknown plugin, no input, --filter, --nfqueue with -i or files); 3 input truncated or partly \
-                  corrupt, results written."
+                  corrupt, results written, or nothing analysed for want of a decoder of the \
+                  capture's link type."
 )]
 pub struct Args {
     /// Capture files (pcap or pcapng, optionally gzip/xz/lz4/zstd), read one

@@ -14,7 +14,8 @@
 //! `--filter`); 2 usage error (bad option, unknown plugin, no input, a
 //! capture filter libpcap refuses, `--nfqueue` with `-i` or input files, an
 //! unknown `--user`); 3 input truncated or partly corrupt, or a file run
-//! stopped by a signal, but results written.
+//! stopped by a signal, but results written, or no packet analysed because
+//! the capture's link type has no decoder.
 //!
 //! See `README.md` in this crate for every option.
 
@@ -323,7 +324,11 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
             return Err(e).context("writing the report to standard output");
         }
     }
-    let mut summary = summary_json(&done, elapsed, &warnings);
+    // nothing analysed for want of a link-type decoder: the empty report
+    // is no result (exit code 3)
+    let unanalysed = summary::unanalysed_warning(&done.output);
+    let all_warnings: Vec<String> = warnings.iter().chain(&unanalysed).cloned().collect();
+    let mut summary = summary_json(&done, elapsed, &all_warnings);
     if let Some(obj) = summary.as_object_mut() {
         opened.kind.add_summary(obj);
         if let Some(f) = &filter {
@@ -340,11 +345,15 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
     for w in &warnings {
         log::warn!("{w}; the results cover every packet before that point");
     }
+    if let Some(w) = &unanalysed {
+        log::warn!("{w}");
+    }
+    summary::log_counters(&summary);
     if !args.quiet {
         // a closed standard error is not worth failing the run for
         let _ = std::io::stderr().write_all(summary::summary_text(&summary).as_bytes());
     }
-    Ok(if warnings.is_empty() {
+    Ok(if all_warnings.is_empty() {
         Outcome::Complete
     } else {
         Outcome::Partial

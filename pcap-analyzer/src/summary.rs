@@ -1,4 +1,12 @@
 //! The run summary: as JSON (`--stats-json`) and as text (standard error).
+//!
+//! Every loss has a name in it: the plugins' counters
+//! ([`Plugin::counters`](libpcap_analyzer::plugin::Plugin::counters)) under
+//! `plugins`, TCP reassembly under `reassembly`, flows evicted under
+//! `flows_ended`, and the non-zero losses of all three together under
+//! `losses` (`"dns.malformed": 1000`, `"reassembly.dropped_over_cap": 2`,
+//! `"flows.eviction": 10`), which the text summary lists as "not analysed"
+//! and the log as warnings.
 
 use libpcap_analyzer::RunOutput;
 use libpcap_analyzer::plugins::connections::ConnectionsPlugin;
@@ -27,6 +35,21 @@ pub fn summary_json(
     let output = &done.output;
     let s = &output.stats;
     let secs = elapsed.as_secs_f64();
+    let plugins = output.plugin_counters();
+    let reassembly = s.reassembly.counters();
+    let mut losses = serde_json::Map::new();
+    for (name, c) in plugins
+        .iter()
+        .map(|(n, c)| (n.as_str(), c))
+        .chain([("reassembly", &reassembly)])
+    {
+        for l in c.losses() {
+            losses.insert(format!("{name}.{}", l.name), l.value.into());
+        }
+    }
+    if output.flows.ended_eviction > 0 {
+        losses.insert("flows.eviction".into(), output.flows.ended_eviction.into());
+    }
     serde_json::json!({
         "packets": s.packets,
         "bytes": s.bytes,
@@ -41,6 +64,12 @@ pub fn summary_json(
         },
         "anomalies": s.anomalies,
         "plugin_errors": s.plugin_errors,
+        "plugins": plugins
+            .iter()
+            .map(|(n, c)| (n.clone(), c.to_json()))
+            .collect::<serde_json::Map<_, _>>(),
+        "reassembly": reassembly.to_json(),
+        "losses": losses,
         "duration_s": secs,
         "packets_per_s": if secs > 0.0 { s.packets as f64 / secs } else { 0.0 },
         "warnings": warnings,
@@ -123,6 +152,38 @@ pub(crate) fn summary_text(v: &serde_json::Value) -> String {
             g("discarded_while_paused")
         ));
     }
+    if let Some(f) = v.get("flows_ended").and_then(|f| f.as_object()) {
+        let n = |k: &str| f.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+        s.push_str(&format!(
+            "flows ended: fin={} rst={} timeout={} eviction={} end-of-input={}{}\n",
+            n("fin"),
+            n("rst"),
+            n("timeout"),
+            n("eviction"),
+            n("end_of_input"),
+            if n("eviction") > 0 {
+                " (evicted before their end: the flow table was full, [flows] max_flows)"
+            } else {
+                ""
+            }
+        ));
+    }
+    let losses = v.get("losses").and_then(|l| l.as_object());
+    let is_loss = |key: String| losses.is_some_and(|l| l.contains_key(&key));
+    if let Some(r) = v.get("reassembly") {
+        let line = counters_line(r, |k| is_loss(format!("reassembly.{k}")));
+        if !line.is_empty() {
+            s.push_str(&format!("tcp reassembly: {line}\n"));
+        }
+    }
+    if let Some(p) = v.get("plugins").and_then(|p| p.as_object()) {
+        for (name, c) in p {
+            let line = counters_line(c, |k| is_loss(format!("{name}.{k}")));
+            if !line.is_empty() {
+                s.push_str(&format!("plugin {name}: {line}\n"));
+            }
+        }
+    }
     if let Some(a) = v
         .get("anomalies")
         .and_then(|a| a.as_object())
@@ -131,5 +192,89 @@ pub(crate) fn summary_text(v: &serde_json::Value) -> String {
         let list: Vec<String> = a.iter().map(|(k, n)| format!("{k}={n}")).collect();
         s.push_str(&format!("anomalies: {}\n", list.join(" ")));
     }
+    if let Some(e) = v
+        .get("plugin_errors")
+        .and_then(|e| e.as_object())
+        .filter(|e| !e.is_empty())
+    {
+        let list: Vec<String> = e.iter().map(|(k, n)| format!("{k}={n}")).collect();
+        s.push_str(&format!("plugin errors: {}\n", list.join(" ")));
+    }
     s
+}
+
+/// The non-zero counters of a JSON object as `name=value`, the losses apart
+/// after "not analysed:"; empty when every counter is zero.
+fn counters_line(c: &serde_json::Value, is_loss: impl Fn(&str) -> bool) -> String {
+    let Some(c) = c.as_object() else {
+        return String::new();
+    };
+    let mut counts = Vec::new();
+    let mut lost = Vec::new();
+    for (k, n) in c {
+        match n.as_u64() {
+            Some(0) | None => {}
+            Some(x) if is_loss(k) => lost.push(format!("{k}={x}")),
+            Some(x) => counts.push(format!("{k}={x}")),
+        }
+    }
+    match (counts.is_empty(), lost.is_empty()) {
+        (_, true) => counts.join(" "),
+        (true, false) => format!("not analysed: {}", lost.join(" ")),
+        (false, false) => format!("{}; not analysed: {}", counts.join(" "), lost.join(" ")),
+    }
+}
+
+/// Logs the summary's counters: a line per plugin (and for reassembly) at
+/// info level, and each loss as a warning.
+pub(crate) fn log_counters(v: &serde_json::Value) {
+    for line in summary_text(v).lines() {
+        if line.starts_with("plugin ") || line.starts_with("tcp reassembly: ") {
+            log::info!("{line}");
+        }
+    }
+    if let Some(losses) = v.get("losses").and_then(|l| l.as_object()) {
+        for (what, n) in losses {
+            let n = n.as_u64().unwrap_or(0);
+            if what == "flows.eviction" {
+                log::warn!(
+                    "{n} flows were evicted before their end because the flow table was full \
+                     ([flows] max_flows): their later packets started new flows"
+                );
+            } else {
+                log::warn!("{what}: {n} not analysed (see the run summary)");
+            }
+        }
+    }
+}
+
+/// The warning of a run where nothing could be analysed because the link
+/// type has no decoder (the report is then empty, not a result: exit
+/// code 3); a run where only some frames had such a link type gets a log
+/// warning here and no run warning.
+pub(crate) fn unanalysed_warning(output: &RunOutput) -> Option<String> {
+    let s = &output.stats;
+    let unsupported: Vec<String> = s
+        .anomalies
+        .iter()
+        .filter_map(|(k, n)| {
+            let lt: u32 = k.strip_prefix("unsupported_linktype_")?.parse().ok()?;
+            let name = libpcap_tools::LinkType(lt)
+                .name()
+                .map_or_else(String::new, |n| format!(" ({n})"));
+            Some(format!("link type {lt}{name}: {n} frames"))
+        })
+        .collect();
+    if unsupported.is_empty() {
+        return None;
+    }
+    let list = unsupported.join(", ");
+    if s.network == 0 {
+        Some(format!(
+            "no packet could be analysed: PAL has no decoder for {list}; the results are empty"
+        ))
+    } else {
+        log::warn!("frames not analysed, PAL has no decoder for {list}");
+        None
+    }
 }

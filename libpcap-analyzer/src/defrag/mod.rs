@@ -57,7 +57,10 @@
 //!
 //! A datagram expires [`DefragConfig::timeout_ns`] after its first
 //! timestamped fragment (one value for IPv4 and IPv6: RFC 791 suggests 15 s,
-//! Linux uses 30 s, RFC 8200 gives 60 s for IPv6; the default is 60 s).
+//! Linux uses 30 s, RFC 8200 gives 60 s for IPv6; the default is 60 s),
+//! counted on the run's clock when the fragments are given with
+//! [`Defragmenter::add_at`] (the analyzer does: see [`crate::clock`]; a
+//! capture whose time goes back then does not fail its datagrams).
 //! Expiry uses an ordered index, so [`Defragmenter::expire`] costs nothing
 //! when nothing expires. Datagrams with no timestamp never expire by time;
 //! [`Defragmenter::drain`] reports them at the end of input.
@@ -282,6 +285,10 @@ pub struct DefragFailure {
     pub first_ts: Option<Timestamp>,
     /// Last timestamp among them.
     pub last_ts: Option<Timestamp>,
+    /// Latest time among them on the run's clock (see
+    /// [`Defragmenter::add_at`]; their timestamp when given by
+    /// [`Defragmenter::add`]).
+    pub last_at: Option<Timestamp>,
     /// The bytes held contiguously from offset 0 (the offset-0 fragment, or
     /// more), if received: lets the engine read the transport header.
     pub first_fragment: Option<Vec<u8>>,
@@ -397,6 +404,10 @@ struct Pending {
     wire_bytes: u64,
     first_ts: Option<Timestamp>,
     last_ts: Option<Timestamp>,
+    /// Earliest and latest times on the run's clock: expiry counts from
+    /// the first.
+    first_at: Option<Timestamp>,
+    last_at: Option<Timestamp>,
     /// `Some` for a tombstone.
     dead: Option<FailureReason>,
     /// For a tombstone: the start of the datagram's first fragment (its
@@ -421,6 +432,8 @@ impl Pending {
             wire_bytes: 0,
             first_ts: None,
             last_ts: None,
+            first_at: None,
+            last_at: None,
             dead: None,
             head: None,
         }
@@ -523,13 +536,34 @@ impl Defragmenter {
     /// out datagram with the same key) are kept for
     /// [`Defragmenter::take_evicted`].
     pub fn add(&mut self, key: FragmentKey, frag: FragmentInfo<'_>) -> DefragOutcome {
+        let at = frag.ts;
+        self.add_at(key, frag, at)
+    }
+
+    /// As [`Defragmenter::add`], with the fragment's time on the run's
+    /// clock (`at`, see [`crate::clock`]) given apart from its capture
+    /// time: timeouts count on the run's clock, so that a capture whose
+    /// time goes back does not expire datagrams at once, while the
+    /// timestamps reported stay the captured ones. [`Defragmenter::expire`]
+    /// then takes the run's clock.
+    pub fn add_at(
+        &mut self,
+        key: FragmentKey,
+        frag: FragmentInfo<'_>,
+        at: Option<Timestamp>,
+    ) -> DefragOutcome {
         self.stats.fragments = self.stats.fragments.saturating_add(1);
-        let out = self.add_inner(key, frag);
+        let out = self.add_inner(key, frag, at);
         self.sync_stats();
         out
     }
 
-    fn add_inner(&mut self, key: FragmentKey, frag: FragmentInfo<'_>) -> DefragOutcome {
+    fn add_inner(
+        &mut self,
+        key: FragmentKey,
+        frag: FragmentInfo<'_>,
+        at: Option<Timestamp>,
+    ) -> DefragOutcome {
         let limit = match key.src {
             IpAddr::V4(_) => MAX_IPV4_PAYLOAD,
             IpAddr::V6(_) => MAX_IPV6_PAYLOAD,
@@ -552,8 +586,8 @@ impl Defragmenter {
         }
 
         // A pending datagram whose timeout passed (expire not called yet).
-        if let (Some(ts), Some(p)) = (frag.ts, self.map.get(&key))
-            && let Some(first) = p.first_ts
+        if let (Some(ts), Some(p)) = (at, self.map.get(&key))
+            && let Some(first) = p.first_at
             && ts.nanos_since(first) >= self.cfg.timeout_ns
         {
             self.remove_and_report(&key, FailureReason::Timeout, true);
@@ -572,6 +606,7 @@ impl Defragmenter {
                     key,
                     &frag,
                     FailureReason::TooManyDatagrams,
+                    at,
                 ));
             }
             let seq = self.next_seq;
@@ -589,6 +624,9 @@ impl Defragmenter {
                     p.first_ts = ts_min(p.first_ts, frag.ts);
                     p.last_ts = ts_max(p.last_ts, frag.ts);
                 }
+                // a tombstone's expiry counts from its first fragment too
+                p.first_at = ts_min(p.first_at, at);
+                p.last_at = ts_max(p.last_at, at);
                 (p.dead, p.seq)
             }
             None => return DefragOutcome::Pending,
@@ -596,7 +634,7 @@ impl Defragmenter {
         self.index_time(&key);
         if let Some(reason) = dead {
             self.stats.stragglers = self.stats.stragglers.saturating_add(1);
-            let mut failure = Self::single(key, &frag, reason);
+            let mut failure = Self::single(key, &frag, reason, at);
             if let Some(p) = self.map.get_mut(&key) {
                 match &failure.first_fragment {
                     // a first fragment after the failure: later stragglers use it
@@ -816,7 +854,12 @@ impl Defragmenter {
     }
 
     /// A failure reporting one fragment only.
-    fn single(key: FragmentKey, frag: &FragmentInfo<'_>, reason: FailureReason) -> DefragFailure {
+    fn single(
+        key: FragmentKey,
+        frag: &FragmentInfo<'_>,
+        reason: FailureReason,
+        at: Option<Timestamp>,
+    ) -> DefragFailure {
         DefragFailure {
             key,
             reason,
@@ -824,6 +867,7 @@ impl Defragmenter {
             wire_bytes: u64::from(frag.wire_len),
             first_ts: frag.ts,
             last_ts: frag.ts,
+            last_at: at,
             first_fragment: (frag.offset_bytes == 0 && !frag.payload.is_empty())
                 .then(|| frag.payload.to_vec()),
         }
@@ -844,7 +888,7 @@ impl Defragmenter {
     ) -> DefragOutcome {
         self.count_failure(reason);
         let Some(p) = self.map.get_mut(&key) else {
-            return DefragOutcome::Failed(Self::single(key, frag, reason));
+            return DefragOutcome::Failed(Self::single(key, frag, reason, frag.ts));
         };
         let mut first_fragment = p.prefix();
         if first_fragment.is_none() && frag.offset_bytes == 0 && !frag.payload.is_empty() {
@@ -857,6 +901,7 @@ impl Defragmenter {
             wire_bytes: p.wire_bytes,
             first_ts: p.first_ts,
             last_ts: p.last_ts,
+            last_at: p.last_at,
             first_fragment,
         };
         self.bytes_pending = self.bytes_pending.saturating_sub(p.charge());
@@ -907,6 +952,7 @@ impl Defragmenter {
             wire_bytes: p.wire_bytes,
             first_ts: p.first_ts,
             last_ts: p.last_ts,
+            last_at: p.last_at,
             first_fragment: p.prefix(),
         };
         if to_evicted {
@@ -937,7 +983,7 @@ impl Defragmenter {
     /// moves it if an earlier timestamp arrived).
     fn index_time(&mut self, key: &FragmentKey) {
         if let Some(p) = self.map.get_mut(key)
-            && let Some(first) = p.first_ts
+            && let Some(first) = p.first_at
             && p.expiry_ns != Some(first.as_nanos())
         {
             if let Some(old) = p.expiry_ns {

@@ -10,7 +10,9 @@
 //!   still count for it), then ends with reason FIN or RST. A new SYN on a
 //!   closing flow ends it at once and starts a new flow.
 //! - A flow with no packet for its protocol's idle timeout ends with reason
-//!   `Timeout`. Time is packet time for files and the clock for live input.
+//!   `Timeout`. Time is the run's clock ([`crate::clock`]): packet time for
+//!   files and the system clock for live input, made to go on when an
+//!   interface's time goes back, so that a flow is never torn apart by it.
 //! - When the table is full (`max_flows`), the flow nearest to its idle
 //!   deadline (the least recently active, relative to its timeout) is
 //!   evicted to make room, with reason `Eviction`.
@@ -155,6 +157,27 @@ impl<X> FlowEntry<X> {
     pub fn closing(&self) -> Option<EndReason> {
         self.closing
     }
+}
+
+/// What the flow table counts for one packet, or for the fragments of one
+/// rebuilt datagram ([`FlowTable::observe`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Observation {
+    /// Index of the packet in the input.
+    pub packet_index: u64,
+    /// Frames it stands for: 1, or the fragments of a datagram.
+    pub frames: u32,
+    /// Sum of their on-the-wire lengths.
+    pub wire_bytes: u64,
+    /// Capture time of the first of those frames.
+    pub first: Option<Timestamp>,
+    /// Capture time of the last of those frames.
+    pub last: Option<Timestamp>,
+    /// Time on the run's clock ([`crate::clock::PacketTime::at`]): the
+    /// flow's idle time counts from it; `last` for a single clock.
+    pub at: Option<Timestamp>,
+    /// TCP flags (0 for other protocols).
+    pub tcp_flags: u8,
 }
 
 /// Handle of a flow in the table, valid until the flow ends.
@@ -394,7 +417,38 @@ impl<X: Default> FlowTable<X> {
         ts: Option<Timestamp>,
         tcp_flags: u8,
     ) -> Tracked {
-        if let Some(t) = ts {
+        let seen = Observation {
+            packet_index,
+            frames,
+            wire_bytes,
+            first,
+            last: ts,
+            at: ts,
+            tcp_flags,
+        };
+        self.observe(tuple, context, &seen)
+    }
+
+    /// Finds or creates the flow of `tuple` (as seen in the packet), counts
+    /// what `seen` stands for and updates the TCP state. The flow's idle
+    /// time counts from `seen.at` (the run's clock, [`crate::clock`]), its
+    /// reported times are the captured `first` and `last`.
+    pub fn observe(
+        &mut self,
+        tuple: &FiveTuple,
+        context: FlowContext,
+        seen: &Observation,
+    ) -> Tracked {
+        let Observation {
+            packet_index,
+            frames,
+            wire_bytes,
+            first,
+            last: ts,
+            at,
+            tcp_flags,
+        } = *seen;
+        if let Some(t) = at {
             self.advance(t);
         }
         let key = FlowKey {
@@ -417,7 +471,7 @@ impl<X: Default> FlowTable<X> {
         let created = slot.is_none();
         let slot = match slot {
             Some(s) => s,
-            None => self.create(key, tuple, ts, packet_index, tcp_flags),
+            None => self.create(key, tuple, at, packet_index, tcp_flags),
         };
         let Some(Some(e)) = self.slots.get_mut(slot as usize) else {
             // unreachable by construction: the slot was just looked up or filled
@@ -476,10 +530,10 @@ impl<X: Default> FlowTable<X> {
         }
         e.flow
             .count_frames(direction, u64::from(frames), wire_bytes, first.or(ts), ts);
-        // activity is the packet's own time: a packet without a timestamp
-        // (pcapng Simple Packet Block) does not move the deadline, so expiry
-        // does not depend on which other packets this table has seen
-        if let Some(t) = ts {
+        // activity is the packet's own (run) time: a packet without a
+        // timestamp (pcapng Simple Packet Block) does not move the deadline,
+        // so expiry does not depend on which other packets this table has seen
+        if let Some(t) = at {
             e.last_activity = if e.last_activity == NO_TIME {
                 t.0
             } else {

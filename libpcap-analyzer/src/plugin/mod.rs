@@ -103,8 +103,10 @@
 //! assert!(registry.builder("tcp-counter").is_some());
 //! ```
 
+mod counters;
 mod registry;
 
+pub use counters::{Counter, Counters};
 pub use registry::{PluginBuilder, PluginRegistry};
 
 /// The verdict type of inline mode (from `libpcap-tools`).
@@ -606,6 +608,25 @@ pub trait Plugin: AsAny {
     /// The plugin's results as a JSON value (summaries, tests).
     fn results(&self) -> Option<serde_json::Value> {
         None
+    }
+
+    /// Named counters for the run summary: what the plugin counted and,
+    /// marked as losses ([`Counters::loss`]), what it saw but could not
+    /// analyse (malformed messages, data over a memory cap). The tools
+    /// show them by name (`pcap-analyzer`: `"plugins": {"NAME": {..}}` in
+    /// `--stats-json`, a line per plugin on standard error, a warning in
+    /// the log for each loss that is not zero), so that nothing a plugin
+    /// drops goes unsaid. The default: none.
+    ///
+    /// Called by the worker thread that owns the instance each time the
+    /// analyzer publishes its counters (every 1024 packets and at every
+    /// idle tick; the workers' counters are then added by name:
+    /// [`crate::control::RunCounters::plugins`]), and on the merged
+    /// instance after [`Plugin::post_process`] for the final figures
+    /// ([`crate::RunOutput::plugin_counters`]). Keep it cheap: read fields,
+    /// do not compute.
+    fn counters(&self) -> Counters {
+        Counters::new()
     }
 
     /// Writes the results into `dir` (created by the caller), returning the

@@ -159,6 +159,16 @@ impl Plugin for BasicStats {
         serde_json::to_value(self.report()).ok()
     }
 
+    /// Conversations kept, and flows folded into the `other` rows because
+    /// `max_conversations` was reached (their conversation is not listed).
+    fn counters(&self) -> crate::plugin::Counters {
+        crate::plugin::Counters::new()
+            .count("l3_conversations", self.l3.len() as u64)
+            .count("l4_conversations", self.l4.len() as u64)
+            .loss("l3_flows_in_other", self.other_l3.flows)
+            .loss("l4_flows_in_other", self.other_l4.flows)
+    }
+
     /// Writes `basic-stats.json` straight from the tables: a million
     /// conversations as a `serde_json::Value` took ~2 GB, streamed they
     /// take the sorted list of references.

@@ -600,6 +600,14 @@ impl Plugin for ConnectionsPlugin {
         }))
     }
 
+    fn counters(&self) -> crate::plugin::Counters {
+        let (keys, packets) = self.table.dropped();
+        crate::plugin::Counters::new()
+            .count("connections", self.table.map.len() as u64)
+            .loss("dropped_keys", keys)
+            .loss("dropped_packets", packets)
+    }
+
     fn save_results(&mut self, dir: &Path) -> PluginResult<Vec<PathBuf>> {
         let (keys, packets) = self.table.dropped();
         if keys > 0 {

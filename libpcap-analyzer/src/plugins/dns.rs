@@ -5,7 +5,9 @@
 //! Each line has the time (ns), the flow id, the addresses and ports, the
 //! transport and the decoded message (transaction id, query/response,
 //! opcode, rcode, flags, questions, answers, authorities, additionals).
-//! Malformed messages are counted (`malformed` in the results), never fatal.
+//! Malformed messages are counted (`malformed` in the results), never fatal,
+//! and reported with the other losses in the run summary
+//! ([`Plugin::counters`]: `malformed`, `tcp_resync`, `tcp_over_budget`).
 //!
 //! Config `[plugin.dns]`: `ports` (default `[53]`), `max_tcp_buffer`
 //! (bytes of an incomplete TCP message kept per direction, default 65537),
@@ -15,8 +17,8 @@
 
 use super::spool::{OutputConfig, Spool};
 use crate::plugin::{
-    Decapsulated, EndReason, Interest, Layers, PacketContext, Plugin, PluginBuilder, PluginError,
-    PluginResult, StreamData, TransportLayer, downcast,
+    Counters, Decapsulated, EndReason, Interest, Layers, PacketContext, Plugin, PluginBuilder,
+    PluginError, PluginResult, StreamData, TransportLayer, downcast,
 };
 use crate::proto::dns::{DnsMessage, parse_dns_message, parse_dns_tcp_stream};
 use libpcap_tools::{Config, Direction, FiveTuple, Flow, FlowId, Timestamp, ipproto};
@@ -237,6 +239,17 @@ impl Plugin for DnsPlugin {
 
     fn results(&self) -> Option<serde_json::Value> {
         serde_json::to_value(self.counters).ok()
+    }
+
+    fn counters(&self) -> Counters {
+        let c = &self.counters;
+        Counters::new()
+            .count("messages", c.messages)
+            .count("queries", c.queries)
+            .count("responses", c.responses)
+            .loss("malformed", c.malformed)
+            .loss("tcp_resync", c.tcp_resync)
+            .loss("tcp_over_budget", c.tcp_over_budget)
     }
 
     fn save_results(&mut self, dir: &Path) -> PluginResult<Vec<PathBuf>> {

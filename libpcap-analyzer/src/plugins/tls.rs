@@ -23,8 +23,8 @@
 
 use super::spool::{OutputConfig, Spool};
 use crate::plugin::{
-    EndReason, Interest, Layers, PacketContext, Plugin, PluginBuilder, PluginError, PluginResult,
-    StreamData, downcast,
+    Counters, EndReason, Interest, Layers, PacketContext, Plugin, PluginBuilder, PluginError,
+    PluginResult, StreamData, downcast,
 };
 use crate::proto::tls::{TlsClientHello, TlsEvent, TlsServerHello, TlsSink, TlsStreamParser};
 use libpcap_tools::{Config, Direction, Flow, FlowId, ipproto};
@@ -292,6 +292,12 @@ impl Plugin for TlsPlugin {
         Some(
             serde_json::json!({ "tls_connections": self.connections, "over_budget": self.over_budget }),
         )
+    }
+
+    fn counters(&self) -> Counters {
+        Counters::new()
+            .count("connections", self.connections)
+            .loss("over_budget", self.over_budget)
     }
 
     fn save_results(&mut self, dir: &Path) -> PluginResult<Vec<PathBuf>> {

@@ -176,6 +176,61 @@ pub struct StreamStats {
     pub data_after_close_bytes: u64,
 }
 
+impl StreamStats {
+    /// Adds `other` (another direction or worker) to these counters.
+    pub fn add(&mut self, other: &StreamStats) {
+        let StreamStats {
+            segments,
+            bytes_delivered,
+            retransmitted_bytes,
+            overlap_bytes,
+            conflicting_overlap_bytes,
+            out_of_order_segments,
+            gaps,
+            gap_bytes,
+            dropped_over_cap,
+            out_of_window_segments,
+            data_after_close_bytes,
+        } = other;
+        for (a, b) in [
+            (&mut self.segments, segments),
+            (&mut self.bytes_delivered, bytes_delivered),
+            (&mut self.retransmitted_bytes, retransmitted_bytes),
+            (&mut self.overlap_bytes, overlap_bytes),
+            (
+                &mut self.conflicting_overlap_bytes,
+                conflicting_overlap_bytes,
+            ),
+            (&mut self.out_of_order_segments, out_of_order_segments),
+            (&mut self.gaps, gaps),
+            (&mut self.gap_bytes, gap_bytes),
+            (&mut self.dropped_over_cap, dropped_over_cap),
+            (&mut self.out_of_window_segments, out_of_window_segments),
+            (&mut self.data_after_close_bytes, data_after_close_bytes),
+        ] {
+            *a = a.saturating_add(*b);
+        }
+    }
+
+    /// The counters by name, for the run summary: the skips forced by a
+    /// memory cap (`dropped_over_cap`) and the segments dropped as out of
+    /// window (`out_of_window_segments`) are losses, the rest counts.
+    pub fn counters(&self) -> crate::plugin::Counters {
+        crate::plugin::Counters::new()
+            .count("segments", self.segments)
+            .count("bytes_delivered", self.bytes_delivered)
+            .count("out_of_order_segments", self.out_of_order_segments)
+            .count("retransmitted_bytes", self.retransmitted_bytes)
+            .count("overlap_bytes", self.overlap_bytes)
+            .count("conflicting_overlap_bytes", self.conflicting_overlap_bytes)
+            .count("gaps", self.gaps)
+            .count("gap_bytes", self.gap_bytes)
+            .count("data_after_close_bytes", self.data_after_close_bytes)
+            .loss("dropped_over_cap", self.dropped_over_cap)
+            .loss("out_of_window_segments", self.out_of_window_segments)
+    }
+}
+
 /// Reassembly state of one direction of a TCP connection (see the
 /// [module doc](self)).
 #[derive(Debug, Default)]

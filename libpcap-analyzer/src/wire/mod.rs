@@ -35,7 +35,7 @@
 //! | IPv6 next header | any | [`walk_ipv6_extensions`] |
 //! | IP protocol | 6 / 17 / 1 / 58 / 132 / 47 | [`TcpSlice`] / [`UdpSlice`] / [`IcmpSlice`] / [`Icmpv6Slice`] / [`SctpSlice`] / [`GreSlice`] |
 //! | GRE type | `TEB` / `ERSPAN_II` (with seq) / `ERSPAN_III` / `PPP` | [`EthernetSlice`] / [`ErspanSlice::from_slice_type2`] / [`ErspanSlice::from_slice_type3`] / [`PppSlice`] |
-//! | UDP port | 4789 / 6081 | [`VxlanSlice`] / [`GeneveSlice`] |
+//! | UDP port (header checked by [`crate::decode::tunnel`]) | 4789 / 6081 | [`VxlanSlice`] / [`GeneveSlice`] |
 //! | link type | NULL / LOOP / LINUX_SLL / LINUX_SLL2 / PPP | [`NullSlice::from_slice`] / [`NullSlice::from_slice_loop`] / [`SllSlice`] / [`Sll2Slice`] / [`PppSlice`] |
 #![warn(clippy::indexing_slicing)]
 

@@ -2,9 +2,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)] // test helpers fail loudly
 
+mod clock;
 mod config;
 mod conn_derived;
 mod corpus;
+mod counters;
 mod dns;
 mod engine;
 mod fixtures;
@@ -12,3 +14,4 @@ mod live_stop;
 mod save;
 mod session;
 mod tls;
+mod tunnel_ports;

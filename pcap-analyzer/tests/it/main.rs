@@ -8,6 +8,7 @@ mod cli;
 mod corpus;
 mod filter;
 mod live;
+mod loss;
 mod nfqueue;
 mod privs;
 mod signals;

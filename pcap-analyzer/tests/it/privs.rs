@@ -211,7 +211,13 @@ fn privs_live_capture_runs_as_nobody_without_capabilities() {
         log.contains("privileges dropped: user nobody (uid 65534"),
         "{log}"
     );
-    assert!(!log.contains("WARN"), "{log}");
+    // no warning but the summary's losses (the UDP payloads sent to port 53
+    // are no DNS: the dns plugin counts them as malformed)
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("WARN") && !l.contains("[pcap_analyzer::summary]")),
+        "{log}"
+    );
     // the sockets were closed by nobody: the promiscuous memberships are gone
     assert_eq!(promiscuity(&bed), 0);
 }
