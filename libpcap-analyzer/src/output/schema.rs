@@ -1,0 +1,569 @@
+//! The record kinds PAL writes and their fields: the one place where field
+//! names, types and meanings are decided (see the module docs of
+//! [`crate::output`] for the conventions).
+
+/// The type of a field. Every value of a field has its type (or is null
+/// where the field is nullable), whatever its content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Ty {
+    /// `true`/`false`.
+    Bool,
+    /// Unsigned integer (64 bits).
+    U64,
+    /// Signed integer (64 bits).
+    I64,
+    /// Floating point (64 bits).
+    F64,
+    /// UTF-8 text.
+    Str,
+    /// An IPv4 or IPv6 address (text in JSON, CSV and Zeek: `192.0.2.1`,
+    /// `2001:db8::1`).
+    Ip,
+    /// A point in time: RFC 3339 UTC with nanoseconds in JSON and CSV,
+    /// a nanosecond timestamp (UTC) in Parquet, epoch seconds in Zeek logs.
+    Time,
+    /// A length of time: seconds (a decimal number, nanosecond precision)
+    /// in JSON, CSV and Zeek, `f64` seconds in Parquet.
+    Duration,
+    /// A list of texts (JSON array; `a,b` in CSV and Zeek).
+    StrList,
+    /// A list of unsigned integers.
+    U64List,
+}
+
+impl Ty {
+    /// The type's name in the documentation and the JSON schemas.
+    pub fn name(self) -> &'static str {
+        match self {
+            Ty::Bool => "bool",
+            Ty::U64 => "u64",
+            Ty::I64 => "i64",
+            Ty::F64 => "f64",
+            Ty::Str => "string",
+            Ty::Ip => "ip",
+            Ty::Time => "time",
+            Ty::Duration => "duration",
+            Ty::StrList => "list<string>",
+            Ty::U64List => "list<u64>",
+        }
+    }
+
+    /// The type's name in a Zeek log's `#types` line.
+    pub fn zeek(self) -> &'static str {
+        match self {
+            Ty::Bool => "bool",
+            Ty::U64 => "count",
+            Ty::I64 => "int",
+            Ty::F64 => "double",
+            Ty::Str => "string",
+            Ty::Ip => "addr",
+            Ty::Time => "time",
+            Ty::Duration => "interval",
+            Ty::StrList => "vector[string]",
+            Ty::U64List => "vector[count]",
+        }
+    }
+}
+
+/// One field of a record kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field {
+    /// Name (snake_case).
+    pub name: &'static str,
+    /// Type.
+    pub ty: Ty,
+    /// May be null (absent from a JSON line, empty in CSV, `-` in Zeek).
+    pub nullable: bool,
+    /// The name in a Zeek log, where Zeek has the field (`id.orig_h`, …).
+    pub zeek: Option<&'static str>,
+    /// What it means, with its unit.
+    pub doc: &'static str,
+}
+
+/// A kind of record: its name, its file and its fields in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kind {
+    /// Name (`flow`, `dns`, …).
+    pub name: &'static str,
+    /// Base name of its file in the output directory (`flows` →
+    /// `flows.jsonl`, `flows.csv`, `flows.parquet`, `flows.log`).
+    pub file: &'static str,
+    /// The `#path` of its Zeek log, where it has a Zeek counterpart.
+    pub zeek_path: Option<&'static str>,
+    /// What one record is.
+    pub doc: &'static str,
+    /// Fields, in the order they are written.
+    pub fields: &'static [Field],
+}
+
+impl Kind {
+    /// The index of field `name`.
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.fields.iter().position(|f| f.name == name)
+    }
+}
+
+/// The version of the schema: raised when a field changes meaning or type
+/// or is removed (adding a field does not raise it).
+pub const VERSION: u32 = 1;
+
+const fn f(name: &'static str, ty: Ty, doc: &'static str) -> Field {
+    Field {
+        name,
+        ty,
+        nullable: false,
+        zeek: None,
+        doc,
+    }
+}
+
+const fn n(name: &'static str, ty: Ty, doc: &'static str) -> Field {
+    Field {
+        name,
+        ty,
+        nullable: true,
+        zeek: None,
+        doc,
+    }
+}
+
+const fn z(field: Field, zeek: &'static str) -> Field {
+    Field {
+        zeek: Some(zeek),
+        ..field
+    }
+}
+
+const FLOW_ID: Field = z(
+    f(
+        "flow_id",
+        Ty::Str,
+        "the flow's id (16 hex digits): the same in every record of the flow, in every file",
+    ),
+    "uid",
+);
+const SRC_IP: Field = z(
+    f(
+        "src_ip",
+        Ty::Ip,
+        "address of the originator (the side that sent first, or the client by port)",
+    ),
+    "id.orig_h",
+);
+const SRC_PORT: Field = z(
+    f(
+        "src_port",
+        Ty::U64,
+        "port of the originator (0 without ports; ICMP: type)",
+    ),
+    "id.orig_p",
+);
+const DST_IP: Field = z(f("dst_ip", Ty::Ip, "address of the responder"), "id.resp_h");
+const DST_PORT: Field = z(
+    f(
+        "dst_port",
+        Ty::U64,
+        "port of the responder (0 without ports; ICMP: code)",
+    ),
+    "id.resp_p",
+);
+
+/// The fields of a record that belongs to a flow: `before`, then the flow
+/// id and the endpoints, then `after`.
+macro_rules! with_endpoints {
+    ([$($before:expr),* $(,)?], [$($after:expr),* $(,)?]) => {
+        &[$($before,)* FLOW_ID, SRC_IP, SRC_PORT, DST_IP, DST_PORT, $($after,)*]
+    };
+}
+
+/// `flow`: one record per flow, written when it ends (Zeek's conn.log).
+pub const FLOW: Kind = Kind {
+    name: "flow",
+    file: "flows",
+    zeek_path: Some("conn"),
+    doc: "one record per flow (both directions of a 5-tuple within one tunnel context), written when it ends",
+    fields: with_endpoints!(
+        [z(f("first", Ty::Time, "time of the first packet"), "ts")],
+        [
+            f("last", Ty::Time, "time of the last packet"),
+            z(
+                f("duration", Ty::Duration, "last - first, seconds"),
+                "duration"
+            ),
+            z(
+                f(
+                    "proto",
+                    Ty::Str,
+                    "transport protocol name, lower case (tcp, udp, icmp, ipv6-icmp, sctp, …; the number when it has no name)"
+                ),
+                "proto"
+            ),
+            f("proto_num", Ty::U64, "IP protocol number"),
+            z(
+                n(
+                    "service",
+                    Ty::Str,
+                    "application protocols recognised by content, comma-separated (dns, ssl, http, ssh, quic)"
+                ),
+                "service"
+            ),
+            z(
+                f(
+                    "orig_bytes",
+                    Ty::U64,
+                    "payload bytes from the originator (TCP: sequence space covered, gaps excluded; others: transport payload)"
+                ),
+                "orig_bytes"
+            ),
+            z(
+                f("resp_bytes", Ty::U64, "payload bytes from the responder"),
+                "resp_bytes"
+            ),
+            z(
+                f(
+                    "conn_state",
+                    Ty::Str,
+                    "Zeek's connection state (S0, S1, SF, REJ, S2, S3, RSTO, RSTR, RSTOS0, RSTRH, SH, SHR, OTH)"
+                ),
+                "conn_state"
+            ),
+            z(
+                f(
+                    "missed_bytes",
+                    Ty::U64,
+                    "bytes missing in the reassembled TCP streams (gaps)"
+                ),
+                "missed_bytes"
+            ),
+            z(
+                f(
+                    "history",
+                    Ty::Str,
+                    "Zeek's history letters: originator upper case, responder lower case"
+                ),
+                "history"
+            ),
+            z(
+                f("orig_pkts", Ty::U64, "packets from the originator"),
+                "orig_pkts"
+            ),
+            z(
+                f(
+                    "orig_ip_bytes",
+                    Ty::U64,
+                    "IP bytes from the originator (IP total length)"
+                ),
+                "orig_ip_bytes"
+            ),
+            z(
+                f("resp_pkts", Ty::U64, "packets from the responder"),
+                "resp_pkts"
+            ),
+            z(
+                f("resp_ip_bytes", Ty::U64, "IP bytes from the responder"),
+                "resp_ip_bytes"
+            ),
+            f(
+                "orig_wire_bytes",
+                Ty::U64,
+                "bytes on the wire (captured frame lengths) from the originator"
+            ),
+            f(
+                "resp_wire_bytes",
+                Ty::U64,
+                "bytes on the wire from the responder"
+            ),
+            z(
+                n(
+                    "tunnel_parents",
+                    Ty::StrList,
+                    "flow ids of the tunnels carrying this flow, outermost first"
+                ),
+                "tunnel_parents"
+            ),
+            f(
+                "tunnel_depth",
+                Ty::U64,
+                "tunnel levels around this flow (0: not tunnelled)"
+            ),
+            n("vlan", Ty::U64, "innermost 802.1Q VLAN id"),
+            n(
+                "community_id",
+                Ty::Str,
+                "Community ID v1 of the flow (base64, seed 0)"
+            ),
+            f(
+                "tcp_flags_orig",
+                Ty::Str,
+                "TCP flags seen from the originator (FSRPAUEC)"
+            ),
+            f(
+                "tcp_flags_resp",
+                Ty::Str,
+                "TCP flags seen from the responder"
+            ),
+            f(
+                "end_reason",
+                Ty::Str,
+                "why the flow ended: fin, rst, timeout, eviction, end-of-input (the input ended while it was open: it may go on in a later capture)"
+            ),
+        ]
+    ),
+};
+
+/// `connection`: the connection report, one record per unidirectional key.
+pub const CONNECTION: Kind = Kind {
+    name: "connection",
+    file: "connections",
+    zeek_path: None,
+    doc: "one record per unidirectional (source ip, source port, destination ip, destination port), all protocols and flows together",
+    fields: &[
+        f("first", Ty::Time, "time of the first packet"),
+        f("last", Ty::Time, "time of the last packet"),
+        f(
+            "flow_id",
+            Ty::Str,
+            "the id of the first flow counted in this record (see flows: records with flows > 1 sum several)",
+        ),
+        f("src_ip", Ty::Ip, "source address"),
+        f("src_port", Ty::U64, "source port (0 without ports)"),
+        f("dst_ip", Ty::Ip, "destination address"),
+        f("dst_port", Ty::U64, "destination port (0 without ports)"),
+        f(
+            "protocols",
+            Ty::StrList,
+            "transport protocol names, sorted by number",
+        ),
+        f("bytes", Ty::U64, "bytes on the wire (frame lengths)"),
+        f("packets", Ty::U64, "packets"),
+        f("flows", Ty::U64, "flows counted in this record"),
+    ],
+};
+
+/// `dns`: one record per DNS message (Zeek's dns.log, per message).
+pub const DNS: Kind = Kind {
+    name: "dns",
+    file: "dns",
+    zeek_path: Some("dns"),
+    doc: "one record per DNS message (query or response)",
+    fields: with_endpoints!(
+        [z(
+            f(
+                "ts",
+                Ty::Time,
+                "time of the packet (or of the last segment of a TCP message)"
+            ),
+            "ts"
+        )],
+        [
+            z(f("proto", Ty::Str, "udp or tcp"), "proto"),
+            z(f("trans_id", Ty::U64, "transaction id"), "trans_id"),
+            f("qr", Ty::Bool, "a response (QR bit)"),
+            f("opcode", Ty::U64, "opcode"),
+            f(
+                "opcode_name",
+                Ty::Str,
+                "opcode name (QUERY, IQUERY, STATUS, NOTIFY, UPDATE, DSO; the number when unassigned)"
+            ),
+            z(
+                f(
+                    "rcode",
+                    Ty::U64,
+                    "response code; with EDNS, the 12-bit extended code (the OPT record's upper 8 bits joined to the header's 4)"
+                ),
+                "rcode"
+            ),
+            z(
+                f(
+                    "rcode_name",
+                    Ty::Str,
+                    "response code name (NOERROR, NXDOMAIN, SERVFAIL, BADVERS, …)"
+                ),
+                "rcode_name"
+            ),
+            z(f("aa", Ty::Bool, "authoritative answer"), "AA"),
+            z(f("tc", Ty::Bool, "truncated"), "TC"),
+            z(f("rd", Ty::Bool, "recursion desired"), "RD"),
+            z(f("ra", Ty::Bool, "recursion available"), "RA"),
+            f("ad", Ty::Bool, "authentic data (DNSSEC)"),
+            f("cd", Ty::Bool, "checking disabled (DNSSEC)"),
+            z(n("query", Ty::Str, "the first question's name"), "query"),
+            z(n("qclass", Ty::U64, "the first question's class"), "qclass"),
+            z(
+                n(
+                    "qclass_name",
+                    Ty::Str,
+                    "its name (C_INTERNET, C_CHAOS, … as Zeek; ANY)"
+                ),
+                "qclass_name"
+            ),
+            z(n("qtype", Ty::U64, "the first question's type"), "qtype"),
+            z(
+                n(
+                    "qtype_name",
+                    Ty::Str,
+                    "its name (A, AAAA, NULL, HTTPS, …; TYPE<n> when unassigned)"
+                ),
+                "qtype_name"
+            ),
+            f("questions", Ty::U64, "questions in the message"),
+            z(
+                n(
+                    "answers",
+                    Ty::StrList,
+                    "the answer records' data as text (addresses, names, text…)"
+                ),
+                "answers"
+            ),
+            n(
+                "answer_types",
+                Ty::StrList,
+                "the answer records' type names, in the same order"
+            ),
+            z(
+                n(
+                    "ttls",
+                    Ty::U64List,
+                    "the answer records' TTLs, seconds, in the same order"
+                ),
+                "TTLs"
+            ),
+            f("authorities", Ty::U64, "records in the authority section"),
+            f(
+                "additionals",
+                Ty::U64,
+                "records in the additional section (OPT included)"
+            ),
+            n(
+                "edns_udp_size",
+                Ty::U64,
+                "EDNS: the sender's UDP payload size (OPT record present)"
+            ),
+            n("edns_do", Ty::Bool, "EDNS: DNSSEC OK bit"),
+            f(
+                "partial",
+                Ty::Bool,
+                "a section after the first damage could not be decoded (the sections before it are kept)"
+            ),
+        ]
+    ),
+};
+
+/// `tls`: one record per TLS hello (ClientHello, ServerHello,
+/// HelloRetryRequest).
+pub const TLS: Kind = Kind {
+    name: "tls",
+    file: "tls",
+    zeek_path: None,
+    doc: "one record per TLS handshake hello (ClientHello, ServerHello, HelloRetryRequest), over TCP or QUIC",
+    fields: with_endpoints!(
+        [f(
+            "ts",
+            Ty::Time,
+            "time of the packet that completed the hello"
+        )],
+        [
+            f("transport", Ty::Str, "tcp or quic"),
+            f("hello", Ty::Str, "client, server or hello_retry_request"),
+            f(
+                "index",
+                Ty::U64,
+                "the hello's number among the hellos of its kind in the connection, from 0 (a second ClientHello after a HelloRetryRequest has 1)"
+            ),
+            f(
+                "version",
+                Ty::U64,
+                "the negotiated or highest offered version (supported_versions when present)"
+            ),
+            f("version_name", Ty::Str, "its name (TLS 1.2, TLS 1.3, …)"),
+            n("sni", Ty::Str, "server name (client)"),
+            n(
+                "alpn",
+                Ty::StrList,
+                "ALPN protocols offered (client) or chosen (server)"
+            ),
+            n("cipher", Ty::U64, "cipher suite chosen (server)"),
+            n("cipher_name", Ty::Str, "its IANA name"),
+            n(
+                "ciphers",
+                Ty::U64List,
+                "cipher suites offered (client), GREASE included, in order"
+            ),
+            f("extensions", Ty::U64List, "extension types, in order"),
+            n("groups", Ty::U64List, "supported groups (client)"),
+            n(
+                "supported_versions",
+                Ty::U64List,
+                "supported_versions extension, in order"
+            ),
+            n("ja3", Ty::Str, "JA3 string (client) or JA3S (server)"),
+            n("ja3_hash", Ty::Str, "its MD5"),
+            n("ja4", Ty::Str, "JA4 (client) or JA4S (server)"),
+            n("ja4_r", Ty::Str, "JA4_r (client), the raw form"),
+        ]
+    ),
+};
+
+/// `community_id`: one record per flow with its Community ID.
+pub const COMMUNITY_ID: Kind = Kind {
+    name: "community_id",
+    file: "community-id",
+    zeek_path: None,
+    doc: "the Community ID of each flow (per ICMP exchange), with its key",
+    fields: with_endpoints!(
+        [f("ts", Ty::Time, "time of the flow's first packet")],
+        [
+            f("proto_num", Ty::U64, "IP protocol number"),
+            f(
+                "community_id",
+                Ty::Str,
+                "Community ID v1 (base64, or hex with [plugin.community-id] base64 = false)"
+            ),
+        ]
+    ),
+};
+
+/// Every record kind, in the order of the documentation.
+pub const ALL: &[&Kind] = &[&FLOW, &CONNECTION, &DNS, &TLS, &COMMUNITY_ID];
+
+/// The kind named `name`.
+pub fn kind(name: &str) -> Option<&'static Kind> {
+    ALL.iter().copied().find(|k| k.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_snake_case_and_documented() {
+        for k in ALL {
+            let mut seen = std::collections::HashSet::new();
+            for f in k.fields {
+                assert!(seen.insert(f.name), "{}: {} twice", k.name, f.name);
+                assert!(
+                    f.name
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                    "{}: {}",
+                    k.name,
+                    f.name
+                );
+                assert!(!f.doc.is_empty(), "{}: {} has no doc", k.name, f.name);
+            }
+        }
+    }
+
+    #[test]
+    fn every_flow_record_kind_has_a_flow_id_and_a_time() {
+        for k in ALL {
+            assert!(k.index("flow_id").is_some(), "{}", k.name);
+            assert!(
+                k.index("ts").is_some()
+                    || (k.index("first").is_some() && k.index("last").is_some()),
+                "{}",
+                k.name
+            );
+        }
+    }
+}

@@ -1,0 +1,500 @@
+//! A record spool: the records of one kind from one worker, kept in memory
+//! up to a budget, sorted and spilled to the output directory as runs
+//! beyond it; the spools of all workers are merged (k-way) into one file in
+//! the chosen format at the end. Records come out ordered by time, then
+//! flow id, then content, so the file is the same whatever the number of
+//! workers, and memory does not grow with the capture.
+
+use super::format::{Format, writer};
+use super::row::{RowBuf, decode};
+use super::schema::Kind;
+use libpcap_tools::Timestamp;
+use std::cmp::Ordering as CmpOrdering;
+use std::collections::BinaryHeap;
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static RUN_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Default bytes of rows a spool holds before it spills a run.
+pub const DEFAULT_MEMORY: usize = 8 << 20;
+
+/// The sort key of a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Key {
+    ts: i64,
+    flow: u64,
+}
+
+/// The records of one kind from one worker (see the module docs).
+#[derive(Debug)]
+pub struct RecordSpool {
+    kind: &'static Kind,
+    dir: Option<PathBuf>,
+    max_memory: usize,
+    /// Rows in memory, one after another.
+    arena: Vec<u8>,
+    /// Key, offset and length of each row in `arena`.
+    index: Vec<(Key, u32, u32)>,
+    /// Sorted runs spilled to the output directory.
+    runs: Vec<PathBuf>,
+    records: u64,
+    /// Rows a plugin left incomplete (not written).
+    bad_rows: u64,
+    /// The first write error; the spool then only counts.
+    failed: Option<String>,
+}
+
+impl RecordSpool {
+    /// A spool of `kind` records spilling into `dir` (without one, records
+    /// are only counted).
+    pub fn new(kind: &'static Kind, dir: Option<PathBuf>) -> RecordSpool {
+        RecordSpool {
+            kind,
+            dir,
+            max_memory: DEFAULT_MEMORY,
+            arena: Vec::new(),
+            index: Vec::new(),
+            runs: Vec::new(),
+            records: 0,
+            bad_rows: 0,
+            failed: None,
+        }
+    }
+
+    /// Sets the bytes of rows held before a run is spilled (64 KiB to
+    /// 1 GiB).
+    pub fn with_memory(mut self, bytes: usize) -> RecordSpool {
+        self.max_memory = bytes.clamp(64 << 10, 1 << 30);
+        self
+    }
+
+    /// The kind of its records.
+    pub fn kind(&self) -> &'static Kind {
+        self.kind
+    }
+
+    /// `true` when records are kept (an output directory is set and no
+    /// write failed).
+    pub fn is_writing(&self) -> bool {
+        self.dir.is_some() && self.failed.is_none()
+    }
+
+    /// Records pushed (all merged spools).
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Rows left incomplete by a plugin and therefore not written.
+    pub fn bad_rows(&self) -> u64 {
+        self.bad_rows
+    }
+
+    /// The first write error, if any (the records after it were counted,
+    /// not kept).
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.as_deref()
+    }
+
+    /// Adds a record with its time and flow id (the sort key).
+    pub fn push(&mut self, ts: Option<Timestamp>, flow: u64, row: &RowBuf) {
+        self.records += 1;
+        let Some(bytes) = row.finish() else {
+            self.bad_rows += 1;
+            return;
+        };
+        if !self.is_writing() {
+            return;
+        }
+        // the arena stays under 1 GiB (`with_memory`), a row under 4 GiB
+        let (Ok(off), Ok(len)) = (u32::try_from(self.arena.len()), u32::try_from(bytes.len()))
+        else {
+            self.bad_rows += 1;
+            return;
+        };
+        let key = Key {
+            ts: ts.map_or(i64::MIN, Timestamp::as_nanos),
+            flow,
+        };
+        self.arena.extend_from_slice(bytes);
+        self.index.push((key, off, len));
+        if self.arena.len() >= self.max_memory {
+            self.spill_or_fail();
+        }
+    }
+
+    fn spill_or_fail(&mut self) {
+        if let Err(e) = self.spill() {
+            log::warn!("{}: cannot spill records: {e}", self.kind.name);
+            self.failed = Some(e.to_string());
+            self.arena = Vec::new();
+            self.index = Vec::new();
+        }
+    }
+
+    /// Sorts the rows in memory (time, flow, content).
+    fn sort(&mut self) {
+        let arena = &self.arena;
+        let row = |off: u32, len: u32| {
+            arena
+                .get(off as usize..off as usize + len as usize)
+                .unwrap_or(&[])
+        };
+        self.index
+            .sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| row(a.1, a.2).cmp(row(b.1, b.2))));
+    }
+
+    /// Writes the rows in memory as a sorted run.
+    fn spill(&mut self) -> io::Result<()> {
+        if self.index.is_empty() {
+            return Ok(());
+        }
+        let Some(dir) = self.dir.clone() else {
+            return Ok(());
+        };
+        self.sort();
+        let n = RUN_SEQ.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!(
+            ".{}.{}.{n}.part",
+            self.kind.file,
+            std::process::id()
+        ));
+        let result = (|| {
+            let mut w = BufWriter::with_capacity(1 << 16, std::fs::File::create(&path)?);
+            for &(key, off, len) in &self.index {
+                let row = self
+                    .arena
+                    .get(off as usize..off as usize + len as usize)
+                    .unwrap_or(&[]);
+                write_entry(&mut w, key, row)?;
+            }
+            w.flush()
+        })();
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        self.runs.push(path);
+        self.arena.clear();
+        self.index.clear();
+        Ok(())
+    }
+
+    /// Takes over the records of another spool of the same kind.
+    pub fn merge(&mut self, mut other: RecordSpool) {
+        self.records += other.records;
+        self.bad_rows += other.bad_rows;
+        if self.failed.is_none() {
+            self.failed = other.failed.take();
+        }
+        // the other's memory becomes a run (or joins ours when small)
+        if other.arena.len() + self.arena.len() < self.max_memory {
+            for &(key, off, len) in &other.index {
+                let Some(row) = other.arena.get(off as usize..off as usize + len as usize) else {
+                    continue;
+                };
+                let Ok(o) = u32::try_from(self.arena.len()) else {
+                    continue;
+                };
+                self.arena.extend_from_slice(row);
+                self.index.push((key, o, len));
+            }
+            other.arena.clear();
+            other.index.clear();
+        } else {
+            other.spill_or_fail();
+            if self.failed.is_none() {
+                self.failed = other.failed.take();
+            }
+        }
+        self.runs.append(&mut other.runs);
+    }
+
+    /// Writes every record, in order, into `dir/FILE.EXT` in `format`
+    /// (through a temporary file renamed into place) and removes the runs.
+    /// Without an output directory nothing is written (`Ok(None)`).
+    ///
+    /// # Errors
+    /// When a run cannot be read or the file written (the temporary file
+    /// is then removed).
+    pub fn save(&mut self, dir: &Path, format: Format) -> io::Result<Option<PathBuf>> {
+        if self.dir.is_none() {
+            return Ok(None);
+        }
+        if let Some(e) = &self.failed {
+            return Err(io::Error::other(format!(
+                "an earlier write failed ({e}): the records are incomplete"
+            )));
+        }
+        self.sort();
+        let name = format!("{}.{}", self.kind.file, format.extension());
+        let path = dir.join(&name);
+        let tmp = dir.join(format!(
+            ".{name}.tmp{}-{}",
+            std::process::id(),
+            RUN_SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let result = self.write_all(&tmp, format);
+        let result = result.and_then(|()| std::fs::rename(&tmp, &path));
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result?;
+        for r in self.runs.drain(..) {
+            let _ = std::fs::remove_file(r);
+        }
+        self.arena = Vec::new();
+        self.index = Vec::new();
+        Ok(Some(path))
+    }
+
+    /// The k-way merge of the runs and the rows in memory into `tmp`.
+    fn write_all(&self, tmp: &Path, format: Format) -> io::Result<()> {
+        let file = std::fs::File::create(tmp)?;
+        let mut out = writer(format, self.kind, BufWriter::with_capacity(1 << 20, file))?;
+        let mut sources: Vec<Source<'_>> = Vec::with_capacity(self.runs.len() + 1);
+        for r in &self.runs {
+            sources.push(Source::Run(BufReader::with_capacity(
+                1 << 16,
+                std::fs::File::open(r)?,
+            )));
+        }
+        sources.push(Source::Memory(self, 0));
+        let mut heap = BinaryHeap::with_capacity(sources.len());
+        for (i, s) in sources.iter_mut().enumerate() {
+            let mut row = Vec::new();
+            if let Some(key) = s.next(&mut row)? {
+                heap.push(Head { key, row, src: i });
+            }
+        }
+        let fields = self.kind.fields.len();
+        while let Some(Head {
+            key: _,
+            mut row,
+            src,
+        }) = heap.pop()
+        {
+            {
+                let mut vals = Vec::with_capacity(fields);
+                decode(self.kind, &row, &mut vals)
+                    .map_err(|e| io::Error::other(format!("{}: {e}", self.kind.name)))?;
+                out.write_row(&vals)?;
+            }
+            if let Some(s) = sources.get_mut(src)
+                && let Some(key) = s.next(&mut row)?
+            {
+                heap.push(Head { key, row, src });
+            }
+        }
+        out.finish()?;
+        Ok(())
+    }
+}
+
+impl Drop for RecordSpool {
+    fn drop(&mut self) {
+        for r in self.runs.drain(..) {
+            let _ = std::fs::remove_file(r);
+        }
+    }
+}
+
+fn put_varint(w: &mut impl Write, mut v: u64) -> io::Result<()> {
+    let mut b = [0u8; 10];
+    let mut n = 0;
+    while v >= 0x80 {
+        b[n] = (v as u8) | 0x80;
+        v >>= 7;
+        n += 1;
+    }
+    b[n] = v as u8;
+    w.write_all(&b[..=n])
+}
+
+fn write_entry(w: &mut impl Write, key: Key, row: &[u8]) -> io::Result<()> {
+    w.write_all(&key.ts.to_le_bytes())?;
+    w.write_all(&key.flow.to_le_bytes())?;
+    put_varint(w, row.len() as u64)?;
+    w.write_all(row)
+}
+
+fn read_varint(r: &mut impl BufRead) -> io::Result<u64> {
+    let mut v = 0u64;
+    for shift in (0..70).step_by(7) {
+        let mut b = [0u8; 1];
+        r.read_exact(&mut b)?;
+        v |= u64::from(b[0] & 0x7f) << shift.min(63);
+        if b[0] & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err(io::Error::other("bad varint in a spool run"))
+}
+
+/// Where the merge takes rows from.
+enum Source<'a> {
+    Run(BufReader<std::fs::File>),
+    /// The spool's sorted rows in memory, and the next one.
+    Memory(&'a RecordSpool, usize),
+}
+
+impl Source<'_> {
+    /// The next entry into `row`; `None` at the end.
+    fn next(&mut self, row: &mut Vec<u8>) -> io::Result<Option<Key>> {
+        match self {
+            Source::Run(r) => {
+                if r.fill_buf()?.is_empty() {
+                    return Ok(None);
+                }
+                let mut b = [0u8; 8];
+                r.read_exact(&mut b)?;
+                let ts = i64::from_le_bytes(b);
+                r.read_exact(&mut b)?;
+                let flow = u64::from_le_bytes(b);
+                let len = usize::try_from(read_varint(r)?)
+                    .map_err(|_| io::Error::other("bad length in a spool run"))?;
+                if len > 64 << 20 {
+                    return Err(io::Error::other("bad length in a spool run"));
+                }
+                row.clear();
+                row.resize(len, 0);
+                r.read_exact(row)?;
+                Ok(Some(Key { ts, flow }))
+            }
+            Source::Memory(spool, next) => {
+                let Some(&(key, off, len)) = spool.index.get(*next) else {
+                    return Ok(None);
+                };
+                *next += 1;
+                row.clear();
+                row.extend_from_slice(
+                    spool
+                        .arena
+                        .get(off as usize..off as usize + len as usize)
+                        .unwrap_or(&[]),
+                );
+                Ok(Some(key))
+            }
+        }
+    }
+}
+
+/// The current row of one source in the merge heap (smallest first).
+struct Head {
+    key: Key,
+    row: Vec<u8>,
+    src: usize,
+}
+
+impl PartialEq for Head {
+    fn eq(&self, o: &Head) -> bool {
+        self.cmp(o) == CmpOrdering::Equal
+    }
+}
+impl Eq for Head {}
+impl PartialOrd for Head {
+    fn partial_cmp(&self, o: &Head) -> Option<CmpOrdering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Head {
+    fn cmp(&self, o: &Head) -> CmpOrdering {
+        // reversed: BinaryHeap pops the largest
+        o.key
+            .cmp(&self.key)
+            .then_with(|| o.row.cmp(&self.row))
+            .then_with(|| o.src.cmp(&self.src))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::schema::COMMUNITY_ID;
+
+    fn row(ts: i64, flow: u64, cid: &str) -> RowBuf {
+        let mut r = RowBuf::new(&COMMUNITY_ID);
+        r.time(Timestamp(ts))
+            .str(&format!("{flow:016x}"))
+            .ip("10.0.0.1".parse().unwrap())
+            .u64(1)
+            .ip("10.0.0.2".parse().unwrap())
+            .u64(2)
+            .u64(6)
+            .str(cid);
+        r
+    }
+
+    /// Records pushed in a scrambled order, split over `workers` spools
+    /// that spill often, merged and saved.
+    fn run(workers: usize, n: u64, dir: &Path) -> String {
+        let mut spools: Vec<RecordSpool> = (0..workers)
+            .map(|_| RecordSpool::new(&COMMUNITY_ID, Some(dir.to_path_buf())).with_memory(1))
+            .collect();
+        for i in 0..n {
+            let x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40;
+            let ts = (x % 1000) as i64;
+            let flow = x % 7;
+            let w = (x % workers as u64) as usize;
+            // duplicates of (ts, flow) differ by content only
+            spools[w].push(
+                Some(Timestamp(ts)),
+                flow,
+                &row(ts, flow, &format!("c{}", x % 3)),
+            );
+        }
+        let mut all = spools.remove(0);
+        for s in spools {
+            all.merge(s);
+        }
+        assert_eq!(all.records(), n);
+        let path = all.save(dir, Format::Jsonl).unwrap().unwrap();
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    #[test]
+    fn the_file_is_sorted_and_the_same_for_any_number_of_workers() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = run(1, 30_000, dir.path());
+        let three = run(3, 30_000, dir.path());
+        assert_eq!(one, three);
+        let lines: Vec<&str> = one.lines().collect();
+        assert_eq!(lines.len(), 30_000);
+        let ts: Vec<String> = lines
+            .iter()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["ts"].to_string())
+            .collect();
+        assert!(ts.windows(2).all(|w| w[0] <= w[1]), "sorted by time");
+        // no run or temporary file is left
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn without_a_directory_records_are_counted_only() {
+        let mut s = RecordSpool::new(&COMMUNITY_ID, None);
+        s.push(Some(Timestamp(1)), 1, &row(1, 1, "x"));
+        assert_eq!(s.records(), 1);
+        assert!(!s.is_writing());
+        let dir = tempfile::tempdir().unwrap();
+        assert!(s.save(dir.path(), Format::Csv).unwrap().is_none());
+    }
+
+    #[test]
+    fn an_incomplete_row_is_counted_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = RecordSpool::new(&COMMUNITY_ID, Some(dir.path().to_path_buf()));
+        let mut r = RowBuf::new(&COMMUNITY_ID);
+        r.time(Timestamp(0));
+        s.push(None, 0, &r);
+        s.push(Some(Timestamp(2)), 2, &row(2, 2, "ok"));
+        assert_eq!((s.records(), s.bad_rows()), (2, 1));
+        let p = s.save(dir.path(), Format::Jsonl).unwrap().unwrap();
+        assert_eq!(std::fs::read_to_string(p).unwrap().lines().count(), 1);
+    }
+}
