@@ -721,3 +721,71 @@ fn unknown_config_key_is_a_warning() {
         "{w:?}"
     );
 }
+
+/// `pal-portscan`, the whole tool with the plugin added by
+/// `pcap_analyzer::main_with`: `-p` accepts it, it writes its results with
+/// the built-in plugins', its counters reach the summary, and the tool's
+/// exit codes hold.
+#[test]
+fn the_pal_portscan_binary_is_the_whole_tool_with_the_plugin() {
+    use libpcap_tools::{PcapWriter, PcapWriterOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("mixed.pcap");
+    let mut w = PcapWriter::new(
+        std::fs::File::create(&pcap).unwrap(),
+        LinkType::ETHERNET,
+        PcapWriterOptions::default(),
+    )
+    .unwrap();
+    for p in packets(&mixed()) {
+        w.write_packet(&p.as_packet()).unwrap();
+    }
+    w.finish().unwrap();
+    let bin = env!("CARGO_BIN_EXE_pal-portscan");
+    let run = |args: &[&str]| {
+        std::process::Command::new(bin)
+            .args(args)
+            .env_remove("PCAP_ANALYZER_LOG")
+            .output()
+            .unwrap()
+    };
+    let o = run(&["--list-builders"]);
+    assert_eq!(o.status.code(), Some(0));
+    let list = String::from_utf8_lossy(&o.stdout);
+    assert!(list.contains("port-scan"), "{list}");
+    assert!(list.contains("connections"), "{list}");
+    let out = dir.path().join("out");
+    let stats = dir.path().join("stats.json");
+    let o = run(&[
+        "-q",
+        "-j",
+        "2",
+        "-p",
+        "port-scan,connections",
+        "-o",
+        out.to_str().unwrap(),
+        "--stats-json",
+        stats.to_str().unwrap(),
+        pcap.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("port-scan.json")).unwrap())
+            .unwrap();
+    assert_eq!(saved, analyze(&Config::new(), &mixed()).results().unwrap());
+    assert!(out.join("connections.txt").exists());
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    assert!(
+        s["plugins"]["port-scan"]["probes"].as_u64().unwrap() > 0,
+        "{s}"
+    );
+    // the tool's usage errors
+    let o = run(&["-p", "no-such-plugin", pcap.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+}

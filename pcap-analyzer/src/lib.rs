@@ -35,6 +35,7 @@ pub use summary::{connection_report, summary_json};
 
 use anyhow::{Context, Result, bail};
 use capture_filter::{CaptureFilter, Target};
+use libpcap_analyzer::plugin::PluginRegistry;
 use libpcap_analyzer::plugins::connections::{ConnectionsConfig, ReportFormat};
 use libpcap_analyzer::plugins::{OutputConfig, builtin_registry};
 use libpcap_analyzer::session::{Session, SessionInput, SharedFactory};
@@ -54,15 +55,52 @@ use std::time::{Duration, Instant};
 
 pub(crate) use settings::io_reason;
 
-/// Runs the tool with parsed arguments, writing reports to `stdout`.
+/// Runs the tool with parsed arguments and the built-in plugins, writing
+/// reports to `stdout`.
 ///
 /// # Errors
 /// Any error that should end the run with exit code 1, or a [`UsageError`]
 /// (exit code 2); see [`exit_code`].
 pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<Outcome> {
+    run_with(args, builtin_registry(), stdout)
+}
+
+/// The whole `pcap-analyzer` program with the plugins of `registry`: a
+/// third-party plugin crate gets every option, format, input, live mode and
+/// exit code of the tool by adding its builders to the built-in registry
+/// and calling this from its `main` (see `explugin-example`'s
+/// `pal-portscan`):
+///
+/// ```no_run
+/// use libpcap_analyzer::plugins::builtin_registry;
+/// fn main() -> std::process::ExitCode {
+///     let registry = builtin_registry(); // plus registry.add_builder(...)
+///     pcap_analyzer::main_with(registry)
+/// }
+/// ```
+pub fn main_with(registry: PluginRegistry) -> std::process::ExitCode {
+    use clap::Parser;
+    let mut args = Args::parse();
+    // the program has one thread until the run starts its own
+    args.drop_privileges = true;
+    let mut stdout = std::io::stdout().lock();
+    let result = run_with(&args, registry, &mut stdout);
+    let code = exit_code(&result);
+    if let Err(e) = &result
+        && !is_broken_pipe(e)
+    {
+        eprintln!("pcap-analyzer: error: {e:#}");
+    }
+    std::process::ExitCode::from(code)
+}
+
+/// As [`run`], with the plugins of `registry`.
+///
+/// # Errors
+/// As [`run`].
+pub fn run_with(args: &Args, registry: PluginRegistry, stdout: &mut dyn Write) -> Result<Outcome> {
     let cfg_file = args.config.as_deref();
     let mut config = load_config(cfg_file)?;
-    let registry = builtin_registry();
     let output: OutputConfig = section(&config, "output", cfg_file)?;
     let outdir = args.outdir.clone().or(output.dir);
     if let Some(dir) = &outdir {
