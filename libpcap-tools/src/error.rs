@@ -31,6 +31,31 @@ pub enum Error {
         /// The operating system's or decompressor's reason.
         source: io::Error,
     },
+    /// Writing an output failed (a capture writer's sink).
+    #[error("write error at offset {offset}: {source}")]
+    Write {
+        /// Bytes written before the failure.
+        offset: u64,
+        /// The operating system's reason.
+        source: io::Error,
+    },
+    /// The compressed input ends early or is damaged: its decompressor
+    /// stopped at `offset` bytes of decompressed data. Every complete packet
+    /// before that point was delivered (as for [`Error::Truncated`], callers
+    /// may treat this as a warning).
+    #[error(
+        "the {codec} data ends early or is damaged ({reason}): the capture stops at offset \
+         {offset}"
+    )]
+    CompressedTruncated {
+        /// Offset in the decompressed capture of the first record or block
+        /// that could not be read whole (the end of the last packet read).
+        offset: u64,
+        /// The compression (`gzip`, `xz`, `lz4`, `zstd`, `bzip2`).
+        codec: &'static str,
+        /// The decompressor's own words.
+        reason: String,
+    },
     /// The input is not a capture this crate can read.
     #[error("not a pcap or pcapng capture (first bytes {magic:02x?})")]
     UnknownFormat {
@@ -97,20 +122,105 @@ pub enum Error {
 }
 
 impl Error {
-    /// `true` for [`Error::Truncated`]: every complete packet was read, and the
-    /// caller may report the error as a warning and keep its results.
+    /// `true` for [`Error::Truncated`] and [`Error::CompressedTruncated`]:
+    /// every complete packet was read, and the caller may report the error
+    /// as a warning and keep its results.
     pub fn is_truncation(&self) -> bool {
-        matches!(self, Error::Truncated { .. })
+        matches!(
+            self,
+            Error::Truncated { .. } | Error::CompressedTruncated { .. }
+        )
     }
 
     /// The offset in the input where the error was found, when it has one.
     pub fn offset(&self) -> Option<u64> {
         match self {
             Error::Io { offset, .. }
+            | Error::Write { offset, .. }
             | Error::Truncated { offset, .. }
+            | Error::CompressedTruncated { offset, .. }
             | Error::Corrupt { offset, .. }
             | Error::BlockTooLarge { offset, .. } => Some(*offset),
             _ => None,
         }
+    }
+}
+
+/// The message of `e` followed by those of its sources, each once: a source
+/// whose text the message already holds (most wrappers repeat their
+/// source's text, as `cannot open 'x': No such file or directory`) is not
+/// repeated, and the `(os error N)` suffix of system errors is left out.
+///
+/// ```
+/// let inner = std::io::Error::from_raw_os_error(2);
+/// let e = libpcap_tools::Error::Open { path: "x.pcap".into(), source: inner };
+/// assert_eq!(
+///     libpcap_tools::error_text(&e),
+///     "cannot open 'x.pcap': No such file or directory"
+/// );
+/// ```
+pub fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = String::new();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        let text = without_os_code(&err.to_string());
+        if !text.is_empty() && !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        next = err.source();
+    }
+    out
+}
+
+/// `text` without the ` (os error N)` parts the standard library adds to
+/// system errors.
+fn without_os_code(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(" (os error ") {
+        let (head, tail) = rest.split_at(i);
+        out.push_str(head);
+        match tail.find(')') {
+            Some(j)
+                if tail
+                    .get(11..j)
+                    .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())) =>
+            {
+                rest = tail.get(j + 1..).unwrap_or_default();
+            }
+            _ => {
+                out.push_str(tail.get(..1).unwrap_or_default());
+                rest = tail.get(1..).unwrap_or_default();
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_text_says_each_reason_once_without_os_codes() {
+        let e = Error::Io {
+            offset: 3,
+            source: io::Error::other("gzip: incomplete deflate stream"),
+        };
+        assert_eq!(
+            error_text(&e),
+            "read error at offset 3: gzip: incomplete deflate stream"
+        );
+        let e = Error::Open {
+            path: "x.pcap".into(),
+            source: io::Error::from_raw_os_error(13),
+        };
+        assert_eq!(error_text(&e), "cannot open 'x.pcap': Permission denied");
+        assert_eq!(without_os_code("x (os error 12"), "x (os error 12");
+        assert_eq!(without_os_code("x (os error z) y"), "x (os error z) y");
     }
 }

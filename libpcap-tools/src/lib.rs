@@ -3,7 +3,7 @@
 //!
 //! - [`CaptureReader`] reads classic pcap (both byte orders, µs/ns, the
 //!   "modified" format) and pcapng (sections, interfaces, EPB/SPB/PB, other
-//!   blocks offered to a callback), plain or gzip/xz/lz4/zstd-compressed,
+//!   blocks offered to a callback), plain or gzip/xz/lz4/zstd/bzip2-compressed,
 //!   from a path or standard input (`-`); packets are borrowed from its
 //!   buffer without copying. See the [`reader`](CaptureReader) docs for the
 //!   decisions on damaged input.
@@ -47,7 +47,7 @@ pub use bpf::{BpfInsn, BpfProgram, ProgramError};
 pub use chunked::ChunkedPcapReader;
 pub use config::{Config, ReaderConfig};
 pub use control::{CaptureControl, CaptureCounters};
-pub use error::{Error, Result};
+pub use error::{Error, Result, error_text};
 pub use filter::{
     FilterCompiler, FilterCounters, FilterCounts, FilterError, FilterOutcome, FilteredSource,
     MAX_LINKTYPES, PacketFilter,
