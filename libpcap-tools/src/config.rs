@@ -195,9 +195,55 @@ impl Default for ReaderConfig {
     }
 }
 
+impl ReaderConfig {
+    /// Checks the values: `max_block_size` from 64 bytes to 4 GiB - 1 (the
+    /// largest length a pcapng block can declare), `buffer_size` from 64
+    /// bytes to `max_block_size`.
+    ///
+    /// # Errors
+    /// A message naming the key, its value and the accepted range.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let max = u64::from(u32::MAX);
+        let block = self.max_block_size as u64;
+        if !(64..=max).contains(&block) {
+            return Err(format!(
+                "[reader] max_block_size = {block}: give a number of bytes from 64 to {max}"
+            ));
+        }
+        let buf = self.buffer_size as u64;
+        if !(64..=block).contains(&buf) {
+            return Err(format!(
+                "[reader] buffer_size = {buf}: give a number of bytes from 64 to max_block_size \
+                 ({block})"
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reader_limits_are_checked() {
+        assert!(ReaderConfig::default().validate().is_ok());
+        for (buffer_size, max_block_size, key) in [
+            (0, 1 << 20, "buffer_size = 0"),
+            (1 << 21, 1 << 20, "buffer_size = 2097152"),
+            (64, 63, "max_block_size = 63"),
+            (64, 1 << 33, "max_block_size = 8589934592"),
+        ] {
+            let e = ReaderConfig {
+                buffer_size,
+                max_block_size,
+                ..ReaderConfig::default()
+            }
+            .validate()
+            .unwrap_err();
+            assert!(e.starts_with(&format!("[reader] {key}:")), "{e}");
+        }
+    }
 
     #[test]
     fn missing_section_gives_defaults() {

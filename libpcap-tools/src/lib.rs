@@ -7,7 +7,8 @@
 //!   from a path or standard input (`-`); packets are borrowed from its
 //!   buffer without copying. See the [`reader`](CaptureReader) docs for the
 //!   decisions on damaged input.
-//! - [`PcapWriter`] and [`PcapNgWriter`] write packets back;
+//! - [`PcapWriter`] and [`PcapNgWriter`] write packets back; [`outfile`]
+//!   keeps outputs from overwriting inputs and writes them atomically;
 //!   [`synth`] builds small captures in memory for tests and benches.
 //! - Capture filters in tcpdump syntax: [`bpf`] checks and runs classic BPF
 //!   programs (libpcap's `bpf_filter` semantics, in safe Rust);
@@ -37,6 +38,7 @@ pub mod filter;
 mod flow;
 mod lenient;
 mod linktype;
+pub mod outfile;
 mod packet;
 mod reader;
 mod source;
