@@ -85,19 +85,21 @@ pub enum Error {
         reason: String,
     },
     /// A block or record declares a length over the configured cap.
-    #[error(
-        "block {block_index} at offset {offset} declares {length} bytes, over the cap of {cap} \
-         (reader.max_block_size); the file is probably corrupt"
-    )]
+    #[error("{}", too_large(*offset, *block_index, *length, *cap, *header))]
     BlockTooLarge {
         /// Offset of the block.
         offset: u64,
         /// Index of the block.
         block_index: u64,
-        /// The declared length.
+        /// The length the block occupies: a pcapng block's total length, or
+        /// a pcap record's captured length plus its record header.
         length: u64,
         /// The configured cap.
         cap: u64,
+        /// Bytes of record header counted in `length` beside the declared
+        /// captured length (16, or 24 in the modified format; 0 for pcapng
+        /// blocks, whose declared length is their whole length).
+        header: u64,
     },
     /// A writer cannot represent this packet in its format (timestamp out of
     /// range, undefined interface, data too long).
@@ -119,6 +121,21 @@ pub enum Error {
         /// The underlying error.
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
+}
+
+/// The message of [`Error::BlockTooLarge`]: a pcap record's captured
+/// length is given as declared, its header named apart.
+fn too_large(offset: u64, block_index: u64, length: u64, cap: u64, header: u64) -> String {
+    let what = if header > 0 {
+        format!(
+            "record {block_index} at offset {offset} declares a captured length of {} bytes \
+             ({length} with its {header}-byte record header)",
+            length.saturating_sub(header)
+        )
+    } else {
+        format!("block {block_index} at offset {offset} declares {length} bytes")
+    };
+    format!("{what}, over the cap of {cap} (reader.max_block_size); the file is probably corrupt")
 }
 
 impl Error {
@@ -204,6 +221,34 @@ fn without_os_code(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_over_the_cap_is_named_with_its_declared_caplen() {
+        let e = Error::BlockTooLarge {
+            offset: 24,
+            block_index: 1,
+            length: 314_572_816,
+            cap: 268_435_456,
+            header: 16,
+        };
+        assert_eq!(
+            e.to_string(),
+            "record 1 at offset 24 declares a captured length of 314572800 bytes (314572816 \
+             with its 16-byte record header), over the cap of 268435456 \
+             (reader.max_block_size); the file is probably corrupt"
+        );
+        let e = Error::BlockTooLarge {
+            offset: 0,
+            block_index: 0,
+            length: 100,
+            cap: 64,
+            header: 0,
+        };
+        assert!(
+            e.to_string()
+                .starts_with("block 0 at offset 0 declares 100 bytes, over")
+        );
+    }
 
     #[test]
     fn error_text_says_each_reason_once_without_os_codes() {

@@ -429,15 +429,12 @@ impl AtomicFile {
     ///
     /// # Errors
     /// When the temporary (or the special file) cannot be created or
-    /// opened; the message names the path.
+    /// opened: the operating system's error (the caller names the path).
     pub fn create(path: &Path) -> io::Result<AtomicFile> {
         let meta = std::fs::metadata(path);
         let special = meta.as_ref().is_ok_and(|m| !m.is_file());
         if special {
-            let file = File::options()
-                .write(true)
-                .open(path)
-                .map_err(|e| context("write", path, &e))?;
+            let file = File::options().write(true).open(path)?;
             return Ok(AtomicFile {
                 path: path.to_path_buf(),
                 target: path.to_path_buf(),
@@ -452,11 +449,7 @@ impl AtomicFile {
             path.to_path_buf()
         };
         let tmp = temporary_path(&target);
-        let file = File::options()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| context("write", path, &e))?;
+        let file = File::options().write(true).create_new(true).open(&tmp)?;
         Ok(AtomicFile {
             path: path.to_path_buf(),
             target,
@@ -489,27 +482,22 @@ impl AtomicFile {
     /// Syncs the file and renames the temporary into place.
     ///
     /// # Errors
-    /// When syncing or renaming fails (the temporary is then removed); the
-    /// message names the path.
+    /// When syncing or renaming fails (the temporary is then removed): the
+    /// operating system's error (the caller names the path).
     pub fn commit(mut self) -> io::Result<()> {
         let Some(mut file) = self.file.take() else {
             return Ok(());
         };
-        let path = self.path.clone();
-        let r = file.flush().and_then(|()| {
-            if self.tmp.is_some() {
-                file.sync_all()
-            } else {
-                Ok(())
-            }
-        });
-        r.map_err(|e| context("write", &path, &e))?;
+        file.flush()?;
+        if self.tmp.is_some() {
+            file.sync_all()?;
+        }
         drop(file);
         if let Some(tmp) = self.tmp.take()
             && let Err(e) = std::fs::rename(&tmp, &self.target)
         {
             let _ = std::fs::remove_file(&tmp);
-            return Err(context("write", &path, &e));
+            return Err(e);
         }
         Ok(())
     }
@@ -547,12 +535,13 @@ pub fn write_atomically_with(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> io::Result<()> {
-    let mut f = AtomicFile::create(path)?;
-    let mut w = io::BufWriter::with_capacity(1 << 16, f.file()?);
-    write(&mut w).map_err(|e| context("write", path, &e))?;
-    w.flush().map_err(|e| context("write", path, &e))?;
+    let named = |e: io::Error| context("write", path, &e);
+    let mut f = AtomicFile::create(path).map_err(named)?;
+    let mut w = io::BufWriter::with_capacity(1 << 16, f.file().map_err(named)?);
+    write(&mut w).map_err(named)?;
+    w.flush().map_err(named)?;
     drop(w);
-    f.commit()
+    f.commit().map_err(named)
 }
 
 #[cfg(test)]

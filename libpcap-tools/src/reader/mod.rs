@@ -412,6 +412,7 @@ impl CaptureReader {
                         block_index: 0,
                         length: len as u64,
                         cap: max_block as u64,
+                        header: 0,
                     });
                 }
                 if len < MIN_SHB_LEN || !len.is_multiple_of(4) {
@@ -1101,6 +1102,10 @@ fn check_len(len: usize, st: &State, consumed: usize) -> Result<()> {
             block_index: st.blocks,
             length: len as u64,
             cap: st.max_block as u64,
+            header: match st.format {
+                CaptureFormat::Pcap { .. } => st.record_header as u64,
+                CaptureFormat::PcapNg => 0,
+            },
         });
     }
     Ok(())
