@@ -156,8 +156,12 @@ impl Config {
 
     fn decode<T: DeserializeOwned>(&self, name: &str, value: toml::Value) -> Result<T> {
         let mut unknown = Vec::new();
-        let r = serde_ignored::deserialize(value, |path| unknown.push(path.to_string()))
-            .map_err(|e: toml::de::Error| Error::Config(format!("[{name}]: {e}")))?;
+        let r = serde_ignored::deserialize(value, |path| unknown.push(path.to_string())).map_err(
+            |e: toml::de::Error| {
+                let m = e.to_string();
+                Error::Config(format!("[{name}]: {}{}", m.trim_end(), range_hint(&m)))
+            },
+        )?;
         for path in unknown {
             self.warn(format!(
                 "unknown configuration key '{name}.{path}' (ignored)"
@@ -165,6 +169,23 @@ impl Config {
         }
         Ok(r)
     }
+}
+
+/// The accepted range of an integer type serde names in `message`
+/// ("expected u16"), to say what to give instead.
+fn range_hint(message: &str) -> String {
+    let ranges = [
+        ("expected u8", u64::from(u8::MAX)),
+        ("expected u16", u64::from(u16::MAX)),
+        ("expected u32", u64::from(u32::MAX)),
+        ("expected u64", u64::MAX),
+        ("expected usize", usize::MAX as u64),
+    ];
+    ranges
+        .iter()
+        .find(|(t, _)| message.contains(t))
+        .map(|(_, max)| format!(" (give a whole number from 0 to {max})"))
+        .unwrap_or_default()
 }
 
 /// Settings of the capture file readers (section `[reader]`).
@@ -270,6 +291,14 @@ mod tests {
         let c = Config::from_toml("[reader]\nbuffer_size = \"big\"\n").unwrap();
         let e = c.section::<ReaderConfig>("reader").unwrap_err();
         assert!(e.to_string().contains("[reader]"), "{e}");
+    }
+
+    #[test]
+    fn out_of_type_integers_say_the_range() {
+        let c = Config::from_toml("[reader]\nbuffer_size = -1\n").unwrap();
+        let e = c.section::<ReaderConfig>("reader").unwrap_err().to_string();
+        assert!(e.contains("buffer_size"), "{e}");
+        assert!(e.contains("give a whole number from 0 to"), "{e}");
     }
 
     #[test]

@@ -63,7 +63,7 @@ impl FileId {
 pub enum OutputConflict {
     /// The output is one of the inputs.
     #[error(
-        "{what} '{}' is the input '{}' ({how}): writing it would destroy the input; choose \
+        "{what} '{}' is the {input_what} '{}' ({how}): writing it would destroy it; choose \
          another output",
         output.display(),
         input.display()
@@ -73,6 +73,8 @@ pub enum OutputConflict {
         what: String,
         /// The output path as given.
         output: PathBuf,
+        /// What the input is (e.g. `input`, `configuration file`).
+        input_what: String,
         /// The input path as given.
         input: PathBuf,
         /// How they are the same (`the same file`, `a hard link to it`, …).
@@ -252,6 +254,7 @@ impl OutputPlan {
             return Err(OutputConflict::IsInput {
                 what: what.to_string(),
                 output: path.to_path_buf(),
+                input_what: i.what.clone(),
                 input: i.given.clone(),
                 how,
             });

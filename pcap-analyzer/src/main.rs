@@ -14,7 +14,10 @@ fn main() -> ExitCode {
     if let Err(e) = &result
         && !pcap_analyzer::is_broken_pipe(e)
     {
-        eprintln!("pcap-analyzer: error: {e:#}");
+        eprintln!(
+            "pcap-analyzer: error: {}",
+            libpcap_tools::error_text(e.as_ref())
+        );
     }
     ExitCode::from(code)
 }

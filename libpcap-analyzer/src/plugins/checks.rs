@@ -4,6 +4,7 @@
 //! too, so a plugin built from a bad section fails the same way.
 
 use super::basic_stats::BasicStatsConfig;
+use super::community_id::CommunityIdConfig;
 use super::connections::ConnectionsConfig;
 use super::dns::DnsConfig;
 use super::hexdump::HexdumpConfig;
@@ -158,6 +159,7 @@ pub fn check_config(config: &Config) -> PluginResult<()> {
     section(config, "hexdump", HexdumpConfig::validate)?;
     section(config, "dns", DnsConfig::validate)?;
     section(config, "tls", TlsConfig::validate)?;
+    section(config, "community-id", |_: &CommunityIdConfig| Ok(()))?;
     Ok(())
 }
 

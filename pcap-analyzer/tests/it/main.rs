@@ -9,6 +9,7 @@ mod corpus;
 mod filter;
 mod live;
 mod nfqueue;
+mod outputs;
 mod privs;
 mod signals;
 
