@@ -263,3 +263,40 @@ pub fn check_secs(key: &str, value: f64, zero_ok: bool) -> std::result::Result<(
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_name_key_and_range() {
+        assert_eq!(EngineConfig::default().validate(), Ok(()));
+        let mut c = EngineConfig::default();
+        c.flows.udp_timeout = f64::NAN;
+        assert_eq!(
+            c.validate(),
+            Err(
+                "[flows] udp_timeout = NaN: give seconds above 0, at most 31536000 (one year)"
+                    .to_string()
+            )
+        );
+        let mut c = EngineConfig::default();
+        c.flows.tcp_close_timeout = 0.0;
+        assert_eq!(c.validate(), Ok(()));
+        c.defrag.max_datagrams = 0;
+        assert_eq!(
+            c.validate(),
+            Err("[defrag] max_datagrams = 0: give a whole number from 1 to 1000000000".to_string())
+        );
+        let mut c = EngineConfig::default();
+        c.tcp_reassembly.max_buffered_per_direction = c.tcp_reassembly.max_buffered_total + 1;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .starts_with("[tcp_reassembly] max_buffered_per_direction")
+        );
+        let t = Config::from_toml("[defrag]\ntimeout = -inf\n").unwrap();
+        let e = EngineConfig::from_config(&t).unwrap_err().to_string();
+        assert!(e.contains("[defrag] timeout = -inf"), "{e}");
+    }
+}

@@ -5,7 +5,7 @@
 //! inputs (with the capture filter), drops its privileges, starts the
 //! session, and then only watches it: SIGINT/SIGTERM stop it, SIGUSR1
 //! pauses and resumes it, SIGUSR2 writes the current report, and the
-//! progress bar reads its figures ([`control`]).
+//! progress bar reads its figures (the `control` module).
 //!
 //! Exit codes ([`exit_code`]): 0 success (also when standard output is a
 //! closed pipe, and a live capture stopped by SIGINT/SIGTERM, `--duration`
@@ -13,8 +13,13 @@
 //! capture, bad configuration, plugin failure, libpcap missing for
 //! `--filter`); 2 usage error (bad option, unknown plugin, no input, a
 //! capture filter libpcap refuses, `--nfqueue` with `-i` or input files, an
-//! unknown `--user`); 3 input truncated or partly corrupt, or a file run
-//! stopped by a signal, but results written.
+//! unknown `--user`, an output that is an input or another output); 3
+//! input truncated or partly corrupt, or a file run stopped by a signal,
+//! but results written.
+//!
+//! With `-o DIR` the result set is complete or visibly not: see the
+//! `outputs` module (files written as temporaries and renamed, the manifest
+//! `run.json` written last, leftovers of killed runs removed).
 //!
 //! See `README.md` in this crate for every option.
 

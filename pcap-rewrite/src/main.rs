@@ -70,7 +70,7 @@ enum OrphanArg {
 #[derive(Debug, Parser)]
 #[command(name = "pcap-rewrite", version)]
 struct Cli {
-    /// Input capture (pcap or pcapng, optionally gzip/xz/lz4/zstd); '-' for stdin.
+    /// Input capture (pcap or pcapng, optionally gzip/xz/lz4/zstd/bzip2); '-' for stdin.
     input: PathBuf,
     /// Output file ('-' for stdout), or directory with --split.
     output: PathBuf,
