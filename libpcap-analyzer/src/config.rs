@@ -147,16 +147,156 @@ impl EngineConfig {
     pub const SECTIONS: &'static [&'static str] =
         &["analyzer", "flows", "defrag", "tcp_reassembly"];
 
-    /// Reads the sections from `config`.
+    /// Reads the sections from `config`, and checks their values
+    /// ([`EngineConfig::validate`]).
     ///
     /// # Errors
-    /// When a value has the wrong type.
+    /// When a value has the wrong type or is out of its range.
     pub fn from_config(config: &Config) -> Result<EngineConfig> {
-        Ok(EngineConfig {
+        let cfg = EngineConfig {
             analyzer: config.section("analyzer")?,
             flows: config.section("flows")?,
             defrag: config.section("defrag")?,
             tcp_reassembly: config.section("tcp_reassembly")?,
-        })
+        };
+        cfg.validate().map_err(libpcap_tools::Error::Config)?;
+        Ok(cfg)
+    }
+
+    /// Checks every value against its accepted range: timeouts are finite
+    /// seconds (positive, at most a year), caps at least 1.
+    ///
+    /// # Errors
+    /// A message naming the first key out of range, its value and the
+    /// accepted range.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let a = &self.analyzer;
+        check_count(
+            "[analyzer] max_tunnel_depth",
+            a.max_tunnel_depth.into(),
+            0,
+            32,
+        )?;
+        let f = &self.flows;
+        check_count("[flows] max_flows", f.max_flows as u64, 1, MAX_COUNT)?;
+        check_secs("[flows] tcp_timeout", f.tcp_timeout, false)?;
+        check_secs("[flows] tcp_close_timeout", f.tcp_close_timeout, true)?;
+        check_secs("[flows] udp_timeout", f.udp_timeout, false)?;
+        check_secs("[flows] icmp_timeout", f.icmp_timeout, false)?;
+        check_secs("[flows] other_timeout", f.other_timeout, false)?;
+        let d = &self.defrag;
+        check_secs("[defrag] timeout", d.timeout, false)?;
+        check_count(
+            "[defrag] max_datagrams",
+            d.max_datagrams as u64,
+            1,
+            MAX_COUNT,
+        )?;
+        check_count("[defrag] max_bytes", d.max_bytes as u64, 1, MAX_BYTES)?;
+        check_count(
+            "[defrag] max_fragments_per_datagram",
+            d.max_fragments_per_datagram as u64,
+            1,
+            65_535,
+        )?;
+        let t = &self.tcp_reassembly;
+        check_count(
+            "[tcp_reassembly] max_buffered_total",
+            t.max_buffered_total as u64,
+            1,
+            MAX_BYTES,
+        )?;
+        check_count(
+            "[tcp_reassembly] max_buffered_per_direction",
+            t.max_buffered_per_direction as u64,
+            1,
+            t.max_buffered_total as u64,
+        )?;
+        check_count(
+            "[tcp_reassembly] max_window_ahead",
+            t.max_window_ahead.into(),
+            1,
+            u32::MAX.into(),
+        )?;
+        Ok(())
+    }
+}
+
+/// The largest count a cap may have (flows, datagrams, rows): 10^9.
+pub const MAX_COUNT: u64 = 1_000_000_000;
+/// The largest byte budget a cap may have: 1 TiB.
+pub const MAX_BYTES: u64 = 1 << 40;
+/// The longest timeout: one year, in seconds.
+pub const MAX_SECS: f64 = 365.0 * 86_400.0;
+
+/// Checks that `value` of key `key` is in `min..=max`.
+///
+/// # Errors
+/// A message naming the key, the value and the range.
+pub fn check_count(key: &str, value: u64, min: u64, max: u64) -> std::result::Result<(), String> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{key} = {value}: give a whole number from {min} to {max}"
+        ))
+    }
+}
+
+/// Checks that the seconds `value` of key `key` are finite, at most
+/// [`MAX_SECS`], and positive (or zero when `zero_ok`).
+///
+/// # Errors
+/// A message naming the key, the value and the range.
+pub fn check_secs(key: &str, value: f64, zero_ok: bool) -> std::result::Result<(), String> {
+    let low_ok = if zero_ok { value >= 0.0 } else { value > 0.0 };
+    if value.is_finite() && low_ok && value <= MAX_SECS {
+        Ok(())
+    } else {
+        Err(format!(
+            "{key} = {value}: give seconds {} {MAX_SECS} (one year)",
+            if zero_ok {
+                "from 0 to"
+            } else {
+                "above 0, at most"
+            }
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_name_key_and_range() {
+        assert_eq!(EngineConfig::default().validate(), Ok(()));
+        let mut c = EngineConfig::default();
+        c.flows.udp_timeout = f64::NAN;
+        assert_eq!(
+            c.validate(),
+            Err(
+                "[flows] udp_timeout = NaN: give seconds above 0, at most 31536000 (one year)"
+                    .to_string()
+            )
+        );
+        let mut c = EngineConfig::default();
+        c.flows.tcp_close_timeout = 0.0;
+        assert_eq!(c.validate(), Ok(()));
+        c.defrag.max_datagrams = 0;
+        assert_eq!(
+            c.validate(),
+            Err("[defrag] max_datagrams = 0: give a whole number from 1 to 1000000000".to_string())
+        );
+        let mut c = EngineConfig::default();
+        c.tcp_reassembly.max_buffered_per_direction = c.tcp_reassembly.max_buffered_total + 1;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .starts_with("[tcp_reassembly] max_buffered_per_direction")
+        );
+        let t = Config::from_toml("[defrag]\ntimeout = -inf\n").unwrap();
+        let e = EngineConfig::from_config(&t).unwrap_err().to_string();
+        assert!(e.contains("[defrag] timeout = -inf"), "{e}");
     }
 }

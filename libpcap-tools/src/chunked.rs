@@ -235,6 +235,7 @@ impl ChunkedPcapReader {
                         block_index: self.packets + 1,
                         length: (rh + caplen) as u64,
                         cap: self.max_block as u64,
+                        header: rh as u64,
                     });
                 }
                 if avail >= rh + caplen {

@@ -156,8 +156,12 @@ impl Config {
 
     fn decode<T: DeserializeOwned>(&self, name: &str, value: toml::Value) -> Result<T> {
         let mut unknown = Vec::new();
-        let r = serde_ignored::deserialize(value, |path| unknown.push(path.to_string()))
-            .map_err(|e: toml::de::Error| Error::Config(format!("[{name}]: {e}")))?;
+        let r = serde_ignored::deserialize(value, |path| unknown.push(path.to_string())).map_err(
+            |e: toml::de::Error| {
+                let m = e.to_string();
+                Error::Config(format!("[{name}]: {}{}", m.trim_end(), range_hint(&m)))
+            },
+        )?;
         for path in unknown {
             self.warn(format!(
                 "unknown configuration key '{name}.{path}' (ignored)"
@@ -165,6 +169,23 @@ impl Config {
         }
         Ok(r)
     }
+}
+
+/// The accepted range of an integer type serde names in `message`
+/// ("expected u16"), to say what to give instead.
+fn range_hint(message: &str) -> String {
+    let ranges = [
+        ("expected u8", u64::from(u8::MAX)),
+        ("expected u16", u64::from(u16::MAX)),
+        ("expected u32", u64::from(u32::MAX)),
+        ("expected u64", u64::MAX),
+        ("expected usize", usize::MAX as u64),
+    ];
+    ranges
+        .iter()
+        .find(|(t, _)| message.contains(t))
+        .map(|(_, max)| format!(" (give a whole number from 0 to {max})"))
+        .unwrap_or_default()
 }
 
 /// Settings of the capture file readers (section `[reader]`).
@@ -195,9 +216,55 @@ impl Default for ReaderConfig {
     }
 }
 
+impl ReaderConfig {
+    /// Checks the values: `max_block_size` from 64 bytes to 4 GiB - 1 (the
+    /// largest length a pcapng block can declare), `buffer_size` from 64
+    /// bytes to `max_block_size`.
+    ///
+    /// # Errors
+    /// A message naming the key, its value and the accepted range.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let max = u64::from(u32::MAX);
+        let block = self.max_block_size as u64;
+        if !(64..=max).contains(&block) {
+            return Err(format!(
+                "[reader] max_block_size = {block}: give a number of bytes from 64 to {max}"
+            ));
+        }
+        let buf = self.buffer_size as u64;
+        if !(64..=block).contains(&buf) {
+            return Err(format!(
+                "[reader] buffer_size = {buf}: give a number of bytes from 64 to max_block_size \
+                 ({block})"
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reader_limits_are_checked() {
+        assert!(ReaderConfig::default().validate().is_ok());
+        for (buffer_size, max_block_size, key) in [
+            (0, 1 << 20, "buffer_size = 0"),
+            (1 << 21, 1 << 20, "buffer_size = 2097152"),
+            (64, 63, "max_block_size = 63"),
+            (64, 1 << 33, "max_block_size = 8589934592"),
+        ] {
+            let e = ReaderConfig {
+                buffer_size,
+                max_block_size,
+                ..ReaderConfig::default()
+            }
+            .validate()
+            .unwrap_err();
+            assert!(e.starts_with(&format!("[reader] {key}:")), "{e}");
+        }
+    }
 
     #[test]
     fn missing_section_gives_defaults() {
@@ -224,6 +291,14 @@ mod tests {
         let c = Config::from_toml("[reader]\nbuffer_size = \"big\"\n").unwrap();
         let e = c.section::<ReaderConfig>("reader").unwrap_err();
         assert!(e.to_string().contains("[reader]"), "{e}");
+    }
+
+    #[test]
+    fn out_of_type_integers_say_the_range() {
+        let c = Config::from_toml("[reader]\nbuffer_size = -1\n").unwrap();
+        let e = c.section::<ReaderConfig>("reader").unwrap_err().to_string();
+        assert!(e.contains("buffer_size"), "{e}");
+        assert!(e.contains("give a whole number from 0 to"), "{e}");
     }
 
     #[test]

@@ -3,11 +3,12 @@
 //!
 //! - [`CaptureReader`] reads classic pcap (both byte orders, µs/ns, the
 //!   "modified" format) and pcapng (sections, interfaces, EPB/SPB/PB, other
-//!   blocks offered to a callback), plain or gzip/xz/lz4/zstd-compressed,
+//!   blocks offered to a callback), plain or gzip/xz/lz4/zstd/bzip2-compressed,
 //!   from a path or standard input (`-`); packets are borrowed from its
 //!   buffer without copying. See the [`reader`](CaptureReader) docs for the
 //!   decisions on damaged input.
-//! - [`PcapWriter`] and [`PcapNgWriter`] write packets back;
+//! - [`PcapWriter`] and [`PcapNgWriter`] write packets back; [`outfile`]
+//!   keeps outputs from overwriting inputs and writes them atomically;
 //!   [`synth`] builds small captures in memory for tests and benches.
 //! - Capture filters in tcpdump syntax: [`bpf`] checks and runs classic BPF
 //!   programs (libpcap's `bpf_filter` semantics, in safe Rust);
@@ -37,6 +38,7 @@ pub mod filter;
 mod flow;
 mod lenient;
 mod linktype;
+pub mod outfile;
 mod packet;
 mod reader;
 mod source;
@@ -47,7 +49,7 @@ pub use bpf::{BpfInsn, BpfProgram, ProgramError};
 pub use chunked::ChunkedPcapReader;
 pub use config::{Config, ReaderConfig};
 pub use control::{CaptureControl, CaptureCounters};
-pub use error::{Error, Result};
+pub use error::{Error, Result, error_text};
 pub use filter::{
     FilterCompiler, FilterCounters, FilterCounts, FilterError, FilterOutcome, FilteredSource,
     MAX_LINKTYPES, PacketFilter,

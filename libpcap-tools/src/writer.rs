@@ -54,7 +54,7 @@ impl<W: Write> PcapWriter<W> {
     /// Writes the file header and returns the writer.
     ///
     /// # Errors
-    /// [`Error::Io`] if writing fails.
+    /// [`Error::Write`] if writing fails.
     pub fn new(out: W, linktype: LinkType, opts: PcapWriterOptions) -> Result<Self> {
         let mut w = PcapWriter {
             out,
@@ -80,7 +80,7 @@ impl<W: Write> PcapWriter<W> {
     }
 
     fn emit(&mut self, b: &[u8]) -> Result<()> {
-        self.out.write_all(b).map_err(|source| Error::Io {
+        self.out.write_all(b).map_err(|source| Error::Write {
             offset: self.written,
             source,
         })?;
@@ -92,7 +92,7 @@ impl<W: Write> PcapWriter<W> {
     ///
     /// # Errors
     /// [`Error::Unwritable`] when the timestamp is out of the format's range
-    /// or the data longer than `u32::MAX`; [`Error::Io`] if writing fails.
+    /// or the data longer than `u32::MAX`; [`Error::Write`] if writing fails.
     pub fn write_packet(&mut self, p: &Packet<'_>) -> Result<()> {
         let ts = p.ts.unwrap_or_default();
         let secs = u32::try_from(ts.secs())
@@ -119,9 +119,9 @@ impl<W: Write> PcapWriter<W> {
     /// Flushes and returns the underlying writer.
     ///
     /// # Errors
-    /// [`Error::Io`] if flushing fails.
+    /// [`Error::Write`] if flushing fails.
     pub fn finish(mut self) -> Result<W> {
-        self.out.flush().map_err(|source| Error::Io {
+        self.out.flush().map_err(|source| Error::Write {
             offset: self.written,
             source,
         })?;
@@ -181,7 +181,7 @@ impl<W: Write> PcapNgWriter<W> {
     /// Writes a Section Header Block (byte order chosen by `big_endian`).
     ///
     /// # Errors
-    /// [`Error::Io`] if writing fails.
+    /// [`Error::Write`] if writing fails.
     pub fn new(out: W, big_endian: bool) -> Result<Self> {
         let mut w = PcapNgWriter {
             out,
@@ -210,7 +210,7 @@ impl<W: Write> PcapNgWriter<W> {
     /// Starts a new section (interface ids restart at 0).
     ///
     /// # Errors
-    /// [`Error::Io`] if writing fails.
+    /// [`Error::Write`] if writing fails.
     pub fn new_section(&mut self, big_endian: bool) -> Result<()> {
         self.be = big_endian;
         self.interfaces.clear();
@@ -218,7 +218,7 @@ impl<W: Write> PcapNgWriter<W> {
     }
 
     fn emit(&mut self, b: &[u8]) -> Result<()> {
-        self.out.write_all(b).map_err(|source| Error::Io {
+        self.out.write_all(b).map_err(|source| Error::Write {
             offset: self.written,
             source,
         })?;
@@ -229,7 +229,7 @@ impl<W: Write> PcapNgWriter<W> {
     /// Writes an Interface Description Block; returns the interface id.
     ///
     /// # Errors
-    /// [`Error::Io`] if writing fails.
+    /// [`Error::Write`] if writing fails.
     pub fn add_interface(&mut self, spec: &InterfaceSpec) -> Result<u32> {
         let be = self.be;
         let mut opts = Vec::new();
@@ -268,7 +268,7 @@ impl<W: Write> PcapNgWriter<W> {
     /// e.g. a custom or name resolution block.
     ///
     /// # Errors
-    /// [`Error::Unwritable`] if the body is too long, [`Error::Io`].
+    /// [`Error::Unwritable`] if the body is too long, [`Error::Write`].
     pub fn write_raw_block(&mut self, block_type: u32, body: &[u8]) -> Result<()> {
         let be = self.be;
         let padded = body.len().div_ceil(4) * 4;
@@ -290,7 +290,7 @@ impl<W: Write> PcapNgWriter<W> {
     ///
     /// # Errors
     /// [`Error::Unwritable`] when the interface is not defined, the timestamp
-    /// is not representable or the packet too long; [`Error::Io`].
+    /// is not representable or the packet too long; [`Error::Write`].
     pub fn write_packet(&mut self, p: &Packet<'_>) -> Result<()> {
         let be = self.be;
         let Some(spec) = self.interfaces.get(p.interface as usize) else {
@@ -378,9 +378,9 @@ impl<W: Write> PcapNgWriter<W> {
     /// Flushes and returns the underlying writer.
     ///
     /// # Errors
-    /// [`Error::Io`] if flushing fails.
+    /// [`Error::Write`] if flushing fails.
     pub fn finish(mut self) -> Result<W> {
-        self.out.flush().map_err(|source| Error::Io {
+        self.out.flush().map_err(|source| Error::Write {
             offset: self.written,
             source,
         })?;

@@ -65,12 +65,16 @@ pub fn exit_code(result: &Result<Outcome>) -> u8 {
                   Exit codes: 0 success (also when standard output is a closed pipe, and a live \
                   capture stopped by a signal or a limit); 1 error (unreadable input, unknown \
                   interface, no right to capture, bad configuration); 2 usage error (bad option, \
-                  unknown plugin, no input, --filter, --nfqueue with -i or files); 3 input truncated or partly \
-                  corrupt, results written, or nothing analysed for want of a decoder of the \
-                  capture's link type."
+                  unknown plugin, no input, a capture filter libpcap refuses, --nfqueue with -i or files, \
+                  an output that is an input or another output); 3 input truncated or partly \
+                  corrupt, results written, a file run stopped by a signal, or nothing analysed for want \
+                  of a decoder of the capture's link type.\n\
+                  With -o DIR, every file is written as a temporary renamed into place, and the \
+                  manifest DIR/run.json (files with sizes and sha256, inputs, options, summary) is \
+                  written last: a run.json is only ever beside a complete set."
 )]
 pub struct Args {
-    /// Capture files (pcap or pcapng, optionally gzip/xz/lz4/zstd), read one
+    /// Capture files (pcap or pcapng, optionally gzip/xz/lz4/zstd/bzip2), read one
     /// after another as one stream; `-` reads standard input.
     #[arg(value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
@@ -148,7 +152,7 @@ pub struct Args {
     #[arg(short = 'Z', long = "user", value_name = "NAME")]
     pub user: Option<String>,
     /// Not an option: set by the program (`main.rs`) so that the run drops
-    /// its privileges ([`privilege`]); a caller of [`run`] with threads of
+    /// its privileges ([`crate::privilege`]); a caller of [`crate::run`] with threads of
     /// its own leaves it `false` (the drop needs a single thread).
     #[arg(skip)]
     pub drop_privileges: bool,

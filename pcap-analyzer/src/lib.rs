@@ -5,7 +5,7 @@
 //! inputs (with the capture filter), drops its privileges, starts the
 //! session, and then only watches it: SIGINT/SIGTERM stop it, SIGUSR1
 //! pauses and resumes it, SIGUSR2 writes the current report, and the
-//! progress bar reads its figures ([`control`]).
+//! progress bar reads its figures (the `control` module).
 //!
 //! Exit codes ([`exit_code`]): 0 success (also when standard output is a
 //! closed pipe, and a live capture stopped by SIGINT/SIGTERM, `--duration`
@@ -13,15 +13,21 @@
 //! capture, bad configuration, plugin failure, libpcap missing for
 //! `--filter`); 2 usage error (bad option, unknown plugin, no input, a
 //! capture filter libpcap refuses, `--nfqueue` with `-i` or input files, an
-//! unknown `--user`); 3 input truncated or partly corrupt, or a file run
-//! stopped by a signal, but results written, or no packet analysed because
-//! the capture's link type has no decoder.
+//! unknown `--user`, an output that is an input or another output); 3
+//! input truncated or partly corrupt, or a file run stopped by a signal,
+//! but results written, or no packet analysed because the capture's link
+//! type has no decoder.
+//!
+//! With `-o DIR` the result set is complete or visibly not: see the
+//! `outputs` module (files written as temporaries and renamed, the manifest
+//! `run.json` written last, leftovers of killed runs removed).
 //!
 //! See `README.md` in this crate for every option.
 
 mod args;
 mod capture_filter;
 mod control;
+mod outputs;
 pub mod privilege;
 mod settings;
 pub mod sources;
@@ -89,7 +95,10 @@ pub fn main_with(registry: PluginRegistry) -> std::process::ExitCode {
     if let Err(e) = &result
         && !is_broken_pipe(e)
     {
-        eprintln!("pcap-analyzer: error: {e:#}");
+        eprintln!(
+            "pcap-analyzer: error: {}",
+            libpcap_tools::error_text(e.as_ref())
+        );
     }
     std::process::ExitCode::from(code)
 }
@@ -185,17 +194,17 @@ pub fn run_with(args: &Args, registry: PluginRegistry, stdout: &mut dyn Write) -
     if args.no_promiscuous {
         live_cfg.promiscuous = false;
     }
-    if live.is_some() {
-        live_cfg
-            .validate(libpcap_live::sys::page_size())
-            .map_err(|e| invalid_config(cfg_file, e))?;
-    }
     let nfq_cfg: NfqueueConfig = section(&config, NfqueueConfig::SECTION, cfg_file)?;
-    if nfqueue.is_some() {
-        nfq_cfg
-            .validate()
-            .map_err(|e| invalid_config(cfg_file, e))?;
-    }
+    // every value is checked, also of sections this run does not use
+    validate_config(
+        &config,
+        cfg_file,
+        &reader_cfg,
+        &run_cfg,
+        &log_cfg,
+        &live_cfg,
+        &nfq_cfg,
+    )?;
     let jobs = args.jobs.unwrap_or(run_cfg.jobs);
     let stdin_count = args.inputs.iter().filter(|p| p.as_os_str() == "-").count();
     if stdin_count > 1 {
@@ -236,6 +245,25 @@ pub fn run_with(args: &Args, registry: PluginRegistry, stdout: &mut dyn Write) -
         )?),
         None => None,
     };
+    // check the plugins build before reading anything, and learn their file
+    // names
+    let plugin_error = |e: libpcap_analyzer::plugin::PluginError| invalid_config(cfg_file, e);
+    let plugin_files: Vec<String> = registry
+        .build(&selected, &config)
+        .map_err(plugin_error)?
+        .iter()
+        .flat_map(|p| p.output_names())
+        .collect();
+    // no output may be an input or another output: checked before anything
+    // is written
+    let inputs = outputs::inputs(args)?;
+    outputs::check_outputs(
+        args,
+        inputs.clone(),
+        outdir.as_deref(),
+        &plugin_files,
+        log_cfg.file_name(),
+    )?;
     // --- privileges (1/2): resolve --user before anything is opened
     let privileges = privilege::Privileges::prepare(args, outdir.as_deref())?;
     if let Some(dir) = &outdir {
@@ -247,6 +275,11 @@ pub fn run_with(args: &Args, registry: PluginRegistry, stdout: &mut dyn Write) -
             )
         })?;
     }
+    // the previous manifest moved aside, leftovers of killed runs removed
+    let prepared = outdir
+        .as_deref()
+        .map(outputs::OutputDir::prepare)
+        .transpose()?;
     // warnings about the configuration found before the logger started
     let early = config.take_warnings();
     let _logger = setup_logging(args, &log_cfg, outdir.as_deref())?;
@@ -274,13 +307,7 @@ pub fn run_with(args: &Args, registry: PluginRegistry, stdout: &mut dyn Write) -
     let names = registry.names();
     config.check_sections(&known, Some(&names));
 
-    // check the plugins build before reading anything
-    registry
-        .build(&selected, &config)
-        .map_err(|e| match cfg_file {
-            Some(f) => anyhow::anyhow!("{e} (configuration file '{}')", f.display()),
-            None => anyhow::anyhow!("{e}"),
-        })?;
+    let known_names = known_output_names(&registry, &config);
     let mut engine = Engine::new(&config, jobs).map_err(|e| invalid_config(cfg_file, e))?;
     // live: no reading thread to favour, each worker reads its own socket
     if engine.jobs() > 1 && run_cfg.worker_nice > 0 && !is_live {
@@ -306,6 +333,7 @@ pub fn run_with(args: &Args, registry: PluginRegistry, stdout: &mut dyn Write) -
     let total = opened.total_bytes;
     let factory: SharedFactory = {
         let config = config.clone();
+        let selected = selected.clone();
         Arc::new(move || registry.build(&selected, &config))
     };
     let mut session = Session::new(engine, factory);
@@ -380,6 +408,21 @@ pub fn run_with(args: &Args, registry: PluginRegistry, stdout: &mut dyn Write) -
         // through the file opened before the privilege drop
         dropped.write_stats(&(serde_json::to_string_pretty(&summary)? + "\n"))?;
     }
+    if let Some(dir) = prepared {
+        // the manifest, last: the set it lists is complete
+        dir.finish(&outputs::RunRecord {
+            args,
+            plugins: &selected,
+            effective_config: toml::to_string(config.table()).unwrap_or_default(),
+            files: &done.files,
+            stats_json: args.stats_json.as_deref(),
+            log: log_cfg.file_name(),
+            summary: &summary,
+            input_complete: warnings.is_empty(),
+            known_names: &known_names,
+            inputs: &inputs,
+        })?;
+    }
     for w in &warnings {
         log::warn!("{w}; the results cover every packet before that point");
     }
@@ -396,6 +439,54 @@ pub fn run_with(args: &Args, registry: PluginRegistry, stdout: &mut dyn Write) -
     } else {
         Outcome::Partial
     })
+}
+
+/// Checks every value of the configuration against its range (the
+/// sections of the analyzer, the reader, the tool, live capture and inline
+/// mode, and the built-in plugins), naming the key.
+///
+/// # Errors
+/// The first value out of range (exit code 1).
+fn validate_config(
+    config: &Config,
+    cfg_file: Option<&Path>,
+    reader: &ReaderConfig,
+    run: &RunConfig,
+    log: &LogConfig,
+    live: &LiveConfig,
+    nfq: &NfqueueConfig,
+) -> Result<()> {
+    let bad = |e: String| invalid_config(cfg_file, e);
+    reader.validate().map_err(bad)?;
+    run.validate().map_err(bad)?;
+    log.validate().map_err(bad)?;
+    live.validate(libpcap_live::sys::page_size())
+        .map_err(|e| invalid_config(cfg_file, e))?;
+    nfq.validate().map_err(|e| invalid_config(cfg_file, e))?;
+    EngineConfig::from_config(config).map_err(|e| invalid_config(cfg_file, e))?;
+    libpcap_analyzer::plugins::check_config(config).map_err(|e| invalid_config(cfg_file, e))?;
+    Ok(())
+}
+
+/// The names of every file a known plugin may write (for the manifest's
+/// `stale` list), the connection report in each of its formats.
+fn known_output_names(
+    registry: &libpcap_analyzer::plugin::PluginRegistry,
+    config: &Config,
+) -> Vec<String> {
+    let mut names: Vec<String> = registry
+        .builders()
+        .filter_map(|b| b.build(config).ok())
+        .flat_map(|p| p.output_names())
+        .collect();
+    if let Ok(c) = config.plugin::<ConnectionsConfig>("connections") {
+        for f in [ReportFormat::Text, ReportFormat::Csv, ReportFormat::Jsonl] {
+            names.push(format!("{}.{}", c.file, f.extension()));
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// The time between two rewrites of the reports: `[plugin.connections]

@@ -31,6 +31,55 @@ pub(crate) struct RunConfig {
     pub(crate) worker_nice: i32,
 }
 
+/// The most worker threads `[run] jobs` may ask for.
+pub(crate) const MAX_JOBS: usize = 1024;
+
+impl RunConfig {
+    /// Checks `jobs` (0 to [`MAX_JOBS`]) and `worker_nice` (0 to 19).
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.jobs > MAX_JOBS {
+            return Err(format!(
+                "[run] jobs = {}: give a number of worker threads from 0 (one per CPU) to \
+                 {MAX_JOBS}",
+                self.jobs
+            ));
+        }
+        if !(0..=19).contains(&self.worker_nice) {
+            return Err(format!(
+                "[run] worker_nice = {}: give nice steps from 0 (none) to 19",
+                self.worker_nice
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl LogConfig {
+    /// The log file's name in the output directory (`None`: no log file).
+    pub(crate) fn file_name(&self) -> Option<&str> {
+        Some(self.file.as_deref().unwrap_or("pcap-analyzer.log")).filter(|n| !n.is_empty())
+    }
+
+    /// Checks that `file` is a plain file name (it is written in the
+    /// output directory) and `level` a log level.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if let Some(n) = self.file_name() {
+            libpcap_tools::outfile::check_file_name("[log] file", n)?;
+        }
+        const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+        if let Some(l) = &self.level
+            && (flexi_logger::LogSpecification::parse(l).is_err()
+                || (!l.contains('=') && !l.contains(',') && !LEVELS.contains(&l.trim())))
+        {
+            return Err(format!(
+                "[log] level = {l:?}: give off, error, warn, info, debug or trace (or a \
+                 flexi_logger spec such as 'info,libpcap_analyzer=debug')"
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for RunConfig {
     fn default() -> Self {
         RunConfig {
@@ -133,7 +182,7 @@ pub(crate) fn setup_logging(
     outdir: Option<&Path>,
 ) -> Result<Option<flexi_logger::LoggerHandle>> {
     use flexi_logger::{Duplicate, FileSpec, Logger};
-    let name = lc.file.as_deref().unwrap_or("pcap-analyzer.log");
+    let name = lc.file_name().unwrap_or_default();
     let to_file = outdir.filter(|_| !name.is_empty());
     let default_level = match args.verbose {
         0 if args.quiet && to_file.is_none() => "error".to_string(),
@@ -192,10 +241,22 @@ pub(crate) fn io_reason(e: &std::io::Error) -> String {
 /// Reads section `name` of the configuration, naming the file on error.
 /// An error of the configuration, naming the file it came from, if any.
 pub(crate) fn invalid_config(file: Option<&Path>, e: impl std::fmt::Display) -> anyhow::Error {
+    let e = config_message(&e.to_string());
     match file {
         Some(f) => anyhow::anyhow!("invalid configuration file '{}': {e}", f.display()),
         None => anyhow::anyhow!("{e}"),
     }
+}
+
+/// A configuration error on one line, without the `configuration: ` the
+/// layers below put in front.
+pub(crate) fn config_message(m: &str) -> String {
+    m.replace("configuration: ", "")
+        .split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 pub(crate) fn section<T: serde::de::DeserializeOwned>(

@@ -391,12 +391,17 @@ fn parse_term(t: &str) -> Result<Term> {
     })
 }
 
-/// Parses `A-B`, `A-`, `-B` or `A` (1-based, inclusive).
+/// Parses `A-B`, `A-`, `-B` or `A` (1-based, inclusive, `A <= B`).
 ///
 /// # Errors
-/// [`Error::Usage`] for anything else.
+/// [`Error::Usage`] for anything else: not numbers, a packet number 0, or
+/// `A` after `B` (`5-2`).
 pub fn parse_index_range(v: &str) -> Result<(u64, u64)> {
-    let bad = || Error::Usage(format!("invalid index range '{v}' (expected A-B, A-, -B)"));
+    let bad = || {
+        Error::Usage(format!(
+            "invalid index range '{v}' (expected A-B, A-, -B or A, packet numbers from 1)"
+        ))
+    };
     let num = |s: &str, d: u64| -> Result<u64> {
         if s.trim().is_empty() {
             Ok(d)
@@ -404,13 +409,23 @@ pub fn parse_index_range(v: &str) -> Result<(u64, u64)> {
             s.trim().parse().map_err(|_| bad())
         }
     };
-    match v.split_once('-') {
-        Some((a, b)) => Ok((num(a, 1)?, num(b, u64::MAX)?)),
+    let (a, b) = match v.split_once('-') {
+        Some((a, b)) => (num(a, 1)?, num(b, u64::MAX)?),
         None => {
             let n = num(v, 0)?;
-            Ok((n, n))
+            (n, n)
         }
+    };
+    if a == 0 || b == 0 {
+        return Err(bad());
     }
+    if a > b {
+        return Err(Error::Usage(format!(
+            "invalid index range '{v}': packet {a} comes after packet {b}; give the first \
+             packet first (A-B with A <= B)"
+        )));
+    }
+    Ok((a, b))
 }
 
 /// Parses a time: seconds since the epoch with an optional fraction
@@ -1009,6 +1024,17 @@ mod tests {
         assert_eq!(parse_index_range("3-5").unwrap(), (3, 5));
         assert_eq!(parse_index_range("3-").unwrap(), (3, u64::MAX));
         assert_eq!(parse_index_range("-5").unwrap(), (1, 5));
+        assert_eq!(parse_index_range("4").unwrap(), (4, 4));
+        for bad in ["5-2", "0", "0-3", "-0", "", "a-b", "1-2-3"] {
+            let e = parse_index_range(bad).unwrap_err();
+            assert!(e.is_usage(), "{bad}: {e}");
+        }
+        assert!(
+            parse_index_range("5-2")
+                .unwrap_err()
+                .to_string()
+                .contains("packet 5 comes after packet 2")
+        );
         assert_eq!(parse_index_range("7").unwrap(), (7, 7));
         assert!(parse_index_range("a-b").is_err());
     }

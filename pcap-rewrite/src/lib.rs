@@ -43,4 +43,4 @@ mod prefix;
 mod rewrite;
 
 pub use error::{Error, Result};
-pub use rewrite::{Options, Summary, rewrite, rewrite_reader};
+pub use rewrite::{Options, Summary, check_output, protected_inputs, rewrite, rewrite_reader};

@@ -5,6 +5,8 @@
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
+use libpcap_tools::error_text;
+use libpcap_tools::outfile::{FileId, OutputPlan};
 use pcap_rewrite::convert::{ConvertConfig, TargetLink};
 use pcap_rewrite::filter::{self, FilterSet, KeySet, Rule, Term};
 use pcap_rewrite::frag::{FragConfig, OrphanPolicy};
@@ -68,7 +70,7 @@ enum OrphanArg {
 #[derive(Debug, Parser)]
 #[command(name = "pcap-rewrite", version)]
 struct Cli {
-    /// Input capture (pcap or pcapng, optionally gzip/xz/lz4/zstd); '-' for stdin.
+    /// Input capture (pcap or pcapng, optionally gzip/xz/lz4/zstd/bzip2); '-' for stdin.
     input: PathBuf,
     /// Output file ('-' for stdout), or directory with --split.
     output: PathBuf,
@@ -201,25 +203,19 @@ fn build_options(cli: &Cli) -> Result<Options, Error> {
             "--split writes into a directory, not standard output".into(),
         ));
     }
-    if cli.input.as_os_str() != "-"
-        && cli.output.as_os_str() != "-"
-        && let (Ok(a), Ok(b)) = (
-            std::fs::canonicalize(&cli.input),
-            std::fs::canonicalize(&cli.output),
-        )
-        && a == b
-    {
-        return Err(Error::Usage(format!(
-            "input and output are the same file '{}'",
-            cli.input.display()
-        )));
-    }
     if !(cli.frag_timeout >= 0.0 && cli.frag_timeout.is_finite()) {
         return Err(Error::Usage(
             "--frag-timeout must be a positive number".into(),
         ));
     }
+    let other_inputs: Vec<PathBuf> = cli
+        .keep_keys
+        .iter()
+        .chain(cli.drop_keys.iter())
+        .cloned()
+        .collect();
     Ok(Options {
+        other_inputs,
         output_format: cli.output_format.map(|f| match f {
             FormatArg::Pcap => OutputFormat::Pcap,
             FormatArg::PcapNs => OutputFormat::PcapNs,
@@ -319,13 +315,51 @@ fn print_summary(s: &Summary, bpf: bool) {
     }
 }
 
+/// Checks every output (the output, or the split directory, and
+/// `--stats-json`) against the inputs and each other, before anything is
+/// written.
+fn check_outputs(cli: &Cli, opts: &Options) -> Result<(), Error> {
+    let inputs = pcap_rewrite::check_output(&cli.input, &cli.output, opts)?;
+    let mut plan = OutputPlan::new(inputs);
+    let usage = |e: libpcap_tools::outfile::OutputConflict| Error::Usage(e.to_string());
+    if opts.split.is_none() {
+        plan.add("output", &cli.output).map_err(usage)?;
+    }
+    if let Some(p) = &cli.stats_json {
+        plan.add("--stats-json", p).map_err(usage)?;
+        if opts.split.is_some() && p.parent().is_some_and(|d| same_dir(d, &cli.output)) {
+            return Err(Error::Usage(format!(
+                "--stats-json '{}' is in the --split directory '{}', whose files are the \
+                 rewrite's: write it elsewhere",
+                p.display(),
+                cli.output.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `true` when directories `a` and `b` are the same one.
+fn same_dir(a: &std::path::Path, b: &std::path::Path) -> bool {
+    let a = if a.as_os_str().is_empty() {
+        std::path::Path::new(".")
+    } else {
+        a
+    };
+    match (FileId::of(a), FileId::of(b)) {
+        (Ok(Some(x)), Ok(Some(y))) => x == y,
+        _ => false,
+    }
+}
+
 fn run(cli: &Cli) -> anyhow::Result<Summary> {
     let opts = build_options(cli)?;
+    check_outputs(cli, &opts)?;
     let summary = pcap_rewrite::rewrite(&cli.input, &cli.output, &opts)?;
     if let Some(p) = &cli.stats_json {
-        let text = serde_json::to_string_pretty(&summary)?;
-        std::fs::write(p, text + "\n")
-            .with_context(|| format!("cannot write statistics to '{}'", p.display()))?;
+        let text = serde_json::to_string_pretty(&summary)? + "\n";
+        libpcap_tools::outfile::write_atomically_with(p, |w| w.write_all(text.as_bytes()))
+            .context("writing the statistics (--stats-json)")?;
     }
     Ok(summary)
 }
@@ -362,11 +396,11 @@ fn main() -> ExitCode {
                     return ExitCode::SUCCESS;
                 }
                 if pe.is_usage() {
-                    eprintln!("pcap-rewrite: {e:#}");
+                    eprintln!("pcap-rewrite: {}", error_text(e.as_ref()));
                     return ExitCode::from(2);
                 }
             }
-            eprintln!("pcap-rewrite: error: {e:#}");
+            eprintln!("pcap-rewrite: error: {}", error_text(e.as_ref()));
             ExitCode::from(1)
         }
     }

@@ -11,10 +11,22 @@
 //! its first packet, and a packet of another link type is an error
 //! ([`Error::LinkTypeMismatch`]).
 //!
+//! # Atomic output
+//!
+//! Every output file is written as a temporary in its directory
+//! (`.NAME.tmpPID-N`, [`libpcap_tools::outfile`]) and renamed into place by
+//! [`Outputs::finish`], split files included: until the rewrite has
+//! finished, the output path keeps its old content (or does not exist), and
+//! a failed rewrite removes its temporaries (dropping [`Outputs`] does). An
+//! output that is a device or FIFO (`/dev/null`, standard output as `-`) is
+//! written directly. A split file whose name turns out to be one of the
+//! files given to [`Outputs::protect`] (the inputs) stops the rewrite before
+//! any file is renamed.
+//!
 //! # Split mode
 //!
 //! Files are created in the output directory when their first packet comes
-//! (an existing file of the same name is replaced). When more than
+//! (an existing file of the same name is replaced at the end). When more than
 //! [`SplitConfig::max_open`] files would be open, the least recently used one
 //! is flushed and closed; it is reopened in append mode when it gets a packet
 //! again. A reopened pcap file just gets more records after its header; a
@@ -30,6 +42,7 @@
 //! by that cap too.
 
 use crate::{Error, Result};
+use libpcap_tools::outfile::{AtomicFile, Inputs, temporary_path};
 use libpcap_tools::{InterfaceSpec, LinkType, Packet, PcapNgWriter, PcapWriter, PcapWriterOptions};
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
@@ -290,6 +303,8 @@ fn set_map(map: &mut Vec<Option<u32>>, global: u32, local: u32) {
 
 struct SplitEntry {
     path: PathBuf,
+    /// The temporary written until [`Outputs::finish`] renames it to `path`.
+    tmp: Option<PathBuf>,
     file: Option<OpenFile>,
     state: FileState,
     /// Last use (0: never written, the file is still to be created).
@@ -300,6 +315,7 @@ impl SplitEntry {
     fn new(path: PathBuf) -> SplitEntry {
         SplitEntry {
             path,
+            tmp: None,
             file: None,
             state: FileState::default(),
             tick: 0,
@@ -311,6 +327,8 @@ enum Target {
     Single {
         path: PathBuf,
         file: Option<OpenFile>,
+        /// The temporary behind `file` (`None` for standard output).
+        atomic: Option<AtomicFile>,
     },
     Split {
         dir: PathBuf,
@@ -342,6 +360,23 @@ pub struct Outputs {
     /// Packets written to the overflow file because their label came after
     /// [`SplitConfig::max_files`] files existed.
     pub overflow_packets: u64,
+    /// Files no output may replace (the inputs).
+    protected: Inputs,
+}
+
+impl Drop for Outputs {
+    /// Removes the temporaries of an unfinished rewrite (the single output's
+    /// goes with its [`AtomicFile`]).
+    fn drop(&mut self) {
+        if let Target::Split { files, .. } = &mut self.target {
+            for e in files.iter_mut() {
+                e.file = None;
+                if let Some(tmp) = e.tmp.take() {
+                    let _ = std::fs::remove_file(tmp);
+                }
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Outputs {
@@ -379,11 +414,20 @@ impl Outputs {
             target: Target::Single {
                 path: path.to_path_buf(),
                 file: None,
+                atomic: None,
             },
             files_created: 0,
             files_reopened: 0,
             overflow_packets: 0,
+            protected: Inputs::new(),
         }
+    }
+
+    /// Files that no output may replace: [`Outputs::finish`] fails (with
+    /// [`Error::Usage`], before renaming anything) when a split file would
+    /// take the place of one of them.
+    pub fn protect(&mut self, inputs: Inputs) {
+        self.protected = inputs;
     }
 
     /// Split output into directory `dir` (created if missing).
@@ -414,6 +458,7 @@ impl Outputs {
             files_created: 0,
             files_reopened: 0,
             overflow_packets: 0,
+            protected: Inputs::new(),
         })
     }
 
@@ -446,16 +491,13 @@ impl Outputs {
         if self.cfg.format != OutputFormat::PcapNg {
             return Ok(());
         }
-        let Target::Single { path, file } = &mut self.target else {
+        let Target::Single { path, file, atomic } = &mut self.target else {
             return Ok(());
         };
         if file.is_none() {
-            *file = Some(open_single(
-                path,
-                &self.cfg,
-                LinkType::ETHERNET,
-                &self.ifaces,
-            )?);
+            let (f, a) = open_single(path, &self.cfg, LinkType::ETHERNET, &self.ifaces)?;
+            *file = Some(f);
+            *atomic = a;
             self.files_created += 1;
         }
         if let Some(OpenFile {
@@ -494,6 +536,7 @@ impl Outputs {
                     w: Writer::Ng(w, map),
                     state,
                 }),
+            ..
         } = &mut self.target
         {
             w.new_section(false).map_err(|source| Error::Output {
@@ -515,9 +558,11 @@ impl Outputs {
     pub fn write(&mut self, p: &Packet<'_>, iface: u32, label: &str) -> Result<()> {
         let cfg = self.cfg;
         match &mut self.target {
-            Target::Single { path, file } => {
+            Target::Single { path, file, atomic } => {
                 if file.is_none() {
-                    *file = Some(open_single(path, &cfg, p.linktype, &self.ifaces)?);
+                    let (f, a) = open_single(path, &cfg, p.linktype, &self.ifaces)?;
+                    *file = Some(f);
+                    *atomic = a;
                     self.files_created += 1;
                 }
                 match file {
@@ -588,13 +633,18 @@ impl Outputs {
                         path: entry.path.clone(),
                         source,
                     };
-                    let f = if fresh {
-                        File::create(&entry.path).map_err(io_err)?
-                    } else {
-                        OpenOptions::new()
-                            .append(true)
-                            .open(&entry.path)
-                            .map_err(io_err)?
+                    let f = match &entry.tmp {
+                        None => {
+                            let tmp = temporary_path(&entry.path);
+                            let f = OpenOptions::new()
+                                .write(true)
+                                .create_new(true)
+                                .open(&tmp)
+                                .map_err(io_err)?;
+                            entry.tmp = Some(tmp);
+                            f
+                        }
+                        Some(tmp) => OpenOptions::new().append(true).open(tmp).map_err(io_err)?,
                     };
                     let replay = (!fresh).then_some(&entry.state);
                     entry.file = Some(OpenFile::start(
@@ -631,23 +681,28 @@ impl Outputs {
         }
     }
 
-    /// Flushes and closes everything. A single output that got no packet is
-    /// still created, with `fallback_linktype` (and the interfaces declared,
-    /// for pcapng).
+    /// Flushes and closes everything, then renames every temporary into
+    /// place. A single output that got no packet is still created, with
+    /// `fallback_linktype` (and the interfaces declared, for pcapng).
     ///
     /// # Errors
-    /// [`Error::Output`], [`Error::OutputIo`].
-    pub fn finish(self, fallback_linktype: LinkType) -> Result<u64> {
+    /// [`Error::Output`], [`Error::OutputIo`]; [`Error::Usage`] when a split
+    /// file would replace a protected file (nothing is renamed then). The
+    /// temporaries are removed on error.
+    pub fn finish(mut self, fallback_linktype: LinkType) -> Result<u64> {
         let mut created = self.files_created;
-        match self.target {
-            Target::Single { path, file } => {
-                let f = match file {
+        let ifaces = std::mem::take(&mut self.ifaces);
+        match &mut self.target {
+            Target::Single { path, file, atomic } => {
+                let path = path.clone();
+                let f = match file.take() {
                     Some(f) => f,
                     None => {
                         created += 1;
-                        let mut f = open_single(&path, &self.cfg, fallback_linktype, &self.ifaces)?;
+                        let (mut f, a) = open_single(&path, &self.cfg, fallback_linktype, &ifaces)?;
+                        *atomic = a;
                         if let Writer::Ng(w, _) = &mut f.w {
-                            for spec in &self.ifaces {
+                            for spec in &ifaces {
                                 w.add_interface(spec).map_err(|source| Error::Output {
                                     path: path.clone(),
                                     source,
@@ -658,11 +713,41 @@ impl Outputs {
                     }
                 };
                 f.finish(&path)?;
+                if let Some(a) = atomic.take() {
+                    a.commit()
+                        .map_err(|source| Error::OutputIo { path, source })?;
+                }
             }
             Target::Split { files, .. } => {
-                for e in files {
-                    if let Some(f) = e.file {
-                        f.finish(&e.path)?;
+                for e in files.iter_mut() {
+                    if let Some(f) = e.file.take() {
+                        e.state = f.finish(&e.path)?;
+                    }
+                }
+                if let Some(e) = files
+                    .iter()
+                    .find(|e| e.tmp.is_some() && self.protected.find(&e.path).is_some())
+                {
+                    return Err(Error::Usage(format!(
+                        "split file '{}' would replace the input '{}'; write the split files \
+                         into another directory",
+                        e.path.display(),
+                        self.protected
+                            .find(&e.path)
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default()
+                    )));
+                }
+                for e in files.iter_mut() {
+                    let Some(tmp) = e.tmp.take() else {
+                        continue;
+                    };
+                    if let Err(source) = std::fs::rename(&tmp, &e.path) {
+                        let _ = std::fs::remove_file(&tmp);
+                        return Err(Error::OutputIo {
+                            path: e.path.clone(),
+                            source,
+                        });
                     }
                 }
             }
@@ -671,21 +756,28 @@ impl Outputs {
     }
 }
 
+/// Opens the single output: standard output for `-`, else a temporary beside
+/// `path` (or `path` itself when it is a device or FIFO), whose
+/// [`AtomicFile`] is returned to be committed at the end.
 fn open_single(
     path: &Path,
     cfg: &OutputConfig,
     linktype: LinkType,
     ifaces: &[InterfaceSpec],
-) -> Result<OpenFile> {
-    let sink: Box<dyn Write> = if path.as_os_str() == "-" {
-        Box::new(io::stdout().lock())
-    } else {
-        Box::new(File::create(path).map_err(|source| Error::OutputIo {
-            path: path.to_path_buf(),
-            source,
-        })?)
+) -> Result<(OpenFile, Option<AtomicFile>)> {
+    let io_err = |source| Error::OutputIo {
+        path: path.to_path_buf(),
+        source,
     };
-    OpenFile::start(sink, cfg, linktype, None, ifaces, path)
+    let (sink, atomic): (Box<dyn Write>, _) = if path.as_os_str() == "-" {
+        (Box::new(io::stdout().lock()), None)
+    } else {
+        let mut a = AtomicFile::create(path).map_err(io_err)?;
+        let f: File = a.file().and_then(|f| f.try_clone()).map_err(io_err)?;
+        (Box::new(f), Some(a))
+    };
+    let f = OpenFile::start(sink, cfg, linktype, None, ifaces, path)?;
+    Ok((f, atomic))
 }
 
 #[cfg(test)]

@@ -6,13 +6,14 @@ use crate::frag::{FragConfig, FragResolver, OrphanPolicy, Pending, Resolution};
 use crate::key::PacketKey;
 use crate::output::{OutputConfig, OutputFormat, Outputs, SplitBy, SplitConfig};
 use crate::{Error, Result};
+use libpcap_tools::outfile::{Inputs, OutputPlan};
 use libpcap_tools::{
     CaptureFormat, CaptureReader, Endianness, FilterOutcome, InterfaceInfo, InterfaceSpec,
     LinkType, Packet, PacketFilter, ReaderConfig,
 };
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -39,6 +40,9 @@ pub struct Options {
     pub reader: ReaderConfig,
     /// Write buffer size per output file.
     pub write_buffer: usize,
+    /// Other files the rewrite reads (key files): like the input, no output
+    /// may be one of them.
+    pub other_inputs: Vec<PathBuf>,
 }
 
 impl Default for Options {
@@ -52,6 +56,7 @@ impl Default for Options {
             split: None,
             reader: ReaderConfig::default(),
             write_buffer: 1 << 20,
+            other_inputs: Vec::new(),
         }
     }
 }
@@ -153,11 +158,51 @@ struct Run<'f> {
     label: String,
 }
 
-/// Rewrites `input` into `output` (a file, `-` for standard output, or a
-/// directory in split mode).
+/// The files no output of a rewrite may be: `input` and
+/// [`Options::other_inputs`].
 ///
 /// # Errors
-/// [`Error::Input`] if the input cannot be opened or is not a capture;
+/// [`Error::Usage`] when one of them cannot be examined.
+pub fn protected_inputs(input: &Path, opts: &Options) -> Result<Inputs> {
+    let mut inputs = Inputs::new();
+    for (what, p) in std::iter::once(("input", input))
+        .chain(opts.other_inputs.iter().map(|p| ("key file", p.as_path())))
+    {
+        inputs.add(what, p).map_err(|e| {
+            Error::Usage(format!(
+                "cannot examine '{}': {}",
+                p.display(),
+                libpcap_tools::error_text(&e)
+            ))
+        })?;
+    }
+    Ok(inputs)
+}
+
+/// Checks `output` against the inputs ([`protected_inputs`]), before
+/// anything is written: a single output may not be an input (the same
+/// file through a hard link, a symlink or another spelling).
+///
+/// # Errors
+/// [`Error::Usage`] naming both paths.
+pub fn check_output(input: &Path, output: &Path, opts: &Options) -> Result<Inputs> {
+    let inputs = protected_inputs(input, opts)?;
+    if opts.split.is_none() {
+        let mut plan = OutputPlan::new(inputs.clone());
+        plan.add("output", output)
+            .map_err(|e| Error::Usage(e.to_string()))?;
+    }
+    Ok(inputs)
+}
+
+/// Rewrites `input` into `output` (a file, `-` for standard output, or a
+/// directory in split mode). Every output file is written as a temporary
+/// and renamed into place at the end ([`crate::output`]); none may be an
+/// input ([`check_output`]).
+///
+/// # Errors
+/// [`Error::Usage`] when the output is an input (before anything is
+/// written); [`Error::Input`] if the input cannot be opened or is not a capture;
 /// [`Error::Filter`] if the `--filter` expression cannot be compiled for the
 /// input's first link type (before any output is written); output errors.
 /// An input that ends early or is damaged after its header is
@@ -180,6 +225,7 @@ pub fn rewrite_reader(
     output: &Path,
     opts: &Options,
 ) -> Result<Summary> {
+    let protected = check_output(input, output, opts)?;
     // the --filter expression must compile for the input's link type
     // before any output is created (for a pcapng input
     // whose first interface is not described yet: at its first packet) (a bad expression is a usage error)
@@ -234,6 +280,8 @@ pub fn rewrite_reader(
         )?,
         None => Outputs::single(output, ocfg),
     };
+    let mut out = out;
+    out.protect(protected);
     let split_flow = opts.split.is_some_and(|s| s.by == SplitBy::Flow);
     let needs_ports = opts.filter.needs_ports() || split_flow;
     let mut run = Run {

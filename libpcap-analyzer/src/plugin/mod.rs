@@ -631,7 +631,8 @@ pub trait Plugin: AsAny {
 
     /// Writes the results into `dir` (created by the caller), returning the
     /// files written. The default writes `results()` as `NAME.json` if there
-    /// are results.
+    /// are results. Write each file atomically ([`write_atomically`]), under
+    /// a name [`Plugin::output_names`] declares.
     ///
     /// # Errors
     /// When a file cannot be written.
@@ -642,6 +643,21 @@ pub trait Plugin: AsAny {
         let path = dir.join(format!("{}.json", self.name()));
         write_json_atomically(&path, &value).map_err(|e| PluginError::wrap(self.name(), e))?;
         Ok(vec![path])
+    }
+
+    /// The names of the files [`Plugin::save_results`] may write into the
+    /// output directory (plain file names). Called once on the instance
+    /// built from the configuration, before the run: the tool refuses a run
+    /// in which one of them is an input or another output, and its run
+    /// manifest tells a file of a plugin from a user's file by these names.
+    /// The default is `NAME.json` (what the default `save_results` writes)
+    /// and `NAME.jsonl` (a [`crate::plugins::Spool`] saved under the
+    /// plugin's name); declaring a name that is not written is harmless.
+    fn output_names(&self) -> Vec<String> {
+        vec![
+            format!("{}.json", self.name()),
+            format!("{}.jsonl", self.name()),
+        ]
     }
 
     /// A copy of this instance's results as they would be if the input
@@ -664,47 +680,28 @@ pub trait Plugin: AsAny {
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same
-/// directory, fsync, then rename, so that a reader never sees a partial file.
+/// directory (`.NAME.tmpPID-N`), fsync, then rename, so that a reader never
+/// sees a partial file ([`libpcap_tools::outfile::AtomicFile`]).
 ///
 /// # Errors
-/// The I/O error of whichever step failed.
+/// The I/O error of whichever step failed, naming the path.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     write_atomically_with(path, |w| w.write_all(bytes))
 }
 
 /// As [`write_atomically`], with the content written by `write` (in as many
-/// pieces as it likes) instead of held in memory first.
+/// pieces as it likes, through a buffer) instead of held in memory first.
+/// Every call has its own temporary file: two writers of one file (a
+/// periodic report and the final one) never share one.
 ///
 /// # Errors
 /// The I/O error of whichever step failed (the first error of `write`
-/// included); the temporary file is then removed.
+/// included), naming the path; the temporary file is then removed.
 pub fn write_atomically_with(
     path: &Path,
     write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // unique per call: two writers of one file (a periodic report and the
-    // final one) never share a temporary file
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!(".{name}.tmp{}-{n}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        write(&mut f)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    libpcap_tools::outfile::write_atomically_with(path, write)
 }
 
 /// Writes a JSON value, pretty-printed, with [`write_atomically`].

@@ -172,6 +172,10 @@ impl Plugin for BasicStats {
     /// Writes `basic-stats.json` straight from the tables: a million
     /// conversations as a `serde_json::Value` took ~2 GB, streamed they
     /// take the sorted list of references.
+    fn output_names(&self) -> Vec<String> {
+        vec!["basic-stats.json".to_string()]
+    }
+
     fn save_results(&mut self, dir: &Path) -> PluginResult<Vec<PathBuf>> {
         let path = dir.join("basic-stats.json");
         write_atomically_with(&path, |w| {
@@ -320,9 +324,11 @@ impl PluginBuilder for BasicStatsBuilder {
         "totals, per-layer counts, L3/L4 conversations and anomalies by kind"
     }
     fn build(&self, config: &Config) -> PluginResult<Box<dyn Plugin>> {
-        let cfg = config
+        let cfg: BasicStatsConfig = config
             .plugin("basic-stats")
             .map_err(|e| PluginError::wrap("basic-stats", e))?;
+        cfg.validate()
+            .map_err(|m| PluginError::new("basic-stats", m))?;
         Ok(Box::new(BasicStats {
             cfg,
             ..BasicStats::default()

@@ -608,6 +608,14 @@ impl Plugin for ConnectionsPlugin {
             .loss("dropped_packets", packets)
     }
 
+    fn output_names(&self) -> Vec<String> {
+        self.report_path(Path::new(""))
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .into_iter()
+            .collect()
+    }
+
     fn save_results(&mut self, dir: &Path) -> PluginResult<Vec<PathBuf>> {
         let (keys, packets) = self.table.dropped();
         if keys > 0 {
@@ -651,6 +659,8 @@ impl PluginBuilder for ConnectionsPluginBuilder {
         let cfg: ConnectionsConfig = config
             .plugin("connections")
             .map_err(|e| PluginError::wrap("connections", e))?;
+        cfg.validate()
+            .map_err(|m| PluginError::new("connections", m))?;
         Ok(Box::new(ConnectionsPlugin::new(cfg)))
     }
 }

@@ -140,6 +140,10 @@ impl Plugin for HexdumpPlugin {
         self.out.append(&mut o.out);
         Ok(())
     }
+    fn output_names(&self) -> Vec<String> {
+        vec!["hexdump.txt".to_string()]
+    }
+
     fn save_results(&mut self, dir: &Path) -> PluginResult<Vec<PathBuf>> {
         // every worker kept its first packets: the first `max_packets` of the
         // whole input are among them, whatever the number of workers
@@ -183,6 +187,7 @@ impl PluginBuilder for HexdumpPluginBuilder {
         let cfg: HexdumpConfig = config
             .plugin("hexdump")
             .map_err(|e| PluginError::wrap("hexdump", e))?;
+        cfg.validate().map_err(|m| PluginError::new("hexdump", m))?;
         let mut layers = Layers::empty();
         for l in &cfg.layers {
             layers |= match l.as_str() {

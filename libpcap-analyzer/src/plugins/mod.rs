@@ -11,6 +11,7 @@
 //! | `hexdump` | hex dump of the layers asked for (`hexdump.txt`; off by default) |
 
 pub mod basic_stats;
+mod checks;
 pub mod community_id;
 pub mod connections;
 pub mod dns;
@@ -19,6 +20,7 @@ pub mod hexdump;
 mod spool;
 pub mod tls;
 
+pub use checks::check_config;
 pub use spool::{OutputConfig, Spool};
 
 use crate::plugin::PluginRegistry;

@@ -7,7 +7,6 @@ use crate::plugin::{PluginError, PluginResult};
 use libpcap_tools::Config;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Section `[output]`: where plugins write (the tool sets `dir` from `--outdir`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
@@ -28,8 +27,6 @@ impl OutputConfig {
             .map_err(|e| PluginError::wrap(plugin, e))
     }
 }
-
-static SPOOL_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// A per-instance JSON-lines spool.
 #[derive(Debug)]
@@ -79,9 +76,12 @@ impl Spool {
         };
         if self.current.is_none() {
             std::fs::create_dir_all(&dir).map_err(|e| self.fail(e))?;
-            let n = SPOOL_SEQ.fetch_add(1, Ordering::Relaxed);
-            let path = dir.join(format!(".{}.{}.{n}.part", self.plugin, std::process::id()));
-            let f = std::fs::File::create(&path).map_err(|e| self.fail(e))?;
+            let path = libpcap_tools::outfile::spool_part_path(&dir, self.plugin);
+            let f = std::fs::File::options()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(|e| self.fail(e))?;
             self.current = Some((path, BufWriter::with_capacity(1 << 16, f)));
         }
         if let Some((_, w)) = self.current.as_mut() {
@@ -123,7 +123,8 @@ impl Spool {
     }
 
     /// Writes every line into `dir/name` (through a temporary file and a
-    /// rename) and removes the parts.
+    /// rename: [`crate::plugin::write_atomically_with`]) and removes the
+    /// parts.
     ///
     /// # Errors
     /// When a file cannot be read or written.
@@ -131,17 +132,24 @@ impl Spool {
         let err = |e: std::io::Error| PluginError::wrap(self.plugin, e);
         self.close().map_err(err)?;
         let path = dir.join(name);
-        let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-        {
-            let mut out = BufWriter::new(std::fs::File::create(&tmp).map_err(err)?);
-            for part in &self.done {
-                let mut f = std::fs::File::open(part).map_err(err)?;
-                std::io::copy(&mut f, &mut out).map_err(err)?;
+        let parts = &self.done;
+        crate::plugin::write_atomically_with(&path, |out| {
+            for part in parts {
+                let mut f = std::fs::File::open(part).map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!(
+                            "cannot read the spool part '{}': {}",
+                            part.display(),
+                            libpcap_tools::error_text(&e)
+                        ),
+                    )
+                })?;
+                std::io::copy(&mut f, out)?;
             }
-            let f = out.into_inner().map_err(|e| err(e.into_error()))?;
-            f.sync_all().map_err(err)?;
-        }
-        std::fs::rename(&tmp, &path).map_err(err)?;
+            Ok(())
+        })
+        .map_err(err)?;
         for part in self.done.drain(..) {
             let _ = std::fs::remove_file(part);
         }

@@ -39,6 +39,16 @@
 //!   0, bytes in the block)`.
 //! - Errors are final: after any error (including [`Error::Truncated`])
 //!   [`CaptureReader::next_packet`] returns `Ok(None)`.
+//! - Compressed input (gzip, xz, lz4, zstd, bzip2, detected by magic) that is
+//!   cut or damaged: every packet the decompressor could produce before the
+//!   damage is delivered (the bytes it gave before failing are read first),
+//!   then [`Error::CompressedTruncated`], a truncation like
+//!   [`Error::Truncated`]. A decompressor produces its output block by block
+//!   (zstd up to 128 KiB, lz4 up to 4 MiB, bzip2 up to 900 kB): the packets
+//!   of the block the cut falls in are lost with it. An lz4 file cut between
+//!   two blocks is reported too (lz4_flex alone takes it for a complete
+//!   file). A read error of the file under the decompressor stays an
+//!   [`Error::Io`].
 //!
 //! Known limitations: a section header in the middle of a file whose options
 //! pcap-parser refuses is read leniently, but if it also switches the byte
@@ -292,9 +302,9 @@ impl CaptureReader {
         let counted = input::Counting::new(input, raw_read.clone());
         let (mut stream, compression) =
             input::decompress(Box::new(counted), input::decoder_memory(max_block))?;
-        let io_err = |source| Error::Io { offset: 0, source };
         let mut head = Vec::with_capacity(32);
-        input::read_more(&mut stream, &mut head, 4).map_err(io_err)?;
+        input::read_more(&mut stream, &mut head, 4)
+            .map_err(|e| input::read_error(head.len() as u64, e))?;
         let Some(magic) = head.get(..4).and_then(|m| <[u8; 4]>::try_from(m).ok()) else {
             return Err(Error::Truncated {
                 offset: 0,
@@ -340,7 +350,8 @@ impl CaptureReader {
             (None, [0x0a, 0x0d, 0x0d, 0x0a]) => CaptureFormat::PcapNg,
             (None, _) => {
                 let mut m = head;
-                input::read_more(&mut stream, &mut m, 4).map_err(io_err)?;
+                input::read_more(&mut stream, &mut m, 4)
+                    .map_err(|e| input::read_error(m.len() as u64, e))?;
                 return Err(Error::UnknownFormat { magic: m });
             }
         };
@@ -349,7 +360,8 @@ impl CaptureReader {
             CaptureFormat::Pcap {
                 nanos, modified, ..
             } => {
-                input::read_more(&mut stream, &mut head, 20).map_err(io_err)?;
+                input::read_more(&mut stream, &mut head, 20)
+                    .map_err(|e| input::read_error(head.len() as u64, e))?;
                 if head.len() < 24 {
                     return Err(Error::Truncated {
                         offset: 0,
@@ -377,7 +389,8 @@ impl CaptureReader {
                 Engine::Legacy(r)
             }
             CaptureFormat::PcapNg => {
-                input::read_more(&mut stream, &mut head, 8).map_err(io_err)?;
+                input::read_more(&mut stream, &mut head, 8)
+                    .map_err(|e| input::read_error(head.len() as u64, e))?;
                 let Some(big) = ng::shb_big_endian(&head) else {
                     if head.len() < 12 {
                         return Err(Error::Truncated {
@@ -399,6 +412,7 @@ impl CaptureReader {
                         block_index: 0,
                         length: len as u64,
                         cap: max_block as u64,
+                        header: 0,
                     });
                 }
                 if len < MIN_SHB_LEN || !len.is_multiple_of(4) {
@@ -409,7 +423,8 @@ impl CaptureReader {
                     });
                 }
                 let more = len - head.len();
-                input::read_more(&mut stream, &mut head, more).map_err(io_err)?;
+                input::read_more(&mut stream, &mut head, more)
+                    .map_err(|e| input::read_error(head.len() as u64, e))?;
                 if head.len() < len {
                     return Err(Error::Truncated {
                         offset: 0,
@@ -584,6 +599,9 @@ fn open_error(e: &PcapError<&[u8]>, st: &State) -> Error {
     }
 }
 
+/// The error of a failed read (kept by [`FillReader`]): a decompressor's
+/// failure is [`Error::CompressedTruncated`] (a truncation: every packet
+/// before it was delivered), anything else [`Error::Io`].
 fn io_error(st: &State, offset: u64) -> Error {
     let source = st
         .io_error
@@ -591,7 +609,7 @@ fn io_error(st: &State, offset: u64) -> Error {
         .ok()
         .and_then(|mut s| s.take())
         .unwrap_or_else(|| io::Error::other("read error"));
-    Error::Io { offset, source }
+    input::read_error(offset, source)
 }
 
 /// What the last call of `next()` gave, without borrowing the reader.
@@ -1084,6 +1102,10 @@ fn check_len(len: usize, st: &State, consumed: usize) -> Result<()> {
             block_index: st.blocks,
             length: len as u64,
             cap: st.max_block as u64,
+            header: match st.format {
+                CaptureFormat::Pcap { .. } => st.record_header as u64,
+                CaptureFormat::PcapNg => 0,
+            },
         });
     }
     Ok(())

@@ -187,6 +187,7 @@ fn both_readers_apply_the_same_record_size_limit() {
                     block_index: 3,
                     length: 1017,
                     cap: 1016,
+                    header: 16,
                 }
             ),
             "reader {k}: {:?}",

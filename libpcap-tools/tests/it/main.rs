@@ -5,6 +5,7 @@
 mod chunked;
 mod common;
 mod compressed;
+mod compressed_cut;
 mod corpus;
 mod malformed;
 mod roundtrip;

@@ -326,6 +326,7 @@ fn max_block_size_caps_declared_lengths() {
             block_index: 1,
             length: 100_016,
             cap: 65536,
+            header: 16,
         }) => {}
         other => panic!("{other:?}"),
     }

@@ -10,6 +10,7 @@ mod filter;
 mod live;
 mod loss;
 mod nfqueue;
+mod outputs;
 mod privs;
 mod signals;
 

@@ -11,5 +11,6 @@ mod filters;
 mod frag;
 mod malformed;
 mod roundtrip;
+mod safety;
 mod split;
 mod tcpdump_filter;
