@@ -1,10 +1,12 @@
 //! Arbitrary bytes as a DNS message (UDP payload) and as a DNS-over-TCP
-//! stream, with the JSON line the `dns` plugin writes for each message.
+//! stream, with the `dns` record the plugin writes for each message: it
+//! must be complete, decode back, and format as a JSON line.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use libpcap_analyzer::plugins::dns::dns_json;
+use libpcap_analyzer::output::{Format, RowBuf, decode, schema::DNS, writer};
+use libpcap_analyzer::plugins::dns::fill_row;
 use libpcap_analyzer::proto::dns::{parse_dns_message, parse_dns_tcp_stream, rr_type_name};
 use libpcap_tools::{FiveTuple, FlowId, Timestamp, ipproto};
 use std::net::IpAddr;
@@ -28,8 +30,13 @@ fuzz_target!(|data: &[u8]| {
     }
     match single {
         Ok(m) => {
-            let v = dns_json(Some(Timestamp(1)), FlowId(1), &key, &m);
-            std::hint::black_box(v.to_string());
+            let mut row = RowBuf::new(&DNS);
+            fill_row(&mut row, Some(Timestamp(1)), FlowId(1), &key, &m);
+            let bytes = row.finish().expect("a complete dns record");
+            let mut vals = Vec::new();
+            decode(&DNS, bytes, &mut vals).expect("the record decodes");
+            let mut w = writer(Format::Jsonl, &DNS, Vec::new()).expect("writer");
+            w.write_row(&vals).expect("a JSON line");
             for r in m.answers.iter().chain(&m.authorities).chain(&m.additionals) {
                 std::hint::black_box(rr_type_name(r.rtype));
             }

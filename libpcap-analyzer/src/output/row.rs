@@ -127,6 +127,17 @@ impl RowBuf {
         self
     }
 
+    /// A flow id: its 16 lowercase hex digits, as text.
+    pub fn flow_id(&mut self, id: u64) -> &mut Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        self.tag(STR);
+        self.bytes.push(16);
+        for i in (0..16).rev() {
+            self.bytes.push(HEX[((id >> (i * 4)) & 0xf) as usize]);
+        }
+        self
+    }
+
     /// A text or null.
     pub fn opt_str(&mut self, v: Option<&str>) -> &mut Self {
         match v {

@@ -13,18 +13,17 @@ use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-
-static RUN_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// Default bytes of rows a spool holds before it spills a run.
 pub const DEFAULT_MEMORY: usize = 8 << 20;
 
-/// The sort key of a record.
+/// The sort key of a record: time, flow id, and the number of records the
+/// spool had taken before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Key {
     ts: i64,
     flow: u64,
+    seq: u64,
 }
 
 /// The records of one kind from one worker (see the module docs).
@@ -99,11 +98,12 @@ impl RecordSpool {
 
     /// Adds a record with its time and flow id (the sort key).
     pub fn push(&mut self, ts: Option<Timestamp>, flow: u64, row: &RowBuf) {
-        self.records += 1;
         let Some(bytes) = row.finish() else {
+            self.records += 1;
             self.bad_rows += 1;
             return;
         };
+        self.records += 1;
         if !self.is_writing() {
             return;
         }
@@ -116,6 +116,7 @@ impl RecordSpool {
         let key = Key {
             ts: ts.map_or(i64::MIN, Timestamp::as_nanos),
             flow,
+            seq: self.records,
         };
         self.arena.extend_from_slice(bytes);
         self.index.push((key, off, len));
@@ -154,14 +155,13 @@ impl RecordSpool {
             return Ok(());
         };
         self.sort();
-        let n = RUN_SEQ.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!(
-            ".{}.{}.{n}.part",
-            self.kind.file,
-            std::process::id()
-        ));
+        let path = libpcap_tools::outfile::spool_part_path(&dir, self.kind.file);
         let result = (|| {
-            let mut w = BufWriter::with_capacity(1 << 16, std::fs::File::create(&path)?);
+            let f = std::fs::File::options()
+                .write(true)
+                .create_new(true)
+                .open(&path)?;
+            let mut w = BufWriter::with_capacity(1 << 16, f);
             for &(key, off, len) in &self.index {
                 let row = self
                     .arena
@@ -228,19 +228,10 @@ impl RecordSpool {
             )));
         }
         self.sort();
-        let name = format!("{}.{}", self.kind.file, format.extension());
-        let path = dir.join(&name);
-        let tmp = dir.join(format!(
-            ".{name}.tmp{}-{}",
-            std::process::id(),
-            RUN_SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let result = self.write_all(&tmp, format);
-        let result = result.and_then(|()| std::fs::rename(&tmp, &path));
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result?;
+        let path = dir.join(format!("{}.{}", self.kind.file, format.extension()));
+        let mut file = libpcap_tools::outfile::AtomicFile::create(&path)?;
+        self.write_all(file.file()?.try_clone()?, format)?;
+        file.commit()?;
         for r in self.runs.drain(..) {
             let _ = std::fs::remove_file(r);
         }
@@ -249,9 +240,8 @@ impl RecordSpool {
         Ok(Some(path))
     }
 
-    /// The k-way merge of the runs and the rows in memory into `tmp`.
-    fn write_all(&self, tmp: &Path, format: Format) -> io::Result<()> {
-        let file = std::fs::File::create(tmp)?;
+    /// The k-way merge of the runs and the rows in memory into `file`.
+    fn write_all(&self, file: std::fs::File, format: Format) -> io::Result<()> {
         let mut out = writer(format, self.kind, BufWriter::with_capacity(1 << 20, file))?;
         let mut sources: Vec<Source<'_>> = Vec::with_capacity(self.runs.len() + 1);
         for r in &self.runs {
@@ -315,6 +305,7 @@ fn put_varint(w: &mut impl Write, mut v: u64) -> io::Result<()> {
 fn write_entry(w: &mut impl Write, key: Key, row: &[u8]) -> io::Result<()> {
     w.write_all(&key.ts.to_le_bytes())?;
     w.write_all(&key.flow.to_le_bytes())?;
+    w.write_all(&key.seq.to_le_bytes())?;
     put_varint(w, row.len() as u64)?;
     w.write_all(row)
 }
@@ -352,6 +343,8 @@ impl Source<'_> {
                 let ts = i64::from_le_bytes(b);
                 r.read_exact(&mut b)?;
                 let flow = u64::from_le_bytes(b);
+                r.read_exact(&mut b)?;
+                let seq = u64::from_le_bytes(b);
                 let len = usize::try_from(read_varint(r)?)
                     .map_err(|_| io::Error::other("bad length in a spool run"))?;
                 if len > 64 << 20 {
@@ -360,7 +353,7 @@ impl Source<'_> {
                 row.clear();
                 row.resize(len, 0);
                 r.read_exact(row)?;
-                Ok(Some(Key { ts, flow }))
+                Ok(Some(Key { ts, flow, seq }))
             }
             Source::Memory(spool, next) => {
                 let Some(&(key, off, len)) = spool.index.get(*next) else {
@@ -401,10 +394,7 @@ impl PartialOrd for Head {
 impl Ord for Head {
     fn cmp(&self, o: &Head) -> CmpOrdering {
         // reversed: BinaryHeap pops the largest
-        o.key
-            .cmp(&self.key)
-            .then_with(|| o.row.cmp(&self.row))
-            .then_with(|| o.src.cmp(&self.src))
+        o.key.cmp(&self.key).then_with(|| o.src.cmp(&self.src))
     }
 }
 
@@ -426,8 +416,8 @@ mod tests {
         r
     }
 
-    /// Records pushed in a scrambled order, split over `workers` spools
-    /// that spill often, merged and saved.
+    /// Records pushed in a scrambled order, split by flow over `workers`
+    /// spools that spill often, merged and saved.
     fn run(workers: usize, n: u64, dir: &Path) -> String {
         let mut spools: Vec<RecordSpool> = (0..workers)
             .map(|_| RecordSpool::new(&COMMUNITY_ID, Some(dir.to_path_buf())).with_memory(1))
@@ -436,8 +426,9 @@ mod tests {
             let x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40;
             let ts = (x % 1000) as i64;
             let flow = x % 7;
-            let w = (x % workers as u64) as usize;
-            // duplicates of (ts, flow) differ by content only
+            // a flow is always handled by the same worker, as in the engine
+            let w = (flow % workers as u64) as usize;
+            // several records of one (ts, flow) keep the order they came in
             spools[w].push(
                 Some(Timestamp(ts)),
                 flow,

@@ -13,14 +13,19 @@
 //! (bytes of an incomplete TCP message kept per direction, default 65537),
 //! `max_tcp_total` (bytes kept for all TCP connections of a worker, default
 //! 64 MiB; beyond, data is dropped and counted as `tcp_over_budget`).
-//! Writes `dns.jsonl`.
+//! Writes `dns.jsonl` (`.csv`, `.log`, `.parquet` with `[output] format`).
 
-use super::spool::{OutputConfig, Spool};
+use super::spool::OutputConfig;
+use crate::output::schema::DNS;
+use crate::output::{RecordSpool, RowBuf};
 use crate::plugin::{
     Counters, Decapsulated, EndReason, Interest, Layers, PacketContext, Plugin, PluginBuilder,
     PluginError, PluginResult, StreamData, TransportLayer, downcast,
 };
-use crate::proto::dns::{DnsMessage, parse_dns_message, parse_dns_tcp_stream};
+use crate::proto::dns::{
+    DnsMessage, DnsRData, class_name, opcode_name, parse_dns_message, parse_dns_tcp_stream,
+    rcode_name, rr_type_mnemonic,
+};
 use libpcap_tools::{Config, Direction, FiveTuple, Flow, FlowId, Timestamp, ipproto};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -73,35 +78,94 @@ pub struct DnsPlugin {
     /// Bytes held in `tcp`.
     tcp_held: usize,
     counters: DnsCounters,
-    spool: Spool,
+    spool: RecordSpool,
+    format: crate::output::Format,
+    row: RowBuf,
 }
 
-/// The JSON line of one message.
-pub fn dns_json(
+/// Fills `row` with the `dns` record of `msg` (see the module docs);
+/// `flow_key` is the flow's key, client first.
+pub fn fill_row(
+    row: &mut RowBuf,
     ts: Option<Timestamp>,
     flow: FlowId,
-    key: &FiveTuple,
+    flow_key: &FiveTuple,
     msg: &DnsMessage,
-) -> serde_json::Value {
-    let mut v = serde_json::to_value(msg).unwrap_or(serde_json::Value::Null);
-    if let Some(o) = v.as_object_mut() {
-        o.insert("ts_ns".into(), ts.map(|t| t.as_nanos()).into());
-        o.insert("flow".into(), flow.to_string().into());
-        o.insert(
-            "transport".into(),
-            if key.proto == ipproto::TCP {
-                "tcp"
-            } else {
-                "udp"
-            }
-            .into(),
+) {
+    let name = |known: Option<&'static str>, code: u64| -> std::borrow::Cow<'static, str> {
+        known.map_or_else(|| code.to_string().into(), Into::into)
+    };
+    let q = msg.questions.first();
+    let opt = msg.additionals.iter().find_map(|r| match &r.data {
+        DnsRData::Opt {
+            udp_payload_size,
+            do_bit,
+            ..
+        } => Some((*udp_payload_size, *do_bit)),
+        _ => None,
+    });
+    row.clear();
+    row.opt_time(ts)
+        .flow_id(flow.0)
+        .ip(flow_key.src)
+        .u64(u64::from(flow_key.src_port))
+        .ip(flow_key.dst)
+        .u64(u64::from(flow_key.dst_port))
+        .str(if flow_key.proto == ipproto::TCP {
+            "tcp"
+        } else {
+            "udp"
+        })
+        .u64(u64::from(msg.id))
+        .bool(msg.is_response)
+        .u64(u64::from(msg.opcode))
+        .str(&name(opcode_name(msg.opcode), u64::from(msg.opcode)))
+        .u64(u64::from(msg.rcode))
+        .str(&name(rcode_name(msg.rcode), u64::from(msg.rcode)))
+        .bool(msg.authoritative)
+        .bool(msg.truncated)
+        .bool(msg.recursion_desired)
+        .bool(msg.recursion_available)
+        .bool(msg.flags & 0x0020 != 0)
+        .bool(msg.flags & 0x0010 != 0)
+        .opt_str(q.map(|q| q.name.as_str()))
+        .opt_u64(q.map(|q| u64::from(q.qclass)))
+        .opt_str(
+            q.map(|q| name(class_name(q.qclass), u64::from(q.qclass)))
+                .as_deref(),
+        )
+        .opt_u64(q.map(|q| u64::from(q.qtype)))
+        .opt_str(
+            q.map(|q| {
+                rr_type_mnemonic(q.qtype)
+                    .map_or_else(|| format!("TYPE{}", q.qtype).into(), std::borrow::Cow::from)
+            })
+            .as_deref(),
         );
-        o.insert("src_ip".into(), key.src.to_string().into());
-        o.insert("src_port".into(), key.src_port.into());
-        o.insert("dst_ip".into(), key.dst.to_string().into());
-        o.insert("dst_port".into(), key.dst_port.into());
+    row.u64(msg.questions.len() as u64);
+    if msg.answers.is_empty() {
+        row.null().null().null();
+    } else {
+        let data: Vec<String> = msg.answers.iter().map(|r| r.data.to_text()).collect();
+        let types: Vec<std::borrow::Cow<'static, str>> = msg
+            .answers
+            .iter()
+            .map(|r| {
+                rr_type_mnemonic(r.rtype)
+                    .map_or_else(|| format!("TYPE{}", r.rtype).into(), std::borrow::Cow::from)
+            })
+            .collect();
+        row.str_list(data.iter().map(String::as_str))
+            .str_list(types.iter().map(|t| t.as_ref()))
+            .u64_list(msg.answers.iter().map(|r| u64::from(r.ttl)));
     }
-    v
+    row.u64(msg.authorities.len() as u64)
+        .u64(msg.additionals.len() as u64);
+    let (size, dob) = match opt {
+        Some((s, d)) => (Some(u64::from(s)), Some(d)),
+        None => (None, None),
+    };
+    row.opt_u64(size).opt_bool(dob).bool(false);
 }
 
 impl DnsPlugin {
@@ -123,10 +187,10 @@ impl DnsPlugin {
             self.counters.queries += 1;
         }
         if self.spool.is_writing() {
-            self.spool.push(&dns_json(ts, flow, key, msg))
-        } else {
-            Ok(())
+            fill_row(&mut self.row, ts, flow, key, msg);
+            self.spool.push(ts, flow.0, &self.row);
         }
+        Ok(())
     }
 }
 
@@ -153,7 +217,7 @@ impl Plugin for DnsPlugin {
             return Ok(None);
         }
         match parse_dns_message(t.payload) {
-            Ok(msg) => self.emit(t.last_ts.or(ctx.ts()), t.flow.id, &t.key, &msg)?,
+            Ok(msg) => self.emit(t.last_ts.or(ctx.ts()), t.flow.id, &t.flow.key, &msg)?,
             Err(_) => self.counters.malformed += 1,
         }
         Ok(None)
@@ -170,11 +234,7 @@ impl Plugin for DnsPlugin {
             return Ok(());
         }
         let k = (flow.id, dir == Direction::ToServer);
-        let key = if dir == Direction::ToServer {
-            flow.key
-        } else {
-            flow.key.reversed()
-        };
+        let key = flow.key;
         let held = self.tcp.get(&k).map_or(0, Vec::len);
         let data = match data {
             StreamData::Data { data, .. } => data,
@@ -234,7 +294,8 @@ impl Plugin for DnsPlugin {
         self.counters.malformed += c.malformed;
         self.counters.tcp_resync += c.tcp_resync;
         self.counters.tcp_over_budget += c.tcp_over_budget;
-        self.spool.merge(o.spool)
+        self.spool.merge(o.spool);
+        Ok(())
     }
 
     fn results(&self) -> Option<serde_json::Value> {
@@ -253,7 +314,11 @@ impl Plugin for DnsPlugin {
     }
 
     fn save_results(&mut self, dir: &Path) -> PluginResult<Vec<PathBuf>> {
-        self.spool.save(dir, "dns.jsonl")
+        let saved = self
+            .spool
+            .save(dir, self.format)
+            .map_err(|e| PluginError::wrap("dns", e))?;
+        Ok(saved.into_iter().collect())
     }
 }
 
@@ -278,7 +343,9 @@ impl PluginBuilder for DnsPluginBuilder {
             tcp: HashMap::default(),
             tcp_held: 0,
             counters: DnsCounters::default(),
-            spool: Spool::new("dns", out.dir),
+            spool: out.spool(&DNS),
+            format: out.format,
+            row: RowBuf::new(&DNS),
         }))
     }
 }
@@ -301,7 +368,9 @@ mod tests {
             tcp: HashMap::default(),
             tcp_held: 0,
             counters: DnsCounters::default(),
-            spool: Spool::new("dns", None),
+            spool: RecordSpool::new(&DNS, None),
+            format: crate::output::Format::Jsonl,
+            row: RowBuf::new(&DNS),
         };
         let pkt = Packet::pseudo(None);
         let ctx = PacketContext::new(&pkt, FlowContext::default());
@@ -338,5 +407,93 @@ mod tests {
             p.flow_destroyed(&f, EndReason::EndOfInput).unwrap();
         }
         assert_eq!(p.tcp_held, 0);
+    }
+
+    /// The JSON line of the record `fill_row` makes of `msg`.
+    fn json_of(msg: &[u8], proto: u8) -> serde_json::Value {
+        let m = parse_dns_message(msg).unwrap();
+        let key = FiveTuple {
+            src: IpAddr::from([10, 0, 0, 1]),
+            dst: IpAddr::from([10, 0, 0, 53]),
+            src_port: 40000,
+            dst_port: 53,
+            proto,
+        };
+        let mut row = RowBuf::new(&DNS);
+        fill_row(
+            &mut row,
+            Some(libpcap_tools::Timestamp(1_000_000_001)),
+            FlowId(0xab),
+            &key,
+            &m,
+        );
+        let mut vals = Vec::new();
+        crate::output::decode(&DNS, row.finish().unwrap(), &mut vals).unwrap();
+        let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        struct W(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for W {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut w =
+            crate::output::writer(crate::output::Format::Jsonl, &DNS, W(buf.clone())).unwrap();
+        w.write_row(&vals).unwrap();
+        w.finish().unwrap();
+        let text = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
+        serde_json::from_str(text.trim()).unwrap()
+    }
+
+    #[test]
+    fn records_name_every_code_and_keep_the_client_as_source() {
+        let q = json_of(&crate::build::dns_query(7, "example.org", 28), ipproto::UDP);
+        assert_eq!(q["ts"], "1970-01-01T00:00:01.000000001Z");
+        assert_eq!(q["flow_id"], "00000000000000ab");
+        assert_eq!(
+            (q["src_ip"].as_str(), q["dst_port"].as_u64()),
+            (Some("10.0.0.1"), Some(53))
+        );
+        assert_eq!(q["proto"], "udp");
+        assert_eq!(q["trans_id"], 7);
+        assert_eq!(q["qr"], false);
+        assert_eq!(
+            (q["opcode"].as_u64(), q["opcode_name"].as_str()),
+            (Some(0), Some("QUERY"))
+        );
+        assert_eq!(
+            (q["qtype"].as_u64(), q["qtype_name"].as_str()),
+            (Some(28), Some("AAAA"))
+        );
+        assert_eq!(q["qclass_name"], "C_INTERNET");
+        assert_eq!(q["query"], "example.org");
+        assert_eq!(q["rd"], true);
+        assert!(q.get("answers").is_none(), "no answers: null, left out");
+        let addrs = [IpAddr::from([192, 0, 2, 1]), IpAddr::from([192, 0, 2, 2])];
+        let r = json_of(
+            &crate::build::dns_response(7, "example.org", 1, 3, &addrs, 300),
+            ipproto::TCP,
+        );
+        assert_eq!(r["qr"], true);
+        assert_eq!(r["proto"], "tcp");
+        assert_eq!(
+            (r["rcode"].as_u64(), r["rcode_name"].as_str()),
+            (Some(3), Some("NXDOMAIN"))
+        );
+        assert_eq!(r["answers"], serde_json::json!(["192.0.2.1", "192.0.2.2"]));
+        assert_eq!(r["answer_types"], serde_json::json!(["A", "A"]));
+        assert_eq!(r["ttls"], serde_json::json!([300, 300]));
+        assert_eq!(
+            (r["questions"].as_u64(), r["authorities"].as_u64()),
+            (Some(1), Some(0))
+        );
+        // a type without a mnemonic keeps the RFC 3597 form; NULL has one
+        let n = json_of(&crate::build::dns_query(8, "x.test", 10), ipproto::UDP);
+        assert_eq!(n["qtype_name"], "NULL");
+        let u = json_of(&crate::build::dns_query(9, "x.test", 65280), ipproto::UDP);
+        assert_eq!(u["qtype_name"], "TYPE65280");
     }
 }

@@ -8,12 +8,28 @@ use libpcap_tools::Config;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-/// Section `[output]`: where plugins write (the tool sets `dir` from `--outdir`).
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+/// Section `[output]`: where plugins write (the tool sets `dir` from
+/// `--outdir` and `format` from `--format`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(default)]
 pub struct OutputConfig {
-    /// Output directory; without one, line-oriented plugins only count.
+    /// Output directory; without one, record plugins only count.
     pub dir: Option<PathBuf>,
+    /// Format of the record files (`jsonl`, `csv`, `zeek`, `parquet`).
+    pub format: crate::output::Format,
+    /// Bytes of records each plugin instance holds in memory before it
+    /// spills a sorted run into the output directory.
+    pub spool_memory: usize,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig {
+            dir: None,
+            format: crate::output::Format::Jsonl,
+            spool_memory: crate::output::spool::DEFAULT_MEMORY,
+        }
+    }
 }
 
 impl OutputConfig {
@@ -25,6 +41,11 @@ impl OutputConfig {
         config
             .section("output")
             .map_err(|e| PluginError::wrap(plugin, e))
+    }
+
+    /// A record spool of `kind` for this output.
+    pub fn spool(&self, kind: &'static crate::output::Kind) -> crate::output::RecordSpool {
+        crate::output::RecordSpool::new(kind, self.dir.clone()).with_memory(self.spool_memory)
     }
 }
 

@@ -234,6 +234,54 @@ pub enum DnsRData {
     Other(#[serde(serialize_with = "ser_hex")] Vec<u8>),
 }
 
+impl DnsRData {
+    /// The data as one line of text, the way zone files write it (an
+    /// address, a name, `PREFERENCE EXCHANGE` for MX, the quoted strings of
+    /// TXT, the SOA and SRV fields; OPT as `udp=SIZE ver=V do=B`; other
+    /// types as lowercase hex).
+    pub fn to_text(&self) -> String {
+        match self {
+            DnsRData::A(a) => a.to_string(),
+            DnsRData::Aaaa(a) => a.to_string(),
+            DnsRData::Cname(n) | DnsRData::Ns(n) | DnsRData::Ptr(n) => n.clone(),
+            DnsRData::Mx {
+                preference,
+                exchange,
+            } => format!("{preference} {exchange}"),
+            DnsRData::Txt(parts) => parts
+                .iter()
+                .map(|p| format!("\"{}\"", p.replace('\\', "\\\\").replace('"', "\\\"")))
+                .collect::<Vec<_>>()
+                .join(" "),
+            DnsRData::Soa {
+                mname,
+                rname,
+                serial,
+                refresh,
+                retry,
+                expire,
+                minimum,
+            } => format!("{mname} {rname} {serial} {refresh} {retry} {expire} {minimum}"),
+            DnsRData::Srv {
+                priority,
+                weight,
+                port,
+                target,
+            } => format!("{priority} {weight} {port} {target}"),
+            DnsRData::Opt {
+                udp_payload_size,
+                version,
+                do_bit,
+                ..
+            } => format!(
+                "udp={udp_payload_size} ver={version} do={}",
+                u8::from(*do_bit)
+            ),
+            DnsRData::Other(raw) => to_hex(raw),
+        }
+    }
+}
+
 /// A parsed DNS message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DnsMessage {
@@ -253,6 +301,10 @@ pub struct DnsMessage {
     pub recursion_available: bool,
     /// Response code: header RCODE, plus `ext_rcode << 4` when an OPT RR is present.
     pub rcode: u16,
+    /// The header's whole flags word (QR, opcode, AA, TC, RD, RA, Z, AD,
+    /// CD, RCODE), for the bits not given their own field.
+    #[serde(skip)]
+    pub flags: u16,
     /// Question section.
     pub questions: Vec<DnsQuestion>,
     /// Answer section.
@@ -263,29 +315,50 @@ pub struct DnsMessage {
     pub additionals: Vec<DnsRecord>,
 }
 
-/// Returns the mnemonic of an RR type (`"A"`, `"AAAA"`, ...), or `"TYPE<n>"`
-/// (RFC 3597) when unknown.
-pub fn rr_type_name(rtype: u16) -> String {
-    let s = match rtype {
+/// The mnemonic of an RR type from the IANA registry ("Resource Record
+/// (RR) TYPEs", as of 2025), or `None` when unassigned.
+pub fn rr_type_mnemonic(rtype: u16) -> Option<&'static str> {
+    Some(match rtype {
         1 => "A",
         2 => "NS",
+        3 => "MD",
+        4 => "MF",
         5 => "CNAME",
         6 => "SOA",
+        7 => "MB",
+        8 => "MG",
+        9 => "MR",
+        10 => "NULL",
+        11 => "WKS",
         12 => "PTR",
         13 => "HINFO",
+        14 => "MINFO",
         15 => "MX",
         16 => "TXT",
         17 => "RP",
         18 => "AFSDB",
+        19 => "X25",
+        20 => "ISDN",
+        21 => "RT",
+        22 => "NSAP",
+        23 => "NSAP-PTR",
         24 => "SIG",
         25 => "KEY",
+        26 => "PX",
+        27 => "GPOS",
         28 => "AAAA",
         29 => "LOC",
+        30 => "NXT",
+        31 => "EID",
+        32 => "NIMLOC",
         33 => "SRV",
+        34 => "ATMA",
         35 => "NAPTR",
         36 => "KX",
         37 => "CERT",
+        38 => "A6",
         39 => "DNAME",
+        40 => "SINK",
         41 => "OPT",
         42 => "APL",
         43 => "DS",
@@ -300,6 +373,9 @@ pub fn rr_type_name(rtype: u16) -> String {
         52 => "TLSA",
         53 => "SMIMEA",
         55 => "HIP",
+        56 => "NINFO",
+        57 => "RKEY",
+        58 => "TALINK",
         59 => "CDS",
         60 => "CDNSKEY",
         61 => "OPENPGPKEY",
@@ -307,19 +383,106 @@ pub fn rr_type_name(rtype: u16) -> String {
         63 => "ZONEMD",
         64 => "SVCB",
         65 => "HTTPS",
+        66 => "DSYNC",
+        67 => "HHIT",
+        68 => "BRID",
         99 => "SPF",
+        100 => "UINFO",
+        101 => "UID",
+        102 => "GID",
+        103 => "UNSPEC",
+        104 => "NID",
+        105 => "L32",
+        106 => "L64",
+        107 => "LP",
         108 => "EUI48",
         109 => "EUI64",
+        128 => "NXNAME",
         249 => "TKEY",
         250 => "TSIG",
         251 => "IXFR",
         252 => "AXFR",
+        253 => "MAILB",
+        254 => "MAILA",
+        // IANA writes "*"; every tool says ANY
         255 => "ANY",
         256 => "URI",
         257 => "CAA",
-        _ => return format!("TYPE{rtype}"),
-    };
-    s.to_string()
+        258 => "AVC",
+        259 => "DOA",
+        260 => "AMTRELAY",
+        261 => "RESINFO",
+        262 => "WALLET",
+        263 => "CLA",
+        264 => "IPN",
+        32768 => "TA",
+        32769 => "DLV",
+        _ => return None,
+    })
+}
+
+/// Returns the mnemonic of an RR type (`"A"`, `"AAAA"`, `"NULL"`, ...),
+/// or `"TYPE<n>"` (RFC 3597) when unassigned.
+pub fn rr_type_name(rtype: u16) -> String {
+    match rr_type_mnemonic(rtype) {
+        Some(s) => s.to_string(),
+        None => format!("TYPE{rtype}"),
+    }
+}
+
+/// The name of a DNS opcode (IANA "DNS OpCodes"), or `None` when
+/// unassigned.
+pub fn opcode_name(opcode: u8) -> Option<&'static str> {
+    Some(match opcode {
+        0 => "QUERY",
+        1 => "IQUERY",
+        2 => "STATUS",
+        4 => "NOTIFY",
+        5 => "UPDATE",
+        6 => "DSO",
+        _ => return None,
+    })
+}
+
+/// The name of a DNS response code (IANA "DNS RCODEs"; 16 is BADVERS as an
+/// extended rcode), or `None` when unassigned.
+pub fn rcode_name(rcode: u16) -> Option<&'static str> {
+    Some(match rcode {
+        0 => "NOERROR",
+        1 => "FORMERR",
+        2 => "SERVFAIL",
+        3 => "NXDOMAIN",
+        4 => "NOTIMP",
+        5 => "REFUSED",
+        6 => "YXDOMAIN",
+        7 => "YXRRSET",
+        8 => "NXRRSET",
+        9 => "NOTAUTH",
+        10 => "NOTZONE",
+        11 => "DSOTYPENI",
+        16 => "BADVERS",
+        17 => "BADKEY",
+        18 => "BADTIME",
+        19 => "BADMODE",
+        20 => "BADNAME",
+        21 => "BADALG",
+        22 => "BADTRUNC",
+        23 => "BADCOOKIE",
+        _ => return None,
+    })
+}
+
+/// The name of a DNS class as Zeek writes it (`C_INTERNET`, …; IANA "DNS
+/// CLASSes"), or `None` when unassigned.
+pub fn class_name(class: u16) -> Option<&'static str> {
+    Some(match class {
+        1 => "C_INTERNET",
+        3 => "C_CHAOS",
+        4 => "C_HESIOD",
+        254 => "C_NONE",
+        255 => "C_ANY",
+        _ => return None,
+    })
 }
 
 fn ser_rr_type<S: serde::Serializer>(t: &u16, s: S) -> Result<S::Ok, S::Error> {
@@ -794,6 +957,7 @@ fn parse_message_inner(msg: &[u8]) -> Result<DnsMessage, nom::Err<PErr>> {
         recursion_desired: h.flags & 0x0100 != 0,
         recursion_available: h.flags & 0x0080 != 0,
         rcode,
+        flags: h.flags,
         questions,
         answers,
         authorities,
