@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use libpcap_analyzer::output::{Format, RowBuf, decode, schema::DNS, writer};
-use libpcap_analyzer::plugins::dns::fill_row;
+use libpcap_analyzer::plugins::dns::{Message, fill_row};
 use libpcap_analyzer::proto::dns::{parse_dns_message, parse_dns_tcp_stream, rr_type_name};
 use libpcap_tools::{FiveTuple, FlowId, Timestamp, ipproto};
 use std::net::IpAddr;
@@ -31,7 +31,14 @@ fuzz_target!(|data: &[u8]| {
     match single {
         Ok(m) => {
             let mut row = RowBuf::new(&DNS);
-            fill_row(&mut row, Some(Timestamp(1)), FlowId(1), &key, &m);
+            let msg = Message { ts: Some(Timestamp(1)), msg: m.clone() };
+            // as a query alone, a response alone and a transaction
+            for (q, r) in [(Some(&msg), None), (None, Some(&msg)), (Some(&msg), Some(&msg))] {
+                fill_row(&mut row, FlowId(1), &key, q, r);
+                let bytes = row.finish().expect("a complete dns record");
+                let mut vals = Vec::new();
+                decode(&DNS, bytes, &mut vals).expect("the record decodes");
+            }
             let bytes = row.finish().expect("a complete dns record");
             let mut vals = Vec::new();
             decode(&DNS, bytes, &mut vals).expect("the record decodes");

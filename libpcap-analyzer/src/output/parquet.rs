@@ -210,46 +210,39 @@ mod tests {
         let f = std::fs::File::create(&path).unwrap();
         let mut w = writer(Format::Parquet, &DNS, std::io::BufWriter::new(f)).unwrap();
         let n = ROW_GROUP + 10;
+        let key = libpcap_tools::FiveTuple {
+            src: "10.0.0.1".parse().unwrap(),
+            dst: "2001:db8::53".parse().unwrap(),
+            src_port: 5353,
+            dst_port: 53,
+            proto: 17,
+        };
+        let msg = |b: Vec<u8>, ts: i64| crate::plugins::dns::Message {
+            ts: Some(Timestamp(ts)),
+            msg: crate::proto::dns::parse_dns_message(&b).unwrap(),
+        };
+        let addrs = ["192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap()];
         for i in 0..n as u64 {
-            let mut r = RowBuf::new(&DNS);
-            r.time(Timestamp(i as i64 * 1000))
-                .str("2d272b48ffac6655")
-                .ip("10.0.0.1".parse().unwrap())
-                .u64(5353)
-                .ip("2001:db8::53".parse().unwrap())
-                .u64(53)
-                .str("udp")
-                .u64(i % 65536)
-                .bool(i % 2 == 1)
-                .u64(0)
-                .str("QUERY")
-                .u64(3)
-                .str("NXDOMAIN")
-                .bool(false)
-                .bool(false)
-                .bool(true)
-                .bool(true)
-                .bool(false)
-                .bool(false)
-                .str("example.org")
-                .u64(1)
-                .str("C_INTERNET")
-                .u64(1)
-                .str("A")
-                .u64(1)
-                .str_list(if i % 2 == 1 {
-                    vec!["192.0.2.1", "192.0.2.2"]
-                } else {
-                    vec![]
-                })
-                .str_list(if i % 2 == 1 { vec!["A", "A"] } else { vec![] })
-                .u64_list(if i % 2 == 1 { vec![60, 61] } else { vec![] })
-                .u64(0)
-                .u64(1)
-                .opt_u64(Some(1232))
-                .opt_bool(None)
-                .bool(false);
-            let bytes = r.finish().unwrap().to_vec();
+            let id = (i % 65536) as u16;
+            let q = msg(
+                crate::build::dns_query(id, "example.org", 1),
+                i as i64 * 1000,
+            );
+            let r = msg(
+                crate::build::dns_response(id, "example.org", 1, 0, &addrs, 60),
+                i as i64 * 1000 + 500,
+            );
+            let mut row = RowBuf::new(&DNS);
+            // every other one unanswered: nulls in the response columns
+            let response = (i % 2 == 1).then_some(&r);
+            crate::plugins::dns::fill_row(
+                &mut row,
+                libpcap_tools::FlowId(i),
+                &key,
+                Some(&q),
+                response,
+            );
+            let bytes = row.finish().unwrap().to_vec();
             let mut vals = Vec::new();
             decode(&DNS, &bytes, &mut vals).unwrap();
             w.write_row(&vals).unwrap();
@@ -269,6 +262,13 @@ mod tests {
             );
             let edns_do = batch.column(DNS.index("edns_do").unwrap());
             assert_eq!(edns_do.null_count(), batch.num_rows());
+            let rcode = batch.column(DNS.index("rcode").unwrap());
+            assert_eq!(rcode.null_count(), batch.num_rows() / 2);
+            let answers = batch.column(DNS.index("answers").unwrap());
+            assert_eq!(
+                answers.data_type(),
+                &DataType::List(Arc::new(ArrowField::new("item", DataType::Utf8, true)))
+            );
         }
         assert_eq!(rows, n);
     }

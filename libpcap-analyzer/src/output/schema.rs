@@ -340,60 +340,40 @@ pub const CONNECTION: Kind = Kind {
     ],
 };
 
-/// `dns`: one record per DNS message (Zeek's dns.log, per message).
+/// `dns`: one record per DNS transaction, a query with its response (Zeek's
+/// dns.log).
 pub const DNS: Kind = Kind {
     name: "dns",
     file: "dns",
     zeek_path: Some("dns"),
-    doc: "one record per DNS message (query or response)",
+    doc: "one record per DNS transaction: a query and its response (same flow, same transaction id), a query left unanswered, or a response without its query (mDNS announcements, a query outside the capture)",
     fields: with_endpoints!(
         [z(
             f(
                 "ts",
                 Ty::Time,
-                "time of the packet (or of the last segment of a TCP message)"
+                "time of the query (of the response, without a query; of the last segment of a TCP message)"
             ),
             "ts"
         )],
         [
             z(f("proto", Ty::Str, "udp or tcp"), "proto"),
             z(f("trans_id", Ty::U64, "transaction id"), "trans_id"),
-            f("qr", Ty::Bool, "a response (QR bit)"),
-            f("opcode", Ty::U64, "opcode"),
-            f(
-                "opcode_name",
-                Ty::Str,
-                "opcode name (QUERY, IQUERY, STATUS, NOTIFY, UPDATE, DSO; the number when unassigned)"
-            ),
             z(
-                f(
-                    "rcode",
-                    Ty::U64,
-                    "response code; with EDNS, the 12-bit extended code (the OPT record's upper 8 bits joined to the header's 4)"
+                n(
+                    "rtt",
+                    Ty::Duration,
+                    "response time - query time, seconds; null without one of them"
                 ),
-                "rcode"
+                "rtt"
             ),
-            z(
-                f(
-                    "rcode_name",
-                    Ty::Str,
-                    "response code name (NOERROR, NXDOMAIN, SERVFAIL, BADVERS, …)"
-                ),
-                "rcode_name"
-            ),
-            z(f("aa", Ty::Bool, "authoritative answer"), "AA"),
-            z(f("tc", Ty::Bool, "truncated"), "TC"),
-            z(f("rd", Ty::Bool, "recursion desired"), "RD"),
-            z(f("ra", Ty::Bool, "recursion available"), "RA"),
-            f("ad", Ty::Bool, "authentic data (DNSSEC)"),
-            f("cd", Ty::Bool, "checking disabled (DNSSEC)"),
             z(n("query", Ty::Str, "the first question's name"), "query"),
             z(n("qclass", Ty::U64, "the first question's class"), "qclass"),
             z(
                 n(
                     "qclass_name",
                     Ty::Str,
-                    "its name (C_INTERNET, C_CHAOS, … as Zeek; ANY)"
+                    "its name as Zeek writes it (C_INTERNET, C_CHAOS, C_HESIOD, C_NONE, C_ANY; the number when unassigned)"
                 ),
                 "qclass_name"
             ),
@@ -402,23 +382,49 @@ pub const DNS: Kind = Kind {
                 n(
                     "qtype_name",
                     Ty::Str,
-                    "its name (A, AAAA, NULL, HTTPS, …; TYPE<n> when unassigned)"
+                    "its IANA mnemonic (A, AAAA, NULL, HTTPS, ANY, …; TYPE<n> when unassigned)"
                 ),
                 "qtype_name"
             ),
-            f("questions", Ty::U64, "questions in the message"),
+            f("opcode", Ty::U64, "opcode"),
+            f(
+                "opcode_name",
+                Ty::Str,
+                "opcode name (QUERY, IQUERY, STATUS, NOTIFY, UPDATE, DSO; the number when unassigned)"
+            ),
+            z(
+                n(
+                    "rcode",
+                    Ty::U64,
+                    "response code, null without a response; with EDNS, the 12-bit extended code (the OPT record's upper 8 bits joined to the header's 4)"
+                ),
+                "rcode"
+            ),
+            z(
+                n(
+                    "rcode_name",
+                    Ty::Str,
+                    "response code name (NOERROR, NXDOMAIN, SERVFAIL, BADVERS, …; the number when unassigned)"
+                ),
+                "rcode_name"
+            ),
+            f(
+                "flags",
+                Ty::StrList,
+                "header flags set, of the response (of the query without one): aa, tc, rd, ra, ad, cd"
+            ),
             z(
                 n(
                     "answers",
                     Ty::StrList,
-                    "the answer records' data as text (addresses, names, text…)"
+                    "the answer records' data as text (addresses, names, MX/SRV/SOA fields, quoted TXT strings, hex for other types); null without answers"
                 ),
                 "answers"
             ),
             n(
                 "answer_types",
                 Ty::StrList,
-                "the answer records' type names, in the same order"
+                "the answer records' type mnemonics, in the same order"
             ),
             z(
                 n(
@@ -428,22 +434,26 @@ pub const DNS: Kind = Kind {
                 ),
                 "TTLs"
             ),
-            f("authorities", Ty::U64, "records in the authority section"),
-            f(
+            n(
+                "authorities",
+                Ty::U64,
+                "records in the response's authority section"
+            ),
+            n(
                 "additionals",
                 Ty::U64,
-                "records in the additional section (OPT included)"
+                "records in the response's additional section (OPT included)"
             ),
             n(
                 "edns_udp_size",
                 Ty::U64,
-                "EDNS: the sender's UDP payload size (OPT record present)"
+                "EDNS: the query's (else the response's) UDP payload size"
             ),
-            n("edns_do", Ty::Bool, "EDNS: DNSSEC OK bit"),
-            f(
+            n("edns_do", Ty::Bool, "EDNS: its DNSSEC OK bit"),
+            n(
                 "partial",
                 Ty::Bool,
-                "a section after the first damage could not be decoded (the sections before it are kept)"
+                "true when a section after some damage could not be decoded (the sections before it are kept); absent otherwise"
             ),
         ]
     ),

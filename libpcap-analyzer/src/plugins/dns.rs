@@ -1,18 +1,28 @@
-//! `dns`: DNS messages over UDP and TCP, one JSON line per message.
+//! `dns`: DNS over UDP and TCP, one record per transaction (Zeek's model).
 //!
 //! UDP datagrams from or to a DNS port are decoded whole; TCP connections
 //! on a DNS port are reassembled and split on the 2-byte length prefixes.
-//! Each line has the time (ns), the flow id, the addresses and ports, the
-//! transport and the decoded message (transaction id, query/response,
-//! opcode, rcode, flags, questions, answers, authorities, additionals).
-//! Malformed messages are counted (`malformed` in the results), never fatal,
-//! and reported with the other losses in the run summary
-//! ([`Plugin::counters`]: `malformed`, `tcp_resync`, `tcp_over_budget`).
+//! A query waits (in its flow, by transaction id) for its response; the two
+//! make one `dns` record with the response time (`rtt`). A query still
+//! unanswered when its flow ends, or beyond `max_pending` waiting queries,
+//! is written alone; a response without its query (an mDNS announcement, a
+//! query before the capture) too.
+//!
+//! A record ([`crate::output::schema::DNS`]) has the query's time, the flow
+//! id and the flow's endpoints (the client as source), the transport, the
+//! transaction id, the first question (name, class, type, with names), the
+//! opcode, the response's rcode and flags, its answers as text with their
+//! types and TTLs, its section counts, and EDNS. Malformed messages are
+//! counted (`malformed`), never fatal, and reported with the other losses
+//! in the run summary ([`Plugin::counters`]: `malformed`, `tcp_resync`,
+//! `tcp_over_budget`).
 //!
 //! Config `[plugin.dns]`: `ports` (default `[53]`), `max_tcp_buffer`
 //! (bytes of an incomplete TCP message kept per direction, default 65537),
 //! `max_tcp_total` (bytes kept for all TCP connections of a worker, default
-//! 64 MiB; beyond, data is dropped and counted as `tcp_over_budget`).
+//! 64 MiB; beyond, data is dropped and counted as `tcp_over_budget`),
+//! `max_pending` (queries waiting for their response in a worker, default
+//! 50000; beyond, a query is written unanswered at once).
 //! Writes `dns.jsonl` (`.csv`, `.log`, `.parquet` with `[output] format`).
 
 use super::spool::OutputConfig;
@@ -41,6 +51,9 @@ pub struct DnsConfig {
     /// Bytes of incomplete TCP messages kept for all connections of a
     /// worker; beyond, new data is dropped (counted as `tcp_over_budget`).
     pub max_tcp_total: usize,
+    /// Queries waiting for their response in a worker; beyond, a new query
+    /// is written unanswered at once (counted as `unpaired`).
+    pub max_pending: usize,
 }
 
 impl Default for DnsConfig {
@@ -49,6 +62,7 @@ impl Default for DnsConfig {
             ports: vec![53],
             max_tcp_buffer: 65_537,
             max_tcp_total: 64 << 20,
+            max_pending: 50_000,
         }
     }
 }
@@ -68,6 +82,14 @@ pub struct DnsCounters {
     pub tcp_resync: u64,
     /// TCP data dropped because `max_tcp_total` was reached.
     pub tcp_over_budget: u64,
+    /// Records written: transactions, lone queries, lone responses.
+    pub records: u64,
+    /// Queries written without a response (none came while the flow lasted).
+    pub unanswered: u64,
+    /// Responses written without their query.
+    pub unsolicited: u64,
+    /// Queries written at once because `max_pending` queries were waiting.
+    pub unpaired: u64,
 }
 
 /// The `dns` plugin.
@@ -78,34 +100,78 @@ pub struct DnsPlugin {
     /// Bytes held in `tcp`.
     tcp_held: usize,
     counters: DnsCounters,
+    /// Queries waiting for their response, by flow.
+    pending: HashMap<FlowId, Vec<Message>, foldhash::fast::RandomState>,
+    /// Queries in `pending`.
+    waiting: usize,
     spool: RecordSpool,
     format: crate::output::Format,
     row: RowBuf,
 }
 
-/// Fills `row` with the `dns` record of `msg` (see the module docs);
-/// `flow_key` is the flow's key, client first.
-pub fn fill_row(
-    row: &mut RowBuf,
-    ts: Option<Timestamp>,
-    flow: FlowId,
-    flow_key: &FiveTuple,
-    msg: &DnsMessage,
-) {
-    let name = |known: Option<&'static str>, code: u64| -> std::borrow::Cow<'static, str> {
-        known.map_or_else(|| code.to_string().into(), Into::into)
-    };
-    let q = msg.questions.first();
-    let opt = msg.additionals.iter().find_map(|r| match &r.data {
+/// A decoded message and its time.
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// Time of the packet (of the last segment, over TCP).
+    pub ts: Option<Timestamp>,
+    /// The message.
+    pub msg: DnsMessage,
+}
+
+/// Names of the header flags that are set (aa, tc, rd, ra, ad, cd).
+fn flag_names(flags: u16) -> impl Iterator<Item = &'static str> {
+    [
+        (0x0400, "aa"),
+        (0x0200, "tc"),
+        (0x0100, "rd"),
+        (0x0080, "ra"),
+        (0x0020, "ad"),
+        (0x0010, "cd"),
+    ]
+    .into_iter()
+    .filter(move |(bit, _)| flags & bit != 0)
+    .map(|(_, n)| n)
+}
+
+/// The EDNS payload size and DO bit of a message's OPT record.
+fn edns(msg: &DnsMessage) -> Option<(u16, bool)> {
+    msg.additionals.iter().find_map(|r| match &r.data {
         DnsRData::Opt {
             udp_payload_size,
             do_bit,
             ..
         } => Some((*udp_payload_size, *do_bit)),
         _ => None,
-    });
+    })
+}
+
+/// Fills `row` with the `dns` record of a transaction: a query, its
+/// response, or both (at least one); `flow_key` is the flow's key, client
+/// first.
+pub fn fill_row(
+    row: &mut RowBuf,
+    flow: FlowId,
+    flow_key: &FiveTuple,
+    query: Option<&Message>,
+    response: Option<&Message>,
+) {
+    let name = |known: Option<&'static str>, code: u64| -> std::borrow::Cow<'static, str> {
+        known.map_or_else(|| code.to_string().into(), Into::into)
+    };
+    let Some(first) = query.or(response) else {
+        return;
+    };
+    let head = &first.msg;
+    let q = head.questions.first();
+    let rtt = match (query.and_then(|m| m.ts), response.and_then(|m| m.ts)) {
+        (Some(a), Some(b)) => Some(b.nanos_since(a)),
+        _ => None,
+    };
+    let edns = query
+        .and_then(|m| edns(&m.msg))
+        .or_else(|| response.and_then(|m| edns(&m.msg)));
     row.clear();
-    row.opt_time(ts)
+    row.opt_time(first.ts)
         .flow_id(flow.0)
         .ip(flow_key.src)
         .u64(u64::from(flow_key.src_port))
@@ -116,19 +182,12 @@ pub fn fill_row(
         } else {
             "udp"
         })
-        .u64(u64::from(msg.id))
-        .bool(msg.is_response)
-        .u64(u64::from(msg.opcode))
-        .str(&name(opcode_name(msg.opcode), u64::from(msg.opcode)))
-        .u64(u64::from(msg.rcode))
-        .str(&name(rcode_name(msg.rcode), u64::from(msg.rcode)))
-        .bool(msg.authoritative)
-        .bool(msg.truncated)
-        .bool(msg.recursion_desired)
-        .bool(msg.recursion_available)
-        .bool(msg.flags & 0x0020 != 0)
-        .bool(msg.flags & 0x0010 != 0)
-        .opt_str(q.map(|q| q.name.as_str()))
+        .u64(u64::from(head.id));
+    match rtt {
+        Some(ns) => row.duration(ns),
+        None => row.null(),
+    };
+    row.opt_str(q.map(|q| q.name.as_str()))
         .opt_u64(q.map(|q| u64::from(q.qclass)))
         .opt_str(
             q.map(|q| name(class_name(q.qclass), u64::from(q.qclass)))
@@ -141,31 +200,40 @@ pub fn fill_row(
                     .map_or_else(|| format!("TYPE{}", q.qtype).into(), std::borrow::Cow::from)
             })
             .as_deref(),
-        );
-    row.u64(msg.questions.len() as u64);
-    if msg.answers.is_empty() {
-        row.null().null().null();
-    } else {
-        let data: Vec<String> = msg.answers.iter().map(|r| r.data.to_text()).collect();
-        let types: Vec<std::borrow::Cow<'static, str>> = msg
-            .answers
-            .iter()
-            .map(|r| {
-                rr_type_mnemonic(r.rtype)
-                    .map_or_else(|| format!("TYPE{}", r.rtype).into(), std::borrow::Cow::from)
-            })
-            .collect();
-        row.str_list(data.iter().map(String::as_str))
-            .str_list(types.iter().map(|t| t.as_ref()))
-            .u64_list(msg.answers.iter().map(|r| u64::from(r.ttl)));
+        )
+        .u64(u64::from(head.opcode))
+        .str(&name(opcode_name(head.opcode), u64::from(head.opcode)));
+    let r = response.map(|m| &m.msg);
+    row.opt_u64(r.map(|r| u64::from(r.rcode)))
+        .opt_str(
+            r.map(|r| name(rcode_name(r.rcode), u64::from(r.rcode)))
+                .as_deref(),
+        )
+        .str_list(flag_names(r.unwrap_or(head).flags));
+    match r.filter(|r| !r.answers.is_empty()) {
+        Some(r) => {
+            let data: Vec<String> = r.answers.iter().map(|a| a.data.to_text()).collect();
+            let types: Vec<std::borrow::Cow<'static, str>> = r
+                .answers
+                .iter()
+                .map(|a| {
+                    rr_type_mnemonic(a.rtype)
+                        .map_or_else(|| format!("TYPE{}", a.rtype).into(), std::borrow::Cow::from)
+                })
+                .collect();
+            row.str_list(data.iter().map(String::as_str))
+                .str_list(types.iter().map(|t| t.as_ref()))
+                .u64_list(r.answers.iter().map(|a| u64::from(a.ttl)));
+        }
+        None => {
+            row.null().null().null();
+        }
     }
-    row.u64(msg.authorities.len() as u64)
-        .u64(msg.additionals.len() as u64);
-    let (size, dob) = match opt {
-        Some((s, d)) => (Some(u64::from(s)), Some(d)),
-        None => (None, None),
-    };
-    row.opt_u64(size).opt_bool(dob).bool(false);
+    row.opt_u64(r.map(|r| r.authorities.len() as u64))
+        .opt_u64(r.map(|r| r.additionals.len() as u64))
+        .opt_u64(edns.map(|(s, _)| u64::from(s)))
+        .opt_bool(edns.map(|(_, d)| d))
+        .null();
 }
 
 impl DnsPlugin {
@@ -173,24 +241,68 @@ impl DnsPlugin {
         self.cfg.ports.contains(&k.src_port) || self.cfg.ports.contains(&k.dst_port)
     }
 
-    fn emit(
+    /// Writes one record (a transaction, a lone query or response).
+    fn write(
         &mut self,
-        ts: Option<Timestamp>,
         flow: FlowId,
         key: &FiveTuple,
-        msg: &DnsMessage,
-    ) -> PluginResult<()> {
-        self.counters.messages += 1;
-        if msg.is_response {
-            self.counters.responses += 1;
-        } else {
-            self.counters.queries += 1;
+        query: Option<&Message>,
+        response: Option<&Message>,
+    ) {
+        self.counters.records += 1;
+        if query.is_some() && response.is_none() {
+            self.counters.unanswered += 1;
+        }
+        if query.is_none() {
+            self.counters.unsolicited += 1;
         }
         if self.spool.is_writing() {
-            fill_row(&mut self.row, ts, flow, key, msg);
+            fill_row(&mut self.row, flow, key, query, response);
+            let ts = query.or(response).and_then(|m| m.ts);
             self.spool.push(ts, flow.0, &self.row);
         }
-        Ok(())
+    }
+
+    /// A decoded message of flow `flow` (key client first): a query waits
+    /// for its response, a response completes its query's record.
+    fn emit(&mut self, ts: Option<Timestamp>, flow: FlowId, key: &FiveTuple, msg: DnsMessage) {
+        self.counters.messages += 1;
+        let m = Message { ts, msg };
+        if !m.msg.is_response {
+            self.counters.queries += 1;
+            if self.waiting >= self.cfg.max_pending {
+                self.counters.unpaired += 1;
+                self.write(flow, key, Some(&m), None);
+                return;
+            }
+            self.pending.entry(flow).or_default().push(m);
+            self.waiting += 1;
+            return;
+        }
+        self.counters.responses += 1;
+        let same = |q: &Message| {
+            q.msg.id == m.msg.id
+                && match (q.msg.questions.first(), m.msg.questions.first()) {
+                    (Some(a), Some(b)) => {
+                        a.qtype == b.qtype && a.name.eq_ignore_ascii_case(&b.name)
+                    }
+                    _ => true,
+                }
+        };
+        let found = self.pending.get_mut(&flow).and_then(|list| {
+            let i = list.iter().position(same)?;
+            Some(list.remove(i))
+        });
+        match found {
+            Some(q) => {
+                self.waiting = self.waiting.saturating_sub(1);
+                if self.pending.get(&flow).is_some_and(Vec::is_empty) {
+                    self.pending.remove(&flow);
+                }
+                self.write(flow, key, Some(&q), Some(&m));
+            }
+            None => self.write(flow, key, None, Some(&m)),
+        }
     }
 }
 
@@ -217,7 +329,7 @@ impl Plugin for DnsPlugin {
             return Ok(None);
         }
         match parse_dns_message(t.payload) {
-            Ok(msg) => self.emit(t.last_ts.or(ctx.ts()), t.flow.id, &t.flow.key, &msg)?,
+            Ok(msg) => self.emit(t.last_ts.or(ctx.ts()), t.flow.id, &t.flow.key, msg),
             Err(_) => self.counters.malformed += 1,
         }
         Ok(None)
@@ -267,7 +379,7 @@ impl Plugin for DnsPlugin {
         }
         for m in msgs {
             match m {
-                Ok(msg) => self.emit(ctx.ts(), flow.id, &key, &msg)?,
+                Ok(msg) => self.emit(ctx.ts(), flow.id, &key, msg),
                 Err(_) => self.counters.malformed += 1,
             }
         }
@@ -275,6 +387,12 @@ impl Plugin for DnsPlugin {
     }
 
     fn flow_destroyed(&mut self, flow: &Flow, _: EndReason) -> PluginResult<()> {
+        if let Some(queries) = self.pending.remove(&flow.id) {
+            self.waiting = self.waiting.saturating_sub(queries.len());
+            for q in &queries {
+                self.write(flow.id, &flow.key, Some(q), None);
+            }
+        }
         if flow.key.proto == ipproto::TCP {
             for side in [true, false] {
                 if let Some(b) = self.tcp.remove(&(flow.id, side)) {
@@ -294,6 +412,10 @@ impl Plugin for DnsPlugin {
         self.counters.malformed += c.malformed;
         self.counters.tcp_resync += c.tcp_resync;
         self.counters.tcp_over_budget += c.tcp_over_budget;
+        self.counters.records += c.records;
+        self.counters.unanswered += c.unanswered;
+        self.counters.unsolicited += c.unsolicited;
+        self.counters.unpaired += c.unpaired;
         self.spool.merge(o.spool);
         Ok(())
     }
@@ -308,6 +430,10 @@ impl Plugin for DnsPlugin {
             .count("messages", c.messages)
             .count("queries", c.queries)
             .count("responses", c.responses)
+            .count("records", c.records)
+            .count("unanswered", c.unanswered)
+            .count("unsolicited", c.unsolicited)
+            .count("unpaired", c.unpaired)
             .loss("malformed", c.malformed)
             .loss("tcp_resync", c.tcp_resync)
             .loss("tcp_over_budget", c.tcp_over_budget)
@@ -343,6 +469,8 @@ impl PluginBuilder for DnsPluginBuilder {
             tcp: HashMap::default(),
             tcp_held: 0,
             counters: DnsCounters::default(),
+            pending: HashMap::default(),
+            waiting: 0,
             spool: out.spool(&DNS),
             format: out.format,
             row: RowBuf::new(&DNS),
@@ -362,12 +490,15 @@ mod tests {
             ports: vec![53],
             max_tcp_buffer: 1000,
             max_tcp_total: 2500,
+            ..DnsConfig::default()
         };
         let mut p = DnsPlugin {
             cfg,
             tcp: HashMap::default(),
             tcp_held: 0,
             counters: DnsCounters::default(),
+            pending: HashMap::default(),
+            waiting: 0,
             spool: RecordSpool::new(&DNS, None),
             format: crate::output::Format::Jsonl,
             row: RowBuf::new(&DNS),
@@ -409,9 +540,15 @@ mod tests {
         assert_eq!(p.tcp_held, 0);
     }
 
-    /// The JSON line of the record `fill_row` makes of `msg`.
-    fn json_of(msg: &[u8], proto: u8) -> serde_json::Value {
-        let m = parse_dns_message(msg).unwrap();
+    /// The JSON line of the record `fill_row` makes of a query and/or a
+    /// response (times 1 s and 1.5 s).
+    fn json_of(query: Option<&[u8]>, response: Option<&[u8]>, proto: u8) -> serde_json::Value {
+        let msg = |b: &[u8], ts: i64| Message {
+            ts: Some(libpcap_tools::Timestamp(ts)),
+            msg: parse_dns_message(b).unwrap(),
+        };
+        let q = query.map(|b| msg(b, 1_000_000_001));
+        let r = response.map(|b| msg(b, 1_500_000_001));
         let key = FiveTuple {
             src: IpAddr::from([10, 0, 0, 1]),
             dst: IpAddr::from([10, 0, 0, 53]),
@@ -420,13 +557,7 @@ mod tests {
             proto,
         };
         let mut row = RowBuf::new(&DNS);
-        fill_row(
-            &mut row,
-            Some(libpcap_tools::Timestamp(1_000_000_001)),
-            FlowId(0xab),
-            &key,
-            &m,
-        );
+        fill_row(&mut row, FlowId(0xab), &key, q.as_ref(), r.as_ref());
         let mut vals = Vec::new();
         crate::output::decode(&DNS, row.finish().unwrap(), &mut vals).unwrap();
         let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -449,51 +580,162 @@ mod tests {
     }
 
     #[test]
-    fn records_name_every_code_and_keep_the_client_as_source() {
-        let q = json_of(&crate::build::dns_query(7, "example.org", 28), ipproto::UDP);
-        assert_eq!(q["ts"], "1970-01-01T00:00:01.000000001Z");
-        assert_eq!(q["flow_id"], "00000000000000ab");
+    fn a_transaction_names_every_code_and_keeps_the_client_as_source() {
+        let query = crate::build::dns_query(7, "example.org", 1);
+        let addrs = [IpAddr::from([192, 0, 2, 1]), IpAddr::from([192, 0, 2, 2])];
+        let response = crate::build::dns_response(7, "example.org", 1, 3, &addrs, 300);
+        let t = json_of(Some(&query), Some(&response), ipproto::UDP);
         assert_eq!(
-            (q["src_ip"].as_str(), q["dst_port"].as_u64()),
+            t["ts"], "1970-01-01T00:00:01.000000001Z",
+            "the query's time"
+        );
+        assert_eq!(t["rtt"], 0.5);
+        assert_eq!(t["flow_id"], "00000000000000ab");
+        assert_eq!(
+            (t["src_ip"].as_str(), t["dst_port"].as_u64()),
             (Some("10.0.0.1"), Some(53))
         );
-        assert_eq!(q["proto"], "udp");
-        assert_eq!(q["trans_id"], 7);
-        assert_eq!(q["qr"], false);
+        assert_eq!(t["proto"], "udp");
+        assert_eq!(t["trans_id"], 7);
         assert_eq!(
-            (q["opcode"].as_u64(), q["opcode_name"].as_str()),
+            (t["opcode"].as_u64(), t["opcode_name"].as_str()),
             (Some(0), Some("QUERY"))
         );
         assert_eq!(
-            (q["qtype"].as_u64(), q["qtype_name"].as_str()),
-            (Some(28), Some("AAAA"))
+            (t["qtype"].as_u64(), t["qtype_name"].as_str()),
+            (Some(1), Some("A"))
         );
-        assert_eq!(q["qclass_name"], "C_INTERNET");
-        assert_eq!(q["query"], "example.org");
-        assert_eq!(q["rd"], true);
-        assert!(q.get("answers").is_none(), "no answers: null, left out");
-        let addrs = [IpAddr::from([192, 0, 2, 1]), IpAddr::from([192, 0, 2, 2])];
-        let r = json_of(
-            &crate::build::dns_response(7, "example.org", 1, 3, &addrs, 300),
-            ipproto::TCP,
-        );
-        assert_eq!(r["qr"], true);
-        assert_eq!(r["proto"], "tcp");
+        assert_eq!(t["qclass_name"], "C_INTERNET");
+        assert_eq!(t["query"], "example.org");
         assert_eq!(
-            (r["rcode"].as_u64(), r["rcode_name"].as_str()),
+            (t["rcode"].as_u64(), t["rcode_name"].as_str()),
             (Some(3), Some("NXDOMAIN"))
         );
-        assert_eq!(r["answers"], serde_json::json!(["192.0.2.1", "192.0.2.2"]));
-        assert_eq!(r["answer_types"], serde_json::json!(["A", "A"]));
-        assert_eq!(r["ttls"], serde_json::json!([300, 300]));
         assert_eq!(
-            (r["questions"].as_u64(), r["authorities"].as_u64()),
-            (Some(1), Some(0))
+            t["flags"],
+            serde_json::json!(["rd", "ra"]),
+            "the response's"
         );
+        assert_eq!(t["answers"], serde_json::json!(["192.0.2.1", "192.0.2.2"]));
+        assert_eq!(t["answer_types"], serde_json::json!(["A", "A"]));
+        assert_eq!(t["ttls"], serde_json::json!([300, 300]));
+        assert_eq!(
+            (t["authorities"].as_u64(), t["additionals"].as_u64()),
+            (Some(0), Some(0))
+        );
+        assert!(t.get("partial").is_none());
+        // a query alone: no rcode, no rtt, no answers, its own flags
+        let q = json_of(
+            Some(&crate::build::dns_query(8, "x.test", 28)),
+            None,
+            ipproto::TCP,
+        );
+        assert_eq!(q["proto"], "tcp");
+        for k in ["rtt", "rcode", "rcode_name", "answers", "authorities"] {
+            assert!(q.get(k).is_none(), "{k}: {q}");
+        }
+        assert_eq!(q["flags"], serde_json::json!(["rd"]));
+        assert_eq!(q["qtype_name"], "AAAA");
+        // a response alone: its time, its question
+        let r = json_of(None, Some(&response), ipproto::UDP);
+        assert_eq!(r["ts"], "1970-01-01T00:00:01.500000001Z");
+        assert!(r.get("rtt").is_none());
+        assert_eq!(r["query"], "example.org");
         // a type without a mnemonic keeps the RFC 3597 form; NULL has one
-        let n = json_of(&crate::build::dns_query(8, "x.test", 10), ipproto::UDP);
+        let n = json_of(
+            Some(&crate::build::dns_query(8, "x.test", 10)),
+            None,
+            ipproto::UDP,
+        );
         assert_eq!(n["qtype_name"], "NULL");
-        let u = json_of(&crate::build::dns_query(9, "x.test", 65280), ipproto::UDP);
+        let u = json_of(
+            Some(&crate::build::dns_query(9, "x.test", 65280)),
+            None,
+            ipproto::UDP,
+        );
         assert_eq!(u["qtype_name"], "TYPE65280");
+    }
+
+    #[test]
+    fn responses_pair_with_their_queries_by_flow_and_id() {
+        let mut p = DnsPlugin {
+            cfg: DnsConfig {
+                max_pending: 3,
+                ..DnsConfig::default()
+            },
+            tcp: HashMap::default(),
+            tcp_held: 0,
+            counters: DnsCounters::default(),
+            pending: HashMap::default(),
+            waiting: 0,
+            spool: RecordSpool::new(&DNS, None),
+            format: crate::output::Format::Jsonl,
+            row: RowBuf::new(&DNS),
+        };
+        let key = FiveTuple {
+            src: IpAddr::from([10, 0, 0, 1]),
+            dst: IpAddr::from([10, 0, 0, 2]),
+            src_port: 40000,
+            dst_port: 53,
+            proto: ipproto::UDP,
+        };
+        let m = |b: Vec<u8>| parse_dns_message(&b).unwrap();
+        let ts = Some(libpcap_tools::Timestamp(1));
+        p.emit(
+            ts,
+            FlowId(1),
+            &key,
+            m(crate::build::dns_query(1, "a.test", 1)),
+        );
+        p.emit(
+            ts,
+            FlowId(1),
+            &key,
+            m(crate::build::dns_query(2, "b.test", 1)),
+        );
+        // the same id in another flow does not pair
+        p.emit(
+            ts,
+            FlowId(2),
+            &key,
+            m(crate::build::dns_response(1, "a.test", 1, 0, &[], 1)),
+        );
+        p.emit(
+            ts,
+            FlowId(1),
+            &key,
+            m(crate::build::dns_response(2, "b.test", 1, 0, &[], 1)),
+        );
+        assert_eq!((p.counters.records, p.counters.unsolicited), (2, 1));
+        assert_eq!(p.waiting, 1);
+        // the cap: two more queries, the second is written at once
+        p.emit(
+            ts,
+            FlowId(3),
+            &key,
+            m(crate::build::dns_query(3, "c.test", 1)),
+        );
+        p.emit(
+            ts,
+            FlowId(3),
+            &key,
+            m(crate::build::dns_query(4, "d.test", 1)),
+        );
+        p.emit(
+            ts,
+            FlowId(3),
+            &key,
+            m(crate::build::dns_query(5, "e.test", 1)),
+        );
+        assert_eq!((p.counters.unpaired, p.waiting), (1, 3));
+        // the flows end: their queries are written unanswered
+        for id in [1, 3] {
+            let f = Flow::new(FlowId(id), key, FlowContext::default());
+            p.flow_destroyed(&f, EndReason::Timeout).unwrap();
+        }
+        assert_eq!(p.waiting, 0);
+        assert!(p.pending.is_empty());
+        assert_eq!(p.counters.unanswered, 1 + 1 + 2);
+        assert_eq!(p.counters.records, 2 + 1 + 3);
     }
 }

@@ -7,15 +7,17 @@
 //! tshark.
 //!
 //! Each capture is run through the engine with only the `dns` plugin and one
-//! worker; `dns.jsonl` is ordered by time (then flow, then the order the
-//! plugin produced the records), tshark's rows by frame. Messages are paired
-//! in that order, per transport (a TCP message is emitted when the
-//! reassembled stream reaches the plugin, which need not be in frame order
-//! relative to the UDP messages), and for UDP the timestamp must also be the
-//! frame's. For each pair we compare what a `dns` record holds (schema
-//! `schema/dns.schema.json`): transaction id, QR, opcode, rcode (header and
-//! EDNS extended bits), the four counts, the first question's name and type,
-//! and every answer's type, TTL and (A, AAAA, CNAME) data.
+//! worker. A `dns` record is a transaction (schema `schema/dns.schema.json`):
+//! it is split back into its query (at `ts`) and its response (at `ts +
+//! rtt`, or `ts` for a response alone), and these messages, in time order,
+//! are paired with tshark's rows, per transport (a TCP message is emitted
+//! when the reassembled stream reaches the plugin, which need not be in
+//! frame order relative to the UDP messages); for UDP the timestamp must
+//! also be the frame's. For each pair we compare what the record holds:
+//! transaction id, QR, opcode, the first question's name and type, and for
+//! responses the rcode (header and EDNS extended bits), the answer,
+//! authority and additional counts, and every answer's type, TTL and (A,
+//! AAAA, CNAME) data.
 //!
 //! Where tshark and PAL legitimately differ, the rule is written next to the
 //! comparison that applies it (see `KNOWN DIFFERENCE` below); nothing else is
@@ -166,9 +168,38 @@ fn run_dns(capture: &Path) -> (Vec<Value>, Value) {
     let counters = output.plugin("dns").unwrap().results().unwrap();
     output.save_results(out.path()).unwrap();
     let text = std::fs::read_to_string(out.path().join("dns.jsonl")).unwrap_or_default();
-    let lines = text
+    let records: Vec<Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // each transaction as its query and its response, in time order
+    let mut msgs: Vec<(u128, usize, Value)> = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        let ts = ts_ns(r["ts"].as_str().unwrap());
+        let has_response = r.get("rcode").is_some();
+        let has_query = !has_response || r.get("rtt").is_some();
+        if has_query {
+            let mut q = r.clone();
+            q["qr"] = false.into();
+            msgs.push((ts, i, q));
+        }
+        if has_response {
+            let at = r
+                .get("rtt")
+                .map_or(ts, |rtt| ts + (rtt.as_f64().unwrap() * 1e9).round() as u128);
+            let mut m = r.clone();
+            m["qr"] = true.into();
+            m["ts_ns"] = (at as u64).into();
+            msgs.push((at, i, m));
+        }
+    }
+    msgs.sort_by_key(|(t, i, m)| (*t, *i, m["qr"] == true));
+    let lines = msgs
+        .into_iter()
+        .map(|(t, _, mut m)| {
+            m["ts_ns"] = (t as u64).into();
+            m
+        })
         .collect();
     (lines, counters)
 }
@@ -300,6 +331,7 @@ fn our_data(rtype: &str, data: &str) -> Option<String> {
 /// Compares one message (the header and the first `sections` sections);
 /// returns the differences found.
 fn compare(ours: &Value, exp: &Expected, sections: usize) -> Vec<String> {
+    let response = ours["qr"] == true;
     let mut diffs = Vec::new();
     let mut check = |what: &str, a: String, b: String| {
         if a != b {
@@ -317,19 +349,25 @@ fn compare(ours: &Value, exp: &Expected, sections: usize) -> Vec<String> {
         format!("{:?}", ours["opcode"].as_u64().map(|v| v as u8)),
         format!("{:?}", exp.opcode),
     );
-    let rcode = ours["rcode"].as_u64().unwrap() as u16;
+    let rcode = ours["rcode"].as_u64().unwrap_or(0) as u16;
     // tshark shows the header RCODE only for responses; the extended bits
     // come from the OPT record.
     if let Some(rc) = exp.rcode {
         check("rcode (header)", (rcode & 0xf).to_string(), rc.to_string());
     }
-    check(
-        "rcode (extended bits)",
-        (rcode >> 4).to_string(),
-        exp.ext_rcode.unwrap_or(0).to_string(),
-    );
+    if response {
+        check(
+            "rcode (extended bits)",
+            (rcode >> 4).to_string(),
+            exp.ext_rcode.unwrap_or(0).to_string(),
+        );
+    }
     let keys = ["questions", "answers", "authorities", "additionals"];
-    for (s, key) in keys.iter().enumerate().take(sections) {
+    // a record keeps the counts of its response only
+    for (s, key) in keys.iter().enumerate().take(sections).skip(1) {
+        if !response {
+            break;
+        }
         let count = if s == 1 {
             ours["answers"].as_array().map_or(0, Vec::len) as u64
         } else {
@@ -365,7 +403,7 @@ fn compare(ours: &Value, exp: &Expected, sections: usize) -> Vec<String> {
             "true".into(),
         );
     }
-    if sections > 1 {
+    if sections > 1 && response {
         let empty = Vec::new();
         let list = |k: &str| {
             ours.get(k)
@@ -457,7 +495,9 @@ fn pair<'a>(
     let mut out = Vec::new();
     let (mut i, mut j) = (0, 0);
     while i < exp.len() || j < ours.len() {
-        let ts = ours.get(j).map(|o| ts_ns(o["ts"].as_str().unwrap()));
+        let ts = ours
+            .get(j)
+            .map(|o| u128::from(o["ts_ns"].as_u64().unwrap()));
         match (exp.get(i), ts) {
             (Some(e), Some(t)) if t == e.ts_ns => {
                 out.push((ours[j], exp[i]));
