@@ -105,7 +105,10 @@ pub struct Args {
     /// Skip the first N packets.
     #[arg(short = 's', long = "skip", value_name = "N", default_value_t = 0)]
     pub skip: u64,
-    /// Format of the connection report: text, csv or jsonl.
+    /// Format of the outputs: text (the connection report as the seed's
+    /// text, every other record kind as JSON lines; the default), jsonl,
+    /// csv, zeek (Zeek TSV logs) or parquet (every record kind, the
+    /// connection report included, in that format).
     #[arg(long = "format", value_name = "FORMAT")]
     pub format: Option<ReportFormat>,
     /// More log output (repeat for more).

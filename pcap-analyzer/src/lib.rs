@@ -111,19 +111,26 @@ pub fn run_with(args: &Args, registry: PluginRegistry, stdout: &mut dyn Write) -
     let cfg_file = args.config.as_deref();
     let mut config = load_config(cfg_file)?;
     let output: OutputConfig = section(&config, "output", cfg_file)?;
+    output.validate().map_err(|m| anyhow::anyhow!("{m}"))?;
     let outdir = args.outdir.clone().or(output.dir);
     if let Some(dir) = &outdir {
         config.set("output", "dir", dir.display().to_string());
     }
     if let Some(f) = args.format {
+        // the connection report in that format; every other record kind
+        // too (text is the connection report's only: the others stay JSON
+        // lines)
+        let records = f
+            .records()
+            .unwrap_or(libpcap_analyzer::output::Format::Jsonl);
+        config.set("output", "format", records.name());
         let mut t = toml::Table::new();
         t.insert(
             "format".into(),
             toml::Value::String(
                 match f {
                     ReportFormat::Text => "text",
-                    ReportFormat::Csv => "csv",
-                    ReportFormat::Jsonl => "jsonl",
+                    _ => records.name(),
                 }
                 .to_string(),
             ),
@@ -480,7 +487,13 @@ fn known_output_names(
         .flat_map(|p| p.output_names())
         .collect();
     if let Ok(c) = config.plugin::<ConnectionsConfig>("connections") {
-        for f in [ReportFormat::Text, ReportFormat::Csv, ReportFormat::Jsonl] {
+        for f in [
+            ReportFormat::Text,
+            ReportFormat::Csv,
+            ReportFormat::Jsonl,
+            ReportFormat::Zeek,
+            ReportFormat::Parquet,
+        ] {
             names.push(format!("{}.{}", c.file, f.extension()));
         }
     }

@@ -651,13 +651,14 @@ pub trait Plugin: AsAny {
     /// in which one of them is an input or another output, and its run
     /// manifest tells a file of a plugin from a user's file by these names.
     /// The default is `NAME.json` (what the default `save_results` writes)
-    /// and `NAME.jsonl` (a [`crate::plugins::Spool`] saved under the
+    /// and `NAME.EXT` for every record format (a record spool saved under the
     /// plugin's name); declaring a name that is not written is harmless.
     fn output_names(&self) -> Vec<String> {
-        vec![
-            format!("{}.json", self.name()),
-            format!("{}.jsonl", self.name()),
-        ]
+        let mut v = vec![format!("{}.json", self.name())];
+        for f in crate::output::Format::ALL {
+            v.push(format!("{}.{}", self.name(), f.extension()));
+        }
+        v
     }
 
     /// A copy of this instance's results as they would be if the input

@@ -88,7 +88,7 @@ impl HexdumpConfig {
 impl DnsConfig {
     /// Checks the values: at least one port, `max_tcp_buffer` from 514
     /// bytes (a 512-byte message and its length) to 16 MiB, `max_tcp_total`
-    /// from `max_tcp_buffer` to 1 TiB.
+    /// from `max_tcp_buffer` to 1 TiB, `max_pending` from 1 to 10^9.
     ///
     /// # Errors
     /// A message naming the key, its value and the accepted range.
@@ -109,6 +109,12 @@ impl DnsConfig {
             self.max_tcp_total as u64,
             self.max_tcp_buffer as u64,
             MAX_BYTES,
+        )?;
+        check_count(
+            "[plugin.dns] max_pending",
+            self.max_pending as u64,
+            1,
+            MAX_COUNT,
         )
     }
 }
@@ -190,6 +196,7 @@ mod tests {
             ("[plugin.dns]\nports = []", "ports = []"),
             ("[plugin.dns]\nmax_tcp_buffer = 10", "max_tcp_buffer = 10"),
             ("[plugin.dns]\nmax_tcp_total = 1000", "max_tcp_total = 1000"),
+            ("[plugin.dns]\nmax_pending = 0", "max_pending = 0"),
             ("[plugin.tls]\nmax_buffer = 0", "max_buffer = 0"),
             ("[plugin.tls]\nmax_total_buffer = 5", "max_total_buffer = 5"),
         ] {

@@ -22,6 +22,8 @@
 //! packet; a report written while the run goes on
 //! ([`Plugin::snapshot`]) folds the flows still open into a copy.
 
+use crate::output::schema::CONNECTION;
+use crate::output::{Format, RowBuf};
 use crate::plugin::{
     Interest, Layers, Plugin, PluginBuilder, PluginError, PluginResult, downcast,
     write_atomically_with,
@@ -32,26 +34,42 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-/// Output format of the report.
+/// Output format of the report: the seed's text report, or the
+/// `connection` records of the schema in one of the record formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ReportFormat {
-    /// `; `-separated text with a header line.
+    /// `; `-separated text with a header line, times in milliseconds: the
+    /// report of the Nasoone seed, kept to the letter.
     #[default]
     Text,
-    /// RFC 4180 CSV with a header row.
+    /// `connection` records as RFC 4180 CSV with a header row.
     Csv,
-    /// One JSON object per line.
+    /// `connection` records as JSON lines.
     Jsonl,
+    /// `connection` records as a Zeek TSV log.
+    Zeek,
+    /// `connection` records as Parquet.
+    Parquet,
 }
 
 impl ReportFormat {
     /// File extension of the format.
     pub fn extension(self) -> &'static str {
+        match self.records() {
+            Some(f) => f.extension(),
+            None => "txt",
+        }
+    }
+
+    /// The record format, for every format but the text report.
+    pub fn records(self) -> Option<Format> {
         match self {
-            ReportFormat::Text => "txt",
-            ReportFormat::Csv => "csv",
-            ReportFormat::Jsonl => "jsonl",
+            ReportFormat::Text => None,
+            ReportFormat::Csv => Some(Format::Csv),
+            ReportFormat::Jsonl => Some(Format::Jsonl),
+            ReportFormat::Zeek => Some(Format::Zeek),
+            ReportFormat::Parquet => Some(Format::Parquet),
         }
     }
 }
@@ -61,11 +79,15 @@ impl std::str::FromStr for ReportFormat {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "text" | "txt" => Ok(ReportFormat::Text),
-            "csv" => Ok(ReportFormat::Csv),
-            "jsonl" | "json" => Ok(ReportFormat::Jsonl),
-            other => Err(format!(
-                "unknown report format '{other}' (text, csv, jsonl)"
-            )),
+            other => match other.parse::<Format>() {
+                Ok(Format::Csv) => Ok(ReportFormat::Csv),
+                Ok(Format::Jsonl) => Ok(ReportFormat::Jsonl),
+                Ok(Format::Zeek) => Ok(ReportFormat::Zeek),
+                Ok(Format::Parquet) => Ok(ReportFormat::Parquet),
+                Err(_) => Err(format!(
+                    "unknown format '{other}' (text, jsonl, csv, zeek, parquet)"
+                )),
+            },
         }
     }
 }
@@ -222,7 +244,12 @@ pub struct ConnStats {
     pub bytes: u64,
     /// Frames.
     pub packets: u64,
-    // times in ms since the epoch, valid when `has_first`/`has_last` (two
+    /// Flows counted in this row.
+    pub flows: u64,
+    /// Id of the flow whose first packet is the row's first (the smallest
+    /// id among equals).
+    pub first_flow: u64,
+    // times in ns since the epoch, valid when `has_first`/`has_last` (two
     // flags in the padding rather than two 16-byte `Option<i64>`s)
     first: i64,
     last: i64,
@@ -233,50 +260,89 @@ pub struct ConnStats {
 impl ConnStats {
     /// First packet time, ms since the epoch (truncated), when known.
     pub fn first_ms(&self) -> Option<i64> {
-        self.has_first.then_some(self.first)
+        self.first().map(libpcap_tools::Timestamp::as_millis)
     }
 
     /// Last packet time, ms since the epoch (truncated), when known.
     pub fn last_ms(&self) -> Option<i64> {
-        self.has_last.then_some(self.last)
+        self.last().map(libpcap_tools::Timestamp::as_millis)
     }
 
-    /// Counts `packets` frames of `bytes` bytes of protocol `proto`, seen
-    /// between `first` and `last`.
+    /// First packet time, when known.
+    pub fn first(&self) -> Option<libpcap_tools::Timestamp> {
+        self.has_first
+            .then_some(libpcap_tools::Timestamp(self.first))
+    }
+
+    /// Last packet time, when known.
+    pub fn last(&self) -> Option<libpcap_tools::Timestamp> {
+        self.has_last.then_some(libpcap_tools::Timestamp(self.last))
+    }
+
+    /// Counts the `packets` frames of `bytes` bytes of protocol `proto` of
+    /// flow `flow`, seen between `first` and `last`.
     fn add(
         &mut self,
         proto: u8,
+        flow: u64,
         first: Option<libpcap_tools::Timestamp>,
         last: Option<libpcap_tools::Timestamp>,
         bytes: u64,
         packets: u64,
     ) {
         self.protocols.insert(proto);
-        self.add_times(first.map(|t| t.as_millis()), last.map(|t| t.as_millis()));
+        self.take_first_flow(flow, first.map(|t| t.as_nanos()));
+        self.add_times(first.map(|t| t.as_nanos()), last.map(|t| t.as_nanos()));
         self.bytes += bytes;
         self.packets += packets;
+        self.flows += 1;
+    }
+
+    /// Keeps `flow` as the row's first flow if it starts before the one
+    /// kept (or as early, with a smaller id): the same whatever the order
+    /// the flows were counted in.
+    fn take_first_flow(&mut self, flow: u64, first: Option<i64>) {
+        let mine = (self.first().map(|t| t.as_nanos()), self.first_flow);
+        let theirs = (first, flow);
+        let earlier = match (mine.0, theirs.0) {
+            _ if self.flows == 0 => true,
+            (Some(a), Some(b)) => (b, theirs.1) < (a, mine.1),
+            (None, Some(_)) => true,
+            (Some(_), None) => false,
+            (None, None) => theirs.1 < mine.1,
+        };
+        if earlier {
+            self.first_flow = flow;
+        }
     }
 
     fn add_times(&mut self, first: Option<i64>, last: Option<i64>) {
-        if let Some(ms) = first {
+        if let Some(ns) = first {
             self.first = if self.has_first {
-                self.first.min(ms)
+                self.first.min(ns)
             } else {
-                ms
+                ns
             };
             self.has_first = true;
         }
-        if let Some(ms) = last {
-            self.last = if self.has_last { self.last.max(ms) } else { ms };
+        if let Some(ns) = last {
+            self.last = if self.has_last { self.last.max(ns) } else { ns };
             self.has_last = true;
         }
     }
 
     fn merge(&mut self, o: &ConnStats) {
         self.protocols.union(&o.protocols);
-        self.add_times(o.first_ms(), o.last_ms());
+        if o.flows > 0 {
+            self.take_first_flow(o.first_flow, o.first().map(|t| t.as_nanos()));
+        }
+        self.add_times(
+            o.first().map(|t| t.as_nanos()),
+            o.last().map(|t| t.as_nanos()),
+        );
         self.bytes += o.bytes;
         self.packets += o.packets;
+        self.flows += o.flows;
     }
 
     /// Appends the protocol names to `out`, separated by `, `.
@@ -349,16 +415,18 @@ impl ConnTable {
         v
     }
 
-    /// Renders the report.
+    /// Renders the report (the text report, or `connection` records as
+    /// JSON lines or CSV; Zeek and Parquet as their bytes, lossily).
     pub fn render(&self, format: ReportFormat) -> String {
-        let mut out = String::with_capacity(64 + self.map.len() * 96);
-        // the sink keeps everything: `render_rows` cannot fail here
-        let _ = self.render_rows(format, &mut out, &mut |_| Ok(()));
-        out
+        let mut out = Vec::with_capacity(64 + self.map.len() * 96);
+        // a Vec does not fail
+        let _ = self.write_report(format, &mut out);
+        String::from_utf8_lossy(&out).into_owned()
     }
 
-    /// Writes the report to `w` in pieces of about 64 KiB, without holding
-    /// it whole in memory (a report of a million rows is ~100 MB of text).
+    /// Writes the report to `w`: the text report in pieces of about 64 KiB,
+    /// without holding it whole in memory (a report of a million rows is
+    /// ~100 MB of text), or the `connection` records in a record format.
     ///
     /// # Errors
     /// The first error of `w`.
@@ -367,56 +435,90 @@ impl ConnTable {
         format: ReportFormat,
         w: &mut dyn std::io::Write,
     ) -> std::io::Result<()> {
-        let mut out = String::with_capacity(REPORT_PIECE + 1024);
-        self.render_rows(format, &mut out, &mut |piece: &mut String| {
-            w.write_all(piece.as_bytes())?;
-            piece.clear();
-            Ok(())
-        })
+        match format.records() {
+            None => {
+                let mut out = String::with_capacity(REPORT_PIECE + 1024);
+                self.render_text(&mut out, &mut |piece: &mut String| {
+                    w.write_all(piece.as_bytes())?;
+                    piece.clear();
+                    Ok(())
+                })
+            }
+            Some(f) => self.write_records(f, w),
+        }
     }
 
-    /// Appends the report to `out`, handing it to `flush` whenever it holds
-    /// more than [`REPORT_PIECE`] bytes and at the end (`flush` may empty it).
-    fn render_rows(
+    /// The rows as `connection` records in `format`, in report order.
+    fn write_records(&self, format: Format, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        // the writers own their output: lend `w` through a shared buffer
+        struct Lent(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Lent {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0
+                    .lock()
+                    .map_err(|_| std::io::Error::other("lock"))?
+                    .extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::with_capacity(REPORT_PIECE)));
+        let mut out = crate::output::writer(format, &CONNECTION, Lent(buf.clone()))?;
+        let mut row = RowBuf::new(&CONNECTION);
+        let drain = |w: &mut dyn std::io::Write| -> std::io::Result<()> {
+            let mut b = buf.lock().map_err(|_| std::io::Error::other("lock"))?;
+            w.write_all(&b)?;
+            b.clear();
+            Ok(())
+        };
+        for (k, v) in self.rows() {
+            let names: Vec<std::borrow::Cow<'static, str>> = v
+                .protocols
+                .iter()
+                .map(|p| {
+                    ipproto::name(p).map_or_else(|| format!("IP{p}").into(), std::borrow::Cow::from)
+                })
+                .collect();
+            row.clear();
+            row.opt_time(v.first())
+                .opt_time(v.last())
+                .flow_id(v.first_flow)
+                .ip(k.src)
+                .u64(u64::from(k.src_port))
+                .ip(k.dst)
+                .u64(u64::from(k.dst_port))
+                .str_list(names.iter().map(|n| n.as_ref()))
+                .u64(v.bytes)
+                .u64(v.packets)
+                .u64(v.flows);
+            let Some(bytes) = row.finish() else { continue };
+            let mut vals = Vec::with_capacity(CONNECTION.fields.len());
+            crate::output::decode(&CONNECTION, bytes, &mut vals).map_err(std::io::Error::other)?;
+            out.write_row(&vals)?;
+            if buf.lock().map_or(0, |b| b.len()) > REPORT_PIECE {
+                drain(w)?;
+            }
+        }
+        out.finish()?;
+        drain(w)
+    }
+
+    /// Appends the text report to `out`, handing it to `flush` whenever it
+    /// holds more than [`REPORT_PIECE`] bytes and at the end (`flush` may
+    /// empty it).
+    fn render_text(
         &self,
-        format: ReportFormat,
         out: &mut String,
         flush: &mut dyn FnMut(&mut String) -> std::io::Result<()>,
     ) -> std::io::Result<()> {
-        let (header, sep, csv, end) = match format {
-            ReportFormat::Text => (
-                "source ip; source port; destination ip; destination port; protocols; first; last; bytes; packets\n",
-                "; ",
-                false,
-                "\n",
-            ),
-            ReportFormat::Csv => (
-                "source ip,source port,destination ip,destination port,protocols,first,last,bytes,packets\r\n",
-                ",",
-                true,
-                "\r\n",
-            ),
-            ReportFormat::Jsonl => ("", "", false, "\n"),
-        };
-        out.push_str(header);
+        out.push_str(
+            "source ip; source port; destination ip; destination port; protocols; first; last; bytes; packets\n",
+        );
         for (k, v) in self.rows() {
-            if format == ReportFormat::Jsonl {
-                let line = serde_json::json!({
-                    "source_ip": k.src.to_string(),
-                    "source_port": k.src_port,
-                    "destination_ip": k.dst.to_string(),
-                    "destination_port": k.dst_port,
-                    "protocols": v.protocol_names(),
-                    "first": v.first_ms(),
-                    "last": v.last_ms(),
-                    "bytes": v.bytes,
-                    "packets": v.packets,
-                });
-                let _ = write!(out, "{line}");
-            } else {
-                push_row(out, k, v, sep, csv);
-            }
-            out.push_str(end);
+            push_row(out, k, v, "; ", false);
+            out.push('\n');
             if out.len() > REPORT_PIECE {
                 flush(out)?;
             }
@@ -540,12 +642,18 @@ impl ConnectionsPlugin {
 }
 
 /// Folds one direction of an ended flow into the table.
-fn record_direction(t: &mut ConnTable, k: ConnKey, proto: u8, d: &libpcap_tools::DirectionStats) {
+fn record_direction(
+    t: &mut ConnTable,
+    k: ConnKey,
+    proto: u8,
+    flow: u64,
+    d: &libpcap_tools::DirectionStats,
+) {
     if d.packets == 0 {
         return;
     }
     if let Some(s) = t.row(k, d.packets) {
-        s.add(proto, d.first, d.last, d.bytes, d.packets);
+        s.add(proto, flow, d.first, d.last, d.bytes, d.packets);
     }
 }
 
@@ -563,8 +671,8 @@ fn record_flow(t: &mut ConnTable, f: &libpcap_tools::Flow) {
         dst: k.src,
         dst_port: k.src_port,
     };
-    record_direction(t, fwd, k.proto, &f.to_server);
-    record_direction(t, rev, k.proto, &f.to_client);
+    record_direction(t, fwd, k.proto, f.id.0, &f.to_server);
+    record_direction(t, rev, k.proto, f.id.0, &f.to_client);
 }
 
 impl Plugin for ConnectionsPlugin {
@@ -737,17 +845,25 @@ mod tests {
         let t = |s: i64, ns: i64| Some(Timestamp::from_secs_nanos(s, ns));
         let mut a = ConnStats::default();
         assert_eq!((a.first_ms(), a.last_ms()), (None, None));
-        a.add(6, t(10, 5_000_000), t(12, 0), 100, 2);
+        a.add(6, 5, t(10, 5_000_000), t(12, 0), 100, 2);
         let mut b = ConnStats::default();
-        b.add(17, None, None, 7, 1); // a frame with no time
-        b.add(17, t(9, 999_999_999), t(11, 0), 50, 1);
+        b.add(17, 3, None, None, 7, 1); // a frame with no time
+        b.add(17, 9, t(9, 999_999_999), t(11, 0), 50, 1);
+        let mut c = b.clone();
         a.merge(&b);
         assert_eq!((a.first_ms(), a.last_ms()), (Some(9_999), Some(12_000)));
-        assert_eq!((a.bytes, a.packets), (157, 4));
+        assert_eq!(a.first(), t(9, 999_999_999), "nanoseconds are kept");
+        assert_eq!((a.bytes, a.packets, a.flows), (157, 4, 3));
         assert_eq!(a.protocol_names(), ["TCP", "UDP"]);
-        // 16-byte protocol set, two times, two counters, two flags
+        // the first flow is the one that started first, in any merge order
+        assert_eq!(a.first_flow, 9);
+        let mut a2 = ConnStats::default();
+        a2.add(6, 5, t(10, 5_000_000), t(12, 0), 100, 2);
+        c.merge(&a2);
+        assert_eq!(c.first_flow, 9);
+        // 16-byte protocol set, two times, four counters, two flags
         assert_eq!(std::mem::size_of::<ProtoSet>(), 16);
-        assert!(std::mem::size_of::<ConnStats>() <= 56);
+        assert!(std::mem::size_of::<ConnStats>() <= 72);
     }
 
     #[test]
@@ -773,8 +889,11 @@ mod tests {
                 dst_port: 443,
             };
             if let Some(row) = t.row(k, 1) {
-                row.add(6, None, None, 60, 1);
-                row.add(u8::try_from(i % 200).unwrap_or(0), None, None, 1, 1);
+                let t = Some(libpcap_tools::Timestamp(
+                    1_700_000_000_000_000_000 + i64::from(i),
+                ));
+                row.add(6, 1, t, t, 60, 1);
+                row.add(u8::try_from(i % 200).unwrap_or(0), 2, t, t, 1, 1);
             }
         }
         for format in [ReportFormat::Text, ReportFormat::Csv, ReportFormat::Jsonl] {

@@ -43,6 +43,19 @@ impl OutputConfig {
             .map_err(|e| PluginError::wrap(plugin, e))
     }
 
+    /// Checks `spool_memory` (64 KiB to 1 TiB).
+    ///
+    /// # Errors
+    /// A message naming the key, its value and the accepted range.
+    pub fn validate(&self) -> Result<(), String> {
+        crate::config::check_count(
+            "[output] spool_memory",
+            self.spool_memory as u64,
+            64 << 10,
+            crate::config::MAX_BYTES,
+        )
+    }
+
     /// A record spool of `kind` for this output.
     pub fn spool(&self, kind: &'static crate::output::Kind) -> crate::output::RecordSpool {
         crate::output::RecordSpool::new(kind, self.dir.clone()).with_memory(self.spool_memory)

@@ -189,7 +189,7 @@ fn command_line_overrides_the_config_file() {
         fixture("sample.pcap").as_os_str(),
     ]);
     assert!(
-        stdout(&csv).starts_with("source ip,source port,"),
+        stdout(&csv).starts_with("first,last,flow_id,src_ip,src_port,"),
         "{}",
         stdout(&csv)
     );
@@ -203,7 +203,8 @@ fn command_line_overrides_the_config_file() {
     ]);
     let out = stdout(&jsonl);
     let first: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
-    assert!(first.get("source_ip").is_some(), "{out}");
+    assert!(first.get("src_ip").is_some(), "{out}");
+    assert!(first["flow_id"].as_str().is_some_and(|s| s.len() == 16), "{out}");
 }
 
 #[test]

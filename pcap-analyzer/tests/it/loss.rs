@@ -110,7 +110,7 @@ fn malformed_dns_is_counted_by_name() {
         assert_eq!(dns["responses"], 10, "{s}");
         assert_eq!(s["losses"]["dns.malformed"], 1000, "{s}");
         assert!(
-            err.contains("plugin dns: messages=10 responses=10; not analysed: malformed=1000"),
+            err.contains("plugin dns: messages=10 records=10 responses=10 unsolicited=10; not analysed: malformed=1000"),
             "{err}"
         );
         assert!(
