@@ -21,8 +21,8 @@ use crate::wire::{
     SctpSlice, TcpSlice, UdpSlice, walk_ipv6_extensions,
 };
 use libpcap_tools::{
-    Config, Direction, FiveTuple, Flow, FlowContext, LinkType, Packet, PacketSource, SourceEvent,
-    Timestamp, Verdict, ipproto,
+    Config, Direction, FiveTuple, Flow, FlowContext, FlowId, LinkType, Packet, PacketSource,
+    SourceEvent, Timestamp, Verdict, ipproto,
 };
 use std::cell::Cell;
 use std::net::IpAddr;
@@ -62,6 +62,10 @@ pub enum AnalyzerError {
 struct Frames {
     frames: u32,
     wire_bytes: u64,
+    /// IP bytes they stand for (the header's total length).
+    ip_bytes: u64,
+    /// Bytes the IP header announces beyond what the capture holds.
+    ip_cut: u32,
     first_ts: Option<Timestamp>,
     last_ts: Option<Timestamp>,
     /// Time of the latest of these frames on the run's clock.
@@ -98,6 +102,9 @@ fn tunnel_hash(parent: u64, src: IpAddr, dst: IpAddr, id: u64) -> u64 {
 /// assert_eq!(analyzer.stats().packets, 1);
 /// ```
 pub struct Analyzer {
+    /// Ids of the flows of the tunnels around the packet being decoded,
+    /// outermost first.
+    parents: Vec<FlowId>,
     cfg: EngineConfig,
     dispatch: Dispatch,
     flows: FlowTable<FlowExt>,
@@ -155,6 +162,7 @@ impl Analyzer {
             dispatch.call(i, &mut stats, |p| p.pre_process());
         }
         Analyzer {
+            parents: Vec::new(),
             flows: FlowTable::new(cfg.flows.clone()),
             defrag: Defragmenter::new(cfg.defrag.to_config()),
             budget: StreamBudget::new(stream_cfg.max_buffered_total),
@@ -593,7 +601,11 @@ impl Analyzer {
             reassembled: false,
         };
         self.call_network(packet, l0, &net);
-        let frames = self.one_frame(packet);
+        let total = match ip.total_len() {
+            0 => data.len() as u64, // segmentation offload: the frame's length
+            n => u64::from(n),
+        };
+        let frames = self.one_frame(packet, total, data.len());
         self.transport_layer(packet, l0, src, dst, ip.protocol(), ip.payload(), &frames);
     }
 
@@ -659,7 +671,11 @@ impl Analyzer {
             reassembled: false,
         };
         self.call_network(packet, l0, &net);
-        let frames = self.one_frame(packet);
+        let total = match ip.payload_len() {
+            0 => data.len() as u64, // a jumbogram
+            n => 40 + u64::from(n),
+        };
+        let frames = self.one_frame(packet, total, data.len());
         self.transport_layer(
             packet,
             l0,
@@ -683,6 +699,7 @@ impl Analyzer {
         key: FragmentKey,
         frag: FragmentInfo<'_>,
     ) {
+        let header = data.len().saturating_sub(frag.payload.len()) as u64;
         let outcome = self.defrag.add_at(key, frag, self.at);
         for failure in self.defrag.take_evicted() {
             self.defrag_failed(failure);
@@ -705,6 +722,8 @@ impl Analyzer {
                 let frames = Frames {
                     frames: r.frames,
                     wire_bytes: r.wire_bytes,
+                    ip_bytes: header + r.payload.len() as u64,
+                    ip_cut: 0,
                     first_ts: r.first_ts,
                     last_ts: r.last_ts,
                     // completed by this frame
@@ -728,6 +747,11 @@ impl Analyzer {
         let frames = Frames {
             frames: failure.frames,
             wire_bytes: failure.wire_bytes,
+            ip_bytes: failure
+                .first_fragment
+                .as_deref()
+                .map_or(0, |f| f.len() as u64),
+            ip_cut: 0,
             first_ts: failure.first_ts,
             last_ts: failure.last_ts,
             at: failure.last_at,
@@ -744,10 +768,14 @@ impl Analyzer {
         );
     }
 
-    fn one_frame(&self, packet: &Packet<'_>) -> Frames {
+    /// The frame of `packet`, whose IP packet announces `ip_bytes` bytes of
+    /// which the capture holds `captured`.
+    fn one_frame(&self, packet: &Packet<'_>, ip_bytes: u64, captured: usize) -> Frames {
         Frames {
             frames: 1,
             wire_bytes: u64::from(packet.origlen),
+            ip_bytes,
+            ip_cut: u32::try_from(ip_bytes.saturating_sub(captured as u64)).unwrap_or(u32::MAX),
             first_ts: packet.ts,
             last_ts: packet.ts,
             at: self.at,
@@ -800,7 +828,7 @@ impl Analyzer {
                 self.stats.tcp += 1;
                 TcpSlice::from_slice(data).map(|t| {
                     let f = t.flags().bits() as u8;
-                    tcp = Some((t.seq(), f));
+                    tcp = Some((t.seq(), f, t.window()));
                     (t.src_port(), t.dst_port(), f, t.payload())
                 })
             }
@@ -846,9 +874,11 @@ impl Analyzer {
             dst_port: dp,
             proto,
         };
-        self.track_and_call(packet, l0, &key, data, payload, flags, frames, tcp);
-        // tunnels, outer layer first
+        let id = self.track_and_call(packet, l0, &key, data, payload, flags, frames, tcp);
+        // tunnels, outer layer first; flows inside have this one as parent
+        self.parents.push(id);
         self.tunnel(packet, l0, &key, payload, data);
+        self.parents.pop();
     }
 
     #[allow(clippy::too_many_arguments)] // see fragment()
@@ -861,8 +891,8 @@ impl Analyzer {
         payload: &[u8],
         flags: u8,
         frames: &Frames,
-        tcp: Option<(u32, u8)>,
-    ) {
+        tcp: Option<(u32, u8, u16)>,
+    ) -> FlowId {
         let seen = Observation {
             packet_index: packet.index,
             frames: frames.frames,
@@ -871,8 +901,39 @@ impl Analyzer {
             last: frames.last_ts.or(packet.ts),
             at: frames.at,
             tcp_flags: flags,
+            segment: libpcap_tools::Segment {
+                flags,
+                seq: tcp.map_or(0, |t| t.0),
+                zero_window: tcp.is_some_and(|t| t.2 == 0),
+                tcp: tcp.is_some(),
+                payload_len: u32::try_from(payload.len())
+                    .unwrap_or(u32::MAX)
+                    .saturating_add(frames.ip_cut),
+                ip_bytes: frames.ip_bytes,
+            },
         };
         let tracked = self.flows.observe(key, l0, &seen);
+        let mut flow_id = FlowId(0);
+        if let Some(e) = self.flows.get_mut(tracked.handle) {
+            flow_id = e.flow.id;
+            if tracked.created {
+                if !self.parents.is_empty() {
+                    e.flow.tunnel_parents = Some(self.parents.clone().into_boxed_slice());
+                }
+                if matches!(key.proto, ipproto::ICMP | ipproto::ICMPV6)
+                    && let [ty, code, ..] = *data
+                {
+                    e.flow.conn.icmp_type_code = Some((ty, code));
+                }
+            }
+            if !payload.is_empty()
+                && e.flow
+                    .conn
+                    .probe(tracked.direction == Direction::ToServer, 2)
+            {
+                e.flow.conn.service |= crate::service::detect(key.proto, payload);
+            }
+        }
         if tracked.created
             && !self.dispatch.flow_events.is_empty()
             && let Some(e) = self.flows.get(tracked.handle)
@@ -893,7 +954,7 @@ impl Analyzer {
         let mut decaps = Vec::new();
         if !self.dispatch.transport.is_empty() {
             let Some(entry) = self.flows.get(tracked.handle) else {
-                return;
+                return flow_id;
             };
             let tl = TransportLayer {
                 key: *key,
@@ -919,15 +980,20 @@ impl Analyzer {
                 }
             }
         }
-        if let Some((seq, flags)) = tcp
+        if let Some((seq, flags, _)) = tcp
             && self.want_streams
         {
             self.stream(&ctx, tracked.handle, tracked.direction, seq, flags, payload);
         }
         self.verdict.set(verdict.get());
-        for d in decaps {
-            self.decapsulated(packet, l0, Some((key.src, key.dst)), d);
+        if !decaps.is_empty() {
+            self.parents.push(flow_id);
+            for d in decaps {
+                self.decapsulated(packet, l0, Some((key.src, key.dst)), d);
+            }
+            self.parents.pop();
         }
+        flow_id
     }
 
     fn stream(
@@ -1113,7 +1179,7 @@ impl Analyzer {
                     depth: l0.depth + 1,
                     ..l0
                 };
-                let frames = self.one_frame(packet);
+                let frames = self.one_frame(packet, d.data.len() as u64, d.data.len());
                 self.transport_layer(packet, l1, src, dst, proto, &d.data, &frames);
             }
         }

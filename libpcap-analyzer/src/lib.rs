@@ -50,6 +50,7 @@ pub mod plugins;
 pub mod proto;
 pub mod reassembly;
 pub mod samples;
+pub mod service;
 pub mod session;
 pub mod stats;
 pub mod wire;

@@ -288,6 +288,12 @@ pub struct Flow {
     pub tcp_flags_to_server: u8,
     /// Union of the TCP flags seen from the server.
     pub tcp_flags_to_client: u8,
+    /// Zeek-style connection state: endpoint states, history, payload and
+    /// IP bytes, gaps, services ([`crate::conn`]).
+    pub conn: crate::conn::ConnTrack,
+    /// Ids of the flows of the tunnels carrying this one, outermost first
+    /// (`None` when not tunnelled).
+    pub tunnel_parents: Option<Box<[FlowId]>>,
 }
 
 impl Flow {
@@ -303,6 +309,8 @@ impl Flow {
             to_client: DirectionStats::default(),
             tcp_flags_to_server: 0,
             tcp_flags_to_client: 0,
+            conn: crate::conn::ConnTrack::default(),
+            tunnel_parents: None,
         }
     }
 

@@ -32,6 +32,7 @@
 pub mod bpf;
 mod chunked;
 mod config;
+pub mod conn;
 mod control;
 mod error;
 pub mod filter;
@@ -48,6 +49,7 @@ mod writer;
 pub use bpf::{BpfInsn, BpfProgram, ProgramError};
 pub use chunked::ChunkedPcapReader;
 pub use config::{Config, ReaderConfig};
+pub use conn::{ConnSide, ConnTrack, EndpointState, Segment};
 pub use control::{CaptureControl, CaptureCounters};
 pub use error::{Error, Result, error_text};
 pub use filter::{

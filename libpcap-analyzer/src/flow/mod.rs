@@ -178,6 +178,9 @@ pub struct Observation {
     pub at: Option<Timestamp>,
     /// TCP flags (0 for other protocols).
     pub tcp_flags: u8,
+    /// What the connection state needs of the packet (its sequence number,
+    /// payload and IP lengths: [`libpcap_tools::conn`]).
+    pub segment: libpcap_tools::Segment,
 }
 
 /// Handle of a flow in the table, valid until the flow ends.
@@ -350,9 +353,10 @@ impl<X: Default> FlowTable<X> {
     }
 
     fn end(&mut self, slot: u32, reason: EndReason) {
-        let Some(e) = self.slots.get_mut(slot as usize).and_then(Option::take) else {
+        let Some(mut e) = self.slots.get_mut(slot as usize).and_then(Option::take) else {
             return;
         };
+        e.flow.conn.finish();
         self.map.remove(&e.key);
         self.free.push(slot);
         match reason {
@@ -425,6 +429,11 @@ impl<X: Default> FlowTable<X> {
             last: ts,
             at: ts,
             tcp_flags,
+            segment: libpcap_tools::Segment {
+                flags: tcp_flags,
+                tcp: tuple.proto == ipproto::TCP,
+                ..libpcap_tools::Segment::default()
+            },
         };
         self.observe(tuple, context, &seen)
     }
@@ -447,6 +456,7 @@ impl<X: Default> FlowTable<X> {
             last: ts,
             at,
             tcp_flags,
+            segment,
         } = *seen;
         if let Some(t) = at {
             self.advance(t);
@@ -528,6 +538,9 @@ impl<X: Default> FlowTable<X> {
                 }
             }
         }
+        e.flow
+            .conn
+            .update(direction == Direction::ToServer, &segment);
         e.flow
             .count_frames(direction, u64::from(frames), wire_bytes, first.or(ts), ts);
         // activity is the packet's own (run) time: a packet without a
@@ -655,6 +668,7 @@ fn flip<X>(e: &mut FlowEntry<X>) {
     std::mem::swap(&mut f.to_server, &mut f.to_client);
     std::mem::swap(&mut f.tcp_flags_to_server, &mut f.tcp_flags_to_client);
     std::mem::swap(&mut e.tcp.fin_to_server, &mut e.tcp.fin_to_client);
+    f.conn.flip();
 }
 
 #[cfg(test)]

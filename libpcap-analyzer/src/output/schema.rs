@@ -183,9 +183,20 @@ pub const FLOW: Kind = Kind {
     zeek_path: Some("conn"),
     doc: "one record per flow (both directions of a 5-tuple within one tunnel context), written when it ends",
     fields: with_endpoints!(
-        [z(f("first", Ty::Time, "time of the first packet"), "ts")],
+        [z(
+            n(
+                "first",
+                Ty::Time,
+                "time of the first packet (null when no packet of the flow had a time)"
+            ),
+            "ts"
+        )],
         [
-            f("last", Ty::Time, "time of the last packet"),
+            n(
+                "last",
+                Ty::Time,
+                "time of the last packet (null when no packet of the flow had a time)"
+            ),
             z(
                 f("duration", Ty::Duration, "last - first, seconds"),
                 "duration"
@@ -194,7 +205,7 @@ pub const FLOW: Kind = Kind {
                 f(
                     "proto",
                     Ty::Str,
-                    "transport protocol name, lower case (tcp, udp, icmp, ipv6-icmp, sctp, …; the number when it has no name)"
+                    "transport protocol name, lower case (tcp, udp, icmp, icmpv6, sctp, gre, …; the number when it has no name)"
                 ),
                 "proto"
             ),
@@ -318,8 +329,16 @@ pub const CONNECTION: Kind = Kind {
     zeek_path: None,
     doc: "one record per unidirectional (source ip, source port, destination ip, destination port), all protocols and flows together",
     fields: &[
-        f("first", Ty::Time, "time of the first packet"),
-        f("last", Ty::Time, "time of the last packet"),
+        n(
+            "first",
+            Ty::Time,
+            "time of the first packet (null when no packet had a time)",
+        ),
+        n(
+            "last",
+            Ty::Time,
+            "time of the last packet (null when no packet had a time)",
+        ),
         f(
             "flow_id",
             Ty::Str,
@@ -349,10 +368,10 @@ pub const DNS: Kind = Kind {
     doc: "one record per DNS transaction: a query and its response (same flow, same transaction id), a query left unanswered, or a response without its query (mDNS announcements, a query outside the capture)",
     fields: with_endpoints!(
         [z(
-            f(
+            n(
                 "ts",
                 Ty::Time,
-                "time of the query (of the response, without a query; of the last segment of a TCP message)"
+                "time of the query (of the response, without a query; of the last segment of a TCP message); null when the packet had no time"
             ),
             "ts"
         )],

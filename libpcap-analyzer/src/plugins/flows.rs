@@ -1,15 +1,26 @@
-//! `flows`: one JSON line per flow, written when the flow ends.
+//! `flows`: one `flow` record per flow (Zeek's `conn.log`), written when
+//! the flow ends.
 //!
-//! Each line has the flow id, the 5-tuple (client as source), the VLAN and
-//! tunnel depth, first and last seen (ns since the epoch), packets and bytes
-//! per direction, the TCP flags seen from each side (as letters, `FSRPAU`)
-//! and why the flow ended (`fin`, `rst`, `timeout`, `eviction`,
-//! `end-of-input`). Lines come in the order flows ended; sort them for a
-//! canonical order. Writes `flows.jsonl` in the output directory (without
-//! one, flows are only counted).
+//! Each record has the flow id, the endpoints (the originator as source),
+//! first and last packet times and the duration, the protocol, the
+//! services recognised by content, payload, IP and wire bytes and packets
+//! per side, Zeek's `conn_state` and `history` ([`libpcap_tools::conn`]),
+//! the bytes missed in sequence gaps, the ids of the tunnels' flows, the
+//! VLAN, the Community ID, the TCP flags seen from each side (as letters,
+//! `FSRPAUEC`) and why the flow ended (`fin`, `rst`, `timeout`,
+//! `eviction`, `end-of-input`). Fields and types: the `flow` kind of
+//! [`crate::output::schema`]. Records come sorted by first packet time;
+//! the file is `flows.jsonl` (`.csv`, `.log`, `.parquet` with `[output]
+//! format`) in the output directory; without one, flows are only counted.
 
-use super::spool::{OutputConfig, Spool};
-use crate::plugin::{EndReason, Interest, Layers, Plugin, PluginBuilder, PluginResult, downcast};
+use super::spool::OutputConfig;
+use crate::output::schema::FLOW;
+use crate::output::{Format, RecordSpool, RowBuf};
+use crate::plugin::{
+    Counters, EndReason, Interest, Layers, Plugin, PluginBuilder, PluginError, PluginResult,
+    downcast,
+};
+use crate::proto::community_id::community_id_v1;
 use libpcap_tools::{Config, Flow, ipproto};
 use std::path::{Path, PathBuf};
 
@@ -31,34 +42,86 @@ pub fn tcp_flags_string(f: u8) -> String {
         .collect()
 }
 
-/// The JSON record of a flow.
-pub fn flow_json(f: &Flow, reason: Option<EndReason>) -> serde_json::Value {
+/// The protocol's name as the `proto` field gives it: lower case, the
+/// number when it has no name.
+pub fn proto_name(proto: u8) -> String {
+    ipproto::name(proto).map_or_else(|| proto.to_string(), str::to_ascii_lowercase)
+}
+
+/// The Community ID v1 (seed 0, base64) of a flow: ICMP flows by the type
+/// and code of their first message.
+pub fn flow_community_id(f: &Flow) -> String {
     let k = &f.key;
-    serde_json::json!({
-        "id": f.id.to_string(),
-        "protocol": ipproto::name(k.proto).map_or_else(|| k.proto.to_string(), str::to_string),
-        "src_ip": k.src.to_string(),
-        "src_port": k.src_port,
-        "dst_ip": k.dst.to_string(),
-        "dst_port": k.dst_port,
-        "vlan": f.context.vlan,
-        "tunnel_depth": f.context.depth,
-        "first_seen_ns": f.first_seen.map(|t| t.as_nanos()),
-        "last_seen_ns": f.last_seen.map(|t| t.as_nanos()),
-        "packets_to_server": f.to_server.packets,
-        "bytes_to_server": f.to_server.bytes,
-        "packets_to_client": f.to_client.packets,
-        "bytes_to_client": f.to_client.bytes,
-        "tcp_flags_to_server": tcp_flags_string(f.tcp_flags_to_server),
-        "tcp_flags_to_client": tcp_flags_string(f.tcp_flags_to_client),
-        "end_reason": reason.map(|r| r.to_string()),
-    })
+    let (sp, dp) = match (k.proto, f.conn.icmp_type_code) {
+        (ipproto::ICMP | ipproto::ICMPV6, Some((t, c))) => (u16::from(t), u16::from(c)),
+        _ => (k.src_port, k.dst_port),
+    };
+    community_id_v1(0, k.src, k.dst, k.proto, sp, dp)
+}
+
+/// Fills `row` with the `flow` record of `f`, ended for `reason`.
+pub fn fill_flow_row(row: &mut RowBuf, f: &Flow, reason: EndReason) {
+    let k = &f.key;
+    let c = &f.conn;
+    let duration = match (f.first_seen, f.last_seen) {
+        (Some(a), Some(b)) => b.0.saturating_sub(a.0).max(0),
+        _ => 0,
+    };
+    let parents: Vec<String> = f
+        .tunnel_parents
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .map(|id| format!("{:016x}", id.0))
+        .collect();
+    let service = c.service_names();
+    row.clear();
+    row.opt_time(f.first_seen)
+        .flow_id(f.id.0)
+        .ip(k.src)
+        .u64(u64::from(k.src_port))
+        .ip(k.dst)
+        .u64(u64::from(k.dst_port))
+        .opt_time(f.last_seen)
+        .duration(duration)
+        .str(&proto_name(k.proto))
+        .u64(u64::from(k.proto))
+        .opt_str(service.as_deref())
+        .u64(c.orig.payload_bytes)
+        .u64(c.resp.payload_bytes)
+        .str(c.conn_state(k.proto))
+        .u64(c.orig.missed.saturating_add(c.resp.missed))
+        .str(c.history())
+        .u64(f.to_server.packets)
+        .u64(c.orig.ip_bytes)
+        .u64(f.to_client.packets)
+        .u64(c.resp.ip_bytes)
+        .u64(f.to_server.bytes)
+        .u64(f.to_client.bytes);
+    if parents.is_empty() {
+        row.null();
+    } else {
+        row.str_list(parents.iter().map(String::as_str));
+    }
+    row.u64(u64::from(f.context.depth));
+    if f.context.vlan == 0 {
+        row.null();
+    } else {
+        row.u64(u64::from(f.context.vlan));
+    }
+    row.str(&flow_community_id(f))
+        .str(&tcp_flags_string(f.tcp_flags_to_server))
+        .str(&tcp_flags_string(f.tcp_flags_to_client))
+        .str(&reason.to_string());
 }
 
 /// The `flows` plugin.
 #[derive(Debug)]
 pub struct FlowsPlugin {
-    spool: Spool,
+    spool: RecordSpool,
+    format: Format,
+    row: RowBuf,
+    flows: u64,
 }
 
 impl Plugin for FlowsPlugin {
@@ -69,21 +132,31 @@ impl Plugin for FlowsPlugin {
         Interest::new(Layers::FLOW_EVENTS)
     }
     fn flow_destroyed(&mut self, flow: &Flow, reason: EndReason) -> PluginResult<()> {
+        self.flows += 1;
         if self.spool.is_writing() {
-            self.spool.push(&flow_json(flow, Some(reason)))
-        } else {
-            self.spool.push(&serde_json::Value::Null)
+            fill_flow_row(&mut self.row, flow, reason);
+            self.spool.push(flow.first_seen, flow.id.0, &self.row);
         }
+        Ok(())
     }
     fn merge(&mut self, other: Box<dyn Plugin>) -> PluginResult<()> {
         let o = downcast::<Self>("flows", other)?;
-        self.spool.merge(o.spool)
+        self.flows += o.flows;
+        self.spool.merge(o.spool);
+        Ok(())
     }
     fn results(&self) -> Option<serde_json::Value> {
-        Some(serde_json::json!({ "flows": self.spool.lines() }))
+        Some(serde_json::json!({ "flows": self.flows }))
+    }
+    fn counters(&self) -> Counters {
+        Counters::new().count("flows", self.flows)
     }
     fn save_results(&mut self, dir: &Path) -> PluginResult<Vec<PathBuf>> {
-        self.spool.save(dir, "flows.jsonl")
+        let saved = self
+            .spool
+            .save(dir, self.format)
+            .map_err(|e| PluginError::wrap("flows", e))?;
+        Ok(saved.into_iter().collect())
     }
 }
 
@@ -96,12 +169,15 @@ impl PluginBuilder for FlowsPluginBuilder {
         "flows"
     }
     fn description(&self) -> &str {
-        "every flow as a JSON line: id, 5-tuple, times, per-direction counters, TCP flags, end reason"
+        "every flow as a Zeek-grade connection record: endpoints, times, duration, service, payload/IP/wire bytes and packets per side, conn_state, history, missed bytes, tunnel parents, Community ID, end reason"
     }
     fn build(&self, config: &Config) -> PluginResult<Box<dyn Plugin>> {
         let out = OutputConfig::from_config(config, "flows")?;
         Ok(Box::new(FlowsPlugin {
-            spool: Spool::new("flows", out.dir),
+            spool: out.spool(&FLOW),
+            format: out.format,
+            row: RowBuf::new(&FLOW),
+            flows: 0,
         }))
     }
 }

@@ -204,7 +204,10 @@ fn command_line_overrides_the_config_file() {
     let out = stdout(&jsonl);
     let first: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     assert!(first.get("src_ip").is_some(), "{out}");
-    assert!(first["flow_id"].as_str().is_some_and(|s| s.len() == 16), "{out}");
+    assert!(
+        first["flow_id"].as_str().is_some_and(|s| s.len() == 16),
+        "{out}"
+    );
 }
 
 #[test]

@@ -363,7 +363,7 @@ fn live_report_equals_the_frames_sent_with_1_2_and_3_workers() {
         let flows = std::fs::read_to_string(out.join("flows.jsonl")).unwrap();
         let tcp: Vec<&str> = flows
             .lines()
-            .filter(|l| l.contains("\"protocol\":\"TCP\""))
+            .filter(|l| l.contains("\"proto\":\"tcp\""))
             .collect();
         assert_eq!(tcp.len(), 1, "{flows}");
         assert!(tcp[0].contains("\"end_reason\":\"fin\""), "{}", tcp[0]);
@@ -406,8 +406,8 @@ fn live_vlan_frame_is_reported_with_its_vlan() {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
             assert_eq!(v["src_port"], 1234, "{l}");
             (
-                v["vlan"].as_u64().unwrap(),
-                v["bytes_to_server"].as_u64().unwrap(),
+                v["vlan"].as_u64().unwrap_or(0),
+                v["orig_wire_bytes"].as_u64().unwrap(),
             )
         })
         .collect();

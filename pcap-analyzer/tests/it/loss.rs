@@ -389,7 +389,7 @@ fn files_given_out_of_order_keep_their_flows_whole() {
         assert_eq!(flows.len(), 2, "-j {jobs}: {flows:?}");
         for f in &flows {
             assert_eq!(
-                f["packets_to_server"].as_u64().unwrap() + f["packets_to_client"].as_u64().unwrap(),
+                f["orig_pkts"].as_u64().unwrap() + f["resp_pkts"].as_u64().unwrap(),
                 10
             );
             assert_eq!(f["end_reason"], "fin");

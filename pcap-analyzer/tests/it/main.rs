@@ -7,6 +7,7 @@
 mod cli;
 mod corpus;
 mod filter;
+mod flows;
 mod live;
 mod loss;
 mod nfqueue;

@@ -1,0 +1,450 @@
+//! The `flow` records (Zeek-grade `conn` records, issue 14): conn_state,
+//! history, payload bytes and service on TCP and UDP exchanges built here;
+//! packets, bytes and times against tshark's own TCP/UDP streams on corpus
+//! captures; the inline Community ID against the specification's baseline.
+
+use crate::{corpus, run, stderr};
+use libpcap_analyzer::build;
+use libpcap_tools::{LinkType, Packet, PcapWriter, PcapWriterOptions, Timestamp};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const PSH: u8 = 0x08;
+const FIN: u8 = 0x01;
+const RST: u8 = 0x04;
+
+/// Writes `frames` as an Ethernet pcap, 1 ms apart.
+fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
+    let f = std::fs::File::create(path).unwrap();
+    let mut w = PcapWriter::new(f, LinkType::ETHERNET, PcapWriterOptions::default()).unwrap();
+    for (i, data) in frames.iter().enumerate() {
+        let p = Packet {
+            index: i as u64,
+            interface: 0,
+            linktype: LinkType::ETHERNET,
+            ts: Some(Timestamp::from_secs_nanos(
+                1_700_000_000,
+                i as i64 * 1_000_000,
+            )),
+            origlen: data.len() as u32,
+            data,
+        };
+        w.write_packet(&p).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+/// The flow records of `dir/flows.jsonl`.
+fn records(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("flows.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// One TCP packet of the connection from client port `port` to 80:
+/// `c2s` from the client, with its own sequence number `seq`.
+fn seg(port: u16, c2s: bool, flags: u8, seq: u32, payload: &[u8]) -> Vec<u8> {
+    let (c, s) = ([10, 1, 0, 1], [10, 1, 0, 2]);
+    let (a, b) = (build::MAC_A, build::MAC_B);
+    if c2s {
+        build::eth_tcp4(a, b, c, s, port, 80, seq, 0, flags, payload)
+    } else {
+        build::eth_tcp4(b, a, s, c, 80, port, seq, 0, flags, payload)
+    }
+}
+
+#[test]
+fn tcp_and_udp_exchanges_get_zeeks_state_history_bytes_and_service() {
+    let req = b"GET / HTTP/1.1\r\nHost: example.org\r\n\r\n";
+    let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    let mut frames = Vec::new();
+    // port 1000: a whole HTTP exchange (SF)
+    frames.extend([
+        seg(1000, true, SYN, 100, &[]),
+        seg(1000, false, SYN | ACK, 900, &[]),
+        seg(1000, true, ACK, 101, &[]),
+        seg(1000, true, PSH | ACK, 101, req),
+        seg(1000, false, ACK, 901, &[]),
+        seg(1000, false, PSH | ACK, 901, resp),
+        seg(1000, true, FIN | ACK, 101 + req.len() as u32, &[]),
+        seg(1000, false, FIN | ACK, 901 + resp.len() as u32, &[]),
+    ]);
+    // 1001: no answer (S0); 1002: refused (REJ)
+    frames.push(seg(1001, true, SYN, 100, &[]));
+    frames.extend([
+        seg(1002, true, SYN, 100, &[]),
+        seg(1002, false, RST | ACK, 0, &[]),
+    ]);
+    // 1003: established then aborted by the client (RSTO)
+    frames.extend([
+        seg(1003, true, SYN, 100, &[]),
+        seg(1003, false, SYN | ACK, 900, &[]),
+        seg(1003, true, ACK, 101, &[]),
+        seg(1003, true, RST, 101, &[]),
+    ]);
+    // 1004: seen midstream, with a 10-byte gap from the server (OTH)
+    frames.extend([
+        seg(1004, true, PSH | ACK, 5000, b"abcdef"),
+        seg(1004, false, PSH | ACK, 7000, b"0123456789"),
+        seg(1004, false, PSH | ACK, 7020, b"0123456789"),
+    ]);
+    // 1005: the SYN-ACK first (roles swapped), then the handshake's ACK
+    frames.extend([
+        seg(1005, false, SYN | ACK, 900, &[]),
+        seg(1005, true, ACK, 101, &[]),
+    ]);
+    // a DNS query and its response over UDP, on a port that is not DNS's
+    let q = build::dns_query(7, "www.example.org", 1);
+    let r = build::dns_response(
+        7,
+        "www.example.org",
+        1,
+        0,
+        &["192.0.2.1".parse().unwrap()],
+        60,
+    );
+    let (c, s) = ([10, 1, 0, 1], [10, 1, 0, 3]);
+    frames.push(build::eth_udp4(
+        build::MAC_A,
+        build::MAC_B,
+        None,
+        c,
+        s,
+        3333,
+        5300,
+        &q,
+    ));
+    frames.push(build::eth_udp4(
+        build::MAC_B,
+        build::MAC_A,
+        None,
+        s,
+        c,
+        5300,
+        3333,
+        &r,
+    ));
+    let tmp = tempfile::tempdir().unwrap();
+    let pcap = tmp.path().join("x.pcap");
+    write_pcap(&pcap, &frames);
+    let out = tmp.path().join("out");
+    let o = run([
+        "-q".as_ref(),
+        "-p".as_ref(),
+        "flows".as_ref(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        pcap.as_os_str(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let recs = records(&out);
+    let by_port: HashMap<u64, &serde_json::Value> = recs
+        .iter()
+        .map(|r| {
+            // the client's port: the servers listen on 80 and 5300
+            (r["src_port"].as_u64().unwrap(), r)
+        })
+        .collect();
+    let expect = [
+        (1000, "SF", "ShADadFf", Some("http")),
+        (1001, "S0", "S", None),
+        (1002, "REJ", "Sr", None),
+        (1003, "RSTO", "ShAR", None),
+        (1004, "OTH", "Ddg", None),
+        (1005, "OTH", "^hA", None),
+        (3333, "SF", "Dd", Some("dns")),
+    ];
+    for (port, state, history, service) in expect {
+        let r = by_port
+            .get(&port)
+            .unwrap_or_else(|| panic!("no flow of port {port}: {recs:?}"));
+        assert_eq!(r["conn_state"], state, "{r}");
+        assert_eq!(r["history"], history, "{r}");
+        assert_eq!(r["service"].as_str(), service, "{r}");
+        assert_eq!(r["flow_id"].as_str().map(str::len), Some(16), "{r}");
+        assert!(r["community_id"].as_str().unwrap().starts_with("1:"), "{r}");
+    }
+    let http = by_port[&1000];
+    assert_eq!(http["src_ip"], "10.1.0.1");
+    assert_eq!(http["orig_bytes"], req.len());
+    assert_eq!(http["resp_bytes"], resp.len());
+    assert_eq!(http["orig_pkts"], 4);
+    // IP bytes: 20 + 20 per packet, plus the payload
+    assert_eq!(http["orig_ip_bytes"], 4 * 40 + req.len());
+    assert_eq!(http["orig_wire_bytes"], 4 * 54 + req.len());
+    assert_eq!(http["duration"].as_f64(), Some(0.007));
+    assert_eq!(http["end_reason"], "fin");
+    let mid = by_port[&1004];
+    assert_eq!(mid["missed_bytes"], 10);
+    assert_eq!(mid["resp_bytes"], 30, "sequence space with the gap");
+    let swapped = by_port[&1005];
+    assert_eq!(swapped["src_port"], 1005, "the client is the originator");
+    let dns = by_port[&3333];
+    assert_eq!(dns["orig_bytes"], q.len());
+    assert_eq!(dns["resp_bytes"], r.len());
+    assert_eq!(dns["proto"], "udp");
+}
+
+/// Per conversation (protocol and unordered endpoints): frames, bytes,
+/// first and last time in ns.
+type Conv = BTreeMap<(String, String, String), (u64, u64, i64, i64)>;
+
+fn endpoints(a: String, b: String) -> (String, String) {
+    if a <= b { (a, b) } else { (b, a) }
+}
+
+fn add(
+    m: &mut Conv,
+    key: (String, String, String),
+    frames: u64,
+    bytes: u64,
+    first: i64,
+    last: i64,
+) {
+    let e = m.entry(key).or_insert((0, 0, i64::MAX, i64::MIN));
+    e.0 += frames;
+    e.1 += bytes;
+    e.2 = e.2.min(first);
+    e.3 = e.3.max(last);
+}
+
+/// tshark's TCP and UDP streams of `path`, or `None` without tshark.
+fn tshark_conversations(path: &Path) -> Option<Conv> {
+    let out = std::process::Command::new("tshark")
+        .arg("-r")
+        .arg(path)
+        .args([
+            "-Y",
+            "(tcp || udp) && !icmp && !icmpv6",
+            "-T",
+            "fields",
+            "-E",
+            "separator=|",
+            "-e",
+            "ip.src",
+            "-e",
+            "ipv6.src",
+            "-e",
+            "ip.dst",
+            "-e",
+            "ipv6.dst",
+            "-e",
+            "tcp.srcport",
+            "-e",
+            "udp.srcport",
+            "-e",
+            "tcp.dstport",
+            "-e",
+            "udp.dstport",
+            "-e",
+            "frame.len",
+            "-e",
+            "frame.time_epoch",
+        ])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let mut m = Conv::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let f: Vec<&str> = line.split('|').collect();
+        let pick = |a: &str, b: &str| if a.is_empty() { b } else { a }.to_string();
+        // tunnelled packets list several addresses: keep plain ones only
+        if f.len() != 10 || f.iter().take(8).any(|x| x.contains(',')) {
+            continue;
+        }
+        let proto = if f[4].is_empty() { "udp" } else { "tcp" };
+        let src = format!("{}:{}", pick(f[0], f[1]), pick(f[4], f[5]));
+        let dst = format!("{}:{}", pick(f[2], f[3]), pick(f[6], f[7]));
+        let (a, b) = endpoints(src, dst);
+        let (secs, frac) = f[9].split_once('.').unwrap();
+        let ns = secs.parse::<i64>().unwrap() * 1_000_000_000
+            + format!("{frac:0<9}")[..9].parse::<i64>().unwrap();
+        add(
+            &mut m,
+            (proto.to_string(), a, b),
+            1,
+            f[8].parse().unwrap(),
+            ns,
+            ns,
+        );
+    }
+    Some(m)
+}
+
+fn rfc3339_ns(s: &str) -> i64 {
+    // 2023-11-14T22:13:20.149060000Z
+    let (date, time) = s.trim_end_matches('Z').split_once('T').unwrap();
+    let d: Vec<i64> = date.split('-').map(|x| x.parse().unwrap()).collect();
+    let (hms, frac) = time.split_once('.').unwrap();
+    let t: Vec<i64> = hms.split(':').map(|x| x.parse().unwrap()).collect();
+    // days from the civil date (Howard Hinnant's algorithm)
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    ((days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2]) * 1_000_000_000)
+        + frac.parse::<i64>().unwrap()
+}
+
+#[test]
+fn flows_agree_with_tsharks_streams_on_the_corpus() {
+    let Some(dir) = corpus() else { return };
+    let files = [
+        "apps/zeek_methods.pcap",
+        "apps/zeek_tls1.2.pcap",
+        "apps/ndpi_http_ipv6.pcap",
+        "apps/tcpdump_dns_udp.pcap",
+        "apps/ndpi_quic_interop_V.pcapng",
+        "apps/ndpi_gnutella.pcap",
+        "apps/zeek_1000-requests-one-dropped-response.pcap.gz",
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    let mut compared = 0;
+    for name in files {
+        let path = dir.join(name);
+        if !path.exists() {
+            eprintln!("SKIP {name}: not in the corpus");
+            continue;
+        }
+        let Some(theirs) = tshark_conversations(&path) else {
+            eprintln!("SKIP flows_agree_with_tsharks_streams_on_the_corpus: tshark not available");
+            return;
+        };
+        let out = tmp.path().join(name.replace('/', "_"));
+        let o = run([
+            "-q".as_ref(),
+            "-p".as_ref(),
+            "flows".as_ref(),
+            "-o".as_ref(),
+            out.as_os_str(),
+            path.as_os_str(),
+        ]);
+        assert!(
+            matches!(o.status.code(), Some(0 | 3)),
+            "{name}: {}",
+            stderr(&o)
+        );
+        let mut ours = Conv::new();
+        for r in records(&out) {
+            let proto = r["proto"].as_str().unwrap();
+            if (proto != "tcp" && proto != "udp") || r["tunnel_depth"] != 0 {
+                continue;
+            }
+            let src = format!("{}:{}", r["src_ip"].as_str().unwrap(), r["src_port"]);
+            let dst = format!("{}:{}", r["dst_ip"].as_str().unwrap(), r["dst_port"]);
+            let (a, b) = endpoints(src, dst);
+            let frames = r["orig_pkts"].as_u64().unwrap() + r["resp_pkts"].as_u64().unwrap();
+            let bytes =
+                r["orig_wire_bytes"].as_u64().unwrap() + r["resp_wire_bytes"].as_u64().unwrap();
+            let first = rfc3339_ns(r["first"].as_str().unwrap());
+            let last = rfc3339_ns(r["last"].as_str().unwrap());
+            // the record's duration is last - first
+            let d = r["duration"].as_f64().unwrap();
+            assert!(((last - first) as f64 / 1e9 - d).abs() < 1e-6, "{r}");
+            add(
+                &mut ours,
+                (proto.to_string(), a, b),
+                frames,
+                bytes,
+                first,
+                last,
+            );
+        }
+        // every conversation tshark sees, with the same frames, bytes and
+        // times (so the same duration, to the nanosecond)
+        for (k, v) in &theirs {
+            let mine = ours.get(k);
+            assert_eq!(mine, Some(v), "{name}: {k:?}");
+            compared += 1;
+        }
+        let extra: HashSet<_> = ours.keys().filter(|k| !theirs.contains_key(*k)).collect();
+        assert!(
+            extra.is_empty(),
+            "{name}: conversations tshark does not see: {extra:?}"
+        );
+    }
+    println!("{compared} conversations agree with tshark");
+}
+
+#[test]
+fn inline_community_ids_are_the_specifications() {
+    let Some(dir) = corpus() else { return };
+    let pcap = dir.join("community-id/combined.pcap");
+    let base = dir.join("community-id/baseline_deflt.json");
+    if !pcap.exists() || !base.exists() {
+        eprintln!("SKIP inline_community_ids_are_the_specifications: no community-id baseline");
+        return;
+    }
+    let baseline: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(base).unwrap()).unwrap();
+    // (proto, src, dst, sport, dport) -> id
+    let expected: HashMap<(u64, String, String, u64, u64), String> = baseline
+        .iter()
+        .map(|b| {
+            (
+                (
+                    b["proto"].as_u64().unwrap(),
+                    b["saddr"].as_str().unwrap().to_string(),
+                    b["daddr"].as_str().unwrap().to_string(),
+                    b["sport"].as_u64().unwrap_or(0),
+                    b["dport"].as_u64().unwrap_or(0),
+                ),
+                b["communityid"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let o = run([
+        "-q".as_ref(),
+        "-p".as_ref(),
+        "flows".as_ref(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        pcap.as_os_str(),
+    ]);
+    assert!(matches!(o.status.code(), Some(0 | 3)), "{}", stderr(&o));
+    let mut checked = 0;
+    for r in records(&out) {
+        let proto = r["proto_num"].as_u64().unwrap();
+        let (src, dst) = (r["src_ip"].as_str().unwrap(), r["dst_ip"].as_str().unwrap());
+        let got = r["community_id"].as_str().unwrap();
+        if proto == 1 || proto == 58 {
+            // ICMP: the record has no ports (one flow per address pair
+            // until issue 17); its id is the baseline's for one of the
+            // pair's messages
+            let ids: Vec<&String> = expected
+                .iter()
+                .filter(|(k, _)| k.0 == proto && k.1 == src && k.2 == dst)
+                .map(|(_, v)| v)
+                .collect();
+            assert!(ids.iter().any(|id| *id == got), "{r}: {ids:?}");
+            checked += 1;
+            continue;
+        }
+        let key = (
+            proto,
+            src.to_string(),
+            dst.to_string(),
+            r["src_port"].as_u64().unwrap(),
+            r["dst_port"].as_u64().unwrap(),
+        );
+        let want = expected
+            .get(&key)
+            .unwrap_or_else(|| panic!("flow not in the baseline: {r}"));
+        assert_eq!(got, want.as_str(), "{r}");
+        checked += 1;
+    }
+    assert!(checked >= 10, "{checked} flows checked");
+    println!("{checked} community ids agree with the specification's baseline");
+}
