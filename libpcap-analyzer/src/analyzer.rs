@@ -74,6 +74,11 @@ struct Frames {
 
 /// A 40-bit hash of the outer headers of a tunnel (addresses and tunnel id),
 /// so that inner flows of different tunnels do not merge.
+///
+/// Both directions of an inner connection must get the same hash, so only
+/// what both directions share enters it: the outer address pair (in either
+/// order) and, from [`tunnel_key_id`], an id only where it names the tunnel
+/// rather than one direction of it.
 fn tunnel_hash(parent: u64, src: IpAddr, dst: IpAddr, id: u64) -> u64 {
     let mut h = crate::flow::fnv1a(&[], 0xcbf2_9ce4_8422_2325 ^ parent);
     // order-independent in the addresses: both directions of a tunnel share it
@@ -85,6 +90,20 @@ fn tunnel_hash(parent: u64, src: IpAddr, dst: IpAddr, id: u64) -> u64 {
         };
     }
     crate::flow::fnv1a(&id.to_be_bytes(), h) & 0xFF_FFFF_FFFF
+}
+
+/// The part of a GRE header that enters the tunnel context of inner flows.
+///
+/// The GRE key of version 0 (RFC 2890 §2.1) identifies the tunnel and is
+/// the same both ways; enhanced GRE (version 1, PPTP, RFC 2637 §4.1) puts
+/// the peer's call id in the key, which differs per direction, so it is
+/// left out.
+fn gre_key_id(g: &GreSlice<'_>) -> u64 {
+    if g.version() == 0 {
+        u64::from(g.key().unwrap_or(0))
+    } else {
+        0
+    }
 }
 
 /// The analysis engine for one thread.
@@ -1050,7 +1069,7 @@ impl Analyzer {
             ipproto::IPV6 => Some((0, Inner::Network(EtherType::IPV6.0, data))),
             ipproto::GRE => match GreSlice::from_slice(data) {
                 Ok(g) => {
-                    let inner = gre_inner(&g).map(|i| (u64::from(g.key().unwrap_or(0)), i));
+                    let inner = gre_inner(&g).map(|i| (gre_key_id(&g), i));
                     if inner.is_none() {
                         // a protocol we do not decode, or a bad ERSPAN/MPLS header
                         self.stats.anomaly("gre_payload_not_decoded");
@@ -1103,11 +1122,14 @@ impl Analyzer {
                 },
                 other => other,
             };
-            Some((u64::from(g.key().unwrap_or(0)), inner))
+            Some((gre_key_id(&g), inner))
         } else if a.mpls_udp_ports.contains(&dp) {
             tunnel::mpls_checked(payload, whole).map(|c| (0, carried(c)))
         } else if a.gtp_ports.contains(&dp) || a.gtp_ports.contains(&sp) {
-            tunnel::gtp_u(payload, whole).map(with_id)
+            // a TEID is chosen by the receiving end (3GPP TS 29.281 §5.1):
+            // uplink and downlink differ, so the outer address pair alone
+            // (and the UDP port, 2152 both ways) tells the tunnel
+            tunnel::gtp_u(payload, whole).map(|(_, c)| (0, carried(c)))
         } else if a.teredo_ports.contains(&dp) || a.teredo_ports.contains(&sp) {
             tunnel::teredo(payload, whole).map(|c| (0, carried(c)))
         } else if a.geneve_ports.contains(&dp) {

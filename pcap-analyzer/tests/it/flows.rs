@@ -448,3 +448,157 @@ fn inline_community_ids_are_the_specifications() {
     assert!(checked >= 10, "{checked} flows checked");
     println!("{checked} community ids agree with the specification's baseline");
 }
+
+/// An inner TCP segment between 10.9.0.1:40000 (client) and 10.9.0.2:443,
+/// as an IPv4 packet.
+fn inner_tcp(c2s: bool, flags: u8, seq: u32) -> Vec<u8> {
+    use std::net::Ipv4Addr;
+    let (c, s) = (Ipv4Addr::new(10, 9, 0, 1), Ipv4Addr::new(10, 9, 0, 2));
+    let (src, dst, sp, dp) = if c2s {
+        (c, s, 40000, 443)
+    } else {
+        (s, c, 443, 40000)
+    };
+    build::ipv4(
+        src,
+        dst,
+        6,
+        1,
+        &build::tcp(src.into(), dst.into(), sp, dp, seq, 0, flags, &[]),
+    )
+}
+
+/// `inner` in a GTP-U G-PDU (TS 29.281 §5.1, no optional fields) with `teid`,
+/// over UDP 2152 between `a` and `b`.
+fn gtp(a: [u8; 4], b: [u8; 4], teid: u32, inner: &[u8]) -> Vec<u8> {
+    use std::net::Ipv4Addr;
+    let mut g = vec![0x30, 0xff];
+    g.extend_from_slice(&(inner.len() as u16).to_be_bytes());
+    g.extend_from_slice(&teid.to_be_bytes());
+    g.extend_from_slice(inner);
+    let (a, b) = (Ipv4Addr::from(a), Ipv4Addr::from(b));
+    build::ethernet(
+        build::MAC_A,
+        build::MAC_B,
+        0x0800,
+        &build::ipv4(a, b, 17, 1, &build::udp(a.into(), b.into(), 2152, 2152, &g)),
+    )
+}
+
+/// `inner` in VXLAN `vni` over UDP between 192.0.2.1 and 192.0.2.2.
+fn vxlan(vni: u32, c2s: bool, inner: &[u8]) -> Vec<u8> {
+    use std::net::Ipv4Addr;
+    let eth = build::ethernet(build::MAC_A, build::MAC_B, 0x0800, inner);
+    let (a, b) = (Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2));
+    let (a, b) = if c2s { (a, b) } else { (b, a) };
+    let udp = build::udp(a.into(), b.into(), 50000, 4789, &build::vxlan(vni, &eth));
+    build::ethernet(
+        build::MAC_A,
+        build::MAC_B,
+        0x0800,
+        &build::ipv4(a, b, 17, 1, &udp),
+    )
+}
+
+#[test]
+fn both_directions_of_a_tunnelled_connection_are_one_flow_and_tunnels_stay_apart() {
+    let (enb, sgw) = ([172, 16, 0, 1], [172, 16, 0, 2]);
+    // GTP-U: uplink on TEID 0x100 (chosen by the gateway), downlink on 0x200
+    // (chosen by the base station); outer addresses swap with the direction
+    let mut frames = vec![
+        gtp(enb, sgw, 0x100, &inner_tcp(true, SYN, 1000)),
+        gtp(sgw, enb, 0x200, &inner_tcp(false, SYN | ACK, 5000)),
+        gtp(enb, sgw, 0x100, &inner_tcp(true, ACK, 1001)),
+    ];
+    // the same inner connection in two VXLAN segments: two flows
+    for vni in [7, 8] {
+        frames.push(vxlan(vni, true, &inner_tcp(true, SYN, 1000)));
+        frames.push(vxlan(vni, false, &inner_tcp(false, SYN | ACK, 5000)));
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let pcap = tmp.path().join("tunnels.pcap");
+    write_pcap(&pcap, &frames);
+    let out = tmp.path().join("out");
+    let o = run([
+        "-q".as_ref(),
+        "-p".as_ref(),
+        "flows".as_ref(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        pcap.as_os_str(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let inner: Vec<_> = records(&out)
+        .into_iter()
+        .filter(|r| r["src_ip"] == "10.9.0.1" && r["dst_port"] == 443)
+        .map(|r| {
+            (
+                r["tunnel_depth"].as_u64().unwrap(),
+                r["orig_pkts"].as_u64().unwrap(),
+                r["resp_pkts"].as_u64().unwrap(),
+                r["history"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    // one GTP flow of 2 + 1 packets, one flow per VXLAN segment
+    let mut counts: Vec<_> = inner.iter().map(|(_, o, r, _)| (*o, *r)).collect();
+    counts.sort_unstable();
+    assert_eq!(counts, [(1, 1), (1, 1), (2, 1)], "{inner:?}");
+    assert!(inner.iter().all(|(d, ..)| *d == 1), "{inner:?}");
+    assert!(inner.iter().any(|(.., h)| h == "ShA"), "{inner:?}");
+}
+
+#[test]
+fn the_gtp_connection_of_the_corpus_is_one_flow_as_tshark_sees_it() {
+    let Some(dir) = corpus() else { return };
+    let path = dir.join("tunnels/zeek_gtp6_gtp_0x32.pcap");
+    if !path.exists() {
+        eprintln!(
+            "SKIP the_gtp_connection_of_the_corpus: tunnels/zeek_gtp6_gtp_0x32.pcap not in the corpus"
+        );
+        return;
+    }
+    // tshark: frames of the inner connection, by direction
+    let count = |filter: &str| -> Option<u64> {
+        let o = std::process::Command::new("tshark")
+            .arg("-r")
+            .arg(&path)
+            .args(["-Y", filter, "-T", "fields", "-e", "frame.number"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())?;
+        Some(String::from_utf8_lossy(&o.stdout).lines().count() as u64)
+    };
+    let Some(to_server) = count("tcp.srcport == 44960 && tcp.dstport == 5228") else {
+        eprintln!("SKIP the_gtp_connection_of_the_corpus: tshark not available");
+        return;
+    };
+    let to_client = count("tcp.srcport == 5228 && tcp.dstport == 44960").unwrap();
+    assert!(to_server > 0 && to_client > 0);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let o = run([
+        "-q".as_ref(),
+        "-p".as_ref(),
+        "flows".as_ref(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        path.as_os_str(),
+    ]);
+    assert!(matches!(o.status.code(), Some(0 | 3)), "{}", stderr(&o));
+    let ours: Vec<_> = records(&out)
+        .into_iter()
+        .filter(|r| {
+            let ports = [r["src_port"].as_u64(), r["dst_port"].as_u64()];
+            ports.contains(&Some(44960)) && ports.contains(&Some(5228))
+        })
+        .collect();
+    assert_eq!(ours.len(), 1, "{ours:?}");
+    let r = &ours[0];
+    assert_eq!(r["src_ip"], "10.222.10.10", "{r}");
+    assert_eq!(
+        (r["orig_pkts"].as_u64(), r["resp_pkts"].as_u64()),
+        (Some(to_server), Some(to_client)),
+        "{r}"
+    );
+}
