@@ -14,6 +14,7 @@ use crate::plugin::{
     Counters, DecapLayer, Decapsulated, EndReason, Layers, LinkLayer, NetworkLayer, PacketContext,
     Plugin, StreamData, TransportLayer,
 };
+use crate::proto::community_id::icmp_port_equivalents;
 use crate::reassembly::{StreamBudget, StreamConfig, StreamEvent, TcpStreamDirection};
 use crate::stats::AnalyzerStats;
 use crate::wire::{
@@ -859,13 +860,23 @@ impl Analyzer {
                 self.stats.sctp += 1;
                 SctpSlice::from_slice(data).map(|s| (s.src_port(), s.dst_port(), 0, s.payload()))
             }
+            // ICMP "ports" as Zeek and the Community ID specification
+            // see them: the type, and the counterpart type of a
+            // request/response pair (so both messages of an exchange are
+            // one flow) or the code of a one-way message
             ipproto::ICMP => {
                 self.stats.icmp += 1;
-                IcmpSlice::from_slice(data).map(|i| (0, 0, 0, i.payload()))
+                IcmpSlice::from_slice(data).map(|i| {
+                    let (sp, dp, _) = icmp_port_equivalents(proto, i.icmp_type(), i.code());
+                    (sp, dp, 0, i.payload())
+                })
             }
             ipproto::ICMPV6 => {
                 self.stats.icmp += 1;
-                Icmpv6Slice::from_slice(data).map(|i| (0, 0, 0, i.payload()))
+                Icmpv6Slice::from_slice(data).map(|i| {
+                    let (sp, dp, _) = icmp_port_equivalents(proto, i.icmp_type(), i.code());
+                    (sp, dp, 0, i.payload())
+                })
             }
             _ => {
                 self.stats.other_transport += 1;

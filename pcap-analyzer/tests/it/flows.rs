@@ -415,23 +415,13 @@ fn inline_community_ids_are_the_specifications() {
     ]);
     assert!(matches!(o.status.code(), Some(0 | 3)), "{}", stderr(&o));
     let mut checked = 0;
+    let mut emitted = HashSet::new();
     for r in records(&out) {
         let proto = r["proto_num"].as_u64().unwrap();
         let (src, dst) = (r["src_ip"].as_str().unwrap(), r["dst_ip"].as_str().unwrap());
         let got = r["community_id"].as_str().unwrap();
-        if proto == 1 || proto == 58 {
-            // ICMP: the record has no ports (one flow per address pair
-            // until issue 17); its id is the baseline's for one of the
-            // pair's messages
-            let ids: Vec<&String> = expected
-                .iter()
-                .filter(|(k, _)| k.0 == proto && k.1 == src && k.2 == dst)
-                .map(|(_, v)| v)
-                .collect();
-            assert!(ids.iter().any(|id| *id == got), "{r}: {ids:?}");
-            checked += 1;
-            continue;
-        }
+        // ICMP flows too: their ports are the specification's mapped ones
+        // (type, counterpart type or code), one flow per exchange
         let key = (
             proto,
             src.to_string(),
@@ -443,8 +433,19 @@ fn inline_community_ids_are_the_specifications() {
             .get(&key)
             .unwrap_or_else(|| panic!("flow not in the baseline: {r}"));
         assert_eq!(got, want.as_str(), "{r}");
+        emitted.insert(got.to_string());
         checked += 1;
     }
+    // every id of the baseline is some flow's: a second neighbour discovery
+    // exchange between the same hosts, in the other direction, gets its own
+    let missing: Vec<&String> = expected
+        .values()
+        .filter(|id| !emitted.contains(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "ids of the baseline no flow has: {missing:?}"
+    );
     assert!(checked >= 10, "{checked} flows checked");
     println!("{checked} community ids agree with the specification's baseline");
 }
@@ -601,4 +602,73 @@ fn the_gtp_connection_of_the_corpus_is_one_flow_as_tshark_sees_it() {
         (Some(to_server), Some(to_client)),
         "{r}"
     );
+}
+
+#[test]
+fn an_icmp_exchange_is_one_flow_and_other_messages_their_own() {
+    use std::net::Ipv4Addr;
+    let (a, b) = (Ipv4Addr::new(10, 2, 0, 1), Ipv4Addr::new(10, 2, 0, 2));
+    let icmp = |src: Ipv4Addr, dst: Ipv4Addr, msg: &[u8]| {
+        build::ethernet(
+            build::MAC_A,
+            build::MAC_B,
+            0x0800,
+            &build::ipv4(src, dst, 1, 1, msg),
+        )
+    };
+    // destination unreachable (3/3) quoting a UDP header, checksum left 0
+    let mut unreachable = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    unreachable.extend_from_slice(&build::ipv4(a, b, 17, 9, &[0; 8]));
+    let frames = vec![
+        icmp(a, b, &build::icmpv4_echo(false, 1, 1, b"ping")),
+        icmp(b, a, &build::icmpv4_echo(true, 1, 1, b"ping")),
+        icmp(b, a, &unreachable),
+        // an echo the other way round: the exchange of the other host
+        icmp(b, a, &build::icmpv4_echo(false, 2, 1, b"ping")),
+        icmp(a, b, &build::icmpv4_echo(true, 2, 1, b"ping")),
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    let pcap = tmp.path().join("icmp.pcap");
+    write_pcap(&pcap, &frames);
+    let out = tmp.path().join("out");
+    let o = run([
+        "-q".as_ref(),
+        "-p".as_ref(),
+        "flows".as_ref(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        pcap.as_os_str(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let mut got: Vec<_> = records(&out)
+        .iter()
+        .map(|r| {
+            // the Community ID of a flow is the specification's for its key
+            let cid = libpcap_analyzer::proto::community_id::community_id_v1(
+                0,
+                r["src_ip"].as_str().unwrap().parse().unwrap(),
+                r["dst_ip"].as_str().unwrap().parse().unwrap(),
+                1,
+                r["src_port"].as_u64().unwrap() as u16,
+                r["dst_port"].as_u64().unwrap() as u16,
+            );
+            assert_eq!(r["community_id"], cid.as_str(), "{r}");
+            (
+                r["src_ip"].as_str().unwrap().to_string(),
+                r["src_port"].as_u64().unwrap(),
+                r["dst_port"].as_u64().unwrap(),
+                r["orig_pkts"].as_u64().unwrap(),
+                r["resp_pkts"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    got.sort();
+    // (originator, type, counterpart type or code, packets each way), as
+    // Zeek's conn.log keys ICMP
+    let want = vec![
+        ("10.2.0.1".to_string(), 8, 0, 1, 1),
+        ("10.2.0.2".to_string(), 3, 3, 1, 0),
+        ("10.2.0.2".to_string(), 8, 0, 1, 1),
+    ];
+    assert_eq!(got, want);
 }
