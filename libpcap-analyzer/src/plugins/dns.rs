@@ -17,7 +17,7 @@
 //! in the run summary ([`Plugin::counters`]: `malformed`, `tcp_resync`,
 //! `tcp_over_budget`).
 //!
-//! Config `[plugin.dns]`: `ports` (default `[53]`), `max_tcp_buffer`
+//! Config `[plugin.dns]`: `ports` (default `[53, 5353, 5355]`: DNS, mDNS, LLMNR), `max_tcp_buffer`
 //! (bytes of an incomplete TCP message kept per direction, default 65537),
 //! `max_tcp_total` (bytes kept for all TCP connections of a worker, default
 //! 64 MiB; beyond, data is dropped and counted as `tcp_over_budget`),
@@ -40,6 +40,9 @@ use libpcap_tools::{Config, Direction, FiveTuple, Flow, FlowId, Timestamp, ippro
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+/// The multicast DNS port (RFC 6762).
+const MDNS_PORT: u16 = 5353;
+
 /// Configuration `[plugin.dns]`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(default)]
@@ -59,7 +62,8 @@ pub struct DnsConfig {
 impl Default for DnsConfig {
     fn default() -> Self {
         DnsConfig {
-            ports: vec![53],
+            // DNS, multicast DNS (RFC 6762) and LLMNR (RFC 4795)
+            ports: vec![53, 5353, 5355],
             max_tcp_buffer: 65_537,
             max_tcp_total: 64 << 20,
             max_pending: 50_000,
@@ -280,12 +284,18 @@ impl DnsPlugin {
             return;
         }
         self.counters.responses += 1;
+        // a multicast DNS response carries no question and id 0 (RFC 6762
+        // §6, §18.1): nothing ties it to a query, so it stays alone; a
+        // unicast DNS response without its question (some servers' errors)
+        // pairs by id
+        let mdns = key.src_port == MDNS_PORT || key.dst_port == MDNS_PORT;
         let same = |q: &Message| {
             q.msg.id == m.msg.id
                 && match (q.msg.questions.first(), m.msg.questions.first()) {
                     (Some(a), Some(b)) => {
                         a.qtype == b.qtype && a.name.eq_ignore_ascii_case(&b.name)
                     }
+                    (Some(_), None) => !mdns,
                     _ => true,
                 }
         };

@@ -533,6 +533,7 @@ const CAPTURES: &[&str] = &[
     "fragments/ndpi_dns_fragmented.pcap", // IPv4/IPv6 fragmented responses, TCP
     "fragments/zeek_ipv6-fragmented-dns.pcap", // IPv6 fragments
     "linktypes/tcpdump_dns-badcookie.pcap", // BSD loopback, EDNS cookies, BADCOOKIE
+    "ipv6ext/zeek_mdns.pcap",         // mDNS (port 5353), IPv4 and IPv6 with a hop-by-hop header
 ];
 
 #[test]

@@ -672,3 +672,50 @@ fn an_icmp_exchange_is_one_flow_and_other_messages_their_own() {
     ];
     assert_eq!(got, want);
 }
+
+#[test]
+fn dns_is_decoded_on_the_llmnr_and_mdns_ports_by_default() {
+    use std::net::{IpAddr, Ipv4Addr};
+    let (c, s) = ([10, 3, 0, 1], [10, 3, 0, 2]);
+    let addr = IpAddr::V4(Ipv4Addr::new(10, 3, 0, 9));
+    let (a, b) = (build::MAC_A, build::MAC_B);
+    let mut frames = Vec::new();
+    for (port, id) in [(5355, 7), (5353, 8), (53, 9)] {
+        let q = build::dns_query(id, "printer.local", 1);
+        let r = build::dns_response(id, "printer.local", 1, 0, &[addr], 120);
+        frames.push(build::eth_udp4(a, b, None, c, s, 40000 + id, port, &q));
+        frames.push(build::eth_udp4(b, a, None, s, c, port, 40000 + id, &r));
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let pcap = tmp.path().join("ports.pcap");
+    write_pcap(&pcap, &frames);
+    let out = tmp.path().join("out");
+    let o = run([
+        "-q".as_ref(),
+        "-p".as_ref(),
+        "dns".as_ref(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        pcap.as_os_str(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = std::fs::read_to_string(out.join("dns.jsonl")).unwrap();
+    let mut got: Vec<(u64, u64, String)> = text
+        .lines()
+        .map(|l| {
+            let r: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert!(r["rtt"].is_number(), "a query with its response: {r}");
+            (
+                r["dst_port"].as_u64().unwrap(),
+                r["trans_id"].as_u64().unwrap(),
+                r["answers"][0].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    let want: Vec<(u64, u64, String)> = [(53, 9), (5353, 8), (5355, 7)]
+        .into_iter()
+        .map(|(p, i)| (p, i, "10.3.0.9".to_string()))
+        .collect();
+    assert_eq!(got, want);
+}
