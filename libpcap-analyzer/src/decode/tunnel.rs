@@ -54,7 +54,7 @@
 //! | VXLAN, VXLAN-GPE, Geneve | the VNI (one per segment, the same both ways) |
 //! | GRE version 0, GRE in UDP, ERSPAN over GRE | the GRE key when present (RFC 2890 §2.1: it identifies the tunnel) |
 //! | enhanced GRE (version 1, PPTP) | nothing more: its key holds the peer's call id (RFC 2637 §4.1), one per direction |
-//! | GTP-U | nothing more: each end chooses the TEID it receives on (3GPP TS 29.281 §5.1), so uplink and downlink TEIDs differ |
+//! | GTP-U | nothing more: each end chooses the TEID it receives on (3GPP TS 29.281 §5.1), so uplink and downlink TEIDs differ. Tunnels between different endpoint pairs stay apart; two bearers between the same pair carrying the same inner 5-tuple (the same UE address and ports twice) would be one flow |
 //! | IP in IP, IPv6 in IP, Teredo, MPLS in UDP | nothing more |
 
 use crate::wire::{

@@ -510,6 +510,15 @@ fn both_directions_of_a_tunnelled_connection_are_one_flow_and_tunnels_stay_apart
         gtp(enb, sgw, 0x100, &inner_tcp(true, SYN, 1000)),
         gtp(sgw, enb, 0x200, &inner_tcp(false, SYN | ACK, 5000)),
         gtp(enb, sgw, 0x100, &inner_tcp(true, ACK, 1001)),
+        // a second tunnel, from another base station, carrying the same
+        // inner 5-tuple: its own flow
+        gtp([172, 16, 0, 3], sgw, 0x300, &inner_tcp(true, SYN, 1000)),
+        gtp(
+            sgw,
+            [172, 16, 0, 3],
+            0x400,
+            &inner_tcp(false, SYN | ACK, 5000),
+        ),
     ];
     // the same inner connection in two VXLAN segments: two flows
     for vni in [7, 8] {
@@ -541,10 +550,11 @@ fn both_directions_of_a_tunnelled_connection_are_one_flow_and_tunnels_stay_apart
             )
         })
         .collect();
-    // one GTP flow of 2 + 1 packets, one flow per VXLAN segment
+    // one flow of 2 + 1 packets and one of 1 + 1 for the GTP tunnels, one
+    // flow per VXLAN segment
     let mut counts: Vec<_> = inner.iter().map(|(_, o, r, _)| (*o, *r)).collect();
     counts.sort_unstable();
-    assert_eq!(counts, [(1, 1), (1, 1), (2, 1)], "{inner:?}");
+    assert_eq!(counts, [(1, 1), (1, 1), (1, 1), (2, 1)], "{inner:?}");
     assert!(inner.iter().all(|(d, ..)| *d == 1), "{inner:?}");
     assert!(inner.iter().any(|(.., h)| h == "ShA"), "{inner:?}");
 }
