@@ -82,6 +82,9 @@ pub struct DnsCounters {
     pub responses: u64,
     /// Messages that failed to decode.
     pub malformed: u64,
+    /// Messages decoded in part: a record section was damaged, the
+    /// sections before it are kept and the record says `partial`.
+    pub partial: u64,
     /// TCP buffers dropped (gap in the stream, or over `max_tcp_buffer`).
     pub tcp_resync: u64,
     /// TCP data dropped because `max_tcp_total` was reached.
@@ -236,8 +239,16 @@ pub fn fill_row(
     row.opt_u64(r.map(|r| r.authorities.len() as u64))
         .opt_u64(r.map(|r| r.additionals.len() as u64))
         .opt_u64(edns.map(|(s, _)| u64::from(s)))
-        .opt_bool(edns.map(|(_, d)| d))
-        .null();
+        .opt_bool(edns.map(|(_, d)| d));
+    let partial = [query, response]
+        .iter()
+        .flatten()
+        .any(|m| m.msg.damaged.is_some());
+    if partial {
+        row.bool(true);
+    } else {
+        row.null();
+    }
 }
 
 impl DnsPlugin {
@@ -271,6 +282,9 @@ impl DnsPlugin {
     /// for its response, a response completes its query's record.
     fn emit(&mut self, ts: Option<Timestamp>, flow: FlowId, key: &FiveTuple, msg: DnsMessage) {
         self.counters.messages += 1;
+        if msg.damaged.is_some() {
+            self.counters.partial += 1;
+        }
         let m = Message { ts, msg };
         if !m.msg.is_response {
             self.counters.queries += 1;
@@ -420,6 +434,7 @@ impl Plugin for DnsPlugin {
         self.counters.queries += c.queries;
         self.counters.responses += c.responses;
         self.counters.malformed += c.malformed;
+        self.counters.partial += c.partial;
         self.counters.tcp_resync += c.tcp_resync;
         self.counters.tcp_over_budget += c.tcp_over_budget;
         self.counters.records += c.records;
@@ -445,6 +460,7 @@ impl Plugin for DnsPlugin {
             .count("unsolicited", c.unsolicited)
             .count("unpaired", c.unpaired)
             .loss("malformed", c.malformed)
+            .loss("partial", c.partial)
             .loss("tcp_resync", c.tcp_resync)
             .loss("tcp_over_budget", c.tcp_over_budget)
     }
