@@ -1323,6 +1323,7 @@ fn gre_inner<'a>(g: &GreSlice<'a>) -> Option<Inner<'a>> {
         EtherType(0x880B) => Some(Inner::Ppp(g.payload())),
         EtherType::IPV4 | EtherType::IPV6 => Some(Inner::Network(et.0, g.payload())),
         EtherType::MPLS_UC | EtherType::MPLS_MC => tunnel::mpls(g.payload()).map(carried),
+        EtherType::NSH => tunnel::nsh(g.payload(), false).map(carried),
         _ => None,
     }
 }
