@@ -96,9 +96,19 @@ pub struct Args {
     #[arg(long = "list-plugins")]
     pub list_plugins: bool,
     /// Output directory (created if missing). Without it, the connection
-    /// report goes to standard output and nothing else is written.
+    /// report goes to standard output and nothing else is written. `-o -`:
+    /// one record kind to standard output, as `--stdout` does: the kind of
+    /// the one record plugin given with -p, else the connection report.
     #[arg(short = 'o', long = "outdir", value_name = "DIR")]
     pub outdir: Option<PathBuf>,
+    /// Write the records of KIND (flows, connections, dns, tls,
+    /// community-id) to standard output, in the --format (JSON lines when
+    /// none is given), and nothing else there; progress and summary stay on
+    /// standard error. The records come out when the run ends, ordered by
+    /// time then flow id as in the files. With -o DIR the files are written
+    /// there too; without it, into a temporary directory removed at the end.
+    #[arg(long = "stdout", value_name = "KIND")]
+    pub stdout: Option<String>,
     /// Worker threads (default 0: one per CPU; 1: no extra thread, least memory)
     #[arg(short = 'j', long = "jobs", value_name = "N")]
     pub jobs: Option<usize>,
