@@ -66,12 +66,15 @@ pub fn exit_code(result: &Result<Outcome>) -> u8 {
                   capture stopped by a signal or a limit); 1 error (unreadable input, unknown \
                   interface, no right to capture, bad configuration); 2 usage error (bad option, \
                   unknown plugin, no input, a capture filter libpcap refuses, --nfqueue with -i or files, \
-                  an output that is an input or another output); 3 input truncated or partly \
+                  an output that is an input or another output, --stdout of a kind no plugin of the \
+                  run writes, -o - with several record kinds); 3 input truncated or partly \
                   corrupt, results written, a file run stopped by a signal, or nothing analysed for want \
                   of a decoder of the capture's link type.\n\
                   With -o DIR, every file is written as a temporary renamed into place, and the \
                   manifest DIR/run.json (files with sizes and sha256, inputs, options, summary) is \
-                  written last: a run.json is only ever beside a complete set."
+                  written last: a run.json is only ever beside a complete set.\n\
+                  A plugin named with -p whose results have nowhere to go (no -o DIR, not the \
+                  --stdout kind) is a warning on standard error, not an error (exit code unchanged)."
 )]
 pub struct Args {
     /// Capture files (pcap or pcapng, optionally gzip/xz/lz4/zstd/bzip2), read one

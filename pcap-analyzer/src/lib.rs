@@ -13,7 +13,9 @@
 //! capture, bad configuration, plugin failure, libpcap missing for
 //! `--filter`); 2 usage error (bad option, unknown plugin, no input, a
 //! capture filter libpcap refuses, `--nfqueue` with `-i` or input files, an
-//! unknown `--user`, an output that is an input or another output); 3
+//! unknown `--user`, an output that is an input or another output,
+//! `--stdout` of a kind no plugin of the run writes, `-o -` with several
+//! record kinds); 3
 //! input truncated or partly corrupt, or a file run stopped by a signal,
 //! but results written, or no packet analysed because the capture's link
 //! type has no decoder.
@@ -21,6 +23,10 @@
 //! With `-o DIR` the result set is complete or visibly not: see the
 //! `outputs` module (files written as temporaries and renamed, the manifest
 //! `run.json` written last, leftovers of killed runs removed).
+//!
+//! `--stdout KIND` and `-o -` put one record kind on standard output; a
+//! plugin named with `-p` whose results have nowhere to go is a warning:
+//! see the `stream` module.
 //!
 //! See `README.md` in this crate for every option.
 
@@ -141,9 +147,7 @@ pub fn run_with(args: &Args, registry: PluginRegistry, stdout: &mut dyn Write) -
         config.set("output", "dir", dir.display().to_string());
     }
     // JSON lines on standard output unless --format says otherwise
-    let format = args
-        .format
-        .or(streaming.then_some(ReportFormat::Jsonl));
+    let format = args.format.or(streaming.then_some(ReportFormat::Jsonl));
     if let Some(f) = format {
         // the connection report in that format; every other record kind
         // too (text is the connection report's only: the others stay JSON

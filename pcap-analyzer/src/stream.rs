@@ -198,7 +198,10 @@ pub(crate) fn copy(stream: &Stream, files: &[PathBuf], out: &mut dyn Write) -> R
             .and_then(|n| n.to_str())
             .is_some_and(|n| stream.names.iter().any(|m| m == n))
     }) else {
-        log::debug!("no {} file written: nothing for standard output", stream.kind.name);
+        log::debug!(
+            "no {} file written: nothing for standard output",
+            stream.kind.name
+        );
         return Ok(());
     };
     let mut f = std::fs::File::open(path)
