@@ -188,6 +188,10 @@ pub struct DropPlan {
     /// The directories (and what is beneath them) where files may still be
     /// written, created, removed and renamed when writes are confined.
     pub write_dirs: Vec<PathBuf>,
+    /// Directories beneath which empty directories may still be removed
+    /// when writes are confined, and nothing else (a private work
+    /// directory in the temporary directory, removed at the end of a run).
+    pub remove_dirs_in: Vec<PathBuf>,
 }
 
 /// Whether Landlock confines the process after the drop.
@@ -458,7 +462,7 @@ pub fn drop_privileges(plan: &DropPlan) -> Result<DropReport, PrivError> {
 
     // 6. writes confined
     let landlock = if plan.confine_writes {
-        confine_writes(&plan.write_dirs)?
+        confine_writes_with(&plan.write_dirs, &plan.remove_dirs_in)?
     } else {
         LandlockStatus::NotRequested
     };
@@ -549,13 +553,25 @@ pub fn drop_privileges(plan: &DropPlan) -> Result<DropReport, PrivError> {
 /// refuses the ruleset; a kernel without Landlock is not an error
 /// ([`LandlockStatus::NotSupported`]).
 pub fn confine_writes(dirs: &[PathBuf]) -> Result<LandlockStatus, PrivError> {
+    confine_writes_with(dirs, &[])
+}
+
+/// As [`confine_writes`], also allowing empty directories beneath
+/// `remove_dirs_in` to be removed (no other write there).
+///
+/// # Errors
+/// As [`confine_writes`].
+pub fn confine_writes_with(
+    dirs: &[PathBuf],
+    remove_dirs_in: &[PathBuf],
+) -> Result<LandlockStatus, PrivError> {
     use landlock::{
         ABI, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, path_beneath_rules,
     };
     let ll = |e: landlock::RulesetError| PrivError::Landlock(e.to_string());
     let abi = ABI::V7;
     let write = AccessFs::from_write(abi);
-    for d in dirs {
+    for d in dirs.iter().chain(remove_dirs_in) {
         if !d.is_dir() {
             return Err(PrivError::Landlock(format!(
                 "'{}' is not a directory",
@@ -569,6 +585,8 @@ pub fn confine_writes(dirs: &[PathBuf]) -> Result<LandlockStatus, PrivError> {
         .create()
         .map_err(ll)?
         .add_rules(path_beneath_rules(dirs, write))
+        .map_err(ll)?
+        .add_rules(path_beneath_rules(remove_dirs_in, AccessFs::RemoveDir))
         .map_err(ll)?
         .restrict_self()
         .map_err(ll)?;

@@ -66,12 +66,15 @@ pub fn exit_code(result: &Result<Outcome>) -> u8 {
                   capture stopped by a signal or a limit); 1 error (unreadable input, unknown \
                   interface, no right to capture, bad configuration); 2 usage error (bad option, \
                   unknown plugin, no input, a capture filter libpcap refuses, --nfqueue with -i or files, \
-                  an output that is an input or another output); 3 input truncated or partly \
+                  an output that is an input or another output, --stdout of a kind no plugin of the \
+                  run writes, -o - with several record kinds); 3 input truncated or partly \
                   corrupt, results written, a file run stopped by a signal, or nothing analysed for want \
                   of a decoder of the capture's link type.\n\
                   With -o DIR, every file is written as a temporary renamed into place, and the \
                   manifest DIR/run.json (files with sizes and sha256, inputs, options, summary) is \
-                  written last: a run.json is only ever beside a complete set."
+                  written last: a run.json is only ever beside a complete set.\n\
+                  A plugin named with -p whose results have nowhere to go (no -o DIR, not the \
+                  --stdout kind) is a warning on standard error, not an error (exit code unchanged)."
 )]
 pub struct Args {
     /// Capture files (pcap or pcapng, optionally gzip/xz/lz4/zstd/bzip2), read one
@@ -96,9 +99,19 @@ pub struct Args {
     #[arg(long = "list-plugins")]
     pub list_plugins: bool,
     /// Output directory (created if missing). Without it, the connection
-    /// report goes to standard output and nothing else is written.
+    /// report goes to standard output and nothing else is written. `-o -`:
+    /// one record kind to standard output, as `--stdout` does: the kind of
+    /// the one record plugin given with -p, else the connection report.
     #[arg(short = 'o', long = "outdir", value_name = "DIR")]
     pub outdir: Option<PathBuf>,
+    /// Write the records of KIND (flows, connections, dns, tls,
+    /// community-id) to standard output, in the --format (JSON lines when
+    /// none is given), and nothing else there; progress and summary stay on
+    /// standard error. The records come out when the run ends, ordered by
+    /// time then flow id as in the files. With -o DIR the files are written
+    /// there too; without it, into a temporary directory removed at the end.
+    #[arg(long = "stdout", value_name = "KIND")]
+    pub stdout: Option<String>,
     /// Worker threads (default 0: one per CPU; 1: no extra thread, least memory)
     #[arg(short = 'j', long = "jobs", value_name = "N")]
     pub jobs: Option<usize>,

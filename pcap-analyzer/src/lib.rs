@@ -13,7 +13,9 @@
 //! capture, bad configuration, plugin failure, libpcap missing for
 //! `--filter`); 2 usage error (bad option, unknown plugin, no input, a
 //! capture filter libpcap refuses, `--nfqueue` with `-i` or input files, an
-//! unknown `--user`, an output that is an input or another output); 3
+//! unknown `--user`, an output that is an input or another output,
+//! `--stdout` of a kind no plugin of the run writes, `-o -` with several
+//! record kinds); 3
 //! input truncated or partly corrupt, or a file run stopped by a signal,
 //! but results written, or no packet analysed because the capture's link
 //! type has no decoder.
@@ -21,6 +23,10 @@
 //! With `-o DIR` the result set is complete or visibly not: see the
 //! `outputs` module (files written as temporaries and renamed, the manifest
 //! `run.json` written last, leftovers of killed runs removed).
+//!
+//! `--stdout KIND` and `-o -` put one record kind on standard output; a
+//! plugin named with `-p` whose results have nowhere to go is a warning:
+//! see the `stream` module.
 //!
 //! See `README.md` in this crate for every option.
 
@@ -31,6 +37,7 @@ mod outputs;
 pub mod privilege;
 mod settings;
 pub mod sources;
+mod stream;
 mod summary;
 
 pub use args::{
@@ -112,11 +119,36 @@ pub fn run_with(args: &Args, registry: PluginRegistry, stdout: &mut dyn Write) -
     let mut config = load_config(cfg_file)?;
     let output: OutputConfig = section(&config, "output", cfg_file)?;
     output.validate().map_err(|m| anyhow::anyhow!("{m}"))?;
-    let outdir = args.outdir.clone().or(output.dir);
-    if let Some(dir) = &outdir {
+    // `-o -`: records on standard output (the `stream` module)
+    let dash = args.outdir.as_deref() == Some(Path::new("-"));
+    let streaming = dash || args.stdout.is_some();
+    // the user's output directory
+    let outdir = if dash {
+        None
+    } else {
+        args.outdir.clone().or(output.dir)
+    };
+    // records for standard output without an output directory are
+    // written into a private one, removed at the end
+    let scratch = match (&outdir, streaming) {
+        (None, true) => Some(
+            tempfile::Builder::new()
+                .prefix(".pcap-analyzer-stdout-")
+                .tempdir()
+                .context("cannot create a temporary directory for --stdout (set TMPDIR)")?,
+        ),
+        _ => None,
+    };
+    // where the plugins write: the user's directory or the private one
+    let workdir = outdir
+        .clone()
+        .or_else(|| scratch.as_ref().map(|t| t.path().to_path_buf()));
+    if let Some(dir) = &workdir {
         config.set("output", "dir", dir.display().to_string());
     }
-    if let Some(f) = args.format {
+    // JSON lines on standard output unless --format says otherwise
+    let format = args.format.or(streaming.then_some(ReportFormat::Jsonl));
+    if let Some(f) = format {
         // the connection report in that format; every other record kind
         // too (text is the connection report's only: the others stay JSON
         // lines)
@@ -255,12 +287,12 @@ pub fn run_with(args: &Args, registry: PluginRegistry, stdout: &mut dyn Write) -
     // check the plugins build before reading anything, and learn their file
     // names
     let plugin_error = |e: libpcap_analyzer::plugin::PluginError| invalid_config(cfg_file, e);
-    let plugin_files: Vec<String> = registry
-        .build(&selected, &config)
-        .map_err(plugin_error)?
-        .iter()
-        .flat_map(|p| p.output_names())
-        .collect();
+    let built = registry.build(&selected, &config).map_err(plugin_error)?;
+    let plugin_files: Vec<String> = built.iter().flat_map(|p| p.output_names()).collect();
+    let explicit = args.plugins.is_some();
+    let stream = stream::resolve(args.stdout.as_deref(), dash, explicit, &built)?;
+    let nowhere = stream::nowhere_warnings(explicit, outdir.is_some(), stream.as_ref(), &built);
+    drop(built);
     // no output may be an input or another output: checked before anything
     // is written
     let inputs = outputs::inputs(args)?;
@@ -272,7 +304,11 @@ pub fn run_with(args: &Args, registry: PluginRegistry, stdout: &mut dyn Write) -
         log_cfg.file_name(),
     )?;
     // --- privileges (1/2): resolve --user before anything is opened
-    let privileges = privilege::Privileges::prepare(args, outdir.as_deref())?;
+    let mut privileges = privilege::Privileges::prepare(args, workdir.as_deref())?;
+    if scratch.is_some() {
+        // made by this run: handed to --user like a new output directory
+        privileges.new_output_dir();
+    }
     if let Some(dir) = &outdir {
         std::fs::create_dir_all(dir).map_err(|e| {
             anyhow::anyhow!(
@@ -291,6 +327,9 @@ pub fn run_with(args: &Args, registry: PluginRegistry, stdout: &mut dyn Write) -
     let early = config.take_warnings();
     let _logger = setup_logging(args, &log_cfg, outdir.as_deref())?;
     for w in early {
+        log::warn!("{w}");
+    }
+    for w in &nowhere {
         log::warn!("{w}");
     }
     log::info!(
@@ -345,7 +384,7 @@ pub fn run_with(args: &Args, registry: PluginRegistry, stdout: &mut dyn Write) -
     };
     let mut session = Session::new(engine, factory);
     session.set_input(opened.input)?;
-    session.set_output_dir(outdir.clone())?;
+    session.set_output_dir(workdir.clone())?;
     session.set_report_interval(interval)?;
     if let Some(c) = opened.kind.control() {
         session.set_capture_control(c)?;
@@ -389,7 +428,9 @@ pub fn run_with(args: &Args, registry: PluginRegistry, stdout: &mut dyn Write) -
     if stopped_by_signal && !is_live {
         warnings.push("stopped by a signal before the end of the input".to_string());
     }
-    if outdir.is_none() {
+    if let Some(s) = &stream {
+        stream::copy(s, &done.files, stdout)?;
+    } else if outdir.is_none() {
         // written piece by piece: a report of a million rows is ~100 MB
         if let Some(conn) = summary::connections_plugin(&done.output)
             && let Err(e) = conn.write_report(stdout).and_then(|()| stdout.flush())

@@ -380,6 +380,7 @@ fn options_json(args: &Args, plugins: &[String]) -> Value {
         "format": args.format.map(|f| format!("{f:?}").to_lowercase()),
         "filter": args.filter,
         "outdir": args.outdir.as_ref().map(|p| p.display().to_string()),
+        "stdout": args.stdout,
         "stats_json": args.stats_json.as_ref().map(|p| p.display().to_string()),
         "duration": args.duration,
         "count": args.count,

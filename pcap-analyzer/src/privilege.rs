@@ -53,6 +53,8 @@ pub struct Privileges {
     enabled: bool,
     outdir: Option<PathBuf>,
     outdir_existed: bool,
+    /// Where the output directory may be removed from (a private one).
+    removable: Option<PathBuf>,
 }
 
 /// The state after [`Privileges::drop_now`]: what was dropped, and the
@@ -92,7 +94,20 @@ impl Privileges {
             user,
             outdir: outdir.map(Path::to_path_buf),
             outdir_existed: outdir.is_some_and(Path::exists),
+            removable: None,
         })
+    }
+
+    /// Marks the output directory as made by this run (handed to `--user`
+    /// as a directory that did not exist).
+    pub(crate) fn new_output_dir(&mut self) {
+        self.outdir_existed = false;
+        // and removed at the end of the run: its parent allows that
+        self.removable = self
+            .outdir
+            .as_deref()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf);
     }
 
     /// Opens the `--stats-json` file, hands a new output directory to the
@@ -147,6 +162,7 @@ impl Privileges {
             keep: keep.to_vec(),
             confine_writes: true,
             write_dirs,
+            remove_dirs_in: self.removable.iter().cloned().collect(),
         };
         let report = privs::drop_privileges(&plan).context("dropping privileges")?;
         log::info!("{}", report.summary());

@@ -14,6 +14,7 @@ mod nfqueue;
 mod outputs;
 mod privs;
 mod signals;
+mod stdout;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
