@@ -484,69 +484,174 @@ pub const TLS: Kind = Kind {
     name: "tls",
     file: "tls",
     zeek_path: None,
-    doc: "one record per TLS handshake hello (ClientHello, ServerHello, HelloRetryRequest), over TCP or QUIC",
+    doc: "one record per TLS handshake hello (every ClientHello, ServerHello and HelloRetryRequest of a TCP connection); client fields are null in server records and the other way round",
     fields: with_endpoints!(
-        [f(
-            "ts",
-            Ty::Time,
-            "time of the packet that completed the hello"
+        [z(
+            n(
+                "ts",
+                Ty::Time,
+                "time of the packet that completed the hello; null when the packet had no time"
+            ),
+            "ts"
         )],
         [
-            f("transport", Ty::Str, "tcp or quic"),
-            f("hello", Ty::Str, "client, server or hello_retry_request"),
+            f(
+                "hello",
+                Ty::Str,
+                "client_hello, server_hello or hello_retry_request"
+            ),
             f(
                 "index",
                 Ty::U64,
-                "the hello's number among the hellos of its kind in the connection, from 0 (a second ClientHello after a HelloRetryRequest has 1)"
+                "the hello's number among the hellos sent by its side of the connection, from 0 (a second ClientHello after a HelloRetryRequest has 1, and so has the ServerHello after it)"
             ),
             f(
-                "version",
+                "record_version",
                 Ty::U64,
-                "the negotiated or highest offered version (supported_versions when present)"
+                "version in the header of the record carrying the hello"
             ),
-            f("version_name", Ty::Str, "its name (TLS 1.2, TLS 1.3, …)"),
-            n("sni", Ty::Str, "server name (client)"),
+            f(
+                "legacy_version",
+                Ty::U64,
+                "the hello's own version field (legacy_version)"
+            ),
+            z(
+                f(
+                    "version",
+                    Ty::U64,
+                    "client: the highest version offered (supported_versions without GREASE when present, else legacy_version); server: the version chosen"
+                ),
+                "version"
+            ),
+            f(
+                "version_name",
+                Ty::Str,
+                "its name (SSL 3.0, TLS 1.0, TLS 1.1, TLS 1.2, TLS 1.3; 0x… when unknown)"
+            ),
+            n(
+                "supported_versions",
+                Ty::U64List,
+                "the supported_versions extension: offered, GREASE included, in order (client); chosen (server); null without it"
+            ),
+            z(
+                n(
+                    "sni",
+                    Ty::Str,
+                    "the server_name extension's host name (client)"
+                ),
+                "server_name"
+            ),
             n(
                 "alpn",
                 Ty::StrList,
-                "ALPN protocols offered (client) or chosen (server)"
+                "ALPN protocols offered, in order (client) or chosen (server); null without the extension"
             ),
             n("cipher", Ty::U64, "cipher suite chosen (server)"),
-            n("cipher_name", Ty::Str, "its IANA name"),
+            z(
+                n(
+                    "cipher_name",
+                    Ty::Str,
+                    "its IANA name (TLS_AES_128_GCM_SHA256, …; 0x… when unassigned)"
+                ),
+                "cipher"
+            ),
             n(
                 "ciphers",
                 Ty::U64List,
                 "cipher suites offered (client), GREASE included, in order"
             ),
-            f("extensions", Ty::U64List, "extension types, in order"),
-            n("groups", Ty::U64List, "supported groups (client)"),
             n(
-                "supported_versions",
-                Ty::U64List,
-                "supported_versions extension, in order"
+                "cipher_names",
+                Ty::StrList,
+                "their IANA names in the same order (GREASE for RFC 8701 values, 0x… when unassigned)"
             ),
-            n("ja3", Ty::Str, "JA3 string (client) or JA3S (server)"),
-            n("ja3_hash", Ty::Str, "its MD5"),
-            n("ja4", Ty::Str, "JA4 (client) or JA4S (server)"),
-            n("ja4_r", Ty::Str, "JA4_r (client), the raw form"),
+            n("compression", Ty::U64, "compression method chosen (server)"),
+            f(
+                "extensions",
+                Ty::U64List,
+                "extension types, GREASE included, in order"
+            ),
+            f(
+                "extension_names",
+                Ty::StrList,
+                "their IANA names in the same order (GREASE, 0x… when unassigned)"
+            ),
+            n(
+                "groups",
+                Ty::U64List,
+                "the supported_groups extension (client), GREASE included"
+            ),
+            n(
+                "ec_point_formats",
+                Ty::U64List,
+                "the ec_point_formats extension (client)"
+            ),
+            n(
+                "signature_algorithms",
+                Ty::U64List,
+                "the signature_algorithms extension (client), in order"
+            ),
+            n(
+                "ja3",
+                Ty::Str,
+                "JA3 string (client): version,ciphers,extensions,groups,point formats, GREASE removed"
+            ),
+            n("ja3_hash", Ty::Str, "MD5 of ja3, lowercase hex"),
+            n(
+                "ja3s",
+                Ty::Str,
+                "JA3S string (server): version,cipher,extensions"
+            ),
+            n("ja3s_hash", Ty::Str, "MD5 of ja3s, lowercase hex"),
+            n("ja4", Ty::Str, "JA4 (client, FoxIO JA4+)"),
+            n(
+                "ja4_r",
+                Ty::Str,
+                "JA4_r (client): the sorted lists before hashing"
+            ),
+            n("ja4s", Ty::Str, "JA4S (server, FoxIO JA4+)"),
+            n(
+                "ja4s_r",
+                Ty::Str,
+                "JA4S_r (server): the extensions in order, unhashed"
+            ),
         ]
     ),
 };
 
-/// `community_id`: one record per flow with its Community ID.
+/// `community_id`: the Community ID of each flow (of each ICMP message
+/// kind in an ICMP flow).
 pub const COMMUNITY_ID: Kind = Kind {
     name: "community_id",
     file: "community-id",
     zeek_path: None,
-    doc: "the Community ID of each flow (per ICMP exchange), with its key",
+    doc: "the Community ID v1 of each flow; an ICMP flow has one record per ID its messages give (the spec hashes each ICMP type/code pair on its own)",
     fields: with_endpoints!(
-        [f("ts", Ty::Time, "time of the flow's first packet")],
+        [z(
+            n(
+                "ts",
+                Ty::Time,
+                "time of the flow's first packet (ICMP: of the first message with this ID); null when that packet had no time"
+            ),
+            "ts"
+        )],
         [
+            z(
+                f(
+                    "proto",
+                    Ty::Str,
+                    "transport protocol name, lower case (tcp, udp, icmp, …; the number when it has no name)"
+                ),
+                "proto"
+            ),
             f("proto_num", Ty::U64, "IP protocol number"),
-            f(
-                "community_id",
-                Ty::Str,
-                "Community ID v1 (base64, or hex with [plugin.community-id] base64 = false)"
+            z(
+                f(
+                    "community_id",
+                    Ty::Str,
+                    "Community ID v1: 1:base64(SHA-1), or 1:hex(SHA-1) with [plugin.community-id] base64 = false"
+                ),
+                "community_id"
             ),
         ]
     ),

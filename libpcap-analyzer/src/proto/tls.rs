@@ -1161,6 +1161,20 @@ pub(crate) mod test_support {
     }
 
     /// A handshake message: type, 24-bit length, body.
+    /// A TLS 1.3 ServerHello (a HelloRetryRequest with `hrr`) record
+    /// choosing TLS_AES_128_GCM_SHA256 through supported_versions, with a
+    /// key_share (x25519) extension.
+    pub(crate) fn tls13_server_hello(hrr: bool) -> Vec<u8> {
+        let mut body = vec![0x03, 0x03];
+        body.extend_from_slice(if hrr { &HRR_RANDOM } else { &[0x33; 32] });
+        body.push(0);
+        body.extend_from_slice(&[0x13, 0x01, 0]);
+        let exts = [0, 43, 0, 2, 3, 4, 0, 51, 0, 2, 0, 0x1d];
+        body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
+        body.extend(exts);
+        records(22, &handshake(2, &body), 1 << 14)
+    }
+
     pub(crate) fn handshake(msg_type: u8, body: &[u8]) -> Vec<u8> {
         let n = body.len() as u32;
         let mut v = vec![msg_type, (n >> 16) as u8, (n >> 8) as u8, n as u8];
@@ -1417,20 +1431,6 @@ mod tests {
         assert_eq!(ev.len(), 3);
     }
 
-    /// A TLS 1.3 ServerHello body (or a HelloRetryRequest with `hrr`)
-    /// choosing 0x1301 through supported_versions.
-    fn tls13_server_hello_body(hrr: bool) -> Vec<u8> {
-        let mut body = vec![0x03, 0x03];
-        body.extend_from_slice(if hrr { &HRR_RANDOM } else { &[0x33; 32] });
-        body.push(0);
-        body.extend_from_slice(&[0x13, 0x01, 0]);
-        let mut exts = ext(43, &[0x03, 0x04]);
-        exts.extend(ext(51, &[0x00, 0x1d]));
-        body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
-        body.extend(exts);
-        body
-    }
-
     #[test]
     fn ja4s_is_the_specifications_example() {
         // FoxIO technical_details/JA4S.md: TLS 1.2, cipher c030, extensions
@@ -1442,7 +1442,10 @@ mod tests {
         let (ja4s, _) = ja4s_of(0x0304, 0x1301, &[0x0a0a, 0x002b, 0x0033], Some(b"h2"));
         assert!(ja4s.starts_with("t1302h2_1301_"), "{ja4s}");
         let (ja4s, raw) = ja4s_of(0x0303, 0x009c, &[], None);
-        assert_eq!((ja4s.as_str(), raw.as_str()), ("t120000_009c_000000000000", "t120000_009c_"));
+        assert_eq!(
+            (ja4s.as_str(), raw.as_str()),
+            ("t120000_009c_000000000000", "t120000_009c_")
+        );
     }
 
     fn ja4s_of(v: u16, c: u16, e: &[u16], a: Option<&[u8]>) -> (String, String) {
@@ -1470,7 +1473,10 @@ mod tests {
         assert_eq!(cipher_name(0x00ff), "TLS_EMPTY_RENEGOTIATION_INFO_SCSV");
         assert_eq!(cipher_name(0x0a0a), "GREASE");
         assert_eq!(cipher_name(0xfefe), "0xfefe");
-        assert!(EXTENSION_NAMES.windows(2).all(|w| w[0].0 < w[1].0), "sorted");
+        assert!(
+            EXTENSION_NAMES.windows(2).all(|w| w[0].0 < w[1].0),
+            "sorted"
+        );
         assert_eq!(extension_name(0), "server_name");
         assert_eq!(extension_name(16), "application_layer_protocol_negotiation");
         assert_eq!(extension_name(65281), "renegotiation_info");
@@ -1482,9 +1488,9 @@ mod tests {
     fn a_tls13_change_cipher_spec_does_not_hide_the_hellos_after_it() {
         // server: HelloRetryRequest, ChangeCipherSpec, ServerHello,
         // encrypted handshake as application data
-        let mut server = record(22, &handshake(2, &tls13_server_hello_body(true)));
+        let mut server = test_support::tls13_server_hello(true);
         server.extend(record(20, &[1]));
-        server.extend(record(22, &handshake(2, &tls13_server_hello_body(false))));
+        server.extend(test_support::tls13_server_hello(false));
         server.extend(record(23, &[7; 40]));
         let (ev, consumed) = parse_tls_records(&server);
         assert_eq!(consumed, server.len());
@@ -1519,7 +1525,10 @@ mod tests {
             .filter(|e| matches!(e, TlsEvent::ClientHello(_)))
             .count();
         assert_eq!(n, 1, "{ev:?}");
-        assert!(matches!(ev.last(), Some(TlsEvent::EncryptedHandshake { .. })));
+        assert!(matches!(
+            ev.last(),
+            Some(TlsEvent::EncryptedHandshake { .. })
+        ));
     }
 
     #[test]
