@@ -515,13 +515,10 @@ pub const TLS: Kind = Kind {
                 Ty::U64,
                 "the hello's own version field (legacy_version)"
             ),
-            z(
-                f(
-                    "version",
-                    Ty::U64,
-                    "client: the highest version offered (supported_versions without GREASE when present, else legacy_version); server: the version chosen"
-                ),
-                "version"
+            f(
+                "version",
+                Ty::U64,
+                "client: the highest version offered (supported_versions without GREASE when present, else legacy_version); server: the version chosen"
             ),
             f(
                 "version_name",
@@ -533,13 +530,10 @@ pub const TLS: Kind = Kind {
                 Ty::U64List,
                 "the supported_versions extension: offered, GREASE included, in order (client); chosen (server); null without it"
             ),
-            z(
-                n(
-                    "sni",
-                    Ty::Str,
-                    "the server_name extension's host name (client)"
-                ),
-                "server_name"
+            n(
+                "sni",
+                Ty::Str,
+                "the server_name extension's host name (client)"
             ),
             n(
                 "alpn",
@@ -547,13 +541,10 @@ pub const TLS: Kind = Kind {
                 "ALPN protocols offered, in order (client) or chosen (server); null without the extension"
             ),
             n("cipher", Ty::U64, "cipher suite chosen (server)"),
-            z(
-                n(
-                    "cipher_name",
-                    Ty::Str,
-                    "its IANA name (TLS_AES_128_GCM_SHA256, …; 0x… when unassigned)"
-                ),
-                "cipher"
+            n(
+                "cipher_name",
+                Ty::Str,
+                "its IANA name (TLS_AES_128_GCM_SHA256, …; 0x… when unassigned)"
             ),
             n(
                 "ciphers",
@@ -675,6 +666,16 @@ mod tests {
             let mut seen = std::collections::HashSet::new();
             for f in k.fields {
                 assert!(seen.insert(f.name), "{}: {} twice", k.name, f.name);
+                assert!(
+                    k.fields
+                        .iter()
+                        .filter(|g| g.zeek.unwrap_or(g.name) == f.zeek.unwrap_or(f.name))
+                        .count()
+                        == 1,
+                    "{}: Zeek name of {} twice",
+                    k.name,
+                    f.name
+                );
                 assert!(
                     f.name
                         .chars()

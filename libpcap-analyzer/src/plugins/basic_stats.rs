@@ -388,7 +388,10 @@ mod tests {
         let value = p.results().unwrap();
         assert_eq!(text, serde_json::to_string(&value).unwrap() + "\n");
         assert_eq!(text.lines().count(), 1, "compact: one line");
-        assert!(!text.contains(": ") && !text.contains("\n "), "no pretty-printing");
+        assert!(
+            !text.contains(": ") && !text.contains("\n "),
+            "no pretty-printing"
+        );
         // what the file says, checked field by field
         let l4 = value["l4_conversations"].as_array().unwrap();
         assert_eq!(l4.len(), 3);
