@@ -14,6 +14,7 @@ mod loss;
 mod nfqueue;
 mod outputs;
 mod privs;
+mod schema;
 mod signals;
 
 use std::path::{Path, PathBuf};
