@@ -23,8 +23,9 @@
 //! a record or handshake message cut across segments or records is kept
 //! until complete, so the work per direction is linear in the bytes seen.
 //! Hellos count once the group of records carrying them ends with no
-//! handshake message in progress (see [`TlsSink`]); records go to the
-//! record spool at once, nothing waits for the connection's end.
+//! handshake message in progress (see [`TlsSink`]), or when the connection
+//! ends (a ServerHello whose Certificate is cut by the end of the capture
+//! still counts); records go to the record spool at once.
 //!
 //! Config `[plugin.tls]`: `max_buffer` (bytes per direction since the last
 //! group end, plus the new segment, while looking for a hello; default
@@ -460,6 +461,20 @@ impl Plugin for TlsPlugin {
     }
 
     fn flow_destroyed(&mut self, flow: &Flow, _: EndReason) -> PluginResult<()> {
+        // hellos of a group still open are complete messages: no more data
+        // can come to end their group (a ServerHello whose Certificate is
+        // cut by the end of the capture)
+        for i in 0..2 {
+            if let Some(search) = self
+                .conns
+                .get_mut(&flow.id)
+                .and_then(|c| c.sides.get_mut(i))
+                .and_then(|s| s.search.as_mut())
+            {
+                self.ready.append(&mut search.group.hellos);
+                self.write_ready(flow, i);
+            }
+        }
         if let Some(conn) = self.conns.remove(&flow.id) {
             let held: usize = conn.sides.iter().map(Side::held).sum();
             self.buffered = self.buffered.saturating_sub(held);
@@ -851,6 +866,23 @@ mod tests {
         let p = run(&[&ch, &c2], &[&sh]);
         assert_eq!(p.hellos, 2, "{:?}", p.log);
         assert!(p.conns[&FlowId(1)].sides.iter().all(|s| s.done));
+    }
+
+    #[test]
+    fn a_hello_whose_group_never_ends_is_written_at_the_flow_end() {
+        use test_support::{handshake, records};
+        // ServerHello and the start of a Certificate in one record: the
+        // capture ends before the Certificate does
+        let sh = crate::build::tls_server_hello(0xc02f, None);
+        let mut msgs = sh[5..].to_vec();
+        msgs.extend_from_slice(&handshake(11, &[3; 2000])[..500]);
+        let server = records(22, &msgs, 1 << 14);
+        let mut p = run(&[], &[&server]);
+        assert!(p.log.is_empty(), "the group is still open");
+        end(&mut p, 1);
+        assert_eq!(p.log.len(), 1);
+        assert!(matches!(&p.log[0].2, Hello::Server(h) if h.cipher_suite == 0xc02f));
+        assert_eq!((p.hellos, p.connections, p.buffered), (1, 1, 0));
     }
 
     type OldSide = (Vec<u8>, bool, Vec<serde_json::Value>);

@@ -16,6 +16,7 @@ mod outputs;
 mod privs;
 mod schema;
 mod signals;
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
