@@ -689,6 +689,18 @@ mod tests {
         }
     }
 
+    /// A packet may have no time (a pseudo packet, a source without
+    /// clock), and every plugin then writes a null time: every time field
+    /// is nullable, and the writers never reject such a row.
+    #[test]
+    fn every_time_field_is_nullable() {
+        for k in ALL {
+            for f in k.fields.iter().filter(|f| f.ty == Ty::Time) {
+                assert!(f.nullable, "{}: {}", k.name, f.name);
+            }
+        }
+    }
+
     #[test]
     fn every_flow_record_kind_has_a_flow_id_and_a_time() {
         for k in ALL {
