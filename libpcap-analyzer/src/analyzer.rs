@@ -14,6 +14,7 @@ use crate::plugin::{
     Counters, DecapLayer, Decapsulated, EndReason, Layers, LinkLayer, NetworkLayer, PacketContext,
     Plugin, StreamData, TransportLayer,
 };
+use crate::proto::community_id::icmp_port_equivalents;
 use crate::reassembly::{StreamBudget, StreamConfig, StreamEvent, TcpStreamDirection};
 use crate::stats::AnalyzerStats;
 use crate::wire::{
@@ -74,6 +75,11 @@ struct Frames {
 
 /// A 40-bit hash of the outer headers of a tunnel (addresses and tunnel id),
 /// so that inner flows of different tunnels do not merge.
+///
+/// Both directions of an inner connection must get the same hash, so only
+/// what both directions share enters it: the outer address pair (in either
+/// order) and, from [`tunnel_key_id`], an id only where it names the tunnel
+/// rather than one direction of it.
 fn tunnel_hash(parent: u64, src: IpAddr, dst: IpAddr, id: u64) -> u64 {
     let mut h = crate::flow::fnv1a(&[], 0xcbf2_9ce4_8422_2325 ^ parent);
     // order-independent in the addresses: both directions of a tunnel share it
@@ -85,6 +91,20 @@ fn tunnel_hash(parent: u64, src: IpAddr, dst: IpAddr, id: u64) -> u64 {
         };
     }
     crate::flow::fnv1a(&id.to_be_bytes(), h) & 0xFF_FFFF_FFFF
+}
+
+/// The part of a GRE header that enters the tunnel context of inner flows.
+///
+/// The GRE key of version 0 (RFC 2890 §2.1) identifies the tunnel and is
+/// the same both ways; enhanced GRE (version 1, PPTP, RFC 2637 §4.1) puts
+/// the peer's call id in the key, which differs per direction, so it is
+/// left out.
+fn gre_key_id(g: &GreSlice<'_>) -> u64 {
+    if g.version() == 0 {
+        u64::from(g.key().unwrap_or(0))
+    } else {
+        0
+    }
 }
 
 /// The analysis engine for one thread.
@@ -840,13 +860,23 @@ impl Analyzer {
                 self.stats.sctp += 1;
                 SctpSlice::from_slice(data).map(|s| (s.src_port(), s.dst_port(), 0, s.payload()))
             }
+            // ICMP "ports" as Zeek and the Community ID specification
+            // see them: the type, and the counterpart type of a
+            // request/response pair (so both messages of an exchange are
+            // one flow) or the code of a one-way message
             ipproto::ICMP => {
                 self.stats.icmp += 1;
-                IcmpSlice::from_slice(data).map(|i| (0, 0, 0, i.payload()))
+                IcmpSlice::from_slice(data).map(|i| {
+                    let (sp, dp, _) = icmp_port_equivalents(proto, i.icmp_type(), i.code());
+                    (sp, dp, 0, i.payload())
+                })
             }
             ipproto::ICMPV6 => {
                 self.stats.icmp += 1;
-                Icmpv6Slice::from_slice(data).map(|i| (0, 0, 0, i.payload()))
+                Icmpv6Slice::from_slice(data).map(|i| {
+                    let (sp, dp, _) = icmp_port_equivalents(proto, i.icmp_type(), i.code());
+                    (sp, dp, 0, i.payload())
+                })
             }
             _ => {
                 self.stats.other_transport += 1;
@@ -1050,7 +1080,7 @@ impl Analyzer {
             ipproto::IPV6 => Some((0, Inner::Network(EtherType::IPV6.0, data))),
             ipproto::GRE => match GreSlice::from_slice(data) {
                 Ok(g) => {
-                    let inner = gre_inner(&g).map(|i| (u64::from(g.key().unwrap_or(0)), i));
+                    let inner = gre_inner(&g).map(|i| (gre_key_id(&g), i));
                     if inner.is_none() {
                         // a protocol we do not decode, or a bad ERSPAN/MPLS header
                         self.stats.anomaly("gre_payload_not_decoded");
@@ -1103,11 +1133,14 @@ impl Analyzer {
                 },
                 other => other,
             };
-            Some((u64::from(g.key().unwrap_or(0)), inner))
+            Some((gre_key_id(&g), inner))
         } else if a.mpls_udp_ports.contains(&dp) {
             tunnel::mpls_checked(payload, whole).map(|c| (0, carried(c)))
         } else if a.gtp_ports.contains(&dp) || a.gtp_ports.contains(&sp) {
-            tunnel::gtp_u(payload, whole).map(with_id)
+            // a TEID is chosen by the receiving end (3GPP TS 29.281 §5.1):
+            // uplink and downlink differ, so the outer address pair alone
+            // (and the UDP port, 2152 both ways) tells the tunnel
+            tunnel::gtp_u(payload, whole).map(|(_, c)| (0, carried(c)))
         } else if a.teredo_ports.contains(&dp) || a.teredo_ports.contains(&sp) {
             tunnel::teredo(payload, whole).map(|c| (0, carried(c)))
         } else if a.geneve_ports.contains(&dp) {
@@ -1290,6 +1323,7 @@ fn gre_inner<'a>(g: &GreSlice<'a>) -> Option<Inner<'a>> {
         EtherType(0x880B) => Some(Inner::Ppp(g.payload())),
         EtherType::IPV4 | EtherType::IPV6 => Some(Inner::Network(et.0, g.payload())),
         EtherType::MPLS_UC | EtherType::MPLS_MC => tunnel::mpls(g.payload()).map(carried),
+        EtherType::NSH => tunnel::nsh(g.payload(), false).map(carried),
         _ => None,
     }
 }

@@ -51,6 +51,8 @@ pub struct AnalyzerStats {
     /// | `unsupported_linktype_<n>` | a frame of link type `<n>`, which has no decoder (802.11, radiotap, …) |
     /// | `llc_frame` | an 802.3/LLC frame without SNAP (STP, CDP, …) |
     /// | `non_ip_ppp`, `non_ip_pppoe`, `non_ip_pppoe_discovery` | PPP control protocols, PPPoE discovery |
+    /// | `cisco_slarp`, `cisco_cdp` | Cisco HDLC keepalives and CDP |
+    /// | `nsh_not_decoded` | an NSH header (RFC 8300) that is malformed or carries neither IP nor Ethernet |
     /// | `mpls_unknown_payload`, `link_unknown_family`, `link_too_many_headers` | an MPLS payload that is neither IP nor Ethernet, a loopback family that is not IP, too many stacked link headers |
     /// | `defrag_<reason>` | a datagram that could not be reassembled, by [`FailureReason`](crate::defrag::FailureReason) (`defrag_timeout`, `defrag_too_many_fragments`, `defrag_overlap`, …) |
     /// | `defrag_frames_unattributed` | frames of such a datagram whose first fragment (with the ports) never came |

@@ -25,6 +25,8 @@ impl LinkType {
     pub const PPP_HDLC: LinkType = LinkType(50);
     /// Raw IPv4 or IPv6, version taken from the first nibble.
     pub const RAW: LinkType = LinkType(101);
+    /// Cisco HDLC: address, control, then a 2-byte ethertype.
+    pub const C_HDLC: LinkType = LinkType(104);
     /// IEEE 802.11 wireless LAN.
     pub const IEEE802_11: LinkType = LinkType(105);
     /// OpenBSD loopback: a 4-byte address family in network byte order.
@@ -50,6 +52,7 @@ impl LinkType {
             Self::PPP => "PPP",
             Self::RAW_12 | Self::RAW_14 | Self::RAW => "RAW",
             Self::PPP_HDLC => "PPP_HDLC",
+            Self::C_HDLC => "C_HDLC",
             Self::IEEE802_11 => "IEEE802_11",
             Self::LOOP => "LOOP",
             Self::LINUX_SLL => "LINUX_SLL",

@@ -4,8 +4,8 @@
 # (default: $PAL_CORPUS, else <repo>/../shared/corpus, else <repo>/../../shared/corpus
 # for a git worktree under /work/wt/). Needs tshark and python3.
 #
-# Only DNS on port 53 is kept (the `dns` plugin's default ports); tshark also
-# decodes 5353 (mDNS), 5355 (LLMNR) and others as DNS. `-n`: no name resolution.
+# Only DNS on the `dns` plugin's default ports is kept: 53, 5353 (mDNS) and
+# 5355 (LLMNR); tshark also decodes other ports as DNS. `-n`: no name resolution.
 # IP defragmentation and TCP reassembly are tshark's defaults (on).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -14,7 +14,7 @@ if [ -z "$corpus" ]; then
     corpus=$here/../../../shared/corpus
     [ -f "$corpus/MANIFEST.tsv" ] || corpus=$here/../../../../shared/corpus
 fi
-filter='dns && (udp.port == 53 || tcp.port == 53)'
+filter='(dns || mdns || llmnr) && (udp.port in {53, 5353, 5355} || tcp.port in {53, 5353, 5355})'
 for f in \
     apps/ndpi_bad-dns-traffic.pcap \
     apps/ndpi_dns-tunnel-iodine.pcap \
@@ -25,7 +25,8 @@ for f in \
     apps/zeek_dns-edns-ecs.pcap \
     fragments/ndpi_dns_fragmented.pcap \
     fragments/zeek_ipv6-fragmented-dns.pcap \
-    linktypes/tcpdump_dns-badcookie.pcap
+    linktypes/tcpdump_dns-badcookie.pcap \
+    ipv6ext/zeek_mdns.pcap
 do
     name=$(basename "$f" .pcap)
     tshark -r "$corpus/$f" -n -Y "$filter" -T pdml 2>/dev/null \

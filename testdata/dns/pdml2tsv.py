@@ -145,12 +145,12 @@ def main():
         # Packet: DNS]"; a malformed lower layer (e.g. a bogus UDP length)
         # puts its own marker inside that layer instead
         malformed = "1" if any(
-            p.get("name") == "_ws.malformed" and "DNS" in (p.get("showname") or "")
+            p.get("name") == "_ws.malformed" and any(n in (p.get("showname") or "") for n in ("DNS", "MDNS", "LLMNR"))
             for p in protos
         ) else "0"
         pdu = 0
         for p in pkt.iter("proto"):
-            if p.get("name") != "dns":
+            if p.get("name") not in ("dns", "mdns", "llmnr"):
                 continue
             row = message(p)
             row.update(frame=number, pdu=str(pdu), ts=ts, protocols=plist, malformed=malformed)

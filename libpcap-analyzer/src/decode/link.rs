@@ -68,7 +68,8 @@ pub enum LinkError {
     Llc,
     /// A PPPoE discovery frame or a PPP control protocol (LCP, IPCP, …);
     /// the payload is the anomaly name (`non_ip_ppp`, `non_ip_pppoe`,
-    /// `non_ip_pppoe_discovery`).
+    /// `non_ip_pppoe_discovery`, `cisco_slarp`, `cisco_cdp`,
+    /// `nsh_not_decoded`).
     NotNetwork(&'static str),
     /// An MPLS payload that is neither IP nor an Ethernet pseudowire.
     UnknownMplsPayload,
@@ -159,6 +160,22 @@ pub fn decode_link(linktype: LinkType, frame: &[u8]) -> Result<LinkInfo, LinkErr
         LinkType::PPP | LinkType::PPP_HDLC => {
             let p = PppSlice::from_slice(frame)?;
             (ppp_to_ethertype(p.protocol())?, p.payload())
+        }
+        LinkType::C_HDLC => {
+            // Cisco HDLC: address (0x0f unicast, 0x8f broadcast), control 0,
+            // then an ethertype; keepalives (SLARP 0x8035) and CDP (0x2000)
+            // carry no network layer
+            let head = frame.get(..4).ok_or(DecodeError::Truncated {
+                layer: crate::wire::Layer::Ethernet,
+                offset: 0,
+                needed: 4,
+                have: frame.len(),
+            })?;
+            match u16::from_be_bytes([head[2], head[3]]) {
+                0x8035 => return Err(LinkError::NotNetwork("cisco_slarp")),
+                0x2000 => return Err(LinkError::NotNetwork("cisco_cdp")),
+                et => (et, frame.get(4..).unwrap_or_default()),
+            }
         }
         other => return Err(LinkError::UnsupportedLinkType(other)),
     };
@@ -254,6 +271,26 @@ fn follow_ethertype(
             }
             EtherType::PPPOE_DISCOVERY => {
                 return Err(LinkError::NotNetwork("non_ip_pppoe_discovery"));
+            }
+            EtherType::NSH => {
+                // RFC 8300: a service header, then the packet it steers (the
+                // flow is the carried packet's, as through an MPLS label)
+                match crate::decode::tunnel::nsh(data, false) {
+                    Some(crate::decode::tunnel::Carried::Ipv4(d)) => {
+                        ethertype = EtherType::IPV4.0;
+                        data = d;
+                    }
+                    Some(crate::decode::tunnel::Carried::Ipv6(d)) => {
+                        ethertype = EtherType::IPV6.0;
+                        data = d;
+                    }
+                    Some(crate::decode::tunnel::Carried::Ethernet(d)) => {
+                        let e = EthernetSlice::from_slice(d)?;
+                        ethertype = e.ethertype().0;
+                        data = e.payload();
+                    }
+                    None => return Err(LinkError::NotNetwork("nsh_not_decoded")),
+                }
             }
             EtherType(0x88E7) => {
                 // 802.1ah provider backbone bridging: a 4-byte I-TAG, then the

@@ -41,6 +41,21 @@
 //! Each function returns what the tunnel carries, or `None` when the bytes
 //! are not a well-formed header of that tunnel. No function reads past the
 //! slice it is given.
+//!
+//! # Tunnels in the flow key
+//! An inner flow's key holds, beside its own 5-tuple, a hash of each tunnel
+//! around it (`FlowContext::tunnel`), made only of what both directions of
+//! the inner connection share, so that one inner connection is one flow
+//! while the same inner 5-tuple in two distinct tunnels stays two flows:
+//!
+//! | kind | enters the key |
+//! | --- | --- |
+//! | every kind | the outer IP address pair, in either order, and the tunnels around it |
+//! | VXLAN, VXLAN-GPE, Geneve | the VNI (one per segment, the same both ways) |
+//! | GRE version 0, GRE in UDP, ERSPAN over GRE | the GRE key when present (RFC 2890 §2.1: it identifies the tunnel) |
+//! | enhanced GRE (version 1, PPTP) | nothing more: its key holds the peer's call id (RFC 2637 §4.1), one per direction |
+//! | GTP-U | nothing more: each end chooses the TEID it receives on (3GPP TS 29.281 §5.1), so uplink and downlink TEIDs differ. Tunnels between different endpoint pairs stay apart; two bearers between the same pair carrying the same inner 5-tuple (the same UE address and ports twice) would be one flow |
+//! | IP in IP, IPv6 in IP, Teredo, MPLS in UDP | nothing more |
 
 use crate::wire::{
     EtherType, GeneveSlice, GreSlice, MplsPayload, VxlanSlice, guess_mpls_payload, parse_mpls_stack,

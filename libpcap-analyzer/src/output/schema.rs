@@ -610,19 +610,18 @@ pub const TLS: Kind = Kind {
     ),
 };
 
-/// `community_id`: the Community ID of each flow (of each ICMP message
-/// kind in an ICMP flow).
+/// `community_id`: the Community ID of each flow.
 pub const COMMUNITY_ID: Kind = Kind {
     name: "community_id",
     file: "community-id",
     zeek_path: None,
-    doc: "the Community ID v1 of each flow; an ICMP flow has one record per ID its messages give (the spec hashes each ICMP type/code pair on its own)",
+    doc: "the Community ID v1 of each flow (ICMP flows are keyed by type and counterpart type or code, as the specification hashes them)",
     fields: with_endpoints!(
         [z(
             n(
                 "ts",
                 Ty::Time,
-                "time of the flow's first packet (ICMP: of the first message with this ID); null when that packet had no time"
+                "time of the flow's first packet; null when that packet had no time"
             ),
             "ts"
         )],

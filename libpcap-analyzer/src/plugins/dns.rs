@@ -17,7 +17,7 @@
 //! in the run summary ([`Plugin::counters`]: `malformed`, `tcp_resync`,
 //! `tcp_over_budget`).
 //!
-//! Config `[plugin.dns]`: `ports` (default `[53]`), `max_tcp_buffer`
+//! Config `[plugin.dns]`: `ports` (default `[53, 5353, 5355]`: DNS, mDNS, LLMNR), `max_tcp_buffer`
 //! (bytes of an incomplete TCP message kept per direction, default 65537),
 //! `max_tcp_total` (bytes kept for all TCP connections of a worker, default
 //! 64 MiB; beyond, data is dropped and counted as `tcp_over_budget`),
@@ -40,6 +40,9 @@ use libpcap_tools::{Config, Direction, FiveTuple, Flow, FlowId, Timestamp, ippro
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+/// The multicast DNS port (RFC 6762).
+const MDNS_PORT: u16 = 5353;
+
 /// Configuration `[plugin.dns]`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(default)]
@@ -59,7 +62,8 @@ pub struct DnsConfig {
 impl Default for DnsConfig {
     fn default() -> Self {
         DnsConfig {
-            ports: vec![53],
+            // DNS, multicast DNS (RFC 6762) and LLMNR (RFC 4795)
+            ports: vec![53, 5353, 5355],
             max_tcp_buffer: 65_537,
             max_tcp_total: 64 << 20,
             max_pending: 50_000,
@@ -78,6 +82,9 @@ pub struct DnsCounters {
     pub responses: u64,
     /// Messages that failed to decode.
     pub malformed: u64,
+    /// Messages decoded in part: a record section was damaged, the
+    /// sections before it are kept and the record says `partial`.
+    pub partial: u64,
     /// TCP buffers dropped (gap in the stream, or over `max_tcp_buffer`).
     pub tcp_resync: u64,
     /// TCP data dropped because `max_tcp_total` was reached.
@@ -232,8 +239,16 @@ pub fn fill_row(
     row.opt_u64(r.map(|r| r.authorities.len() as u64))
         .opt_u64(r.map(|r| r.additionals.len() as u64))
         .opt_u64(edns.map(|(s, _)| u64::from(s)))
-        .opt_bool(edns.map(|(_, d)| d))
-        .null();
+        .opt_bool(edns.map(|(_, d)| d));
+    let partial = [query, response]
+        .iter()
+        .flatten()
+        .any(|m| m.msg.damaged.is_some());
+    if partial {
+        row.bool(true);
+    } else {
+        row.null();
+    }
 }
 
 impl DnsPlugin {
@@ -267,6 +282,9 @@ impl DnsPlugin {
     /// for its response, a response completes its query's record.
     fn emit(&mut self, ts: Option<Timestamp>, flow: FlowId, key: &FiveTuple, msg: DnsMessage) {
         self.counters.messages += 1;
+        if msg.damaged.is_some() {
+            self.counters.partial += 1;
+        }
         let m = Message { ts, msg };
         if !m.msg.is_response {
             self.counters.queries += 1;
@@ -280,12 +298,18 @@ impl DnsPlugin {
             return;
         }
         self.counters.responses += 1;
+        // a multicast DNS response carries no question and id 0 (RFC 6762
+        // §6, §18.1): nothing ties it to a query, so it stays alone; a
+        // unicast DNS response without its question (some servers' errors)
+        // pairs by id
+        let mdns = key.src_port == MDNS_PORT || key.dst_port == MDNS_PORT;
         let same = |q: &Message| {
             q.msg.id == m.msg.id
                 && match (q.msg.questions.first(), m.msg.questions.first()) {
                     (Some(a), Some(b)) => {
                         a.qtype == b.qtype && a.name.eq_ignore_ascii_case(&b.name)
                     }
+                    (Some(_), None) => !mdns,
                     _ => true,
                 }
         };
@@ -410,6 +434,7 @@ impl Plugin for DnsPlugin {
         self.counters.queries += c.queries;
         self.counters.responses += c.responses;
         self.counters.malformed += c.malformed;
+        self.counters.partial += c.partial;
         self.counters.tcp_resync += c.tcp_resync;
         self.counters.tcp_over_budget += c.tcp_over_budget;
         self.counters.records += c.records;
@@ -435,6 +460,7 @@ impl Plugin for DnsPlugin {
             .count("unsolicited", c.unsolicited)
             .count("unpaired", c.unpaired)
             .loss("malformed", c.malformed)
+            .loss("partial", c.partial)
             .loss("tcp_resync", c.tcp_resync)
             .loss("tcp_over_budget", c.tcp_over_budget)
     }

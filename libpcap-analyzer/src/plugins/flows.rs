@@ -48,15 +48,12 @@ pub fn proto_name(proto: u8) -> String {
     ipproto::name(proto).map_or_else(|| proto.to_string(), str::to_ascii_lowercase)
 }
 
-/// The Community ID v1 (seed 0, base64) of a flow: ICMP flows by the type
-/// and code of their first message.
+/// The Community ID v1 (seed 0, base64) of a flow. An ICMP flow's ports
+/// are already the specification's (type, counterpart type or code), and
+/// the type alone decides the mapping again, so the key serves as it is.
 pub fn flow_community_id(f: &Flow) -> String {
     let k = &f.key;
-    let (sp, dp) = match (k.proto, f.conn.icmp_type_code) {
-        (ipproto::ICMP | ipproto::ICMPV6, Some((t, c))) => (u16::from(t), u16::from(c)),
-        _ => (k.src_port, k.dst_port),
-    };
-    community_id_v1(0, k.src, k.dst, k.proto, sp, dp)
+    community_id_v1(0, k.src, k.dst, k.proto, k.src_port, k.dst_port)
 }
 
 /// Fills `row` with the `flow` record of `f`, ended for `reason`.

@@ -313,6 +313,12 @@ pub struct DnsMessage {
     pub authorities: Vec<DnsRecord>,
     /// Additional section (including the OPT pseudo-record, if any).
     pub additionals: Vec<DnsRecord>,
+    /// The section where decoding stopped on damaged bytes, with what was
+    /// wrong: the records before the damage are kept (the sections before
+    /// it whole, it up to the damaged record), the sections after it are
+    /// empty. `None` for a message decoded to its end.
+    #[serde(skip)]
+    pub damaged: Option<(DnsSection, DnsError)>,
 }
 
 /// The mnemonic of an RR type from the IANA registry ("Resource Record
@@ -937,9 +943,42 @@ fn parse_message_inner(msg: &[u8]) -> Result<DnsMessage, nom::Err<PErr>> {
         at = at.saturating_add(len).saturating_add(4);
     }
     let record = |m, i| dns_record(m, i, &known);
-    let (i, answers) = dns_section(msg, i, an, 11, DnsSection::Answer, record)?;
-    let (i, authorities) = dns_section(msg, i, ns, 11, DnsSection::Authority, record)?;
-    let (_, additionals) = dns_section(msg, i, ar, 11, DnsSection::Additional, record)?;
+    // a damaged record section keeps the sections before it (the question
+    // and answers of a response whose additional section is corrupt are
+    // still the response's)
+    let mut damaged = None;
+    let mut sections: [Vec<DnsRecord>; 3] = Default::default();
+    let mut i = i;
+    for (slot, (count, section)) in sections.iter_mut().zip([
+        (an, DnsSection::Answer),
+        (ns, DnsSection::Authority),
+        (ar, DnsSection::Additional),
+    ]) {
+        // record by record, so that the records before the damage stay
+        for _ in 0..count {
+            match record(msg, i) {
+                Ok((rest, r)) => {
+                    slot.push(r);
+                    i = rest;
+                }
+                Err(e) => {
+                    damaged = Some((section, to_dns_error(e, msg.len())));
+                    break;
+                }
+            }
+        }
+        if damaged.is_some() {
+            break;
+        }
+    }
+    let [answers, authorities, additionals] = sections;
+    // damage before anything past the header: nothing to report
+    if let Some((_, e)) = &damaged
+        && questions.is_empty()
+        && answers.is_empty()
+    {
+        return fail(e.clone());
+    }
     let mut rcode = h.flags & 0x000f;
     if let Some(DnsRData::Opt { ext_rcode, .. }) = additionals
         .iter()
@@ -962,6 +1001,7 @@ fn parse_message_inner(msg: &[u8]) -> Result<DnsMessage, nom::Err<PErr>> {
         answers,
         authorities,
         additionals,
+        damaged,
     })
 }
 
@@ -1187,10 +1227,14 @@ mod tests {
     }
 
     #[test]
-    fn dns_truncated_at_every_offset_is_err() {
+    fn dns_truncated_at_every_offset_is_err_or_partial() {
         let full = full_response();
         for n in 0..full.len() {
-            assert!(parse_dns_message(&full[..n]).is_err(), "prefix {n} parsed");
+            let r = parse_dns_message(&full[..n]);
+            assert!(
+                r.is_err() || r.is_ok_and(|m| m.damaged.is_some()),
+                "prefix {n} parsed whole"
+            );
         }
     }
 
@@ -1314,16 +1358,12 @@ mod tests {
                 available: 0
             })
         );
+        // three answers announced, one there: it is kept, the rest is damage
         let mut r = header(1, 0x8000, [0, 3, 0, 0]);
         r.extend(rr(&[0], 1, 1, 0, &[1, 2, 3, 4]));
-        assert!(matches!(
-            parse_dns_message(&r),
-            Err(DnsError::TooManyRecords {
-                section: DnsSection::Answer,
-                claimed: 3,
-                ..
-            })
-        ));
+        let m = parse_dns_message(&r).unwrap();
+        assert_eq!(m.answers.len(), 1);
+        assert!(matches!(m.damaged, Some((DnsSection::Answer, _))));
     }
 
     #[test]
@@ -1403,5 +1443,39 @@ mod tests {
             let _ = parse_dns_message(&buf);
             let _ = parse_dns_tcp_stream(&buf);
         }
+    }
+
+    #[test]
+    fn a_damaged_additional_section_keeps_the_question_and_answers() {
+        let mut m = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 2, 0, 0, 0, 1];
+        m.extend_from_slice(b"\x01a\x01b\x00\x00\x01\x00\x01");
+        for last in [4u8, 5] {
+            // answers: A 1.2.3.4 and 1.2.3.5, the owner a pointer to the question
+            m.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 1, 2, 3, last]);
+        }
+        // an additional record announcing 10 bytes of RDATA, 2 there
+        m.extend_from_slice(&[0, 0, 1, 0, 1, 0, 0, 0, 60, 0, 10, 9, 9]);
+        let msg = parse_dns_message(&m).unwrap();
+        assert_eq!(msg.questions.len(), 1);
+        assert_eq!(msg.questions[0].name, "a.b");
+        assert_eq!(msg.answers.len(), 2);
+        assert!(msg.additionals.is_empty());
+        assert!(matches!(msg.damaged, Some((DnsSection::Additional, _))));
+        // the second answer damaged instead: the first one stays
+        let mut cut = m[..12 + 9 + 16 + 11].to_vec();
+        cut.extend_from_slice(&[0, 9, 1]);
+        let msg = parse_dns_message(&cut).unwrap();
+        assert_eq!(msg.answers.len(), 1);
+        assert!(matches!(msg.damaged, Some((DnsSection::Answer, _))));
+        // a damaged question is still an error: nothing is left to report
+        assert!(parse_dns_message(&m[..12 + 4]).is_err());
+        // an announced record missing altogether is damage too
+        let msg = parse_dns_message(&m[..12 + 9 + 32]).unwrap();
+        assert!(matches!(msg.damaged, Some((DnsSection::Additional, _))));
+        // a whole message has none
+        let mut whole = m[..12 + 9 + 32].to_vec();
+        whole[11] = 0;
+        let msg = parse_dns_message(&whole).unwrap();
+        assert_eq!((msg.answers.len(), msg.damaged), (2, None));
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod community_id;
 pub mod dns;
+pub mod quic;
 pub mod tls;
 
 /// `data` as lowercase hexadecimal, two digits per byte.
