@@ -507,6 +507,7 @@ mod tests {
             .u64(43966)
             .ip("2001:db8::1".parse().unwrap())
             .u64(53)
+            .str("udp")
             .u64(17)
             .str(cid);
         r.finish().unwrap().to_vec()
@@ -532,7 +533,7 @@ mod tests {
             s,
             "{\"ts\":\"2020-06-10T09:19:54.740079000Z\",\"flow_id\":\"2d272b48ffac6655\",\
              \"src_ip\":\"192.168.1.11\",\"src_port\":43966,\"dst_ip\":\"2001:db8::1\",\
-             \"dst_port\":53,\"proto_num\":17,\"community_id\":\"1:a\\\"b\\\\c\\u0001\"}\n"
+             \"dst_port\":53,\"proto\":\"udp\",\"proto_num\":17,\"community_id\":\"1:a\\\"b\\\\c\\u0001\"}\n"
         );
         let v: serde_json::Value = serde_json::from_str(s.trim()).unwrap();
         assert_eq!(v["community_id"], "1:a\"b\\c\u{1}");
@@ -544,7 +545,7 @@ mod tests {
         let lines: Vec<&str> = s.split("\r\n").collect();
         assert_eq!(
             lines[0],
-            "ts,flow_id,src_ip,src_port,dst_ip,dst_port,proto_num,community_id"
+            "ts,flow_id,src_ip,src_port,dst_ip,dst_port,proto,proto_num,community_id"
         );
         assert!(lines[1].ends_with(",17,plain"), "{}", lines[1]);
         assert!(lines[2].ends_with(",17,\"with,comma\""), "{}", lines[2]);
@@ -559,15 +560,15 @@ mod tests {
         assert_eq!(lines[4], "#path\tcommunity-id");
         assert_eq!(
             lines[5],
-            "#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto_num\tcommunity_id"
+            "#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\tproto_num\tcommunity_id"
         );
         assert_eq!(
             lines[6],
-            "#types\ttime\tstring\taddr\tport\taddr\tport\tcount\tstring"
+            "#types\ttime\tstring\taddr\tport\taddr\tport\tstring\tcount\tstring"
         );
         assert_eq!(
             lines[7],
-            "1591780794.740079\t2d272b48ffac6655\t192.168.1.11\t43966\t2001:db8::1\t53\t17\ta\\x09b"
+            "1591780794.740079\t2d272b48ffac6655\t192.168.1.11\t43966\t2001:db8::1\t53\tudp\t17\ta\\x09b"
         );
         assert!(lines[8].ends_with("\t(empty)"));
         assert!(lines[9].ends_with("\t\\x2d"));

@@ -14,7 +14,7 @@
 //!   seconds in Zeek logs; a name next to every code that has one
 //!   (`rcode_name`, `qtype_name`, `cipher_name`, …); a field keeps its type
 //!   whatever its content (a null is left out of a JSON line).
-//! - [`Format`]: JSON lines, CSV, Zeek TSV logs, Parquet ([`format`]).
+//! - [`Format`]: JSON lines, CSV, Zeek TSV logs, Parquet ([`format`](mod@format)).
 //! - [`RecordSpool`]: the records of one kind from one worker, kept in
 //!   memory up to a budget and spilled as sorted runs beyond it, merged at
 //!   the end into one file ordered by time then flow id — the same file

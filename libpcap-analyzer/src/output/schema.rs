@@ -484,69 +484,164 @@ pub const TLS: Kind = Kind {
     name: "tls",
     file: "tls",
     zeek_path: None,
-    doc: "one record per TLS handshake hello (ClientHello, ServerHello, HelloRetryRequest), over TCP or QUIC",
+    doc: "one record per TLS handshake hello (every ClientHello, ServerHello and HelloRetryRequest of a TCP connection); client fields are null in server records and the other way round",
     fields: with_endpoints!(
-        [f(
-            "ts",
-            Ty::Time,
-            "time of the packet that completed the hello"
+        [z(
+            n(
+                "ts",
+                Ty::Time,
+                "time of the packet that completed the hello; null when the packet had no time"
+            ),
+            "ts"
         )],
         [
-            f("transport", Ty::Str, "tcp or quic"),
-            f("hello", Ty::Str, "client, server or hello_retry_request"),
+            f(
+                "hello",
+                Ty::Str,
+                "client_hello, server_hello or hello_retry_request"
+            ),
             f(
                 "index",
                 Ty::U64,
-                "the hello's number among the hellos of its kind in the connection, from 0 (a second ClientHello after a HelloRetryRequest has 1)"
+                "the hello's number among the hellos sent by its side of the connection, from 0 (a second ClientHello after a HelloRetryRequest has 1, and so has the ServerHello after it)"
+            ),
+            f(
+                "record_version",
+                Ty::U64,
+                "version in the header of the record carrying the hello"
+            ),
+            f(
+                "legacy_version",
+                Ty::U64,
+                "the hello's own version field (legacy_version)"
             ),
             f(
                 "version",
                 Ty::U64,
-                "the negotiated or highest offered version (supported_versions when present)"
+                "client: the highest version offered (supported_versions without GREASE when present, else legacy_version); server: the version chosen"
             ),
-            f("version_name", Ty::Str, "its name (TLS 1.2, TLS 1.3, …)"),
-            n("sni", Ty::Str, "server name (client)"),
+            f(
+                "version_name",
+                Ty::Str,
+                "its name (SSL 3.0, TLS 1.0, TLS 1.1, TLS 1.2, TLS 1.3; 0x… when unknown)"
+            ),
+            n(
+                "supported_versions",
+                Ty::U64List,
+                "the supported_versions extension: offered, GREASE included, in order (client); chosen (server); null without it"
+            ),
+            n(
+                "sni",
+                Ty::Str,
+                "the server_name extension's host name (client)"
+            ),
             n(
                 "alpn",
                 Ty::StrList,
-                "ALPN protocols offered (client) or chosen (server)"
+                "ALPN protocols offered, in order (client) or chosen (server); null without the extension"
             ),
             n("cipher", Ty::U64, "cipher suite chosen (server)"),
-            n("cipher_name", Ty::Str, "its IANA name"),
+            n(
+                "cipher_name",
+                Ty::Str,
+                "its IANA name (TLS_AES_128_GCM_SHA256, …; 0x… when unassigned)"
+            ),
             n(
                 "ciphers",
                 Ty::U64List,
                 "cipher suites offered (client), GREASE included, in order"
             ),
-            f("extensions", Ty::U64List, "extension types, in order"),
-            n("groups", Ty::U64List, "supported groups (client)"),
             n(
-                "supported_versions",
-                Ty::U64List,
-                "supported_versions extension, in order"
+                "cipher_names",
+                Ty::StrList,
+                "their IANA names in the same order (GREASE for RFC 8701 values, 0x… when unassigned)"
             ),
-            n("ja3", Ty::Str, "JA3 string (client) or JA3S (server)"),
-            n("ja3_hash", Ty::Str, "its MD5"),
-            n("ja4", Ty::Str, "JA4 (client) or JA4S (server)"),
-            n("ja4_r", Ty::Str, "JA4_r (client), the raw form"),
+            n("compression", Ty::U64, "compression method chosen (server)"),
+            f(
+                "extensions",
+                Ty::U64List,
+                "extension types, GREASE included, in order"
+            ),
+            f(
+                "extension_names",
+                Ty::StrList,
+                "their IANA names in the same order (GREASE, 0x… when unassigned)"
+            ),
+            n(
+                "groups",
+                Ty::U64List,
+                "the supported_groups extension (client), GREASE included"
+            ),
+            n(
+                "ec_point_formats",
+                Ty::U64List,
+                "the ec_point_formats extension (client)"
+            ),
+            n(
+                "signature_algorithms",
+                Ty::U64List,
+                "the signature_algorithms extension (client), in order"
+            ),
+            n(
+                "ja3",
+                Ty::Str,
+                "JA3 string (client): version,ciphers,extensions,groups,point formats, GREASE removed"
+            ),
+            n("ja3_hash", Ty::Str, "MD5 of ja3, lowercase hex"),
+            n(
+                "ja3s",
+                Ty::Str,
+                "JA3S string (server): version,cipher,extensions"
+            ),
+            n("ja3s_hash", Ty::Str, "MD5 of ja3s, lowercase hex"),
+            n("ja4", Ty::Str, "JA4 (client, FoxIO JA4+)"),
+            n(
+                "ja4_r",
+                Ty::Str,
+                "JA4_r (client): the sorted lists before hashing"
+            ),
+            n("ja4s", Ty::Str, "JA4S (server, FoxIO JA4+)"),
+            n(
+                "ja4s_r",
+                Ty::Str,
+                "JA4S_r (server): the extensions in order, unhashed"
+            ),
         ]
     ),
 };
 
-/// `community_id`: one record per flow with its Community ID.
+/// `community_id`: the Community ID of each flow.
 pub const COMMUNITY_ID: Kind = Kind {
     name: "community_id",
     file: "community-id",
     zeek_path: None,
-    doc: "the Community ID of each flow (per ICMP exchange), with its key",
+    doc: "the Community ID v1 of each flow (ICMP flows are keyed by type and counterpart type or code, as the specification hashes them)",
     fields: with_endpoints!(
-        [f("ts", Ty::Time, "time of the flow's first packet")],
+        [z(
+            n(
+                "ts",
+                Ty::Time,
+                "time of the flow's first packet; null when that packet had no time"
+            ),
+            "ts"
+        )],
         [
+            z(
+                f(
+                    "proto",
+                    Ty::Str,
+                    "transport protocol name, lower case (tcp, udp, icmp, …; the number when it has no name)"
+                ),
+                "proto"
+            ),
             f("proto_num", Ty::U64, "IP protocol number"),
-            f(
-                "community_id",
-                Ty::Str,
-                "Community ID v1 (base64, or hex with [plugin.community-id] base64 = false)"
+            z(
+                f(
+                    "community_id",
+                    Ty::Str,
+                    "Community ID v1: 1:base64(SHA-1), or 1:hex(SHA-1) with [plugin.community-id] base64 = false"
+                ),
+                "community_id"
             ),
         ]
     ),
@@ -571,6 +666,16 @@ mod tests {
             for f in k.fields {
                 assert!(seen.insert(f.name), "{}: {} twice", k.name, f.name);
                 assert!(
+                    k.fields
+                        .iter()
+                        .filter(|g| g.zeek.unwrap_or(g.name) == f.zeek.unwrap_or(f.name))
+                        .count()
+                        == 1,
+                    "{}: Zeek name of {} twice",
+                    k.name,
+                    f.name
+                );
+                assert!(
                     f.name
                         .chars()
                         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
@@ -579,6 +684,18 @@ mod tests {
                     f.name
                 );
                 assert!(!f.doc.is_empty(), "{}: {} has no doc", k.name, f.name);
+            }
+        }
+    }
+
+    /// A packet may have no time (a pseudo packet, a source without
+    /// clock), and every plugin then writes a null time: every time field
+    /// is nullable, and the writers never reject such a row.
+    #[test]
+    fn every_time_field_is_nullable() {
+        for k in ALL {
+            for f in k.fields.iter().filter(|f| f.ty == Ty::Time) {
+                assert!(f.nullable, "{}: {}", k.name, f.name);
             }
         }
     }

@@ -411,6 +411,7 @@ mod tests {
             .u64(1)
             .ip("10.0.0.2".parse().unwrap())
             .u64(2)
+            .str("tcp")
             .u64(6)
             .str(cid);
         r

@@ -8,7 +8,7 @@
 //! the rest are summed in `other`.
 //!
 //! Config `[plugin.basic-stats]`: `max_conversations` (default 1000000).
-//! Writes `basic-stats.json`.
+//! Writes `basic-stats.json`: compact JSON on one line (`jq .` pretty-prints it).
 
 use crate::plugin::{
     EndReason, Interest, Layers, Plugin, PluginBuilder, PluginError, PluginResult, downcast,
@@ -180,7 +180,7 @@ impl Plugin for BasicStats {
         let path = dir.join("basic-stats.json");
         write_atomically_with(&path, |w| {
             let mut w = std::io::BufWriter::with_capacity(1 << 16, w);
-            serde_json::to_writer_pretty(&mut w, &self.report()).map_err(std::io::Error::other)?;
+            serde_json::to_writer(&mut w, &self.report()).map_err(std::io::Error::other)?;
             std::io::Write::write_all(&mut w, b"\n")?;
             std::io::Write::flush(&mut w)
         })
@@ -364,7 +364,7 @@ mod tests {
     }
 
     #[test]
-    fn the_saved_file_is_the_pretty_printed_results() {
+    fn the_saved_file_is_the_compact_results_on_one_line() {
         let mut p = BasicStats::default();
         p.cfg.max_conversations = 3;
         let flows = [
@@ -386,7 +386,12 @@ mod tests {
         assert_eq!(files, [dir.path().join("basic-stats.json")]);
         let text = std::fs::read_to_string(&files[0]).unwrap();
         let value = p.results().unwrap();
-        assert_eq!(text, serde_json::to_string_pretty(&value).unwrap() + "\n");
+        assert_eq!(text, serde_json::to_string(&value).unwrap() + "\n");
+        assert_eq!(text.lines().count(), 1, "compact: one line");
+        assert!(
+            !text.contains(": ") && !text.contains("\n "),
+            "no pretty-printing"
+        );
         // what the file says, checked field by field
         let l4 = value["l4_conversations"].as_array().unwrap();
         assert_eq!(l4.len(), 3);

@@ -1,36 +1,72 @@
-//! `community-id`: the Community ID v1 flow hash of every flow.
+//! `community-id`: the Community ID v1 flow hash of every flow, as
+//! `community_id` records ([`crate::output::schema::COMMUNITY_ID`]).
 //!
-//! For TCP, UDP and SCTP the hash covers the flow's 5-tuple; for ICMP and
-//! ICMPv6 the type and code of the flow's first message stand in for the
-//! ports, as the specification says. Writes `community-id.jsonl` (one line per
-//! flow: flow id, 5-tuple, `community_id`).
+//! The hash covers the flow's key: the 5-tuple for TCP, UDP and SCTP; for
+//! ICMP and ICMPv6 the flow is keyed as the specification hashes it (the
+//! type as source port, the counterpart type of a request/response pair
+//! or the code as destination port), so an echo exchange is one flow with
+//! one ID and another message type its own. The record is written when
+//! the flow ends: its endpoints from the originator's view (the key's
+//! ports, ICMP's type and counterpart/code included), its time the flow's
+//! first packet's. Writes `community-id.jsonl` (`.csv`, `.log`,
+//! `.parquet` with `[output] format`).
 //!
-//! Config `[plugin.community-id]`: `seed` (default 0).
+//! Config `[plugin.community-id]`: `seed` (default 0), `base64` (default
+//! true; false writes the SHA-1 digest in hex, the specification's other
+//! form).
 
-use super::spool::{OutputConfig, Spool};
+use super::flows::proto_name;
+use super::spool::OutputConfig;
+use crate::output::schema::COMMUNITY_ID;
+use crate::output::{Format, RecordSpool, RowBuf};
 use crate::plugin::{
-    Decapsulated, Interest, Layers, PacketContext, Plugin, PluginBuilder, PluginError,
-    PluginResult, TransportLayer, downcast,
+    Counters, EndReason, Interest, Layers, Plugin, PluginBuilder, PluginError, PluginResult,
+    downcast,
 };
-use crate::proto::community_id::community_id_v1;
-use libpcap_tools::{Config, FlowId, ipproto};
-use std::collections::HashSet;
+use crate::proto::community_id::{community_id_v1, community_id_v1_hex};
+use libpcap_tools::{Config, Flow};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 /// Configuration `[plugin.community-id]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(default)]
 pub struct CommunityIdConfig {
     /// The hash seed.
     pub seed: u16,
+    /// `true`: `1:` then the base64 of the SHA-1 digest (the default form);
+    /// `false`: `1:` then its lowercase hex.
+    pub base64: bool,
+}
+
+impl Default for CommunityIdConfig {
+    fn default() -> Self {
+        CommunityIdConfig {
+            seed: 0,
+            base64: true,
+        }
+    }
+}
+
+impl CommunityIdConfig {
+    /// The Community ID of a flow or message in the configured form (ICMP:
+    /// type and code as the ports).
+    pub fn id(&self, src: IpAddr, dst: IpAddr, proto: u8, sport: u16, dport: u16) -> String {
+        if self.base64 {
+            community_id_v1(self.seed, src, dst, proto, sport, dport)
+        } else {
+            community_id_v1_hex(self.seed, src, dst, proto, sport, dport)
+        }
+    }
 }
 
 /// The `community-id` plugin.
 #[derive(Debug)]
 pub struct CommunityIdPlugin {
     cfg: CommunityIdConfig,
-    seen: HashSet<FlowId, foldhash::fast::RandomState>,
-    spool: Spool,
+    spool: RecordSpool,
+    format: Format,
+    row: RowBuf,
 }
 
 impl Plugin for CommunityIdPlugin {
@@ -38,76 +74,44 @@ impl Plugin for CommunityIdPlugin {
         "community-id"
     }
     fn interest(&self) -> Interest {
-        // transport callbacks for ICMP only (type and code stand for the
-        // ports); other flows are hashed when created, with no per-packet work
-        Interest::new(Layers::TRANSPORT | Layers::FLOW_EVENTS)
-            .ip_protocols(&[ipproto::ICMP, ipproto::ICMPV6])
+        // flows are hashed when they end: no per-packet work
+        Interest::new(Layers::FLOW_EVENTS)
     }
-    fn flow_created(&mut self, flow: &libpcap_tools::Flow) -> PluginResult<()> {
+    fn flow_destroyed(&mut self, flow: &Flow, _: EndReason) -> PluginResult<()> {
         let k = &flow.key;
-        if k.proto == ipproto::ICMP || k.proto == ipproto::ICMPV6 {
-            return Ok(());
-        }
-        let cid = community_id_v1(self.cfg.seed, k.src, k.dst, k.proto, k.src_port, k.dst_port);
-        self.emit(flow, &cid)
-    }
-    fn handle_transport(
-        &mut self,
-        _: &PacketContext<'_>,
-        t: &TransportLayer<'_>,
-    ) -> PluginResult<Option<Decapsulated>> {
-        // one hash per ICMP flow, from its first message
-        if !self.seen.insert(t.flow.id) {
-            return Ok(None);
-        }
-        let ty = t.data.first().copied().unwrap_or(0);
-        let code = t.data.get(1).copied().unwrap_or(0);
-        let cid = community_id_v1(
-            self.cfg.seed,
-            t.key.src,
-            t.key.dst,
-            t.key.proto,
-            u16::from(ty),
-            u16::from(code),
-        );
-        self.emit(t.flow, &cid)?;
-        Ok(None)
-    }
-    fn flow_destroyed(
-        &mut self,
-        flow: &libpcap_tools::Flow,
-        _: crate::plugin::EndReason,
-    ) -> PluginResult<()> {
-        self.seen.remove(&flow.id);
+        let cid = self.cfg.id(k.src, k.dst, k.proto, k.src_port, k.dst_port);
+        self.row.clear();
+        self.row
+            .opt_time(flow.first_seen)
+            .flow_id(flow.id.0)
+            .ip(k.src)
+            .u64(u64::from(k.src_port))
+            .ip(k.dst)
+            .u64(u64::from(k.dst_port))
+            .str(&proto_name(k.proto))
+            .u64(u64::from(k.proto))
+            .str(&cid);
+        // counted even without an output directory
+        self.spool.push(flow.first_seen, flow.id.0, &self.row);
         Ok(())
     }
     fn merge(&mut self, other: Box<dyn Plugin>) -> PluginResult<()> {
         let o = downcast::<Self>("community-id", other)?;
-        self.spool.merge(o.spool)
+        self.spool.merge(o.spool);
+        Ok(())
     }
     fn results(&self) -> Option<serde_json::Value> {
-        Some(serde_json::json!({ "flows": self.spool.lines() }))
+        Some(serde_json::json!({ "records": self.spool.records() }))
+    }
+    fn counters(&self) -> Counters {
+        Counters::new().count("records", self.spool.records())
     }
     fn save_results(&mut self, dir: &Path) -> PluginResult<Vec<PathBuf>> {
-        self.spool.save(dir, "community-id.jsonl")
-    }
-}
-
-impl CommunityIdPlugin {
-    fn emit(&mut self, flow: &libpcap_tools::Flow, cid: &str) -> PluginResult<()> {
-        let k = &flow.key;
-        if self.spool.is_writing() {
-            self.spool.push(&serde_json::json!({
-                "id": flow.id.to_string(),
-                "protocol": k.proto,
-                "src_ip": k.src.to_string(), "src_port": k.src_port,
-                "dst_ip": k.dst.to_string(), "dst_port": k.dst_port,
-                "community_id": cid,
-            }))?;
-        } else {
-            self.spool.push(&serde_json::Value::Null)?;
-        }
-        Ok(())
+        let saved = self
+            .spool
+            .save(dir, self.format)
+            .map_err(|e| PluginError::wrap("community-id", e))?;
+        Ok(saved.into_iter().collect())
     }
 }
 
@@ -120,7 +124,7 @@ impl PluginBuilder for CommunityIdPluginBuilder {
         "community-id"
     }
     fn description(&self) -> &str {
-        "Community ID v1 hash of every flow"
+        "Community ID v1 hash of every flow, base64 or hex"
     }
     fn build(&self, config: &Config) -> PluginResult<Box<dyn Plugin>> {
         let cfg = config
@@ -129,8 +133,9 @@ impl PluginBuilder for CommunityIdPluginBuilder {
         let out = OutputConfig::from_config(config, "community-id")?;
         Ok(Box::new(CommunityIdPlugin {
             cfg,
-            seen: HashSet::default(),
-            spool: Spool::new("community-id", out.dir),
+            spool: out.spool(&COMMUNITY_ID),
+            format: out.format,
+            row: RowBuf::new(&COMMUNITY_ID),
         }))
     }
 }

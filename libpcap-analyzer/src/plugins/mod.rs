@@ -5,9 +5,9 @@
 //! | `connections` | the connection report (`connections.txt`/`.csv`/`.jsonl`) |
 //! | `basic-stats` | totals, per-layer counts, L3 and L4 conversations, anomalies (`basic-stats.json`) |
 //! | `flows` | one JSON line per flow with why it ended (`flows.jsonl`) |
-//! | `community-id` | the Community ID v1 of every flow (`community-id.jsonl`) |
+//! | `community-id` | the Community ID v1 of every flow, base64 or hex (`community-id.jsonl`) |
 //! | `dns` | one JSON line per DNS message, UDP and TCP (`dns.jsonl`) |
-//! | `tls` | handshake facts and JA3/JA4 fingerprints per TLS connection (`tls.jsonl`) |
+//! | `tls` | one record per TLS hello: versions, SNI, ALPN, cipher suites and extensions with names, JA3/JA3S, JA4/JA4S (`tls.jsonl`) |
 //! | `hexdump` | hex dump of the layers asked for (`hexdump.txt`; off by default) |
 
 pub mod basic_stats;

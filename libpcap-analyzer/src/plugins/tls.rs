@@ -1,33 +1,52 @@
-//! `tls`: TLS handshake facts per connection.
+//! `tls`: one record per TLS hello.
 //!
-//! The first bytes of each direction of every TCP connection are
-//! reassembled and parsed as TLS records until the ClientHello (client side)
-//! and the ServerHello (server side) are found, or the data is not TLS.
-//! One JSON line per TLS connection: flow id, addresses, and from the
-//! ClientHello the versions, SNI, ALPN, offered cipher suites, extensions,
-//! groups, JA3 and JA4; from the ServerHello the chosen version, cipher
-//! suite, ALPN and JA3S.
+//! Each direction of every TCP connection is reassembled and parsed as TLS
+//! records while hellos may still come: every ClientHello of the client,
+//! every ServerHello and HelloRetryRequest of the server is written as a
+//! `tls` record ([`crate::output::schema::TLS`]): flow id, endpoints (the
+//! originator as source), the hello's type and index on its side, record,
+//! legacy and negotiated versions, SNI, ALPN, supported versions, cipher
+//! suites with their IANA names (`cipher_name` for the one a ServerHello
+//! chose), compression, extensions with their names, groups, point formats,
+//! signature algorithms, JA3/JA3S and JA4/JA4S with their raw forms.
+//!
+//! A side stops being parsed when no more hellos can come from it: the
+//! server after a ServerHello (not after a HelloRetryRequest), either side
+//! at application data, at a ChangeCipherSpec before TLS 1.3 (encryption
+//! starts), at a gap, or when the bytes are not TLS. In TLS 1.3 the
+//! ChangeCipherSpec is only for middlebox compatibility (RFC 8446 §5): once
+//! the server chose TLS 1.3 (in a HelloRetryRequest or ServerHello), it
+//! does not stop the search, so the second ClientHello after a
+//! HelloRetryRequest and the ServerHello after it are written too.
 //!
 //! Each direction has its own [`TlsStreamParser`], fed every segment once:
 //! a record or handshake message cut across segments or records is kept
 //! until complete, so the work per direction is linear in the bytes seen.
-//! Events count once the group of records carrying them ends with no
-//! handshake message in progress (see [`TlsSink`]).
+//! Hellos count once the group of records carrying them ends with no
+//! handshake message in progress (see [`TlsSink`]), or when the connection
+//! ends (a ServerHello whose Certificate is cut by the end of the capture
+//! still counts); records go to the record spool at once.
 //!
 //! Config `[plugin.tls]`: `max_buffer` (bytes per direction since the last
 //! group end, plus the new segment, while looking for a hello; default
 //! 262144), `max_total_buffer` (the sum of those counts over all
 //! connections of a worker, default 64 MiB; beyond, handshakes are given up
 //! and counted as `over_budget`). What a parser holds is never more than
-//! about twice its count. Writes `tls.jsonl`.
+//! about twice its count. Writes `tls.jsonl` (`.csv`, `.log`, `.parquet`
+//! with `[output] format`).
 
-use super::spool::{OutputConfig, Spool};
+use super::spool::OutputConfig;
+use crate::output::schema::TLS;
+use crate::output::{Format, RecordSpool, RowBuf};
 use crate::plugin::{
     Counters, EndReason, Interest, Layers, PacketContext, Plugin, PluginBuilder, PluginError,
     PluginResult, StreamData, downcast,
 };
-use crate::proto::tls::{TlsClientHello, TlsEvent, TlsServerHello, TlsSink, TlsStreamParser};
-use libpcap_tools::{Config, Direction, Flow, FlowId, ipproto};
+use crate::proto::tls::{
+    TlsClientHello, TlsEvent, TlsServerHello, TlsSink, TlsStreamParser, cipher_name,
+    extension_name, is_grease, version_name,
+};
+use libpcap_tools::{Config, Direction, FiveTuple, Flow, FlowId, Timestamp, ipproto};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -51,10 +70,12 @@ impl Default for TlsConfig {
     }
 }
 
-/// A hello found in a group of records not known to be complete yet.
-#[derive(Debug)]
-enum Hello {
+/// A decoded hello.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hello {
+    /// A ClientHello.
     Client(Box<TlsClientHello>),
+    /// A ServerHello or HelloRetryRequest.
     Server(Box<TlsServerHello>),
 }
 
@@ -64,14 +85,15 @@ enum Hello {
 /// memory bounded whatever the group holds.
 #[derive(Debug, Default)]
 struct Group {
-    /// The last hello of the side's kind in the group.
-    hello: Option<Hello>,
-    /// The group ends the search (a hello, application data, a
-    /// ChangeCipherSpec).
+    /// The hellos of the side's kind in the group, with the time of the
+    /// packet that completed each.
+    hellos: Vec<(Hello, Option<Timestamp>)>,
+    /// The group ends the search (application data, encryption, a final
+    /// ServerHello).
     done: bool,
 }
 
-/// A side still looking for its hello.
+/// A side still looking for hellos.
 #[derive(Debug, Default)]
 struct Search {
     parser: TlsStreamParser,
@@ -86,7 +108,8 @@ struct Side {
     /// Allocated at the first data, dropped once `done`.
     search: Option<Box<Search>>,
     done: bool,
-    hello: Option<serde_json::Value>,
+    /// Hellos written for this side (the next one's index).
+    hellos: u64,
 }
 
 impl Side {
@@ -102,30 +125,46 @@ impl Side {
     }
 }
 
-/// Turns the events of one side into its hello and `done` flag.
+/// Turns the events of one side into its hellos and `done` flag.
 struct SideSink<'a> {
     client: bool,
+    /// Time of the packet being fed.
+    ts: Option<Timestamp>,
+    /// The connection is TLS 1.3 (known from the server's hello).
+    tls13: &'a mut bool,
     group: &'a mut Group,
-    hello: &'a mut Option<serde_json::Value>,
+    /// Hellos of complete groups, to be written.
+    ready: &'a mut Vec<(Hello, Option<Timestamp>)>,
     done: &'a mut bool,
 }
 
 impl TlsSink for SideSink<'_> {
     fn event(&mut self, event: TlsEvent) {
         match event {
-            TlsEvent::ClientHello(h) if self.client => {
-                self.group.hello = Some(Hello::Client(h));
-                self.group.done = true;
-            }
-            TlsEvent::ServerHello(h) if !self.client => {
-                self.group.hello = Some(Hello::Server(h));
-                self.group.done = true;
-            }
             TlsEvent::Invalid { .. } => {
                 *self.group = Group::default();
                 *self.done = true;
             }
-            TlsEvent::ApplicationData { .. } | TlsEvent::ChangeCipherSpec => {
+            // the search ended: nothing after it counts
+            _ if *self.done || self.group.done => {}
+            TlsEvent::ClientHello(h) if self.client => {
+                self.group.hellos.push((Hello::Client(h), self.ts));
+            }
+            TlsEvent::ServerHello(h) if !self.client => {
+                if h.version == 0x0304 || h.hello_retry_request {
+                    *self.tls13 = true;
+                }
+                // no hello comes after a ServerHello (renegotiation is
+                // encrypted); one comes after a HelloRetryRequest
+                if !h.hello_retry_request {
+                    self.group.done = true;
+                }
+                self.group.hellos.push((Hello::Server(h), self.ts));
+            }
+            TlsEvent::ApplicationData { .. } | TlsEvent::EncryptedHandshake { .. } => {
+                self.group.done = true;
+            }
+            TlsEvent::ChangeCipherSpec if !*self.tls13 => {
                 self.group.done = true;
             }
             _ => {}
@@ -134,12 +173,7 @@ impl TlsSink for SideSink<'_> {
 
     fn boundary(&mut self) {
         let group = std::mem::take(self.group);
-        if let Some(h) = group.hello {
-            *self.hello = match h {
-                Hello::Client(h) => serde_json::to_value(&h).ok(),
-                Hello::Server(h) => serde_json::to_value(&h).ok(),
-            };
-        }
+        self.ready.extend(group.hellos);
         if group.done {
             *self.done = true;
         }
@@ -149,6 +183,131 @@ impl TlsSink for SideSink<'_> {
 #[derive(Debug, Default)]
 struct Conn {
     sides: [Side; 2],
+    /// The server chose TLS 1.3.
+    tls13: bool,
+}
+
+/// Fills `row` with the `tls` record of `hello`, the `index`th hello of
+/// its side, in flow `flow` whose key is `key` (originator first).
+pub fn fill_row(
+    row: &mut RowBuf,
+    ts: Option<Timestamp>,
+    flow: FlowId,
+    key: &FiveTuple,
+    index: u64,
+    hello: &Hello,
+) {
+    let u16s = |v: &[u16]| v.iter().map(|x| u64::from(*x)).collect::<Vec<_>>();
+    row.clear();
+    row.opt_time(ts)
+        .flow_id(flow.0)
+        .ip(key.src)
+        .u64(u64::from(key.src_port))
+        .ip(key.dst)
+        .u64(u64::from(key.dst_port));
+    match hello {
+        Hello::Client(h) => {
+            let version = h
+                .supported_versions
+                .iter()
+                .copied()
+                .filter(|v| !is_grease(*v))
+                .max()
+                .unwrap_or(h.legacy_version);
+            let names: Vec<_> = h.cipher_suites.iter().map(|c| cipher_name(*c)).collect();
+            let ext_names: Vec<_> = h.extensions.iter().map(|e| extension_name(*e)).collect();
+            row.str("client_hello")
+                .u64(index)
+                .u64(u64::from(h.record_version))
+                .u64(u64::from(h.legacy_version))
+                .u64(u64::from(version))
+                .str(&version_name(version));
+            if h.extensions.contains(&43) {
+                row.u64_list(u16s(&h.supported_versions));
+            } else {
+                row.null();
+            }
+            row.opt_str(h.sni.as_deref());
+            if h.extensions.contains(&16) {
+                row.str_list(h.alpn.iter().map(String::as_str));
+            } else {
+                row.null();
+            }
+            row.null()
+                .null()
+                .u64_list(u16s(&h.cipher_suites))
+                .str_list(names.iter().map(|n| n.as_ref()))
+                .null()
+                .u64_list(u16s(&h.extensions))
+                .str_list(ext_names.iter().map(|n| n.as_ref()));
+            let ext_list = |present: bool, row: &mut RowBuf, v: Vec<u64>| {
+                if present {
+                    row.u64_list(v);
+                } else {
+                    row.null();
+                }
+            };
+            ext_list(h.extensions.contains(&10), row, u16s(&h.supported_groups));
+            ext_list(
+                h.extensions.contains(&11),
+                row,
+                h.ec_point_formats.iter().map(|x| u64::from(*x)).collect(),
+            );
+            ext_list(
+                h.extensions.contains(&13),
+                row,
+                u16s(&h.signature_algorithms),
+            );
+            row.str(&h.ja3)
+                .str(&h.ja3_hash)
+                .null()
+                .null()
+                .str(&h.ja4)
+                .str(&h.ja4_r)
+                .null()
+                .null();
+        }
+        Hello::Server(h) => {
+            let ext_names: Vec<_> = h.extensions.iter().map(|e| extension_name(*e)).collect();
+            row.str(if h.hello_retry_request {
+                "hello_retry_request"
+            } else {
+                "server_hello"
+            })
+            .u64(index)
+            .u64(u64::from(h.record_version))
+            .u64(u64::from(h.legacy_version))
+            .u64(u64::from(h.version))
+            .str(&version_name(h.version));
+            match h.selected_version {
+                Some(v) => row.u64_list([u64::from(v)]),
+                None => row.null(),
+            };
+            row.null();
+            match &h.alpn {
+                Some(a) => row.str_list([a.as_str()]),
+                None => row.null(),
+            };
+            row.u64(u64::from(h.cipher_suite))
+                .str(&cipher_name(h.cipher_suite))
+                .null()
+                .null()
+                .u64(u64::from(h.compression))
+                .u64_list(u16s(&h.extensions))
+                .str_list(ext_names.iter().map(|n| n.as_ref()))
+                .null()
+                .null()
+                .null()
+                .null()
+                .null()
+                .str(&h.ja3s)
+                .str(&h.ja3s_hash)
+                .null()
+                .null()
+                .str(&h.ja4s)
+                .str(&h.ja4s_r);
+        }
+    }
 }
 
 /// The `tls` plugin.
@@ -156,7 +315,10 @@ struct Conn {
 pub struct TlsPlugin {
     cfg: TlsConfig,
     conns: HashMap<FlowId, Conn, foldhash::fast::RandomState>,
+    /// Connections with at least one hello.
     connections: u64,
+    /// Hellos written.
+    hellos: u64,
     /// Bytes counted in all sides (`Side::held`).
     buffered: usize,
     /// Handshakes given up because `max_total_buffer` was reached.
@@ -164,39 +326,63 @@ pub struct TlsPlugin {
     /// Bytes examined by the parsers of all sides (see
     /// [`TlsStreamParser::bytes_examined`]).
     pub(crate) examined: u64,
-    spool: Spool,
+    /// Hellos of complete groups, waiting to be written.
+    ready: Vec<(Hello, Option<Timestamp>)>,
+    spool: RecordSpool,
+    format: Format,
+    row: RowBuf,
+    /// Every hello found, by flow and side (tests only).
+    #[cfg(test)]
+    log: Vec<(FlowId, usize, Hello)>,
 }
 
 impl TlsPlugin {
-    fn new(cfg: TlsConfig, spool: Spool) -> TlsPlugin {
+    fn new(cfg: TlsConfig, spool: RecordSpool, format: Format) -> TlsPlugin {
         TlsPlugin {
             cfg,
             conns: HashMap::default(),
             connections: 0,
+            hellos: 0,
             buffered: 0,
             over_budget: 0,
             examined: 0,
+            ready: Vec::new(),
             spool,
+            format,
+            row: RowBuf::new(&TLS),
+            #[cfg(test)]
+            log: Vec::new(),
         }
     }
 
-    fn emit(&mut self, flow: &Flow, conn: Conn) -> PluginResult<()> {
-        let [c, s] = conn.sides;
-        if c.hello.is_none() && s.hello.is_none() {
-            return Ok(());
+    /// Writes the hellos in `self.ready`, found on side `i` of `flow`.
+    fn write_ready(&mut self, flow: &Flow, i: usize) {
+        if self.ready.is_empty() {
+            return;
         }
-        self.connections += 1;
-        if !self.spool.is_writing() {
-            return Ok(());
+        let ready = std::mem::take(&mut self.ready);
+        let Some(side) = self
+            .conns
+            .get_mut(&flow.id)
+            .and_then(|c| c.sides.get_mut(i))
+        else {
+            return;
+        };
+        for (hello, ts) in &ready {
+            let index = side.hellos;
+            side.hellos += 1;
+            self.hellos += 1;
+            if self.spool.is_writing() {
+                fill_row(&mut self.row, *ts, flow.id, &flow.key, index, hello);
+                self.spool.push(*ts, flow.id.0, &self.row);
+            }
         }
-        let k = &flow.key;
-        self.spool.push(&serde_json::json!({
-            "flow": flow.id.to_string(),
-            "src_ip": k.src.to_string(), "src_port": k.src_port,
-            "dst_ip": k.dst.to_string(), "dst_port": k.dst_port,
-            "client_hello": c.hello,
-            "server_hello": s.hello,
-        }))
+        #[cfg(test)]
+        self.log
+            .extend(ready.iter().map(|(h, _)| (flow.id, i, h.clone())));
+        // keep the allocation for the next hellos
+        self.ready = ready;
+        self.ready.clear();
     }
 }
 
@@ -211,14 +397,15 @@ impl Plugin for TlsPlugin {
 
     fn handle_stream(
         &mut self,
-        _: &PacketContext<'_>,
+        ctx: &PacketContext<'_>,
         flow: &Flow,
         dir: Direction,
         data: StreamData<'_>,
     ) -> PluginResult<()> {
         let i = usize::from(dir == Direction::ToClient);
         let conn = self.conns.entry(flow.id).or_default();
-        let Some(side) = conn.sides.get_mut(i) else {
+        let Conn { sides, tls13 } = conn;
+        let Some(side) = sides.get_mut(i) else {
             return Ok(());
         };
         if side.done {
@@ -239,19 +426,20 @@ impl Plugin for TlsPlugin {
             self.over_budget += 1;
             return Ok(());
         }
-        let Side {
-            search,
-            done,
-            hello,
-        } = side;
+        let Side { search, done, .. } = side;
         let search = search.get_or_insert_with(Box::default);
+        if *tls13 {
+            search.parser.set_tls13();
+        }
         let before = search.parser.bytes_examined();
         search.parser.feed(
             data,
             &mut SideSink {
                 client: i == 0,
+                ts: ctx.ts(),
+                tls13,
                 group: &mut search.group,
-                hello,
+                ready: &mut self.ready,
                 done,
             },
         );
@@ -268,14 +456,31 @@ impl Plugin for TlsPlugin {
             .buffered
             .saturating_sub(held)
             .saturating_add(side.held());
+        self.write_ready(flow, i);
         Ok(())
     }
 
     fn flow_destroyed(&mut self, flow: &Flow, _: EndReason) -> PluginResult<()> {
+        // hellos of a group still open are complete messages: no more data
+        // can come to end their group (a ServerHello whose Certificate is
+        // cut by the end of the capture)
+        for i in 0..2 {
+            if let Some(search) = self
+                .conns
+                .get_mut(&flow.id)
+                .and_then(|c| c.sides.get_mut(i))
+                .and_then(|s| s.search.as_mut())
+            {
+                self.ready.append(&mut search.group.hellos);
+                self.write_ready(flow, i);
+            }
+        }
         if let Some(conn) = self.conns.remove(&flow.id) {
             let held: usize = conn.sides.iter().map(Side::held).sum();
             self.buffered = self.buffered.saturating_sub(held);
-            self.emit(flow, conn)?;
+            if conn.sides.iter().any(|s| s.hellos > 0) {
+                self.connections += 1;
+            }
         }
         Ok(())
     }
@@ -283,25 +488,34 @@ impl Plugin for TlsPlugin {
     fn merge(&mut self, other: Box<dyn Plugin>) -> PluginResult<()> {
         let o = downcast::<Self>("tls", other)?;
         self.connections += o.connections;
+        self.hellos += o.hellos;
         self.over_budget += o.over_budget;
         self.examined = self.examined.saturating_add(o.examined);
-        self.spool.merge(o.spool)
+        self.spool.merge(o.spool);
+        Ok(())
     }
 
     fn results(&self) -> Option<serde_json::Value> {
-        Some(
-            serde_json::json!({ "tls_connections": self.connections, "over_budget": self.over_budget }),
-        )
+        Some(serde_json::json!({
+            "tls_connections": self.connections,
+            "hellos": self.hellos,
+            "over_budget": self.over_budget,
+        }))
     }
 
     fn counters(&self) -> Counters {
         Counters::new()
             .count("connections", self.connections)
+            .count("hellos", self.hellos)
             .loss("over_budget", self.over_budget)
     }
 
     fn save_results(&mut self, dir: &Path) -> PluginResult<Vec<PathBuf>> {
-        self.spool.save(dir, "tls.jsonl")
+        let saved = self
+            .spool
+            .save(dir, self.format)
+            .map_err(|e| PluginError::wrap("tls", e))?;
+        Ok(saved.into_iter().collect())
     }
 }
 
@@ -314,14 +528,14 @@ impl PluginBuilder for TlsPluginBuilder {
         "tls"
     }
     fn description(&self) -> &str {
-        "TLS handshakes: versions, SNI, ALPN, cipher suites, JA3/JA3S/JA4"
+        "one record per TLS hello: versions, SNI, ALPN, cipher suites with names, extensions, JA3/JA3S, JA4/JA4S"
     }
     fn build(&self, config: &Config) -> PluginResult<Box<dyn Plugin>> {
         let cfg = config
             .plugin("tls")
             .map_err(|e| PluginError::wrap("tls", e))?;
         let out = OutputConfig::from_config(config, "tls")?;
-        Ok(Box::new(TlsPlugin::new(cfg, Spool::new("tls", out.dir))))
+        Ok(Box::new(TlsPlugin::new(cfg, out.spool(&TLS), out.format)))
     }
 }
 
@@ -330,7 +544,7 @@ mod tests {
     use super::*;
     use crate::plugin::PacketContext;
     use crate::proto::tls::test_support;
-    use libpcap_tools::{FiveTuple, FlowContext, Packet};
+    use libpcap_tools::{FlowContext, Packet};
 
     #[test]
     fn partial_handshakes_stay_under_the_global_budget() {
@@ -338,7 +552,7 @@ mod tests {
             max_buffer: 1000,
             max_total_buffer: 4000,
         };
-        let mut p = TlsPlugin::new(cfg, Spool::new("tls", None));
+        let mut p = TlsPlugin::new(cfg, RecordSpool::new(&TLS, None), Format::Jsonl);
         let pkt = Packet::pseudo(None);
         let ctx = PacketContext::new(&pkt, FlowContext::default());
         // a record header announcing 16000 bytes, then part of it: never complete
@@ -383,16 +597,42 @@ mod tests {
         p.flow_destroyed(&f, EndReason::EndOfInput).unwrap();
     }
 
-    /// The hellos found for flow `id`: (client, server).
+    /// The last hellos found for flow `id`: (client, server).
     fn hellos(p: &TlsPlugin, id: u64) -> (Option<serde_json::Value>, Option<serde_json::Value>) {
-        let [c, s] = &p.conns[&FlowId(id)].sides;
-        (c.hello.clone(), s.hello.clone())
+        let last = |side: usize| {
+            p.log
+                .iter()
+                .rev()
+                .find(|(f, i, _)| *f == FlowId(id) && *i == side)
+                .map(|(_, _, h)| hello_json(h))
+        };
+        (last(0), last(1))
+    }
+
+    /// Every hello found for flow `id` on side `side`, as JSON.
+    fn all_hellos(p: &TlsPlugin, id: u64, side: usize) -> Vec<serde_json::Value> {
+        p.log
+            .iter()
+            .filter(|(f, i, _)| *f == FlowId(id) && *i == side)
+            .map(|(_, _, h)| hello_json(h))
+            .collect()
+    }
+
+    fn hello_json(h: &Hello) -> serde_json::Value {
+        match h {
+            Hello::Client(h) => serde_json::to_value(h).unwrap(),
+            Hello::Server(h) => serde_json::to_value(h).unwrap(),
+        }
     }
 
     /// Feeds a client stream and a server stream cut as given, both
     /// directions interleaved segment by segment.
     fn run(client: &[&[u8]], server: &[&[u8]]) -> TlsPlugin {
-        let mut p = TlsPlugin::new(TlsConfig::default(), Spool::new("tls", None));
+        let mut p = TlsPlugin::new(
+            TlsConfig::default(),
+            RecordSpool::new(&TLS, None),
+            Format::Jsonl,
+        );
         for k in 0..client.len().max(server.len()) {
             if let Some(seg) = client.get(k) {
                 feed(&mut p, 1, Direction::ToServer, Some(seg));
@@ -441,17 +681,226 @@ mod tests {
         }
     }
 
-    type OldSide = (Vec<u8>, bool, Option<serde_json::Value>);
+    /// The JSON line of the record of `hello`.
+    fn json_of(hello: &Hello, index: u64) -> serde_json::Value {
+        let key = FiveTuple {
+            src: std::net::IpAddr::from([10, 0, 0, 1]),
+            dst: std::net::IpAddr::from([10, 0, 0, 2]),
+            src_port: 40000,
+            dst_port: 443,
+            proto: ipproto::TCP,
+        };
+        let mut row = RowBuf::new(&TLS);
+        fill_row(
+            &mut row,
+            Some(Timestamp(1_500_000_000)),
+            FlowId(0xab),
+            &key,
+            index,
+            hello,
+        );
+        let mut vals = Vec::new();
+        crate::output::decode(&TLS, row.finish().expect("complete row"), &mut vals).unwrap();
+        let buf = SharedBuf::default();
+        let mut w = crate::output::writer(Format::Jsonl, &TLS, buf.clone()).unwrap();
+        w.write_row(&vals).unwrap();
+        w.finish().unwrap();
+        let out = buf.0.lock().unwrap().clone();
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    #[derive(Default, Clone)]
+    struct SharedBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for SharedBuf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn records_name_every_code_and_leave_the_other_sides_fields_null() {
+        let ch = crate::build::tls_client_hello("www.example.com", &["h2", "http/1.1"]);
+        let sh = crate::build::tls_server_hello(0xc02f, Some("h2"));
+        let p = run(&[&ch], &[&sh]);
+        let c = json_of(&p.log[0].2, 0);
+        assert_eq!(c["ts"], "1970-01-01T00:00:01.500000000Z");
+        assert_eq!(c["flow_id"], "00000000000000ab");
+        assert_eq!(c["hello"], "client_hello");
+        assert_eq!(c["index"], 0);
+        assert_eq!(
+            (c["record_version"].as_u64(), c["legacy_version"].as_u64()),
+            (Some(0x0301), Some(0x0303))
+        );
+        assert_eq!(c["version"], 0x0304);
+        assert_eq!(c["version_name"], "TLS 1.3");
+        assert_eq!(c["supported_versions"], serde_json::json!([0x0304, 0x0303]));
+        assert_eq!(c["sni"], "www.example.com");
+        assert_eq!(c["alpn"], serde_json::json!(["h2", "http/1.1"]));
+        assert_eq!(c["ciphers"], serde_json::json!([0x1301, 0xc02f, 0x009c]));
+        assert_eq!(
+            c["cipher_names"],
+            serde_json::json!([
+                "TLS_AES_128_GCM_SHA256",
+                "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+                "TLS_RSA_WITH_AES_128_GCM_SHA256"
+            ])
+        );
+        assert_eq!(c["extensions"], serde_json::json!([0, 10, 11, 13, 16, 43]));
+        assert_eq!(
+            c["extension_names"][4],
+            "application_layer_protocol_negotiation"
+        );
+        assert_eq!(c["groups"], serde_json::json!([29, 23]));
+        assert_eq!(c["ec_point_formats"], serde_json::json!([0]));
+        assert_eq!(
+            c["signature_algorithms"],
+            serde_json::json!([0x0403, 0x0804])
+        );
+        assert_eq!(c["ja3"], "771,4865-49199-156,0-10-11-13-16-43,29-23,0");
+        assert!(c["ja4"].as_str().unwrap().starts_with("t13d0306h2_"));
+        for k in [
+            "cipher",
+            "cipher_name",
+            "compression",
+            "ja3s",
+            "ja3s_hash",
+            "ja4s",
+            "ja4s_r",
+        ] {
+            assert!(c.get(k).is_none(), "{k} in a client record: {c}");
+        }
+        let s = json_of(&p.log[1].2, 0);
+        assert_eq!(s["hello"], "server_hello");
+        assert_eq!(s["version_name"], "TLS 1.2");
+        assert_eq!(s["cipher"], 0xc02f);
+        assert_eq!(s["cipher_name"], "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256");
+        assert_eq!(s["compression"], 0);
+        assert_eq!(s["alpn"], serde_json::json!(["h2"]));
+        assert_eq!(
+            s["extension_names"],
+            serde_json::json!([
+                "renegotiation_info",
+                "application_layer_protocol_negotiation"
+            ])
+        );
+        assert_eq!(s["ja3s"], "771,49199,65281-16");
+        // JA4S by hand: TLS 1.2, 2 extensions, "h2", c02f, ff01,0010 hashed
+        let hash = {
+            use sha2::Digest as _;
+            let d = sha2::Sha256::digest(b"ff01,0010");
+            d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        };
+        assert_eq!(s["ja4s"], format!("t1202h2_c02f_{}", &hash[..12]));
+        assert_eq!(s["ja4s_r"], "t1202h2_c02f_ff01,0010");
+        for k in [
+            "sni",
+            "ciphers",
+            "cipher_names",
+            "groups",
+            "ja3",
+            "ja4",
+            "ja4_r",
+            "supported_versions",
+        ] {
+            assert!(s.get(k).is_none(), "{k} in a server record: {s}");
+        }
+    }
+
+    #[test]
+    fn every_hello_of_a_tls13_retry_is_written() {
+        use test_support::{records, tls13_server_hello};
+        let ch = crate::build::tls_client_hello("retry.example", &[]);
+        let ccs = records(20, &[1], 1);
+        let app = records(23, &[9; 30], 1 << 14);
+        // server: HelloRetryRequest, ChangeCipherSpec; later the
+        // ServerHello and its encrypted flight
+        let mut s1 = tls13_server_hello(true);
+        s1.extend_from_slice(&ccs);
+        let mut s2 = tls13_server_hello(false);
+        s2.extend_from_slice(&app);
+        // client: ClientHello; later ChangeCipherSpec, second ClientHello;
+        // then its encrypted Finished
+        let mut c2 = ccs.clone();
+        c2.extend_from_slice(&ch);
+        let p = run(&[&ch, &c2, &app], &[&s1, &s2]);
+        let kinds: Vec<(usize, String, u64)> = p
+            .log
+            .iter()
+            .enumerate()
+            .map(|(n, (_, side, h))| {
+                let j = json_of(h, [0, 0, 1, 1][n.min(3)]);
+                (
+                    *side,
+                    j["hello"].as_str().unwrap().to_string(),
+                    j["index"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        // order of discovery: CH, HRR, CH, SH
+        assert_eq!(
+            kinds
+                .iter()
+                .map(|k| (k.0, k.1.as_str()))
+                .collect::<Vec<_>>(),
+            [
+                (0, "client_hello"),
+                (1, "hello_retry_request"),
+                (0, "client_hello"),
+                (1, "server_hello")
+            ]
+        );
+        let conn = &p.conns[&FlowId(1)];
+        assert_eq!((conn.sides[0].hellos, conn.sides[1].hellos), (2, 2));
+        assert!(
+            conn.sides.iter().all(|s| s.done),
+            "application data ends both searches"
+        );
+        assert_eq!(p.hellos, 4);
+        // TLS 1.2: the client's ChangeCipherSpec starts encryption, a
+        // handshake record after it is not a hello
+        let sh = crate::build::tls_server_hello(0xc02f, None);
+        let p = run(&[&ch, &c2], &[&sh]);
+        assert_eq!(p.hellos, 2, "{:?}", p.log);
+        assert!(p.conns[&FlowId(1)].sides.iter().all(|s| s.done));
+    }
+
+    #[test]
+    fn a_hello_whose_group_never_ends_is_written_at_the_flow_end() {
+        use test_support::{handshake, records};
+        // ServerHello and the start of a Certificate in one record: the
+        // capture ends before the Certificate does
+        let sh = crate::build::tls_server_hello(0xc02f, None);
+        let mut msgs = sh[5..].to_vec();
+        msgs.extend_from_slice(&handshake(11, &[3; 2000])[..500]);
+        let server = records(22, &msgs, 1 << 14);
+        let mut p = run(&[], &[&server]);
+        assert!(p.log.is_empty(), "the group is still open");
+        end(&mut p, 1);
+        assert_eq!(p.log.len(), 1);
+        assert!(matches!(&p.log[0].2, Hello::Server(h) if h.cipher_suite == 0xc02f));
+        assert_eq!((p.hellos, p.connections, p.buffered), (1, 1, 0));
+    }
+
+    type OldSide = (Vec<u8>, bool, Vec<serde_json::Value>);
 
     /// One segment of a flow and direction (a gap when `None`).
     type Segment = (u64, usize, Option<Vec<u8>>);
 
     /// The old plugin (before the incremental parser), for one worker: the
-    /// per-side buffer parsed again from its start on every segment.
+    /// per-side buffer parsed again from its start on every segment; with
+    /// the search going on after a hello while more may come (the client
+    /// until encryption or application data, the server after a
+    /// HelloRetryRequest).
     #[derive(Debug, Default)]
     struct OldPlugin {
-        /// Per (flow, direction): buffer, done, hello.
+        /// Per (flow, direction): buffer, done, hellos.
         sides: HashMap<(u64, usize), OldSide>,
+        /// Flows whose server chose TLS 1.3.
+        tls13: std::collections::HashSet<u64>,
         buffered: usize,
         over_budget: u64,
     }
@@ -459,8 +908,9 @@ mod tests {
     impl OldPlugin {
         /// The old `handle_stream`, line for line.
         fn handle(&mut self, cfg: &TlsConfig, id: u64, i: usize, data: Option<&[u8]>) {
+            let tls13 = self.tls13.contains(&id);
             let side = self.sides.entry((id, i)).or_default();
-            let (buf, done, hello) = side;
+            let (buf, done, hellos) = side;
             if *done {
                 return;
             }
@@ -483,19 +933,28 @@ mod tests {
             for ev in events {
                 match ev {
                     TlsEvent::ClientHello(h) if i == 0 => {
-                        *hello = serde_json::to_value(&h).ok();
-                        *done = true;
+                        hellos.push(serde_json::to_value(&h).unwrap());
                     }
                     TlsEvent::ServerHello(h) if i == 1 => {
-                        *hello = serde_json::to_value(&h).ok();
-                        *done = true;
+                        hellos.push(serde_json::to_value(&h).unwrap());
+                        if h.version == 0x0304 || h.hello_retry_request {
+                            self.tls13.insert(id);
+                        }
+                        if !h.hello_retry_request {
+                            *done = true;
+                        }
                     }
+                    TlsEvent::ChangeCipherSpec if tls13 => {}
                     TlsEvent::Invalid { .. }
                     | TlsEvent::ApplicationData { .. }
+                    | TlsEvent::EncryptedHandshake { .. }
                     | TlsEvent::ChangeCipherSpec => {
                         *done = true;
                     }
                     _ => {}
+                }
+                if *done {
+                    break;
                 }
             }
             if *done || buf.len() > cfg.max_buffer {
@@ -563,7 +1022,7 @@ mod tests {
                 max_buffer: [400, 2000, 6000, 1 << 18][round % 4],
                 max_total_buffer: [3000, 12_000, 1 << 26][round % 3],
             };
-            let mut p = TlsPlugin::new(cfg, Spool::new("tls", None));
+            let mut p = TlsPlugin::new(cfg, RecordSpool::new(&TLS, None), Format::Jsonl);
             let mut old = OldPlugin::default();
             // six flows, both directions, their segments interleaved
             let mut segs: Vec<Segment> = Vec::new();
@@ -603,9 +1062,10 @@ mod tests {
                 assert_eq!(p.buffered, old.buffered, "round {round}");
                 assert_eq!(p.over_budget, old.over_budget, "round {round}");
                 let side = &p.conns[&FlowId(*id)].sides[*i];
-                let (buf, done, hello) = &old.sides[&(*id, *i)];
+                let (buf, done, hellos) = &old.sides[&(*id, *i)];
                 assert_eq!(side.done, *done, "round {round}");
-                assert_eq!(&side.hello, hello, "round {round}");
+                assert_eq!(&all_hellos(&p, *id, *i), hellos, "round {round}");
+                assert_eq!(side.hellos, hellos.len() as u64, "round {round}");
                 assert_eq!(side.held(), buf.len(), "round {round}");
                 let parser_held = side.search.as_ref().map_or(0, |s| s.parser.held());
                 assert!(parser_held <= 2 * side.held() + 16);
@@ -615,8 +1075,8 @@ mod tests {
                 seen_hellos += p.conns[&FlowId(id)]
                     .sides
                     .iter()
-                    .filter(|s| s.hello.is_some())
-                    .count();
+                    .map(|s| s.hellos)
+                    .sum::<u64>();
                 end(&mut p, id);
                 old.end(id);
                 assert_eq!(p.buffered, old.buffered);

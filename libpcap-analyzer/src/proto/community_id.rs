@@ -112,6 +112,12 @@ pub fn community_id_v1(
     src_port: u16,
     dst_port: u16,
 ) -> String {
+    let (ports, one_way) = map_ports(proto, src_port, dst_port);
+    community_id_v1_mapped(seed, src, dst, proto, ports, one_way)
+}
+
+/// The hashed ports (ICMP type/code mapped) and the one-way flag.
+fn map_ports(proto: u8, src_port: u16, dst_port: u16) -> (Option<(u16, u16)>, bool) {
     let (sport, dport, one_way) = if proto == PROTO_ICMP || proto == PROTO_ICMPV6 {
         let t = src_port.to_be_bytes()[1];
         let c = dst_port.to_be_bytes()[1];
@@ -119,8 +125,7 @@ pub fn community_id_v1(
     } else {
         (src_port, dst_port, false)
     };
-    let ports = proto_has_ports(proto).then_some((sport, dport));
-    community_id_v1_mapped(seed, src, dst, proto, ports, one_way)
+    (proto_has_ports(proto).then_some((sport, dport)), one_way)
 }
 
 /// Computes the Community ID v1 from already mapped port values.
@@ -135,6 +140,32 @@ pub fn community_id_v1_mapped(
     proto: u8,
     ports: Option<(u16, u16)>,
     one_way: bool,
+) -> String {
+    encode(seed, src, dst, proto, ports, one_way, false)
+}
+
+/// [`community_id_v1`] with the SHA-1 digest in lowercase hex instead of
+/// base64 (`"1:<hex(sha1)>"`, the specification's "no base64" form).
+pub fn community_id_v1_hex(
+    seed: u16,
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    src_port: u16,
+    dst_port: u16,
+) -> String {
+    let (ports, one_way) = map_ports(proto, src_port, dst_port);
+    encode(seed, src, dst, proto, ports, one_way, true)
+}
+
+fn encode(
+    seed: u16,
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    ports: Option<(u16, u16)>,
+    one_way: bool,
+    hex: bool,
 ) -> String {
     let sa = addr_bytes(src);
     let da = addr_bytes(dst);
@@ -156,7 +187,11 @@ pub fn community_id_v1_mapped(
     }
     let digest = h.finalize();
     let mut out = String::from("1:");
-    base64::engine::general_purpose::STANDARD.encode_string(digest, &mut out);
+    if hex {
+        out.push_str(&super::to_hex(&digest));
+    } else {
+        base64::engine::general_purpose::STANDARD.encode_string(digest, &mut out);
+    }
     out
 }
 

@@ -15,6 +15,17 @@
 //! - **JA3S**: `SSLVersion,Cipher,Extensions` of the ServerHello, MD5.
 //! - **JA4** (FoxIO, <https://github.com/FoxIO-LLC/ja4>, TCP so prefix `t`):
 //!   `t{ver}{d|i}{nciphers:02}{nexts:02}{alpn}_{sha256(sorted ciphers)[..12]}_{sha256(sorted exts without SNI/ALPN "_" sigalgs)[..12]}`.
+//! - **JA4S** (FoxIO, `technical_details/JA4S.md`): of the ServerHello,
+//!   `t{ver}{nexts:02}{alpn}_{cipher:04x}_{sha256(exts in wire order)[..12]}`,
+//!   the version from supported_versions when present.
+//!
+//! TLS 1.3 (RFC 8446 §5) sends its encrypted handshake as application data
+//! records and a ChangeCipherSpec only for middlebox compatibility: once a
+//! parser knows the connection is TLS 1.3 (its own ServerHello or
+//! HelloRetryRequest chose it, or [`TlsStreamParser::set_tls13`]), a
+//! ChangeCipherSpec does not make later handshake records encrypted, so the
+//! second ClientHello and the ServerHello after a HelloRetryRequest are
+//! decoded.
 //!
 //! Nothing here panics on malformed input: a bad record ends the parse with a
 //! [`TlsEvent::Invalid`] event, and a malformed hello gives a
@@ -118,6 +129,10 @@ pub struct TlsServerHello {
     pub ja3s: String,
     /// MD5 of [`Self::ja3s`], lowercase hex.
     pub ja3s_hash: String,
+    /// JA4S fingerprint (FoxIO JA4+, TLS over TCP).
+    pub ja4s: String,
+    /// JA4S "raw" form (`ja4s_r`): the extensions in wire order, unhashed.
+    pub ja4s_r: String,
 }
 
 /// One thing seen in the record stream.
@@ -328,6 +343,143 @@ pub fn ja4(
     (format!("{a}_{b}_{ch}"), format!("{a}_{c_raw}_{e_raw}"))
 }
 
+/// Computes `(ja4s, ja4s_r)` for a ServerHello carried over TCP (FoxIO
+/// JA4S): `version` is the negotiated one (supported_versions when
+/// present), `first_alpn` the raw ALPN value chosen. GREASE values are left
+/// out; extensions keep their wire order.
+pub fn ja4s(
+    version: u16,
+    cipher: u16,
+    extensions: &[u16],
+    first_alpn: Option<&[u8]>,
+) -> (String, String) {
+    let exts = hex4_list(extensions.iter().copied().filter(|e| !is_grease(*e)));
+    let a = format!(
+        "t{}{:02}{}",
+        ja4_version(version),
+        exts.len().min(99),
+        ja4_alpn(first_alpn)
+    );
+    let raw = exts.join(",");
+    let hash = if exts.is_empty() {
+        "000000000000".to_string()
+    } else {
+        sha256_12(&raw)
+    };
+    (
+        format!("{a}_{cipher:04x}_{hash}"),
+        format!("{a}_{cipher:04x}_{raw}"),
+    )
+}
+
+/// The name of a protocol version (`TLS 1.2`, …; `0x…` when unknown).
+pub fn version_name(v: u16) -> std::borrow::Cow<'static, str> {
+    match v {
+        0x0002 => "SSL 2.0".into(),
+        0x0300 => "SSL 3.0".into(),
+        0x0301 => "TLS 1.0".into(),
+        0x0302 => "TLS 1.1".into(),
+        0x0303 => "TLS 1.2".into(),
+        0x0304 => "TLS 1.3".into(),
+        0xfeff => "DTLS 1.0".into(),
+        0xfefd => "DTLS 1.2".into(),
+        0xfefc => "DTLS 1.3".into(),
+        _ => format!("0x{v:04x}").into(),
+    }
+}
+
+/// The IANA name of a cipher suite (from the `tls-parser` crate's copy of
+/// the IANA TLS Cipher Suites registry), `GREASE` for the RFC 8701
+/// values, `0x…` for an unassigned one.
+pub fn cipher_name(id: u16) -> std::borrow::Cow<'static, str> {
+    if is_grease(id) {
+        return "GREASE".into();
+    }
+    tls_parser::TlsCipherSuite::from_id(id)
+        .map_or_else(|| format!("0x{id:04x}").into(), |c| c.name.into())
+}
+
+/// The IANA TLS ExtensionType registry (name per value).
+const EXTENSION_NAMES: &[(u16, &str)] = &[
+    (0, "server_name"),
+    (1, "max_fragment_length"),
+    (2, "client_certificate_url"),
+    (3, "trusted_ca_keys"),
+    (4, "truncated_hmac"),
+    (5, "status_request"),
+    (6, "user_mapping"),
+    (7, "client_authz"),
+    (8, "server_authz"),
+    (9, "cert_type"),
+    (10, "supported_groups"),
+    (11, "ec_point_formats"),
+    (12, "srp"),
+    (13, "signature_algorithms"),
+    (14, "use_srtp"),
+    (15, "heartbeat"),
+    (16, "application_layer_protocol_negotiation"),
+    (17, "status_request_v2"),
+    (18, "signed_certificate_timestamp"),
+    (19, "client_certificate_type"),
+    (20, "server_certificate_type"),
+    (21, "padding"),
+    (22, "encrypt_then_mac"),
+    (23, "extended_master_secret"),
+    (24, "token_binding"),
+    (25, "cached_info"),
+    (26, "tls_lts"),
+    (27, "compress_certificate"),
+    (28, "record_size_limit"),
+    (29, "pwd_protect"),
+    (30, "pwd_clear"),
+    (31, "password_salt"),
+    (32, "ticket_pinning"),
+    (33, "tls_cert_with_extern_psk"),
+    (34, "delegated_credential"),
+    (35, "session_ticket"),
+    (36, "TLMSP"),
+    (37, "TLMSP_proxying"),
+    (38, "TLMSP_delegate"),
+    (39, "supported_ekt_ciphers"),
+    (41, "pre_shared_key"),
+    (42, "early_data"),
+    (43, "supported_versions"),
+    (44, "cookie"),
+    (45, "psk_key_exchange_modes"),
+    (47, "certificate_authorities"),
+    (48, "oid_filters"),
+    (49, "post_handshake_auth"),
+    (50, "signature_algorithms_cert"),
+    (51, "key_share"),
+    (52, "transparency_info"),
+    (53, "connection_id-deprecated"),
+    (54, "connection_id"),
+    (55, "external_id_hash"),
+    (56, "external_session_id"),
+    (57, "quic_transport_parameters"),
+    (58, "ticket_request"),
+    (59, "dnssec_chain"),
+    (60, "sequence_number_encryption_algorithms"),
+    (61, "rrc"),
+    (62, "tls_flags"),
+    (64768, "ech_outer_extensions"),
+    (65037, "encrypted_client_hello"),
+    (65281, "renegotiation_info"),
+];
+
+/// The IANA name of an extension type, `GREASE` for the RFC 8701 values,
+/// `0x…` for one the registry does not name.
+pub fn extension_name(t: u16) -> std::borrow::Cow<'static, str> {
+    if is_grease(t) {
+        return "GREASE".into();
+    }
+    EXTENSION_NAMES
+        .binary_search_by_key(&t, |(v, _)| *v)
+        .ok()
+        .and_then(|i| EXTENSION_NAMES.get(i))
+        .map_or_else(|| format!("0x{t:04x}").into(), |(_, n)| (*n).into())
+}
+
 /// Splits an extensions block into `(type, raw extension incl. header)`.
 /// Stops at the first extension that does not fit.
 fn split_extensions(mut ext: &[u8]) -> Vec<(u16, &[u8])> {
@@ -427,14 +579,20 @@ fn server_hello(record_version: u16, body: &[u8]) -> Option<TlsServerHello> {
         hello_retry_request: sh.random == HRR_RANDOM,
         ja3s: String::new(),
         ja3s_hash: String::new(),
+        ja4s: String::new(),
+        ja4s_r: String::new(),
     };
+    let mut alpn_raw: Option<Vec<u8>> = None;
     for (t, raw) in split_extensions(sh.ext.unwrap_or_default()) {
         h.extensions.push(t);
         let Ok((_, ext)) = tls_parser::parse_tls_server_hello_extension(raw) else {
             continue;
         };
         match ext {
-            TlsExtension::ALPN(list) => h.alpn = list.first().map(|v| lossy(v)),
+            TlsExtension::ALPN(list) => {
+                alpn_raw = list.first().map(|v| v.to_vec());
+                h.alpn = list.first().map(|v| lossy(v));
+            }
             TlsExtension::SupportedVersions(v) => h.selected_version = v.first().map(|v| v.0),
             _ => {}
         }
@@ -442,6 +600,12 @@ fn server_hello(record_version: u16, body: &[u8]) -> Option<TlsServerHello> {
     h.version = h.selected_version.unwrap_or(h.legacy_version);
     h.ja3s = ja3s_string(h.legacy_version, h.cipher_suite, &h.extensions);
     h.ja3s_hash = md5_hex(&h.ja3s);
+    (h.ja4s, h.ja4s_r) = ja4s(
+        h.version,
+        h.cipher_suite,
+        &h.extensions,
+        alpn_raw.as_deref(),
+    );
     Some(h)
 }
 
@@ -534,7 +698,8 @@ fn message_len(a: u8, b: u8, c: u8, record_offset: usize) -> Result<usize, TlsEr
 /// buffer is given back as soon as it is emptied.
 ///
 /// Handshake records after a ChangeCipherSpec are reported as
-/// [`TlsEvent::EncryptedHandshake`]. After a [`TlsEvent::Invalid`] event
+/// [`TlsEvent::EncryptedHandshake`], unless the connection is TLS 1.3 (see
+/// the module docs). After a [`TlsEvent::Invalid`] event
 /// the parser ignores further input.
 ///
 /// Offsets in events are stream offsets: from the first byte ever fed.
@@ -548,8 +713,11 @@ pub struct TlsStreamParser {
     fed: usize,
     /// Stream offset just past the record that ended the last group.
     boundary: usize,
-    /// A ChangeCipherSpec was seen.
+    /// A ChangeCipherSpec was seen (before TLS 1.3 was known).
     encrypted: bool,
+    /// The connection is TLS 1.3: a ChangeCipherSpec does not start
+    /// encryption.
+    tls13: bool,
     /// An [`TlsEvent::Invalid`] event was given.
     failed: bool,
     /// See [`Self::bytes_examined`].
@@ -577,6 +745,26 @@ impl TlsStreamParser {
             self.record = Vec::new();
             self.message = Vec::new();
         }
+    }
+
+    /// Tells the parser the connection is TLS 1.3 (the other side's
+    /// ServerHello or HelloRetryRequest chose it): from now on a
+    /// ChangeCipherSpec does not make later handshake records encrypted.
+    /// A parser learns it by itself from a ServerHello it decodes.
+    pub fn set_tls13(&mut self) {
+        self.tls13 = true;
+    }
+
+    /// True once the connection is known to be TLS 1.3 (see
+    /// [`Self::set_tls13`]).
+    pub fn is_tls13(&self) -> bool {
+        self.tls13
+    }
+
+    /// True once a ChangeCipherSpec made later handshake records
+    /// encrypted (not in TLS 1.3).
+    pub fn is_encrypted(&self) -> bool {
+        self.encrypted
     }
 
     /// True once the input was found not to be a TLS record stream.
@@ -694,7 +882,9 @@ impl TlsStreamParser {
             }
             HANDSHAKE => sink.event(TlsEvent::EncryptedHandshake { len }),
             CHANGE_CIPHER_SPEC => {
-                self.encrypted = true;
+                if !self.tls13 {
+                    self.encrypted = true;
+                }
                 sink.event(TlsEvent::ChangeCipherSpec);
             }
             ALERT => {
@@ -773,12 +963,13 @@ impl TlsStreamParser {
         if matches!(msg_type, 1 | 2) {
             self.count(body.len());
         }
-        sink.event(handshake_event(
-            msg_type,
-            body,
-            record_version,
-            record_offset,
-        ));
+        let event = handshake_event(msg_type, body, record_version, record_offset);
+        if let TlsEvent::ServerHello(h) = &event
+            && (h.version == 0x0304 || h.hello_retry_request)
+        {
+            self.tls13 = true;
+        }
+        sink.event(event);
     }
 }
 
@@ -970,6 +1161,20 @@ pub(crate) mod test_support {
     }
 
     /// A handshake message: type, 24-bit length, body.
+    /// A TLS 1.3 ServerHello (a HelloRetryRequest with `hrr`) record
+    /// choosing TLS_AES_128_GCM_SHA256 through supported_versions, with a
+    /// key_share (x25519) extension.
+    pub(crate) fn tls13_server_hello(hrr: bool) -> Vec<u8> {
+        let mut body = vec![0x03, 0x03];
+        body.extend_from_slice(if hrr { &HRR_RANDOM } else { &[0x33; 32] });
+        body.push(0);
+        body.extend_from_slice(&[0x13, 0x01, 0]);
+        let exts = [0, 43, 0, 2, 3, 4, 0, 51, 0, 2, 0, 0x1d];
+        body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
+        body.extend(exts);
+        records(22, &handshake(2, &body), 1 << 14)
+    }
+
     pub(crate) fn handshake(msg_type: u8, body: &[u8]) -> Vec<u8> {
         let n = body.len() as u32;
         let mut v = vec![msg_type, (n >> 16) as u8, (n >> 8) as u8, n as u8];
@@ -1224,6 +1429,106 @@ mod tests {
         assert!(!h.hello_retry_request);
         assert_eq!(h.ja3s, "771,4865,43-51");
         assert_eq!(ev.len(), 3);
+    }
+
+    #[test]
+    fn ja4s_is_the_specifications_example() {
+        // FoxIO technical_details/JA4S.md: TLS 1.2, cipher c030, extensions
+        // 0005,0017,ff01,0000 in that order, no ALPN
+        let (ja4s, raw) = ja4s(0x0303, 0xc030, &[0x0005, 0x0017, 0xff01, 0x0000], None);
+        assert_eq!(ja4s, "t120400_c030_4e8089b08790");
+        assert_eq!(raw, "t120400_c030_0005,0017,ff01,0000");
+        // GREASE left out, ALPN by its first and last characters
+        let (ja4s, _) = ja4s_of(0x0304, 0x1301, &[0x0a0a, 0x002b, 0x0033], Some(b"h2"));
+        assert!(ja4s.starts_with("t1302h2_1301_"), "{ja4s}");
+        let (ja4s, raw) = ja4s_of(0x0303, 0x009c, &[], None);
+        assert_eq!(
+            (ja4s.as_str(), raw.as_str()),
+            ("t120000_009c_000000000000", "t120000_009c_")
+        );
+    }
+
+    fn ja4s_of(v: u16, c: u16, e: &[u16], a: Option<&[u8]>) -> (String, String) {
+        ja4s(v, c, e, a)
+    }
+
+    #[test]
+    fn server_hellos_carry_ja4s() {
+        let (ev, _) = parse_tls_records(&small_server_hello());
+        let [TlsEvent::ServerHello(h)] = ev.as_slice() else {
+            panic!("{ev:?}")
+        };
+        // extensions ff01,0010,000b in wire order, ALPN http/1.1 -> "h1"
+        let hash = sha256_12("ff01,0010,000b");
+        assert_eq!(h.ja4s, format!("t1203h1_c02f_{hash}"));
+        assert_eq!(h.ja4s_r, "t1203h1_c02f_ff01,0010,000b");
+    }
+
+    #[test]
+    fn names_of_versions_ciphers_and_extensions() {
+        assert_eq!(version_name(0x0304), "TLS 1.3");
+        assert_eq!(version_name(0x7f1c), "0x7f1c");
+        assert_eq!(cipher_name(0x1301), "TLS_AES_128_GCM_SHA256");
+        assert_eq!(cipher_name(0xc02f), "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256");
+        assert_eq!(cipher_name(0x00ff), "TLS_EMPTY_RENEGOTIATION_INFO_SCSV");
+        assert_eq!(cipher_name(0x0a0a), "GREASE");
+        assert_eq!(cipher_name(0xfefe), "0xfefe");
+        assert!(
+            EXTENSION_NAMES.windows(2).all(|w| w[0].0 < w[1].0),
+            "sorted"
+        );
+        assert_eq!(extension_name(0), "server_name");
+        assert_eq!(extension_name(16), "application_layer_protocol_negotiation");
+        assert_eq!(extension_name(65281), "renegotiation_info");
+        assert_eq!(extension_name(0x1a1a), "GREASE");
+        assert_eq!(extension_name(40), "0x0028");
+    }
+
+    #[test]
+    fn a_tls13_change_cipher_spec_does_not_hide_the_hellos_after_it() {
+        // server: HelloRetryRequest, ChangeCipherSpec, ServerHello,
+        // encrypted handshake as application data
+        let mut server = test_support::tls13_server_hello(true);
+        server.extend(record(20, &[1]));
+        server.extend(test_support::tls13_server_hello(false));
+        server.extend(record(23, &[7; 40]));
+        let (ev, consumed) = parse_tls_records(&server);
+        assert_eq!(consumed, server.len());
+        let hellos: Vec<bool> = ev
+            .iter()
+            .filter_map(|e| match e {
+                TlsEvent::ServerHello(h) => Some(h.hello_retry_request),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(hellos, [true, false], "{ev:?}");
+        // client: ClientHello, ChangeCipherSpec, second ClientHello, once
+        // the parser knows the connection is TLS 1.3
+        let ch = small_client_hello();
+        let mut client = ch.clone();
+        client.extend(record(20, &[1]));
+        client.extend_from_slice(&ch);
+        let mut p = TlsStreamParser::new();
+        let mut events = Vec::new();
+        p.feed(&ch, &mut events);
+        p.set_tls13();
+        p.feed(client.get(ch.len()..).unwrap(), &mut events);
+        let n = events
+            .iter()
+            .filter(|e| matches!(e, TlsEvent::ClientHello(_)))
+            .count();
+        assert_eq!(n, 2, "{events:?}");
+        // without TLS 1.3, the record after a ChangeCipherSpec is encrypted
+        let (ev, _) = parse_tls_records(&client);
+        let n = ev
+            .iter()
+            .filter(|e| matches!(e, TlsEvent::ClientHello(_)))
+            .count();
+        assert_eq!(n, 1, "{ev:?}");
+        assert!(matches!(
+            ev.last(),
+            Some(TlsEvent::EncryptedHandshake { .. })
+        ));
     }
 
     #[test]

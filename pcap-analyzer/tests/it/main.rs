@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cli;
+mod community_id;
 mod corpus;
 mod filter;
 mod flows;
@@ -13,8 +14,10 @@ mod loss;
 mod nfqueue;
 mod outputs;
 mod privs;
+mod schema;
 mod signals;
 mod stdout;
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

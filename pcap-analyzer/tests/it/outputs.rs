@@ -481,6 +481,7 @@ fn bad_values(section: &str, key: &str) -> Option<Vec<&'static str>> {
         ("plugin.connections", "max_connections") => &["-1", "2000000000"],
         ("plugin.basic-stats", "max_conversations") => &["0", "-1"],
         ("plugin.community-id", "seed") => &["-1", "65536"],
+        ("plugin.community-id", "base64") => &[],
         ("plugin.dns", "ports") => &["[]", "[70000]"],
         ("plugin.dns", "max_tcp_buffer") => &["0", "100", "100000000"],
         ("plugin.dns", "max_tcp_total") => &["0", "1000"],
