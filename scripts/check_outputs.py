@@ -35,6 +35,7 @@ KINDS = {
     "connections": ["first", "last"],
     "flows": ["first", "last"],
     "dns": ["ts"],
+    "tls": ["ts"],
 }
 
 # Corpus captures (path under the corpus, what they bring).

@@ -130,9 +130,7 @@ fn stdout_records_are_the_files_records_for_any_number_of_workers() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let mut counts = Vec::new();
-    // (community-id joins when its plugin writes through the record spool:
-    // its lines are not yet ordered the same for any -j)
-    for kind in ["flows", "dns", "connections"] {
+    for kind in ["flows", "dns", "connections", "tls", "community-id"] {
         let file = std::fs::read_to_string(out.join(format!("{kind}.jsonl"))).unwrap();
         let records = json_lines(&file);
         counts.push((kind, records.len()));
@@ -156,7 +154,8 @@ fn stdout_records_are_the_files_records_for_any_number_of_workers() {
         }
     }
     // the capture's transactions and flows are all there (the connection
-    // report has a record per direction)
+    // report has a record per direction; a Community ID per flow; no TLS:
+    // its empty file is written all the same)
     let n = DNS as usize;
     assert_eq!(
         counts,
@@ -164,6 +163,8 @@ fn stdout_records_are_the_files_records_for_any_number_of_workers() {
             ("flows", n + n / 3),
             ("dns", n),
             ("connections", 2 * (n + n / 3)),
+            ("tls", 0),
+            ("community-id", n + n / 3),
         ]
     );
 }
