@@ -484,7 +484,7 @@ pub const TLS: Kind = Kind {
     name: "tls",
     file: "tls",
     zeek_path: None,
-    doc: "one record per TLS handshake hello (every ClientHello, ServerHello and HelloRetryRequest of a TCP connection); client fields are null in server records and the other way round",
+    doc: "one record per TLS handshake hello (every ClientHello, ServerHello and HelloRetryRequest of a TCP connection or of the Initial packets of a QUIC connection); client fields are null in server records and the other way round",
     fields: with_endpoints!(
         [z(
             n(
@@ -508,7 +508,7 @@ pub const TLS: Kind = Kind {
             f(
                 "record_version",
                 Ty::U64,
-                "version in the header of the record carrying the hello"
+                "version in the header of the record carrying the hello (0 over QUIC, which has no record layer)"
             ),
             f(
                 "legacy_version",
@@ -605,6 +605,26 @@ pub const TLS: Kind = Kind {
                 "ja4s_r",
                 Ty::Str,
                 "JA4S_r (server): the extensions in order, unhashed"
+            ),
+            f(
+                "transport",
+                Ty::Str,
+                "tcp, or quic for a hello carried in QUIC Initial packets (decrypted with the version's Initial keys, RFC 9001 §5.2; JA4/JA4S then start with q)"
+            ),
+            n(
+                "quic_version",
+                Ty::U64,
+                "QUIC: the version of the Initial packets that carried the hello"
+            ),
+            n(
+                "quic_dcid",
+                Ty::Str,
+                "QUIC: the Destination Connection ID of the client's first Initial packet (hex), from which the Initial keys come"
+            ),
+            n(
+                "quic_scid",
+                Ty::Str,
+                "QUIC: the Source Connection ID of the packet that carried the hello (hex)"
             ),
         ]
     ),

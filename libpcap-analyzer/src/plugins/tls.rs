@@ -27,6 +27,17 @@
 //! ends (a ServerHello whose Certificate is cut by the end of the capture
 //! still counts); records go to the record spool at once.
 //!
+//! QUIC (version 1, version 2, draft-23 to draft-34, and greased versions
+//! whose packets use one of those keys): the Initial packets of a UDP flow
+//! that starts with a client's Initial in a datagram of at least 1200 bytes
+//! (RFC 9000 §14.1) are opened with the Initial keys derived from the
+//! client's Destination Connection ID ([`crate::proto::quic`]; a Retry
+//! moves them to its connection id), their CRYPTO frames put back in order
+//! per side (at most 32 KiB each, beyond counted as the loss
+//! `quic_crypto_dropped`) and parsed as handshake messages: the same
+//! records, with `transport` `quic`, the QUIC version and connection ids,
+//! `record_version` 0 and JA4/JA4S with the protocol letter `q`.
+//!
 //! Config `[plugin.tls]`: `max_buffer` (bytes per direction since the last
 //! group end, plus the new segment, while looking for a hello; default
 //! 262144), `max_total_buffer` (the sum of those counts over all
@@ -39,9 +50,10 @@ use super::spool::OutputConfig;
 use crate::output::schema::TLS;
 use crate::output::{Format, RecordSpool, RowBuf};
 use crate::plugin::{
-    Counters, EndReason, Interest, Layers, PacketContext, Plugin, PluginBuilder, PluginError,
-    PluginResult, StreamData, downcast,
+    Counters, Decapsulated, EndReason, Interest, Layers, PacketContext, Plugin, PluginBuilder,
+    PluginError, PluginResult, StreamData, TransportLayer, downcast,
 };
+use crate::proto::quic;
 use crate::proto::tls::{
     TlsClientHello, TlsEvent, TlsServerHello, TlsSink, TlsStreamParser, cipher_name,
     extension_name, is_grease, version_name,
@@ -196,6 +208,7 @@ pub fn fill_row(
     key: &FiveTuple,
     index: u64,
     hello: &Hello,
+    quic: Option<&QuicCarrier>,
 ) {
     let u16s = |v: &[u16]| v.iter().map(|x| u64::from(*x)).collect::<Vec<_>>();
     row.clear();
@@ -308,7 +321,94 @@ pub fn fill_row(
                 .str(&h.ja4s_r);
         }
     }
+    match quic {
+        Some(q) => {
+            row.str("quic")
+                .u64(u64::from(q.version))
+                .str(&crate::proto::to_hex(&q.dcid))
+                .str(&crate::proto::to_hex(&q.scid));
+        }
+        None => {
+            row.str("tcp").null().null().null();
+        }
+    }
 }
+
+/// The QUIC packets that carried a hello: their version, the client's
+/// first Destination Connection ID (the Initial keys' input) and the
+/// sender's Source Connection ID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuicCarrier {
+    /// QUIC version of the Initial packets.
+    pub version: u32,
+    /// The client's first Destination Connection ID.
+    pub dcid: Vec<u8>,
+    /// The sender's Source Connection ID.
+    pub scid: Vec<u8>,
+}
+
+/// Bytes of CRYPTO data kept per direction of a QUIC connection: a
+/// ClientHello with post-quantum key shares fits several times over.
+const QUIC_CRYPTO_LIMIT: usize = 32 * 1024;
+
+/// The Initial packets of one QUIC connection, as far as hellos may come.
+#[derive(Debug)]
+struct QuicConn {
+    /// Version whose Initial keys opened the client's packets (that of the
+    /// packets, or the one a greased version turned out to use).
+    version: u32,
+    /// The client's Destination Connection ID the Initial keys come from
+    /// (its first one, or the one a Retry gave).
+    client_dcid: Vec<u8>,
+    keys: [quic::InitialKeys; 2],
+    crypto: [quic::CryptoStream; 2],
+    /// CRYPTO bytes of each side already parsed.
+    parsed: [usize; 2],
+    /// Source Connection ID of each side's Initial packets.
+    scid: [Vec<u8>; 2],
+    /// No more hellos come from that side.
+    done: [bool; 2],
+    /// Hellos written per side (the next one's index).
+    hellos: [u64; 2],
+}
+
+impl QuicConn {
+    /// Keys for a client whose first Initial went to `dcid` in `version`.
+    fn new(version: u32, dcid: &[u8]) -> Option<QuicConn> {
+        Some(QuicConn {
+            version,
+            client_dcid: dcid.to_vec(),
+            keys: [
+                quic::InitialKeys::new(version, dcid, true)?,
+                quic::InitialKeys::new(version, dcid, false)?,
+            ],
+            crypto: [
+                quic::CryptoStream::new(QUIC_CRYPTO_LIMIT),
+                quic::CryptoStream::new(QUIC_CRYPTO_LIMIT),
+            ],
+            parsed: [0; 2],
+            scid: [Vec::new(), Vec::new()],
+            done: [false; 2],
+            hellos: [0; 2],
+        })
+    }
+}
+
+/// Versions whose Initial keys are tried for a packet of `version`: its
+/// own, or for a version with unknown keys (a greased one that forces
+/// version negotiation, RFC 9000 §15) those of version 1, draft-29 and
+/// version 2; the AEAD tag tells which is right.
+fn quic_key_versions(version: u32) -> ([u32; 3], usize) {
+    if quic::is_known_version(version) {
+        ([version, 0, 0], 1)
+    } else {
+        ([quic::VERSION_1, quic::DRAFT_29, quic::VERSION_2], 3)
+    }
+}
+
+/// The least size of a UDP datagram carrying a client's first Initial
+/// packet (RFC 9000 §14.1): smaller ones do not start a QUIC connection.
+const QUIC_MIN_CLIENT_DATAGRAM: usize = 1200;
 
 /// The `tls` plugin.
 #[derive(Debug)]
@@ -323,6 +423,15 @@ pub struct TlsPlugin {
     buffered: usize,
     /// Handshakes given up because `max_total_buffer` was reached.
     over_budget: u64,
+    /// QUIC connections whose Initial packets are being read.
+    quic: HashMap<FlowId, QuicConn, foldhash::fast::RandomState>,
+    /// QUIC Initial packets opened.
+    quic_initials: u64,
+    /// QUIC Initial packets that did not open (keys unknown: the client's
+    /// first Initial was not seen, or a version without known keys).
+    quic_not_opened: u64,
+    /// CRYPTO bytes refused over the per-connection limit.
+    quic_crypto_dropped: u64,
     /// Bytes examined by the parsers of all sides (see
     /// [`TlsStreamParser::bytes_examined`]).
     pub(crate) examined: u64,
@@ -345,6 +454,10 @@ impl TlsPlugin {
             hellos: 0,
             buffered: 0,
             over_budget: 0,
+            quic: HashMap::default(),
+            quic_initials: 0,
+            quic_not_opened: 0,
+            quic_crypto_dropped: 0,
             examined: 0,
             ready: Vec::new(),
             spool,
@@ -352,6 +465,160 @@ impl TlsPlugin {
             row: RowBuf::new(&TLS),
             #[cfg(test)]
             log: Vec::new(),
+        }
+    }
+
+    /// The long-header packets of one UDP datagram of `flow` (a datagram
+    /// may coalesce several, RFC 9000 §12.2): Initial packets are opened,
+    /// their CRYPTO frames put in order per side and parsed as handshake
+    /// messages; Retry packets move the client's keys to the connection id
+    /// they give (RFC 9001 §5.2).
+    fn quic_datagram(&mut self, ts: Option<Timestamp>, flow: &Flow, dir: Direction, mut d: &[u8]) {
+        let from_client = dir == Direction::ToServer;
+        for _ in 0..8 {
+            let Ok(h) = quic::parse_long_header(d) else {
+                return;
+            };
+            let packet = d.get(..h.len).unwrap_or(d);
+            let version = h.version;
+            let initial = match version {
+                quic::VERSION_2 => packet.first().is_some_and(|b| (b >> 4) & 3 == 0b01),
+                _ => packet.first().is_some_and(|b| (b >> 4) & 3 == 0b00),
+            };
+            let retry = match version {
+                quic::VERSION_2 => packet.first().is_some_and(|b| (b >> 4) & 3 == 0b00),
+                _ => packet.first().is_some_and(|b| (b >> 4) & 3 == 0b11),
+            };
+            if retry && !from_client {
+                // the client's next Initial goes to the Retry's connection
+                // id, and both sides' keys come from it
+                if let Some(q) = self.quic.get_mut(&flow.id)
+                    && let Some(new) = QuicConn::new(q.version, h.scid)
+                {
+                    q.keys = new.keys;
+                    q.client_dcid = new.client_dcid;
+                }
+                return;
+            }
+            if initial {
+                self.quic_initial(ts, flow, from_client, packet, version);
+            }
+            if h.len == 0 || h.len >= d.len() {
+                return;
+            }
+            d = d.get(h.len..).unwrap_or_default();
+        }
+    }
+
+    /// One Initial packet (`packet`, its bytes only) from the client
+    /// (`from_client`) or the server.
+    fn quic_initial(
+        &mut self,
+        ts: Option<Timestamp>,
+        flow: &Flow,
+        from_client: bool,
+        packet: &[u8],
+        version: u32,
+    ) {
+        let side = usize::from(!from_client);
+        if !self.quic.contains_key(&flow.id) {
+            if !from_client {
+                // the client's first Initial was not seen: no keys
+                self.quic_not_opened += 1;
+                return;
+            }
+            let (versions, n) = quic_key_versions(version);
+            let opened = versions.get(..n).unwrap_or_default().iter().find_map(|v| {
+                let h = quic::parse_long_header_as(packet, Some(*v)).ok()?;
+                if h.packet_type != Some(quic::PacketType::Initial) {
+                    return None;
+                }
+                let q = QuicConn::new(*v, h.dcid)?;
+                q.keys[0].open(packet, &h).ok().map(|_| q)
+            });
+            match opened {
+                Some(q) => {
+                    self.quic.insert(flow.id, q);
+                }
+                None => {
+                    self.quic_not_opened += 1;
+                    return;
+                }
+            }
+        }
+        let Some(q) = self.quic.get_mut(&flow.id) else {
+            return;
+        };
+        if q.done[side] {
+            return;
+        }
+        // the header as the version the keys belong to reads it
+        let Ok(h) = quic::parse_long_header_as(packet, Some(q.version)) else {
+            return;
+        };
+        let Some(keys) = q.keys.get(side) else {
+            return;
+        };
+        let Ok((_, plain)) = keys.open(packet, &h) else {
+            self.quic_not_opened += 1;
+            return;
+        };
+        self.quic_initials += 1;
+        if q.scid[side].is_empty() {
+            q.scid[side] = h.scid.to_vec();
+        }
+        let frames = quic::crypto_frames(&plain).unwrap_or_default();
+        let stream = &mut q.crypto[side];
+        let dropped = stream.dropped;
+        for f in frames {
+            stream.add(f.offset, f.data);
+        }
+        self.quic_crypto_dropped += stream.dropped - dropped;
+        let data = stream
+            .contiguous()
+            .get(q.parsed[side]..)
+            .unwrap_or_default();
+        let (events, used) = crate::proto::tls::quic_handshake_messages(data);
+        q.parsed[side] += used;
+        let carrier = QuicCarrier {
+            version: q.version,
+            dcid: q.client_dcid.clone(),
+            scid: q.scid[side].clone(),
+        };
+        for e in events {
+            let hello = match e {
+                TlsEvent::ClientHello(c) if from_client => Hello::Client(c),
+                TlsEvent::ServerHello(sh) if !from_client => {
+                    // no hello comes after a ServerHello; one comes after
+                    // a HelloRetryRequest
+                    if !sh.hello_retry_request {
+                        q.done[side] = true;
+                    }
+                    Hello::Server(sh)
+                }
+                TlsEvent::Invalid { .. } => {
+                    q.done[side] = true;
+                    continue;
+                }
+                _ => continue,
+            };
+            let index = q.hellos[side];
+            q.hellos[side] += 1;
+            self.hellos += 1;
+            if self.spool.is_writing() {
+                fill_row(
+                    &mut self.row,
+                    ts,
+                    flow.id,
+                    &flow.key,
+                    index,
+                    &hello,
+                    Some(&carrier),
+                );
+                self.spool.push(ts, flow.id.0, &self.row);
+            }
+            #[cfg(test)]
+            self.log.push((flow.id, side, hello));
         }
     }
 
@@ -373,7 +640,7 @@ impl TlsPlugin {
             side.hellos += 1;
             self.hellos += 1;
             if self.spool.is_writing() {
-                fill_row(&mut self.row, *ts, flow.id, &flow.key, index, hello);
+                fill_row(&mut self.row, *ts, flow.id, &flow.key, index, hello, None);
                 self.spool.push(*ts, flow.id.0, &self.row);
             }
         }
@@ -392,7 +659,33 @@ impl Plugin for TlsPlugin {
     }
 
     fn interest(&self) -> Interest {
-        Interest::new(Layers::STREAM | Layers::FLOW_EVENTS).ip_protocols(&[ipproto::TCP])
+        // TCP streams; UDP datagrams for QUIC Initial packets
+        Interest::new(Layers::STREAM | Layers::TRANSPORT | Layers::FLOW_EVENTS)
+            .ip_protocols(&[ipproto::TCP, ipproto::UDP])
+    }
+
+    fn handle_transport(
+        &mut self,
+        ctx: &PacketContext<'_>,
+        t: &TransportLayer<'_>,
+    ) -> PluginResult<Option<Decapsulated>> {
+        // only long-header packets with the fixed bit (RFC 9000 §17.2) of a
+        // version with Initial keys, or a greased one: a cheap test that
+        // leaves other UDP (DNS, QUIC short headers) at once
+        let p = t.payload;
+        if t.key.proto != ipproto::UDP || p.len() < 7 || p[0] & 0xc0 != 0xc0 {
+            return Ok(None);
+        }
+        let version = u32::from_be_bytes([p[1], p[2], p[3], p[4]]);
+        // a connection starts with a client's Initial in a datagram of at
+        // least 1200 bytes; later packets count only on a known connection
+        if version == 0
+            || (p.len() < QUIC_MIN_CLIENT_DATAGRAM && !self.quic.contains_key(&t.flow.id))
+        {
+            return Ok(None);
+        }
+        self.quic_datagram(ctx.ts(), t.flow, t.direction, p);
+        Ok(None)
     }
 
     fn handle_stream(
@@ -475,6 +768,11 @@ impl Plugin for TlsPlugin {
                 self.write_ready(flow, i);
             }
         }
+        if let Some(q) = self.quic.remove(&flow.id)
+            && q.hellos.iter().any(|n| *n > 0)
+        {
+            self.connections += 1;
+        }
         if let Some(conn) = self.conns.remove(&flow.id) {
             let held: usize = conn.sides.iter().map(Side::held).sum();
             self.buffered = self.buffered.saturating_sub(held);
@@ -490,6 +788,9 @@ impl Plugin for TlsPlugin {
         self.connections += o.connections;
         self.hellos += o.hellos;
         self.over_budget += o.over_budget;
+        self.quic_initials += o.quic_initials;
+        self.quic_not_opened += o.quic_not_opened;
+        self.quic_crypto_dropped += o.quic_crypto_dropped;
         self.examined = self.examined.saturating_add(o.examined);
         self.spool.merge(o.spool);
         Ok(())
@@ -500,6 +801,9 @@ impl Plugin for TlsPlugin {
             "tls_connections": self.connections,
             "hellos": self.hellos,
             "over_budget": self.over_budget,
+            "quic_initials": self.quic_initials,
+            "quic_not_opened": self.quic_not_opened,
+            "quic_crypto_dropped": self.quic_crypto_dropped,
         }))
     }
 
@@ -508,6 +812,9 @@ impl Plugin for TlsPlugin {
             .count("connections", self.connections)
             .count("hellos", self.hellos)
             .loss("over_budget", self.over_budget)
+            .count("quic_initials", self.quic_initials)
+            .count("quic_not_opened", self.quic_not_opened)
+            .loss("quic_crypto_dropped", self.quic_crypto_dropped)
     }
 
     fn save_results(&mut self, dir: &Path) -> PluginResult<Vec<PathBuf>> {
@@ -698,6 +1005,7 @@ mod tests {
             &key,
             index,
             hello,
+            None,
         );
         let mut vals = Vec::new();
         crate::output::decode(&TLS, row.finish().expect("complete row"), &mut vals).unwrap();

@@ -199,16 +199,27 @@ fn cid<'a>(d: &'a [u8], at: &mut usize, limit: bool) -> Result<&'a [u8], QuicErr
 /// # Errors
 /// [`QuicError`] when `d` does not start with a well-formed long header.
 pub fn parse_long_header(d: &[u8]) -> Result<LongHeader<'_>, QuicError> {
+    parse_long_header_as(d, None)
+}
+
+/// [`parse_long_header`], reading the packet by the rules of version
+/// `rules` whatever its version field says (a greased version, RFC 9000
+/// §15, whose packets a client protects as one it knows).
+///
+/// # Errors
+/// As [`parse_long_header`].
+pub fn parse_long_header_as(d: &[u8], rules: Option<u32>) -> Result<LongHeader<'_>, QuicError> {
     let first = *d.first().ok_or(QuicError::Truncated)?;
     if first & 0x80 == 0 {
         return Err(QuicError::NotLongHeader);
     }
     let v = d.get(1..5).ok_or(QuicError::Truncated)?;
     let version = u32::from_be_bytes([v[0], v[1], v[2], v[3]]);
+    let rules = rules.unwrap_or(version);
     let mut at = 5;
     // RFC 8999 §5.1: any version may use connection ids up to 255 bytes;
     // version 1 and 2 limit them to 20 (RFC 9000 §17.2)
-    let limit = is_known_version(version);
+    let limit = is_known_version(rules);
     let dcid = cid(d, &mut at, limit)?;
     let scid = cid(d, &mut at, limit)?;
     let mut h = LongHeader {
@@ -231,7 +242,7 @@ pub fn parse_long_header(d: &[u8]) -> Result<LongHeader<'_>, QuicError> {
             .collect();
         return Ok(h);
     }
-    h.packet_type = packet_type(version, first);
+    h.packet_type = packet_type(rules, first);
     match h.packet_type {
         Some(PacketType::Initial | PacketType::ZeroRtt | PacketType::Handshake) => {}
         _ => return Ok(h),

@@ -609,6 +609,52 @@ fn server_hello(record_version: u16, body: &[u8]) -> Option<TlsServerHello> {
     Some(h)
 }
 
+/// The complete handshake messages at the start of `data`, a handshake
+/// byte stream without a record layer (QUIC's CRYPTO frames, RFC 9001
+/// §4): their events (hellos with `record_version` 0, and JA4/JA4S with
+/// the protocol letter `q` of QUIC, FoxIO JA4 "a" part) and the bytes they
+/// take. A message cut at the end is left for more data; one longer than
+/// [`MAX_HANDSHAKE_LEN`] is a [`TlsEvent::Invalid`] event and ends the
+/// stream.
+pub fn quic_handshake_messages(data: &[u8]) -> (Vec<TlsEvent>, usize) {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while let Some(h) = data.get(at..at + 4) {
+        let len = usize::from(h[1]) << 16 | usize::from(h[2]) << 8 | usize::from(h[3]);
+        if len > MAX_HANDSHAKE_LEN {
+            out.push(TlsEvent::Invalid {
+                error: TlsError::HandshakeTooLong { offset: at, len },
+            });
+            return (out, data.len());
+        }
+        let Some(body) = data.get(at + 4..at + 4 + len) else {
+            break;
+        };
+        let mut event = handshake_event(h[0], body, 0, at);
+        match &mut event {
+            TlsEvent::ClientHello(c) => {
+                quic_letter(&mut c.ja4);
+                quic_letter(&mut c.ja4_r);
+            }
+            TlsEvent::ServerHello(s) => {
+                quic_letter(&mut s.ja4s);
+                quic_letter(&mut s.ja4s_r);
+            }
+            _ => {}
+        }
+        out.push(event);
+        at += 4 + len;
+    }
+    (out, at)
+}
+
+/// The JA4 protocol letter of QUIC (`q`) in place of TCP's (`t`).
+fn quic_letter(fp: &mut String) {
+    if fp.starts_with('t') {
+        fp.replace_range(..1, "q");
+    }
+}
+
 /// Decodes one complete handshake message.
 fn handshake_event(msg_type: u8, body: &[u8], record_version: u16, offset: usize) -> TlsEvent {
     let malformed = TlsEvent::Malformed { msg_type, offset };

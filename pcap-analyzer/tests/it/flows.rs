@@ -595,7 +595,7 @@ fn the_gtp_connection_of_the_corpus_is_one_flow_as_tshark_sees_it() {
     let o = run([
         "-q".as_ref(),
         "-p".as_ref(),
-        "flows".as_ref(),
+        "flows,tls".as_ref(),
         "-o".as_ref(),
         out.as_os_str(),
         path.as_os_str(),
@@ -616,6 +616,16 @@ fn the_gtp_connection_of_the_corpus_is_one_flow_as_tshark_sees_it() {
         (Some(to_server), Some(to_client)),
         "{r}"
     );
+    // its ClientHello and ServerHello are records of that one flow
+    let tls = std::fs::read_to_string(out.join("tls.jsonl")).unwrap();
+    let mut hellos: Vec<String> = tls
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|t| t["flow_id"] == r["flow_id"])
+        .map(|t| t["hello"].as_str().unwrap().to_string())
+        .collect();
+    hellos.sort();
+    assert_eq!(hellos, ["client_hello", "server_hello"], "{tls}");
 }
 
 #[test]

@@ -307,3 +307,119 @@ fn tls_records_agree_with_tshark_on_the_corpus() {
          {skipped} of tshark's not ours for a reason given in NOT_OURS"
     );
 }
+
+/// The client hellos carried by QUIC in `path` as tshark decrypts them:
+/// (SNI, ALPN list, cipher suites) of every ClientHello.
+fn tshark_quic_hellos(path: &Path) -> Option<std::collections::BTreeSet<(String, String, String)>> {
+    let mut cmd = std::process::Command::new("tshark");
+    cmd.arg("-r").arg(path).args([
+        "-Y",
+        "quic && tls.handshake.type == 1",
+        "-T",
+        "fields",
+        "-E",
+        "separator=|",
+        "-e",
+        "tls.handshake.extensions_server_name",
+        "-e",
+        "tls.handshake.extensions_alpn_str",
+        "-e",
+        "tls.handshake.ciphersuite",
+    ]);
+    let o = crate::output_within(&mut cmd, std::time::Duration::from_secs(120));
+    if !o.status.success() {
+        return None;
+    }
+    Some(
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split('|').collect();
+                let ciphers: Vec<String> = f
+                    .get(2)?
+                    .split(',')
+                    .filter(|c| !c.is_empty())
+                    .map(|c| {
+                        u16::from_str_radix(c.trim_start_matches("0x"), 16)
+                            .map_or_else(|_| c.to_string(), |v| v.to_string())
+                    })
+                    .collect();
+                Some((f[0].to_string(), f.get(1)?.to_string(), ciphers.join(",")))
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn quic_client_hellos_agree_with_tshark() {
+    let Some(dir) = corpus() else { return };
+    let files = [
+        "apps/zeek_curl-8.1.2-dev-http3-www-google-de.pcap",
+        "apps/suricata_quic-retry.pcap",
+        "apps/ndpi_doq_adguard.pcapng",
+        "apps/ndpi_quic_interop_V.pcapng",
+        "linktypes/tcpdump_quic_handshake.pcap",
+        "linktypes/zeek_quic-interop-retry.pcap",
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    let mut compared = 0;
+    for name in files {
+        let path = dir.join(name);
+        if !path.exists() {
+            eprintln!("SKIP {name}: not in the corpus");
+            continue;
+        }
+        let Some(theirs) = tshark_quic_hellos(&path) else {
+            eprintln!("SKIP quic_client_hellos_agree_with_tshark: tshark not available");
+            return;
+        };
+        let out = tmp.path().join(name.replace('/', "_"));
+        let o = run([
+            "-q".as_ref(),
+            "-p".as_ref(),
+            "tls".as_ref(),
+            "-o".as_ref(),
+            out.as_os_str(),
+            path.as_os_str(),
+        ]);
+        assert!(
+            matches!(o.status.code(), Some(0 | 3)),
+            "{name}: {}",
+            stderr(&o)
+        );
+        let text = std::fs::read_to_string(out.join("tls.jsonl")).unwrap();
+        let mut ours = std::collections::BTreeSet::new();
+        for l in text.lines() {
+            let r: serde_json::Value = serde_json::from_str(l).unwrap();
+            if r["transport"] != "quic" || r["hello"] != "client_hello" {
+                continue;
+            }
+            // JA4 of a QUIC hello starts with q (the protocol letter)
+            assert!(r["ja4"].as_str().unwrap().starts_with('q'), "{r}");
+            assert!(
+                r["quic_version"].is_u64() && r["quic_dcid"].is_string(),
+                "{r}"
+            );
+            let list = |k: &str| -> Vec<String> {
+                r[k].as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            ours.insert((
+                r["sni"].as_str().unwrap_or("").to_string(),
+                list("alpn").join(","),
+                list("ciphers").join(","),
+            ));
+        }
+        assert_eq!(
+            ours, theirs,
+            "{name}: QUIC ClientHellos (SNI, ALPN, ciphers)"
+        );
+        compared += ours.len();
+    }
+    println!("{compared} distinct QUIC ClientHellos agree with tshark");
+}
