@@ -5,8 +5,9 @@
 # `pcap-analyzer -j 2` run over the whole capture gives.
 #
 # Needs Java 17+ (installed with apt-get when missing and run as root) and
-# pyspark + pyarrow from PyPI (into a virtualenv, PAL_SPARK_VENV, default
-# ~/.cache/pal-spark-venv, kept between runs). Without them and without root
+# pyspark + pyarrow: python3's own when it has them, else from PyPI into a
+# virtualenv (PAL_SPARK_VENV, default ~/.cache/pal-spark-venv, kept between
+# runs). Without them and without root
 # it prints SKIP and exits 0; as root (CI) a failed install fails the test.
 # Uses the pcap-analyzer and pcap-rewrite built by `cargo test --workspace`
 # (target/debug; PAL_BIN_DIR to choose another build).
@@ -22,6 +23,9 @@ PERIOD=75
 SHARDS=8
 T_BEGIN=$(date +%s)
 
+# the merge's own unit tests first: they need neither Java nor Spark
+timeout 120 python3 -m unittest discover -s spark -p 'test_*.py'
+
 is_root() { [ "$(id -u)" -eq 0 ]; }
 skip_or_fail() {
   if is_root; then echo "spark test: $1 (as root: failing)" >&2; exit 1; fi
@@ -36,13 +40,18 @@ if ! java_ok; then
   fi
   java_ok || skip_or_fail "Java 17+ not available"
 fi
-if ! "$VENV/bin/python" -c 'import pyspark, pyarrow' 2>/dev/null; then
-  rm -rf "$VENV"
-  python3 -m venv "$VENV" || skip_or_fail "python3 -m venv failed"
-  timeout 600 "$VENV/bin/pip" install -q --disable-pip-version-check \
-    'pyspark>=3.5,<5' 'pyarrow>=14' 'pandas>=2' || skip_or_fail "pip install pyspark failed"
+if python3 -c 'import pyspark, pyarrow' 2>/dev/null; then
+  PY=$(command -v python3)
+else
+  if ! "$VENV/bin/python" -c 'import pyspark, pyarrow' 2>/dev/null; then
+    rm -rf "$VENV"
+    python3 -m venv "$VENV" || skip_or_fail "python3 -m venv failed"
+    timeout 600 "$VENV/bin/pip" install -q --disable-pip-version-check \
+      'pyspark>=3.5,<5' 'pyarrow>=14' 'pandas>=2,<3' || skip_or_fail "pip install pyspark failed"
+  fi
+  PY=$VENV/bin/python
 fi
-PY=$VENV/bin/python
+SPARK_SUBMIT=$("$PY" -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "bin", "spark-submit"))')
 [ -x "$BIN_DIR/pcap-analyzer" ] && [ -x "$BIN_DIR/pcap-rewrite" ] ||
   { echo "spark test: $BIN_DIR/pcap-analyzer or pcap-rewrite missing (cargo build first)" >&2; exit 1; }
 [ -f "$SHARED/bench/gen-pcap.py" ] || skip_or_fail "$SHARED/bench/gen-pcap.py not found"
@@ -52,7 +61,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/pal-spark-test.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
 timeout 300 python3 "$SHARED/bench/gen-pcap.py" --quiet --packets "$PACKETS" --flows 100000 \
-  --start "$START" --duration $((PERIOD * SHARDS)) --out base.pcap 2>/dev/null
+  --start "$START" --duration $((PERIOD * SHARDS - 15)) --out base.pcap 2>/dev/null
 timeout 300 python3 "$ROOT/spark/gen-crossing.py" --base base.pcap --out capture.pcap \
   --start "$START" --period "$PERIOD" --shards "$SHARDS"
 rm base.pcap
@@ -67,7 +76,7 @@ echo "spark test: capture, shards and single run ready at $(( $(date +%s) - T_BE
 export PYSPARK_PYTHON=$PY PYSPARK_DRIVER_PYTHON=$PY
 run_spark() { # INPUT OUT [ARGS...]
   local input=$1 out=$2; shift 2
-  timeout 600 "$VENV/bin/spark-submit" --master 'local[2]' --driver-memory 2g \
+  timeout 600 "$SPARK_SUBMIT" --master 'local[2]' --driver-memory 2g \
     --conf spark.ui.enabled=false --conf spark.ui.showConsoleProgress=false \
     "$ROOT/spark/pal_spark.py" --input "$input" --out "$out" \
     --bin "$BIN_DIR/pcap-analyzer" "$@" 2> "$out.log" ||

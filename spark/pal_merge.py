@@ -198,16 +198,34 @@ def _timeout(rec: dict, t: Dict[str, float]) -> int:
     return _proto_timeout(rec.get("proto_num", 0), t)
 
 
-def _alive_at(rec: dict, last_ns: Optional[int], end_ns: Optional[int], t) -> bool:
-    """Was the piece still in the flow table when its shard ended?"""
-    reason = rec.get("end_reason")
-    if reason == "end-of-input":
-        return True
-    if reason in ("fin", "rst"):
+def _alive_at(piece: dict, rec: dict, last_ns: Optional[int], end_ns: Optional[int],
+              t) -> bool:
+    """Was the flow (merged so far: ``rec``) still in the flow table when the
+    shard of its last piece (``piece``) ended?"""
+    if piece.get("end_reason") not in ("end-of-input", "fin", "rst"):
+        return False
+    if _closing(rec):
+        # lingering after FIN/RST: until last + tcp_close_timeout
         if last_ns is None or end_ns is None:
             return True
         return last_ns + _timeout(rec, t) > end_ns
-    return False
+    return piece.get("end_reason") == "end-of-input"
+
+
+def _merged_reason(prev: dict, f: dict, orig_flags: str, resp_flags: str) -> str:
+    """End reason of a flow ``prev`` continued by piece ``f``: a flow closed
+    by FIN/RST stays closed (it lingers, then ends with that reason, as the
+    flow table does), also when the two FINs fall in different pieces."""
+    if _closing(prev):
+        return prev["end_reason"]
+    if _closing(f):
+        return f["end_reason"]
+    if prev.get("proto_num") == 6 and f.get("end_reason") in ("end-of-input", "timeout"):
+        if "R" in orig_flags or "R" in resp_flags:
+            return "rst"
+        if "F" in orig_flags and "F" in resp_flags:
+            return "fin"
+    return f.get("end_reason")
 
 
 def _endpoints(rec: dict) -> Tuple[tuple, tuple]:
@@ -357,7 +375,8 @@ def _stitch(c: _Chain, f: dict, counts: Dict[str, int]) -> None:
         r["last"] = f.get("last")
     if c.first_ns is not None and c.last_ns is not None:
         r["duration"] = round((c.last_ns - c.first_ns) / 1e9, 9)
-    r["end_reason"] = f.get("end_reason")
+    r["end_reason"] = _merged_reason(r, f, r.get("tcp_flags_orig", ""),
+                                     r.get("tcp_flags_resp", ""))
     if r.get("proto_num") == 6 and ((r.get("orig_bytes") or 0) - (f.get("orig_bytes") or 0)
                                      + (r.get("resp_bytes") or 0) - (f.get("resp_bytes") or 0)) > 0 \
             and ((f.get("orig_bytes") or 0) + (f.get("resp_bytes") or 0)) > 0:
@@ -406,7 +425,8 @@ def merge(shards: List[Shard], timeouts: Optional[Dict[str, float]] = None) -> M
             global_end = end_ns if global_end is None else max(global_end, end_ns)
         keys = _flow_keys(shard.flows)
         seen_here: set = set()
-        order = sorted(shard.flows, key=lambda f: (ts_ns(f.get("first")) or 0, f["flow_id"]))
+        # RFC 3339 times of one width sort as text in time order
+        order = sorted(shard.flows, key=lambda f: (f.get("first") or "", f["flow_id"]))
         counts["flow_pieces"] += len(order)
         for f in order:
             key = keys[f["flow_id"]]
@@ -438,7 +458,7 @@ def merge(shards: List[Shard], timeouts: Optional[Dict[str, float]] = None) -> M
                 remap[(k, f["flow_id"])] = f["flow_id"]
             chain_of[(k, f["flow_id"])] = c
             c.shard = k
-            if _alive_at(c.rec, ts_ns(f.get("last")), end_ns, t):
+            if _alive_at(f, c.rec, ts_ns(f.get("last")), end_ns, t):
                 open_by_key[key] = c
                 cut_at_end.add((k, f["flow_id"]))
             elif open_by_key.get(key) is c:
@@ -460,7 +480,7 @@ def merge(shards: List[Shard], timeouts: Optional[Dict[str, float]] = None) -> M
             c = chain_of[(k, f["flow_id"])]
             if c.pieces[0] is f and f.get("tunnel_parents"):
                 c.rec["tunnel_parents"] = [remap.get((k, p), p) for p in f["tunnel_parents"]]
-    flows.sort(key=lambda r: (ts_ns(r.get("first")) or 0, r["flow_id"]))
+    flows.sort(key=lambda r: (r.get("first") or "", r["flow_id"]))
     counts["flows"] = len(flows)
 
     connections = _merge_connections(shards, chains, remap)
@@ -510,37 +530,36 @@ def _merge_connections(shards: List[Shard], chains: List[_Chain],
     for k, s in enumerate(shards):
         for r in s.connections:
             key = (r.get("src_ip"), r.get("src_port"), r.get("dst_ip"), r.get("dst_port"))
-            first, last = ts_ns(r.get("first")), ts_ns(r.get("last"))
+            # times compared as text: RFC 3339 of one width sorts in time order
+            first, last = r.get("first"), r.get("last")
             acc = rows.get(key)
             if acc is None:
                 acc = rows[key] = {"first": None, "last": None, "flow_id": None,
                                    "src_ip": key[0], "src_port": key[1],
                                    "dst_ip": key[2], "dst_port": key[3],
-                                   "protocols": [], "bytes": 0, "packets": 0, "flows": 0,
-                                   "_first": None, "_last": None}
-            acc["protocols"] = sorted(set(acc["protocols"]) | set(r.get("protocols") or []),
-                                      key=lambda p: (_PROTO_NUMBERS.get(p.upper(), 999), p))
-            if first is not None and (acc["_first"] is None or first < acc["_first"]):
-                acc["_first"], acc["first"] = first, r.get("first")
-            if last is not None and (acc["_last"] is None or last > acc["_last"]):
-                acc["_last"], acc["last"] = last, r.get("last")
+                                   "protocols": set(), "bytes": 0, "packets": 0, "flows": 0}
+            acc["protocols"].update(r.get("protocols") or [])
+            if first is not None and (acc["first"] is None or first < acc["first"]):
+                acc["first"] = first
+            if last is not None and (acc["last"] is None or last > acc["last"]):
+                acc["last"] = last
             acc["bytes"] += r.get("bytes") or 0
             acc["packets"] += r.get("packets") or 0
             acc["flows"] += r.get("flows") or 0
             fid = r.get("flow_id")
             if fid is not None:
-                cand = (first is None, first or 0, remap.get((k, fid), fid))
+                cand = (first is None, first or "", remap.get((k, fid), fid))
                 if key not in best or cand < best[key]:
                     best[key] = cand
                     acc["flow_id"] = cand[2]
     out = []
     for key, acc in rows.items():
         acc["flows"] -= correction.get(key, 0)
-        acc.pop("_first")
-        acc.pop("_last")
+        acc["protocols"] = sorted(acc["protocols"],
+                                  key=lambda p: (_PROTO_NUMBERS.get(p.upper(), 999), p))
         out.append(acc)
-    out.sort(key=lambda r: (ts_ns(r["first"]) or 0, repr(tuple(
-        (r["src_ip"], r["src_port"], r["dst_ip"], r["dst_port"])))))
+    out.sort(key=lambda r: (r["first"] or "", str(r["src_ip"]), r["src_port"] or 0,
+                            str(r["dst_ip"]), r["dst_port"] or 0))
     return out
 
 
@@ -582,7 +601,7 @@ def _merge_dns(shards, remap, continued, cut_at_end, counts) -> List[dict]:
                 counts["dns_lone_queries_at_cut"] += 1
                 key = (rec.get("flow_id"), rec.get("trans_id"))
                 queries.setdefault(key, []).append(rec)
-    out.sort(key=lambda r: (ts_ns(r.get("ts")) or 0, r.get("flow_id") or ""))
+    out.sort(key=lambda r: (r.get("ts") or "", r.get("flow_id") or ""))
     return out
 
 
@@ -596,22 +615,29 @@ def _take_query(queries, resp) -> Optional[dict]:
     return cands.pop(0)
 
 
-def _sum_into(acc: Any, v: Any) -> Any:
-    if isinstance(v, bool) or acc is None:
-        return v if acc is None else acc
+def _sum_into(acc: Any, v: Any, indexes: Dict[int, dict]) -> Any:
+    """Adds ``v`` into ``acc``: numbers summed, objects by key, lists of
+    objects by their non-numeric fields (``indexes`` keeps each list's
+    index between calls)."""
+    if acc is None:
+        return json.loads(json.dumps(v)) if isinstance(v, (dict, list)) else v
+    if isinstance(v, bool):
+        return acc
     if isinstance(v, (int, float)) and isinstance(acc, (int, float)):
         return acc + v
     if isinstance(v, dict) and isinstance(acc, dict):
         for k2, v2 in v.items():
-            acc[k2] = _sum_into(acc.get(k2), v2)
+            acc[k2] = _sum_into(acc.get(k2), v2, indexes)
         return acc
     if isinstance(v, list) and isinstance(acc, list):
-        index = {_conv_key(x): x for x in acc if isinstance(x, dict)}
+        index = indexes.get(id(acc))
+        if index is None:
+            index = indexes[id(acc)] = {_conv_key(x): x for x in acc if isinstance(x, dict)}
         for x in v:
             if isinstance(x, dict):
                 kx = _conv_key(x)
                 if kx in index:
-                    _sum_into(index[kx], x)
+                    _sum_into(index[kx], x, indexes)
                     continue
                 x = json.loads(json.dumps(x))
                 index[kx] = x
@@ -621,17 +647,17 @@ def _sum_into(acc: Any, v: Any) -> Any:
 
 
 def _conv_key(x: dict) -> tuple:
-    return tuple(sorted((k, repr(v)) for k, v in x.items()
-                        if not isinstance(v, (int, float)) or isinstance(v, bool) or
-                        k.endswith("_port")))
+    return tuple((k, v) for k, v in x.items()
+                 if isinstance(v, str) or v is None or k.endswith("_port"))
 
 
 def _merge_basic_stats(shards: List[Shard], chains: List[_Chain],
                        flows: List[dict]) -> Optional[dict]:
     stats = None
+    indexes: Dict[int, dict] = {}
     for s in shards:
         if s.basic_stats is not None:
-            stats = _sum_into(stats, json.loads(json.dumps(s.basic_stats)))
+            stats = _sum_into(stats, s.basic_stats, indexes)
     if stats is None:
         return None
     ended: Dict[str, int] = {}

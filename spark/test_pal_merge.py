@@ -107,7 +107,8 @@ class Stitching(unittest.TestCase):
         m = pm.merge([pm.Shard("s0", flows=[a], end_ns=T0 + 75 * S),
                       pm.Shard("s1", flows=[ack])])
         self.assertEqual(len(m.flows), 1)
-        self.assertEqual(m.flows[0]["end_reason"], "end-of-input")
+        # a closed flow stays closed: it ends by its FIN once the linger is over
+        self.assertEqual(m.flows[0]["end_reason"], "fin")
         self.assertEqual(m.flows[0]["orig_pkts"], 2)
         syn = flow("b2", "10.0.0.1", 1, "10.0.0.2", 443, T0 + 76 * S, T0 + 77 * S, "fin",
                    history="ShAFf")
@@ -119,6 +120,17 @@ class Stitching(unittest.TestCase):
         m = pm.merge([pm.Shard("s0", flows=[a], end_ns=T0 + 80 * S),
                       pm.Shard("s1", flows=[dict(ack, first=ts(T0 + 78 * S))])])
         self.assertEqual(len(m.flows), 2)
+
+    def test_fins_in_two_pieces_close_the_flow(self):
+        a = flow("a1", "10.0.0.1", 1, "10.0.0.2", 443, T0, T0 + 74 * S, "end-of-input",
+                 history="ShADadF", tcp_flags_orig="FSA", tcp_flags_resp="SA")
+        b = flow("b1", "10.0.0.2", 443, "10.0.0.1", 1, T0 + 76 * S, T0 + 76 * S,
+                 "end-of-input", rpk=0, history="F", tcp_flags_orig="FA")
+        m = pm.merge([pm.Shard("s0", flows=[a]), pm.Shard("s1", flows=[b])])
+        self.assertEqual(len(m.flows), 1)
+        self.assertEqual(m.flows[0]["end_reason"], "fin")
+        self.assertEqual(m.flows[0]["tcp_flags_resp"], "FSA")
+        self.assertEqual(m.flows[0]["conn_state"], "SF")
 
     def test_flow_spanning_three_shards_and_the_empty_one_between(self):
         pieces = [flow("p%d" % i, "2001:db8::1", 5, "2001:db8::2", 6, T0 + i * 75 * S,
