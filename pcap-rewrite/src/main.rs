@@ -42,6 +42,10 @@ enum SplitArg {
     Flow,
     /// One file per keep rule or keep key that matched.
     Key,
+    /// One file per --split-every SECONDS of capture time (named after the period's start, UTC).
+    Time,
+    /// A new file (part-000000, …) every --split-every BYTES of packets.
+    Size,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -120,9 +124,13 @@ struct Cli {
     /// Only packets A to B (1-based, inclusive; "A-", "-B" allowed).
     #[arg(long, value_name = "A-B")]
     index_range: Option<String>,
-    /// Write one file per flow or per key into the OUTPUT directory.
+    /// Write one file per flow, per key, per period of time or per size into the OUTPUT directory.
     #[arg(long, value_enum)]
     split: Option<SplitArg>,
+    /// With --split time: seconds per file; with --split size: bytes per
+    /// file (suffixes k, M, G: powers of 1024).
+    #[arg(long, value_name = "N")]
+    split_every: Option<String>,
     /// Most split files open at once (least recently used closed first).
     #[arg(long, default_value_t = SplitConfig::DEFAULT_MAX_OPEN, value_name = "N")]
     max_open_files: usize,
@@ -189,9 +197,25 @@ fn build_options(cli: &Cli) -> Result<Options, Error> {
         let (a, b) = filter::parse_index_range(r)?;
         filter.require.push(Term::Index(a, b));
     }
+    let every = match (&cli.split, &cli.split_every) {
+        (Some(SplitArg::Time | SplitArg::Size), None) => {
+            return Err(Error::Usage(
+                "--split time and --split size need --split-every".into(),
+            ));
+        }
+        (Some(SplitArg::Time | SplitArg::Size), Some(n)) => parse_size(n)?,
+        (_, Some(_)) => {
+            return Err(Error::Usage(
+                "--split-every goes with --split time or --split size".into(),
+            ));
+        }
+        (_, None) => 0,
+    };
     let split = cli.split.map(|s| match s {
         SplitArg::Flow => SplitBy::Flow,
         SplitArg::Key => SplitBy::Key,
+        SplitArg::Time => SplitBy::Time(every),
+        SplitArg::Size => SplitBy::Size(every),
     });
     if split == Some(SplitBy::Key) && filter.keep.is_empty() && filter.keep_keys.is_none() {
         return Err(Error::Usage(
@@ -403,5 +427,26 @@ fn main() -> ExitCode {
             eprintln!("pcap-rewrite: error: {}", error_text(e.as_ref()));
             ExitCode::from(1)
         }
+    }
+}
+
+/// A positive count with an optional k/M/G suffix (powers of 1024).
+fn parse_size(s: &str) -> Result<u64, Error> {
+    let bad = || {
+        Error::Usage(format!(
+            "--split-every '{s}': expected a positive number (suffix k, M or G)"
+        ))
+    };
+    let t = s.trim();
+    let (num, mul) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (t.get(..i), 1u64 << 10),
+        Some((i, 'm' | 'M')) => (t.get(..i), 1 << 20),
+        Some((i, 'g' | 'G')) => (t.get(..i), 1 << 30),
+        _ => (Some(t), 1),
+    };
+    let n: u64 = num.and_then(|n| n.parse().ok()).ok_or_else(bad)?;
+    match n.checked_mul(mul) {
+        Some(v) if v > 0 => Ok(v),
+        _ => Err(bad()),
     }
 }

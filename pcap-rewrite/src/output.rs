@@ -80,6 +80,14 @@ pub enum SplitBy {
     Flow,
     /// One file per keep rule or keep key that matched.
     Key,
+    /// One file per period of this many seconds of capture time, named
+    /// after the period's start (UTC, `20231114T235500Z`), as `tcpdump -G`
+    /// rotates; packets without a time go to `no-time`.
+    Time(u64),
+    /// A new file (`part-000000`, `part-000001`, …) each time this many
+    /// packet bytes were written, as `tcpdump -C` rotates; a packet is never
+    /// cut.
+    Size(u64),
 }
 
 /// Split settings (`--split`, `--max-open-files`, `--max-split-files`).

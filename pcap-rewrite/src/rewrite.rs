@@ -665,6 +665,13 @@ fn emit(
             },
             None => write!(name, "non-ip"),
         },
+        Some(SplitBy::Time(secs)) => match p.ts {
+            Some(t) => write_period(name, t.as_nanos().div_euclid(1_000_000_000), secs),
+            None => write!(name, "no-time"),
+        },
+        Some(SplitBy::Size(bytes)) => {
+            write!(name, "part-{:06}", stats.bytes_written / bytes.max(1))
+        }
     };
     match out.write(p, gid, name) {
         Ok(()) => {}
@@ -684,4 +691,53 @@ fn emit(
         stats.timestamps_truncated += 1;
     }
     Ok(())
+}
+
+/// Writes the name of the `secs`-second period holding second `t` (since
+/// the epoch): its start as `YYYYMMDDTHHMMSSZ` (UTC).
+fn write_period(name: &mut String, t: i64, secs: u64) -> std::fmt::Result {
+    let secs = i64::try_from(secs.max(1)).unwrap_or(i64::MAX);
+    let start = t.div_euclid(secs).saturating_mul(secs);
+    let (days, rem) = (start.div_euclid(86_400), start.rem_euclid(86_400));
+    // civil date of a day number (H. Hinnant's algorithm)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    write!(
+        name,
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod period_tests {
+    use super::write_period;
+
+    fn period(t: i64, secs: u64) -> String {
+        let mut s = String::new();
+        write_period(&mut s, t, secs).unwrap();
+        s
+    }
+
+    #[test]
+    fn period_names_are_utc_starts() {
+        // `date -u -d @1700006100` = 2023-11-14 23:55:00
+        assert_eq!(period(1_700_006_100, 75), "20231114T235500Z");
+        assert_eq!(period(1_700_006_174, 75), "20231114T235500Z");
+        assert_eq!(period(1_700_006_175, 75), "20231114T235615Z");
+        // crossing midnight, and a leap day
+        assert_eq!(period(1_700_006_400, 3600), "20231115T000000Z");
+        assert_eq!(period(951_782_400, 86_400), "20000229T000000Z");
+        assert_eq!(period(0, 1), "19700101T000000Z");
+        assert_eq!(period(-1, 1), "19691231T235959Z");
+    }
 }

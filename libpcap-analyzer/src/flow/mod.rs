@@ -225,8 +225,13 @@ pub(crate) fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
 }
 
 /// The deterministic id of a flow: a hash of its canonical key, its context
-/// and the index of its first packet.
-pub fn flow_id(key: &FlowKey, first_packet: u64) -> FlowId {
+/// and the capture time (ns) of its first packet, so that the same flow gets
+/// the same id in any run that sees its first packet: the whole capture, one
+/// shard of it, on any machine, for any `-j`. Only when that packet has no
+/// time (pcapng Simple Packet Block) does the index of the packet in the
+/// input take its place (tagged apart, so an index never collides with a
+/// time). Two flows of one key starting in the same nanosecond share an id.
+pub fn flow_id(key: &FlowKey, first_time: Option<Timestamp>, first_packet: u64) -> FlowId {
     let t = &key.tuple;
     let mut h = 0xcbf2_9ce4_8422_2325;
     for ip in [t.src, t.dst] {
@@ -240,7 +245,10 @@ pub fn flow_id(key: &FlowKey, first_packet: u64) -> FlowId {
     h = fnv1a(&[t.proto, key.context.depth], h);
     h = fnv1a(&key.context.vlan.to_be_bytes(), h);
     h = fnv1a(&key.context.tunnel.to_be_bytes(), h);
-    h = fnv1a(&first_packet.to_be_bytes(), h);
+    h = match first_time {
+        Some(t) => fnv1a(&t.0.to_be_bytes(), fnv1a(b"t", h)),
+        None => fnv1a(&first_packet.to_be_bytes(), fnv1a(b"i", h)),
+    };
     FlowId(h)
 }
 
@@ -481,7 +489,7 @@ impl<X: Default> FlowTable<X> {
         let created = slot.is_none();
         let slot = match slot {
             Some(s) => s,
-            None => self.create(key, tuple, at, packet_index, tcp_flags),
+            None => self.create(key, tuple, at, first.or(ts), packet_index, tcp_flags),
         };
         let Some(Some(e)) = self.slots.get_mut(slot as usize) else {
             // unreachable by construction: the slot was just looked up or filled
@@ -570,6 +578,7 @@ impl<X: Default> FlowTable<X> {
         key: FlowKey,
         tuple: &FiveTuple,
         ts: Option<Timestamp>,
+        captured: Option<Timestamp>,
         index: u64,
         flags: u8,
     ) -> u32 {
@@ -582,7 +591,7 @@ impl<X: Default> FlowTable<X> {
         {
             oriented = tuple.reversed();
         }
-        let flow = Flow::new(flow_id(&key, index), oriented, key.context);
+        let flow = Flow::new(flow_id(&key, captured, index), oriented, key.context);
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
         let last_activity = ts.map_or(NO_TIME, |t| t.0);

@@ -192,8 +192,35 @@ fn flow_ids_are_deterministic_and_depend_on_first_packet() {
         tuple: key(C, 1, S, 2, ipproto::UDP).canonical(),
         context: FlowContext::default(),
     };
-    assert_eq!(flow_id(&k, 7), flow_id(&k, 7));
-    assert_ne!(flow_id(&k, 7), flow_id(&k, 8));
+    assert_eq!(flow_id(&k, None, 7), flow_id(&k, None, 7));
+    assert_ne!(flow_id(&k, None, 7), flow_id(&k, None, 8));
+    // with a time, the packet's index does not matter (a shard and the
+    // whole capture give the same id); the time does
+    let t = Some(Timestamp(1_700_000_000_123_456_789));
+    assert_eq!(flow_id(&k, t, 7), flow_id(&k, t, 70_000));
+    assert_ne!(flow_id(&k, t, 7), flow_id(&k, Some(Timestamp(1)), 7));
+    // time 7 ns and packet 7 are told apart
+    assert_ne!(flow_id(&k, Some(Timestamp(7)), 7), flow_id(&k, None, 7));
+}
+
+#[test]
+fn flow_id_is_the_same_in_a_shard_and_in_the_whole_input() {
+    let cfg = FlowConfig::default();
+    let tuple = key(C, 1000, S, 53, ipproto::UDP);
+    let at = |s: i64| Some(Timestamp(s * 1_000_000_000));
+    // whole input: 5 other packets before the flow's first
+    let mut whole = FlowTable::<()>::new(cfg.clone());
+    let other = key(C, 2000, S, 53, ipproto::UDP);
+    for i in 0..5 {
+        whole.track(&other, FlowContext::default(), at(1), i, 1, 60, 0);
+    }
+    let a = whole.track(&tuple, FlowContext::default(), at(2), 5, 1, 60, 0);
+    // a shard that starts with the flow
+    let mut shard = FlowTable::<()>::new(cfg);
+    let b = shard.track(&tuple, FlowContext::default(), at(2), 0, 1, 60, 0);
+    let id = |t: &FlowTable<()>, h| t.get(h).map(|e| e.flow.id);
+    assert!(id(&whole, a.handle).is_some());
+    assert_eq!(id(&whole, a.handle), id(&shard, b.handle));
 }
 
 #[test]
