@@ -14,6 +14,7 @@ use crate::plugin::{
     Counters, DecapLayer, Decapsulated, EndReason, Layers, LinkLayer, NetworkLayer, PacketContext,
     Plugin, StreamData, TransportLayer,
 };
+use crate::memory::MemoryBudget;
 use crate::reassembly::{StreamBudget, StreamConfig, StreamEvent, TcpStreamDirection};
 use crate::stats::AnalyzerStats;
 use crate::wire::{
@@ -168,8 +169,31 @@ impl Analyzer {
         ))
     }
 
-    /// An analyzer from parsed settings and plugin handles (owned or shared).
+    /// An analyzer from parsed settings and plugin handles (owned or shared),
+    /// with a memory budget of its own ([`MemoryBudget::for_engine`]).
     pub fn with_handles(cfg: EngineConfig, handles: Vec<PluginHandle>) -> Analyzer {
+        let memory = MemoryBudget::for_engine(&cfg);
+        Self::with_memory(cfg, handles, &memory)
+    }
+
+    /// An analyzer from parsed settings and plugin handles, drawing on the
+    /// run's `memory` (shared with the other workers): its flows,
+    /// fragments and out-of-order TCP bytes, and the plugins' tables
+    /// ([`Plugin::use_memory`], called here for every plugin).
+    pub fn with_memory(
+        cfg: EngineConfig,
+        mut handles: Vec<PluginHandle>,
+        memory: &Arc<MemoryBudget>,
+    ) -> Analyzer {
+        for h in &mut handles {
+            match h {
+                PluginHandle::Owned(p) => p.use_memory(memory),
+                PluginHandle::Shared(p) => p
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .use_memory(memory),
+            }
+        }
         let mut dispatch = Dispatch::new(handles, cfg.analyzer.max_plugin_errors);
         let want_streams = dispatch
             .slots
@@ -180,11 +204,18 @@ impl Analyzer {
         for i in 0..dispatch.slots.len() {
             dispatch.call(i, &mut stats, |p| p.pre_process());
         }
+        let mut flows = FlowTable::new(cfg.flows.clone());
+        flows.set_lease(memory.flows().lease());
+        let mut defrag = Defragmenter::new(cfg.defrag.to_config());
+        defrag.set_lease(memory.fragments().lease());
         Analyzer {
             parents: Vec::new(),
-            flows: FlowTable::new(cfg.flows.clone()),
-            defrag: Defragmenter::new(cfg.defrag.to_config()),
-            budget: StreamBudget::new(stream_cfg.max_buffered_total),
+            flows,
+            defrag,
+            budget: StreamBudget::with_lease(
+                stream_cfg.max_buffered_total,
+                memory.tcp_reassembly().lease(),
+            ),
             stream_cfg,
             dispatch,
             stats,

@@ -42,6 +42,7 @@ use crate::control::{RunControl, RunState, SharedPlugin};
 use crate::decode::link::decode_link;
 use crate::dispatch::PluginHandle;
 use crate::flow::FlowTableStats;
+use crate::memory::MemoryBudget;
 use crate::plugin::{Counters, Plugin, PluginError, PluginResult};
 use crate::stats::AnalyzerStats;
 use crossbeam_channel::{
@@ -338,9 +339,10 @@ impl Engine {
     ) -> Result<Vec<Analyzer>, AnalyzerError> {
         let mut shared = None;
         let mut analyzers = Vec::with_capacity(n);
+        let memory = MemoryBudget::for_engine(&self.cfg);
         for _ in 0..n {
             let handles = Self::handles(factory, &mut shared)?;
-            analyzers.push(Analyzer::with_handles(self.cfg.clone(), handles));
+            analyzers.push(Analyzer::with_memory(self.cfg.clone(), handles, &memory));
         }
         let monitors = ctl.begin(n, inputs, shared.unwrap_or_default());
         for (a, m) in analyzers.iter_mut().zip(monitors) {

@@ -44,6 +44,7 @@ pub mod defrag;
 mod dispatch;
 pub mod engine;
 pub mod flow;
+pub mod memory;
 pub mod output;
 pub mod plugin;
 pub mod plugins;

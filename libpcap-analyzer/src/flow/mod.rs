@@ -23,6 +23,7 @@
 //! fires exactly once per flow.
 
 use crate::plugin::EndReason;
+use crate::memory::Lease;
 use libpcap_tools::{Direction, FiveTuple, Flow, FlowContext, FlowId, Timestamp, ipproto};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -47,8 +48,9 @@ pub mod tcp_flags {
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(default)]
 pub struct FlowConfig {
-    /// Most flows tracked at once (per worker); over it the least recently
-    /// active flow is evicted.
+    /// Most flows tracked at once by the whole run (all workers; also
+    /// bounded by the `[memory] flows` share); over it the least recently
+    /// active flow of the worker that needs one is evicted.
     pub max_flows: usize,
     /// Idle timeout of TCP flows, in seconds.
     pub tcp_timeout: f64,
@@ -212,6 +214,8 @@ pub struct FlowTable<X> {
     next_generation: u32,
     stats: FlowTableStats,
     timeouts: [i64; 5],
+    /// This worker's part of the run's flows ([`crate::memory`]).
+    lease: Lease,
 }
 
 /// Deterministic 64-bit FNV-1a, for flow ids that do not depend on the
@@ -265,7 +269,16 @@ impl<X: Default> FlowTable<X> {
             next_generation: 0,
             stats: FlowTableStats::default(),
             timeouts,
+            lease: Lease::unlimited(),
         }
+    }
+
+    /// Draws the table's flows from `lease` (a pool of the whole run,
+    /// shared with the other workers): when it cannot cover one more, the
+    /// least recently active flow is evicted, as at `max_flows`. A worker
+    /// without flows always gets one.
+    pub fn set_lease(&mut self, lease: Lease) {
+        self.lease = lease;
     }
 
     /// Number of flows held.
@@ -358,6 +371,7 @@ impl<X: Default> FlowTable<X> {
         };
         e.flow.conn.finish();
         self.map.remove(&e.key);
+        self.lease.cover(self.map.len() as u64);
         self.free.push(slot);
         match reason {
             EndReason::Fin => self.stats.ended_fin += 1,
@@ -573,7 +587,8 @@ impl<X: Default> FlowTable<X> {
         index: u64,
         flags: u8,
     ) -> u32 {
-        if self.map.len() >= self.cfg.max_flows.max(1) {
+        let n = self.map.len();
+        if n > 0 && (n >= self.cfg.max_flows || !self.lease.cover(n as u64 + 1)) {
             self.evict_one();
         }
         let mut oriented = *tuple;
