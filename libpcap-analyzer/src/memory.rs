@@ -496,6 +496,13 @@ impl MemoryBudget {
             .clone()
     }
 
+    /// A lease on the run's spool memory (the `spool` share, one pool for
+    /// every spool of every worker), for
+    /// [`crate::output::RecordSpool::share_memory`].
+    pub fn spool_lease(&self) -> Lease {
+        self.pool("spool", self.share(Share::Spool)).lease()
+    }
+
     /// Every pool: name, limit, peak use, refusals.
     pub fn pools(&self) -> Vec<(String, u64, u64, u64)> {
         let mut v: Vec<Arc<Pool>> = vec![

@@ -37,8 +37,14 @@ use crate::proto::dns::{
     rcode_name, rr_type_mnemonic,
 };
 use libpcap_tools::{Config, Direction, FiveTuple, Flow, FlowId, Timestamp, ipproto};
+use crate::memory::{Lease, MemoryBudget, Share};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Estimated bytes of a query waiting for its response: the message, its
+/// names and records on the heap, and its place in the table.
+pub const PENDING_BYTES: u64 = std::mem::size_of::<Message>() as u64 + 256;
 
 /// Configuration `[plugin.dns]`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -48,11 +54,14 @@ pub struct DnsConfig {
     pub ports: Vec<u16>,
     /// Bytes of an incomplete TCP message kept per direction.
     pub max_tcp_buffer: usize,
-    /// Bytes of incomplete TCP messages kept for all connections of a
-    /// worker; beyond, new data is dropped (counted as `tcp_over_budget`).
+    /// Bytes of incomplete TCP messages kept for all connections of the
+    /// run (all workers; also bounded by a quarter of the `[memory] dns`
+    /// share); beyond, new data is dropped (counted as `tcp_over_budget`).
     pub max_tcp_total: usize,
-    /// Queries waiting for their response in a worker; beyond, a new query
-    /// is written unanswered at once (counted as `unpaired`).
+    /// Queries waiting for their response in the whole run (all workers;
+    /// also bounded by three quarters of the `[memory] dns` share, at
+    /// [`PENDING_BYTES`] a query); beyond, a new query is written
+    /// unanswered at once (counted as `unpaired`).
     pub max_pending: usize,
 }
 
@@ -104,6 +113,10 @@ pub struct DnsPlugin {
     pending: HashMap<FlowId, Vec<Message>, foldhash::fast::RandomState>,
     /// Queries in `pending`.
     waiting: usize,
+    /// This worker's part of the run's waiting queries.
+    pending_lease: Lease,
+    /// This worker's part of the run's TCP bytes.
+    tcp_lease: Lease,
     spool: RecordSpool,
     format: crate::output::Format,
     row: RowBuf,
@@ -270,7 +283,9 @@ impl DnsPlugin {
         let m = Message { ts, msg };
         if !m.msg.is_response {
             self.counters.queries += 1;
-            if self.waiting >= self.cfg.max_pending {
+            if self.waiting >= self.cfg.max_pending
+                || !self.pending_lease.cover(self.waiting as u64 + 1)
+            {
                 self.counters.unpaired += 1;
                 self.write(flow, key, Some(&m), None);
                 return;
@@ -296,6 +311,7 @@ impl DnsPlugin {
         match found {
             Some(q) => {
                 self.waiting = self.waiting.saturating_sub(1);
+                self.pending_lease.cover(self.waiting as u64);
                 if self.pending.get(&flow).is_some_and(Vec::is_empty) {
                     self.pending.remove(&flow);
                 }
@@ -309,6 +325,15 @@ impl DnsPlugin {
 impl Plugin for DnsPlugin {
     fn name(&self) -> &str {
         "dns"
+    }
+
+    fn use_memory(&mut self, budget: &Arc<MemoryBudget>) {
+        let share = budget.share(Share::Dns);
+        let pending = (share / 4 * 3 / PENDING_BYTES).min(self.cfg.max_pending as u64);
+        self.pending_lease = budget.pool("dns.pending", pending.max(1)).lease();
+        let tcp = (share / 4).min(self.cfg.max_tcp_total as u64);
+        self.tcp_lease = budget.pool("dns.tcp", tcp).lease();
+        self.spool.share_memory(budget.spool_lease());
     }
 
     fn interest(&self) -> Interest {
@@ -358,7 +383,8 @@ impl Plugin for DnsPlugin {
                 return Ok(());
             }
         };
-        if self.tcp_held.saturating_add(data.len()) > self.cfg.max_tcp_total {
+        let total = self.tcp_held.saturating_add(data.len());
+        if total > self.cfg.max_tcp_total || !self.tcp_lease.cover(total as u64) {
             if self.tcp.remove(&k).is_some() {
                 self.tcp_held = self.tcp_held.saturating_sub(held);
             }
@@ -389,6 +415,7 @@ impl Plugin for DnsPlugin {
     fn flow_destroyed(&mut self, flow: &Flow, _: EndReason) -> PluginResult<()> {
         if let Some(queries) = self.pending.remove(&flow.id) {
             self.waiting = self.waiting.saturating_sub(queries.len());
+            self.pending_lease.cover(self.waiting as u64);
             for q in &queries {
                 self.write(flow.id, &flow.key, Some(q), None);
             }
@@ -471,6 +498,8 @@ impl PluginBuilder for DnsPluginBuilder {
             counters: DnsCounters::default(),
             pending: HashMap::default(),
             waiting: 0,
+            pending_lease: Lease::unlimited(),
+            tcp_lease: Lease::unlimited(),
             spool: out.spool(&DNS),
             format: out.format,
             row: RowBuf::new(&DNS),
@@ -499,6 +528,8 @@ mod tests {
             counters: DnsCounters::default(),
             pending: HashMap::default(),
             waiting: 0,
+            pending_lease: Lease::unlimited(),
+            tcp_lease: Lease::unlimited(),
             spool: RecordSpool::new(&DNS, None),
             format: crate::output::Format::Jsonl,
             row: RowBuf::new(&DNS),
@@ -668,6 +699,8 @@ mod tests {
             counters: DnsCounters::default(),
             pending: HashMap::default(),
             waiting: 0,
+            pending_lease: Lease::unlimited(),
+            tcp_lease: Lease::unlimited(),
             spool: RecordSpool::new(&DNS, None),
             format: crate::output::Format::Jsonl,
             row: RowBuf::new(&DNS),
