@@ -62,6 +62,17 @@ const BATCH_BYTES: usize = 1 << 20;
 /// Batches queued per worker before the reader blocks.
 const QUEUE_DEPTH: usize = 4;
 
+/// The most workers a run may have: [`max_jobs`].
+const MAX_JOBS: usize = 256;
+
+/// The most worker threads an [`Engine`] runs (256): more shards than that
+/// gain nothing on any machine (each has its own flow table and plugin
+/// instances), and every worker holds a part of each memory pool of the
+/// run ([`crate::memory`]). [`Engine::new`] refuses more.
+pub fn max_jobs() -> usize {
+    MAX_JOBS
+}
+
 /// Builds one set of plugin instances (called once per worker).
 pub type PluginFactory<'a> = &'a (dyn Fn() -> PluginResult<Vec<Box<dyn Plugin>>> + Sync);
 
@@ -214,13 +225,18 @@ impl std::fmt::Debug for Engine {
 
 impl Engine {
     /// An engine with the settings of `config` and `jobs` workers (0: one per
-    /// CPU).
+    /// CPU, at most [`max_jobs`]).
     ///
     /// # Errors
-    /// When a configuration section is invalid.
+    /// When a configuration section is invalid, or `jobs` is above
+    /// [`max_jobs`].
     pub fn new(config: &Config, jobs: usize) -> Result<Engine, AnalyzerError> {
         let jobs = if jobs == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_JOBS))
+        } else if jobs > MAX_JOBS {
+            return Err(AnalyzerError::Source(libpcap_tools::Error::Config(format!(
+                "{jobs} worker threads: give a number from 0 (one per CPU) to {MAX_JOBS}"
+            ))));
         } else {
             jobs
         };

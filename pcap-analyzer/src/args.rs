@@ -99,7 +99,8 @@ pub struct Args {
     /// report goes to standard output and nothing else is written.
     #[arg(short = 'o', long = "outdir", value_name = "DIR")]
     pub outdir: Option<PathBuf>,
-    /// Worker threads (default 0: one per CPU; 1: no extra thread, least memory)
+    /// Worker threads (default 0: one per CPU; 1: no extra thread, least
+    /// memory; at most 256)
     #[arg(short = 'j', long = "jobs", value_name = "N")]
     pub jobs: Option<usize>,
     /// Skip the first N packets.
