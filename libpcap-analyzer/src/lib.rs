@@ -43,6 +43,7 @@ pub mod decode;
 pub mod defrag;
 mod dispatch;
 pub mod engine;
+pub mod flood;
 pub mod flow;
 pub mod memory;
 pub mod output;
