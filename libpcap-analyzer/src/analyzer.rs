@@ -1242,10 +1242,11 @@ impl Analyzer {
         if !self.flows.has_ended() {
             return;
         }
-        let ended: Vec<_> = self.flows.take_ended().collect();
-        for (entry, reason) in ended {
+        let mut ended = self.flows.take_ended_buffer();
+        for (entry, reason) in ended.drain(..) {
             self.end_flow(entry.flow, entry.ext, reason);
         }
+        self.flows.restore_ended(ended);
     }
 
     fn end_flow(&mut self, flow: Flow, ext: FlowExt, reason: EndReason) {
@@ -1289,6 +1290,13 @@ impl Analyzer {
             self.defrag_failed(failure);
         }
         self.flush_ended();
+        // a few flows at a time: the ended ones are not held beside the
+        // table (the table full of flows, as many again ended)
+        let order = self.flows.drain_order();
+        for chunk in order.chunks(1024) {
+            self.flows.end_at_input_end(chunk);
+            self.flush_ended();
+        }
         self.flows.drain();
         self.flush_ended();
         self.publish();

@@ -642,8 +642,21 @@ impl<X: Default> FlowTable<X> {
 
     /// Ends every remaining flow with reason `EndOfInput`.
     pub fn drain(&mut self) {
-        let slots: Vec<u32> = self.map.values().copied().collect();
-        let mut slots = slots;
+        let order = self.drain_order();
+        self.end_at_input_end(&order);
+        // nothing is left: give the memory back for the results
+        self.deadlines = BinaryHeap::new();
+        self.map = HashMap::default();
+        self.slots = Vec::new();
+        self.free = Vec::new();
+    }
+
+    /// The slots of the flows held, in the order [`FlowTable::drain`] ends
+    /// them (by flow id): a caller may end them a few at a time with
+    /// [`FlowTable::end_at_input_end`], taking the ended flows in between,
+    /// so that they are not all held twice at once.
+    pub fn drain_order(&self) -> Vec<u32> {
+        let mut slots: Vec<u32> = self.map.values().copied().collect();
         // deterministic order: by flow id
         slots.sort_by_key(|s| {
             self.slots
@@ -651,19 +664,33 @@ impl<X: Default> FlowTable<X> {
                 .and_then(Option::as_ref)
                 .map(|e| e.flow.id)
         });
-        for s in slots {
-            let reason = match self
-                .slots
-                .get(s as usize)
-                .and_then(Option::as_ref)
-                .and_then(|e| e.closing)
-            {
-                Some(r) => r,
-                None => EndReason::EndOfInput,
+        slots
+    }
+
+    /// Ends the flows of `slots` (from [`FlowTable::drain_order`]) as at
+    /// the end of the input (or by their closing reason).
+    pub fn end_at_input_end(&mut self, slots: &[u32]) {
+        for &s in slots {
+            let Some(e) = self.slots.get(s as usize).and_then(Option::as_ref) else {
+                continue;
             };
+            let reason = e.closing.unwrap_or(EndReason::EndOfInput);
             self.end(s, reason);
         }
-        self.deadlines.clear();
+    }
+
+    /// Takes the buffer of ended flows (to hand back with
+    /// [`FlowTable::restore_ended`] once emptied, keeping its capacity).
+    pub fn take_ended_buffer(&mut self) -> Vec<(FlowEntry<X>, EndReason)> {
+        std::mem::take(&mut self.ended)
+    }
+
+    /// Gives back the emptied buffer of [`FlowTable::take_ended_buffer`].
+    pub fn restore_ended(&mut self, mut buffer: Vec<(FlowEntry<X>, EndReason)>) {
+        if self.ended.is_empty() {
+            buffer.clear();
+            self.ended = buffer;
+        }
     }
 
     /// Takes the flows that ended since the last call, in the order they ended.

@@ -35,10 +35,10 @@ fn main() -> ExitCode {
             }
         },
     };
-    match write_pcap(kind, count, BufWriter::with_capacity(1 << 20, out)).and_then(|mut w| {
-        w.flush()?;
-        Ok(())
-    }) {
+    let written = write_pcap(kind, count, BufWriter::with_capacity(1 << 20, out))
+        .map_err(|e| e.to_string())
+        .and_then(|mut w| w.flush().map_err(|e| e.to_string()));
+    match written {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("pal-flood: write error: {e}");
