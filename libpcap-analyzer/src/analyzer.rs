@@ -10,11 +10,11 @@ use crate::decode::tunnel;
 use crate::defrag::{DefragFailure, DefragOutcome, Defragmenter, FragmentInfo, FragmentKey};
 use crate::dispatch::{Dispatch, PluginHandle};
 use crate::flow::{FlowHandle, FlowTable, Observation, tcp_flags};
+use crate::memory::MemoryBudget;
 use crate::plugin::{
     Counters, DecapLayer, Decapsulated, EndReason, Layers, LinkLayer, NetworkLayer, PacketContext,
     Plugin, StreamData, TransportLayer,
 };
-use crate::memory::MemoryBudget;
 use crate::reassembly::{StreamBudget, StreamConfig, StreamEvent, TcpStreamDirection};
 use crate::stats::AnalyzerStats;
 use crate::wire::{

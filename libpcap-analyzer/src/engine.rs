@@ -87,6 +87,9 @@ pub struct RunOutput {
     pub flows: FlowTableStats,
     /// A truncation of the input: every complete packet was analysed.
     pub warning: Option<libpcap_tools::Error>,
+    /// The run's memory pools ([`crate::memory`]): name, limit, most
+    /// held at once by all workers together, requests refused.
+    pub memory: Vec<(String, u64, u64, u64)>,
     /// What the sources reported as having ended their input early
     /// ([`PacketSource::warnings`]: a truncated or partly corrupt file),
     /// as they word it.
@@ -234,9 +237,9 @@ impl Engine {
         let jobs = if jobs == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_JOBS))
         } else if jobs > MAX_JOBS {
-            return Err(AnalyzerError::Source(libpcap_tools::Error::Config(format!(
-                "{jobs} worker threads: give a number from 0 (one per CPU) to {MAX_JOBS}"
-            ))));
+            return Err(AnalyzerError::Source(libpcap_tools::Error::Config(
+                format!("{jobs} worker threads: give a number from 0 (one per CPU) to {MAX_JOBS}"),
+            )));
         } else {
             jobs
         };
@@ -334,11 +337,17 @@ impl Engine {
         input: RunInput<'_>,
         ctl: &RunControl,
     ) -> Result<RunOutput, AnalyzerError> {
+        let memory = MemoryBudget::for_engine(&self.cfg);
+        let m = &memory;
         let out = match input {
-            RunInput::Source(source) if self.jobs <= 1 => self.run_single(factory, source, ctl),
-            RunInput::Source(source) => self.run_pool(factory, source, ctl),
-            RunInput::PerWorker(sources) => self.run_per_worker(factory, sources, ctl),
-        };
+            RunInput::Source(source) if self.jobs <= 1 => self.run_single(factory, source, ctl, m),
+            RunInput::Source(source) => self.run_pool(factory, source, ctl, m),
+            RunInput::PerWorker(sources) => self.run_per_worker(factory, sources, ctl, m),
+        }
+        .map(|mut out| {
+            out.memory = memory.pools();
+            out
+        });
         ctl.end();
         out
     }
@@ -352,13 +361,13 @@ impl Engine {
         n: usize,
         inputs: usize,
         ctl: &RunControl,
+        memory: &Arc<MemoryBudget>,
     ) -> Result<Vec<Analyzer>, AnalyzerError> {
         let mut shared = None;
         let mut analyzers = Vec::with_capacity(n);
-        let memory = MemoryBudget::for_engine(&self.cfg);
         for _ in 0..n {
             let handles = Self::handles(factory, &mut shared)?;
-            analyzers.push(Analyzer::with_memory(self.cfg.clone(), handles, &memory));
+            analyzers.push(Analyzer::with_memory(self.cfg.clone(), handles, memory));
         }
         let monitors = ctl.begin(n, inputs, shared.unwrap_or_default());
         for (a, m) in analyzers.iter_mut().zip(monitors) {
@@ -373,8 +382,9 @@ impl Engine {
         factory: PluginFactory<'_>,
         source: &mut dyn PacketSource,
         ctl: &RunControl,
+        memory: &Arc<MemoryBudget>,
     ) -> Result<RunOutput, AnalyzerError> {
-        let Some(mut a) = self.analyzers(factory, 1, 1, ctl)?.pop() else {
+        let Some(mut a) = self.analyzers(factory, 1, 1, ctl, memory)?.pop() else {
             return Err(AnalyzerError::Worker("no analyzer".into()));
         };
         let r = a.run_controlled(source, ctl, 0, &AtomicBool::new(false));
@@ -393,13 +403,14 @@ impl Engine {
         factory: PluginFactory<'_>,
         source: &mut dyn PacketSource,
         ctl: &RunControl,
+        memory: &Arc<MemoryBudget>,
     ) -> Result<RunOutput, AnalyzerError> {
         let n = self.jobs;
         let failed = AtomicBool::new(false);
         let (recycle_tx, recycle_rx) = bounded::<Batch>(n * (QUEUE_DEPTH + 2));
         let mut senders = Vec::with_capacity(n);
         let mut shards = Vec::with_capacity(n);
-        for analyzer in self.analyzers(factory, n, 1, ctl)? {
+        for analyzer in self.analyzers(factory, n, 1, ctl, memory)? {
             let (tx, rx) = bounded::<Msg>(QUEUE_DEPTH);
             senders.push(tx);
             shards.push(Shard {
@@ -477,9 +488,10 @@ impl Engine {
         factory: PluginFactory<'_>,
         sources: Vec<Box<dyn PacketSource>>,
         ctl: &RunControl,
+        memory: &Arc<MemoryBudget>,
     ) -> Result<RunOutput, AnalyzerError> {
         let n = sources.len();
-        let analyzers = self.analyzers(factory, n, n, ctl)?;
+        let analyzers = self.analyzers(factory, n, n, ctl, memory)?;
         let failed = AtomicBool::new(false);
         std::thread::scope(|scope| {
             let mut workers = Vec::with_capacity(n);
@@ -658,6 +670,7 @@ fn finish(
         stats,
         flows,
         warning,
+        memory: Vec::new(),
         input_warnings: Vec::new(),
     })
 }

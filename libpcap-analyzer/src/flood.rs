@@ -5,7 +5,7 @@
 //! | --- | --- | --- |
 //! | `syn` | TCP SYNs from random sources to one server | the flow table, the reports' rows |
 //! | `fragments` | first IPv4 fragments (UDP, 512 bytes) never completed | the defragmenter |
-//! | `far-ahead` | TCP connections whose data starts 2000 bytes after the next expected byte | TCP reassembly |
+//! | `far-ahead` | TCP connections to port 53 whose data starts 2000 bytes after the next expected byte | TCP reassembly |
 //! | `malformed-dns` | DNS responses with a compression pointer past the message, from random clients | DNS (counted as malformed), flows |
 //! | `dns-flows` | one query and its response per new client address and port | flows, DNS waiting queries and records, the reports' rows |
 //!
@@ -165,14 +165,16 @@ impl Flood {
                 }
                 let (c, s, isn) = (self.client, SERVER, self.isn);
                 let server_isn = isn ^ 0x5a5a_5a5a;
+                // port 53: DNS over TCP asks for the streams
+                let p = 53;
                 match step {
-                    0 => build::eth_tcp4(a, b, c, s, self.port, 80, isn, 0, SYN, &[]),
+                    0 => build::eth_tcp4(a, b, c, s, self.port, p, isn, 0, SYN, &[]),
                     1 => build::eth_tcp4(
                         b,
                         a,
                         s,
                         c,
-                        80,
+                        p,
                         self.port,
                         server_isn,
                         isn.wrapping_add(1),
@@ -185,7 +187,7 @@ impl Flood {
                         c,
                         s,
                         self.port,
-                        80,
+                        p,
                         isn.wrapping_add(1),
                         server_isn.wrapping_add(1),
                         ACK,
@@ -200,7 +202,7 @@ impl Flood {
                             c,
                             s,
                             self.port,
-                            80,
+                            p,
                             isn.wrapping_add(off),
                             server_isn.wrapping_add(1),
                             ACK | PSH,

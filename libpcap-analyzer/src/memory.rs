@@ -382,8 +382,13 @@ impl KeySampler {
     fn recount(&self) -> u32 {
         let _g = self.raise.lock().unwrap_or_else(|p| p.into_inner());
         let mut level = self.level();
-        let count =
-            |l: u32| -> u64 { self.counts.iter().skip(l as usize).map(|c| c.load(Ordering::Relaxed)).sum() };
+        let count = |l: u32| -> u64 {
+            self.counts
+                .iter()
+                .skip(l as usize)
+                .map(|c| c.load(Ordering::Relaxed))
+                .sum()
+        };
         let mut n = count(level);
         while n > self.cap && level < 64 {
             level += 1;
@@ -589,6 +594,10 @@ mod tests {
             max_bytes: 1,
             ..MemoryConfig::default()
         };
-        assert!(c.validate().unwrap_err().starts_with("[memory] max_bytes = 1"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .starts_with("[memory] max_bytes = 1")
+        );
     }
 }

@@ -22,8 +22,8 @@
 //! [`FlowTable::take_ended`] and calls `flow_destroyed` for each, so that it
 //! fires exactly once per flow.
 
-use crate::plugin::EndReason;
 use crate::memory::Lease;
+use crate::plugin::EndReason;
 use libpcap_tools::{Direction, FiveTuple, Flow, FlowContext, FlowId, Timestamp, ipproto};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};

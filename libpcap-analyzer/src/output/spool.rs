@@ -82,7 +82,6 @@ impl RecordSpool {
         self.lease = lease;
     }
 
-
     /// Sets the bytes of rows held before a run is spilled (64 KiB to
     /// 1 GiB).
     pub fn with_memory(mut self, bytes: usize) -> RecordSpool {

@@ -13,6 +13,7 @@
 //! Config `[plugin.basic-stats]`: `max_conversations` (default 1000000).
 //! Writes `basic-stats.json`.
 
+use crate::memory::{KeySampler, MemoryBudget, Share};
 use crate::plugin::{
     EndReason, Interest, Layers, Plugin, PluginBuilder, PluginError, PluginResult, downcast,
     write_atomically_with,
@@ -20,11 +21,10 @@ use crate::plugin::{
 use crate::stats::AnalyzerStats;
 use libpcap_tools::{Config, FiveTuple, Flow, ipproto};
 use serde::Serialize;
-use crate::memory::{KeySampler, MemoryBudget, Share};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Configuration `[plugin.basic-stats]`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]

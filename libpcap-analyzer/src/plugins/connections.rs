@@ -22,6 +22,7 @@
 //! packet; a report written while the run goes on
 //! ([`Plugin::snapshot`]) folds the flows still open into a copy.
 
+use crate::memory::{KeySampler, MemoryBudget, Share};
 use crate::output::schema::CONNECTION;
 use crate::output::{Format, RowBuf};
 use crate::plugin::{
@@ -29,12 +30,11 @@ use crate::plugin::{
     write_atomically_with,
 };
 use libpcap_tools::{Config, ipproto};
-use crate::memory::{KeySampler, MemoryBudget, Share};
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Output format of the report: the seed's text report, or the
 /// `connection` records of the schema in one of the record formats.
@@ -813,7 +813,10 @@ impl Plugin for ConnectionsPlugin {
         if keys > 0 {
             log::warn!(
                 "connections: the report reached its cap ({} rows: max_connections or the [memory] connections share); {keys} flow directions ({packets} packets) were not kept (keys kept by hash)",
-                self.table.sampler.as_ref().map_or(self.cfg.max_connections as u64, |s| s.cap())
+                self.table
+                    .sampler
+                    .as_ref()
+                    .map_or(self.cfg.max_connections as u64, |s| s.cap())
             );
         }
         let path = self.report_path(dir);

@@ -26,6 +26,7 @@
 //! Writes `dns.jsonl` (`.csv`, `.log`, `.parquet` with `[output] format`).
 
 use super::spool::OutputConfig;
+use crate::memory::{Lease, MemoryBudget, Share};
 use crate::output::schema::DNS;
 use crate::output::{RecordSpool, RowBuf};
 use crate::plugin::{
@@ -37,7 +38,6 @@ use crate::proto::dns::{
     rcode_name, rr_type_mnemonic,
 };
 use libpcap_tools::{Config, Direction, FiveTuple, Flow, FlowId, Timestamp, ipproto};
-use crate::memory::{Lease, MemoryBudget, Share};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

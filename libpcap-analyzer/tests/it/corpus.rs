@@ -384,7 +384,10 @@ fn results_do_not_depend_on_the_number_of_workers_over_budget() {
     assert!(first.keys().any(|n| n.starts_with("connections")));
     for (jobs, r) in &results[1..] {
         for (name, content) in first {
-            assert!(r.get(name) == Some(content), "{name} differs with -j {jobs}");
+            assert!(
+                r.get(name) == Some(content),
+                "{name} differs with -j {jobs}"
+            );
         }
     }
 }

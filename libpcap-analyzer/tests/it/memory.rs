@@ -56,20 +56,28 @@ fn syn_flood_flows_stay_under_the_share_for_all_workers() {
     let n = 3 * cap as usize;
     for jobs in [1, 2, 4] {
         let out = run(FloodKind::Syn, n, conf, &["connections"], jobs);
-        // one flow per SYN; each worker's table peaks, their sum is bounded
+        // one flow per SYN; the workers together never held more than
+        // the cap (a worker without flows may take one more)
         assert_eq!(out.flows.created, n as u64, "-j {jobs}");
+        let (_, limit, peak, refused) = out.memory.iter().find(|p| p.0 == "flows").unwrap();
+        assert_eq!(*limit, cap);
         assert!(
-            out.flows.peak <= cap + jobs as u64,
-            "-j {jobs}: {} flows at once, cap {cap}",
-            out.flows.peak
+            *peak <= cap && *peak > cap - 64,
+            "-j {jobs}: {peak} flows at once"
         );
-        assert!(out.flows.peak >= cap - jobs as u64 * 64, "-j {jobs}");
+        assert!(*refused > 0);
         // evicted flows are reported, the rest end with the input
         assert_eq!(
             out.flows.ended_eviction + out.flows.ended_end_of_input,
             n as u64
         );
-        assert!(out.flows.ended_eviction >= n as u64 - cap - jobs as u64);
+        // (not at one time: a worker that finished first gave its flows
+        // back to the others, still reading their queues)
+        assert!(
+            out.flows.ended_end_of_input <= cap * jobs as u64,
+            "-j {jobs}: {:?}",
+            out.flows
+        );
     }
 }
 
@@ -81,20 +89,31 @@ fn first_fragments_are_dropped_at_the_run_byte_cap() {
         let out = run(FloodKind::Fragments, 2000, conf, &["connections"], jobs);
         assert_eq!(out.stats.fragments, 2000, "-j {jobs}");
         let dropped = out.stats.anomalies.get("defrag_too_many_bytes").copied();
-        // 512 bytes each (plus overhead): about 100 fit, the others dropped
-        assert!(dropped.unwrap_or(0) > 1800, "-j {jobs}: {dropped:?}");
+        // 512 bytes each (plus overhead): at most 128 held, the others dropped
+        // (with several workers, a datagram whose worker's lease is short
+        // may also be given up while another holds a few bytes spare)
+        assert!(dropped.unwrap_or(0) >= 2000 - 256, "-j {jobs}: {dropped:?}");
+        let (_, limit, peak, _) = out.memory.iter().find(|p| p.0 == "fragments").unwrap();
+        assert!(peak <= limit && *limit == 65536, "-j {jobs}");
     }
 }
 
 #[test]
 fn far_ahead_segments_are_dropped_at_the_run_reassembly_cap() {
-    let conf = "[tcp_reassembly]\nmax_buffered_total = 200000\nmax_buffered_per_direction = 100000\n";
+    let conf =
+        "[tcp_reassembly]\nmax_buffered_total = 200000\nmax_buffered_per_direction = 100000\n";
     let n = 16 * 400;
     for jobs in [1, 2] {
         let out = run(FloodKind::FarAhead, n, conf, &["dns"], jobs);
         let r = &out.stats.reassembly;
-        // 13 segments of 512 bytes per connection wait for bytes that never come
-        assert!(r.dropped_over_cap > 400 * 13 / 2, "-j {jobs}: {r:?}");
+        // 13 segments of 512 bytes per connection wait for bytes that never
+        // come: over the cap, segments are dropped or streams skip ahead
+        assert!(r.dropped_over_cap > 0, "-j {jobs}: {r:?}");
+        assert_eq!(r.gaps, 400, "-j {jobs}: {r:?}");
+        let (_, limit, peak, refused) =
+            out.memory.iter().find(|p| p.0 == "tcp_reassembly").unwrap();
+        assert_eq!(*limit, 200_000);
+        assert!(peak <= limit, "-j {jobs}: {peak} {refused}");
     }
 }
 
@@ -156,7 +175,15 @@ fn dns_flows_over_budget_are_counted_by_name() {
             .unwrap();
         let unpaired = counter(&out, "dns", "unpaired");
         // at most 100 wait (plus a lease's slack per worker)
-        assert!(unpaired >= 2000 - 100 - 2 * jobs as u64, "-j {jobs}: {unpaired}");
+        // never more than 100 at once (a worker that finished first gave
+        // its part back to the others, still reading their queues)
+        let (_, limit, peak, _) = out.memory.iter().find(|p| p.0 == "dns.pending").unwrap();
+        assert_eq!((*limit, *peak), (100, 100), "-j {jobs}");
+        assert!(
+            unpaired >= 2000 - 100 * jobs as u64,
+            "-j {jobs}: {unpaired} {:?}",
+            out.memory
+        );
     }
 }
 
@@ -164,6 +191,8 @@ fn dns_flows_over_budget_are_counted_by_name() {
 fn too_many_jobs_is_an_error() {
     let max = libpcap_analyzer::engine::max_jobs();
     assert!(Engine::new(&Config::new(), max).is_ok());
-    let e = Engine::new(&Config::new(), max + 1).unwrap_err().to_string();
+    let e = Engine::new(&Config::new(), max + 1)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains(&format!("to {max}")), "{e}");
 }

@@ -564,7 +564,8 @@ fn too_many_jobs_is_a_usage_error_naming_the_range() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(
-        err.contains(&format!("-j {}", max + 1)) && err.contains(&format!("0 (one per CPU) to {max}")),
+        err.contains(&format!("-j {}", max + 1))
+            && err.contains(&format!("0 (one per CPU) to {max}")),
         "{err}"
     );
     let o = run([
