@@ -218,7 +218,7 @@ impl Flood {
                 build::eth_udp4(b, a, None, DNS_SERVER, self.client, 53, self.port, &m)
             }
             FloodKind::DnsFlows => {
-                let query = self.i % 2 == 0;
+                let query = self.i.is_multiple_of(2);
                 if query {
                     self.new_client();
                 }
