@@ -588,5 +588,5 @@ fn a_memory_share_out_of_range_names_the_key() {
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
-    assert!(err.contains("[memory] shares add up to 155"), "{err}");
+    assert!(err.contains("[memory] shares add up to 160 %"), "{err}");
 }
