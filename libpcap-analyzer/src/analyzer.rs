@@ -10,6 +10,7 @@ use crate::decode::tunnel;
 use crate::defrag::{DefragFailure, DefragOutcome, Defragmenter, FragmentInfo, FragmentKey};
 use crate::dispatch::{Dispatch, PluginHandle};
 use crate::flow::{FlowHandle, FlowTable, Observation, tcp_flags};
+use crate::memory::MemoryBudget;
 use crate::plugin::{
     Counters, DecapLayer, Decapsulated, EndReason, Layers, LinkLayer, NetworkLayer, PacketContext,
     Plugin, StreamData, TransportLayer,
@@ -169,8 +170,31 @@ impl Analyzer {
         ))
     }
 
-    /// An analyzer from parsed settings and plugin handles (owned or shared).
+    /// An analyzer from parsed settings and plugin handles (owned or shared),
+    /// with a memory budget of its own ([`MemoryBudget::for_engine`]).
     pub fn with_handles(cfg: EngineConfig, handles: Vec<PluginHandle>) -> Analyzer {
+        let memory = MemoryBudget::for_engine(&cfg);
+        Self::with_memory(cfg, handles, &memory)
+    }
+
+    /// An analyzer from parsed settings and plugin handles, drawing on the
+    /// run's `memory` (shared with the other workers): its flows,
+    /// fragments and out-of-order TCP bytes, and the plugins' tables
+    /// ([`Plugin::use_memory`], called here for every plugin).
+    pub fn with_memory(
+        cfg: EngineConfig,
+        mut handles: Vec<PluginHandle>,
+        memory: &Arc<MemoryBudget>,
+    ) -> Analyzer {
+        for h in &mut handles {
+            match h {
+                PluginHandle::Owned(p) => p.use_memory(memory),
+                PluginHandle::Shared(p) => p
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .use_memory(memory),
+            }
+        }
         let mut dispatch = Dispatch::new(handles, cfg.analyzer.max_plugin_errors);
         let want_streams = dispatch
             .slots
@@ -181,11 +205,18 @@ impl Analyzer {
         for i in 0..dispatch.slots.len() {
             dispatch.call(i, &mut stats, |p| p.pre_process());
         }
+        let mut flows = FlowTable::new(cfg.flows.clone());
+        flows.set_lease(memory.flows().lease());
+        let mut defrag = Defragmenter::new(cfg.defrag.to_config());
+        defrag.set_lease(memory.fragments().lease());
         Analyzer {
             parents: Vec::new(),
-            flows: FlowTable::new(cfg.flows.clone()),
-            defrag: Defragmenter::new(cfg.defrag.to_config()),
-            budget: StreamBudget::new(stream_cfg.max_buffered_total),
+            flows,
+            defrag,
+            budget: StreamBudget::with_lease(
+                stream_cfg.max_buffered_total,
+                memory.tcp_reassembly().lease(),
+            ),
             stream_cfg,
             dispatch,
             stats,
@@ -1222,10 +1253,11 @@ impl Analyzer {
         if !self.flows.has_ended() {
             return;
         }
-        let ended: Vec<_> = self.flows.take_ended().collect();
-        for (entry, reason) in ended {
+        let mut ended = self.flows.take_ended_buffer();
+        for (entry, reason) in ended.drain(..) {
             self.end_flow(entry.flow, entry.ext, reason);
         }
+        self.flows.restore_ended(ended);
     }
 
     fn end_flow(&mut self, flow: Flow, ext: FlowExt, reason: EndReason) {
@@ -1269,6 +1301,13 @@ impl Analyzer {
             self.defrag_failed(failure);
         }
         self.flush_ended();
+        // a few flows at a time: the ended ones are not held beside the
+        // table (the table full of flows, as many again ended)
+        let order = self.flows.drain_order();
+        for chunk in order.chunks(1024) {
+            self.flows.end_at_input_end(chunk);
+            self.flush_ended();
+        }
         self.flows.drain();
         self.flush_ended();
         self.publish();

@@ -58,7 +58,8 @@ pub struct DefragSection {
     pub timeout: f64,
     /// Most datagrams being reassembled at once (the oldest is dropped beyond).
     pub max_datagrams: usize,
-    /// Most fragment bytes buffered at once.
+    /// Most fragment bytes buffered at once by the whole run (all workers;
+    /// also bounded by the `[memory] fragments` share).
     pub max_bytes: usize,
     /// Most fragments in one datagram.
     pub max_fragments_per_datagram: usize,
@@ -100,7 +101,8 @@ pub struct StreamSection {
     /// Out-of-order bytes held per direction of a connection; beyond, the
     /// stream skips to the buffered data and reports a gap.
     pub max_buffered_per_direction: usize,
-    /// Out-of-order bytes held for all connections of a worker.
+    /// Out-of-order bytes held for all connections of the run (all
+    /// workers; also bounded by the `[memory] tcp_reassembly` share).
     pub max_buffered_total: usize,
     /// Segments further ahead of the next expected byte than this are
     /// dropped (counted) instead of buffered.
@@ -140,12 +142,14 @@ pub struct EngineConfig {
     pub defrag: DefragSection,
     /// `[tcp_reassembly]`.
     pub tcp_reassembly: StreamSection,
+    /// `[memory]`: the run's memory budget and its shares.
+    pub memory: crate::memory::MemoryConfig,
 }
 
 impl EngineConfig {
     /// The sections this config reads (for unknown-section warnings).
     pub const SECTIONS: &'static [&'static str] =
-        &["analyzer", "flows", "defrag", "tcp_reassembly"];
+        &["analyzer", "flows", "defrag", "tcp_reassembly", "memory"];
 
     /// Reads the sections from `config`, and checks their values
     /// ([`EngineConfig::validate`]).
@@ -158,6 +162,7 @@ impl EngineConfig {
             flows: config.section("flows")?,
             defrag: config.section("defrag")?,
             tcp_reassembly: config.section("tcp_reassembly")?,
+            memory: config.section("memory")?,
         };
         cfg.validate().map_err(libpcap_tools::Error::Config)?;
         Ok(cfg)
@@ -218,6 +223,7 @@ impl EngineConfig {
             1,
             u32::MAX.into(),
         )?;
+        self.memory.validate()?;
         Ok(())
     }
 }

@@ -42,6 +42,7 @@ use crate::control::{RunControl, RunState, SharedPlugin};
 use crate::decode::link::decode_link;
 use crate::dispatch::PluginHandle;
 use crate::flow::FlowTableStats;
+use crate::memory::MemoryBudget;
 use crate::plugin::{Counters, Plugin, PluginError, PluginResult};
 use crate::stats::AnalyzerStats;
 use crossbeam_channel::{
@@ -61,6 +62,17 @@ const BATCH_BYTES: usize = 1 << 20;
 /// Batches queued per worker before the reader blocks.
 const QUEUE_DEPTH: usize = 4;
 
+/// The most workers a run may have: [`max_jobs`].
+const MAX_JOBS: usize = 256;
+
+/// The most worker threads an [`Engine`] runs (256): more shards than that
+/// gain nothing on any machine (each has its own flow table and plugin
+/// instances), and every worker holds a part of each memory pool of the
+/// run ([`crate::memory`]). [`Engine::new`] refuses more.
+pub fn max_jobs() -> usize {
+    MAX_JOBS
+}
+
 /// Builds one set of plugin instances (called once per worker).
 pub type PluginFactory<'a> = &'a (dyn Fn() -> PluginResult<Vec<Box<dyn Plugin>>> + Sync);
 
@@ -75,6 +87,9 @@ pub struct RunOutput {
     pub flows: FlowTableStats,
     /// A truncation of the input: every complete packet was analysed.
     pub warning: Option<libpcap_tools::Error>,
+    /// The run's memory pools ([`crate::memory`]): name, limit, most
+    /// held at once by all workers together, requests refused.
+    pub memory: Vec<(String, u64, u64, u64)>,
     /// What the sources reported as having ended their input early
     /// ([`PacketSource::warnings`]: a truncated or partly corrupt file),
     /// as they word it.
@@ -213,13 +228,18 @@ impl std::fmt::Debug for Engine {
 
 impl Engine {
     /// An engine with the settings of `config` and `jobs` workers (0: one per
-    /// CPU).
+    /// CPU, at most [`max_jobs`]).
     ///
     /// # Errors
-    /// When a configuration section is invalid.
+    /// When a configuration section is invalid, or `jobs` is above
+    /// [`max_jobs`].
     pub fn new(config: &Config, jobs: usize) -> Result<Engine, AnalyzerError> {
         let jobs = if jobs == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_JOBS))
+        } else if jobs > MAX_JOBS {
+            return Err(AnalyzerError::Source(libpcap_tools::Error::Config(
+                format!("{jobs} worker threads: give a number from 0 (one per CPU) to {MAX_JOBS}"),
+            )));
         } else {
             jobs
         };
@@ -317,11 +337,17 @@ impl Engine {
         input: RunInput<'_>,
         ctl: &RunControl,
     ) -> Result<RunOutput, AnalyzerError> {
+        let memory = MemoryBudget::for_engine(&self.cfg);
+        let m = &memory;
         let out = match input {
-            RunInput::Source(source) if self.jobs <= 1 => self.run_single(factory, source, ctl),
-            RunInput::Source(source) => self.run_pool(factory, source, ctl),
-            RunInput::PerWorker(sources) => self.run_per_worker(factory, sources, ctl),
-        };
+            RunInput::Source(source) if self.jobs <= 1 => self.run_single(factory, source, ctl, m),
+            RunInput::Source(source) => self.run_pool(factory, source, ctl, m),
+            RunInput::PerWorker(sources) => self.run_per_worker(factory, sources, ctl, m),
+        }
+        .map(|mut out| {
+            out.memory = memory.pools();
+            out
+        });
         ctl.end();
         out
     }
@@ -335,12 +361,13 @@ impl Engine {
         n: usize,
         inputs: usize,
         ctl: &RunControl,
+        memory: &Arc<MemoryBudget>,
     ) -> Result<Vec<Analyzer>, AnalyzerError> {
         let mut shared = None;
         let mut analyzers = Vec::with_capacity(n);
         for _ in 0..n {
             let handles = Self::handles(factory, &mut shared)?;
-            analyzers.push(Analyzer::with_handles(self.cfg.clone(), handles));
+            analyzers.push(Analyzer::with_memory(self.cfg.clone(), handles, memory));
         }
         let monitors = ctl.begin(n, inputs, shared.unwrap_or_default());
         for (a, m) in analyzers.iter_mut().zip(monitors) {
@@ -355,8 +382,9 @@ impl Engine {
         factory: PluginFactory<'_>,
         source: &mut dyn PacketSource,
         ctl: &RunControl,
+        memory: &Arc<MemoryBudget>,
     ) -> Result<RunOutput, AnalyzerError> {
-        let Some(mut a) = self.analyzers(factory, 1, 1, ctl)?.pop() else {
+        let Some(mut a) = self.analyzers(factory, 1, 1, ctl, memory)?.pop() else {
             return Err(AnalyzerError::Worker("no analyzer".into()));
         };
         let r = a.run_controlled(source, ctl, 0, &AtomicBool::new(false));
@@ -375,13 +403,14 @@ impl Engine {
         factory: PluginFactory<'_>,
         source: &mut dyn PacketSource,
         ctl: &RunControl,
+        memory: &Arc<MemoryBudget>,
     ) -> Result<RunOutput, AnalyzerError> {
         let n = self.jobs;
         let failed = AtomicBool::new(false);
         let (recycle_tx, recycle_rx) = bounded::<Batch>(n * (QUEUE_DEPTH + 2));
         let mut senders = Vec::with_capacity(n);
         let mut shards = Vec::with_capacity(n);
-        for analyzer in self.analyzers(factory, n, 1, ctl)? {
+        for analyzer in self.analyzers(factory, n, 1, ctl, memory)? {
             let (tx, rx) = bounded::<Msg>(QUEUE_DEPTH);
             senders.push(tx);
             shards.push(Shard {
@@ -459,9 +488,10 @@ impl Engine {
         factory: PluginFactory<'_>,
         sources: Vec<Box<dyn PacketSource>>,
         ctl: &RunControl,
+        memory: &Arc<MemoryBudget>,
     ) -> Result<RunOutput, AnalyzerError> {
         let n = sources.len();
-        let analyzers = self.analyzers(factory, n, n, ctl)?;
+        let analyzers = self.analyzers(factory, n, n, ctl, memory)?;
         let failed = AtomicBool::new(false);
         std::thread::scope(|scope| {
             let mut workers = Vec::with_capacity(n);
@@ -640,6 +670,7 @@ fn finish(
         stats,
         flows,
         warning,
+        memory: Vec::new(),
         input_warnings: Vec::new(),
     })
 }

@@ -430,6 +430,7 @@ fn write_intermediate(sh: &Shared, dir: &Path) -> Result<Option<Vec<PathBuf>>, P
         stats,
         flows: FlowTableStats::default(),
         warning: None,
+        memory: Vec::new(),
         input_warnings: Vec::new(),
     };
     let files = out.save_results(dir)?;

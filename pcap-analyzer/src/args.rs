@@ -112,7 +112,8 @@ pub struct Args {
     /// there too; without it, into a temporary directory removed at the end.
     #[arg(long = "stdout", value_name = "KIND")]
     pub stdout: Option<String>,
-    /// Worker threads (default 0: one per CPU; 1: no extra thread, least memory)
+    /// Worker threads (default 0: one per CPU; 1: no extra thread, least
+    /// memory; at most 256)
     #[arg(short = 'j', long = "jobs", value_name = "N")]
     pub jobs: Option<usize>,
     /// Skip the first N packets.

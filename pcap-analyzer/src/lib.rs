@@ -245,6 +245,13 @@ pub fn run_with(args: &Args, registry: PluginRegistry, stdout: &mut dyn Write) -
         &nfq_cfg,
     )?;
     let jobs = args.jobs.unwrap_or(run_cfg.jobs);
+    if jobs > libpcap_analyzer::engine::max_jobs() {
+        return Err(UsageError(format!(
+            "-j {jobs}: give a number of worker threads from 0 (one per CPU) to {}",
+            libpcap_analyzer::engine::max_jobs()
+        ))
+        .into());
+    }
     let stdin_count = args.inputs.iter().filter(|p| p.as_os_str() == "-").count();
     if stdin_count > 1 {
         return Err(UsageError("standard input ('-') can be read only once".to_string()).into());

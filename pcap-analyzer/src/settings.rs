@@ -31,17 +31,20 @@ pub(crate) struct RunConfig {
     pub(crate) worker_nice: i32,
 }
 
-/// The most worker threads `[run] jobs` may ask for.
-pub(crate) const MAX_JOBS: usize = 1024;
+/// The most worker threads `[run] jobs` and `-j` may ask for
+/// ([`libpcap_analyzer::engine::max_jobs`]).
+pub(crate) fn max_jobs() -> usize {
+    libpcap_analyzer::engine::max_jobs()
+}
 
 impl RunConfig {
-    /// Checks `jobs` (0 to [`MAX_JOBS`]) and `worker_nice` (0 to 19).
+    /// Checks `jobs` (0 to [`max_jobs`]) and `worker_nice` (0 to 19).
     pub(crate) fn validate(&self) -> Result<(), String> {
-        if self.jobs > MAX_JOBS {
+        if self.jobs > max_jobs() {
             return Err(format!(
-                "[run] jobs = {}: give a number of worker threads from 0 (one per CPU) to \
-                 {MAX_JOBS}",
-                self.jobs
+                "[run] jobs = {}: give a number of worker threads from 0 (one per CPU) to {}",
+                self.jobs,
+                max_jobs()
             ));
         }
         if !(0..=19).contains(&self.worker_nice) {

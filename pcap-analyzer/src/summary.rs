@@ -162,7 +162,7 @@ pub(crate) fn summary_text(v: &serde_json::Value) -> String {
             n("eviction"),
             n("end_of_input"),
             if n("eviction") > 0 {
-                " (evicted before their end: the flow table was full, [flows] max_flows)"
+                " (evicted before their end: the flow table was full: [flows] max_flows or the [memory] flows share)"
             } else {
                 ""
             }
@@ -239,7 +239,7 @@ pub(crate) fn log_counters(v: &serde_json::Value) {
             if what == "flows.eviction" {
                 log::warn!(
                     "{n} flows were evicted before their end because the flow table was full \
-                     ([flows] max_flows): their later packets started new flows"
+                     ([flows] max_flows or the [memory] flows share): their later packets started new flows"
                 );
             } else {
                 log::warn!("{what}: {n} not analysed (see the run summary)");

@@ -478,6 +478,8 @@ pub struct Defragmenter {
     by_time: BTreeSet<(i64, u64)>,
     next_seq: u64,
     bytes_pending: usize,
+    /// This worker's part of the run's fragment bytes ([`crate::memory`]).
+    lease: crate::memory::Lease,
     dead_count: usize,
     evicted: Vec<DefragFailure>,
     stats: DefragStats,
@@ -517,10 +519,23 @@ impl Defragmenter {
             by_time: BTreeSet::new(),
             next_seq: 0,
             bytes_pending: 0,
+            lease: crate::memory::Lease::unlimited(),
             dead_count: 0,
             evicted: Vec::new(),
             stats: DefragStats::default(),
         }
+    }
+
+    /// Draws the bytes held from `lease` (a pool of the whole run, shared
+    /// with the other workers) as well as from `max_bytes`: when it cannot
+    /// cover them, the oldest datagrams are dropped (`too_many_bytes`).
+    pub fn set_lease(&mut self, lease: crate::memory::Lease) {
+        self.lease = lease;
+    }
+
+    /// Whether the bytes held are over `max_bytes` or the lease.
+    fn over_bytes(&mut self) -> bool {
+        self.bytes_pending > self.cfg.max_bytes || !self.lease.cover(self.bytes_pending as u64)
     }
 
     /// The configuration.
@@ -734,12 +749,12 @@ impl Defragmenter {
         }
 
         // Byte cap: evict the oldest other datagrams, then give up on this one.
-        while self.bytes_pending > self.cfg.max_bytes {
+        while self.over_bytes() {
             if !self.evict_oldest(Some(seq), FailureReason::TooManyBytes) {
                 break;
             }
         }
-        if self.bytes_pending > self.cfg.max_bytes {
+        if self.over_bytes() {
             return self.fail_in_place(key, &frag, FailureReason::TooManyBytes);
         }
         DefragOutcome::Pending
@@ -905,6 +920,7 @@ impl Defragmenter {
             first_fragment,
         };
         self.bytes_pending = self.bytes_pending.saturating_sub(p.charge());
+        self.lease.cover(self.bytes_pending as u64);
         p.pieces = BTreeMap::new();
         p.stored = 0;
         p.frames = 0;
@@ -926,6 +942,7 @@ impl Defragmenter {
             self.by_time.remove(&(t, p.seq));
         }
         self.bytes_pending = self.bytes_pending.saturating_sub(p.charge());
+        self.lease.cover(self.bytes_pending as u64);
         if p.dead.is_some() {
             self.dead_count = self.dead_count.saturating_sub(1);
         }

@@ -22,6 +22,7 @@
 //! [`FlowTable::take_ended`] and calls `flow_destroyed` for each, so that it
 //! fires exactly once per flow.
 
+use crate::memory::Lease;
 use crate::plugin::EndReason;
 use libpcap_tools::{Direction, FiveTuple, Flow, FlowContext, FlowId, Timestamp, ipproto};
 use std::cmp::Reverse;
@@ -47,8 +48,9 @@ pub mod tcp_flags {
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(default)]
 pub struct FlowConfig {
-    /// Most flows tracked at once (per worker); over it the least recently
-    /// active flow is evicted.
+    /// Most flows tracked at once by the whole run (all workers; also
+    /// bounded by the `[memory] flows` share); over it the least recently
+    /// active flow of the worker that needs one is evicted.
     pub max_flows: usize,
     /// Idle timeout of TCP flows, in seconds.
     pub tcp_timeout: f64,
@@ -212,6 +214,8 @@ pub struct FlowTable<X> {
     next_generation: u32,
     stats: FlowTableStats,
     timeouts: [i64; 5],
+    /// This worker's part of the run's flows ([`crate::memory`]).
+    lease: Lease,
 }
 
 /// Deterministic 64-bit FNV-1a, for flow ids that do not depend on the
@@ -273,7 +277,16 @@ impl<X: Default> FlowTable<X> {
             next_generation: 0,
             stats: FlowTableStats::default(),
             timeouts,
+            lease: Lease::unlimited(),
         }
+    }
+
+    /// Draws the table's flows from `lease` (a pool of the whole run,
+    /// shared with the other workers): when it cannot cover one more, the
+    /// least recently active flow is evicted, as at `max_flows`. A worker
+    /// without flows always gets one.
+    pub fn set_lease(&mut self, lease: Lease) {
+        self.lease = lease;
     }
 
     /// Number of flows held.
@@ -366,6 +379,7 @@ impl<X: Default> FlowTable<X> {
         };
         e.flow.conn.finish();
         self.map.remove(&e.key);
+        self.lease.cover(self.map.len() as u64);
         self.free.push(slot);
         match reason {
             EndReason::Fin => self.stats.ended_fin += 1,
@@ -582,7 +596,8 @@ impl<X: Default> FlowTable<X> {
         index: u64,
         flags: u8,
     ) -> u32 {
-        if self.map.len() >= self.cfg.max_flows.max(1) {
+        let n = self.map.len();
+        if n > 0 && (n >= self.cfg.max_flows || !self.lease.cover(n as u64 + 1)) {
             self.evict_one();
         }
         let mut oriented = *tuple;
@@ -636,8 +651,21 @@ impl<X: Default> FlowTable<X> {
 
     /// Ends every remaining flow with reason `EndOfInput`.
     pub fn drain(&mut self) {
-        let slots: Vec<u32> = self.map.values().copied().collect();
-        let mut slots = slots;
+        let order = self.drain_order();
+        self.end_at_input_end(&order);
+        // nothing is left: give the memory back for the results
+        self.deadlines = BinaryHeap::new();
+        self.map = HashMap::default();
+        self.slots = Vec::new();
+        self.free = Vec::new();
+    }
+
+    /// The slots of the flows held, in the order [`FlowTable::drain`] ends
+    /// them (by flow id): a caller may end them a few at a time with
+    /// [`FlowTable::end_at_input_end`], taking the ended flows in between,
+    /// so that they are not all held twice at once.
+    pub fn drain_order(&self) -> Vec<u32> {
+        let mut slots: Vec<u32> = self.map.values().copied().collect();
         // deterministic order: by flow id
         slots.sort_by_key(|s| {
             self.slots
@@ -645,19 +673,33 @@ impl<X: Default> FlowTable<X> {
                 .and_then(Option::as_ref)
                 .map(|e| e.flow.id)
         });
-        for s in slots {
-            let reason = match self
-                .slots
-                .get(s as usize)
-                .and_then(Option::as_ref)
-                .and_then(|e| e.closing)
-            {
-                Some(r) => r,
-                None => EndReason::EndOfInput,
+        slots
+    }
+
+    /// Ends the flows of `slots` (from [`FlowTable::drain_order`]) as at
+    /// the end of the input (or by their closing reason).
+    pub fn end_at_input_end(&mut self, slots: &[u32]) {
+        for &s in slots {
+            let Some(e) = self.slots.get(s as usize).and_then(Option::as_ref) else {
+                continue;
             };
+            let reason = e.closing.unwrap_or(EndReason::EndOfInput);
             self.end(s, reason);
         }
-        self.deadlines.clear();
+    }
+
+    /// Takes the buffer of ended flows (to hand back with
+    /// [`FlowTable::restore_ended`] once emptied, keeping its capacity).
+    pub fn take_ended_buffer(&mut self) -> Vec<(FlowEntry<X>, EndReason)> {
+        std::mem::take(&mut self.ended)
+    }
+
+    /// Gives back the emptied buffer of [`FlowTable::take_ended_buffer`].
+    pub fn restore_ended(&mut self, mut buffer: Vec<(FlowEntry<X>, EndReason)>) {
+        if self.ended.is_empty() {
+            buffer.clear();
+            self.ended = buffer;
+        }
     }
 
     /// Takes the flows that ended since the last call, in the order they ended.

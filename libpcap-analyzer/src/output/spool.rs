@@ -8,6 +8,7 @@
 use super::format::{Format, writer};
 use super::row::{RowBuf, decode};
 use super::schema::Kind;
+use crate::memory::Lease;
 use libpcap_tools::Timestamp;
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
@@ -43,7 +44,16 @@ pub struct RecordSpool {
     bad_rows: u64,
     /// The first write error; the spool then only counts.
     failed: Option<String>,
+    /// This spool's part of the run's spool memory ([`crate::memory`]).
+    lease: Lease,
 }
+
+/// Bytes a spool may hold without drawing on its lease (so that a spool
+/// never spills runs of a few rows).
+pub const FREE_MEMORY: usize = 64 << 10;
+
+/// Bytes of an index entry.
+const ENTRY: usize = std::mem::size_of::<(Key, u32, u32)>();
 
 impl RecordSpool {
     /// A spool of `kind` records spilling into `dir` (without one, records
@@ -59,7 +69,17 @@ impl RecordSpool {
             records: 0,
             bad_rows: 0,
             failed: None,
+            lease: Lease::unlimited(),
         }
+    }
+
+    /// Draws the rows held in memory from `lease`, a pool of the whole run
+    /// shared by every spool of every worker (the `[memory] spool` share),
+    /// beyond the first [`FREE_MEMORY`] bytes: when the lease cannot cover
+    /// a larger buffer, the rows are spilled as a sorted run first (nothing
+    /// is lost; runs are merged at the end).
+    pub fn share_memory(&mut self, lease: Lease) {
+        self.lease = lease;
     }
 
     /// Sets the bytes of rows held before a run is spilled (64 KiB to
@@ -107,16 +127,29 @@ impl RecordSpool {
         if !self.is_writing() {
             return;
         }
+        let key = Key {
+            ts: ts.map_or(i64::MIN, Timestamp::as_nanos),
+            flow,
+            seq: self.records,
+        };
+        let grows = self.arena.len() + bytes.len() > self.arena.capacity()
+            || self.index.len() == self.index.capacity();
+        if grows && !self.index.is_empty() {
+            // the buffers double: the lease must cover them first
+            let after = (self.arena.capacity() * 2).max(self.arena.len() + bytes.len())
+                + (self.index.capacity() * 2).max(4) * ENTRY;
+            if !self.lease.cover(after.saturating_sub(FREE_MEMORY) as u64) {
+                self.spill_or_fail();
+                if !self.is_writing() {
+                    return;
+                }
+            }
+        }
         // the arena stays under 1 GiB (`with_memory`), a row under 4 GiB
         let (Ok(off), Ok(len)) = (u32::try_from(self.arena.len()), u32::try_from(bytes.len()))
         else {
             self.bad_rows += 1;
             return;
-        };
-        let key = Key {
-            ts: ts.map_or(i64::MIN, Timestamp::as_nanos),
-            flow,
-            seq: self.records,
         };
         self.arena.extend_from_slice(bytes);
         self.index.push((key, off, len));
@@ -178,6 +211,12 @@ impl RecordSpool {
         self.runs.push(path);
         self.arena.clear();
         self.index.clear();
+        if self.lease.pool().is_some() {
+            // give the memory back to the other spools of the run
+            self.arena = Vec::new();
+            self.index = Vec::new();
+            self.lease.cover(0);
+        }
         Ok(())
     }
 

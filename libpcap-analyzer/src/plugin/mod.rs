@@ -519,6 +519,22 @@ pub trait Plugin: AsAny {
     /// the plugin is registered with the analyzer.
     fn interest(&self) -> Interest;
 
+    /// Hands the plugin the run's memory budget, once, before
+    /// [`Plugin::pre_process`]: the same [`MemoryBudget`] for the instances
+    /// of every worker, so that a table or buffer the plugin caps is capped
+    /// for the whole run, not per worker. Take a [`crate::memory::Lease`]
+    /// on a pool of a share ([`MemoryBudget::pool`] with
+    /// [`MemoryBudget::share`]), or a [`crate::memory::KeySampler`] for a
+    /// keyed table whose rows are results ([`MemoryBudget::sampler`]: the
+    /// same keys kept whatever the number of workers). The default ignores
+    /// it.
+    ///
+    /// [`MemoryBudget`]: crate::memory::MemoryBudget
+    /// [`MemoryBudget::pool`]: crate::memory::MemoryBudget::pool
+    /// [`MemoryBudget::share`]: crate::memory::MemoryBudget::share
+    /// [`MemoryBudget::sampler`]: crate::memory::MemoryBudget::sampler
+    fn use_memory(&mut self, _budget: &std::sync::Arc<crate::memory::MemoryBudget>) {}
+
     /// Called once before the first packet.
     fn pre_process(&mut self) -> PluginResult<()> {
         Ok(())

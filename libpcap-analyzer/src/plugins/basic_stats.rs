@@ -4,12 +4,16 @@
 //! Conversations are gathered from the flows as they end (no per-packet
 //! work): the L3 conversation of two addresses and the L4 conversation of a
 //! bidirectional 5-tuple sum the packets and bytes of all their flows,
-//! tunnel layers included. At most `max_conversations` of each are kept;
-//! the rest are summed in `other`.
+//! tunnel layers included. At most `max_conversations` of each are kept
+//! by the whole run (also bounded by the `[memory] basic_stats` share);
+//! over it, conversations are kept by a hash of their key, the same ones
+//! whatever the number of workers ([`crate::memory::KeySampler`]), and the
+//! rest are summed in `other`.
 //!
 //! Config `[plugin.basic-stats]`: `max_conversations` (default 1000000).
 //! Writes `basic-stats.json`: compact JSON on one line (`jq .` pretty-prints it).
 
+use crate::memory::{KeySampler, MemoryBudget, Share};
 use crate::plugin::{
     EndReason, Interest, Layers, Plugin, PluginBuilder, PluginError, PluginResult, downcast,
     write_atomically_with,
@@ -20,12 +24,14 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Configuration `[plugin.basic-stats]`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(default)]
 pub struct BasicStatsConfig {
-    /// Most conversations kept per table.
+    /// Most conversations kept per table by the whole run (also bounded
+    /// by the `[memory] basic_stats` share, half for each table).
     pub max_conversations: usize,
 }
 
@@ -74,16 +80,72 @@ pub struct BasicStats {
     other_l4: Conv,
     end_reasons: HashMap<EndReason, u64, foldhash::fast::RandomState>,
     run: AnalyzerStats,
+    /// Sampling of the L3 table (with a memory budget).
+    l3_sample: Sample,
+    /// Sampling of the L4 table.
+    l4_sample: Sample,
 }
 
+/// The keys a table keeps by hash, shared by the workers, and the level
+/// its rows were last pruned to.
+#[derive(Debug, Default)]
+struct Sample {
+    sampler: Option<Arc<KeySampler>>,
+    level: u32,
+}
+
+/// Estimated bytes of an L4 row (the larger).
+const ROW_BYTES: u64 = crate::memory::row_bytes(std::mem::size_of::<(FiveTuple, Conv)>());
+
+fn prune<K: std::hash::Hash + Eq>(
+    map: &mut HashMap<K, Conv, foldhash::fast::RandomState>,
+    other: &mut Conv,
+    sample: &mut Sample,
+    level: u32,
+) {
+    map.retain(|k, v| {
+        let keep = KeySampler::passes(KeySampler::hash(k), level);
+        if !keep {
+            other.add(v);
+        }
+        keep
+    });
+    sample.level = level;
+}
+
+/// Adds `c` to the row of `k`; `counting`: a key new to the table is
+/// counted by the sampler (not when merging: it was counted where seen).
 fn bump<K: std::hash::Hash + Eq>(
     map: &mut HashMap<K, Conv, foldhash::fast::RandomState>,
     cap: usize,
     other: &mut Conv,
+    sample: &mut Sample,
     k: K,
     c: &Conv,
+    counting: bool,
 ) {
-    if let Some(v) = map.get_mut(&k) {
+    if let Some(s) = sample.sampler.clone() {
+        let mut level = s.level();
+        if level != sample.level {
+            prune(map, other, sample, level);
+        }
+        if let Some(v) = map.get_mut(&k) {
+            v.add(c);
+            return;
+        }
+        let h = KeySampler::hash(&k);
+        if counting && KeySampler::passes(h, level) {
+            level = s.add(h);
+            if level != sample.level {
+                prune(map, other, sample, level);
+            }
+        }
+        if KeySampler::passes(h, level) {
+            map.insert(k, *c);
+        } else {
+            other.add(c);
+        }
+    } else if let Some(v) = map.get_mut(&k) {
         v.add(c);
     } else if map.len() < cap {
         map.insert(k, *c);
@@ -114,8 +176,35 @@ impl BasicStats {
             ((key.dst, key.src), conv(f.to_client, f.to_server))
         };
         let cap = self.cfg.max_conversations;
-        bump(&mut self.l3, cap, &mut self.other_l3, pair, &c3);
-        bump(&mut self.l4, cap, &mut self.other_l4, key.canonical(), &c4);
+        bump(
+            &mut self.l3,
+            cap,
+            &mut self.other_l3,
+            &mut self.l3_sample,
+            pair,
+            &c3,
+            true,
+        );
+        bump(
+            &mut self.l4,
+            cap,
+            &mut self.other_l4,
+            &mut self.l4_sample,
+            key.canonical(),
+            &c4,
+            true,
+        );
+    }
+
+    /// Prunes both tables to their sampler's level (after a merge, at the
+    /// end).
+    fn settle(&mut self) {
+        if let Some(l) = self.l3_sample.sampler.as_ref().map(|s| s.level()) {
+            prune(&mut self.l3, &mut self.other_l3, &mut self.l3_sample, l);
+        }
+        if let Some(l) = self.l4_sample.sampler.as_ref().map(|s| s.level()) {
+            prune(&mut self.l4, &mut self.other_l4, &mut self.l4_sample, l);
+        }
     }
 }
 
@@ -138,16 +227,45 @@ impl Plugin for BasicStats {
         let o = downcast::<Self>("basic-stats", other)?;
         let cap = self.cfg.max_conversations;
         for (k, v) in &o.l3 {
-            bump(&mut self.l3, cap, &mut self.other_l3, *k, v);
+            bump(
+                &mut self.l3,
+                cap,
+                &mut self.other_l3,
+                &mut self.l3_sample,
+                *k,
+                v,
+                false,
+            );
         }
         for (k, v) in &o.l4 {
-            bump(&mut self.l4, cap, &mut self.other_l4, *k, v);
+            bump(
+                &mut self.l4,
+                cap,
+                &mut self.other_l4,
+                &mut self.l4_sample,
+                *k,
+                v,
+                false,
+            );
         }
         self.other_l3.add(&o.other_l3);
         self.other_l4.add(&o.other_l4);
         for (k, v) in &o.end_reasons {
             *self.end_reasons.entry(*k).or_default() += v;
         }
+        self.settle();
+        Ok(())
+    }
+
+    fn use_memory(&mut self, budget: &Arc<MemoryBudget>) {
+        let share = budget.share(Share::BasicStats) / 2 / ROW_BYTES;
+        let cap = (self.cfg.max_conversations as u64).min(share).max(1);
+        self.l3_sample.sampler = Some(budget.sampler("basic-stats.l3", cap));
+        self.l4_sample.sampler = Some(budget.sampler("basic-stats.l4", cap));
+    }
+
+    fn post_process(&mut self) -> PluginResult<()> {
+        self.settle();
         Ok(())
     }
 

@@ -22,6 +22,7 @@
 //! packet; a report written while the run goes on
 //! ([`Plugin::snapshot`]) folds the flows still open into a copy.
 
+use crate::memory::{KeySampler, MemoryBudget, Share};
 use crate::output::schema::CONNECTION;
 use crate::output::{Format, RowBuf};
 use crate::plugin::{
@@ -33,6 +34,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Output format of the report: the seed's text report, or the
 /// `connection` records of the schema in one of the record formats.
@@ -102,9 +104,13 @@ pub struct ConnectionsConfig {
     pub interval: f64,
     /// Base name of the report file.
     pub file: String,
-    /// Most rows kept (per worker, and after merging); further keys are
-    /// counted (`dropped_keys`, `dropped_packets` in the results and a warning)
-    /// instead of growing memory without bound. 0: no limit.
+    /// Most rows kept by the whole run (all workers; also bounded by the
+    /// `[memory] connections` share). Over it, keys are kept by a hash of
+    /// the key, the same ones whatever the number of workers
+    /// ([`crate::memory::KeySampler`]); the others are counted
+    /// (`dropped_keys`: flow directions not kept, `dropped_packets`, in
+    /// the results and a warning) instead of growing memory without bound.
+    /// 0: no limit but the memory share.
     pub max_connections: usize,
 }
 
@@ -370,22 +376,51 @@ impl ConnStats {
     }
 }
 
+/// Estimated bytes of a row of the report.
+pub const ROW_BYTES: u64 = crate::memory::row_bytes(std::mem::size_of::<(ConnKey, ConnStats)>());
+
 /// The table of connections.
 #[derive(Debug, Default, Clone)]
 pub struct ConnTable {
     map: HashMap<ConnKey, ConnStats, foldhash::fast::RandomState>,
-    /// Most rows kept (0: no limit).
+    /// Most rows kept (0: no limit), when there is no sampler.
     cap: usize,
+    /// Keys kept by hash, shared by the workers.
+    sampler: Option<Arc<KeySampler>>,
+    /// The sampler's level the rows were last pruned to.
+    level: u32,
+    /// Whether new keys are counted by the sampler (not in copies).
+    counting: bool,
     /// Packets of keys refused because the table was full.
     dropped_packets: u64,
-    /// Keys refused because the table was full (counted once per refusal).
+    /// Flow directions refused because the table was full (counted once
+    /// per refusal, and the flows of rows sampled out).
     dropped_keys: u64,
 }
 
 impl ConnTable {
     /// The row of `k`, or `None` (counted) when the table is full.
     fn row(&mut self, k: ConnKey, packets: u64) -> Option<&mut ConnStats> {
-        if self.cap > 0 && self.map.len() >= self.cap && !self.map.contains_key(&k) {
+        if let Some(s) = self.sampler.clone() {
+            let mut level = s.level();
+            if level != self.level {
+                self.prune(level);
+            }
+            if !self.map.contains_key(&k) {
+                let h = KeySampler::hash(&k);
+                if KeySampler::passes(h, level) && self.counting {
+                    level = s.add(h);
+                    if level != self.level {
+                        self.prune(level);
+                    }
+                }
+                if !KeySampler::passes(h, level) {
+                    self.dropped_keys += 1;
+                    self.dropped_packets += packets;
+                    return None;
+                }
+            }
+        } else if self.cap > 0 && self.map.len() >= self.cap && !self.map.contains_key(&k) {
             self.dropped_keys += 1;
             self.dropped_packets += packets;
             return None;
@@ -393,10 +428,44 @@ impl ConnTable {
         Some(self.map.entry(k).or_default())
     }
 
+    /// Drops the rows whose key does not pass `level` (counted).
+    fn prune(&mut self, level: u32) {
+        let (mut keys, mut packets) = (0, 0);
+        self.map.retain(|k, v| {
+            let keep = KeySampler::passes(KeySampler::hash(k), level);
+            if !keep {
+                keys += v.flows;
+                packets += v.packets;
+            }
+            keep
+        });
+        self.dropped_keys += keys;
+        self.dropped_packets += packets;
+        self.level = level;
+    }
+
+    /// Prunes to the sampler's current level (after a merge, at the end).
+    fn settle(&mut self) {
+        if let Some(level) = self.sampler.as_ref().map(|s| s.level())
+            && level != self.level
+        {
+            self.prune(level);
+        }
+    }
+
     fn merge(&mut self, other: &ConnTable) {
-        for (k, v) in &other.map {
-            if let Some(row) = self.row(*k, v.packets) {
-                row.merge(v);
+        if self.sampler.is_some() {
+            // the keys were counted where they were seen
+            for (k, v) in &other.map {
+                self.map.entry(*k).or_default().merge(v);
+            }
+            self.level = self.level.min(other.level);
+            self.settle();
+        } else {
+            for (k, v) in &other.map {
+                if let Some(row) = self.row(*k, v.packets) {
+                    row.merge(v);
+                }
             }
         }
         self.dropped_keys += other.dropped_keys;
@@ -693,9 +762,24 @@ impl Plugin for ConnectionsPlugin {
         Ok(())
     }
 
+    fn use_memory(&mut self, budget: &Arc<MemoryBudget>) {
+        let share = budget.share(Share::Connections) / ROW_BYTES;
+        let cap = match self.cfg.max_connections as u64 {
+            0 => share,
+            n => n.min(share),
+        };
+        self.table.sampler = Some(budget.sampler("connections", cap.max(1)));
+        self.table.counting = true;
+    }
+
     fn merge(&mut self, other: Box<dyn Plugin>) -> PluginResult<()> {
         let other = downcast::<Self>("connections", other)?;
         self.table.merge(&other.table);
+        Ok(())
+    }
+
+    fn post_process(&mut self) -> PluginResult<()> {
+        self.table.settle();
         Ok(())
     }
 
@@ -728,8 +812,11 @@ impl Plugin for ConnectionsPlugin {
         let (keys, packets) = self.table.dropped();
         if keys > 0 {
             log::warn!(
-                "connections: the report reached max_connections ({}); {keys} keys ({packets} packets) were not kept",
-                self.cfg.max_connections
+                "connections: the report reached its cap ({} rows: max_connections or the [memory] connections share); {keys} flow directions ({packets} packets) were not kept (keys kept by hash)",
+                self.table
+                    .sampler
+                    .as_ref()
+                    .map_or(self.cfg.max_connections as u64, |s| s.cap())
             );
         }
         let path = self.report_path(dir);
@@ -743,6 +830,7 @@ impl Plugin for ConnectionsPlugin {
         active: &mut dyn Iterator<Item = &libpcap_tools::Flow>,
     ) -> Option<Box<dyn Plugin>> {
         let mut copy = self.clone();
+        copy.table.counting = false;
         for f in active {
             record_flow(&mut copy.table, f);
         }

@@ -26,6 +26,7 @@
 //! Writes `dns.jsonl` (`.csv`, `.log`, `.parquet` with `[output] format`).
 
 use super::spool::OutputConfig;
+use crate::memory::{Lease, MemoryBudget, Share};
 use crate::output::schema::DNS;
 use crate::output::{RecordSpool, RowBuf};
 use crate::plugin::{
@@ -39,6 +40,11 @@ use crate::proto::dns::{
 use libpcap_tools::{Config, Direction, FiveTuple, Flow, FlowId, Timestamp, ipproto};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Estimated bytes of a query waiting for its response: the message, its
+/// names and records on the heap, and its place in the table.
+pub const PENDING_BYTES: u64 = std::mem::size_of::<Message>() as u64 + 256;
 
 /// The multicast DNS port (RFC 6762).
 const MDNS_PORT: u16 = 5353;
@@ -51,11 +57,14 @@ pub struct DnsConfig {
     pub ports: Vec<u16>,
     /// Bytes of an incomplete TCP message kept per direction.
     pub max_tcp_buffer: usize,
-    /// Bytes of incomplete TCP messages kept for all connections of a
-    /// worker; beyond, new data is dropped (counted as `tcp_over_budget`).
+    /// Bytes of incomplete TCP messages kept for all connections of the
+    /// run (all workers; also bounded by a quarter of the `[memory] dns`
+    /// share); beyond, new data is dropped (counted as `tcp_over_budget`).
     pub max_tcp_total: usize,
-    /// Queries waiting for their response in a worker; beyond, a new query
-    /// is written unanswered at once (counted as `unpaired`).
+    /// Queries waiting for their response in the whole run (all workers;
+    /// also bounded by three quarters of the `[memory] dns` share, at
+    /// [`PENDING_BYTES`] a query); beyond, a new query is written
+    /// unanswered at once (counted as `unpaired`).
     pub max_pending: usize,
 }
 
@@ -111,6 +120,10 @@ pub struct DnsPlugin {
     pending: HashMap<FlowId, Vec<Message>, foldhash::fast::RandomState>,
     /// Queries in `pending`.
     waiting: usize,
+    /// This worker's part of the run's waiting queries.
+    pending_lease: Lease,
+    /// This worker's part of the run's TCP bytes.
+    tcp_lease: Lease,
     spool: RecordSpool,
     format: crate::output::Format,
     row: RowBuf,
@@ -288,7 +301,9 @@ impl DnsPlugin {
         let m = Message { ts, msg };
         if !m.msg.is_response {
             self.counters.queries += 1;
-            if self.waiting >= self.cfg.max_pending {
+            if self.waiting >= self.cfg.max_pending
+                || !self.pending_lease.cover(self.waiting as u64 + 1)
+            {
                 self.counters.unpaired += 1;
                 self.write(flow, key, Some(&m), None);
                 return;
@@ -320,6 +335,7 @@ impl DnsPlugin {
         match found {
             Some(q) => {
                 self.waiting = self.waiting.saturating_sub(1);
+                self.pending_lease.cover(self.waiting as u64);
                 if self.pending.get(&flow).is_some_and(Vec::is_empty) {
                     self.pending.remove(&flow);
                 }
@@ -333,6 +349,15 @@ impl DnsPlugin {
 impl Plugin for DnsPlugin {
     fn name(&self) -> &str {
         "dns"
+    }
+
+    fn use_memory(&mut self, budget: &Arc<MemoryBudget>) {
+        let share = budget.share(Share::Dns);
+        let pending = (share / 4 * 3 / PENDING_BYTES).min(self.cfg.max_pending as u64);
+        self.pending_lease = budget.pool("dns.pending", pending.max(1)).lease();
+        let tcp = (share / 4).min(self.cfg.max_tcp_total as u64);
+        self.tcp_lease = budget.pool("dns.tcp", tcp).lease();
+        self.spool.share_memory(budget.spool_lease());
     }
 
     fn interest(&self) -> Interest {
@@ -382,7 +407,8 @@ impl Plugin for DnsPlugin {
                 return Ok(());
             }
         };
-        if self.tcp_held.saturating_add(data.len()) > self.cfg.max_tcp_total {
+        let total = self.tcp_held.saturating_add(data.len());
+        if total > self.cfg.max_tcp_total || !self.tcp_lease.cover(total as u64) {
             if self.tcp.remove(&k).is_some() {
                 self.tcp_held = self.tcp_held.saturating_sub(held);
             }
@@ -413,6 +439,7 @@ impl Plugin for DnsPlugin {
     fn flow_destroyed(&mut self, flow: &Flow, _: EndReason) -> PluginResult<()> {
         if let Some(queries) = self.pending.remove(&flow.id) {
             self.waiting = self.waiting.saturating_sub(queries.len());
+            self.pending_lease.cover(self.waiting as u64);
             for q in &queries {
                 self.write(flow.id, &flow.key, Some(q), None);
             }
@@ -497,6 +524,8 @@ impl PluginBuilder for DnsPluginBuilder {
             counters: DnsCounters::default(),
             pending: HashMap::default(),
             waiting: 0,
+            pending_lease: Lease::unlimited(),
+            tcp_lease: Lease::unlimited(),
             spool: out.spool(&DNS),
             format: out.format,
             row: RowBuf::new(&DNS),
@@ -525,6 +554,8 @@ mod tests {
             counters: DnsCounters::default(),
             pending: HashMap::default(),
             waiting: 0,
+            pending_lease: Lease::unlimited(),
+            tcp_lease: Lease::unlimited(),
             spool: RecordSpool::new(&DNS, None),
             format: crate::output::Format::Jsonl,
             row: RowBuf::new(&DNS),
@@ -694,6 +725,8 @@ mod tests {
             counters: DnsCounters::default(),
             pending: HashMap::default(),
             waiting: 0,
+            pending_lease: Lease::unlimited(),
+            tcp_lease: Lease::unlimited(),
             spool: RecordSpool::new(&DNS, None),
             format: crate::output::Format::Jsonl,
             row: RowBuf::new(&DNS),

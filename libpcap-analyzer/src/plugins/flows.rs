@@ -128,6 +128,9 @@ impl Plugin for FlowsPlugin {
     fn interest(&self) -> Interest {
         Interest::new(Layers::FLOW_EVENTS)
     }
+    fn use_memory(&mut self, budget: &std::sync::Arc<crate::memory::MemoryBudget>) {
+        self.spool.share_memory(budget.spool_lease());
+    }
     fn flow_destroyed(&mut self, flow: &Flow, reason: EndReason) -> PluginResult<()> {
         self.flows += 1;
         if self.spool.is_writing() {

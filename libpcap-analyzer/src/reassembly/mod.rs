@@ -60,8 +60,9 @@ pub struct StreamConfig {
     /// Out-of-order bytes held per direction (plus [`SEGMENT_OVERHEAD`] per
     /// piece); over it, skip forward and report a gap. Default 1 MiB.
     pub max_buffered_per_direction: usize,
-    /// Bytes held by all the streams of one worker, enforced through a shared
-    /// [`StreamBudget`] (see [`StreamBudget::from_config`]). Default 256 MiB.
+    /// Bytes held by all the streams of the run (all workers; also bounded
+    /// by the `[memory] tcp_reassembly` share), enforced through each
+    /// worker's [`StreamBudget`]. Default 256 MiB.
     pub max_buffered_total: usize,
     /// Segments starting more than this many bytes after the next expected
     /// byte are dropped as out of window. Default 1 GiB; at most 2^31 - 1.
@@ -78,17 +79,34 @@ impl Default for StreamConfig {
     }
 }
 
-/// Global byte budget shared by all the streams of one worker.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Byte budget shared by all the streams of one worker, drawing on the
+/// run's pool of out-of-order bytes ([`crate::memory`]) when it has a
+/// lease.
+#[derive(Clone, Debug)]
 pub struct StreamBudget {
     max: usize,
     used: usize,
+    lease: crate::memory::Lease,
 }
 
 impl StreamBudget {
     /// A budget of `max` bytes.
     pub fn new(max: usize) -> Self {
-        StreamBudget { max, used: 0 }
+        StreamBudget {
+            max,
+            used: 0,
+            lease: crate::memory::Lease::unlimited(),
+        }
+    }
+
+    /// A budget of at most `max` bytes of this worker, and of what `lease`
+    /// (a pool of the whole run, shared with the other workers) covers.
+    pub fn with_lease(max: usize, lease: crate::memory::Lease) -> Self {
+        StreamBudget {
+            max,
+            used: 0,
+            lease,
+        }
     }
 
     /// A budget of [`StreamConfig::max_buffered_total`] bytes.
@@ -114,7 +132,7 @@ impl StreamBudget {
     /// Charges `n` bytes if they fit; returns whether they were charged.
     pub fn try_take(&mut self, n: usize) -> bool {
         match self.used.checked_add(n) {
-            Some(u) if u <= self.max => {
+            Some(u) if u <= self.max && self.lease.cover(u as u64) => {
                 self.used = u;
                 true
             }
@@ -125,6 +143,7 @@ impl StreamBudget {
     /// Gives back `n` bytes.
     pub fn release(&mut self, n: usize) {
         self.used = self.used.saturating_sub(n);
+        self.lease.cover(self.used as u64);
     }
 }
 

@@ -40,6 +40,7 @@ fn documented_values_are_the_defaults() {
     same::<FlowConfig>(t.get("flows"), "flows");
     same::<DefragSection>(t.get("defrag"), "defrag");
     same::<StreamSection>(t.get("tcp_reassembly"), "tcp_reassembly");
+    same::<libpcap_analyzer::memory::MemoryConfig>(t.get("memory"), "memory");
     let p = t.get("plugin");
     let plugin = |n: &str| p.and_then(|p| p.get(n));
     same::<ConnectionsConfig>(plugin("connections"), "plugin.connections");

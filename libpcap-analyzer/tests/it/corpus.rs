@@ -324,3 +324,70 @@ fn results_do_not_depend_on_the_number_of_workers() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(files > 250, "{files}");
 }
+
+/// Over budget too: the connection report and basic-stats keep the same
+/// rows (by a hash of the key, not by arrival in each worker) at -j 1, 2
+/// and 4, on a built flood of 3000 short DNS flows with caps far below
+/// them (no corpus needed).
+#[test]
+fn results_do_not_depend_on_the_number_of_workers_over_budget() {
+    use libpcap_analyzer::flood::{Flood, FloodKind};
+    use libpcap_tools::synth::MemorySource;
+    use libpcap_tools::{LinkType, OwnedPacket};
+    let registry = builtin_registry();
+    let names: Vec<String> = ["connections", "basic-stats", "dns", "flows"]
+        .map(String::from)
+        .to_vec();
+    let packets: Vec<OwnedPacket> = Flood::new(FloodKind::DnsFlows)
+        .take(6000)
+        .enumerate()
+        .map(|(i, (ts, data))| OwnedPacket {
+            index: i as u64,
+            interface: 0,
+            linktype: LinkType::ETHERNET,
+            ts: Some(ts),
+            origlen: data.len() as u32,
+            data,
+        })
+        .collect();
+    let mut results = Vec::new();
+    for jobs in [1, 2, 4] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut config = Config::from_toml(
+            "[plugin.connections]\nmax_connections = 400\n\
+             [plugin.basic-stats]\nmax_conversations = 250\n",
+        )
+        .unwrap();
+        config.set("output", "dir", tmp.path().display().to_string());
+        let factory = || registry.build(&names, &config);
+        let mut source = MemorySource::new(packets.clone());
+        let mut out = Engine::new(&config, jobs)
+            .unwrap()
+            .run(&factory, &mut source)
+            .unwrap();
+        let counters = out.plugin_counters();
+        let get = |p: &str, n: &str| {
+            counters
+                .iter()
+                .find(|(name, _)| name == p)
+                .and_then(|(_, c)| c.get(n))
+                .unwrap_or(0)
+        };
+        // over budget: rows were left out, and said so
+        assert!(get("connections", "dropped_keys") > 0, "-j {jobs}");
+        assert!(get("connections", "connections") <= 400, "-j {jobs}");
+        assert!(get("basic-stats", "l4_flows_in_other") > 0, "-j {jobs}");
+        out.save_results(tmp.path()).unwrap();
+        results.push((jobs, saved(tmp.path())));
+    }
+    let (_, first) = &results[0];
+    assert!(first.keys().any(|n| n.starts_with("connections")));
+    for (jobs, r) in &results[1..] {
+        for (name, content) in first {
+            assert!(
+                r.get(name) == Some(content),
+                "{name} differs with -j {jobs}"
+            );
+        }
+    }
+}

@@ -11,6 +11,7 @@ mod dns;
 mod engine;
 mod fixtures;
 mod live_stop;
+mod memory;
 mod save;
 mod session;
 mod tls;

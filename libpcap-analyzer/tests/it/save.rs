@@ -54,6 +54,7 @@ fn output(plugins: Vec<Box<dyn Plugin>>) -> RunOutput {
         stats: Default::default(),
         flows: Default::default(),
         warning: None,
+        memory: Vec::new(),
         input_warnings: Vec::new(),
     }
 }

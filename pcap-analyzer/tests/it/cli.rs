@@ -552,3 +552,41 @@ fn unknown_config_keys_are_warnings_not_errors() {
     assert!(err.contains("reader.bufer_size"), "{err}");
     assert!(err.contains("nonsense"), "{err}");
 }
+
+#[test]
+fn too_many_jobs_is_a_usage_error_naming_the_range() {
+    let max = libpcap_analyzer::engine::max_jobs();
+    let o = run([
+        "-j".as_ref(),
+        (max + 1).to_string().as_ref(),
+        fixture("sample.pcap").as_os_str(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("-j {}", max + 1))
+            && err.contains(&format!("0 (one per CPU) to {max}")),
+        "{err}"
+    );
+    let o = run([
+        "-j".as_ref(),
+        max.to_string().as_ref(),
+        fixture("sample.pcap").as_os_str(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[test]
+fn a_memory_share_out_of_range_names_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = tmp.path().join("mem.conf");
+    std::fs::write(&conf, "[memory]\nflows = 95\n").unwrap();
+    let o = run([
+        "-c".as_ref(),
+        conf.as_os_str(),
+        fixture("sample.pcap").as_os_str(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("[memory] shares add up to 160 %"), "{err}");
+}

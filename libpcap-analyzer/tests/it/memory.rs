@@ -1,0 +1,198 @@
+//! One memory ceiling for the run (issue 13): the floods of
+//! `libpcap_analyzer::flood`, small, against small budgets; every cap
+//! sheds load that is counted by name, and the tables stay bounded
+//! whatever the number of workers.
+
+use libpcap_analyzer::flood::{Flood, FloodKind};
+use libpcap_analyzer::memory::{FLOW_BYTES, MemoryBudget};
+use libpcap_analyzer::plugins::builtin_registry;
+use libpcap_analyzer::{Engine, EngineConfig, RunOutput};
+use libpcap_tools::synth::MemorySource;
+use libpcap_tools::{Config, LinkType, OwnedPacket};
+
+fn packets(kind: FloodKind, n: usize) -> Vec<OwnedPacket> {
+    Flood::new(kind)
+        .take(n)
+        .enumerate()
+        .map(|(i, (ts, data))| OwnedPacket {
+            index: i as u64,
+            interface: 0,
+            linktype: LinkType::ETHERNET,
+            ts: Some(ts),
+            origlen: data.len() as u32,
+            data,
+        })
+        .collect()
+}
+
+fn run(kind: FloodKind, n: usize, conf: &str, plugins: &[&str], jobs: usize) -> RunOutput {
+    let config = Config::from_toml(conf).unwrap();
+    let registry = builtin_registry();
+    let names: Vec<String> = plugins.iter().map(|s| s.to_string()).collect();
+    let factory = || registry.build(&names, &config);
+    let mut source = MemorySource::new(packets(kind, n));
+    Engine::new(&config, jobs)
+        .unwrap()
+        .run(&factory, &mut source)
+        .unwrap()
+}
+
+fn counter(out: &RunOutput, plugin: &str, name: &str) -> u64 {
+    out.plugin_counters()
+        .into_iter()
+        .find(|(p, _)| p == plugin)
+        .and_then(|(_, c)| c.get(name))
+        .unwrap_or(0)
+}
+
+/// The flows of 16 MiB at 35 %: the memory share, not `max_flows`, is the
+/// cap, for all workers together.
+#[test]
+fn syn_flood_flows_stay_under_the_share_for_all_workers() {
+    let conf = "[memory]\nmax_bytes = 16777216\n";
+    let cfg = EngineConfig::from_config(&Config::from_toml(conf).unwrap()).unwrap();
+    let cap = MemoryBudget::for_engine(&cfg).flows().limit();
+    assert_eq!(cap, 16_777_216 / 100 * 35 / FLOW_BYTES);
+    let n = 3 * cap as usize;
+    for jobs in [1, 2, 4] {
+        let out = run(FloodKind::Syn, n, conf, &["connections"], jobs);
+        // one flow per SYN; the workers together never held more than
+        // the cap (a worker without flows may take one more)
+        assert_eq!(out.flows.created, n as u64, "-j {jobs}");
+        let (_, limit, peak, refused) = out.memory.iter().find(|p| p.0 == "flows").unwrap();
+        assert_eq!(*limit, cap);
+        assert!(
+            *peak <= cap && *peak > cap - 64,
+            "-j {jobs}: {peak} flows at once"
+        );
+        assert!(*refused > 0);
+        // evicted flows are reported, the rest end with the input
+        assert_eq!(
+            out.flows.ended_eviction + out.flows.ended_end_of_input,
+            n as u64
+        );
+        // (not at one time: a worker that finished first gave its flows
+        // back to the others, still reading their queues)
+        assert!(
+            out.flows.ended_end_of_input <= cap * jobs as u64,
+            "-j {jobs}: {:?}",
+            out.flows
+        );
+    }
+}
+
+#[test]
+fn first_fragments_are_dropped_at_the_run_byte_cap() {
+    // 64 KiB of fragments for the whole run, many datagrams allowed
+    let conf = "[defrag]\nmax_bytes = 65536\nmax_datagrams = 1000000\n";
+    for jobs in [1, 2] {
+        let out = run(FloodKind::Fragments, 2000, conf, &["connections"], jobs);
+        assert_eq!(out.stats.fragments, 2000, "-j {jobs}");
+        let dropped = out.stats.anomalies.get("defrag_too_many_bytes").copied();
+        // 512 bytes each (plus overhead): at most 128 held, the others dropped
+        // (with several workers, a datagram whose worker's lease is short
+        // may also be given up while another holds a few bytes spare)
+        assert!(dropped.unwrap_or(0) >= 2000 - 256, "-j {jobs}: {dropped:?}");
+        let (_, limit, peak, _) = out.memory.iter().find(|p| p.0 == "fragments").unwrap();
+        assert!(peak <= limit && *limit == 65536, "-j {jobs}");
+    }
+}
+
+#[test]
+fn far_ahead_segments_are_dropped_at_the_run_reassembly_cap() {
+    let conf =
+        "[tcp_reassembly]\nmax_buffered_total = 200000\nmax_buffered_per_direction = 100000\n";
+    let n = 16 * 400;
+    for jobs in [1, 2] {
+        let out = run(FloodKind::FarAhead, n, conf, &["dns"], jobs);
+        let r = &out.stats.reassembly;
+        // 13 segments of 512 bytes per connection wait for bytes that never
+        // come: over the cap, segments are dropped or streams skip ahead
+        assert!(r.dropped_over_cap > 0, "-j {jobs}: {r:?}");
+        assert_eq!(r.gaps, 400, "-j {jobs}: {r:?}");
+        let (_, limit, peak, refused) =
+            out.memory.iter().find(|p| p.0 == "tcp_reassembly").unwrap();
+        assert_eq!(*limit, 200_000);
+        assert!(peak <= limit, "-j {jobs}: {peak} {refused}");
+    }
+}
+
+#[test]
+fn malformed_dns_is_counted_at_any_worker_count() {
+    for jobs in [1, 2] {
+        let out = run(FloodKind::MalformedDns, 3000, "", &["dns"], jobs);
+        assert_eq!(counter(&out, "dns", "malformed"), 3000, "-j {jobs}");
+    }
+}
+
+#[test]
+fn dns_flows_over_budget_are_counted_by_name() {
+    let conf = "[plugin.dns]\nmax_pending = 100\n\
+                [plugin.connections]\nmax_connections = 300\n\
+                [plugin.basic-stats]\nmax_conversations = 200\n";
+    let n = 8000; // 4000 flows, queries interleaved with responses
+    for jobs in [1, 2, 4] {
+        let out = run(
+            FloodKind::DnsFlows,
+            n,
+            conf,
+            &["connections", "basic-stats", "dns"],
+            jobs,
+        );
+        assert_eq!(counter(&out, "dns", "queries"), 4000, "-j {jobs}");
+        // each query is answered at once: nothing waits long
+        assert_eq!(counter(&out, "dns", "unpaired"), 0, "-j {jobs}");
+        let rows = counter(&out, "connections", "connections");
+        assert!((75..=300).contains(&rows), "-j {jobs}: {rows} rows");
+        // every flow direction not kept is a loss
+        assert_eq!(
+            rows + counter(&out, "connections", "dropped_keys"),
+            8000,
+            "-j {jobs}"
+        );
+        let l4 = counter(&out, "basic-stats", "l4_conversations");
+        assert!((50..=200).contains(&l4), "-j {jobs}: {l4}");
+        assert_eq!(
+            l4 + counter(&out, "basic-stats", "l4_flows_in_other"),
+            4000,
+            "-j {jobs}"
+        );
+    }
+    // waiting queries are capped for the run: a flood of unanswered queries
+    let only_queries: Vec<_> = packets(FloodKind::DnsFlows, 4000)
+        .into_iter()
+        .step_by(2)
+        .collect();
+    for jobs in [1, 2] {
+        let config = Config::from_toml(conf).unwrap();
+        let registry = builtin_registry();
+        let names = vec!["dns".to_string()];
+        let factory = || registry.build(&names, &config);
+        let mut source = MemorySource::new(only_queries.clone());
+        let out = Engine::new(&config, jobs)
+            .unwrap()
+            .run(&factory, &mut source)
+            .unwrap();
+        let unpaired = counter(&out, "dns", "unpaired");
+        // at most 100 wait (plus a lease's slack per worker)
+        // never more than 100 at once (a worker that finished first gave
+        // its part back to the others, still reading their queues)
+        let (_, limit, peak, _) = out.memory.iter().find(|p| p.0 == "dns.pending").unwrap();
+        assert_eq!((*limit, *peak), (100, 100), "-j {jobs}");
+        assert!(
+            unpaired >= 2000 - 100 * jobs as u64,
+            "-j {jobs}: {unpaired} {:?}",
+            out.memory
+        );
+    }
+}
+
+#[test]
+fn too_many_jobs_is_an_error() {
+    let max = libpcap_analyzer::engine::max_jobs();
+    assert!(Engine::new(&Config::new(), max).is_ok());
+    let e = Engine::new(&Config::new(), max + 1)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&format!("to {max}")), "{e}");
+}
