@@ -73,6 +73,10 @@ impl Plugin for CommunityIdPlugin {
     fn name(&self) -> &str {
         "community-id"
     }
+    fn use_memory(&mut self, budget: &std::sync::Arc<crate::memory::MemoryBudget>) {
+        // the records waiting in memory draw on the run's spool share
+        self.spool.share_memory(budget.spool_lease());
+    }
     fn interest(&self) -> Interest {
         // flows are hashed when they end: no per-packet work
         Interest::new(Layers::FLOW_EVENTS)

@@ -657,6 +657,10 @@ impl Plugin for TlsPlugin {
     fn name(&self) -> &str {
         "tls"
     }
+    fn use_memory(&mut self, budget: &std::sync::Arc<crate::memory::MemoryBudget>) {
+        // the records waiting in memory draw on the run's spool share
+        self.spool.share_memory(budget.spool_lease());
+    }
 
     fn interest(&self) -> Interest {
         // TCP streams; UDP datagrams for QUIC Initial packets
