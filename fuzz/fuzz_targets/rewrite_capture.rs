@@ -26,6 +26,7 @@ const RULES: [&str; 4] = [
 fn options(setup: u8) -> Options {
     let b = |i: u8| setup & (1 << i) != 0;
     Options {
+        other_inputs: Vec::new(),
         output_format: Some(match setup & 3 {
             0 => OutputFormat::Pcap,
             1 => OutputFormat::PcapNs,
