@@ -5,7 +5,7 @@
 
 use crate::{corpus, run, stderr};
 use libpcap_analyzer::build;
-use libpcap_tools::{LinkType, Packet, PcapWriter, PcapWriterOptions, Timestamp};
+use libpcap_tools::LinkType;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
@@ -21,23 +21,7 @@ fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
 }
 
 fn write_pcap_of(path: &Path, linktype: LinkType, frames: &[Vec<u8>]) {
-    let f = std::fs::File::create(path).unwrap();
-    let mut w = PcapWriter::new(f, linktype, PcapWriterOptions::default()).unwrap();
-    for (i, data) in frames.iter().enumerate() {
-        let p = Packet {
-            index: i as u64,
-            interface: 0,
-            linktype,
-            ts: Some(Timestamp::from_secs_nanos(
-                1_700_000_000,
-                i as i64 * 1_000_000,
-            )),
-            origlen: data.len() as u32,
-            data,
-        };
-        w.write_packet(&p).unwrap();
-    }
-    w.finish().unwrap();
+    crate::loss::write_pcap(path, linktype, frames);
 }
 
 /// The flow records of `dir/flows.jsonl`.

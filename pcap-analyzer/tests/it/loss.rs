@@ -9,7 +9,7 @@ use libpcap_tools::{LinkType, Packet, PcapWriter, PcapWriterOptions, Timestamp};
 use std::path::Path;
 
 /// Writes `frames` (with their link type) as a pcap file, 1 ms apart.
-fn write_pcap(path: &Path, linktype: LinkType, frames: &[Vec<u8>]) {
+pub(crate) fn write_pcap(path: &Path, linktype: LinkType, frames: &[Vec<u8>]) {
     let f = std::fs::File::create(path).unwrap();
     let mut w = PcapWriter::new(f, linktype, PcapWriterOptions::default()).unwrap();
     for (i, data) in frames.iter().enumerate() {
