@@ -9,6 +9,8 @@ use libpcap_tools::LinkType;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
+/// Longest a tshark run may take before the test fails.
+const TSHARK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
 const SYN: u8 = 0x02;
 const ACK: u8 = 0x10;
 const PSH: u8 = 0x08;
@@ -202,40 +204,42 @@ fn add(
 
 /// tshark's TCP and UDP streams of `path`, or `None` without tshark.
 fn tshark_conversations(path: &Path) -> Option<Conv> {
-    let out = std::process::Command::new("tshark")
-        .arg("-r")
-        .arg(path)
-        .args([
-            "-Y",
-            "(tcp || udp) && !icmp && !icmpv6",
-            "-T",
-            "fields",
-            "-E",
-            "separator=|",
-            "-e",
-            "ip.src",
-            "-e",
-            "ipv6.src",
-            "-e",
-            "ip.dst",
-            "-e",
-            "ipv6.dst",
-            "-e",
-            "tcp.srcport",
-            "-e",
-            "udp.srcport",
-            "-e",
-            "tcp.dstport",
-            "-e",
-            "udp.dstport",
-            "-e",
-            "frame.len",
-            "-e",
-            "frame.time_epoch",
-        ])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())?;
+    let out = libpcap_live::testing::output_with_deadline(
+        std::process::Command::new("tshark")
+            .arg("-r")
+            .arg(path)
+            .args([
+                "-Y",
+                "(tcp || udp) && !icmp && !icmpv6",
+                "-T",
+                "fields",
+                "-E",
+                "separator=|",
+                "-e",
+                "ip.src",
+                "-e",
+                "ipv6.src",
+                "-e",
+                "ip.dst",
+                "-e",
+                "ipv6.dst",
+                "-e",
+                "tcp.srcport",
+                "-e",
+                "udp.srcport",
+                "-e",
+                "tcp.dstport",
+                "-e",
+                "udp.dstport",
+                "-e",
+                "frame.len",
+                "-e",
+                "frame.time_epoch",
+            ]),
+        TSHARK_DEADLINE,
+    )
+    .ok()
+    .filter(|o| o.status.success())?;
     let mut m = Conv::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let f: Vec<&str> = line.split('|').collect();
@@ -559,13 +563,15 @@ fn the_gtp_connection_of_the_corpus_is_one_flow_as_tshark_sees_it() {
     }
     // tshark: frames of the inner connection, by direction
     let count = |filter: &str| -> Option<u64> {
-        let o = std::process::Command::new("tshark")
-            .arg("-r")
-            .arg(&path)
-            .args(["-Y", filter, "-T", "fields", "-e", "frame.number"])
-            .output()
-            .ok()
-            .filter(|o| o.status.success())?;
+        let o = libpcap_live::testing::output_with_deadline(
+            std::process::Command::new("tshark")
+                .arg("-r")
+                .arg(&path)
+                .args(["-Y", filter, "-T", "fields", "-e", "frame.number"]),
+            TSHARK_DEADLINE,
+        )
+        .ok()
+        .filter(|o| o.status.success())?;
         Some(String::from_utf8_lossy(&o.stdout).lines().count() as u64)
     };
     let Some(to_server) = count("tcp.srcport == 44960 && tcp.dstport == 5228") else {
@@ -809,20 +815,22 @@ fn cisco_hdlc_and_nsh_frames_are_decoded() {
     assert_eq!(seen, [(1001, 2, 0), (1002, 1, 0), (1003, 1, 1)]);
     // tshark reads the same UDP packets out of these frames
     let count = |pcap: &Path| -> Option<usize> {
-        let o = std::process::Command::new("tshark")
-            .arg("-r")
-            .arg(pcap)
-            .args([
-                "-Y",
-                "udp.dstport == 9999",
-                "-T",
-                "fields",
-                "-e",
-                "udp.srcport",
-            ])
-            .output()
-            .ok()
-            .filter(|o| o.status.success())?;
+        let o = libpcap_live::testing::output_with_deadline(
+            std::process::Command::new("tshark")
+                .arg("-r")
+                .arg(pcap)
+                .args([
+                    "-Y",
+                    "udp.dstport == 9999",
+                    "-T",
+                    "fields",
+                    "-e",
+                    "udp.srcport",
+                ]),
+            TSHARK_DEADLINE,
+        )
+        .ok()
+        .filter(|o| o.status.success())?;
         Some(String::from_utf8_lossy(&o.stdout).lines().count())
     };
     match (count(&hdlc_pcap), count(&nsh_pcap)) {
