@@ -230,8 +230,12 @@ impl OutputDir {
         let mut files = Vec::with_capacity(names.len());
         for name in &names {
             let p = dir.join(name);
-            let (size, sha256) = digest(&p)
-                .with_context(|| format!("reading '{}' for the manifest", p.display()))?;
+            // the record files were digested as they were written
+            let (size, sha256) = match libpcap_analyzer::output::written_digest(&p) {
+                Some(d) => d,
+                None => digest(&p)
+                    .with_context(|| format!("reading '{}' for the manifest", p.display()))?,
+            };
             files.push(json!({ "name": name, "size": size, "sha256": sha256 }));
         }
         let manifest = json!({

@@ -81,6 +81,16 @@ pub trait RecordWriter: Send {
     /// The writer's error.
     fn write_row(&mut self, row: &[Value<'_>]) -> io::Result<()>;
 
+    /// Writes one line made by the [`LineFormat`] of this writer's format
+    /// and kind (the text formats; the others refuse it).
+    ///
+    /// # Errors
+    /// The writer's error, or a format that is not written by lines.
+    fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
+        let _ = line;
+        Err(io::Error::other("this format is not written line by line"))
+    }
+
     /// Writes what ends the file and flushes it.
     ///
     /// # Errors
@@ -99,9 +109,10 @@ pub fn writer<W: Write + Send + 'static>(
     out: W,
 ) -> io::Result<Box<dyn RecordWriter>> {
     Ok(match format {
-        Format::Jsonl => Box::new(Jsonl::new(kind, out)),
-        Format::Csv => Box::new(Csv::new(kind, out)?),
-        Format::Zeek => Box::new(Zeek::new(kind, out)?),
+        Format::Jsonl | Format::Csv | Format::Zeek => match LineFormat::new(format, kind) {
+            Some(f) => Box::new(TextWriter::new(f, out)?),
+            None => return Err(io::Error::other("not a text format")),
+        },
         #[cfg(feature = "parquet")]
         Format::Parquet => Box::new(super::parquet::Parquet::new(kind, out)?),
         #[cfg(not(feature = "parquet"))]
@@ -174,99 +185,157 @@ fn push_json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// JSON lines.
-struct Jsonl<W: Write> {
+/// Formats rows as the lines of a text format (JSON lines, CSV, Zeek TSV):
+/// what the text writers write, and what a [`super::RecordSpool`] writes
+/// into its sorted runs while the analysis goes on, so that the merge at
+/// the end only copies lines.
+#[derive(Debug, Clone)]
+pub struct LineFormat {
     kind: &'static Kind,
-    out: W,
-    line: Vec<u8>,
+    style: Style,
+}
+
+#[derive(Debug, Clone)]
+enum Style {
     /// `"name":` of each field, ready to copy.
-    keys: Vec<Vec<u8>>,
+    Jsonl(Vec<Vec<u8>>),
+    /// A scratch buffer for list items.
+    Csv(Vec<u8>),
+    Zeek,
 }
 
-impl<W: Write> Jsonl<W> {
-    fn new(kind: &'static Kind, out: W) -> Self {
-        let keys = kind
-            .fields
-            .iter()
-            .map(|f| {
-                let mut k = Vec::new();
-                push_json_str(&mut k, f.name);
-                k.push(b':');
-                k
-            })
-            .collect();
-        Jsonl {
-            kind,
-            out,
-            line: Vec::with_capacity(512),
-            keys,
+impl LineFormat {
+    /// The line format of `format` for `kind`; `None` for Parquet, which
+    /// is not written line by line.
+    pub fn new(format: Format, kind: &'static Kind) -> Option<LineFormat> {
+        let style = match format {
+            Format::Jsonl => Style::Jsonl(
+                kind.fields
+                    .iter()
+                    .map(|f| {
+                        let mut k = Vec::new();
+                        push_json_str(&mut k, f.name);
+                        k.push(b':');
+                        k
+                    })
+                    .collect(),
+            ),
+            Format::Csv => Style::Csv(Vec::new()),
+            Format::Zeek => Style::Zeek,
+            Format::Parquet => return None,
+        };
+        Some(LineFormat { kind, style })
+    }
+
+    /// What starts the file (nothing for JSON lines, the header row of
+    /// CSV, the `#` lines of a Zeek log).
+    pub fn header(&self) -> Vec<u8> {
+        let kind = self.kind;
+        let mut h = Vec::new();
+        match self.style {
+            Style::Jsonl(_) => {}
+            Style::Csv(_) => {
+                for (i, f) in kind.fields.iter().enumerate() {
+                    if i > 0 {
+                        h.push(b',');
+                    }
+                    h.extend_from_slice(f.name.as_bytes());
+                }
+                h.extend_from_slice(b"\r\n");
+            }
+            Style::Zeek => {
+                h.extend_from_slice(
+                    b"#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\t",
+                );
+                h.extend_from_slice(kind.zeek_path.unwrap_or(kind.file).as_bytes());
+                h.extend_from_slice(b"\n#fields");
+                for f in kind.fields {
+                    h.push(b'\t');
+                    h.extend_from_slice(f.zeek.unwrap_or(f.name).as_bytes());
+                }
+                h.extend_from_slice(b"\n#types");
+                for f in kind.fields {
+                    h.push(b'\t');
+                    // Zeek's id fields are ports
+                    let t = if matches!(f.zeek, Some("id.orig_p" | "id.resp_p")) {
+                        "port"
+                    } else if f.ty == Ty::Str && f.name == "proto" && kind.zeek_path.is_some() {
+                        "enum"
+                    } else {
+                        f.ty.zeek()
+                    };
+                    h.extend_from_slice(t.as_bytes());
+                }
+                h.push(b'\n');
+            }
+        }
+        h
+    }
+
+    /// Appends the line of `row` (one value per field, in order), its line
+    /// end included.
+    pub fn push_line(&mut self, row: &[Value<'_>], l: &mut Vec<u8>) {
+        match &mut self.style {
+            Style::Jsonl(keys) => jsonl_line(keys, row, l),
+            Style::Csv(item) => csv_line(item, row, l),
+            Style::Zeek => zeek_line(row, l),
         }
     }
 }
 
-impl<W: Write + Send> RecordWriter for Jsonl<W> {
-    fn write_row(&mut self, row: &[Value<'_>]) -> io::Result<()> {
-        let l = &mut self.line;
-        l.clear();
-        l.push(b'{');
-        let mut first = true;
-        for (v, key) in row.iter().zip(&self.keys) {
-            if v.is_null() {
-                continue;
+fn jsonl_line(keys: &[Vec<u8>], row: &[Value<'_>], l: &mut Vec<u8>) {
+    l.push(b'{');
+    let mut first = true;
+    for (v, key) in row.iter().zip(keys) {
+        if v.is_null() {
+            continue;
+        }
+        if !first {
+            l.push(b',');
+        }
+        first = false;
+        l.extend_from_slice(key);
+        match v {
+            Value::Null => {}
+            Value::Bool(b) => l.extend_from_slice(if *b { b"true" } else { b"false" }),
+            Value::U64(x) => push_u64(l, *x),
+            Value::I64(x) => push_i64(l, *x),
+            Value::F64(x) => push_f64(l, *x),
+            Value::Str(s) => push_json_str(l, s),
+            Value::Ip(ip) => {
+                l.push(b'"');
+                push_ip(l, *ip);
+                l.push(b'"');
             }
-            if !first {
-                l.push(b',');
+            Value::Time(t) => {
+                l.push(b'"');
+                push_rfc3339(l, *t);
+                l.push(b'"');
             }
-            first = false;
-            l.extend_from_slice(key);
-            match v {
-                Value::Null => {}
-                Value::Bool(b) => l.extend_from_slice(if *b { b"true" } else { b"false" }),
-                Value::U64(x) => push_u64(l, *x),
-                Value::I64(x) => push_i64(l, *x),
-                Value::F64(x) => push_f64(l, *x),
-                Value::Str(s) => push_json_str(l, s),
-                Value::Ip(ip) => {
-                    l.push(b'"');
-                    push_ip(l, *ip);
-                    l.push(b'"');
-                }
-                Value::Time(t) => {
-                    l.push(b'"');
-                    push_rfc3339(l, *t);
-                    l.push(b'"');
-                }
-                Value::Duration(ns) => push_seconds(l, *ns, 9),
-                Value::StrList(list) => {
-                    l.push(b'[');
-                    for (i, s) in list.strs().enumerate() {
-                        if i > 0 {
-                            l.push(b',');
-                        }
-                        push_json_str(l, s);
+            Value::Duration(ns) => push_seconds(l, *ns, 9),
+            Value::StrList(list) => {
+                l.push(b'[');
+                for (i, s) in list.strs().enumerate() {
+                    if i > 0 {
+                        l.push(b',');
                     }
-                    l.push(b']');
+                    push_json_str(l, s);
                 }
-                Value::U64List(list) => {
-                    l.push(b'[');
-                    for (i, x) in list.u64s().enumerate() {
-                        if i > 0 {
-                            l.push(b',');
-                        }
-                        push_u64(l, x);
+                l.push(b']');
+            }
+            Value::U64List(list) => {
+                l.push(b'[');
+                for (i, x) in list.u64s().enumerate() {
+                    if i > 0 {
+                        l.push(b',');
                     }
-                    l.push(b']');
+                    push_u64(l, x);
                 }
+                l.push(b']');
             }
         }
-        let _ = self.kind;
-        l.extend_from_slice(b"}\n");
-        self.out.write_all(l)
     }
-
-    fn finish(mut self: Box<Self>) -> io::Result<()> {
-        self.out.flush()
-    }
+    l.extend_from_slice(b"}\n");
 }
 
 /// Appends `s` as a CSV field (quoted when it holds a comma, a quote or a
@@ -286,85 +355,49 @@ fn push_csv_str(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-/// CSV.
-struct Csv<W: Write> {
-    out: W,
-    line: Vec<u8>,
-    item: Vec<u8>,
-}
-
-impl<W: Write> Csv<W> {
-    fn new(kind: &'static Kind, mut out: W) -> io::Result<Self> {
-        let mut line = Vec::new();
-        for (i, f) in kind.fields.iter().enumerate() {
-            if i > 0 {
-                line.push(b',');
-            }
-            line.extend_from_slice(f.name.as_bytes());
+fn csv_line(item: &mut Vec<u8>, row: &[Value<'_>], l: &mut Vec<u8>) {
+    for (i, v) in row.iter().enumerate() {
+        if i > 0 {
+            l.push(b',');
         }
-        line.extend_from_slice(b"\r\n");
-        out.write_all(&line)?;
-        Ok(Csv {
-            out,
-            line,
-            item: Vec::new(),
-        })
-    }
-}
-
-impl<W: Write + Send> RecordWriter for Csv<W> {
-    fn write_row(&mut self, row: &[Value<'_>]) -> io::Result<()> {
-        let l = &mut self.line;
-        l.clear();
-        for (i, v) in row.iter().enumerate() {
-            if i > 0 {
-                l.push(b',');
-            }
-            match v {
-                Value::Null => {}
-                Value::Bool(b) => l.extend_from_slice(if *b { b"true" } else { b"false" }),
-                Value::U64(x) => push_u64(l, *x),
-                Value::I64(x) => push_i64(l, *x),
-                Value::F64(x) => push_f64(l, *x),
-                Value::Str(s) => push_csv_str(l, s),
-                Value::Ip(ip) => push_ip(l, *ip),
-                Value::Time(t) => push_rfc3339(l, *t),
-                Value::Duration(ns) => push_seconds(l, *ns, 9),
-                Value::StrList(list) => {
-                    let it = &mut self.item;
-                    it.clear();
-                    for (i, s) in list.strs().enumerate() {
-                        if i > 0 {
-                            it.push(b',');
-                        }
-                        it.extend_from_slice(s.as_bytes());
+        match v {
+            Value::Null => {}
+            Value::Bool(b) => l.extend_from_slice(if *b { b"true" } else { b"false" }),
+            Value::U64(x) => push_u64(l, *x),
+            Value::I64(x) => push_i64(l, *x),
+            Value::F64(x) => push_f64(l, *x),
+            Value::Str(s) => push_csv_str(l, s),
+            Value::Ip(ip) => push_ip(l, *ip),
+            Value::Time(t) => push_rfc3339(l, *t),
+            Value::Duration(ns) => push_seconds(l, *ns, 9),
+            Value::StrList(list) => {
+                item.clear();
+                for (i, s) in list.strs().enumerate() {
+                    if i > 0 {
+                        item.push(b',');
                     }
-                    push_csv_str(l, &String::from_utf8_lossy(it));
+                    item.extend_from_slice(s.as_bytes());
                 }
-                Value::U64List(list) => {
-                    let multi = list.len() > 1;
-                    if multi {
-                        l.push(b'"');
+                push_csv_str(l, &String::from_utf8_lossy(item));
+            }
+            Value::U64List(list) => {
+                let multi = list.len() > 1;
+                if multi {
+                    l.push(b'"');
+                }
+                for (i, x) in list.u64s().enumerate() {
+                    if i > 0 {
+                        l.push(b',');
                     }
-                    for (i, x) in list.u64s().enumerate() {
-                        if i > 0 {
-                            l.push(b',');
-                        }
-                        push_u64(l, x);
-                    }
-                    if multi {
-                        l.push(b'"');
-                    }
+                    push_u64(l, x);
+                }
+                if multi {
+                    l.push(b'"');
                 }
             }
         }
-        l.extend_from_slice(b"\r\n");
-        self.out.write_all(l)
     }
-
-    fn finish(mut self: Box<Self>) -> io::Result<()> {
-        self.out.flush()
-    }
+    l.extend_from_slice(b"\r\n");
 }
 
 /// Appends `s` as a Zeek log field: tabs, newlines, backslashes, the set
@@ -388,90 +421,75 @@ fn push_zeek_str(out: &mut Vec<u8>, s: &str, in_list: bool) {
     }
 }
 
-/// Zeek TSV.
-struct Zeek<W: Write> {
+fn zeek_line(row: &[Value<'_>], l: &mut Vec<u8>) {
+    for (i, v) in row.iter().enumerate() {
+        if i > 0 {
+            l.push(b'\t');
+        }
+        match v {
+            Value::Null => l.push(b'-'),
+            Value::Bool(b) => l.push(if *b { b'T' } else { b'F' }),
+            Value::U64(x) => push_u64(l, *x),
+            Value::I64(x) => push_i64(l, *x),
+            Value::F64(x) => push_f64(l, *x),
+            Value::Str(s) => push_zeek_str(l, s, false),
+            Value::Ip(ip) => push_ip(l, *ip),
+            Value::Time(t) => push_seconds(l, t.as_nanos(), 6),
+            Value::Duration(ns) => push_seconds(l, *ns, 6),
+            Value::StrList(list) => {
+                if list.is_empty() {
+                    l.extend_from_slice(b"(empty)");
+                }
+                for (i, s) in list.strs().enumerate() {
+                    if i > 0 {
+                        l.push(b',');
+                    }
+                    push_zeek_str(l, s, true);
+                }
+            }
+            Value::U64List(list) => {
+                if list.is_empty() {
+                    l.extend_from_slice(b"(empty)");
+                }
+                for (i, x) in list.u64s().enumerate() {
+                    if i > 0 {
+                        l.push(b',');
+                    }
+                    push_u64(l, x);
+                }
+            }
+        }
+    }
+    l.push(b'\n');
+}
+
+/// A text format's writer: its header first, then one line per row.
+struct TextWriter<W: Write> {
+    format: LineFormat,
     out: W,
     line: Vec<u8>,
 }
 
-impl<W: Write> Zeek<W> {
-    fn new(kind: &'static Kind, mut out: W) -> io::Result<Self> {
-        let mut h = Vec::new();
-        h.extend_from_slice(
-            b"#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\t",
-        );
-        h.extend_from_slice(kind.zeek_path.unwrap_or(kind.file).as_bytes());
-        h.extend_from_slice(b"\n#fields");
-        for f in kind.fields {
-            h.push(b'\t');
-            h.extend_from_slice(f.zeek.unwrap_or(f.name).as_bytes());
-        }
-        h.extend_from_slice(b"\n#types");
-        for f in kind.fields {
-            h.push(b'\t');
-            // Zeek's id fields are ports
-            let t = if matches!(f.zeek, Some("id.orig_p" | "id.resp_p")) {
-                "port"
-            } else if f.ty == Ty::Str && f.name == "proto" && kind.zeek_path.is_some() {
-                "enum"
-            } else {
-                f.ty.zeek()
-            };
-            h.extend_from_slice(t.as_bytes());
-        }
-        h.push(b'\n');
-        out.write_all(&h)?;
-        Ok(Zeek {
+impl<W: Write> TextWriter<W> {
+    fn new(format: LineFormat, mut out: W) -> io::Result<Self> {
+        out.write_all(&format.header())?;
+        Ok(TextWriter {
+            format,
             out,
             line: Vec::with_capacity(512),
         })
     }
 }
 
-impl<W: Write + Send> RecordWriter for Zeek<W> {
+impl<W: Write + Send> RecordWriter for TextWriter<W> {
     fn write_row(&mut self, row: &[Value<'_>]) -> io::Result<()> {
-        let l = &mut self.line;
-        l.clear();
-        for (i, v) in row.iter().enumerate() {
-            if i > 0 {
-                l.push(b'\t');
-            }
-            match v {
-                Value::Null => l.push(b'-'),
-                Value::Bool(b) => l.push(if *b { b'T' } else { b'F' }),
-                Value::U64(x) => push_u64(l, *x),
-                Value::I64(x) => push_i64(l, *x),
-                Value::F64(x) => push_f64(l, *x),
-                Value::Str(s) => push_zeek_str(l, s, false),
-                Value::Ip(ip) => push_ip(l, *ip),
-                Value::Time(t) => push_seconds(l, t.as_nanos(), 6),
-                Value::Duration(ns) => push_seconds(l, *ns, 6),
-                Value::StrList(list) => {
-                    if list.is_empty() {
-                        l.extend_from_slice(b"(empty)");
-                    }
-                    for (i, s) in list.strs().enumerate() {
-                        if i > 0 {
-                            l.push(b',');
-                        }
-                        push_zeek_str(l, s, true);
-                    }
-                }
-                Value::U64List(list) => {
-                    if list.is_empty() {
-                        l.extend_from_slice(b"(empty)");
-                    }
-                    for (i, x) in list.u64s().enumerate() {
-                        if i > 0 {
-                            l.push(b',');
-                        }
-                        push_u64(l, x);
-                    }
-                }
-            }
-        }
-        l.push(b'\n');
-        self.out.write_all(l)
+        self.line.clear();
+        self.format.push_line(row, &mut self.line);
+        self.out.write_all(&self.line)
+    }
+
+    fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
+        self.out.write_all(line)
     }
 
     fn finish(mut self: Box<Self>) -> io::Result<()> {

@@ -78,6 +78,131 @@ pub fn json_schema(kind: &Kind) -> serde_json::Value {
     })
 }
 
+/// A writer that computes the size and SHA-256 of what goes through it,
+/// so that a run manifest need not read its files back.
+#[derive(Debug)]
+pub struct DigestWriter<W> {
+    inner: W,
+    state: std::sync::Arc<std::sync::Mutex<(sha2::Sha256, u64)>>,
+}
+
+impl<W> DigestWriter<W> {
+    /// Wraps `inner`; `digest` reads the result once the writing is done.
+    pub fn new(inner: W) -> (DigestWriter<W>, Digest) {
+        let state = std::sync::Arc::new(std::sync::Mutex::new((
+            <sha2::Sha256 as sha2::Digest>::new(),
+            0,
+        )));
+        (
+            DigestWriter {
+                inner,
+                state: state.clone(),
+            },
+            Digest(state),
+        )
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for DigestWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if let Ok(mut s) = self.state.lock() {
+            sha2::Digest::update(&mut s.0, buf.get(..n).unwrap_or_default());
+            s.1 += n as u64;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The digest side of a [`DigestWriter`].
+#[derive(Debug)]
+pub struct Digest(std::sync::Arc<std::sync::Mutex<(sha2::Sha256, u64)>>);
+
+impl Digest {
+    /// The bytes written so far and their SHA-256 (lowercase hex).
+    pub fn result(&self) -> (u64, String) {
+        use std::fmt::Write as _;
+        let (h, n) = match self.0.lock() {
+            Ok(s) => (sha2::Digest::finalize(s.0.clone()), s.1),
+            Err(_) => (
+                sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new()),
+                0,
+            ),
+        };
+        let mut hex = String::with_capacity(64);
+        for b in h {
+            let _ = write!(hex, "{b:02x}");
+        }
+        (n, hex)
+    }
+}
+
+/// Size and SHA-256 of the files this process wrote in full, by file
+/// identity (device and inode, which a rename keeps).
+static WRITTEN: std::sync::Mutex<Vec<(libpcap_tools::outfile::FileId, u64, String)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Notes that the file at `path` was written in full with `size` bytes of
+/// SHA-256 `sha256` (see [`written_digest`]).
+pub fn note_written(path: &std::path::Path, size: u64, sha256: String) {
+    if let Ok(Some(id)) = libpcap_tools::outfile::FileId::of(path)
+        && let Ok(mut w) = WRITTEN.lock()
+    {
+        w.retain(|e| e.0 != id);
+        w.push((id, size, sha256));
+    }
+}
+
+/// Size and SHA-256 of the file at `path` when this process wrote it (see
+/// [`note_written`]) and its size is still the one written; `None`
+/// otherwise (read it to know).
+pub fn written_digest(path: &std::path::Path) -> Option<(u64, String)> {
+    let id = libpcap_tools::outfile::FileId::of(path).ok()??;
+    let len = std::fs::metadata(path).ok()?.len();
+    let w = WRITTEN.lock().ok()?;
+    w.iter()
+        .find(|e| e.0 == id && e.1 == len)
+        .map(|e| (e.1, e.2.clone()))
+}
+
+#[cfg(test)]
+mod digest_tests {
+    use super::*;
+    use std::io::Write as _;
+
+    /// FIPS 180-2's "abc" example, written in two pieces.
+    #[test]
+    fn digest_writer_hashes_what_it_writes() {
+        let (mut w, d) = DigestWriter::new(Vec::new());
+        w.write_all(b"ab").unwrap();
+        w.write_all(b"c").unwrap();
+        assert_eq!(w.inner, b"abc");
+        assert_eq!(
+            d.result(),
+            (
+                3,
+                "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad".to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn a_written_digest_holds_while_the_size_is_the_one_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"abc").unwrap();
+        assert_eq!(written_digest(&p), None);
+        note_written(&p, 3, "x".into());
+        assert_eq!(written_digest(&p), Some((3, "x".into())));
+        std::fs::write(&p, b"abcd").unwrap();
+        assert_eq!(written_digest(&p), None, "changed since");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,8 +4,14 @@
 //! the chosen format at the end. Records come out ordered by time, then
 //! flow id, then content, so the file is the same whatever the number of
 //! workers, and memory does not grow with the capture.
+//!
+//! A run is sorted and written by a thread of its own while the analysis
+//! goes on (one run in flight per spool: the next spill waits for it, and
+//! its memory stays counted until it is written). For the text formats
+//! ([`RecordSpool::with_format`]) the run holds the records already
+//! formatted, so the merge at the end only copies lines.
 
-use super::format::{Format, writer};
+use super::format::{Format, LineFormat, writer};
 use super::row::{RowBuf, decode};
 use super::schema::Kind;
 use crate::memory::Lease;
@@ -46,6 +52,10 @@ pub struct RecordSpool {
     failed: Option<String>,
     /// This spool's part of the run's spool memory ([`crate::memory`]).
     lease: Lease,
+    /// The text format its runs are written in (rows otherwise).
+    lines: Option<Format>,
+    /// The run being written by its thread, and the bytes it holds.
+    inflight: Option<(std::thread::JoinHandle<io::Result<PathBuf>>, u64)>,
 }
 
 /// Bytes a spool may hold without drawing on its lease (so that a spool
@@ -70,7 +80,18 @@ impl RecordSpool {
             bad_rows: 0,
             failed: None,
             lease: Lease::unlimited(),
+            lines: None,
+            inflight: None,
         }
+    }
+
+    /// Writes its runs formatted in `format` when it is a text format
+    /// (JSON lines, CSV, Zeek): the formatting then happens while the
+    /// analysis goes on, and [`RecordSpool::save`] must be given the same
+    /// format.
+    pub fn with_format(mut self, format: Format) -> RecordSpool {
+        self.lines = LineFormat::new(format, self.kind).map(|_| format);
+        self
     }
 
     /// Draws the rows held in memory from `lease`, a pool of the whole run
@@ -138,7 +159,8 @@ impl RecordSpool {
             // the buffers double: the lease must cover them first
             let after = (self.arena.capacity() * 2).max(self.arena.len() + bytes.len())
                 + (self.index.capacity() * 2).max(4) * ENTRY;
-            if !self.lease.cover(after.saturating_sub(FREE_MEMORY) as u64) {
+            let held = after.saturating_sub(FREE_MEMORY) as u64 + self.inflight_bytes();
+            if !self.lease.cover(held) {
                 self.spill_or_fail();
                 if !self.is_writing() {
                     return;
@@ -167,61 +189,78 @@ impl RecordSpool {
         }
     }
 
-    /// Sorts the rows in memory (time, flow, content).
-    fn sort(&mut self) {
-        let arena = &self.arena;
-        let row = |off: u32, len: u32| {
-            arena
-                .get(off as usize..off as usize + len as usize)
-                .unwrap_or(&[])
-        };
-        self.index
-            .sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| row(a.1, a.2).cmp(row(b.1, b.2))));
+    /// Bytes held by the run being written.
+    fn inflight_bytes(&self) -> u64 {
+        self.inflight.as_ref().map_or(0, |f| f.1)
     }
 
-    /// Writes the rows in memory as a sorted run.
+    /// Bytes held in memory, beyond the free part, and by the run in flight.
+    fn held(&self) -> u64 {
+        (self.arena.capacity() + self.index.capacity() * ENTRY).saturating_sub(FREE_MEMORY) as u64
+            + self.inflight_bytes()
+    }
+
+    /// Waits for the run in flight; its file joins the runs.
+    fn join_inflight(&mut self) -> io::Result<()> {
+        let Some((handle, _)) = self.inflight.take() else {
+            return Ok(());
+        };
+        let result = handle
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the thread writing a run stopped")));
+        self.lease.cover(self.held());
+        self.runs.push(result?);
+        Ok(())
+    }
+
+    /// Waits for the run in flight; a failure makes the spool fail.
+    fn settle(&mut self) {
+        if let Err(e) = self.join_inflight()
+            && self.failed.is_none()
+        {
+            log::warn!("{}: cannot spill records: {e}", self.kind.name);
+            self.failed = Some(e.to_string());
+        }
+    }
+
+    /// Sorts the rows in memory (time, flow, content).
+    fn sort(&mut self) {
+        sort_rows(&self.arena, &mut self.index);
+    }
+
+    /// Hands the rows in memory to a thread that sorts them and writes
+    /// them as a run (after the previous run is written).
     fn spill(&mut self) -> io::Result<()> {
+        self.join_inflight()?;
         if self.index.is_empty() {
             return Ok(());
         }
         let Some(dir) = self.dir.clone() else {
             return Ok(());
         };
-        self.sort();
-        let path = libpcap_tools::outfile::spool_part_path(&dir, self.kind.file);
-        let result = (|| {
-            let f = std::fs::File::options()
-                .write(true)
-                .create_new(true)
-                .open(&path)?;
-            let mut w = BufWriter::with_capacity(1 << 16, f);
-            for &(key, off, len) in &self.index {
-                let row = self
-                    .arena
-                    .get(off as usize..off as usize + len as usize)
-                    .unwrap_or(&[]);
-                write_entry(&mut w, key, row)?;
-            }
-            w.flush()
-        })();
-        if let Err(e) = result {
-            let _ = std::fs::remove_file(&path);
-            return Err(e);
-        }
-        self.runs.push(path);
-        self.arena.clear();
-        self.index.clear();
-        if self.lease.pool().is_some() {
-            // give the memory back to the other spools of the run
-            self.arena = Vec::new();
-            self.index = Vec::new();
-            self.lease.cover(0);
-        }
+        let job = SpillJob {
+            kind: self.kind,
+            path: libpcap_tools::outfile::spool_part_path(&dir, self.kind.file),
+            arena: std::mem::take(&mut self.arena),
+            index: std::mem::take(&mut self.index),
+            lines: self.lines,
+        };
+        let bytes = (job.arena.capacity() + job.index.capacity() * ENTRY) as u64;
+        let handle = std::thread::Builder::new()
+            .name(format!("pal-spill-{}", self.kind.file))
+            .spawn(move || job.run())?;
+        self.inflight = Some((handle, bytes));
+        // the rows now held by the thread stay counted until it is done
+        self.lease.cover(self.held());
         Ok(())
     }
 
     /// Takes over the records of another spool of the same kind.
     pub fn merge(&mut self, mut other: RecordSpool) {
+        other.settle();
+        if other.lines != self.lines && !other.runs.is_empty() && other.failed.is_none() {
+            other.failed = Some("internal: spools of one kind in two formats".into());
+        }
         self.records += other.records;
         self.bad_rows += other.bad_rows;
         if self.failed.is_none() {
@@ -243,6 +282,7 @@ impl RecordSpool {
             other.index.clear();
         } else {
             other.spill_or_fail();
+            other.settle();
             if self.failed.is_none() {
                 self.failed = other.failed.take();
             }
@@ -261,16 +301,26 @@ impl RecordSpool {
         if self.dir.is_none() {
             return Ok(None);
         }
+        self.settle();
         if let Some(e) = &self.failed {
             return Err(io::Error::other(format!(
                 "an earlier write failed ({e}): the records are incomplete"
             )));
         }
+        if self.lines.is_some_and(|f| f != format) && !self.runs.is_empty() {
+            return Err(io::Error::other(format!(
+                "internal: {} runs were written for another format than {format}",
+                self.kind.name
+            )));
+        }
         self.sort();
         let path = dir.join(format!("{}.{}", self.kind.file, format.extension()));
         let mut file = libpcap_tools::outfile::AtomicFile::create(&path)?;
-        self.write_all(file.file()?.try_clone()?, format)?;
+        let (out, digest) = super::DigestWriter::new(file.file()?.try_clone()?);
+        self.write_all(out, format)?;
         file.commit()?;
+        let (size, sha256) = digest.result();
+        super::note_written(&path, size, sha256);
         for r in self.runs.drain(..) {
             let _ = std::fs::remove_file(r);
         }
@@ -280,7 +330,11 @@ impl RecordSpool {
     }
 
     /// The k-way merge of the runs and the rows in memory into `file`.
-    fn write_all(&self, file: std::fs::File, format: Format) -> io::Result<()> {
+    fn write_all(
+        &self,
+        file: super::DigestWriter<std::fs::File>,
+        format: Format,
+    ) -> io::Result<()> {
         let mut out = writer(format, self.kind, BufWriter::with_capacity(1 << 20, file))?;
         let mut sources: Vec<Source<'_>> = Vec::with_capacity(self.runs.len() + 1);
         for r in &self.runs {
@@ -298,13 +352,16 @@ impl RecordSpool {
             }
         }
         let fields = self.kind.fields.len();
+        let runs_hold_lines = self.lines == Some(format);
         while let Some(Head {
             key: _,
             mut row,
             src,
         }) = heap.pop()
         {
-            {
+            if runs_hold_lines && src < self.runs.len() {
+                out.write_line(&row)?;
+            } else {
                 let mut vals = Vec::with_capacity(fields);
                 decode(self.kind, &row, &mut vals)
                     .map_err(|e| io::Error::other(format!("{}: {e}", self.kind.name)))?;
@@ -323,9 +380,71 @@ impl RecordSpool {
 
 impl Drop for RecordSpool {
     fn drop(&mut self) {
+        self.settle();
         for r in self.runs.drain(..) {
             let _ = std::fs::remove_file(r);
         }
+    }
+}
+
+/// Sorts `index` by key, then by the row content in `arena`.
+fn sort_rows(arena: &[u8], index: &mut [(Key, u32, u32)]) {
+    let row = |off: u32, len: u32| {
+        arena
+            .get(off as usize..off as usize + len as usize)
+            .unwrap_or(&[])
+    };
+    index.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| row(a.1, a.2).cmp(row(b.1, b.2))));
+}
+
+/// Rows handed to a spill thread.
+struct SpillJob {
+    kind: &'static Kind,
+    path: PathBuf,
+    arena: Vec<u8>,
+    index: Vec<(Key, u32, u32)>,
+    lines: Option<Format>,
+}
+
+impl SpillJob {
+    /// Sorts the rows and writes them as a run (formatted when the spool
+    /// has a text format); the file is removed when that fails.
+    fn run(mut self) -> io::Result<PathBuf> {
+        sort_rows(&self.arena, &mut self.index);
+        let result = self.write();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+        result.map(|()| self.path)
+    }
+
+    fn write(&self) -> io::Result<()> {
+        let f = std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .open(&self.path)?;
+        let mut w = BufWriter::with_capacity(1 << 20, f);
+        let mut format = self.lines.and_then(|f| LineFormat::new(f, self.kind));
+        let mut vals = Vec::with_capacity(self.kind.fields.len());
+        let mut line = Vec::with_capacity(1024);
+        for &(key, off, len) in &self.index {
+            let row = self
+                .arena
+                .get(off as usize..off as usize + len as usize)
+                .unwrap_or(&[]);
+            match &mut format {
+                Some(format) => {
+                    vals.clear();
+                    decode(self.kind, row, &mut vals)
+                        .map_err(|e| io::Error::other(format!("{}: {e}", self.kind.name)))?;
+                    line.clear();
+                    format.push_line(&vals, &mut line);
+                    write_entry(&mut w, key, &line)?;
+                }
+                None => write_entry(&mut w, key, row)?,
+            }
+        }
+        w.flush()
     }
 }
 
@@ -504,6 +623,54 @@ mod tests {
             .filter(|n| n.starts_with('.'))
             .collect();
         assert!(left.is_empty(), "{left:?}");
+    }
+
+    /// The same records through spools that spill formatted runs give the
+    /// file that spools of rows give, in every text format.
+    #[test]
+    fn formatted_runs_give_the_same_file_as_row_runs() {
+        for format in [Format::Jsonl, Format::Csv, Format::Zeek] {
+            let mut files = Vec::new();
+            for formatted in [false, true] {
+                let dir = tempfile::tempdir().unwrap();
+                let mut spools: Vec<RecordSpool> = (0..2)
+                    .map(|_| {
+                        let s = RecordSpool::new(&COMMUNITY_ID, Some(dir.path().to_path_buf()))
+                            .with_memory(1);
+                        if formatted { s.with_format(format) } else { s }
+                    })
+                    .collect();
+                for i in 0..20_000u64 {
+                    let x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40;
+                    let (ts, flow) = ((x % 500) as i64, x % 5);
+                    let r = row(ts, flow, &format!("c,\t{}", x % 4));
+                    spools[(flow % 2) as usize].push(Some(Timestamp(ts)), flow, &r);
+                }
+                let mut all = spools.remove(0);
+                all.merge(spools.remove(0));
+                all.settle();
+                assert!(all.runs.len() > 5, "runs were spilled: {}", all.runs.len());
+                let p = all.save(dir.path(), format).unwrap().unwrap();
+                files.push(std::fs::read(p).unwrap());
+            }
+            assert_eq!(files[0].len(), files[1].len(), "{format}");
+            assert!(files[0] == files[1], "{format}");
+        }
+    }
+
+    /// A spool whose runs hold lines of one format refuses to save another.
+    #[test]
+    fn formatted_runs_are_saved_in_their_format_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = RecordSpool::new(&COMMUNITY_ID, Some(dir.path().to_path_buf()))
+            .with_memory(1)
+            .with_format(Format::Csv);
+        for i in 0..3_000 {
+            s.push(Some(Timestamp(i)), 1, &row(i, 1, "x"));
+        }
+        s.settle();
+        assert!(!s.runs.is_empty());
+        assert!(s.save(dir.path(), Format::Jsonl).is_err());
     }
 
     #[test]

@@ -458,6 +458,7 @@ fn bad_values(section: &str, key: &str) -> Option<Vec<&'static str>> {
         ("output", "dir") => &[],
         ("output", "format") => &["\"xml\"", "\"text\""],
         ("output", "spool_memory") => &["0", "1000", "2000000000000"],
+        ("output", "format_runs") => &[],
         ("log", "file") => &["\"../x.log\"", "\"/tmp/x.log\"", "\"a/b\""],
         ("log", "level") => &["\"loud\""],
         ("analyzer", "do_checksums") => &[],
