@@ -209,6 +209,7 @@ impl Analyzer {
         flows.set_lease(memory.flows().lease());
         let mut defrag = Defragmenter::new(cfg.defrag.to_config());
         defrag.set_lease(memory.fragments().lease());
+        defrag.set_datagram_lease(memory.fragment_datagrams().lease());
         Analyzer {
             parents: Vec::new(),
             flows,

@@ -9,7 +9,7 @@
 //! | share | what it bounds | over budget |
 //! | --- | --- | --- |
 //! | `flows` | the flow tables ([`FLOW_BYTES`] per flow, and `[flows] max_flows`) | the worker's least recently active flow is evicted (`flows.eviction`) |
-//! | `fragments` | IP fragments held (and `[defrag] max_bytes`) | the oldest datagram is dropped (`too_many_bytes`) |
+//! | `fragments` | IP fragments held (and `[defrag] max_bytes`; the datagrams pending are counted apart against `[defrag] max_datagrams`, also for the whole run) | the oldest datagram is dropped (`too_many_bytes`, `too_many_datagrams`) |
 //! | `tcp_reassembly` | out-of-order TCP bytes (and `[tcp_reassembly] max_buffered_total`) | segments dropped (`reassembly.dropped_over_cap`) |
 //! | `connections` | rows of the connection report (and `max_connections`) | keys sampled by hash (`connections.dropped_*`) |
 //! | `basic_stats` | the conversation tables of basic-stats (and `max_conversations`) | keys sampled by hash, the rest summed in `other` |
@@ -407,6 +407,7 @@ pub struct MemoryBudget {
     cfg: MemoryConfig,
     flows: Arc<Pool>,
     fragments: Arc<Pool>,
+    fragment_datagrams: Arc<Pool>,
     tcp_reassembly: Arc<Pool>,
     named: Mutex<HashMap<String, Arc<Pool>>>,
     samplers: Mutex<HashMap<String, Arc<KeySampler>>>,
@@ -444,6 +445,10 @@ impl MemoryBudget {
             cfg: m.clone(),
             flows: Pool::new("flows", flows),
             fragments: Pool::new("fragments", fragments),
+            fragment_datagrams: Pool::new(
+                "fragment_datagrams",
+                (cfg.defrag.max_datagrams as u64).max(1),
+            ),
             tcp_reassembly: Pool::new("tcp_reassembly", tcp),
             named: Mutex::new(HashMap::new()),
             samplers: Mutex::new(HashMap::new()),
@@ -481,6 +486,12 @@ impl MemoryBudget {
         &self.fragments
     }
 
+    /// Datagrams being reassembled from fragments (at most `[defrag]
+    /// max_datagrams` in the whole run, counted in datagrams).
+    pub fn fragment_datagrams(&self) -> &Arc<Pool> {
+        &self.fragment_datagrams
+    }
+
     /// Out-of-order TCP bytes.
     pub fn tcp_reassembly(&self) -> &Arc<Pool> {
         &self.tcp_reassembly
@@ -515,6 +526,7 @@ impl MemoryBudget {
         let mut v: Vec<Arc<Pool>> = vec![
             self.flows.clone(),
             self.fragments.clone(),
+            self.fragment_datagrams.clone(),
             self.tcp_reassembly.clone(),
         ];
         v.extend(

@@ -480,6 +480,9 @@ pub struct Defragmenter {
     bytes_pending: usize,
     /// This worker's part of the run's fragment bytes ([`crate::memory`]).
     lease: crate::memory::Lease,
+    /// This worker's part of the run's pending datagrams (`max_datagrams`
+    /// is a budget of the run, shared by the workers).
+    datagrams: crate::memory::Lease,
     dead_count: usize,
     evicted: Vec<DefragFailure>,
     stats: DefragStats,
@@ -520,6 +523,7 @@ impl Defragmenter {
             next_seq: 0,
             bytes_pending: 0,
             lease: crate::memory::Lease::unlimited(),
+            datagrams: crate::memory::Lease::unlimited(),
             dead_count: 0,
             evicted: Vec::new(),
             stats: DefragStats::default(),
@@ -531,6 +535,15 @@ impl Defragmenter {
     /// cover them, the oldest datagrams are dropped (`too_many_bytes`).
     pub fn set_lease(&mut self, lease: crate::memory::Lease) {
         self.lease = lease;
+    }
+
+    /// Draws the pending datagrams from `lease` (a pool of the whole run
+    /// counted in datagrams, [`crate::memory::MemoryBudget::fragment_datagrams`])
+    /// as well as from `max_datagrams`: when it cannot cover one more, the
+    /// oldest pending datagram is dropped (`too_many_datagrams`); a worker
+    /// holding none whose lease cannot cover one fails the fragment.
+    pub fn set_datagram_lease(&mut self, lease: crate::memory::Lease) {
+        self.datagrams = lease;
     }
 
     /// Whether the bytes held are over `max_bytes` or the lease.
@@ -609,12 +622,16 @@ impl Defragmenter {
         }
 
         if !self.map.contains_key(&key) {
-            while self.map.len() >= self.cfg.max_datagrams {
+            while self.map.len() >= self.cfg.max_datagrams
+                || !self.datagrams.cover(self.map.len() as u64 + 1)
+            {
                 if !self.evict_oldest(None, FailureReason::TooManyDatagrams) {
                     break;
                 }
             }
-            if self.map.len() >= self.cfg.max_datagrams {
+            if self.map.len() >= self.cfg.max_datagrams
+                || !self.datagrams.cover(self.map.len() as u64 + 1)
+            {
                 // max_datagrams == 0: nothing may be held.
                 self.count_failure(FailureReason::TooManyDatagrams);
                 return DefragOutcome::Failed(Self::single(
@@ -943,6 +960,7 @@ impl Defragmenter {
         }
         self.bytes_pending = self.bytes_pending.saturating_sub(p.charge());
         self.lease.cover(self.bytes_pending as u64);
+        self.datagrams.cover(self.map.len() as u64);
         if p.dead.is_some() {
             self.dead_count = self.dead_count.saturating_sub(1);
         }

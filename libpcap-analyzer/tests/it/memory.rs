@@ -98,6 +98,41 @@ fn first_fragments_are_dropped_at_the_run_byte_cap() {
     }
 }
 
+/// `[defrag] max_datagrams` is a cap of the run, not of each worker: 2000
+/// first fragments (each a datagram of its own) against a cap of 100 leave
+/// at most 100 pending in all, whatever `-j`, and the rest are counted.
+#[test]
+fn pending_datagrams_are_capped_for_the_whole_run() {
+    let conf = "[defrag]\nmax_datagrams = 100\n";
+    for jobs in [1, 2, 4] {
+        let out = run(FloodKind::Fragments, 2000, conf, &["connections"], jobs);
+        assert_eq!(out.stats.fragments, 2000, "-j {jobs}");
+        let (_, limit, peak, refused) = out
+            .memory
+            .iter()
+            .find(|p| p.0 == "fragment_datagrams")
+            .unwrap();
+        assert_eq!(*limit, 100);
+        assert!(
+            *peak <= 100 && *peak > 50,
+            "-j {jobs}: {peak} pending at once"
+        );
+        if jobs > 1 {
+            assert!(*refused > 0, "-j {jobs}: the workers shared the cap");
+        }
+        let dropped = out
+            .stats
+            .anomalies
+            .get("defrag_too_many_datagrams")
+            .copied()
+            .unwrap_or(0);
+        // the datagrams beyond the cap were dropped and counted (not at
+        // one time: a worker that finished first gave its part back to
+        // the others, still reading their queues)
+        assert!(dropped >= 2000 - 100 * jobs as u64, "-j {jobs}: {dropped}");
+    }
+}
+
 #[test]
 fn far_ahead_segments_are_dropped_at_the_run_reassembly_cap() {
     let conf =
