@@ -70,6 +70,11 @@ fn is_http(p: &[u8]) -> bool {
         b"TRACE ",
         b"PATCH ",
     ];
+    // a request or status line starts with a method or the version: look
+    // for its end only then (payloads are mostly not HTTP)
+    if !p.starts_with(b"HTTP/1.") && !METHODS.iter().any(|m| p.starts_with(m)) {
+        return false;
+    }
     let line = p.get(..p.len().min(4096)).unwrap_or(p);
     let line = match line.iter().position(|&b| b == b'\n') {
         Some(n) => line.get(..n).unwrap_or(line),
