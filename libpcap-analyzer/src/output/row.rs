@@ -51,6 +51,8 @@ pub struct RowBuf {
     bytes: Vec<u8>,
     values: usize,
     list: Option<(usize, u64)>,
+    /// Where [`RowBuf::str_list_with`] writes each item.
+    scratch: String,
 }
 
 impl RowBuf {
@@ -61,6 +63,7 @@ impl RowBuf {
             bytes: Vec::with_capacity(256),
             values: 0,
             list: None,
+            scratch: String::new(),
         }
     }
 
@@ -215,6 +218,30 @@ impl RowBuf {
         self
     }
 
+    /// A list of texts that `write` appends, one per item, to the string
+    /// it is given (so that no item needs a string of its own).
+    pub fn str_list_with<T>(
+        &mut self,
+        items: impl IntoIterator<Item = T>,
+        mut write: impl FnMut(T, &mut String),
+    ) -> &mut Self {
+        self.tag(STR_LIST);
+        let at = self.bytes.len();
+        self.bytes.extend_from_slice(&[0; 10]);
+        let mut n = 0u64;
+        let mut s = std::mem::take(&mut self.scratch);
+        for item in items {
+            s.clear();
+            write(item, &mut s);
+            put_varint(&mut self.bytes, s.len() as u64);
+            self.bytes.extend_from_slice(s.as_bytes());
+            n += 1;
+        }
+        self.scratch = s;
+        self.patch_count(at, n);
+        self
+    }
+
     /// A list of unsigned integers.
     pub fn u64_list(&mut self, items: impl IntoIterator<Item = u64>) -> &mut Self {
         self.tag(U64_LIST);
@@ -230,10 +257,25 @@ impl RowBuf {
     }
 
     /// Writes `n` as a varint in place of the 10 bytes reserved at `at`.
-    fn patch_count(&mut self, at: usize, n: u64) {
-        let mut c = Vec::with_capacity(10);
-        put_varint(&mut c, n);
-        self.bytes.splice(at..at + 10, c);
+    fn patch_count(&mut self, at: usize, mut n: u64) {
+        let mut c = [0u8; 10];
+        let mut len = 0;
+        while n >= 0x80 && len < 9 {
+            c[len] = (n as u8) | 0x80;
+            n >>= 7;
+            len += 1;
+        }
+        c[len] = n as u8;
+        len += 1;
+        // the count takes `len` of the 10 bytes reserved: close the gap
+        let end = self.bytes.len();
+        if at + 10 <= end {
+            self.bytes.copy_within(at + 10..end, at + len);
+            self.bytes.truncate(end - (10 - len));
+            if let Some(dst) = self.bytes.get_mut(at..at + len) {
+                dst.copy_from_slice(&c[..len]);
+            }
+        }
     }
 }
 
@@ -563,6 +605,41 @@ mod tests {
         assert_eq!(l.strs().collect::<Vec<_>>(), ["a", "", "ü"]);
         let Value::U64List(l) = v[10] else { panic!() };
         assert_eq!(l.u64s().collect::<Vec<_>>(), [0, 300, u64::MAX]);
+    }
+
+    /// Lists of every count size (one- and two-byte varint counts, empty),
+    /// built by `str_list`, `str_list_with` and `u64_list`, decode to their
+    /// items and leave the next values in place.
+    #[test]
+    fn lists_of_any_length_decode_to_their_items() {
+        for n in [0usize, 1, 127, 128, 300, 20_000] {
+            let items: Vec<String> = (0..n).map(|i| format!("x{i}")).collect();
+            for with in [false, true] {
+                let mut r = RowBuf::new(&ALLTYPES);
+                r.bool(false).u64(1).i64(-1).f64(0.5).str("s");
+                r.ip("192.0.2.1".parse().unwrap())
+                    .ip("::1".parse().unwrap())
+                    .time(Timestamp(7))
+                    .duration(3);
+                if with {
+                    r.str_list_with(0..n, |i, out| {
+                        out.push('x');
+                        out.push_str(&i.to_string());
+                    });
+                } else {
+                    r.str_list(items.iter().map(String::as_str));
+                }
+                r.u64_list(0..n as u64);
+                let bytes = r.finish().unwrap().to_vec();
+                let mut v = Vec::new();
+                decode(&ALLTYPES, &bytes, &mut v).unwrap();
+                let Value::StrList(l) = v[9] else { panic!() };
+                assert_eq!(l.strs().collect::<Vec<_>>(), items, "{n} {with}");
+                let Value::U64List(l) = v[10] else { panic!() };
+                assert!(l.u64s().eq(0..n as u64), "{n}");
+                assert_eq!(v[8], Value::Duration(3));
+            }
+        }
     }
 
     #[test]

@@ -232,17 +232,14 @@ pub fn fill_row(
         .str_list(flag_names(r.unwrap_or(head).flags));
     match r.filter(|r| !r.answers.is_empty()) {
         Some(r) => {
-            let data: Vec<String> = r.answers.iter().map(|a| a.data.to_text()).collect();
-            let types: Vec<std::borrow::Cow<'static, str>> = r
-                .answers
-                .iter()
-                .map(|a| {
-                    rr_type_mnemonic(a.rtype)
-                        .map_or_else(|| format!("TYPE{}", a.rtype).into(), std::borrow::Cow::from)
+            row.str_list_with(&r.answers, |a, out| a.data.write_text(out))
+                .str_list_with(&r.answers, |a, out| match rr_type_mnemonic(a.rtype) {
+                    Some(m) => out.push_str(m),
+                    None => {
+                        use std::fmt::Write as _;
+                        let _ = write!(out, "TYPE{}", a.rtype);
+                    }
                 })
-                .collect();
-            row.str_list(data.iter().map(String::as_str))
-                .str_list(types.iter().map(|t| t.as_ref()))
                 .u64_list(r.answers.iter().map(|a| u64::from(a.ttl)));
         }
         None => {

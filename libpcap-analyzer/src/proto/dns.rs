@@ -240,9 +240,43 @@ impl DnsRData {
     /// TXT, the SOA and SRV fields; OPT as `udp=SIZE ver=V do=B`; other
     /// types as lowercase hex).
     pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        self.write_text(&mut s);
+        s
+    }
+
+    /// Appends [`DnsRData::to_text`] to `out` (addresses and names without
+    /// an allocation of their own).
+    pub fn write_text(&self, out: &mut String) {
+        let text = match self {
+            DnsRData::A(a) => {
+                let mut b = itoa::Buffer::new();
+                for (i, o) in a.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        out.push('.');
+                    }
+                    out.push_str(b.format(o));
+                }
+                return;
+            }
+            DnsRData::Aaaa(a) => {
+                use std::fmt::Write as _;
+                let _ = write!(out, "{a}");
+                return;
+            }
+            DnsRData::Cname(n) | DnsRData::Ns(n) | DnsRData::Ptr(n) => {
+                out.push_str(n);
+                return;
+            }
+            other => other.other_text(),
+        };
+        out.push_str(&text);
+    }
+
+    /// The text of the types not written in place by [`DnsRData::write_text`].
+    fn other_text(&self) -> String {
         match self {
-            DnsRData::A(a) => a.to_string(),
-            DnsRData::Aaaa(a) => a.to_string(),
+            DnsRData::A(_) | DnsRData::Aaaa(_) => String::new(),
             DnsRData::Cname(n) | DnsRData::Ns(n) | DnsRData::Ptr(n) => n.clone(),
             DnsRData::Mx {
                 preference,
