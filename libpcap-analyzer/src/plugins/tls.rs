@@ -38,11 +38,22 @@
 //! records, with `transport` `quic`, the QUIC version and connection ids,
 //! `record_version` 0 and JA4/JA4S with the protocol letter `q`.
 //!
+//! A direction that does not start with a TLS record may start with a
+//! plaintext exchange: SOCKS4/4a, SOCKS5, HTTP `CONNECT`, STARTTLS on SMTP,
+//! IMAP, POP3 or FTP, or another line-based upgrade
+//! ([`crate::proto::preamble`]). It is skipped and TLS is read from the first
+//! byte of the application data after it, in each direction (counted as
+//! `after_preamble`); a direction whose exchange goes on past `max_preamble`
+//! bytes is given up (counted as `preamble_over_limit`: most are plain
+//! text protocols, not lost TLS).
+//!
 //! Config `[plugin.tls]`: `max_buffer` (bytes per direction since the last
 //! group end, plus the new segment, while looking for a hello; default
 //! 262144), `max_total_buffer` (the sum of those counts over all
 //! connections of a worker, default 64 MiB; beyond, handshakes are given up
-//! and counted as `over_budget`). What a parser holds is never more than
+//! and counted as `over_budget`), `max_preamble` (bytes of plaintext skipped
+//! per direction before TLS, default 16384, 0 to read TLS only from a
+//! stream's first byte). What a parser holds is never more than
 //! about twice its count. Writes `tls.jsonl` (`.csv`, `.log`, `.parquet`
 //! with `[output] format`).
 
@@ -53,6 +64,7 @@ use crate::plugin::{
     Counters, Decapsulated, EndReason, Interest, Layers, PacketContext, Plugin, PluginBuilder,
     PluginError, PluginResult, StreamData, TransportLayer, downcast,
 };
+use crate::proto::preamble::{self, PreambleSkipper, Step};
 use crate::proto::quic;
 use crate::proto::tls::{
     TlsClientHello, TlsEvent, TlsServerHello, TlsSink, TlsStreamParser, cipher_name,
@@ -71,6 +83,11 @@ pub struct TlsConfig {
     /// Bytes kept for all connections of a worker; beyond, new data of
     /// unfinished handshakes is not kept (counted as `over_budget`).
     pub max_total_buffer: usize,
+    /// Bytes of a plaintext exchange (SOCKS, HTTP `CONNECT`, STARTTLS, see
+    /// [`crate::proto::preamble`]) skipped per direction before TLS; beyond,
+    /// the direction is given up (counted as `preamble_over_limit`); 0 reads
+    /// TLS only from a stream's first byte.
+    pub max_preamble: usize,
 }
 
 impl Default for TlsConfig {
@@ -78,6 +95,7 @@ impl Default for TlsConfig {
         TlsConfig {
             max_buffer: 256 * 1024,
             max_total_buffer: 64 << 20,
+            max_preamble: preamble::DEFAULT_MAX_PREAMBLE,
         }
     }
 }
@@ -117,6 +135,8 @@ struct Search {
 
 #[derive(Debug, Default)]
 struct Side {
+    /// The plaintext exchange before TLS, while it lasts.
+    preamble: Option<Box<PreambleSkipper>>,
     /// Allocated at the first data, dropped once `done`.
     search: Option<Box<Search>>,
     done: bool,
@@ -127,13 +147,14 @@ struct Side {
 impl Side {
     /// Bytes counted for this side in `TlsPlugin::buffered`.
     fn held(&self) -> usize {
-        self.search.as_ref().map_or(0, |s| s.held)
+        self.search.as_ref().map_or(0, |s| s.held) + self.preamble.as_ref().map_or(0, |p| p.held())
     }
 
     /// Stops looking at this side and frees what it held.
     fn finish(&mut self) {
         self.done = true;
         self.search = None;
+        self.preamble = None;
     }
 }
 
@@ -406,6 +427,14 @@ fn quic_key_versions(version: u32) -> ([u32; 3], usize) {
     }
 }
 
+/// Whether a direction's first bytes look like a TLS record (RFC 8446
+/// §5.1: a content type from 20 to 24, version major 3): those are parsed as
+/// TLS at once (an alert may come before the ServerHello), others may be a
+/// plaintext exchange before TLS.
+fn starts_like_a_record(data: &[u8]) -> bool {
+    matches!(data, [20..=24, 3, ..] | [20..=24])
+}
+
 /// The least size of a UDP datagram carrying a client's first Initial
 /// packet (RFC 9000 §14.1): smaller ones do not start a QUIC connection.
 const QUIC_MIN_CLIENT_DATAGRAM: usize = 1200;
@@ -423,6 +452,10 @@ pub struct TlsPlugin {
     buffered: usize,
     /// Handshakes given up because `max_total_buffer` was reached.
     over_budget: u64,
+    /// Directions where TLS started after a plaintext exchange.
+    after_preamble: u64,
+    /// Directions given up after `max_preamble` bytes of plaintext.
+    preamble_over_limit: u64,
     /// QUIC connections whose Initial packets are being read.
     quic: HashMap<FlowId, QuicConn, foldhash::fast::RandomState>,
     /// QUIC Initial packets opened.
@@ -454,6 +487,8 @@ impl TlsPlugin {
             hellos: 0,
             buffered: 0,
             over_budget: 0,
+            after_preamble: 0,
+            preamble_over_limit: 0,
             quic: HashMap::default(),
             quic_initials: 0,
             quic_not_opened: 0,
@@ -723,6 +758,46 @@ impl Plugin for TlsPlugin {
             self.over_budget += 1;
             return Ok(());
         }
+        // a direction that does not start with a TLS record may start with
+        // a plaintext exchange: skipped, TLS starts after it
+        let owned;
+        let data = if side.preamble.is_some()
+            || (side.search.is_none() && self.cfg.max_preamble > 0 && !starts_like_a_record(data))
+        {
+            let p = side.preamble.get_or_insert_with(|| {
+                Box::new(PreambleSkipper::new(i == 0, self.cfg.max_preamble))
+            });
+            let step = p.feed(data);
+            if step != Step::More {
+                side.preamble = None;
+            }
+            match step {
+                Step::Tls(v) => {
+                    // what the skipper held is freed; the parser's bytes
+                    // are counted below
+                    self.buffered = self.buffered.saturating_sub(held);
+                    self.after_preamble += 1;
+                    owned = v;
+                    owned.as_slice()
+                }
+                step => {
+                    if step == Step::OverLimit {
+                        self.preamble_over_limit += 1;
+                    }
+                    if step != Step::More {
+                        side.finish();
+                    }
+                    self.buffered = self
+                        .buffered
+                        .saturating_sub(held)
+                        .saturating_add(side.held());
+                    return Ok(());
+                }
+            }
+        } else {
+            data
+        };
+        let held = side.held();
         let Side { search, done, .. } = side;
         let search = search.get_or_insert_with(Box::default);
         if *tls13 {
@@ -792,6 +867,8 @@ impl Plugin for TlsPlugin {
         self.connections += o.connections;
         self.hellos += o.hellos;
         self.over_budget += o.over_budget;
+        self.after_preamble += o.after_preamble;
+        self.preamble_over_limit += o.preamble_over_limit;
         self.quic_initials += o.quic_initials;
         self.quic_not_opened += o.quic_not_opened;
         self.quic_crypto_dropped += o.quic_crypto_dropped;
@@ -805,6 +882,8 @@ impl Plugin for TlsPlugin {
             "tls_connections": self.connections,
             "hellos": self.hellos,
             "over_budget": self.over_budget,
+            "after_preamble": self.after_preamble,
+            "preamble_over_limit": self.preamble_over_limit,
             "quic_initials": self.quic_initials,
             "quic_not_opened": self.quic_not_opened,
             "quic_crypto_dropped": self.quic_crypto_dropped,
@@ -816,6 +895,8 @@ impl Plugin for TlsPlugin {
             .count("connections", self.connections)
             .count("hellos", self.hellos)
             .loss("over_budget", self.over_budget)
+            .count("after_preamble", self.after_preamble)
+            .count("preamble_over_limit", self.preamble_over_limit)
             .count("quic_initials", self.quic_initials)
             .count("quic_not_opened", self.quic_not_opened)
             .loss("quic_crypto_dropped", self.quic_crypto_dropped)
@@ -862,6 +943,7 @@ mod tests {
         let cfg = TlsConfig {
             max_buffer: 1000,
             max_total_buffer: 4000,
+            ..TlsConfig::default()
         };
         let mut p = TlsPlugin::new(cfg, RecordSpool::new(&TLS, None), Format::Jsonl);
         let pkt = Packet::pseudo(None);
@@ -1333,6 +1415,8 @@ mod tests {
             let cfg = TlsConfig {
                 max_buffer: [400, 2000, 6000, 1 << 18][round % 4],
                 max_total_buffer: [3000, 12_000, 1 << 26][round % 3],
+                // the old plugin read TLS from a stream's first byte only
+                max_preamble: 0,
             };
             let mut p = TlsPlugin::new(cfg, RecordSpool::new(&TLS, None), Format::Jsonl);
             let mut old = OldPlugin::default();
