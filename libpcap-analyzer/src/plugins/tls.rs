@@ -1228,6 +1228,34 @@ mod tests {
         assert!(h.ja4.starts_with("q13d"), "{}", h.ja4);
     }
 
+    /// The client Initial of RFC 9369 Appendix A.2 (QUIC version 2) gives
+    /// the same ClientHello, with the version in the record's carrier.
+    #[test]
+    fn a_version_2_initial_gives_its_client_hello() {
+        let path = format!(
+            "{}/testdata/quic/rfc9369-a2-client-initial.hex",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let hex: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        let v2: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let mut p = plugin();
+        udp(&mut p, 1, Direction::ToServer, v2.len(), &v2);
+        assert_eq!((p.quic_initials, p.quic_key_trials), (1, 1));
+        assert_eq!(
+            p.quic.get(&FlowId(1)).map(|q| q.version),
+            Some(quic::VERSION_2)
+        );
+        let (_, _, Hello::Client(h)) = &p.log[0] else {
+            panic!("{:?}", p.log)
+        };
+        assert_eq!(h.sni.as_deref(), Some("example.com"));
+        assert!(h.ja4.starts_with("q13d"), "{}", h.ja4);
+    }
+
     #[test]
     fn truncated_and_malformed_quic_initials_are_counted() {
         let good = rfc9001_client_initial();
