@@ -121,7 +121,8 @@ impl DnsConfig {
 
 impl TlsConfig {
     /// Checks the values: `max_buffer` from 1 byte to 1 GiB,
-    /// `max_total_buffer` from `max_buffer` to 1 TiB.
+    /// `max_total_buffer` from `max_buffer` to 1 TiB, `max_preamble` from 0
+    /// to 1 GiB.
     ///
     /// # Errors
     /// A message naming the key, its value and the accepted range.
@@ -137,6 +138,12 @@ impl TlsConfig {
             self.max_total_buffer as u64,
             self.max_buffer as u64,
             MAX_BYTES,
+        )?;
+        check_count(
+            "[plugin.tls] max_preamble",
+            self.max_preamble as u64,
+            0,
+            1 << 30,
         )
     }
 }

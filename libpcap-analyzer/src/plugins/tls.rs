@@ -37,12 +37,32 @@
 //! `quic_crypto_dropped`) and parsed as handshake messages: the same
 //! records, with `transport` `quic`, the QUIC version and connection ids,
 //! `record_version` 0 and JA4/JA4S with the protocol letter `q`.
+//! A flow whose first such datagram does not open is remembered (at most
+//! 65536 flows) and not tried again, so a flood pays the key trials once per
+//! flow (`quic_key_trials` counts them); a Version Negotiation packet
+//! answering the client (its connection ids swapped, RFC 9000 §17.2.1) is
+//! counted (`quic_version_negotiation`) and lets the client's next Initial
+//! be tried. Long headers that do not parse are counted: `quic_truncated`
+//! when the capture cut the datagram (fewer bytes than its UDP length),
+//! `quic_malformed` otherwise; Initial packets that do not decrypt are
+//! `quic_not_opened`.
+//!
+//! A direction that does not start with a TLS record may start with a
+//! plaintext exchange: SOCKS4/4a, SOCKS5, HTTP `CONNECT`, STARTTLS on SMTP,
+//! IMAP, POP3 or FTP, or another line-based upgrade
+//! ([`crate::proto::preamble`]). It is skipped and TLS is read from the first
+//! byte of the application data after it, in each direction (counted as
+//! `after_preamble`); a direction whose exchange goes on past `max_preamble`
+//! bytes is given up (counted as `preamble_over_limit`: most are plain
+//! text protocols, not lost TLS).
 //!
 //! Config `[plugin.tls]`: `max_buffer` (bytes per direction since the last
 //! group end, plus the new segment, while looking for a hello; default
 //! 262144), `max_total_buffer` (the sum of those counts over all
 //! connections of a worker, default 64 MiB; beyond, handshakes are given up
-//! and counted as `over_budget`). What a parser holds is never more than
+//! and counted as `over_budget`), `max_preamble` (bytes of plaintext skipped
+//! per direction before TLS, default 16384, 0 to read TLS only from a
+//! stream's first byte). What a parser holds is never more than
 //! about twice its count. Writes `tls.jsonl` (`.csv`, `.log`, `.parquet`
 //! with `[output] format`).
 
@@ -53,6 +73,7 @@ use crate::plugin::{
     Counters, Decapsulated, EndReason, Interest, Layers, PacketContext, Plugin, PluginBuilder,
     PluginError, PluginResult, StreamData, TransportLayer, downcast,
 };
+use crate::proto::preamble::{self, PreambleSkipper, Step};
 use crate::proto::quic;
 use crate::proto::tls::{
     TlsClientHello, TlsEvent, TlsServerHello, TlsSink, TlsStreamParser, cipher_name,
@@ -71,6 +92,11 @@ pub struct TlsConfig {
     /// Bytes kept for all connections of a worker; beyond, new data of
     /// unfinished handshakes is not kept (counted as `over_budget`).
     pub max_total_buffer: usize,
+    /// Bytes of a plaintext exchange (SOCKS, HTTP `CONNECT`, STARTTLS, see
+    /// [`crate::proto::preamble`]) skipped per direction before TLS; beyond,
+    /// the direction is given up (counted as `preamble_over_limit`); 0 reads
+    /// TLS only from a stream's first byte.
+    pub max_preamble: usize,
 }
 
 impl Default for TlsConfig {
@@ -78,6 +104,7 @@ impl Default for TlsConfig {
         TlsConfig {
             max_buffer: 256 * 1024,
             max_total_buffer: 64 << 20,
+            max_preamble: preamble::DEFAULT_MAX_PREAMBLE,
         }
     }
 }
@@ -117,6 +144,8 @@ struct Search {
 
 #[derive(Debug, Default)]
 struct Side {
+    /// The plaintext exchange before TLS, while it lasts.
+    preamble: Option<Box<PreambleSkipper>>,
     /// Allocated at the first data, dropped once `done`.
     search: Option<Box<Search>>,
     done: bool,
@@ -127,13 +156,14 @@ struct Side {
 impl Side {
     /// Bytes counted for this side in `TlsPlugin::buffered`.
     fn held(&self) -> usize {
-        self.search.as_ref().map_or(0, |s| s.held)
+        self.search.as_ref().map_or(0, |s| s.held) + self.preamble.as_ref().map_or(0, |p| p.held())
     }
 
     /// Stops looking at this side and frees what it held.
     fn finish(&mut self) {
         self.done = true;
         self.search = None;
+        self.preamble = None;
     }
 }
 
@@ -406,6 +436,30 @@ fn quic_key_versions(version: u32) -> ([u32; 3], usize) {
     }
 }
 
+/// Whether a direction's first bytes look like a TLS record (RFC 8446
+/// §5.1: a content type from 20 to 24, version major 3): those are parsed as
+/// TLS at once (an alert may come before the ServerHello), others may be a
+/// plaintext exchange before TLS.
+fn starts_like_a_record(data: &[u8]) -> bool {
+    matches!(data, [20..=24, 3, ..] | [20..=24])
+}
+
+/// A UDP flow whose client's first long-header datagram of at least 1200
+/// bytes did not open as a QUIC Initial: its next datagrams are not tried
+/// again (until a Version Negotiation answers it), so a flood of such
+/// datagrams pays the key trials once per flow.
+#[derive(Debug)]
+struct NotQuic {
+    /// The client's Destination and Source Connection IDs (at most 20
+    /// bytes each, else empty), which a Version Negotiation swaps.
+    client_dcid: Vec<u8>,
+    client_scid: Vec<u8>,
+}
+
+/// Flows remembered as not QUIC at most (beyond, new ones are tried again
+/// at each big datagram, as before).
+const MAX_NOT_QUIC: usize = 65_536;
+
 /// The least size of a UDP datagram carrying a client's first Initial
 /// packet (RFC 9000 §14.1): smaller ones do not start a QUIC connection.
 const QUIC_MIN_CLIENT_DATAGRAM: usize = 1200;
@@ -423,6 +477,10 @@ pub struct TlsPlugin {
     buffered: usize,
     /// Handshakes given up because `max_total_buffer` was reached.
     over_budget: u64,
+    /// Directions where TLS started after a plaintext exchange.
+    after_preamble: u64,
+    /// Directions given up after `max_preamble` bytes of plaintext.
+    preamble_over_limit: u64,
     /// QUIC connections whose Initial packets are being read.
     quic: HashMap<FlowId, QuicConn, foldhash::fast::RandomState>,
     /// QUIC Initial packets opened.
@@ -432,6 +490,19 @@ pub struct TlsPlugin {
     quic_not_opened: u64,
     /// CRYPTO bytes refused over the per-connection limit.
     quic_crypto_dropped: u64,
+    /// Flows whose first big long-header datagram did not open.
+    not_quic: HashMap<FlowId, NotQuic, foldhash::fast::RandomState>,
+    /// Initial keys derived to try a flow's first datagram (one per version
+    /// tried).
+    quic_key_trials: u64,
+    /// Version Negotiation packets answering a client's long header.
+    quic_version_negotiation: u64,
+    /// Long-header packets of QUIC datagrams cut by the capture (fewer bytes
+    /// captured than the UDP header's length).
+    quic_truncated: u64,
+    /// Long-header packets of QUIC datagrams captured whole whose header does
+    /// not parse (a length past the datagram, a connection id too long).
+    quic_malformed: u64,
     /// Bytes examined by the parsers of all sides (see
     /// [`TlsStreamParser::bytes_examined`]).
     pub(crate) examined: u64,
@@ -454,10 +525,17 @@ impl TlsPlugin {
             hellos: 0,
             buffered: 0,
             over_budget: 0,
+            after_preamble: 0,
+            preamble_over_limit: 0,
             quic: HashMap::default(),
             quic_initials: 0,
             quic_not_opened: 0,
             quic_crypto_dropped: 0,
+            not_quic: HashMap::default(),
+            quic_key_trials: 0,
+            quic_version_negotiation: 0,
+            quic_truncated: 0,
+            quic_malformed: 0,
             examined: 0,
             ready: Vec::new(),
             spool,
@@ -473,11 +551,28 @@ impl TlsPlugin {
     /// their CRYPTO frames put in order per side and parsed as handshake
     /// messages; Retry packets move the client's keys to the connection id
     /// they give (RFC 9001 §5.2).
-    fn quic_datagram(&mut self, ts: Option<Timestamp>, flow: &Flow, dir: Direction, mut d: &[u8]) {
+    fn quic_datagram(
+        &mut self,
+        ts: Option<Timestamp>,
+        flow: &Flow,
+        dir: Direction,
+        mut d: &[u8],
+        cut: bool,
+    ) {
         let from_client = dir == Direction::ToServer;
         for _ in 0..8 {
-            let Ok(h) = quic::parse_long_header(d) else {
-                return;
+            let h = match quic::parse_long_header(d) {
+                Ok(h) => h,
+                // a short-header packet coalesced after long ones
+                Err(quic::QuicError::NotLongHeader) => return,
+                Err(_) if cut => {
+                    self.quic_truncated += 1;
+                    return;
+                }
+                Err(_) => {
+                    self.quic_malformed += 1;
+                    return;
+                }
             };
             let packet = d.get(..h.len).unwrap_or(d);
             let version = h.version;
@@ -501,13 +596,86 @@ impl TlsPlugin {
                 return;
             }
             if initial {
-                self.quic_initial(ts, flow, from_client, packet, version);
+                self.quic_initial(ts, flow, from_client, packet, &h);
             }
             if h.len == 0 || h.len >= d.len() {
                 return;
             }
             d = d.get(h.len..).unwrap_or_default();
         }
+    }
+
+    /// A Version Negotiation packet (RFC 9000 §17.2.1) from the server of a
+    /// flow whose client sent a long header: counted when it answers that
+    /// client (its connection ids are the client's, swapped) with a list of
+    /// versions; the client's next Initial, in a version of the list, is
+    /// tried again.
+    fn quic_version_negotiation(&mut self, flow: &Flow, dir: Direction, d: &[u8]) {
+        if dir != Direction::ToClient
+            || !(self.quic.contains_key(&flow.id) || self.not_quic.contains_key(&flow.id))
+        {
+            return;
+        }
+        let Ok(h) = quic::parse_long_header(d) else {
+            self.quic_malformed += 1;
+            return;
+        };
+        let listed = d.len() > 7 + h.dcid.len() + h.scid.len()
+            && (d.len() - 7 - h.dcid.len() - h.scid.len()).is_multiple_of(4);
+        let answers = match (self.quic.get(&flow.id), self.not_quic.get(&flow.id)) {
+            (Some(q), _) => h.scid == q.client_dcid.as_slice() && h.dcid == q.scid[0].as_slice(),
+            (None, Some(n)) => {
+                h.scid == n.client_dcid.as_slice() && h.dcid == n.client_scid.as_slice()
+            }
+            (None, None) => return,
+        };
+        if !listed || !answers {
+            self.quic_malformed += 1;
+            return;
+        }
+        self.quic_version_negotiation += 1;
+        self.not_quic.remove(&flow.id);
+    }
+
+    /// A UDP datagram of `flow` whose payload `p` starts with a long header
+    /// and whose UDP length is `udp_len`: QUIC Initial, Retry and Version
+    /// Negotiation packets are read (see the module documentation).
+    fn udp_datagram(
+        &mut self,
+        ts: Option<Timestamp>,
+        flow: &Flow,
+        dir: Direction,
+        udp_len: usize,
+        p: &[u8],
+    ) {
+        let [first, v0, v1, v2, v3, ..] = *p else {
+            return;
+        };
+        let version = u32::from_be_bytes([v0, v1, v2, v3]);
+        if first & 0x80 == 0 {
+            return;
+        }
+        if version == 0 {
+            // the fixed bit of a Version Negotiation is not set by rule
+            self.quic_version_negotiation(flow, dir, p);
+            return;
+        }
+        // only long-header packets with the fixed bit (RFC 9000 §17.2): a
+        // cheap test that leaves other UDP (DNS, QUIC short headers) at once
+        if first & 0x40 == 0 || p.len() < 7 {
+            return;
+        }
+        // a connection starts with a client's Initial in a datagram of at
+        // least 1200 bytes; later packets count only on a known connection,
+        // and a flow whose first such datagram did not open is not tried
+        // again
+        let size = udp_len.max(p.len());
+        if !self.quic.contains_key(&flow.id)
+            && (size < QUIC_MIN_CLIENT_DATAGRAM || self.not_quic.contains_key(&flow.id))
+        {
+            return;
+        }
+        self.quic_datagram(ts, flow, dir, p, p.len() < udp_len);
     }
 
     /// One Initial packet (`packet`, its bytes only) from the client
@@ -518,9 +686,19 @@ impl TlsPlugin {
         flow: &Flow,
         from_client: bool,
         packet: &[u8],
-        version: u32,
+        header: &quic::LongHeader<'_>,
     ) {
         let side = usize::from(!from_client);
+        let version = header.version;
+        // the header as version `v`'s rules read it: the one already parsed
+        // when `v` is the packet's own version
+        let read_as = |v: u32| {
+            if v == version {
+                Ok(header.clone())
+            } else {
+                quic::parse_long_header_as(packet, Some(v))
+            }
+        };
         if !self.quic.contains_key(&flow.id) {
             if !from_client {
                 // the client's first Initial was not seen: no keys
@@ -528,20 +706,40 @@ impl TlsPlugin {
                 return;
             }
             let (versions, n) = quic_key_versions(version);
+            let mut trials = 0;
             let opened = versions.get(..n).unwrap_or_default().iter().find_map(|v| {
-                let h = quic::parse_long_header_as(packet, Some(*v)).ok()?;
+                let h = read_as(*v).ok()?;
                 if h.packet_type != Some(quic::PacketType::Initial) {
                     return None;
                 }
+                trials += 1;
                 let q = QuicConn::new(*v, h.dcid)?;
                 q.keys[0].open(packet, &h).ok().map(|_| q)
             });
+            self.quic_key_trials += trials;
             match opened {
                 Some(q) => {
+                    self.not_quic.remove(&flow.id);
                     self.quic.insert(flow.id, q);
                 }
                 None => {
                     self.quic_not_opened += 1;
+                    if self.not_quic.len() < MAX_NOT_QUIC {
+                        let short = |c: &[u8]| {
+                            if c.len() <= 20 {
+                                c.to_vec()
+                            } else {
+                                Vec::new()
+                            }
+                        };
+                        self.not_quic.insert(
+                            flow.id,
+                            NotQuic {
+                                client_dcid: short(header.dcid),
+                                client_scid: short(header.scid),
+                            },
+                        );
+                    }
                     return;
                 }
             }
@@ -553,7 +751,7 @@ impl TlsPlugin {
             return;
         }
         // the header as the version the keys belong to reads it
-        let Ok(h) = quic::parse_long_header_as(packet, Some(q.version)) else {
+        let Ok(h) = read_as(q.version) else {
             return;
         };
         let Some(keys) = q.keys.get(side) else {
@@ -673,22 +871,17 @@ impl Plugin for TlsPlugin {
         ctx: &PacketContext<'_>,
         t: &TransportLayer<'_>,
     ) -> PluginResult<Option<Decapsulated>> {
-        // only long-header packets with the fixed bit (RFC 9000 §17.2) of a
-        // version with Initial keys, or a greased one: a cheap test that
-        // leaves other UDP (DNS, QUIC short headers) at once
         let p = t.payload;
-        if t.key.proto != ipproto::UDP || p.len() < 7 || p[0] & 0xc0 != 0xc0 {
+        if t.key.proto != ipproto::UDP || p.first().is_none_or(|b| b & 0x80 == 0) {
             return Ok(None);
         }
-        let version = u32::from_be_bytes([p[1], p[2], p[3], p[4]]);
-        // a connection starts with a client's Initial in a datagram of at
-        // least 1200 bytes; later packets count only on a known connection
-        if version == 0
-            || (p.len() < QUIC_MIN_CLIENT_DATAGRAM && !self.quic.contains_key(&t.flow.id))
-        {
-            return Ok(None);
-        }
-        self.quic_datagram(ctx.ts(), t.flow, t.direction, p);
+        // the datagram's size from the UDP header (RFC 768), the payload
+        // being shorter when the capture cut it
+        let udp_len = match t.data {
+            [_, _, _, _, a, b, ..] => usize::from(u16::from_be_bytes([*a, *b])).saturating_sub(8),
+            _ => p.len(),
+        };
+        self.udp_datagram(ctx.ts(), t.flow, t.direction, udp_len, p);
         Ok(None)
     }
 
@@ -723,6 +916,46 @@ impl Plugin for TlsPlugin {
             self.over_budget += 1;
             return Ok(());
         }
+        // a direction that does not start with a TLS record may start with
+        // a plaintext exchange: skipped, TLS starts after it
+        let owned;
+        let data = if side.preamble.is_some()
+            || (side.search.is_none() && self.cfg.max_preamble > 0 && !starts_like_a_record(data))
+        {
+            let p = side.preamble.get_or_insert_with(|| {
+                Box::new(PreambleSkipper::new(i == 0, self.cfg.max_preamble))
+            });
+            let step = p.feed(data);
+            if step != Step::More {
+                side.preamble = None;
+            }
+            match step {
+                Step::Tls(v) => {
+                    // what the skipper held is freed; the parser's bytes
+                    // are counted below
+                    self.buffered = self.buffered.saturating_sub(held);
+                    self.after_preamble += 1;
+                    owned = v;
+                    owned.as_slice()
+                }
+                step => {
+                    if step == Step::OverLimit {
+                        self.preamble_over_limit += 1;
+                    }
+                    if step != Step::More {
+                        side.finish();
+                    }
+                    self.buffered = self
+                        .buffered
+                        .saturating_sub(held)
+                        .saturating_add(side.held());
+                    return Ok(());
+                }
+            }
+        } else {
+            data
+        };
+        let held = side.held();
         let Side { search, done, .. } = side;
         let search = search.get_or_insert_with(Box::default);
         if *tls13 {
@@ -772,6 +1005,7 @@ impl Plugin for TlsPlugin {
                 self.write_ready(flow, i);
             }
         }
+        self.not_quic.remove(&flow.id);
         if let Some(q) = self.quic.remove(&flow.id)
             && q.hellos.iter().any(|n| *n > 0)
         {
@@ -792,9 +1026,15 @@ impl Plugin for TlsPlugin {
         self.connections += o.connections;
         self.hellos += o.hellos;
         self.over_budget += o.over_budget;
+        self.after_preamble += o.after_preamble;
+        self.preamble_over_limit += o.preamble_over_limit;
         self.quic_initials += o.quic_initials;
         self.quic_not_opened += o.quic_not_opened;
         self.quic_crypto_dropped += o.quic_crypto_dropped;
+        self.quic_key_trials += o.quic_key_trials;
+        self.quic_version_negotiation += o.quic_version_negotiation;
+        self.quic_truncated += o.quic_truncated;
+        self.quic_malformed += o.quic_malformed;
         self.examined = self.examined.saturating_add(o.examined);
         self.spool.merge(o.spool);
         Ok(())
@@ -805,9 +1045,15 @@ impl Plugin for TlsPlugin {
             "tls_connections": self.connections,
             "hellos": self.hellos,
             "over_budget": self.over_budget,
+            "after_preamble": self.after_preamble,
+            "preamble_over_limit": self.preamble_over_limit,
             "quic_initials": self.quic_initials,
             "quic_not_opened": self.quic_not_opened,
             "quic_crypto_dropped": self.quic_crypto_dropped,
+            "quic_key_trials": self.quic_key_trials,
+            "quic_version_negotiation": self.quic_version_negotiation,
+            "quic_truncated": self.quic_truncated,
+            "quic_malformed": self.quic_malformed,
         }))
     }
 
@@ -816,9 +1062,15 @@ impl Plugin for TlsPlugin {
             .count("connections", self.connections)
             .count("hellos", self.hellos)
             .loss("over_budget", self.over_budget)
+            .count("after_preamble", self.after_preamble)
+            .count("preamble_over_limit", self.preamble_over_limit)
             .count("quic_initials", self.quic_initials)
             .count("quic_not_opened", self.quic_not_opened)
             .loss("quic_crypto_dropped", self.quic_crypto_dropped)
+            .count("quic_key_trials", self.quic_key_trials)
+            .count("quic_version_negotiation", self.quic_version_negotiation)
+            .count("quic_truncated", self.quic_truncated)
+            .count("quic_malformed", self.quic_malformed)
     }
 
     fn save_results(&mut self, dir: &Path) -> PluginResult<Vec<PathBuf>> {
@@ -857,11 +1109,186 @@ mod tests {
     use crate::proto::tls::test_support;
     use libpcap_tools::{FlowContext, Packet};
 
+    /// The protected client Initial of RFC 9001 Appendix A.2 (QUIC version
+    /// 1, Destination Connection ID 8394c8f03e515708, empty Source
+    /// Connection ID, 1200 bytes, a ClientHello for example.com).
+    fn rfc9001_client_initial() -> Vec<u8> {
+        let path = format!(
+            "{}/testdata/quic/rfc9001-a2-client-initial.hex",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let hex: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn udp(p: &mut TlsPlugin, id: u64, dir: Direction, udp_len: usize, payload: &[u8]) {
+        let f = Flow::new(FlowId(id), FiveTuple::default(), FlowContext::default());
+        p.udp_datagram(None, &f, dir, udp_len, payload);
+    }
+
+    fn plugin() -> TlsPlugin {
+        TlsPlugin::new(
+            TlsConfig::default(),
+            RecordSpool::new(&TLS, None),
+            Format::Jsonl,
+        )
+    }
+
+    #[test]
+    fn a_quic_flow_whose_first_initial_fails_is_tried_once() {
+        let good = rfc9001_client_initial();
+        assert_eq!(good.len(), 1200);
+        let mut p = plugin();
+        udp(&mut p, 1, Direction::ToServer, good.len(), &good);
+        assert_eq!((p.quic_initials, p.quic_key_trials, p.hellos), (1, 1, 1));
+        // a damaged payload: the AEAD tag fails, one key trial, then the
+        // flow is remembered and its next big datagrams cost nothing
+        let mut bad = good.clone();
+        bad[600] ^= 0x55;
+        for _ in 0..5 {
+            udp(&mut p, 2, Direction::ToServer, bad.len(), &bad);
+        }
+        assert_eq!(p.quic_key_trials, 2);
+        assert_eq!(p.quic_not_opened, 1);
+        // even the good Initial on that flow is not tried
+        udp(&mut p, 2, Direction::ToServer, good.len(), &good);
+        assert_eq!((p.quic_key_trials, p.quic_initials), (2, 1));
+        // a greased version: the keys of v1 and draft-29 are tried, once for
+        // the flow (version 2 reads the type bits 00 as a Retry, RFC 9369
+        // §3.2, so it has no Initial to try)
+        let mut greased = bad.clone();
+        greased[1..5].copy_from_slice(&0x1a2a_3a4a_u32.to_be_bytes());
+        udp(&mut p, 3, Direction::ToServer, greased.len(), &greased);
+        udp(&mut p, 3, Direction::ToServer, greased.len(), &greased);
+        assert_eq!(p.quic_key_trials, 4);
+        // the flow's end forgets it
+        let f = Flow::new(FlowId(2), FiveTuple::default(), FlowContext::default());
+        p.flow_destroyed(&f, EndReason::Timeout).unwrap();
+        udp(&mut p, 2, Direction::ToServer, good.len(), &good);
+        assert_eq!((p.quic_key_trials, p.quic_initials), (5, 2));
+    }
+
+    /// RFC 9000 §17.2.1: a Version Negotiation packet has version 0, the
+    /// client's Source Connection ID as its Destination and the client's
+    /// Destination Connection ID as its Source, then the versions.
+    fn version_negotiation(dcid: &[u8], scid: &[u8], versions: &[u32]) -> Vec<u8> {
+        let mut v = vec![0x80 | 0x2a, 0, 0, 0, 0, dcid.len() as u8];
+        v.extend_from_slice(dcid);
+        v.push(scid.len() as u8);
+        v.extend_from_slice(scid);
+        for x in versions {
+            v.extend_from_slice(&x.to_be_bytes());
+        }
+        v
+    }
+
+    #[test]
+    fn a_version_negotiation_is_counted_and_lets_the_client_try_again() {
+        let good = rfc9001_client_initial();
+        let dcid = [0x83, 0x94, 0xc8, 0xf0, 0x3e, 0x51, 0x57, 0x08];
+        let mut p = plugin();
+        // the client's first Initial in a greased version does not open
+        let mut greased = good.clone();
+        greased[1..5].copy_from_slice(&0x0a0a_0a0a_u32.to_be_bytes());
+        greased[700] ^= 1;
+        udp(&mut p, 1, Direction::ToServer, greased.len(), &greased);
+        assert_eq!(p.quic_not_opened, 1);
+        // a VN of another connection (wrong ids), one from the client's side,
+        // one with a cut version list: not counted as such
+        let vn = version_negotiation(&[], &dcid, &[quic::VERSION_1, quic::VERSION_2]);
+        udp(&mut p, 1, Direction::ToServer, vn.len(), &vn);
+        let other = version_negotiation(&[1], &dcid, &[quic::VERSION_1]);
+        udp(&mut p, 1, Direction::ToClient, other.len(), &other);
+        udp(
+            &mut p,
+            1,
+            Direction::ToClient,
+            vn.len() - 1,
+            &vn[..vn.len() - 1],
+        );
+        assert_eq!(p.quic_version_negotiation, 0);
+        assert_eq!(p.quic_malformed, 2);
+        // on a flow with no QUIC client, nothing is read at all
+        udp(&mut p, 9, Direction::ToClient, vn.len(), &vn);
+        assert_eq!((p.quic_version_negotiation, p.quic_malformed), (0, 2));
+        // the server's answer
+        udp(&mut p, 1, Direction::ToClient, vn.len(), &vn);
+        assert_eq!(p.quic_version_negotiation, 1);
+        // the client starts again in version 1 on the same flow: opened
+        udp(&mut p, 1, Direction::ToServer, good.len(), &good);
+        assert_eq!((p.quic_initials, p.hellos), (1, 1));
+        let (_, _, Hello::Client(h)) = &p.log[0] else {
+            panic!("{:?}", p.log)
+        };
+        assert_eq!(h.sni.as_deref(), Some("example.com"));
+        assert!(h.ja4.starts_with("q13d"), "{}", h.ja4);
+    }
+
+    /// The client Initial of RFC 9369 Appendix A.2 (QUIC version 2) gives
+    /// the same ClientHello, with the version in the record's carrier.
+    #[test]
+    fn a_version_2_initial_gives_its_client_hello() {
+        let path = format!(
+            "{}/testdata/quic/rfc9369-a2-client-initial.hex",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let hex: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        let v2: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let mut p = plugin();
+        udp(&mut p, 1, Direction::ToServer, v2.len(), &v2);
+        assert_eq!((p.quic_initials, p.quic_key_trials), (1, 1));
+        assert_eq!(
+            p.quic.get(&FlowId(1)).map(|q| q.version),
+            Some(quic::VERSION_2)
+        );
+        let (_, _, Hello::Client(h)) = &p.log[0] else {
+            panic!("{:?}", p.log)
+        };
+        assert_eq!(h.sni.as_deref(), Some("example.com"));
+        assert!(h.ja4.starts_with("q13d"), "{}", h.ja4);
+    }
+
+    #[test]
+    fn truncated_and_malformed_quic_initials_are_counted() {
+        let good = rfc9001_client_initial();
+        let mut p = plugin();
+        // captured with a snap length of 600: the UDP length says 1200
+        udp(&mut p, 1, Direction::ToServer, good.len(), &good[..600]);
+        assert_eq!((p.quic_truncated, p.quic_key_trials), (1, 0));
+        // whole, but its Length field (0x449e = 1182) raised past the
+        // datagram's end
+        let mut long = good.clone();
+        assert_eq!(&good[16..18], &[0x44, 0x9e]);
+        long[16] = 0x4f;
+        udp(&mut p, 2, Direction::ToServer, long.len(), &long);
+        assert_eq!((p.quic_malformed, p.quic_key_trials), (1, 0));
+        // a damaged payload does not decrypt
+        let mut bad = good.clone();
+        bad[1100] ^= 0x80;
+        udp(&mut p, 3, Direction::ToServer, bad.len(), &bad);
+        assert_eq!((p.quic_not_opened, p.quic_initials), (1, 0));
+        // none of them gave a hello, and the counters say so
+        assert_eq!(p.hellos, 0);
+        let c = p.counters();
+        assert_eq!(c.get("quic_truncated"), Some(1));
+        assert_eq!(c.get("quic_malformed"), Some(1));
+        assert_eq!(c.get("quic_not_opened"), Some(1));
+    }
+
     #[test]
     fn partial_handshakes_stay_under_the_global_budget() {
         let cfg = TlsConfig {
             max_buffer: 1000,
             max_total_buffer: 4000,
+            ..TlsConfig::default()
         };
         let mut p = TlsPlugin::new(cfg, RecordSpool::new(&TLS, None), Format::Jsonl);
         let pkt = Packet::pseudo(None);
@@ -1333,6 +1760,8 @@ mod tests {
             let cfg = TlsConfig {
                 max_buffer: [400, 2000, 6000, 1 << 18][round % 4],
                 max_total_buffer: [3000, 12_000, 1 << 26][round % 3],
+                // the old plugin read TLS from a stream's first byte only
+                max_preamble: 0,
             };
             let mut p = TlsPlugin::new(cfg, RecordSpool::new(&TLS, None), Format::Jsonl);
             let mut old = OldPlugin::default();

@@ -6,6 +6,7 @@
 
 pub mod community_id;
 pub mod dns;
+pub mod preamble;
 pub mod quic;
 pub mod tls;
 

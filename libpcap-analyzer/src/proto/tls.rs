@@ -261,8 +261,12 @@ fn hex4_list(v: impl IntoIterator<Item = u16>) -> Vec<String> {
     v.into_iter().map(|x| format!("{x:04x}")).collect()
 }
 
-/// JA4 ALPN part: first and last character of the first ALPN value, or the
-/// first and last hex digits of it when either end is not ASCII alphanumeric.
+/// JA4 ALPN part (FoxIO `technical_details/JA4.md`, "ALPN Extension Value"):
+/// the first and last characters of the first ALPN value; `00` when there is
+/// no ALPN extension, no value, or the first value is empty; a single
+/// character is both first and last; when the first or last byte is not ASCII
+/// alphanumeric (`0x30-0x39`, `0x41-0x5A`, `0x61-0x7A`), the first and last
+/// characters of the value's lowercase hex form instead (`0x30 0xAB` → `3b`).
 fn ja4_alpn(first: Option<&[u8]>) -> String {
     let Some(v) = first else {
         return "00".into();
@@ -286,6 +290,22 @@ fn ja4_alpn(first: Option<&[u8]>) -> String {
 ///
 /// `extensions` must include SNI and ALPN (they are counted, then left out
 /// of the hashed list); `first_alpn` is the raw first ALPN value.
+///
+/// Each rule follows the FoxIO JA4 specification (`technical_details/JA4.md`):
+/// GREASE values (RFC 8701) ignored in every list ("Details"); the version
+/// is the highest non-GREASE supported_versions value, else the hello's
+/// protocol version ("TLS and DTLS Version", unknown → `00`); `d` when the SNI
+/// extension is present, else `i` ("SNI"); cipher and extension counts on
+/// two digits capped at 99, SNI and ALPN counted ("Number of ..."); the
+/// first and last characters of the first ALPN value, their hex form when
+/// either end is not ASCII alphanumeric, `00` when absent or empty ("ALPN
+/// Extension Value"); the cipher hash over the sorted lowercase hex list
+/// and the extension hash over the sorted list without SNI (`0000`) and ALPN
+/// (`0010`), then `_` and the signature algorithms in wire order (no `_`
+/// when there are none), each sha256 truncated to 12 hex characters, or
+/// `000000000000` when the sorted list is empty ("Cipher hash", "Extension
+/// hash"). `ja4_r` is the same with the lists in place of the hashes ("Raw
+/// Output").
 pub fn ja4(
     legacy_version: u16,
     supported_versions: &[u16],
@@ -325,7 +345,16 @@ pub fn ja4(
     );
     e.sort();
     let mut e_raw = e.join(",");
-    let sig = hex4_list(signature_algorithms.iter().copied()).join(",");
+    // "Ignore GREASE values anywhere it sees them" (JA4.md, Details): RFC
+    // 8701 reserves GREASE signature algorithms too; the others keep their
+    // wire order.
+    let sig = hex4_list(
+        signature_algorithms
+            .iter()
+            .copied()
+            .filter(|s| !is_grease(*s)),
+    )
+    .join(",");
     if !sig.is_empty() {
         e_raw.push('_');
         e_raw.push_str(&sig);
@@ -1649,6 +1678,211 @@ mod tests {
             "t13d1516h2_002f,0035,009c,009d,1301,1302,1303,c013,c014,c02b,c02c,c02f,c030,cca8,cca9_0005,000a,000b,000d,0012,0017,001b,0023,002b,002d,0033,44cd,fe0d,ff01_0403,0804,0401,0503,0805,0501,0806,0601"
         );
         assert_eq!(h.ja4, "t13d1516h2_8daaf6152771_d8a2da3f94cd");
+    }
+
+    /// The lists of the JA4 specification's example (FoxIO
+    /// `technical_details/JA4.md`, "Cipher hash", "Extension hash",
+    /// "Example", "Raw Output"): 15 ciphers, 16 extensions with SNI and
+    /// ALPN, 8 signature algorithms, TLS 1.3 in supported_versions, "h2".
+    /// The spec gives `JA4 = t13d1516h2_8daaf6152771_e5627efa2ab1`, the
+    /// extension hash without signature algorithms `6d807ffa2a79`, and the
+    /// `JA4_r` string copied below.
+    #[test]
+    fn ja4_is_the_specifications_example() {
+        let ciphers = [
+            0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013, 0xc014,
+            0x009c, 0x009d, 0x002f, 0x0035,
+        ];
+        let exts = [
+            0x001b, 0x0000, 0x0033, 0x0010, 0x4469, 0x0017, 0x002d, 0x000d, 0x0005, 0x0023, 0x0012,
+            0x002b, 0xff01, 0x000b, 0x000a, 0x0015,
+        ];
+        let sigs = [
+            0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601,
+        ];
+        let (fp, raw) = ja4(
+            0x0303,
+            &[0x0304, 0x0303],
+            &ciphers,
+            &exts,
+            Some(b"h2"),
+            &sigs,
+        );
+        assert_eq!(fp, "t13d1516h2_8daaf6152771_e5627efa2ab1");
+        assert_eq!(
+            raw,
+            "t13d1516h2_002f,0035,009c,009d,1301,1302,1303,c013,c014,c02b,c02c,c02f,c030,cca8,cca9_0005,000a,000b,000d,0012,0015,0017,001b,0023,002b,002d,0033,4469,ff01_0403,0804,0401,0503,0805,0501,0806,0601"
+        );
+        // "If there are no signature algorithms in the hello packet, then the
+        // string ends without an underscore and is hashed" = 6d807ffa2a79.
+        let (fp, raw) = ja4(0x0303, &[0x0304], &ciphers, &exts, Some(b"h2"), &[]);
+        assert_eq!(fp, "t13d1516h2_8daaf6152771_6d807ffa2a79");
+        assert!(raw.ends_with(",4469,ff01"), "{raw}");
+        // GREASE anywhere ("Details"): in ciphers, extensions, supported
+        // versions and signature algorithms it changes nothing, counts
+        // included.
+        let mut gc = vec![0x0a0a];
+        gc.extend(ciphers);
+        let mut ge = vec![0x1a1a];
+        ge.extend(exts);
+        ge.push(0xfafa);
+        let mut gs = vec![0x2a2a];
+        gs.extend(sigs);
+        let (fp, _) = ja4(0x0303, &[0x3a3a, 0x0304], &gc, &ge, Some(b"h2"), &gs);
+        assert_eq!(fp, "t13d1516h2_8daaf6152771_e5627efa2ab1");
+        // Signature algorithms keep their wire order: reversing them changes
+        // the hash, reversing ciphers or extensions (sorted) does not.
+        let mut rs = sigs;
+        rs.reverse();
+        let (fp, _) = ja4(0x0303, &[0x0304], &ciphers, &exts, Some(b"h2"), &rs);
+        assert!(fp.starts_with("t13d1516h2_8daaf6152771_"), "{fp}");
+        assert_ne!(fp, "t13d1516h2_8daaf6152771_e5627efa2ab1");
+        let (mut rc, mut re) = (ciphers, exts);
+        rc.reverse();
+        re.reverse();
+        let (fp, _) = ja4(0x0303, &[0x0304], &rc, &re, Some(b"h2"), &sigs);
+        assert_eq!(fp, "t13d1516h2_8daaf6152771_e5627efa2ab1");
+        // SNI and ALPN are counted in the `a` part but are not in the
+        // extension hash ("Extension hash": "Ignore the SNI extension (0000)
+        // and the ALPN extension (0010)"): without them the counts drop to
+        // 14, the SNI letter becomes `i`, the ALPN `00`, and the hash stays.
+        let no_sni_alpn: Vec<u16> = exts
+            .iter()
+            .copied()
+            .filter(|e| *e != 0 && *e != 0x10)
+            .collect();
+        let (fp, _) = ja4(0x0303, &[0x0304], &ciphers, &no_sni_alpn, None, &sigs);
+        assert_eq!(fp, "t13i151400_8daaf6152771_e5627efa2ab1");
+    }
+
+    /// Version, counts and empty lists (JA4.md "TLS and DTLS Version",
+    /// "Number of Ciphers", "Cipher hash", "Extension hash").
+    #[test]
+    fn ja4_version_counts_and_empty_lists() {
+        // No supported_versions: the hello's protocol version (0x0303 → 12);
+        // unknown versions give "00"; DTLS 1.2 is "d2".
+        let (fp, _) = ja4(0x0303, &[], &[0x002f], &[0x0017], None, &[]);
+        assert!(fp.starts_with("t12i0101"), "{fp}");
+        let (fp, _) = ja4(0x1234, &[], &[0x002f], &[0x0017], None, &[]);
+        assert!(fp.starts_with("t00i0101"), "{fp}");
+        let (fp, _) = ja4(0xfefd, &[], &[0x002f], &[0x0017], None, &[]);
+        assert!(fp.starts_with("td2i0101"), "{fp}");
+        // supported_versions wins over the protocol version, its highest
+        // non-GREASE value whatever the order.
+        let (fp, _) = ja4(
+            0x0301,
+            &[0x0302, 0x0304, 0x0a0a, 0x0303],
+            &[],
+            &[],
+            None,
+            &[],
+        );
+        assert!(fp.starts_with("t13i0000"), "{fp}");
+        // No ciphers and no extensions: both hashes are twelve zeros and the
+        // raw form has empty lists.
+        let (fp, raw) = ja4(0x0303, &[], &[], &[], None, &[]);
+        assert_eq!(fp, "t12i000000_000000000000_000000000000");
+        assert_eq!(raw, "t12i000000__");
+        // Only SNI and ALPN: counted (02) but the sorted list is empty, so
+        // the extension part is zeros even with signature algorithms.
+        let (fp, _) = ja4(0x0303, &[], &[0x002f], &[0, 0x10], Some(b"h2"), &[0x0403]);
+        assert_eq!(fp, format!("t12d0102h2_{}_000000000000", sha256_12("002f")));
+        // More than 99 ciphers or extensions print "99".
+        let many: Vec<u16> = (0x0100..0x0100 + 120).collect();
+        let (fp, _) = ja4(0x0303, &[], &many, &many, None, &[]);
+        assert!(fp.starts_with("t12i9999"), "{fp}");
+    }
+
+    /// The ALPN cases of JA4.md "ALPN Extension Value", each with the
+    /// spec's own example where it gives one.
+    #[test]
+    fn ja4_alpn_follows_the_specification() {
+        let cases: [(Option<&[u8]>, &str); 13] = [
+            // "the first ALPN value is h2 ... h2"; "http/1.1 ... h1".
+            (Some(b"h2"), "h2"),
+            (Some(b"http/1.1"), "h1"),
+            // "no ALPN extension, no ALPN values, or the first ALPN value is
+            // empty ... 00".
+            (None, "00"),
+            (Some(b""), "00"),
+            // "only a single character ... both the first and last".
+            (Some(b"h"), "hh"),
+            (Some(b"7"), "77"),
+            // Non-alphanumeric first or last byte: first and last characters
+            // of the hex form; the spec's five examples.
+            (Some(&[0xab]), "ab"),
+            (Some(&[0xab, 0xcd]), "ad"),
+            (Some(&[0x30, 0xab]), "3b"),
+            (Some(&[0x30, 0x31, 0xab, 0xcd]), "3d"),
+            (Some(&[0x30, 0xab, 0xcd, 0x31]), "01"),
+            // ASCII punctuation is non-alphanumeric too ("/" = 0x2f,
+            // "x" = 0x78 → hex "2f78" → "28"); a single non-alphanumeric
+            // byte "/" is "2f".
+            (Some(b"/x"), "28"),
+            (Some(b"/"), "2f"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(ja4_alpn(v), want, "{v:?}");
+            let (fp, _) = ja4(0x0303, &[], &[0x002f], &[0x0010], v, &[]);
+            assert_eq!(&fp[6..10], format!("01{want}"), "{v:?} {fp}");
+        }
+        // Non-ASCII UTF-8 ("é" = 0xc3 0xa9) is not alphanumeric: "c9".
+        assert_eq!(ja4_alpn(Some("é".as_bytes())), "c9");
+    }
+
+    /// A ClientHello with the given ALPN extension body (or none) and no SNI.
+    fn hello_with_alpn(alpn: Option<&[u8]>) -> TlsClientHello {
+        let mut body = vec![0x03, 0x03];
+        body.extend_from_slice(&[0; 32]);
+        body.push(0);
+        body.extend(u16_list(2, &[0x1301]));
+        body.extend_from_slice(&[1, 0]);
+        let mut exts = ext(43, &u16_list(1, &[0x0304]));
+        if let Some(a) = alpn {
+            exts.extend(ext(16, a));
+        }
+        body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
+        body.extend(exts);
+        let (ev, _) = parse_tls_records(&record(22, &handshake(1, &body)));
+        let [TlsEvent::ClientHello(h)] = ev.as_slice() else {
+            panic!("{ev:?}")
+        };
+        *h.clone()
+    }
+
+    /// The ALPN rule through the hello parser: the raw bytes of the first
+    /// value on the wire decide, not the lossy string of the record.
+    #[test]
+    fn ja4_alpn_of_built_hellos() {
+        // (ALPN extension body, expected `a` part): TLS 1.3 from
+        // supported_versions, no SNI → i, 1 cipher, 1 or 2 extensions.
+        let cases: [(Option<&[u8]>, &str); 6] = [
+            (None, "t13i010100"),
+            // Extension present, empty protocol list.
+            (Some(&[0, 0]), "t13i010200"),
+            // One single-character value "h".
+            (Some(&[0, 2, 1, b'h']), "t13i0102hh"),
+            // First value 0xab 0xcd (not UTF-8), then "h2": "ad".
+            (Some(&[0, 6, 2, 0xab, 0xcd, 2, b'h', b'2']), "t13i0102ad"),
+            // First value "h2/" ends with "/" (0x2f): hex "68322f" → "6f".
+            (Some(&[0, 4, 3, b'h', b'2', b'/']), "t13i01026f"),
+            // Only the first value counts: "h3" then "http/1.1".
+            (
+                Some(&[
+                    0, 12, 2, b'h', b'3', 8, b'h', b't', b't', b'p', b'/', b'1', b'.', b'1',
+                ]),
+                "t13i0102h3",
+            ),
+        ];
+        for (alpn, want) in cases {
+            let h = hello_with_alpn(alpn);
+            assert!(h.ja4.starts_with(&format!("{want}_")), "{alpn:?} {}", h.ja4);
+            assert!(
+                h.ja4_r.starts_with(&format!("{want}_1301_002b")),
+                "{}",
+                h.ja4_r
+            );
+        }
     }
 
     #[test]

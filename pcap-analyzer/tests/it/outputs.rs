@@ -489,6 +489,7 @@ fn bad_values(section: &str, key: &str) -> Option<Vec<&'static str>> {
         ("plugin.dns", "max_pending") => &["0", "-1", "2000000000"],
         ("plugin.tls", "max_buffer") => &["0", "2000000000"],
         ("plugin.tls", "max_total_buffer") => &["0", "1000"],
+        ("plugin.tls", "max_preamble") => &["-1", "2000000000"],
         ("memory", "max_bytes") => &["0", "-1", "1000"],
         ("memory", "flows" | "fragments" | "tcp_reassembly" | "connections") => &["0", "101"],
         ("memory", "basic_stats" | "dns" | "spool") => &["0", "101", "-1"],

@@ -61,20 +61,13 @@ type Key = (String, u64, String, u64, &'static str);
 
 /// Captures where tshark shows hellos the plugin does not write, with the
 /// reason.
-const NOT_OURS: &[(&str, &str)] = &[
-    (
-        "apps/ndpi_gnutella.pcap",
-        "TLS after a plaintext Gnutella handshake (GNUTELLA CONNECT, Upgrade: \
-         TLS/1.0): the plugin reads TLS from the first byte of a stream",
-    ),
-    (
-        "formats/suricata_bug-1450-04_tls_DER-incomplete-header.pcap",
-        "the ServerHello's record goes on with a handshake message of type 132 \
+const NOT_OURS: &[(&str, &str)] = &[(
+    "formats/suricata_bug-1450-04_tls_DER-incomplete-header.pcap",
+    "the ServerHello's record goes on with a handshake message of type 132 \
          and length 2^24-1 (over MAX_HANDSHAKE_LEN): the stream is not TLS, and \
          the hellos of the damaged group of records are dropped with it (tshark \
          shows the ServerHello and flags the packet malformed)",
-    ),
-];
+)];
 
 /// A hello as tshark or we show it: the compared fields as text.
 type Facts = BTreeMap<&'static str, String>;

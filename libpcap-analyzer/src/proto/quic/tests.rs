@@ -1,5 +1,5 @@
-//! Against the specification's own samples (RFC 9001 Appendix A, in
-//! `testdata/quic/`).
+//! Against the specifications' own samples (RFC 9001 Appendix A for
+//! version 1, RFC 9369 Appendix A for version 2, in `testdata/quic/`).
 
 use super::*;
 
@@ -179,4 +179,78 @@ fn varints_of_each_length() {
     }
     let mut at = 0;
     assert_eq!(varint(&hex("c2197c"), &mut at), Err(QuicError::Truncated));
+}
+
+/// RFC 9369 Appendix A.1: the Initial secrets and keys of QUIC version 2
+/// for the same client Destination Connection ID.
+#[test]
+fn the_initial_keys_of_version_2_are_those_of_rfc_9369_a1() {
+    let c = key_material(VERSION_2, &DCID, true).unwrap();
+    assert_eq!(
+        c.secret.to_vec(),
+        hex("14ec9d6eb9fd7af83bf5a668bc17a7e283766aade7ecd0891f70f9ff7f4bf47b")
+    );
+    assert_eq!(c.key.to_vec(), hex("8b1a0bc121284290a29e0971b5cd045d"));
+    assert_eq!(c.iv.to_vec(), hex("91f73e2351d8fa91660e909f"));
+    assert_eq!(c.hp.to_vec(), hex("45b95e15235d6f45a6b19cbcb0294ba9"));
+    let s = key_material(VERSION_2, &DCID, false).unwrap();
+    assert_eq!(
+        s.secret.to_vec(),
+        hex("0263db1782731bf4588e7e4d93b7463907cb8cd8200b5da55a8bd488eafc37c1")
+    );
+    assert_eq!(s.key.to_vec(), hex("82db637861d55e1d011f19ea71d5d2a7"));
+    assert_eq!(s.iv.to_vec(), hex("dd13c276499c0249d3310652"));
+    assert_eq!(s.hp.to_vec(), hex("edf6d05c83121201b436e16877593c3a"));
+}
+
+/// RFC 9369 Appendix A.2: the protected version 2 client Initial (type bits
+/// 01, RFC 9369 §3.2) opens with the version 2 keys to the same payload as
+/// RFC 9001 A.2: its CRYPTO frame, then PADDING.
+#[test]
+fn the_client_initial_of_rfc_9369_a2_opens_to_its_crypto_frame() {
+    let packet = vector("rfc9369-a2-client-initial.hex");
+    let h = parse_long_header(&packet).unwrap();
+    assert_eq!(h.version, VERSION_2);
+    assert_eq!(h.packet_type, Some(PacketType::Initial));
+    assert_eq!(h.dcid, DCID);
+    assert!(h.scid.is_empty() && h.token.is_empty());
+    assert_eq!(h.len, 1200);
+    let keys = InitialKeys::new(VERSION_2, h.dcid, true).unwrap();
+    let (pn, plain) = keys.open(&packet[..h.len], &h).unwrap();
+    assert_eq!(pn, 2);
+    let crypto = vector("rfc9001-a2-client-crypto.hex");
+    assert_eq!(plain.len(), 1162);
+    assert_eq!(&plain[..crypto.len()], &crypto[..]);
+    assert!(plain[crypto.len()..].iter().all(|b| *b == 0));
+    // version 1's keys (same connection id) do not open it
+    let v1 = InitialKeys::new(VERSION_1, h.dcid, true).unwrap();
+    assert_eq!(v1.open(&packet[..h.len], &h), Err(QuicError::Decryption));
+}
+
+/// RFC 9369 Appendix A.3: the version 2 server Initial opens, with keys
+/// from the client's connection id, to the payload of RFC 9001 A.3.
+#[test]
+fn the_server_initial_of_rfc_9369_a3_opens_with_the_clients_connection_id() {
+    let packet = vector("rfc9369-a3-server-initial.hex");
+    let h = parse_long_header(&packet).unwrap();
+    assert_eq!(h.version, VERSION_2);
+    assert_eq!(h.packet_type, Some(PacketType::Initial));
+    assert!(h.dcid.is_empty());
+    assert_eq!(h.scid, hex("f067a5502a4262b5"));
+    let keys = InitialKeys::new(VERSION_2, &DCID, false).unwrap();
+    let (pn, plain) = keys.open(&packet[..h.len], &h).unwrap();
+    assert_eq!(pn, 1);
+    assert_eq!(plain, vector("rfc9001-a3-server-payload.hex"));
+}
+
+/// RFC 9369 Appendix A.4: the version 2 Retry (type bits 00 are Retry in
+/// version 2).
+#[test]
+fn the_retry_of_rfc_9369_a4_is_read() {
+    let packet = hex("cf6b3343cf0008f067a5502a4262b5746f6b656ec8646ce8bfe33952d955543665dcc7b6");
+    let h = parse_long_header(&packet).unwrap();
+    assert_eq!(h.version, VERSION_2);
+    assert_eq!(h.packet_type, Some(PacketType::Retry));
+    assert!(h.dcid.is_empty());
+    assert_eq!(h.scid, hex("f067a5502a4262b5"));
 }
