@@ -575,7 +575,8 @@ def shard_elements(shard: Shard, timeouts: Dict[str, float]) -> Iterable[tuple]:
                    {v: hashes[v] for v in ref_fields(r) if v in hashes})
     if shard.basic_stats is not None:
         yield ("B", shard.name, shard.basic_stats)
-    yield ("S", shard.name, {"start_ns": shard.start_ns(), "end_ns": end_ns, "open": n_open,
+    yield ("S", shard.name, {"name": shard.name, "start_ns": shard.start_ns(), "end_ns": end_ns,
+                             "open": n_open,
                              "flow_pieces": len(shard.flows)})
 
 

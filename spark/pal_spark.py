@@ -20,6 +20,7 @@ merge counted, per-shard timings). See spark/README.md.
 import argparse
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -231,10 +232,28 @@ def analyse_elements(name, chunks, opts):
     job's elements (``pal_merge.shard_elements``), the run's facts in the
     ``"S"`` element."""
     name, shard, facts = analyse(name, chunks, opts)
+    batch = {}
     for e in pal_merge.shard_elements(shard, opts["timeouts"]):
         if e[0] == "S":
             e[2].update(facts)
-        yield e
+        b = batch.setdefault(e[0], [])
+        b.append(e)
+        if len(b) >= _BATCH:
+            yield e[0], pickle.dumps(b, protocol=pickle.HIGHEST_PROTOCOL)
+            batch[e[0]] = []
+    for tag, b in batch.items():
+        if b:
+            yield tag, pickle.dumps(b, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+# Elements are kept as (tag, pickled batch of elements of that tag): a pass
+# over one kind of record unpickles only that kind's batches.
+_BATCH = 1000
+
+
+def _of(batches, *tags):
+    """The elements of the given tags."""
+    return batches.filter(lambda b: b[0] in tags).flatMap(lambda b: pickle.loads(b[1]))
 
 
 _SIMPLE = ("string", "integer", "number", "boolean")
@@ -490,15 +509,15 @@ def _kind_part(it, tag, bcv, affected):
             yield e[3]
 
 
-def _remap_join(items, info):
+def _remap_join(items, info, parts):
     """``items`` (uid, (shard, [flow ids], payload)) with the stitched
     facts of those flow pieces: (uid, (payload, shard, {flow id: (stitched
     id, continued, alive at end)})). Only records of stitching candidates
     go through it."""
     refs = items.flatMap(lambda x: [((x[1][0], f), x[0]) for f in x[1][1]])
-    found = refs.join(info).map(lambda kv: (kv[1][0], [(kv[0][1], kv[1][1])])) \
-        .reduceByKey(lambda a, b: a + b)
-    return items.leftOuterJoin(found).map(
+    found = refs.join(info, parts).map(lambda kv: (kv[1][0], [(kv[0][1], kv[1][1])])) \
+        .reduceByKey(lambda a, b: a + b, parts)
+    return items.leftOuterJoin(found, parts).map(
         lambda kv: (kv[0], (kv[1][0][2], kv[1][0][0], dict(kv[1][1] or []))))
 
 
@@ -560,9 +579,10 @@ def main(argv=None):
     else:
         rdd = sc.binaryFiles(",".join(u for u, _ in files), minPartitions=len(files))
         elems = rdd.flatMap(lambda x: analyse_elements(x[0], _bytes_chunks(x[1]), opts))
-    elems = elems.persist(StorageLevel.MEMORY_AND_DISK)
+    batches = elems.persist(StorageLevel.MEMORY_AND_DISK)
+    parts = sc.defaultParallelism
     # the driver gets a few numbers per file: first and last packet, open pieces, timings
-    facts = elems.filter(lambda e: e[0] == "S").map(lambda e: e[2]).collect()
+    facts = _of(batches, "S").map(lambda e: e[2]).collect()
     t_analysed = time.time()
 
     # 2. the files in time order; the keys of pieces that may continue
@@ -572,41 +592,47 @@ def main(argv=None):
     bits = pal_merge.Bloom.for_keys(n_open).bits
     bloom = None
     if n_open:
-        bloom = elems.mapPartitions(lambda it: _bloom_part(it, bits)).treeReduce(_or_bytes)
+        bloom = _of(batches, "F").mapPartitions(lambda it: _bloom_part(it, bits)) \
+            .treeReduce(_or_bytes)
     bc = sc.broadcast({"idx": {f["name"]: i for i, f in enumerate(facts)}, "ends": ends,
                        "global_end": max((e for e in ends if e is not None), default=None),
                        "t": timeouts, "bits": bits, "bloom": bloom})
 
     # 3. flows: candidates grouped by key and stitched, the others pass
-    stitched = elems.mapPartitions(lambda it: _candidates(it, bc)).groupByKey() \
+    flow_pieces = _of(batches, "F")
+    stitched = flow_pieces.mapPartitions(lambda it: _candidates(it, bc)).groupByKey(parts) \
         .mapPartitions(lambda it: _stitch_groups(it, bc))
-    singles = elems.mapPartitions(lambda it: _single_flows(it, bc))
+    singles = flow_pieces.mapPartitions(lambda it: _single_flows(it, bc))
     merged = stitched.union(singles).persist(StorageLevel.MEMORY_AND_DISK)
     counts = merged.filter(lambda e: e[0] == "counts").map(lambda e: e[1]) \
         .fold(pal_merge.new_counts(), pal_merge.add_counts)
     counts["shards"] = len(files)
-    info = merged.filter(lambda e: e[0] == "info").map(lambda e: (e[1], e[2]))
+    info = merged.filter(lambda e: e[0] == "info").map(lambda e: (e[1], e[2])) \
+        .persist(StorageLevel.MEMORY_AND_DISK)
     flow_out = merged.filter(lambda e: e[0] == "flow")
     flows = flow_out.filter(lambda e: not e[3]).map(lambda e: e[1]).union(
         _remap_join(flow_out.filter(lambda e: e[3])
-                    .map(lambda e: ((e[2], e[1]["flow_id"]), (e[2], e[3], e[1]))), info)
+                    .map(lambda e: ((e[2], e[1]["flow_id"]), (e[2], e[3], e[1]))), info,
+                    parts)
         .map(lambda kv: _set_parents(kv[1][0], kv[1][1], kv[1][2]))) \
         .persist(StorageLevel.MEMORY_AND_DISK)
 
     # 4. basic-stats: summed in a tree, finished with the flows' end reasons
-    stats = elems.filter(lambda e: e[0] == "B").map(lambda e: e[2]) \
+    stats = _of(batches, "B").map(lambda e: e[2]) \
         .treeAggregate(None, pal_merge.sum_stats, pal_merge.sum_stats)
     ended = dict(flows.map(lambda r: r.get("end_reason") or "unknown").countByValue())
     conv = sc.broadcast(pal_merge.stats_conv_keys(stats))
     corr = merged.filter(lambda e: e[0] == "corr" and e[1] in ("l3", "l4")) \
-        .map(lambda e: ((e[1], e[2]), e[3])).reduceByKey(lambda a, b: a + b) \
+        .map(lambda e: ((e[1], e[2]), e[3])).reduceByKey(lambda a, b: a + b, parts) \
         .filter(lambda kv: kv[0] in conv.value).collect()
     stats = pal_merge.finish_stats(stats, ended, [(k[0], k[1], n) for k, n in corr])
 
     # 5. records naming a flow: remapped when their flow may have been stitched
     def split(tag):
-        plain = elems.mapPartitions(lambda it: _kind_part(it, tag, bc, False))
-        joined = _remap_join(elems.mapPartitions(lambda it: _kind_part(it, tag, bc, True)), info)
+        recs = _of(batches, tag)
+        plain = recs.mapPartitions(lambda it: _kind_part(it, tag, bc, False))
+        joined = _remap_join(recs.mapPartitions(lambda it: _kind_part(it, tag, bc, True)), info,
+                             parts)
         return plain, joined
 
     plain, joined = split("C")
@@ -615,11 +641,11 @@ def main(argv=None):
                                                  _remapped(kv[1][0], kv[1][1], kv[1][2])
                                                  .get("flow_id")))).union(
         merged.filter(_conn_corr).map(lambda e: pal_merge.conn_correction(e[2], e[3]))) \
-        .map(lambda a: (pal_merge.conn_key(a), a)).reduceByKey(pal_merge.conn_add) \
+        .map(lambda a: (pal_merge.conn_key(a), a)).reduceByKey(pal_merge.conn_add, parts) \
         .map(lambda kv: pal_merge.conn_final(kv[1])).filter(lambda r: r is not None)
 
     plain, joined = split("D")
-    dns_paired = joined.map(_dns_items).groupByKey().mapPartitions(_pair_dns_groups) \
+    dns_paired = joined.map(_dns_items).groupByKey(parts).mapPartitions(_pair_dns_groups) \
         .persist(StorageLevel.MEMORY_AND_DISK)
     pal_merge.add_counts(counts, dns_paired.filter(lambda e: e[0] == "counts")
                          .map(lambda e: e[1]).fold(pal_merge.new_counts(),
@@ -634,7 +660,7 @@ def main(argv=None):
     cid = joined.map(lambda kv: (kv[0], _remapped(kv[1][0], kv[1][1], kv[1][2])))
     community = plain.union(
         cid.map(lambda x: (pal_merge.community_flow(x[1]) or ("record", x[0]), x))
-        .reduceByKey(lambda a, b: a if a[0] <= b[0] else b).map(lambda kv: kv[1][1]))
+        .reduceByKey(lambda a, b: a if a[0] <= b[0] else b, parts).map(lambda kv: kv[1][1]))
     t_merged = time.time()
 
     schema_dir = os.path.join(os.path.dirname(HERE), "schema")
