@@ -37,6 +37,9 @@ import pal_merge  # noqa: E402  (shipped to executors with --py-files or addPyFi
 REQUIRED_PLUGINS = ["flows", "connections", "basic-stats"]
 KIND_TIME = {"flows": "first", "connections": "first", "dns": "ts", "tls": "ts",
              "community_id": "ts"}
+# the fields of a merged connection row, in pal_merge.conn_final's order
+CONNECTION_FIELDS = ["first", "last", "flow_id", "src_ip", "src_port", "dst_ip", "dst_port",
+                     "protocols", "bytes", "packets", "flows"]
 SCHEMA_FILES = {"flows": "flow", "connections": "connection", "dns": "dns", "tls": "tls",
                 "community_id": "community_id"}
 
@@ -236,6 +239,9 @@ def analyse_elements(name, chunks, opts):
     for e in pal_merge.shard_elements(shard, opts["timeouts"]):
         if e[0] == "S":
             e[2].update(facts)
+            # the columns of the datasets: the merge adds no field to a kind
+            e[2]["shapes"] = {kind: _shape(getattr(shard, kind), opts["typed"][kind],
+                                           KIND_TIME[kind]) for kind in KIND_TIME}
         b = batch.setdefault(e[0], [])
         b.append(e)
         if len(b) >= _BATCH:
@@ -371,48 +377,42 @@ def _converter(dt, encoded):
     return None
 
 
-def write_kind(spark, kind, rdd, out, by_hour, schema_dir, fmt):
-    """Writes the records of ``rdd`` as the dataset ``out/kind``,
-    partitioned by day (and hour) of their time; returns how many."""
+def write_kind(spark, kind, rdd, shape, out, by_hour, schema_dir, fmt):
+    """Writes the records of ``rdd`` (their fields and value kinds:
+    ``shape``) as the dataset ``out/kind``, partitioned by day (and hour) of
+    their time; returns how many (from the written dataset's metadata)."""
     from pyspark.sql import types as T
-    from pyspark import StorageLevel
+    if shape["n"] == 0:
+        return 0
     props = _schema_props(kind, schema_dir)
-    typed = {k for k, spec in props.items() if _from_json_schema(spec) is not None}
     tfield = KIND_TIME[kind]
-    rdd = rdd.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        shape = rdd.mapPartitions(lambda it: [_shape(it, typed, tfield)]).treeReduce(_merge_shape)
-        if shape["n"] == 0:
-            return 0
-        schema, keys, encode = spark_schema(kind, shape, props)
-        conv = [_converter(f.dataType, f.name in encode) for f in schema.fields]
+    schema, keys, encode = spark_schema(kind, shape, props)
+    conv = [_converter(f.dataType, f.name in encode) for f in schema.fields]
 
-        def row(r):
-            out_row = []
-            for k, c in zip(keys, conv):
-                v = r.get(k)
-                out_row.append(c(v) if c is not None else v)
-            t = r.get(tfield) or ""
-            out_row.append(t[:10] if len(t) >= 10 else "unknown")
-            if by_hour:
-                out_row.append(t[11:13] if len(t) >= 13 else "unknown")
-            return out_row
-
-        fields = list(schema.fields) + [T.StructField("day", T.StringType(), False)]
-        parts = ["day"]
+    def row(r):
+        out_row = []
+        for k, c in zip(keys, conv):
+            v = r.get(k)
+            out_row.append(c(v) if c is not None else v)
+        t = r.get(tfield) or ""
+        out_row.append(t[:10] if len(t) >= 10 else "unknown")
         if by_hour:
-            fields.append(T.StructField("hour", T.StringType(), False))
-            parts.append("hour")
-        df = spark.createDataFrame(rdd.map(row), T.StructType(fields), verifySchema=False)
-        w = df.write.mode("overwrite").partitionBy(*parts)
-        target = out.rstrip("/") + "/" + kind
-        if fmt == "parquet":
-            w.parquet(target)
-        else:
-            w.json(target)
-        return shape["n"]
-    finally:
-        rdd.unpersist()
+            out_row.append(t[11:13] if len(t) >= 13 else "unknown")
+        return out_row
+
+    fields = list(schema.fields) + [T.StructField("day", T.StringType(), False)]
+    parts = ["day"]
+    if by_hour:
+        fields.append(T.StructField("hour", T.StringType(), False))
+        parts.append("hour")
+    df = spark.createDataFrame(rdd.map(row), T.StructType(fields), verifySchema=False)
+    w = df.write.mode("overwrite").partitionBy(*parts)
+    target = out.rstrip("/") + "/" + kind
+    if fmt == "parquet":
+        w.parquet(target)
+        return spark.read.parquet(target).count()
+    w.json(target)
+    return spark.read.json(target).count()
 
 
 # ---- the distributed merge (each function runs on the executors) ----------
@@ -513,12 +513,19 @@ def _remap_join(items, info, parts):
     """``items`` (uid, (shard, [flow ids], payload)) with the stitched
     facts of those flow pieces: (uid, (payload, shard, {flow id: (stitched
     id, continued, alive at end)})). Only records of stitching candidates
-    go through it."""
-    refs = items.flatMap(lambda x: [((x[1][0], f), x[0]) for f in x[1][1]])
+    go through it; a record naming one flow (all but tunnelled flows) takes
+    one join, others are looked up flow by flow and gathered again."""
+    items = items.persist()
+    one = items.filter(lambda x: len(x[1][1]) == 1) \
+        .map(lambda x: ((x[1][0], x[1][1][0]), x)).leftOuterJoin(info, parts) \
+        .map(lambda kv: (kv[1][0][0], (kv[1][0][1][2], kv[1][0][1][0],
+                                       {kv[0][1]: kv[1][1]} if kv[1][1] is not None else {})))
+    many = items.filter(lambda x: len(x[1][1]) > 1)
+    refs = many.flatMap(lambda x: [((x[1][0], f), x[0]) for f in x[1][1]])
     found = refs.join(info, parts).map(lambda kv: (kv[1][0], [(kv[0][1], kv[1][1])])) \
         .reduceByKey(lambda a, b: a + b, parts)
-    return items.leftOuterJoin(found, parts).map(
-        lambda kv: (kv[0], (kv[1][0][2], kv[1][0][0], dict(kv[1][1] or []))))
+    return one.union(many.leftOuterJoin(found, parts).map(
+        lambda kv: (kv[0], (kv[1][0][2], kv[1][0][0], dict(kv[1][1] or [])))))
 
 
 def _remapped(payload, k, infos):
@@ -564,9 +571,12 @@ def main(argv=None):
         print("pal-spark: no capture file matches %r" % args.input, file=sys.stderr)
         return 2
     timeouts = flow_timeouts(_local_path(args.config or "") or None)
+    schema_dir = os.path.join(os.path.dirname(HERE), "schema")
+    typed = {kind: {k for k, spec in _schema_props(kind, schema_dir).items()
+                    if _from_json_schema(spec) is not None} for kind in KIND_TIME}
     opts = {"bin": args.bin, "plugins": [p for p in args.plugins.split(",") if p],
             "config": args.config, "jobs": args.jobs, "task_timeout": args.task_timeout,
-            "timeouts": timeouts}
+            "timeouts": timeouts, "typed": typed}
     local = [_local_path(u) for u, _ in files]
     mode = args.read
     if mode == "auto":
@@ -614,13 +624,12 @@ def main(argv=None):
         _remap_join(flow_out.filter(lambda e: e[3])
                     .map(lambda e: ((e[2], e[1]["flow_id"]), (e[2], e[3], e[1]))), info,
                     parts)
-        .map(lambda kv: _set_parents(kv[1][0], kv[1][1], kv[1][2]))) \
-        .persist(StorageLevel.MEMORY_AND_DISK)
+        .map(lambda kv: _set_parents(kv[1][0], kv[1][1], kv[1][2])))
 
     # 4. basic-stats: summed in a tree, finished with the flows' end reasons
     stats = _of(batches, "B").map(lambda e: e[2]) \
         .treeAggregate(None, pal_merge.sum_stats, pal_merge.sum_stats)
-    ended = dict(flows.map(lambda r: r.get("end_reason") or "unknown").countByValue())
+    ended = dict(flow_out.map(lambda e: e[1].get("end_reason") or "unknown").countByValue())
     conv = sc.broadcast(pal_merge.stats_conv_keys(stats))
     corr = merged.filter(lambda e: e[0] == "corr" and e[1] in ("l3", "l4")) \
         .map(lambda e: ((e[1], e[2]), e[3])).reduceByKey(lambda a, b: a + b, parts) \
@@ -663,16 +672,23 @@ def main(argv=None):
         .reduceByKey(lambda a, b: a if a[0] <= b[0] else b, parts).map(lambda kv: kv[1][1]))
     t_merged = time.time()
 
-    schema_dir = os.path.join(os.path.dirname(HERE), "schema")
+    shapes = {}
+    for kind in KIND_TIME:
+        shape = {"n": 0, "keys": [], "kinds": {}, "first": None}
+        for f in facts:
+            shape = _merge_shape(shape, f["shapes"][kind])
+        shapes[kind] = shape
+    shapes["connections"]["keys"] = CONNECTION_FIELDS + [
+        k for k in shapes["connections"]["keys"] if k not in CONNECTION_FIELDS]
     written, write_s = {}, {}
     for kind, rdd_k in (("flows", flows), ("connections", connections), ("dns", dns),
                         ("tls", tls), ("community_id", community)):
         t = time.time()
-        written[kind] = write_kind(spark, kind, rdd_k, args.out, args.hour, schema_dir,
-                                   args.format)
+        written[kind] = write_kind(spark, kind, rdd_k, shapes[kind], args.out, args.hour,
+                                   schema_dir, args.format)
         write_s[kind] = round(time.time() - t, 3)
     t_written = time.time()
-    shards = [{k: v for k, v in f.items() if k not in ("start_ns", "end_ns", "open")}
+    shards = [{k: v for k, v in f.items() if k not in ("start_ns", "end_ns", "open", "shapes")}
               for f in facts]
     summary = {
         "input": args.input, "files": len(files), "read": mode,
