@@ -1,8 +1,12 @@
 """Merge the records of pcap-analyzer runs over consecutive shards of one
 capture into the records one run over the whole capture gives.
 
-This is the one place where the merge logic lives; ``pal_spark.py`` calls it
-on the driver and ``test_pal_merge.py`` tests it without Spark. Records are
+This is the one place where the merge logic lives. ``merge`` merges shards
+in one process; ``pal_spark.py`` runs the same steps distributed
+(``shard_elements`` in each task, ``Stitching`` per flow key, ``conn_add``
+in a reduceByKey, ``pair_dns`` per stitched flow, ``sum_stats`` in a tree).
+``test_pal_merge.py`` tests the merge without Spark and
+``test_distributed.py`` checks that the distributed steps give the same. Records are
 the dicts of pcap-analyzer's JSON-lines outputs (``--format jsonl``), one
 schema for every record kind (``schema/*.schema.json``).
 

@@ -9,12 +9,17 @@ write what one run over the same files, in time order, would give.
 Each capture file is one Spark task: the file's bytes are streamed into
 ``pcap-analyzer -`` (standard input; gzip/xz/lz4/zstd/bzip2 are recognised
 by content) on the executor, which writes its records as JSON lines into a
-temporary directory; the task reads them back and returns them. The driver
-orders the shards by their first packet, merges them with pal_merge (flows
-cut at a file boundary stitched back, connection report rows summed, ...)
-and writes one Parquet dataset per record kind under ``--out``, partitioned
-by ``day`` (and ``hour`` with ``--hour``), plus ``summary.json`` (what the
-merge counted, per-shard timings). See spark/README.md.
+temporary directory; the task reads them back and keeps them on the
+executor (persisted). The driver gets a few numbers per file (first and
+last packet, open flows) and orders the files by their first packet; the
+merge then runs in Spark with pal_merge's functions: flow pieces that may
+continue (a Bloom filter of the keys of pieces alive at their file's end)
+grouped by key and stitched, the others passed through, connection rows
+summed with reduceByKey, DNS queries paired per stitched flow, records of
+stitched pieces given the stitched ids by a join. One Parquet dataset per
+record kind is written under ``--out``, partitioned by ``day`` (and
+``hour`` with ``--hour``), plus ``summary.json`` (what the merge counted,
+per-shard timings). No record goes to the driver. See spark/README.md.
 """
 
 import argparse
