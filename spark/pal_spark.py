@@ -267,9 +267,6 @@ def _of(batches, *tags):
     return batches.filter(lambda b: b[0] in tags).flatMap(lambda b: pickle.loads(b[1]))
 
 
-_SIMPLE = ("string", "integer", "number", "boolean")
-
-
 def _value_kind(v):
     if isinstance(v, bool):
         return "boolean"
