@@ -830,6 +830,8 @@ def _sum_into(acc: Any, v: Any, indexes: Dict[int, dict]) -> Any:
         return acc + v
     if isinstance(v, dict) and isinstance(acc, dict):
         for k2, v2 in v.items():
+            if k2.endswith("_port") and k2 in acc:
+                continue  # part of a conversation's key (_conv_key): not a counter
             acc[k2] = _sum_into(acc.get(k2), v2, indexes)
         return acc
     if isinstance(v, list) and isinstance(acc, list):
