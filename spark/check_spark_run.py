@@ -9,7 +9,7 @@ Checks, each one counted and printed; the last line is "N passed, M failed":
 * flows: the same set of flow ids, and per flow the packets, payload, IP
   and wire bytes per direction, first, last and end reason;
 * DNS, TLS and Community ID records: identical (as multisets);
-* basic-stats: totals and flows ended by reason.
+* basic-stats: totals, flows ended by reason, l3 and l4 conversations.
 conn_state/history differences of stitched flows are reported, not failed
 (documented as approximate). Needs pyarrow to read the Parquet datasets.
 """
@@ -153,6 +153,12 @@ def main():
             "%s vs %s" % (st.get("totals"), ws.get("totals")))
     c.check("basic-stats: flows ended by reason", st.get("flows_ended") == ws.get("flows_ended"),
             "%s vs %s" % (st.get("flows_ended"), ws.get("flows_ended")))
+    for conv in ("l3_conversations", "l4_conversations"):
+        if conv in ws:
+            w, g = multiset(ws.get(conv) or []), multiset(st.get(conv) or [])
+            c.check("basic-stats: %d %s identical" % (len(ws[conv]), conv), w == g,
+                    "missing %s / extra %s" % (list((w - g).items())[:2],
+                                               list((g - w).items())[:2]))
     counts = summary["counts"]
     print("INFO %s: merge counts %s" % (a.label, json.dumps(counts, sort_keys=True)))
     print("INFO %s: seconds %s" % (a.label, json.dumps(summary["seconds"], sort_keys=True)))

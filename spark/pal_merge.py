@@ -1,8 +1,12 @@
 """Merge the records of pcap-analyzer runs over consecutive shards of one
 capture into the records one run over the whole capture gives.
 
-This is the one place where the merge logic lives; ``pal_spark.py`` calls it
-on the driver and ``test_pal_merge.py`` tests it without Spark. Records are
+This is the one place where the merge logic lives. ``merge`` merges shards
+in one process; ``pal_spark.py`` runs the same steps distributed
+(``shard_elements`` in each task, ``Stitching`` per flow key, ``conn_add``
+in a reduceByKey, ``pair_dns`` per stitched flow, ``sum_stats`` in a tree).
+``test_pal_merge.py`` tests the merge without Spark and
+``test_distributed.py`` checks that the distributed steps give the same. Records are
 the dicts of pcap-analyzer's JSON-lines outputs (``--format jsonl``), one
 schema for every record kind (``schema/*.schema.json``).
 
@@ -163,12 +167,14 @@ class MergeResult:
 class _Chain:
     """A flow being stitched from its pieces."""
 
-    __slots__ = ("rec", "root", "shard", "first_ns", "last_ns", "segments", "pieces")
+    __slots__ = ("rec", "root", "shard", "first_shard", "first_ns", "last_ns", "segments",
+                 "pieces")
 
     def __init__(self, rec: dict, shard: int):
         self.rec = dict(rec)
         self.root = rec["flow_id"]
         self.shard = shard
+        self.first_shard = shard
         self.first_ns = ts_ns(rec.get("first"))
         self.last_ns = ts_ns(rec.get("last"))
         self.segments = 1
@@ -391,7 +397,6 @@ def _starts_with_syn(f: dict) -> bool:
     h = (f.get("history") or "").lstrip("^")
     return f.get("proto_num") == 6 and h.startswith("S")
 
-
 def _remap_fields(rec: dict, shard: int, remap: Dict[Tuple[int, str], str]) -> dict:
     out = dict(rec)
     for field in ("flow_id", "flow", "id"):
@@ -401,103 +406,194 @@ def _remap_fields(rec: dict, shard: int, remap: Dict[Tuple[int, str], str]) -> d
     return out
 
 
-def merge(shards: List[Shard], timeouts: Optional[Dict[str, float]] = None) -> MergeResult:
-    """Merge the shards' records (``shards`` in time order)."""
-    t = dict(DEFAULT_TIMEOUTS)
-    t.update(timeouts or {})
-    counts = {k: 0 for k in (
-        "shards", "flow_pieces", "flows", "stitched", "stitched_turned", "tcp_stream_cut",
-        "not_stitched_gap", "not_stitched_new_syn", "not_stitched_no_time",
-        "end_of_input_to_timeout", "eviction", "dns_split_paired", "dns_split_unpaired",
-        "dns_lone_queries_at_cut", "dns_lone_responses_at_cut")}
-    counts["shards"] = len(shards)
-    remap: Dict[Tuple[int, str], str] = {}
-    chains: List[_Chain] = []
-    open_by_key: Dict[tuple, _Chain] = {}
-    chain_of: Dict[Tuple[int, str], _Chain] = {}
-    cut_at_end: set = set()  # (shard, flow_id) of pieces alive at their shard's end
-    continued: set = set()  # (shard, flow_id) of pieces stitched to an earlier one
-    global_end: Optional[int] = None
+COUNT_NAMES = (
+    "shards", "flow_pieces", "flows", "stitched", "stitched_turned", "tcp_stream_cut",
+    "not_stitched_gap", "not_stitched_new_syn", "not_stitched_no_time",
+    "end_of_input_to_timeout", "eviction", "dns_split_paired", "dns_split_unpaired",
+    "dns_lone_queries_at_cut", "dns_lone_responses_at_cut")
 
-    for k, shard in enumerate(shards):
-        end_ns = shard.last_ns()
-        if end_ns is not None:
-            global_end = end_ns if global_end is None else max(global_end, end_ns)
-        keys = _flow_keys(shard.flows)
-        seen_here: set = set()
-        # RFC 3339 times of one width sort as text in time order
-        order = sorted(shard.flows, key=lambda f: (f.get("first") or "", f["flow_id"]))
-        counts["flow_pieces"] += len(order)
-        for f in order:
-            key = keys[f["flow_id"]]
-            if f.get("end_reason") == "eviction":
-                counts["eviction"] += 1
-            c = open_by_key.get(key) if key not in seen_here else None
-            seen_here.add(key)
-            stitched = False
-            if c is not None and c.shard < k:
-                f_first = ts_ns(f.get("first"))
-                if f_first is None or c.last_ns is None:
-                    counts["not_stitched_no_time"] += 1
-                elif f_first - c.last_ns >= _timeout(c.rec, t):
-                    counts["not_stitched_gap"] += 1
-                elif _closing(c.rec) and _starts_with_syn(f):
-                    counts["not_stitched_new_syn"] += 1
-                else:
-                    _stitch(c, f, counts)
-                    counts["stitched"] += 1
-                    stitched = True
-                if not stitched:
-                    del open_by_key[key]
-            if stitched:
-                remap[(k, f["flow_id"])] = c.root
-                continued.add((k, f["flow_id"]))
+
+def new_counts() -> Dict[str, int]:
+    """Every counter of ``MergeResult.counts`` at zero."""
+    return {k: 0 for k in COUNT_NAMES}
+
+
+def add_counts(a: Dict[str, int], b: Dict[str, int]) -> Dict[str, int]:
+    """``a`` plus ``b``, counter by counter (into ``a``)."""
+    for k, v in b.items():
+        a[k] = a.get(k, 0) + v
+    return a
+
+
+class Stitching:
+    """Flow pieces stitched into flows. Pieces are added in the order
+    (shard, first, flow_id); only pieces of the same key (``flow_keys``) ever
+    meet, so the pieces of one key can be stitched on their own (what the
+    Spark job does, one group per key) or all together (``merge``)."""
+
+    def __init__(self, timeouts: Dict[str, float], counts: Dict[str, int]):
+        self.t = timeouts
+        self.counts = counts
+        self.remap: Dict[Tuple[int, str], str] = {}
+        self.chains: List[_Chain] = []
+        self.chain_of: Dict[Tuple[int, str], _Chain] = {}
+        self.cut_at_end: set = set()  # (shard, flow_id) of pieces alive at their shard's end
+        self.continued: set = set()  # (shard, flow_id) of pieces stitched to an earlier one
+        self._open_by_key: Dict[tuple, _Chain] = {}
+        self._shard: Optional[int] = None
+        self._seen_here: set = set()
+
+    def add(self, k: int, key: tuple, f: dict, end_ns: Optional[int]) -> None:
+        """Adds piece ``f`` of shard ``k`` (whose last packet is at ``end_ns``)."""
+        counts, t = self.counts, self.t
+        if k != self._shard:
+            self._shard = k
+            self._seen_here = set()
+        counts["flow_pieces"] += 1
+        if f.get("end_reason") == "eviction":
+            counts["eviction"] += 1
+        c = self._open_by_key.get(key) if key not in self._seen_here else None
+        self._seen_here.add(key)
+        stitched = False
+        if c is not None and c.shard < k:
+            f_first = ts_ns(f.get("first"))
+            if f_first is None or c.last_ns is None:
+                counts["not_stitched_no_time"] += 1
+            elif f_first - c.last_ns >= _timeout(c.rec, t):
+                counts["not_stitched_gap"] += 1
+            elif _closing(c.rec) and _starts_with_syn(f):
+                counts["not_stitched_new_syn"] += 1
             else:
-                c = _Chain(f, k)
-                chains.append(c)
-                remap[(k, f["flow_id"])] = f["flow_id"]
-            chain_of[(k, f["flow_id"])] = c
-            c.shard = k
-            if _alive_at(f, c.rec, ts_ns(f.get("last")), end_ns, t):
-                open_by_key[key] = c
-                cut_at_end.add((k, f["flow_id"]))
-            elif open_by_key.get(key) is c:
-                del open_by_key[key]
+                _stitch(c, f, counts)
+                counts["stitched"] += 1
+                stitched = True
+            if not stitched:
+                del self._open_by_key[key]
+        if stitched:
+            self.remap[(k, f["flow_id"])] = c.root
+            self.continued.add((k, f["flow_id"]))
+        else:
+            c = _Chain(f, k)
+            self.chains.append(c)
+            self.remap[(k, f["flow_id"])] = f["flow_id"]
+        self.chain_of[(k, f["flow_id"])] = c
+        c.shard = k
+        if _alive_at(f, c.rec, ts_ns(f.get("last")), end_ns, t):
+            self._open_by_key[key] = c
+            self.cut_at_end.add((k, f["flow_id"]))
+        elif self._open_by_key.get(key) is c:
+            del self._open_by_key[key]
 
-    # pieces that ended with their shard and were not continued: the single
-    # run ends them by timeout once the capture went past their deadline
-    flows = []
-    for c in chains:
-        r = c.rec
-        if r.get("end_reason") == "end-of-input" and c.last_ns is not None \
-                and global_end is not None and c.last_ns + _timeout(r, t) <= global_end:
-            r["end_reason"] = "timeout"
-            counts["end_of_input_to_timeout"] += 1
-        flows.append(r)
-    # tunnel parents: the stitched ids
-    for k, shard in enumerate(shards):
-        for f in shard.flows:
-            c = chain_of[(k, f["flow_id"])]
-            if c.pieces[0] is f and f.get("tunnel_parents"):
-                c.rec["tunnel_parents"] = [remap.get((k, p), p) for p in f["tunnel_parents"]]
-    flows.sort(key=lambda r: (r.get("first") or "", r["flow_id"]))
-    counts["flows"] = len(flows)
+    def finish(self, global_end: Optional[int]) -> List[dict]:
+        """The stitched flows: pieces that ended with their shard and were
+        not continued end by timeout once the capture went past their
+        deadline, as the single run ends them."""
+        flows = []
+        for c in self.chains:
+            r = c.rec
+            if r.get("end_reason") == "end-of-input" and c.last_ns is not None \
+                    and global_end is not None and c.last_ns + _timeout(r, self.t) <= global_end:
+                r["end_reason"] = "timeout"
+                self.counts["end_of_input_to_timeout"] += 1
+            flows.append(r)
+        self.counts["flows"] += len(flows)
+        return flows
 
-    connections = _merge_connections(shards, chains, remap)
-    dns = _merge_dns(shards, remap, continued, cut_at_end, counts)
-    tls = [_remap_fields(r, k, remap) for k, s in enumerate(shards) for r in s.tls]
-    community = []
-    seen_ids: set = set()
-    for k, s in enumerate(shards):
-        for r in s.community_id:
-            r = _remap_fields(r, k, remap)
-            fid = r.get("flow_id", r.get("id"))
-            if fid is not None and fid in seen_ids:
-                continue
-            seen_ids.add(fid)
-            community.append(r)
-    stats = _merge_basic_stats(shards, chains, flows)
-    return MergeResult(flows, connections, dns, tls, community, stats, counts)
+
+def piece_alive_at_end(f: dict, end_ns: Optional[int], timeouts: Dict[str, float]) -> bool:
+    """May piece ``f`` continue in a later shard? (It was in the flow table
+    when its shard ended, judged on the piece alone: a superset of the
+    stitched flows alive at their shard's end.)"""
+    return _alive_at(f, f, ts_ns(f.get("last")), end_ns, timeouts)
+
+
+def key_hash(key: tuple) -> int:
+    """A 64-bit hash of a flow key, the same in every process."""
+    import hashlib
+    return int.from_bytes(hashlib.blake2b(repr(key).encode("utf-8"), digest_size=8).digest(),
+                          "little")
+
+
+class Bloom:
+    """A Bloom filter of flow key hashes (``key_hash``): a key not in it is
+    certainly not there; false positives (about 1% at 10 bits per key) only
+    send a few more pieces through the stitching, whose result is exact for
+    any set of whole keys."""
+
+    HASHES = 7
+
+    def __init__(self, bits: int, data: Optional[bytes] = None):
+        self.bits = max(64, bits)
+        self.data = bytearray(data) if data is not None else bytearray((self.bits + 7) // 8)
+
+    @classmethod
+    def for_keys(cls, n: int) -> "Bloom":
+        """An empty filter sized for ``n`` keys."""
+        return cls(max(1 << 16, 10 * n))
+
+    def _positions(self, h: int):
+        h1, h2 = h & 0xFFFFFFFF, (h >> 32) | 1
+        return [(h1 + i * h2) % self.bits for i in range(self.HASHES)]
+
+    def add(self, h: int) -> None:
+        """Adds a key hash."""
+        for p in self._positions(h):
+            self.data[p >> 3] |= 1 << (p & 7)
+
+    def __contains__(self, h: int) -> bool:
+        return all(self.data[p >> 3] & (1 << (p & 7)) for p in self._positions(h))
+
+    def union(self, other: "Bloom") -> "Bloom":
+        """The union of two filters of the same size (into self)."""
+        a = int.from_bytes(self.data, "little") | int.from_bytes(other.data, "little")
+        self.data = bytearray(a.to_bytes(len(self.data), "little"))
+        return self
+
+
+def ref_fields(rec: dict) -> List[str]:
+    """The flow ids a record names (fields ``flow_id``, ``flow``, ``id``)."""
+    return [v for v in (rec.get("flow_id"), rec.get("flow"), rec.get("id")) if isinstance(v, str)]
+
+
+def shard_elements(shard: Shard, timeouts: Dict[str, float]) -> Iterable[tuple]:
+    """The records of one shard as the Spark job's elements (what a task
+    sends on, never to the driver): ``("F", name, seq, flow, key, key hash,
+    alive at end, {parent id: key hash})``, ``(tag, name, seq, record, {flow
+    id: key hash})`` for connection rows (C), DNS (D), TLS (T) and Community
+    ID (I) records, ``("B", name, basic-stats)`` and ``("S", name, facts)``:
+    the shard's first and last packet times and how many of its pieces may
+    continue (all the driver gets)."""
+    keys = _flow_keys(shard.flows)
+    hashes = {fid: key_hash(k) for fid, k in keys.items()}
+    end_ns = shard.last_ns()
+    n_open = 0
+    for seq, f in enumerate(shard.flows):
+        alive = piece_alive_at_end(f, end_ns, timeouts)
+        n_open += alive
+        ph = {p: hashes[p] for p in f.get("tunnel_parents") or [] if p in hashes}
+        yield ("F", shard.name, seq, f, keys[f["flow_id"]], hashes[f["flow_id"]], alive, ph)
+    for tag, recs in (("C", shard.connections), ("D", shard.dns), ("T", shard.tls),
+                      ("I", shard.community_id)):
+        for seq, r in enumerate(recs):
+            yield (tag, shard.name, seq, r,
+                   {v: hashes[v] for v in ref_fields(r) if v in hashes})
+    if shard.basic_stats is not None:
+        yield ("B", shard.name, shard.basic_stats)
+    yield ("S", shard.name, {"name": shard.name, "start_ns": shard.start_ns(), "end_ns": end_ns,
+                             "open": n_open,
+                             "flow_pieces": len(shard.flows)})
+
+
+def stitch_group(key: tuple, pieces: Iterable[Tuple[int, dict]], shard_end: List[Optional[int]],
+                 global_end: Optional[int], timeouts: Dict[str, float]):
+    """Stitches the pieces ``(shard, flow)`` of one flow key (every piece of
+    the key in every shard). Returns (Stitching, flows); the Spark job reads
+    the pieces' ids (``remap``, ``continued``, ``cut_at_end``) and the
+    corrections (``chain_corrections``) from the Stitching."""
+    st = Stitching(timeouts, new_counts())
+    for k, f in sorted(pieces, key=lambda p: (p[0], p[1].get("first") or "", p[1]["flow_id"])):
+        st.add(k, key, f, shard_end[k])
+    return st, st.finish(global_end)
 
 
 def _ukeys(rec: dict) -> List[Tuple[tuple, str]]:
@@ -512,54 +608,159 @@ def _ukeys(rec: dict) -> List[Tuple[tuple, str]]:
     return out
 
 
-def _merge_connections(shards: List[Shard], chains: List[_Chain],
-                       remap: Dict[Tuple[int, str], str]) -> List[dict]:
-    correction: Dict[tuple, int] = {}
-    for c in chains:
-        if c.segments < 2:
-            continue
-        n: Dict[tuple, int] = {}
-        for p in c.pieces:
-            for uk, _ in _ukeys(p):
-                n[uk] = n.get(uk, 0) + 1
-        for uk, m in n.items():
-            if m > 1:
-                correction[uk] = correction.get(uk, 0) + m - 1
-    rows: Dict[tuple, dict] = {}
-    best: Dict[tuple, tuple] = {}
+def conv_keys(a_ip, a_port, b_ip, b_port, proto) -> Tuple[tuple, tuple]:
+    """The keys of basic-stats' l3 and l4 conversations between two endpoints."""
+    k3 = tuple(sorted((a_ip, b_ip), key=repr))
+    k4 = (tuple(sorted(((a_ip, a_port), (b_ip, b_port)), key=repr)), str(proto or "").upper())
+    return k3, k4
+
+
+def chain_corrections(c: _Chain):
+    """What a stitched flow corrects in the sums: ``("conn", connection
+    key, n)`` (the connection report counted the flow once per piece) and
+    ``("l3"/"l4", conversation key, n)`` (basic-stats conversations)."""
+    if c.segments < 2:
+        return
+    n: Dict[tuple, int] = {}
+    for p in c.pieces:
+        for uk, _ in _ukeys(p):
+            n[uk] = n.get(uk, 0) + 1
+    for uk, m in n.items():
+        if m > 1:
+            yield ("conn", uk, m - 1)
+    a, b = _endpoints(c.rec)
+    k3, k4 = conv_keys(a[0], a[1], b[0], b[1], c.rec.get("proto", ""))
+    yield ("l3", k3, c.segments - 1)
+    yield ("l4", k4, c.segments - 1)
+
+
+def conn_key(r: dict) -> tuple:
+    """The key of a connection report row."""
+    return (r.get("src_ip"), r.get("src_port"), r.get("dst_ip"), r.get("dst_port"))
+
+
+def conn_acc(r: dict, fid: Optional[str]) -> dict:
+    """A connection row as a sum to add others to (``conn_add``); ``fid``:
+    its flow id with stitched ids."""
+    first, last = r.get("first"), r.get("last")
+    key = conn_key(r)
+    return {"first": first, "last": last, "flow_id": None,
+            "src_ip": key[0], "src_port": key[1], "dst_ip": key[2], "dst_port": key[3],
+            "protocols": set(r.get("protocols") or []), "bytes": r.get("bytes") or 0,
+            "packets": r.get("packets") or 0, "flows": r.get("flows") or 0,
+            "_best": (first is None, first or "", fid) if fid is not None else None,
+            "_rows": 1}
+
+
+def conn_correction(key: tuple, n: int) -> dict:
+    """A sum that takes ``n`` flows off row ``key`` (a flow counted once per piece)."""
+    return {"first": None, "last": None, "flow_id": None, "src_ip": key[0],
+            "src_port": key[1], "dst_ip": key[2], "dst_port": key[3], "protocols": set(),
+            "bytes": 0, "packets": 0, "flows": -n, "_best": None, "_rows": 0}
+
+
+def conn_add(a: dict, b: dict) -> dict:
+    """Two sums of one connection key added (into ``a``): protocols united,
+    first = min, last = max, counters summed, the id of the flow with the
+    row's first packet. Times compare as text: RFC 3339 of one width sorts
+    in time order."""
+    a["protocols"] |= b["protocols"]
+    if b["first"] is not None and (a["first"] is None or b["first"] < a["first"]):
+        a["first"] = b["first"]
+    if b["last"] is not None and (a["last"] is None or b["last"] > a["last"]):
+        a["last"] = b["last"]
+    for k in ("bytes", "packets", "flows", "_rows"):
+        a[k] += b[k]
+    if b["_best"] is not None and (a["_best"] is None or b["_best"] < a["_best"]):
+        a["_best"] = b["_best"]
+    return a
+
+
+def conn_final(a: dict) -> Optional[dict]:
+    """The merged row of a sum (None: only corrections, no row)."""
+    if a["_rows"] == 0:
+        return None
+    out = dict(a)
+    best = out.pop("_best")
+    out.pop("_rows")
+    out["flow_id"] = best[2] if best is not None else None
+    out["protocols"] = sorted(out["protocols"],
+                              key=lambda p: (_PROTO_NUMBERS.get(p.upper(), 999), p))
+    return out
+
+
+def merge(shards: List[Shard], timeouts: Optional[Dict[str, float]] = None) -> MergeResult:
+    """Merge the shards' records (``shards`` in time order)."""
+    t = dict(DEFAULT_TIMEOUTS)
+    t.update(timeouts or {})
+    counts = new_counts()
+    counts["shards"] = len(shards)
+    st = Stitching(t, counts)
+    global_end: Optional[int] = None
+    for k, shard in enumerate(shards):
+        end_ns = shard.last_ns()
+        if end_ns is not None:
+            global_end = end_ns if global_end is None else max(global_end, end_ns)
+        keys = _flow_keys(shard.flows)
+        # RFC 3339 times of one width sort as text in time order
+        for f in sorted(shard.flows, key=lambda f: (f.get("first") or "", f["flow_id"])):
+            st.add(k, keys[f["flow_id"]], f, end_ns)
+    flows = st.finish(global_end)
+    remap = st.remap
+    # tunnel parents: the stitched ids
+    for c in st.chains:
+        f = c.pieces[0]
+        if f.get("tunnel_parents"):
+            c.rec["tunnel_parents"] = [remap.get((c.first_shard, p), p)
+                                       for p in f["tunnel_parents"]]
+    flows.sort(key=lambda r: (r.get("first") or "", r["flow_id"]))
+    corrections = [x for c in st.chains for x in chain_corrections(c)]
+
+    conns: Dict[tuple, dict] = {}
     for k, s in enumerate(shards):
         for r in s.connections:
-            key = (r.get("src_ip"), r.get("src_port"), r.get("dst_ip"), r.get("dst_port"))
-            # times compared as text: RFC 3339 of one width sorts in time order
-            first, last = r.get("first"), r.get("last")
-            acc = rows.get(key)
-            if acc is None:
-                acc = rows[key] = {"first": None, "last": None, "flow_id": None,
-                                   "src_ip": key[0], "src_port": key[1],
-                                   "dst_ip": key[2], "dst_port": key[3],
-                                   "protocols": set(), "bytes": 0, "packets": 0, "flows": 0}
-            acc["protocols"].update(r.get("protocols") or [])
-            if first is not None and (acc["first"] is None or first < acc["first"]):
-                acc["first"] = first
-            if last is not None and (acc["last"] is None or last > acc["last"]):
-                acc["last"] = last
-            acc["bytes"] += r.get("bytes") or 0
-            acc["packets"] += r.get("packets") or 0
-            acc["flows"] += r.get("flows") or 0
             fid = r.get("flow_id")
-            if fid is not None:
-                cand = (first is None, first or "", remap.get((k, fid), fid))
-                if key not in best or cand < best[key]:
-                    best[key] = cand
-                    acc["flow_id"] = cand[2]
+            acc = conn_acc(r, remap.get((k, fid), fid) if fid is not None else None)
+            key = conn_key(r)
+            conns[key] = conn_add(conns[key], acc) if key in conns else acc
+    for kind, key, n in corrections:
+        if kind == "conn" and key in conns:
+            conn_add(conns[key], conn_correction(key, n))
+    connections = [conn_final(a) for a in conns.values()]
+    connections.sort(key=lambda r: (r["first"] or "", str(r["src_ip"]), r["src_port"] or 0,
+                                    str(r["dst_ip"]), r["dst_port"] or 0))
+
+    dns = pair_dns(((_remap_fields(r, k, remap), (k, r.get("flow_id")) in st.continued,
+                     (k, r.get("flow_id")) in st.cut_at_end)
+                    for k, s in enumerate(shards) for r in s.dns), counts)
+    dns.sort(key=lambda r: (r.get("ts") or "", r.get("flow_id") or ""))
+    tls = [_remap_fields(r, k, remap) for k, s in enumerate(shards) for r in s.tls]
+    community = first_per_flow(_remap_fields(r, k, remap)
+                               for k, s in enumerate(shards) for r in s.community_id)
+    stats = None
+    for s in shards:
+        if s.basic_stats is not None:
+            stats = sum_stats(stats, s.basic_stats)
+    stats = finish_stats(stats, count_end_reasons(flows), corrections)
+    return MergeResult(flows, connections, dns, tls, community, stats, counts)
+
+
+def community_flow(r: dict) -> Optional[str]:
+    """The flow a Community ID record is about (``flow_id``, else ``id``)."""
+    return r.get("flow_id", r.get("id"))
+
+
+def first_per_flow(records: Iterable[dict]) -> List[dict]:
+    """Community ID records (with stitched ids, in shard order): the first
+    of each flow (a stitched flow has one per piece)."""
     out = []
-    for key, acc in rows.items():
-        acc["flows"] -= correction.get(key, 0)
-        acc["protocols"] = sorted(acc["protocols"],
-                                  key=lambda p: (_PROTO_NUMBERS.get(p.upper(), 999), p))
-        out.append(acc)
-    out.sort(key=lambda r: (r["first"] or "", str(r["src_ip"]), r["src_port"] or 0,
-                            str(r["dst_ip"]), r["dst_port"] or 0))
+    seen_ids: set = set()
+    for r in records:
+        fid = community_flow(r)
+        if fid is not None and fid in seen_ids:
+            continue
+        seen_ids.add(fid)
+        out.append(r)
     return out
 
 
@@ -567,41 +768,43 @@ _RESPONSE_FIELDS = ("rcode", "rcode_name", "flags", "answers", "answer_types", "
                     "authorities", "additionals")
 
 
-def _merge_dns(shards, remap, continued, cut_at_end, counts) -> List[dict]:
+def pair_dns(items: Iterable[Tuple[dict, bool, bool]], counts: Dict[str, int]) -> List[dict]:
+    """DNS records ``(record with stitched ids, its flow piece continues an
+    earlier one, its flow piece was alive at its shard's end)`` in shard and
+    file order: a lone response at the start of a continuation is folded
+    into the query cut off at an earlier shard's end (same stitched flow,
+    transaction id and question). Records of different flows never meet,
+    so each flow's records can be paired on their own."""
     out: List[dict] = []
     queries: Dict[tuple, List[dict]] = {}
-    for k, s in enumerate(shards):
-        for r in s.dns:
-            fid = r.get("flow_id")
-            rec = _remap_fields(r, k, remap)
-            lone_q = r.get("rcode") is None
-            lone_r = r.get("rcode") is not None and r.get("rtt") is None
-            if lone_r and (k, fid) in continued:
-                # a response in a continuation: look for its query cut off
-                # at an earlier shard's end
-                counts["dns_lone_responses_at_cut"] += 1
-                q = _take_query(queries, rec)
-                if q is not None:
-                    q_ts, r_ts = ts_ns(q.get("ts")), ts_ns(rec.get("ts"))
-                    for field in _RESPONSE_FIELDS:
-                        if field in rec:
-                            q[field] = rec[field]
-                    if q.get("edns_udp_size") is None and rec.get("edns_udp_size") is not None:
-                        q["edns_udp_size"] = rec["edns_udp_size"]
-                        q["edns_do"] = rec.get("edns_do")
-                    if q_ts is not None and r_ts is not None:
-                        q["rtt"] = round((r_ts - q_ts) / 1e9, 9)
-                    if rec.get("partial"):
-                        q["partial"] = True
-                    counts["dns_split_paired"] += 1
-                    continue
-                counts["dns_split_unpaired"] += 1
-            out.append(rec)
-            if lone_q and (k, fid) in cut_at_end:
-                counts["dns_lone_queries_at_cut"] += 1
-                key = (rec.get("flow_id"), rec.get("trans_id"))
-                queries.setdefault(key, []).append(rec)
-    out.sort(key=lambda r: (r.get("ts") or "", r.get("flow_id") or ""))
+    for rec, continued, cut_at_end in items:
+        lone_q = rec.get("rcode") is None
+        lone_r = rec.get("rcode") is not None and rec.get("rtt") is None
+        if lone_r and continued:
+            # a response in a continuation: look for its query cut off
+            # at an earlier shard's end
+            counts["dns_lone_responses_at_cut"] += 1
+            q = _take_query(queries, rec)
+            if q is not None:
+                q_ts, r_ts = ts_ns(q.get("ts")), ts_ns(rec.get("ts"))
+                for field in _RESPONSE_FIELDS:
+                    if field in rec:
+                        q[field] = rec[field]
+                if q.get("edns_udp_size") is None and rec.get("edns_udp_size") is not None:
+                    q["edns_udp_size"] = rec["edns_udp_size"]
+                    q["edns_do"] = rec.get("edns_do")
+                if q_ts is not None and r_ts is not None:
+                    q["rtt"] = round((r_ts - q_ts) / 1e9, 9)
+                if rec.get("partial"):
+                    q["partial"] = True
+                counts["dns_split_paired"] += 1
+                continue
+            counts["dns_split_unpaired"] += 1
+        out.append(rec)
+        if lone_q and cut_at_end:
+            counts["dns_lone_queries_at_cut"] += 1
+            key = (rec.get("flow_id"), rec.get("trans_id"))
+            queries.setdefault(key, []).append(rec)
     return out
 
 
@@ -627,6 +830,8 @@ def _sum_into(acc: Any, v: Any, indexes: Dict[int, dict]) -> Any:
         return acc + v
     if isinstance(v, dict) and isinstance(acc, dict):
         for k2, v2 in v.items():
+            if k2.endswith("_port") and k2 in acc:
+                continue  # part of a conversation's key (_conv_key): not a counter
             acc[k2] = _sum_into(acc.get(k2), v2, indexes)
         return acc
     if isinstance(v, list) and isinstance(acc, list):
@@ -651,41 +856,57 @@ def _conv_key(x: dict) -> tuple:
                  if isinstance(v, str) or v is None or k.endswith("_port"))
 
 
-def _merge_basic_stats(shards: List[Shard], chains: List[_Chain],
-                       flows: List[dict]) -> Optional[dict]:
-    stats = None
-    indexes: Dict[int, dict] = {}
-    for s in shards:
-        if s.basic_stats is not None:
-            stats = _sum_into(stats, s.basic_stats, indexes)
-    if stats is None:
-        return None
+def sum_stats(a: Optional[dict], b: Optional[dict]) -> Optional[dict]:
+    """Two shards' (or sums') basic-stats summed: numbers summed, objects by
+    key, conversation lists by their addresses and ports."""
+    if b is None:
+        return a
+    return _sum_into(a, b, {})
+
+
+def count_end_reasons(flows: Iterable[dict]) -> Dict[str, int]:
+    """Merged flows by end reason."""
     ended: Dict[str, int] = {}
     for f in flows:
         r = f.get("end_reason") or "unknown"
         ended[r] = ended.get(r, 0) + 1
+    return ended
+
+
+def stats_conv_keys(stats: Optional[dict]) -> set:
+    """The ("l3"/"l4", key) of every conversation basic-stats lists."""
+    out = set()
+    for conv in (stats or {}).get("l3_conversations") or []:
+        out.add(("l3", conv_keys(conv.get("a"), None, conv.get("b"), None, "")[0]))
+    for conv in (stats or {}).get("l4_conversations") or []:
+        out.add(("l4", conv_keys(conv.get("a"), conv.get("a_port"), conv.get("b"),
+                                 conv.get("b_port"), conv.get("protocol", ""))[1]))
+    return out
+
+
+def finish_stats(stats: Optional[dict], ended: Dict[str, int],
+                 corrections: Iterable[Tuple[str, tuple, int]]) -> Optional[dict]:
+    """Summed basic-stats made those of one run: ``flows_ended`` from the
+    merged flows' end reasons (``ended``), conversations' ``flows`` less the
+    stitched pieces (``corrections`` of ``chain_corrections``)."""
+    if stats is None:
+        return None
     if "flows_ended" in stats:
         stats["flows_ended"] = dict(sorted(ended.items()))
-    extra3: Dict[frozenset, int] = {}
-    extra4: Dict[tuple, int] = {}
-    for c in chains:
-        if c.segments > 1:
-            a, b = _endpoints(c.rec)
-            k3 = frozenset((a[0], b[0]))
-            k4 = (frozenset((a, b)), str(c.rec.get("proto", "")).upper())
-            extra3[k3] = extra3.get(k3, 0) + c.segments - 1
-            extra4[k4] = extra4.get(k4, 0) + c.segments - 1
+    extra: Dict[tuple, int] = {}
+    for kind, key, n in corrections:
+        if kind in ("l3", "l4"):
+            extra[(kind, key)] = extra.get((kind, key), 0) + n
     for conv in stats.get("l3_conversations") or []:
-        k3 = frozenset((conv.get("a"), conv.get("b")))
-        if k3 in extra3 and isinstance(conv.get("flows"), int):
-            conv["flows"] -= extra3[k3]
+        k = ("l3", conv_keys(conv.get("a"), None, conv.get("b"), None, "")[0])
+        if k in extra and isinstance(conv.get("flows"), int):
+            conv["flows"] -= extra[k]
     for conv in stats.get("l4_conversations") or []:
-        k4 = (frozenset(((conv.get("a"), conv.get("a_port")), (conv.get("b"), conv.get("b_port")))),
-              str(conv.get("protocol", "")).upper())
-        if k4 in extra4 and isinstance(conv.get("flows"), int):
-            conv["flows"] -= extra4[k4]
+        k = ("l4", conv_keys(conv.get("a"), conv.get("a_port"), conv.get("b"),
+                             conv.get("b_port"), conv.get("protocol", ""))[1])
+        if k in extra and isinstance(conv.get("flows"), int):
+            conv["flows"] -= extra[k]
     return stats
-
 
 def iter_jsonl(lines: Iterable[str]) -> Iterable[dict]:
     """Records of JSON lines (blank lines skipped)."""

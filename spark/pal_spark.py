@@ -9,17 +9,23 @@ write what one run over the same files, in time order, would give.
 Each capture file is one Spark task: the file's bytes are streamed into
 ``pcap-analyzer -`` (standard input; gzip/xz/lz4/zstd/bzip2 are recognised
 by content) on the executor, which writes its records as JSON lines into a
-temporary directory; the task reads them back and returns them. The driver
-orders the shards by their first packet, merges them with pal_merge (flows
-cut at a file boundary stitched back, connection report rows summed, ...)
-and writes one Parquet dataset per record kind under ``--out``, partitioned
-by ``day`` (and ``hour`` with ``--hour``), plus ``summary.json`` (what the
-merge counted, per-shard timings). See spark/README.md.
+temporary directory; the task reads them back and keeps them on the
+executor (persisted). The driver gets a few numbers per file (first and
+last packet, open flows) and orders the files by their first packet; the
+merge then runs in Spark with pal_merge's functions: flow pieces that may
+continue (a Bloom filter of the keys of pieces alive at their file's end)
+grouped by key and stitched, the others passed through, connection rows
+summed with reduceByKey, DNS queries paired per stitched flow, records of
+stitched pieces given the stitched ids by a join. One Parquet dataset per
+record kind is written under ``--out``, partitioned by ``day`` (and
+``hour`` with ``--hour``), plus ``summary.json`` (what the merge counted,
+per-shard timings). No record goes to the driver. See spark/README.md.
 """
 
 import argparse
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -36,6 +42,9 @@ import pal_merge  # noqa: E402  (shipped to executors with --py-files or addPyFi
 REQUIRED_PLUGINS = ["flows", "connections", "basic-stats"]
 KIND_TIME = {"flows": "first", "connections": "first", "dns": "ts", "tls": "ts",
              "community_id": "ts"}
+# the fields of a merged connection row, in pal_merge.conn_final's order
+CONNECTION_FIELDS = ["first", "last", "flow_id", "src_ip", "src_port", "dst_ip", "dst_port",
+                     "protocols", "bytes", "packets", "flows"]
 SCHEMA_FILES = {"flows": "flow", "connections": "connection", "dns": "dns", "tls": "tls",
                 "community_id": "community_id"}
 
@@ -226,60 +235,122 @@ def flow_timeouts(config_path):
     return t
 
 
-def spark_schema(kind, records, schema_dir):
-    """A Spark schema for ``records``: the project's JSON Schema of the kind
-    when every field is in it, else one inferred from the values (objects
-    and lists of objects as JSON text)."""
-    from pyspark.sql import types as T
-    simple = {"string": T.StringType(), "integer": T.LongType(), "number": T.DoubleType(),
-              "boolean": T.BooleanType()}
-    keys = []
-    seen = set()
+def analyse_elements(name, chunks, opts):
+    """Runs pcap-analyzer over one capture and yields its records as the
+    job's elements (``pal_merge.shard_elements``), the run's facts in the
+    ``"S"`` element."""
+    name, shard, facts = analyse(name, chunks, opts)
+    batch = {}
+    for e in pal_merge.shard_elements(shard, opts["timeouts"]):
+        if e[0] == "S":
+            e[2].update(facts)
+            # the columns of the datasets: the merge adds no field to a kind
+            e[2]["shapes"] = {kind: _shape(getattr(shard, kind), opts["typed"][kind],
+                                           KIND_TIME[kind]) for kind in KIND_TIME}
+        b = batch.setdefault(e[0], [])
+        b.append(e)
+        if len(b) >= _BATCH:
+            yield e[0], pickle.dumps(b, protocol=pickle.HIGHEST_PROTOCOL)
+            batch[e[0]] = []
+    for tag, b in batch.items():
+        if b:
+            yield tag, pickle.dumps(b, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+# Elements are kept as (tag, pickled batch of elements of that tag): a pass
+# over one kind of record unpickles only that kind's batches.
+_BATCH = 1000
+
+
+def _of(batches, *tags):
+    """The elements of the given tags."""
+    return batches.filter(lambda b: b[0] in tags).flatMap(lambda b: pickle.loads(b[1]))
+
+
+def _value_kind(v):
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, int):
+        return "integer"
+    if isinstance(v, float):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list) and all(isinstance(x, str) for x in v):
+        return "strings"
+    if isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+        return "integers"
+    return "json"
+
+
+def _shape(records, typed, tfield):
+    """The shape of a partition's records: how many, their keys in the
+    order first seen, the kinds of values of the keys without a schema type
+    (``typed``: keys with one), and the earliest time (to order the keys of
+    partitions as the earliest record has them)."""
+    n, keys, seen, kinds, first = 0, [], set(), {}, None
     for r in records:
-        for k in r:
+        n += 1
+        t = r.get(tfield) or ""
+        if first is None or t < first:
+            first = t
+        for k, v in r.items():
             if k not in seen:
                 seen.add(k)
                 keys.append(k)
-    props = {}
+            if k not in typed and v is not None:
+                kinds.setdefault(k, set()).add(_value_kind(v))
+    return {"n": n, "keys": keys, "kinds": kinds, "first": first}
+
+
+def _merge_shape(a, b):
+    if b["n"] == 0:
+        return a
+    if a["n"] == 0:
+        return b
+    if (b["first"] or "") < (a["first"] or ""):
+        a, b = b, a
+    keys = a["keys"] + [k for k in b["keys"] if k not in set(a["keys"])]
+    kinds = {k: set(v) for k, v in a["kinds"].items()}
+    for k, v in b["kinds"].items():
+        kinds.setdefault(k, set()).update(v)
+    return {"n": a["n"] + b["n"], "keys": keys, "kinds": kinds, "first": a["first"]}
+
+
+def _schema_props(kind, schema_dir):
     p = os.path.join(schema_dir, "%s.schema.json" % SCHEMA_FILES.get(kind, kind))
     if os.path.exists(p):
         with open(p, encoding="utf-8") as fh:
-            props = json.load(fh).get("properties", {})
+            return json.load(fh).get("properties", {})
+    return {}
+
+
+def _from_json_schema(spec):
+    from pyspark.sql import types as T
+    simple = {"string": T.StringType(), "integer": T.LongType(), "number": T.DoubleType(),
+              "boolean": T.BooleanType()}
+    t = spec.get("type")
+    if isinstance(t, list):
+        t = [x for x in t if x != "null"][0] if [x for x in t if x != "null"] else "string"
+    if t == "array":
+        item = _from_json_schema(spec.get("items", {"type": "string"}))
+        return T.ArrayType(item) if item is not None else None
+    return simple.get(t)
+
+
+def spark_schema(kind, shape, props):
+    """A Spark schema for records of ``shape`` (``_shape``): the project's
+    JSON Schema of the kind for every field it types, else one inferred
+    from the values (objects and lists of objects as JSON text)."""
+    from pyspark.sql import types as T
+    simple = {"string": T.StringType(), "integer": T.LongType(), "number": T.DoubleType(),
+              "boolean": T.BooleanType()}
     fields = []
     encode = set()
-
-    def from_json_schema(spec):
-        t = spec.get("type")
-        if isinstance(t, list):
-            t = [x for x in t if x != "null"][0] if [x for x in t if x != "null"] else "string"
-        if t == "array":
-            item = from_json_schema(spec.get("items", {"type": "string"}))
-            return T.ArrayType(item) if item is not None else None
-        return simple.get(t)
-
-    for k in keys:
-        dt = from_json_schema(props[k]) if k in props else None
+    for k in shape["keys"]:
+        dt = _from_json_schema(props[k]) if k in props else None
         if dt is None:
-            kinds = set()
-            for r in records:
-                v = r.get(k)
-                if v is None:
-                    continue
-                if isinstance(v, bool):
-                    kinds.add("boolean")
-                elif isinstance(v, int):
-                    kinds.add("integer")
-                elif isinstance(v, float):
-                    kinds.add("number")
-                elif isinstance(v, str):
-                    kinds.add("string")
-                elif isinstance(v, list) and all(isinstance(x, str) for x in v):
-                    kinds.add("strings")
-                elif isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool)
-                                                 for x in v):
-                    kinds.add("integers")
-                else:
-                    kinds.add("json")
+            kinds = set(shape["kinds"].get(k, ()))
             if kinds == {"integer", "number"}:
                 kinds = {"number"}
             if len(kinds) == 1 and kinds != {"json"}:
@@ -291,71 +362,207 @@ def spark_schema(kind, records, schema_dir):
                 if kinds - {"string"}:
                     encode.add(k)
         fields.append(T.StructField(k, dt, True))
-    return T.StructType(fields), keys, encode
+    return T.StructType(fields), list(shape["keys"]), encode
 
 
-def _data_frame(spark, rows, schema):
-    """A DataFrame of ``rows`` (lists in ``schema``'s order): through an
-    Arrow table when pyarrow is there (columnar: several times faster than
-    pickling rows), else from the rows."""
-    try:
-        import pyarrow as pa
-        from pyspark.sql import types as T
-    except ImportError:
-        return spark.createDataFrame(rows, schema)
-
-    def arrow_type(dt):
-        if isinstance(dt, T.ArrayType):
-            return pa.list_(arrow_type(dt.elementType))
-        return {T.StringType: pa.string(), T.LongType: pa.int64(), T.DoubleType: pa.float64(),
-                T.BooleanType: pa.bool_()}[type(dt)]
-
-    try:
-        arrays = [pa.array([r[i] for r in rows], type=arrow_type(f.dataType))
-                  for i, f in enumerate(schema.fields)]
-        table = pa.Table.from_arrays(arrays, names=[f.name for f in schema.fields])
-    except (pa.ArrowException, KeyError, TypeError, ValueError):
-        return spark.createDataFrame(rows, schema)
-    try:
-        return spark.createDataFrame(table, schema)  # Spark 4
-    except (TypeError, ValueError):
-        # Spark 3.5: through pandas with Arrow enabled
-        spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
-        return spark.createDataFrame(table.to_pandas(), schema)
-
-
-def write_kind(spark, kind, records, out, by_hour, schema_dir, fmt):
+def _converter(dt, encoded):
+    """How a record value becomes the value of a column of type ``dt``."""
     from pyspark.sql import types as T
-    if not records:
+    if encoded:
+        return lambda v: json.dumps(v) if v is not None else None
+    if isinstance(dt, T.DoubleType):
+        return lambda v: float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) \
+            else v
+    if isinstance(dt, T.ArrayType) and isinstance(dt.elementType, T.DoubleType):
+        return lambda v: [float(x) if isinstance(x, int) else x for x in v] \
+            if isinstance(v, list) else v
+    return None
+
+
+def write_kind(spark, kind, rdd, shape, out, by_hour, schema_dir, fmt):
+    """Writes the records of ``rdd`` (their fields and value kinds:
+    ``shape``) as the dataset ``out/kind``, partitioned by day (and hour) of
+    their time; returns how many (from the written dataset's metadata)."""
+    from pyspark.sql import types as T
+    if shape["n"] == 0:
         return 0
-    schema, keys, encode = spark_schema(kind, records, schema_dir)
+    props = _schema_props(kind, schema_dir)
     tfield = KIND_TIME[kind]
-    rows = []
-    for r in records:
-        row = [json.dumps(r.get(k)) if k in encode and r.get(k) is not None else r.get(k)
-               for k in keys]
+    schema, keys, encode = spark_schema(kind, shape, props)
+    conv = [_converter(f.dataType, f.name in encode) for f in schema.fields]
+
+    def row(r):
+        out_row = []
+        for k, c in zip(keys, conv):
+            v = r.get(k)
+            out_row.append(c(v) if c is not None else v)
         t = r.get(tfield) or ""
-        row.append(t[:10] if len(t) >= 10 else "unknown")
+        out_row.append(t[:10] if len(t) >= 10 else "unknown")
         if by_hour:
-            row.append(t[11:13] if len(t) >= 13 else "unknown")
-        rows.append(row)
+            out_row.append(t[11:13] if len(t) >= 13 else "unknown")
+        return out_row
+
     fields = list(schema.fields) + [T.StructField("day", T.StringType(), False)]
     parts = ["day"]
     if by_hour:
         fields.append(T.StructField("hour", T.StringType(), False))
         parts.append("hour")
-    df = _data_frame(spark, rows, T.StructType(fields))
+    df = spark.createDataFrame(rdd.map(row), T.StructType(fields), verifySchema=False)
     w = df.write.mode("overwrite").partitionBy(*parts)
     target = out.rstrip("/") + "/" + kind
     if fmt == "parquet":
         w.parquet(target)
-    else:
-        w.json(target)
-    return len(rows)
+        return spark.read.parquet(target).count()
+    w.json(target)
+    return spark.read.json(target).count()
+
+
+# ---- the distributed merge (each function runs on the executors) ----------
+
+def _bloom(s):
+    """The Bloom filter of the keys of pieces alive at their shard's end (None: none)."""
+    return pal_merge.Bloom(s["bits"], s["bloom"]) if s["bloom"] is not None else None
+
+
+def _bloom_part(it, bits):
+    b = pal_merge.Bloom(bits)
+    for e in it:
+        if e[0] == "F" and e[6]:
+            b.add(e[5])
+    yield bytes(b.data)
+
+
+def _or_bytes(a, b):
+    return (int.from_bytes(a, "little") | int.from_bytes(b, "little")).to_bytes(len(a), "little")
+
+
+def _parent_refs(rec, ph, bloom):
+    """Tunnel parents of a flow that may have been stitched (their id may change)."""
+    if bloom is None:
+        return []
+    return [p for p in rec.get("tunnel_parents") or [] if p in ph and ph[p] in bloom]
+
+
+def _candidates(it, bcv):
+    """Flow pieces whose key may be stitched: (key, (shard, flow, parent hashes))."""
+    s = bcv.value
+    bloom = _bloom(s)
+    if bloom is None:
+        return
+    for e in it:
+        if e[0] == "F" and e[5] in bloom:
+            yield e[4], (s["idx"][e[1]], e[3], e[7])
+
+
+def _single_flows(it, bcv):
+    """Flow pieces no other piece can be stitched to: flows of their own
+    (pal_merge's stitching of a one-piece key: an end-of-input piece may
+    become a timeout)."""
+    s = bcv.value
+    bloom = _bloom(s)
+    counts = pal_merge.new_counts()
+    for e in it:
+        if e[0] != "F" or (bloom is not None and e[5] in bloom):
+            continue
+        k = s["idx"][e[1]]
+        st = pal_merge.Stitching(s["t"], counts)
+        st.add(k, e[4], e[3], s["ends"][k])
+        for r in st.finish(s["global_end"]):
+            yield ("flow", r, k, _parent_refs(r, e[7], bloom))
+    yield ("counts", counts)
+
+
+def _stitch_groups(it, bcv):
+    """Every piece of a key stitched with pal_merge: flows, the pieces'
+    stitched ids ("info"), corrections of the sums ("corr") and counts."""
+    s = bcv.value
+    bloom = _bloom(s)
+    counts = pal_merge.new_counts()
+    for key, pieces in it:
+        pieces = list(pieces)
+        ph_of = {(k, f["flow_id"]): ph for k, f, ph in pieces}
+        st, _ = pal_merge.stitch_group(key, [(k, f) for k, f, _ in pieces], s["ends"],
+                                       s["global_end"], s["t"])
+        pal_merge.add_counts(counts, st.counts)
+        for c in st.chains:
+            ph = ph_of[(c.first_shard, c.pieces[0]["flow_id"])]
+            yield ("flow", c.rec, c.first_shard, _parent_refs(c.rec, ph, bloom))
+            for corr in pal_merge.chain_corrections(c):
+                yield ("corr",) + corr
+        for (k, fid), root in st.remap.items():
+            yield ("info", (k, fid), (root, (k, fid) in st.continued, (k, fid) in st.cut_at_end))
+    yield ("counts", counts)
+
+
+def _kind_part(it, tag, bcv, affected):
+    """Records of one kind: those naming no flow that may have been
+    stitched (``affected`` False: the record itself), or those that do
+    (``affected``: (uid, (shard, [flow ids], record)))."""
+    s = bcv.value
+    bloom = _bloom(s)
+    for e in it:
+        if e[0] != tag:
+            continue
+        fids = [f for f, h in e[4].items() if h in bloom] if bloom is not None else []
+        if affected and fids:
+            k = s["idx"][e[1]]
+            yield (k, e[2]), (k, fids, e[3])
+        elif not affected and not fids:
+            yield e[3]
+
+
+def _remap_join(items, info, parts):
+    """``items`` (uid, (shard, [flow ids], payload)) with the stitched
+    facts of those flow pieces: (uid, (payload, shard, {flow id: (stitched
+    id, continued, alive at end)})). Only records of stitching candidates
+    go through it; a record naming one flow (all but tunnelled flows) takes
+    one join, others are looked up flow by flow and gathered again."""
+    items = items.persist()
+    one = items.filter(lambda x: len(x[1][1]) == 1) \
+        .map(lambda x: ((x[1][0], x[1][1][0]), x)).leftOuterJoin(info, parts) \
+        .map(lambda kv: (kv[1][0][0], (kv[1][0][1][2], kv[1][0][1][0],
+                                       {kv[0][1]: kv[1][1]} if kv[1][1] is not None else {})))
+    many = items.filter(lambda x: len(x[1][1]) > 1)
+    refs = many.flatMap(lambda x: [((x[1][0], f), x[0]) for f in x[1][1]])
+    found = refs.join(info, parts).map(lambda kv: (kv[1][0], [(kv[0][1], kv[1][1])])) \
+        .reduceByKey(lambda a, b: a + b, parts)
+    return one.union(many.leftOuterJoin(found, parts).map(
+        lambda kv: (kv[0], (kv[1][0][2], kv[1][0][0], dict(kv[1][1] or [])))))
+
+
+def _remapped(payload, k, infos):
+    return pal_merge._remap_fields(payload, k, {(k, f): i[0] for f, i in infos.items()})
+
+
+def _set_parents(rec, k, infos):
+    rec = dict(rec)
+    rec["tunnel_parents"] = [infos[p][0] if p in infos else p for p in rec["tunnel_parents"]]
+    return rec
+
+
+def _dns_items(kv):
+    uid, (rec, k, infos) = kv
+    out = _remapped(rec, k, infos)
+    i = infos.get(rec.get("flow_id"))
+    return out.get("flow_id"), (uid, out, bool(i and i[1]), bool(i and i[2]))
+
+
+def _pair_dns_groups(it):
+    counts = pal_merge.new_counts()
+    for _, items in it:
+        items = sorted(items, key=lambda x: x[0])
+        for r in pal_merge.pair_dns(((x[1], x[2], x[3]) for x in items), counts):
+            yield ("rec", r)
+    yield ("counts", counts)
+
+
+def _conn_corr(e):
+    return e[0] == "corr" and e[1] == "conn"
 
 
 def main(argv=None):
     args = parse_args(argv)
+    from pyspark import StorageLevel
     from pyspark.sql import SparkSession
     t_start = time.time()
     spark = SparkSession.builder.appName("pal-spark").getOrCreate()
@@ -365,43 +572,137 @@ def main(argv=None):
     if not files:
         print("pal-spark: no capture file matches %r" % args.input, file=sys.stderr)
         return 2
+    timeouts = flow_timeouts(_local_path(args.config or "") or None)
+    schema_dir = os.path.join(os.path.dirname(HERE), "schema")
+    typed = {kind: {k for k, spec in _schema_props(kind, schema_dir).items()
+                    if _from_json_schema(spec) is not None} for kind in KIND_TIME}
     opts = {"bin": args.bin, "plugins": [p for p in args.plugins.split(",") if p],
-            "config": args.config, "jobs": args.jobs, "task_timeout": args.task_timeout}
+            "config": args.config, "jobs": args.jobs, "task_timeout": args.task_timeout,
+            "timeouts": timeouts, "typed": typed}
     local = [_local_path(u) for u, _ in files]
     mode = args.read
     if mode == "auto":
         mode = "stream" if all(p is not None and os.path.exists(p) for p in local) else "binary"
     t_listed = time.time()
+    # 1. one task per file: pcap-analyzer, its records kept on the executors
     if mode == "stream":
         rdd = sc.parallelize(list(zip([u for u, _ in files], local)), len(files))
-        results = rdd.map(lambda x: analyse(x[0], _file_chunks(x[1]), opts)).collect()
+        elems = rdd.flatMap(lambda x: analyse_elements(x[0], _file_chunks(x[1]), opts))
     else:
         rdd = sc.binaryFiles(",".join(u for u, _ in files), minPartitions=len(files))
-        results = rdd.map(lambda x: analyse(x[0], _bytes_chunks(x[1]), opts)).collect()
+        elems = rdd.flatMap(lambda x: analyse_elements(x[0], _bytes_chunks(x[1]), opts))
+    batches = elems.persist(StorageLevel.MEMORY_AND_DISK)
+    parts = sc.defaultParallelism
+    # the driver gets a few numbers per file: first and last packet, open pieces, timings
+    facts = _of(batches, "S").map(lambda e: e[2]).collect()
     t_analysed = time.time()
-    results.sort(key=lambda r: (r[1].start_ns() is None, r[1].start_ns() or 0, r[0]))
-    shards = [r[1] for r in results]
-    merged = pal_merge.merge(shards, flow_timeouts(_local_path(args.config or "") or None))
+
+    # 2. the files in time order; the keys of pieces that may continue
+    facts.sort(key=lambda f: (f["start_ns"] is None, f["start_ns"] or 0, f["name"]))
+    ends = [f["end_ns"] for f in facts]
+    n_open = sum(f["open"] for f in facts)
+    bits = pal_merge.Bloom.for_keys(n_open).bits
+    bloom = None
+    if n_open:
+        bloom = _of(batches, "F").mapPartitions(lambda it: _bloom_part(it, bits)) \
+            .treeReduce(_or_bytes)
+    bc = sc.broadcast({"idx": {f["name"]: i for i, f in enumerate(facts)}, "ends": ends,
+                       "global_end": max((e for e in ends if e is not None), default=None),
+                       "t": timeouts, "bits": bits, "bloom": bloom})
+
+    # 3. flows: candidates grouped by key and stitched, the others pass
+    flow_pieces = _of(batches, "F")
+    stitched = flow_pieces.mapPartitions(lambda it: _candidates(it, bc)).groupByKey(parts) \
+        .mapPartitions(lambda it: _stitch_groups(it, bc))
+    singles = flow_pieces.mapPartitions(lambda it: _single_flows(it, bc))
+    merged = stitched.union(singles).persist(StorageLevel.MEMORY_AND_DISK)
+    counts = merged.filter(lambda e: e[0] == "counts").map(lambda e: e[1]) \
+        .fold(pal_merge.new_counts(), pal_merge.add_counts)
+    counts["shards"] = len(files)
+    info = merged.filter(lambda e: e[0] == "info").map(lambda e: (e[1], e[2])) \
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    flow_out = merged.filter(lambda e: e[0] == "flow")
+    flows = flow_out.filter(lambda e: not e[3]).map(lambda e: e[1]).union(
+        _remap_join(flow_out.filter(lambda e: e[3])
+                    .map(lambda e: ((e[2], e[1]["flow_id"]), (e[2], e[3], e[1]))), info,
+                    parts)
+        .map(lambda kv: _set_parents(kv[1][0], kv[1][1], kv[1][2])))
+
+    # 4. basic-stats: summed in a tree, finished with the flows' end reasons
+    stats = _of(batches, "B").map(lambda e: e[2]) \
+        .treeAggregate(None, pal_merge.sum_stats, pal_merge.sum_stats)
+    ended = dict(flow_out.map(lambda e: e[1].get("end_reason") or "unknown").countByValue())
+    conv = sc.broadcast(pal_merge.stats_conv_keys(stats))
+    corr = merged.filter(lambda e: e[0] == "corr" and e[1] in ("l3", "l4")) \
+        .map(lambda e: ((e[1], e[2]), e[3])).reduceByKey(lambda a, b: a + b, parts) \
+        .filter(lambda kv: kv[0] in conv.value).collect()
+    stats = pal_merge.finish_stats(stats, ended, [(k[0], k[1], n) for k, n in corr])
+
+    # 5. records naming a flow: remapped when their flow may have been stitched
+    def split(tag):
+        recs = _of(batches, tag)
+        plain = recs.mapPartitions(lambda it: _kind_part(it, tag, bc, False))
+        joined = _remap_join(recs.mapPartitions(lambda it: _kind_part(it, tag, bc, True)), info,
+                             parts)
+        return plain, joined
+
+    plain, joined = split("C")
+    connections = plain.map(lambda r: pal_merge.conn_acc(r, r.get("flow_id"))).union(
+        joined.map(lambda kv: pal_merge.conn_acc(kv[1][0],
+                                                 _remapped(kv[1][0], kv[1][1], kv[1][2])
+                                                 .get("flow_id")))).union(
+        merged.filter(_conn_corr).map(lambda e: pal_merge.conn_correction(e[2], e[3]))) \
+        .map(lambda a: (pal_merge.conn_key(a), a)).reduceByKey(pal_merge.conn_add, parts) \
+        .map(lambda kv: pal_merge.conn_final(kv[1])).filter(lambda r: r is not None)
+
+    plain, joined = split("D")
+    dns_paired = joined.map(_dns_items).groupByKey(parts).mapPartitions(_pair_dns_groups) \
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    pal_merge.add_counts(counts, dns_paired.filter(lambda e: e[0] == "counts")
+                         .map(lambda e: e[1]).fold(pal_merge.new_counts(),
+                                                   pal_merge.add_counts))
+    dns = plain.union(dns_paired.filter(lambda e: e[0] == "rec").map(lambda e: e[1]))
+
+    plain, joined = split("T")
+    tls = plain.union(joined.map(lambda kv: _remapped(kv[1][0], kv[1][1], kv[1][2])))
+
+    plain, joined = split("I")
+    # a stitched flow has one record per piece: the first (in file order) stays
+    cid = joined.map(lambda kv: (kv[0], _remapped(kv[1][0], kv[1][1], kv[1][2])))
+    community = plain.union(
+        cid.map(lambda x: (pal_merge.community_flow(x[1]) or ("record", x[0]), x))
+        .reduceByKey(lambda a, b: a if a[0] <= b[0] else b, parts).map(lambda kv: kv[1][1]))
     t_merged = time.time()
-    schema_dir = os.path.join(os.path.dirname(HERE), "schema")
+
+    shapes = {}
+    for kind in KIND_TIME:
+        shape = {"n": 0, "keys": [], "kinds": {}, "first": None}
+        for f in facts:
+            shape = _merge_shape(shape, f["shapes"][kind])
+        shapes[kind] = shape
+    shapes["connections"]["keys"] = CONNECTION_FIELDS + [
+        k for k in shapes["connections"]["keys"] if k not in CONNECTION_FIELDS]
     written, write_s = {}, {}
-    for kind in ("flows", "connections", "dns", "tls", "community_id"):
+    for kind, rdd_k in (("flows", flows), ("connections", connections), ("dns", dns),
+                        ("tls", tls), ("community_id", community)):
         t = time.time()
-        written[kind] = write_kind(spark, kind, getattr(merged, kind), args.out, args.hour,
+        written[kind] = write_kind(spark, kind, rdd_k, shapes[kind], args.out, args.hour,
                                    schema_dir, args.format)
         write_s[kind] = round(time.time() - t, 3)
     t_written = time.time()
+    shards = [{k: v for k, v in f.items() if k not in ("start_ns", "end_ns", "open", "shapes")}
+              for f in facts]
     summary = {
         "input": args.input, "files": len(files), "read": mode,
-        "counts": merged.counts, "records": written,
+        "counts": counts, "records": written,
         "seconds": {"start": round(t_listed - t_start, 3),
                     "analyse": round(t_analysed - t_listed, 3),
                     "merge": round(t_merged - t_analysed, 3),
                     "write": round(t_written - t_merged, 3),
                     "total": round(t_written - t_start, 3),
                     "write_by_kind": write_s},
-        "shards": [r[2] for r in results],
-        "basic_stats": merged.basic_stats,
+        "shards": shards,
+        "basic_stats": stats,
     }
     text = json.dumps(summary, indent=1, sort_keys=True)
     out_local = _local_path(args.out)
@@ -411,7 +712,7 @@ def main(argv=None):
             fh.write(text + "\n")
     else:
         sc.parallelize([text], 1).saveAsTextFile(args.out.rstrip("/") + "/summary")
-    c = merged.counts
+    c = counts
     print("pal-spark: %d files, %d flow pieces -> %d flows (%d stitched), %.1f s "
           "(analyse %.1f, merge %.1f, write %.1f)"
           % (len(files), c["flow_pieces"], c["flows"], c["stitched"], t_written - t_start,

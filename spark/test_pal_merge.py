@@ -227,6 +227,23 @@ class Records(unittest.TestCase):
         self.assertEqual(m.basic_stats["l3_conversations"],
                          [{"a": "10.0.0.1", "b": "10.0.0.2", "flows": 1, "packets_ab": 7}])
 
+    def test_l4_conversations_summed_by_their_ports_in_any_grouping(self):
+        conv = lambda n: {"l4_conversations": [  # noqa: E731
+            {"a": "10.0.0.1", "a_port": 4000, "b": "10.0.0.2", "b_port": 53,
+             "protocol": "UDP", "flows": 1, "packets_ab": n}]}
+        stats = [conv(1), conv(2), conv(3)]
+        left = pm.sum_stats(pm.sum_stats(pm.sum_stats(None, stats[0]), stats[1]), stats[2])
+        # a tree (Spark's treeAggregate): (0 + 1) + (2), then partial sums added
+        right = pm.sum_stats(pm.sum_stats(pm.sum_stats(None, stats[0]), stats[1]),
+                             pm.sum_stats(None, stats[2]))
+        want = [{"a": "10.0.0.1", "a_port": 4000, "b": "10.0.0.2", "b_port": 53,
+                 "protocol": "UDP", "flows": 3, "packets_ab": 6}]
+        self.assertEqual(left["l4_conversations"], want)
+        self.assertEqual(right["l4_conversations"], want)
+        tree = pm.sum_stats(pm.sum_stats(None, stats[0]),
+                            pm.sum_stats(pm.sum_stats(None, stats[1]), stats[2]))
+        self.assertEqual(tree["l4_conversations"], want)
+
 
 class ConnState(unittest.TestCase):
     def test_states_from_history_letters(self):
