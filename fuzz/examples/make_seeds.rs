@@ -742,7 +742,36 @@ fn main() -> Res<()> {
         dns.put("msg", &m)?;
     }
 
-    for o in [&cap, &frames, &traces, &dns] {
+    // RFC 9001 A.2's ClientHello: as a TLS record, as QUIC CRYPTO data,
+    // after a SOCKS5 exchange and after an HTTP CONNECT
+    let mut tls = Out::new(&root, "tls_hello")?;
+    let hex =
+        std::fs::read_to_string("../libpcap-analyzer/testdata/quic/rfc9001-a2-client-crypto.hex")?;
+    let digits: String = hex
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .flat_map(|l| l.chars())
+        .filter(char::is_ascii_hexdigit)
+        .collect();
+    let frame: Vec<u8> = (0..digits.len() / 2)
+        .filter_map(|i| u8::from_str_radix(digits.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect();
+    // the CRYPTO frame: type 06, offset 00, length 40 f1, then the message
+    let hello = frame.get(4..).unwrap_or_default();
+    let len = u16::try_from(hello.len())?.to_be_bytes();
+    let mut record = vec![22, 3, 1, len[0], len[1]];
+    record.extend_from_slice(hello);
+    let mut socks = vec![0x01, 5, 1, 0, 5, 1, 0, 3, 11];
+    socks.extend_from_slice(b"example.com\x01\xbb");
+    socks.extend_from_slice(&record);
+    let mut connect = b"\x01CONNECT example.com:443 HTTP/1.1\r\nHost: example.com\r\n\r\n".to_vec();
+    connect.extend_from_slice(&record);
+    tls.put("record", &[&[0x80], &record[..]].concat())?;
+    tls.put("quic", &[&[0x10], hello].concat())?;
+    tls.put("socks5", &socks)?;
+    tls.put("connect", &connect)?;
+
+    for o in [&cap, &frames, &traces, &dns, &tls] {
         println!("{}: {} seeds", o.dir.display(), o.n);
     }
     Ok(())
