@@ -31,9 +31,16 @@ fuzz_target!(|data: &[u8]| {
     match single {
         Ok(m) => {
             let mut row = RowBuf::new(&DNS);
-            let msg = Message { ts: Some(Timestamp(1)), msg: m.clone() };
+            let msg = Message {
+                ts: Some(Timestamp(1)),
+                msg: m.clone(),
+            };
             // as a query alone, a response alone and a transaction
-            for (q, r) in [(Some(&msg), None), (None, Some(&msg)), (Some(&msg), Some(&msg))] {
+            for (q, r) in [
+                (Some(&msg), None),
+                (None, Some(&msg)),
+                (Some(&msg), Some(&msg)),
+            ] {
                 fill_row(&mut row, FlowId(1), &key, q, r);
                 let bytes = row.finish().expect("a complete dns record");
                 let mut vals = Vec::new();
