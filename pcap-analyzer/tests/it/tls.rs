@@ -416,3 +416,46 @@ fn quic_client_hellos_agree_with_tshark() {
     }
     println!("{compared} distinct QUIC ClientHellos agree with tshark");
 }
+
+/// The corpus's damaged QUIC captures: a handshake cut by the snap length
+/// is counted by name (`quic_truncated`, in `--stats-json` and the
+/// summary), and tcpdump's 32-bit pointer overflow capture (a jumbogram
+/// of 84 captured bytes towards port 443) ends cleanly.
+#[test]
+fn truncated_and_malformed_quic_captures_are_counted_not_fatal() {
+    let Some(dir) = corpus() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, truncated) in [
+        ("malformed/tcpdump_quic_handshake_truncated.pcap", true),
+        ("malformed/tcpdump_quic_32_bit_pointer_overflow.pcap", false),
+    ] {
+        let path = dir.join(name);
+        if !path.exists() {
+            eprintln!("SKIP {name}: not in the corpus");
+            continue;
+        }
+        let stats = tmp.path().join("stats.json");
+        let o = run([
+            "-q".as_ref(),
+            "-p".as_ref(),
+            "tls".as_ref(),
+            "--stats-json".as_ref(),
+            stats.as_os_str(),
+            path.as_os_str(),
+        ]);
+        assert!(
+            matches!(o.status.code(), Some(0 | 3)),
+            "{name}: {}",
+            stderr(&o)
+        );
+        let s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+        let tls = &s["plugins"]["tls"];
+        let count = tls["quic_truncated"].as_u64().unwrap();
+        if truncated {
+            // tshark shows two Initials cut short by the snap length
+            assert_eq!(count, 2, "{name}: {tls}");
+        }
+        assert_eq!(tls["quic_initials"].as_u64(), Some(0), "{name}: {tls}");
+    }
+}
