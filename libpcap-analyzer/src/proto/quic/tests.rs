@@ -22,43 +22,68 @@ fn hex(s: &str) -> Vec<u8> {
 
 const DCID: [u8; 8] = [0x83, 0x94, 0xc8, 0xf0, 0x3e, 0x51, 0x57, 0x08];
 
-#[test]
-fn the_initial_keys_are_those_of_rfc_9001_a1() {
-    let c = key_material(VERSION_1, &DCID, true).unwrap();
-    assert_eq!(
-        c.secret.to_vec(),
-        hex("c00cf151ca5be075ed0ebfb5c80323c42d6b7db67881289af4008f1f6c357aea")
-    );
-    assert_eq!(c.key.to_vec(), hex("1f369613dd76d5467730efcbe3b1a22d"));
-    assert_eq!(c.iv.to_vec(), hex("fa044b2f42a3fd3b46fb255c"));
-    assert_eq!(c.hp.to_vec(), hex("9f50449e04a0e810283a1e9933adedd2"));
-    let s = key_material(VERSION_1, &DCID, false).unwrap();
-    assert_eq!(
-        s.secret.to_vec(),
-        hex("3c199828fd139efd216c155ad844cc81fb82fa8d7446fa7d78be803acdda951b")
-    );
-    assert_eq!(s.key.to_vec(), hex("cf3a5331653c364c88f0f379b6067e37"));
-    assert_eq!(s.iv.to_vec(), hex("0ac1493ca1905853b0bba03e"));
-    assert_eq!(s.hp.to_vec(), hex("c206b8d9b9f0f37644430b490eeaa314"));
+/// The client's then the server's secret, key, iv and header protection
+/// key of `version` for [`DCID`] are `want` (hex).
+fn assert_key_material(version: u32, want: [[&str; 4]; 2]) {
+    for (client, w) in [true, false].into_iter().zip(want) {
+        let m = key_material(version, &DCID, client).unwrap();
+        let got = [
+            m.secret.to_vec(),
+            m.key.to_vec(),
+            m.iv.to_vec(),
+            m.hp.to_vec(),
+        ];
+        for (g, w) in got.iter().zip(w) {
+            assert_eq!(*g, hex(w), "version {version:#x}, client {client}");
+        }
+    }
 }
 
-#[test]
-fn the_client_initial_of_rfc_9001_a2_opens_to_its_crypto_frame() {
-    let packet = vector("rfc9001-a2-client-initial.hex");
+/// Opens the client Initial in `file` (`version`, DCID [`DCID`], packet
+/// number 2) to RFC 9001 A.2's CRYPTO frame and PADDING up to 1162 bytes;
+/// the packet and its plaintext.
+fn open_client_initial(file: &str, version: u32) -> (Vec<u8>, Vec<u8>) {
+    let packet = vector(file);
     let h = parse_long_header(&packet).unwrap();
-    assert_eq!(h.version, VERSION_1);
+    assert_eq!(h.version, version);
     assert_eq!(h.packet_type, Some(PacketType::Initial));
     assert_eq!(h.dcid, DCID);
     assert!(h.scid.is_empty() && h.token.is_empty());
     assert_eq!(h.len, 1200);
-    let keys = InitialKeys::new(VERSION_1, h.dcid, true).unwrap();
+    let keys = InitialKeys::new(version, h.dcid, true).unwrap();
     let (pn, plain) = keys.open(&packet[..h.len], &h).unwrap();
     assert_eq!(pn, 2);
-    // the CRYPTO frame, then PADDING up to 1162 bytes
     let crypto = vector("rfc9001-a2-client-crypto.hex");
     assert_eq!(plain.len(), 1162);
     assert_eq!(&plain[..crypto.len()], &crypto[..]);
     assert!(plain[crypto.len()..].iter().all(|b| *b == 0));
+    (packet, plain)
+}
+
+#[test]
+fn the_initial_keys_are_those_of_rfc_9001_a1() {
+    assert_key_material(
+        VERSION_1,
+        [
+            [
+                "c00cf151ca5be075ed0ebfb5c80323c42d6b7db67881289af4008f1f6c357aea",
+                "1f369613dd76d5467730efcbe3b1a22d",
+                "fa044b2f42a3fd3b46fb255c",
+                "9f50449e04a0e810283a1e9933adedd2",
+            ],
+            [
+                "3c199828fd139efd216c155ad844cc81fb82fa8d7446fa7d78be803acdda951b",
+                "cf3a5331653c364c88f0f379b6067e37",
+                "0ac1493ca1905853b0bba03e",
+                "c206b8d9b9f0f37644430b490eeaa314",
+            ],
+        ],
+    );
+}
+
+#[test]
+fn the_client_initial_of_rfc_9001_a2_opens_to_its_crypto_frame() {
+    let (_, plain) = open_client_initial("rfc9001-a2-client-initial.hex", VERSION_1);
     let frames = crypto_frames(&plain).unwrap();
     assert_eq!(frames.len(), 1);
     assert_eq!(frames[0].offset, 0);
@@ -185,22 +210,23 @@ fn varints_of_each_length() {
 /// for the same client Destination Connection ID.
 #[test]
 fn the_initial_keys_of_version_2_are_those_of_rfc_9369_a1() {
-    let c = key_material(VERSION_2, &DCID, true).unwrap();
-    assert_eq!(
-        c.secret.to_vec(),
-        hex("14ec9d6eb9fd7af83bf5a668bc17a7e283766aade7ecd0891f70f9ff7f4bf47b")
+    assert_key_material(
+        VERSION_2,
+        [
+            [
+                "14ec9d6eb9fd7af83bf5a668bc17a7e283766aade7ecd0891f70f9ff7f4bf47b",
+                "8b1a0bc121284290a29e0971b5cd045d",
+                "91f73e2351d8fa91660e909f",
+                "45b95e15235d6f45a6b19cbcb0294ba9",
+            ],
+            [
+                "0263db1782731bf4588e7e4d93b7463907cb8cd8200b5da55a8bd488eafc37c1",
+                "82db637861d55e1d011f19ea71d5d2a7",
+                "dd13c276499c0249d3310652",
+                "edf6d05c83121201b436e16877593c3a",
+            ],
+        ],
     );
-    assert_eq!(c.key.to_vec(), hex("8b1a0bc121284290a29e0971b5cd045d"));
-    assert_eq!(c.iv.to_vec(), hex("91f73e2351d8fa91660e909f"));
-    assert_eq!(c.hp.to_vec(), hex("45b95e15235d6f45a6b19cbcb0294ba9"));
-    let s = key_material(VERSION_2, &DCID, false).unwrap();
-    assert_eq!(
-        s.secret.to_vec(),
-        hex("0263db1782731bf4588e7e4d93b7463907cb8cd8200b5da55a8bd488eafc37c1")
-    );
-    assert_eq!(s.key.to_vec(), hex("82db637861d55e1d011f19ea71d5d2a7"));
-    assert_eq!(s.iv.to_vec(), hex("dd13c276499c0249d3310652"));
-    assert_eq!(s.hp.to_vec(), hex("edf6d05c83121201b436e16877593c3a"));
 }
 
 /// RFC 9369 Appendix A.2: the protected version 2 client Initial (type bits
@@ -208,20 +234,8 @@ fn the_initial_keys_of_version_2_are_those_of_rfc_9369_a1() {
 /// RFC 9001 A.2: its CRYPTO frame, then PADDING.
 #[test]
 fn the_client_initial_of_rfc_9369_a2_opens_to_its_crypto_frame() {
-    let packet = vector("rfc9369-a2-client-initial.hex");
+    let (packet, _) = open_client_initial("rfc9369-a2-client-initial.hex", VERSION_2);
     let h = parse_long_header(&packet).unwrap();
-    assert_eq!(h.version, VERSION_2);
-    assert_eq!(h.packet_type, Some(PacketType::Initial));
-    assert_eq!(h.dcid, DCID);
-    assert!(h.scid.is_empty() && h.token.is_empty());
-    assert_eq!(h.len, 1200);
-    let keys = InitialKeys::new(VERSION_2, h.dcid, true).unwrap();
-    let (pn, plain) = keys.open(&packet[..h.len], &h).unwrap();
-    assert_eq!(pn, 2);
-    let crypto = vector("rfc9001-a2-client-crypto.hex");
-    assert_eq!(plain.len(), 1162);
-    assert_eq!(&plain[..crypto.len()], &crypto[..]);
-    assert!(plain[crypto.len()..].iter().all(|b| *b == 0));
     // version 1's keys (same connection id) do not open it
     let v1 = InitialKeys::new(VERSION_1, h.dcid, true).unwrap();
     assert_eq!(v1.open(&packet[..h.len], &h), Err(QuicError::Decryption));
