@@ -614,7 +614,7 @@ pub const TLS: Kind = Kind {
             n(
                 "quic_version",
                 Ty::U64,
-                "QUIC: the version of the Initial packets that carried the hello"
+                "QUIC: the version on the wire of the Initial packet that completed the hello (a greased version, RFC 9000 §15, as sent)"
             ),
             n(
                 "quic_dcid",
@@ -625,6 +625,11 @@ pub const TLS: Kind = Kind {
                 "quic_scid",
                 Ty::Str,
                 "QUIC: the Source Connection ID of the packet that carried the hello (hex)"
+            ),
+            n(
+                "quic_key_version",
+                Ty::U64,
+                "QUIC: the version whose Initial keys opened the packets (quic_version, or for a greased one the version the AEAD tag showed to be right)"
             ),
         ]
     ),

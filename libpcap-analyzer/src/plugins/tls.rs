@@ -356,10 +356,11 @@ pub fn fill_row(
             row.str("quic")
                 .u64(u64::from(q.version))
                 .str(&crate::proto::to_hex(&q.dcid))
-                .str(&crate::proto::to_hex(&q.scid));
+                .str(&crate::proto::to_hex(&q.scid))
+                .u64(u64::from(q.key_version));
         }
         None => {
-            row.str("tcp").null().null().null();
+            row.str("tcp").null().null().null().null();
         }
     }
 }
@@ -369,8 +370,12 @@ pub fn fill_row(
 /// sender's Source Connection ID.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuicCarrier {
-    /// QUIC version of the Initial packets.
+    /// QUIC version on the wire of the Initial packet that completed the
+    /// hello (a greased one, RFC 9000 §15, stays as sent).
     pub version: u32,
+    /// Version whose Initial keys opened the packets: `version`, or for a
+    /// greased one the version the AEAD tag showed to be right.
+    pub key_version: u32,
     /// The client's first Destination Connection ID.
     pub dcid: Vec<u8>,
     /// The sender's Source Connection ID.
@@ -779,7 +784,8 @@ impl TlsPlugin {
         let (events, used) = crate::proto::tls::quic_handshake_messages(data);
         q.parsed[side] += used;
         let carrier = QuicCarrier {
-            version: q.version,
+            version,
+            key_version: q.version,
             dcid: q.client_dcid.clone(),
             scid: q.scid[side].clone(),
         };

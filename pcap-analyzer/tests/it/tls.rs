@@ -301,9 +301,12 @@ fn tls_records_agree_with_tshark_on_the_corpus() {
     );
 }
 
-/// The client hellos carried by QUIC in `path` as tshark decrypts them:
-/// (SNI, ALPN list, cipher suites) of every ClientHello.
-fn tshark_quic_hellos(path: &Path) -> Option<std::collections::BTreeSet<(String, String, String)>> {
+/// A QUIC ClientHello's (SNI, ALPN list, cipher suites, QUIC version on
+/// the wire).
+type QuicHello = (String, String, String, u64);
+
+/// The client hellos carried by QUIC in `path` as tshark decrypts them.
+fn tshark_quic_hellos(path: &Path) -> Option<std::collections::BTreeSet<QuicHello>> {
     let mut cmd = std::process::Command::new("tshark");
     cmd.arg("-r").arg(path).args([
         "-Y",
@@ -318,6 +321,8 @@ fn tshark_quic_hellos(path: &Path) -> Option<std::collections::BTreeSet<(String,
         "tls.handshake.extensions_alpn_str",
         "-e",
         "tls.handshake.ciphersuite",
+        "-e",
+        "quic.version",
     ]);
     let o = crate::output_within(&mut cmd, std::time::Duration::from_secs(120));
     if !o.status.success() {
@@ -337,7 +342,16 @@ fn tshark_quic_hellos(path: &Path) -> Option<std::collections::BTreeSet<(String,
                             .map_or_else(|_| c.to_string(), |v| v.to_string())
                     })
                     .collect();
-                Some((f[0].to_string(), f.get(1)?.to_string(), ciphers.join(",")))
+                // one version per QUIC packet of the datagram: the first
+                // is the Initial's (coalesced packets follow it)
+                let version = f.get(3)?.split(',').next()?;
+                let version = u64::from_str_radix(version.trim_start_matches("0x"), 16).ok()?;
+                Some((
+                    f[0].to_string(),
+                    f.get(1)?.to_string(),
+                    ciphers.join(","),
+                    version,
+                ))
             })
             .collect(),
     )
@@ -351,6 +365,8 @@ fn quic_client_hellos_agree_with_tshark() {
         "apps/suricata_quic-retry.pcap",
         "apps/ndpi_doq_adguard.pcapng",
         "apps/ndpi_quic_interop_V.pcapng",
+        // gQUIC Q046: no TLS hello on either side
+        "apps/ndpi_quic_q46.pcap",
         "linktypes/tcpdump_quic_handshake.pcap",
         "linktypes/zeek_quic-interop-retry.pcap",
     ];
@@ -390,7 +406,9 @@ fn quic_client_hellos_agree_with_tshark() {
             // JA4 of a QUIC hello starts with q (the protocol letter)
             assert!(r["ja4"].as_str().unwrap().starts_with('q'), "{r}");
             assert!(
-                r["quic_version"].is_u64() && r["quic_dcid"].is_string(),
+                r["quic_version"].is_u64()
+                    && r["quic_key_version"].is_u64()
+                    && r["quic_dcid"].is_string(),
                 "{r}"
             );
             let list = |k: &str| -> Vec<String> {
@@ -406,11 +424,12 @@ fn quic_client_hellos_agree_with_tshark() {
                 r["sni"].as_str().unwrap_or("").to_string(),
                 list("alpn").join(","),
                 list("ciphers").join(","),
+                r["quic_version"].as_u64().unwrap_or(0),
             ));
         }
         assert_eq!(
             ours, theirs,
-            "{name}: QUIC ClientHellos (SNI, ALPN, ciphers)"
+            "{name}: QUIC ClientHellos (SNI, ALPN, ciphers, version)"
         );
         compared += ours.len();
     }
