@@ -21,6 +21,7 @@ use crate::plugin::{
 use crate::stats::AnalyzerStats;
 use libpcap_tools::{Config, FiveTuple, Flow, ipproto};
 use serde::Serialize;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -124,33 +125,35 @@ fn bump<K: std::hash::Hash + Eq>(
     c: &Conv,
     counting: bool,
 ) {
-    if let Some(s) = sample.sampler.clone() {
-        let mut level = s.level();
-        if level != sample.level {
-            prune(map, other, sample, level);
-        }
-        if let Some(v) = map.get_mut(&k) {
-            v.add(c);
-            return;
-        }
-        let h = KeySampler::hash(&k);
-        if counting && KeySampler::passes(h, level) {
-            level = s.add(h);
-            if level != sample.level {
-                prune(map, other, sample, level);
+    let level = sample.sampler.as_ref().map(|s| s.level());
+    if let Some(l) = level
+        && l != sample.level
+    {
+        prune(map, other, sample, l);
+    }
+    let full = map.len() >= cap;
+    // one lookup for a known key; a new key is hashed once more, for the
+    // sampler. When admitting it raises the level, the rows the new level
+    // drops go at the next call or at the end (`settle`).
+    match map.entry(k) {
+        Entry::Occupied(o) => o.into_mut().add(c),
+        Entry::Vacant(v) => {
+            let admit = match (&sample.sampler, level) {
+                (Some(s), Some(mut l)) => {
+                    let h = KeySampler::hash(v.key());
+                    if counting && KeySampler::passes(h, l) {
+                        l = s.add(h);
+                    }
+                    KeySampler::passes(h, l)
+                }
+                _ => !full,
+            };
+            if admit {
+                v.insert(*c);
+            } else {
+                other.add(c);
             }
         }
-        if KeySampler::passes(h, level) {
-            map.insert(k, *c);
-        } else {
-            other.add(c);
-        }
-    } else if let Some(v) = map.get_mut(&k) {
-        v.add(c);
-    } else if map.len() < cap {
-        map.insert(k, *c);
-    } else {
-        other.add(c);
     }
 }
 

@@ -31,6 +31,7 @@ use crate::plugin::{
 };
 use libpcap_tools::{Config, ipproto};
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -401,31 +402,38 @@ pub struct ConnTable {
 impl ConnTable {
     /// The row of `k`, or `None` (counted) when the table is full.
     fn row(&mut self, k: ConnKey, packets: u64) -> Option<&mut ConnStats> {
-        if let Some(s) = self.sampler.clone() {
-            let mut level = s.level();
-            if level != self.level {
-                self.prune(level);
-            }
-            if !self.map.contains_key(&k) {
-                let h = KeySampler::hash(&k);
-                if KeySampler::passes(h, level) && self.counting {
-                    level = s.add(h);
-                    if level != self.level {
-                        self.prune(level);
+        let level = self.sampler.as_ref().map(|s| s.level());
+        if let Some(l) = level
+            && l != self.level
+        {
+            self.prune(l);
+        }
+        let full = self.cap > 0 && self.map.len() >= self.cap;
+        // one lookup for a known key; a new key is hashed once more, for the
+        // sampler. When admitting it raises the level, the rows the new
+        // level drops go at the next call or at the end (`settle`).
+        match self.map.entry(k) {
+            Entry::Occupied(o) => Some(o.into_mut()),
+            Entry::Vacant(v) => {
+                let admit = match (&self.sampler, level) {
+                    (Some(s), Some(mut l)) => {
+                        let h = KeySampler::hash(v.key());
+                        if KeySampler::passes(h, l) && self.counting {
+                            l = s.add(h);
+                        }
+                        KeySampler::passes(h, l)
                     }
-                }
-                if !KeySampler::passes(h, level) {
+                    _ => !full,
+                };
+                if admit {
+                    Some(v.insert(ConnStats::default()))
+                } else {
                     self.dropped_keys += 1;
                     self.dropped_packets += packets;
-                    return None;
+                    None
                 }
             }
-        } else if self.cap > 0 && self.map.len() >= self.cap && !self.map.contains_key(&k) {
-            self.dropped_keys += 1;
-            self.dropped_packets += packets;
-            return None;
         }
-        Some(self.map.entry(k).or_default())
     }
 
     /// Drops the rows whose key does not pass `level` (counted).
@@ -883,6 +891,40 @@ mod tests {
         assert!(t.row(k(1), 1).is_some(), "existing keys still count");
         assert_eq!(t.dropped(), (3, 9));
         assert_eq!(t.map.len(), 2);
+    }
+
+    #[test]
+    fn rows_come_in_the_order_of_the_keys() {
+        // addresses that tie on their low bits, IPv4 against IPv6 holding
+        // the same number, ports that break ties: the derived order is truth
+        let ips = [
+            IpAddr::from([0, 0, 0, 1]),
+            IpAddr::from([10, 0, 0, 1]),
+            IpAddr::from([255, 255, 255, 255]),
+            IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
+            IpAddr::from([0u16, 0, 0, 0, 0, 0, 0x0a00, 1]),
+            IpAddr::from([0x2001u16, 0xdb8, 0, 0, 0, 0, 0, 1]),
+            IpAddr::from([0xffffu16; 8]),
+        ];
+        let mut t = ConnTable::default();
+        let mut want = Vec::new();
+        for (i, src) in ips.iter().enumerate() {
+            for dst in ips.iter().rev() {
+                for port in [0u16, 53, 65535] {
+                    let k = ConnKey {
+                        src: *src,
+                        src_port: port ^ (i as u16),
+                        dst: *dst,
+                        dst_port: port,
+                    };
+                    t.row(k, 1);
+                    want.push(k);
+                }
+            }
+        }
+        want.sort();
+        let got: Vec<ConnKey> = t.rows().into_iter().map(|(k, _)| *k).collect();
+        assert_eq!(got, want);
     }
 
     #[test]

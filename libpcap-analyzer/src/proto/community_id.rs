@@ -79,10 +79,15 @@ pub fn icmp_port_equivalents(proto: u8, icmp_type: u8, icmp_code: u8) -> (u16, u
     }
 }
 
-fn addr_bytes(a: IpAddr) -> Vec<u8> {
+/// An address's bytes in network order, in a buffer of 16 (the length used).
+fn addr_bytes(a: IpAddr) -> ([u8; 16], usize) {
+    let mut b = [0; 16];
     match a {
-        IpAddr::V4(v4) => v4.octets().to_vec(),
-        IpAddr::V6(v6) => v6.octets().to_vec(),
+        IpAddr::V4(v4) => {
+            b[..4].copy_from_slice(&v4.octets());
+            (b, 4)
+        }
+        IpAddr::V6(v6) => (v6.octets(), 16),
     }
 }
 
@@ -167,8 +172,9 @@ fn encode(
     one_way: bool,
     hex: bool,
 ) -> String {
-    let sa = addr_bytes(src);
-    let da = addr_bytes(dst);
+    let (sa, sn) = addr_bytes(src);
+    let (da, dn) = addr_bytes(dst);
+    let (sa, da) = (&sa[..sn], &da[..dn]);
     let (sp, dp) = ports.unwrap_or((0, 0));
     let ordered = one_way || sa < da || (sa == da && sp <= dp);
     let (a1, a2, p1, p2) = if ordered {
@@ -176,17 +182,25 @@ fn encode(
     } else {
         (da, sa, dp, sp)
     };
-    let mut h = Sha1::new();
-    h.update(seed.to_be_bytes());
-    h.update(&a1);
-    h.update(&a2);
-    h.update([proto, 0]);
+    // the whole input in one buffer (at most 2 + 16 + 16 + 2 + 4 bytes), one
+    // hash call, no allocation
+    let mut input = [0u8; 40];
+    let mut n = 0;
+    let mut put = |b: &[u8]| {
+        input[n..n + b.len()].copy_from_slice(b);
+        n += b.len();
+    };
+    put(&seed.to_be_bytes());
+    put(a1);
+    put(a2);
+    put(&[proto, 0]);
     if ports.is_some() {
-        h.update(p1.to_be_bytes());
-        h.update(p2.to_be_bytes());
+        put(&p1.to_be_bytes());
+        put(&p2.to_be_bytes());
     }
-    let digest = h.finalize();
-    let mut out = String::from("1:");
+    let digest = Sha1::digest(&input[..n]);
+    let mut out = String::with_capacity(42);
+    out.push_str("1:");
     if hex {
         out.push_str(&super::to_hex(&digest));
     } else {
