@@ -250,8 +250,12 @@ impl RecordSpool {
             .name(format!("pal-spill-{}", self.kind.file))
             .spawn(move || job.run())?;
         self.inflight = Some((handle, bytes));
-        // the rows now held by the thread stay counted until it is done
-        self.lease.cover(self.held());
+        // the rows now held by the thread stay counted until it is done;
+        // when the run's share cannot cover them, the analysis waits for the
+        // thread (back-pressure) rather than hold memory nobody counted
+        if !self.lease.cover(self.held()) {
+            self.join_inflight()?;
+        }
         Ok(())
     }
 
@@ -671,6 +675,31 @@ mod tests {
         s.settle();
         assert!(!s.runs.is_empty());
         assert!(s.save(dir.path(), Format::Jsonl).is_err());
+    }
+
+    /// A run is written by its thread while the analysis goes on, unless
+    /// the memory share cannot cover the rows it holds: then the spool waits
+    /// for it, and the pool is never overdrawn.
+    #[test]
+    fn a_run_the_share_cannot_cover_is_waited_for() {
+        for (limit, overlaps) in [(u64::MAX, true), (0, false)] {
+            let dir = tempfile::tempdir().unwrap();
+            let pool = crate::memory::Pool::new("spool", limit);
+            let mut s =
+                RecordSpool::new(&COMMUNITY_ID, Some(dir.path().to_path_buf())).with_memory(1);
+            s.share_memory(pool.lease());
+            let mut in_flight = false;
+            for i in 0..20_000 {
+                s.push(Some(Timestamp(i)), 1, &row(i, 1, "some text"));
+                in_flight |= s.inflight.is_some();
+                assert!(pool.used() <= limit);
+            }
+            assert_eq!(in_flight, overlaps, "limit {limit}");
+            s.settle();
+            assert!(s.runs.len() > 2, "runs were spilled: {}", s.runs.len());
+            let p = s.save(dir.path(), Format::Jsonl).unwrap().unwrap();
+            assert_eq!(std::fs::read_to_string(p).unwrap().lines().count(), 20_000);
+        }
     }
 
     #[test]
