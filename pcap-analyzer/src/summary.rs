@@ -72,8 +72,40 @@ pub fn summary_json(
         "losses": losses,
         "duration_s": secs,
         "packets_per_s": if secs > 0.0 { s.packets as f64 / secs } else { 0.0 },
+        "memory": memory_json(&output.memory),
         "warnings": warnings,
     })
+}
+
+/// The run's memory pools (`[memory]`: limit, most held at once by all
+/// workers together, requests refused; flows in flows, the others in bytes
+/// or rows as their cap is given) and the process's peak resident memory.
+fn memory_json(pools: &[(String, u64, u64, u64)]) -> serde_json::Value {
+    let pools: serde_json::Map<_, _> = pools
+        .iter()
+        .map(|(name, limit, peak, refused)| {
+            (
+                name.clone(),
+                serde_json::json!({ "limit": limit, "peak": peak, "refused": refused }),
+            )
+        })
+        .collect();
+    serde_json::json!({ "pools": pools, "peak_rss_bytes": peak_rss_bytes() })
+}
+
+/// The process's peak resident set size (`VmHWM` of `/proc/self/status`),
+/// `None` where there is no such file.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    kb.checked_mul(1024)
 }
 
 pub(crate) fn summary_text(v: &serde_json::Value) -> String {

@@ -215,6 +215,16 @@ fn flows_evicted_at_the_cap_show_in_the_text_summary() {
     assert_eq!(s["flows_ended"]["eviction"], 40, "{s}");
     assert_eq!(s["flows_ended"]["end_of_input"], 10, "{s}");
     assert_eq!(s["losses"]["flows.eviction"], 40, "{s}");
+    // the flows pool: its limit is max_flows, all of it held at the end
+    let flows = &s["memory"]["pools"]["flows"];
+    assert_eq!(
+        (&flows["limit"], &flows["peak"]),
+        (&10.into(), &10.into()),
+        "{s}"
+    );
+    // the process's peak RSS: at least the binary's pages, below a GiB
+    let rss = s["memory"]["peak_rss_bytes"].as_u64().unwrap_or(0);
+    assert!((1 << 20..1 << 30).contains(&rss), "{s}");
     assert!(
         err.contains("eviction=40 end-of-input=10 (evicted before their end"),
         "{err}"
