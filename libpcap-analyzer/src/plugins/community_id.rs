@@ -111,11 +111,7 @@ impl Plugin for CommunityIdPlugin {
         Counters::new().count("records", self.spool.records())
     }
     fn save_results(&mut self, dir: &Path) -> PluginResult<Vec<PathBuf>> {
-        let saved = self
-            .spool
-            .save(dir, self.format)
-            .map_err(|e| PluginError::wrap("community-id", e))?;
-        Ok(saved.into_iter().collect())
+        super::spool::save_records("community-id", &mut self.spool, dir, self.format)
     }
 }
 

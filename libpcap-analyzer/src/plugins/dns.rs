@@ -490,11 +490,7 @@ impl Plugin for DnsPlugin {
     }
 
     fn save_results(&mut self, dir: &Path) -> PluginResult<Vec<PathBuf>> {
-        let saved = self
-            .spool
-            .save(dir, self.format)
-            .map_err(|e| PluginError::wrap("dns", e))?;
-        Ok(saved.into_iter().collect())
+        super::spool::save_records("dns", &mut self.spool, dir, self.format)
     }
 }
 

@@ -17,8 +17,7 @@ use super::spool::OutputConfig;
 use crate::output::schema::FLOW;
 use crate::output::{Format, RecordSpool, RowBuf};
 use crate::plugin::{
-    Counters, EndReason, Interest, Layers, Plugin, PluginBuilder, PluginError, PluginResult,
-    downcast,
+    Counters, EndReason, Interest, Layers, Plugin, PluginBuilder, PluginResult, downcast,
 };
 use crate::proto::community_id::community_id_v1;
 use libpcap_tools::{Config, Flow, ipproto};
@@ -152,11 +151,7 @@ impl Plugin for FlowsPlugin {
         Counters::new().count("flows", self.flows)
     }
     fn save_results(&mut self, dir: &Path) -> PluginResult<Vec<PathBuf>> {
-        let saved = self
-            .spool
-            .save(dir, self.format)
-            .map_err(|e| PluginError::wrap("flows", e))?;
-        Ok(saved.into_iter().collect())
+        super::spool::save_records("flows", &mut self.spool, dir, self.format)
     }
 }
 

@@ -76,6 +76,24 @@ impl OutputConfig {
     }
 }
 
+/// `save_results` of a plugin whose records are in `spool`: the file
+/// written into `dir` in `format`, if any (none without an output
+/// directory), a failure named after `plugin`.
+///
+/// # Errors
+/// When the records cannot be written ([`crate::output::RecordSpool::save`]).
+pub(super) fn save_records(
+    plugin: &str,
+    spool: &mut crate::output::RecordSpool,
+    dir: &Path,
+    format: crate::output::Format,
+) -> PluginResult<Vec<PathBuf>> {
+    let saved = spool
+        .save(dir, format)
+        .map_err(|e| PluginError::wrap(plugin, e))?;
+    Ok(saved.into_iter().collect())
+}
+
 /// A per-instance JSON-lines spool.
 #[derive(Debug)]
 pub struct Spool {

@@ -1080,11 +1080,7 @@ impl Plugin for TlsPlugin {
     }
 
     fn save_results(&mut self, dir: &Path) -> PluginResult<Vec<PathBuf>> {
-        let saved = self
-            .spool
-            .save(dir, self.format)
-            .map_err(|e| PluginError::wrap("tls", e))?;
-        Ok(saved.into_iter().collect())
+        super::spool::save_records("tls", &mut self.spool, dir, self.format)
     }
 }
 

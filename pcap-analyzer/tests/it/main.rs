@@ -54,6 +54,26 @@ pub(crate) fn output_within(cmd: &mut Command, limit: Duration) -> Output {
         .unwrap_or_else(|e| panic!("{:?}: {e}", cmd.get_program()))
 }
 
+/// Runs the binary quietly with plugin `plugin` on `input`, its records
+/// into `out`; the run must succeed (exit 0, or 3 for an input that ends
+/// early, as some corpus captures do).
+pub(crate) fn analyse_into(plugin: &str, out: &Path, input: &Path) {
+    let o = run([
+        "-q".as_ref(),
+        "-p".as_ref(),
+        plugin.as_ref(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        input.as_os_str(),
+    ]);
+    assert!(
+        matches!(o.status.code(), Some(0 | 3)),
+        "{}: {}",
+        input.display(),
+        stderr(&o)
+    );
+}
+
 pub(crate) fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

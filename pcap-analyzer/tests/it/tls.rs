@@ -8,7 +8,7 @@
 //! of ours on a connection tshark does not dissect as TLS is not compared
 //! (counted and printed). Frames holding two hellos are compared by count.
 
-use crate::{corpus, run, stderr};
+use crate::{analyse_into, corpus, run, stderr};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -383,19 +383,7 @@ fn quic_client_hellos_agree_with_tshark() {
             return;
         };
         let out = tmp.path().join(name.replace('/', "_"));
-        let o = run([
-            "-q".as_ref(),
-            "-p".as_ref(),
-            "tls".as_ref(),
-            "-o".as_ref(),
-            out.as_os_str(),
-            path.as_os_str(),
-        ]);
-        assert!(
-            matches!(o.status.code(), Some(0 | 3)),
-            "{name}: {}",
-            stderr(&o)
-        );
+        analyse_into("tls", &out, &path);
         let text = std::fs::read_to_string(out.join("tls.jsonl")).unwrap();
         let mut ours = std::collections::BTreeSet::new();
         for l in text.lines() {
