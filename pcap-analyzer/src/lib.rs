@@ -361,6 +361,13 @@ pub fn run_with(args: &Args, registry: PluginRegistry, stdout: &mut dyn Write) -
     config.check_sections(&known, Some(&names));
 
     let known_names = known_output_names(&registry, &config);
+    if output.format_runs.is_none() {
+        // records are formatted by the threads writing the runs when a
+        // core is left to them
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let workers = if jobs == 0 { cores } else { jobs };
+        config.set("output", "format_runs", workers < cores);
+    }
     let mut engine = Engine::new(&config, jobs).map_err(|e| invalid_config(cfg_file, e))?;
     // live: no reading thread to favour, each worker reads its own socket
     if engine.jobs() > 1 && run_cfg.worker_nice > 0 && !is_live {

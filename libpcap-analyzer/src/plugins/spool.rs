@@ -23,9 +23,9 @@ pub struct OutputConfig {
     /// Format the records of the text formats into the spilled runs, on
     /// the threads that write the runs, so that the merge at the end only
     /// copies lines: less time at the end when a core is left idle by the
-    /// workers, more work in all (the runs are larger: on a 1M-packet DNS
-    /// capture at `-j 1` with a core left idle, 1.33x the CPU time and
-    /// 1.07x the wall time of row runs). Unset: off.
+    /// workers, a few per cent more work in all (the runs are larger).
+    /// Unset, the tool decides (pcap-analyzer: when `-j` is below the
+    /// number of CPUs).
     pub format_runs: Option<bool>,
 }
 
