@@ -67,6 +67,8 @@ pub struct CommunityIdPlugin {
     spool: RecordSpool,
     format: Format,
     row: RowBuf,
+    /// Flows hashed (the records, written or not).
+    records: u64,
 }
 
 impl Plugin for CommunityIdPlugin {
@@ -82,6 +84,11 @@ impl Plugin for CommunityIdPlugin {
         Interest::new(Layers::FLOW_EVENTS)
     }
     fn flow_destroyed(&mut self, flow: &Flow, _: EndReason) -> PluginResult<()> {
+        self.records += 1;
+        if !self.spool.is_writing() {
+            // counted; hashed only where the record is written
+            return Ok(());
+        }
         let k = &flow.key;
         let cid = self.cfg.id(k.src, k.dst, k.proto, k.src_port, k.dst_port);
         self.row.clear();
@@ -95,20 +102,20 @@ impl Plugin for CommunityIdPlugin {
             .str(&proto_name(k.proto))
             .u64(u64::from(k.proto))
             .str(&cid);
-        // counted even without an output directory
         self.spool.push(flow.first_seen, flow.id.0, &self.row);
         Ok(())
     }
     fn merge(&mut self, other: Box<dyn Plugin>) -> PluginResult<()> {
         let o = downcast::<Self>("community-id", other)?;
+        self.records += o.records;
         self.spool.merge(o.spool);
         Ok(())
     }
     fn results(&self) -> Option<serde_json::Value> {
-        Some(serde_json::json!({ "records": self.spool.records() }))
+        Some(serde_json::json!({ "records": self.records }))
     }
     fn counters(&self) -> Counters {
-        Counters::new().count("records", self.spool.records())
+        Counters::new().count("records", self.records)
     }
     fn save_results(&mut self, dir: &Path) -> PluginResult<Vec<PathBuf>> {
         super::spool::save_records("community-id", &mut self.spool, dir, self.format)
@@ -136,6 +143,7 @@ impl PluginBuilder for CommunityIdPluginBuilder {
             spool: out.spool(&COMMUNITY_ID),
             format: out.format,
             row: RowBuf::new(&COMMUNITY_ID),
+            records: 0,
         }))
     }
 }
