@@ -25,6 +25,11 @@ const STR_LIST: u8 = 11;
 const U64_LIST: u8 = 12;
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    if v < 0x80 {
+        // lengths, counts, small numbers: most values
+        out.push(v as u8);
+        return;
+    }
     // gathered on the stack, appended once (a time takes 9 bytes)
     let mut b = [0u8; 10];
     let mut n = 0;

@@ -99,7 +99,7 @@ impl Plugin for CommunityIdPlugin {
             .u64(u64::from(k.src_port))
             .ip(k.dst)
             .u64(u64::from(k.dst_port))
-            .str(&proto_name(k.proto))
+            .str(proto_name(k.proto))
             .u64(u64::from(k.proto))
             .str(&cid);
         self.spool.push(flow.first_seen, flow.id.0, &self.row);

@@ -43,8 +43,14 @@ pub fn tcp_flags_string(f: u8) -> String {
 
 /// The protocol's name as the `proto` field gives it: lower case, the
 /// number when it has no name.
-pub fn proto_name(proto: u8) -> String {
-    ipproto::name(proto).map_or_else(|| proto.to_string(), str::to_ascii_lowercase)
+pub fn proto_name(proto: u8) -> &'static str {
+    // made once: a record per flow asks for it
+    static NAMES: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        (0..=u8::MAX)
+            .map(|p| ipproto::name(p).map_or_else(|| p.to_string(), str::to_ascii_lowercase))
+            .collect()
+    });
+    NAMES.get(usize::from(proto)).map_or("", String::as_str)
 }
 
 /// The Community ID v1 (seed 0, base64) of a flow. An ICMP flow's ports
@@ -80,7 +86,7 @@ pub fn fill_flow_row(row: &mut RowBuf, f: &Flow, reason: EndReason) {
         .u64(u64::from(k.dst_port))
         .opt_time(f.last_seen)
         .duration(duration)
-        .str(&proto_name(k.proto))
+        .str(proto_name(k.proto))
         .u64(u64::from(k.proto))
         .opt_str(service.as_deref())
         .u64(c.orig.payload_bytes)
@@ -174,5 +180,21 @@ impl PluginBuilder for FlowsPluginBuilder {
             row: RowBuf::new(&FLOW),
             flows: 0,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::proto_name;
+
+    #[test]
+    fn protocol_names_are_lower_case_or_the_number() {
+        // IANA protocol numbers: 6 TCP, 58 IPv6-ICMP, 132 SCTP; 253 is
+        // reserved for experiments (RFC 3692) and has no name here
+        assert_eq!(proto_name(6), "tcp");
+        assert_eq!(proto_name(58), "icmpv6");
+        assert_eq!(proto_name(132), "sctp");
+        assert_eq!(proto_name(253), "253");
+        assert_eq!(proto_name(0), "0");
     }
 }
