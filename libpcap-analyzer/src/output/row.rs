@@ -630,23 +630,17 @@ mod tests {
             file: "t",
             zeek_path: None,
             doc: "test",
-            fields: &[
-                Field {
-                    name: "n",
-                    ty: Ty::U64,
-                    nullable: false,
-                    zeek: None,
-                    doc: "x",
-                },
-                Field {
-                    name: "id",
-                    ty: Ty::Str,
-                    nullable: false,
-                    zeek: None,
-                    doc: "x",
-                },
-            ],
+            fields: &[required("n", Ty::U64), required("id", Ty::Str)],
         };
+        const fn required(name: &'static str, ty: Ty) -> Field {
+            Field {
+                name,
+                ty,
+                nullable: false,
+                zeek: None,
+                doc: "x",
+            }
+        }
         let kind = &KIND;
         let mut values: Vec<u64> = (0..64).flat_map(|b| [(1u64 << b) - 1, 1 << b]).collect();
         values.extend([u64::MAX, 0x0123_4567_89ab_cdef]);
