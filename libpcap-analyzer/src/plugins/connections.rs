@@ -606,39 +606,15 @@ impl ConnTable {
         // text of a window at a time in memory
         for window in rows.chunks(RENDER_ROWS * threads) {
             if threads == 1 {
-                for row in window {
-                    render_rows(out, std::slice::from_ref(row));
+                for (k, v) in window {
+                    push_row(out, k, v, "; ", false);
+                    out.push('\n');
                     if out.len() > REPORT_PIECE {
                         flush(out)?;
                     }
                 }
             } else {
-                let parts = std::thread::scope(|s| {
-                    let running: Vec<_> = window
-                        .chunks(RENDER_ROWS)
-                        .map(|part| {
-                            let spawned = std::thread::Builder::new()
-                                .name("pal-report".into())
-                                .spawn_scoped(s, || {
-                                    let mut text = String::with_capacity(part.len() * 96);
-                                    render_rows(&mut text, part);
-                                    text
-                                });
-                            (part, spawned)
-                        })
-                        .collect();
-                    running
-                        .into_iter()
-                        .map(|(part, spawned)| {
-                            // without a thread (or if it failed), here
-                            spawned.ok().and_then(|h| h.join().ok()).unwrap_or_else(|| {
-                                let mut text = String::new();
-                                render_rows(&mut text, part);
-                                text
-                            })
-                        })
-                        .collect::<Vec<String>>()
-                });
+                let parts = render_side_by_side(window);
                 // each part whole (16 Ki rows, about 1.6 MB)
                 flush(out)?;
                 for mut text in parts {
@@ -664,12 +640,39 @@ fn report_threads(rows: usize) -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
 }
 
-/// Appends the text report's lines of `rows`.
-fn render_rows(out: &mut String, rows: &[(&ConnKey, &ConnStats)]) {
+/// The text report's lines of `window`, a part of `RENDER_ROWS` rows per
+/// thread (rendered here when a thread cannot be had), in order.
+fn render_side_by_side(window: &[(&ConnKey, &ConnStats)]) -> Vec<String> {
+    std::thread::scope(|s| {
+        let running: Vec<_> = window
+            .chunks(RENDER_ROWS)
+            .map(|part| {
+                let spawned = std::thread::Builder::new()
+                    .name("pal-report".into())
+                    .spawn_scoped(s, || render_rows(part));
+                (part, spawned)
+            })
+            .collect();
+        running
+            .into_iter()
+            .map(|(part, spawned)| {
+                spawned
+                    .ok()
+                    .and_then(|h| h.join().ok())
+                    .unwrap_or_else(|| render_rows(part))
+            })
+            .collect()
+    })
+}
+
+/// The text report's lines of `rows`.
+fn render_rows(rows: &[(&ConnKey, &ConnStats)]) -> String {
+    let mut out = String::with_capacity(rows.len() * 96);
     for (k, v) in rows {
-        push_row(out, k, v, "; ", false);
+        push_row(&mut out, k, v, "; ", false);
         out.push('\n');
     }
+    out
 }
 
 /// Sorts `v` by `cmp` in `parts` parts, each on a thread of its own
@@ -1117,7 +1120,7 @@ mod tests {
         let mut want = String::from(
             "source ip; source port; destination ip; destination port; protocols; first; last; bytes; packets\n",
         );
-        render_rows(&mut want, &t.rows_on(1));
+        want.push_str(&render_rows(&t.rows_on(1)));
         assert_eq!(t.rows(), t.rows_on(1));
         let got = t.render(ReportFormat::Text);
         assert_eq!(got.len(), want.len());
