@@ -324,10 +324,10 @@ fn tshark_quic_hellos(path: &Path) -> Option<std::collections::BTreeSet<QuicHell
         "-e",
         "quic.version",
     ]);
-    let o = crate::output_within(&mut cmd, std::time::Duration::from_secs(120));
-    if !o.status.success() {
-        return None;
-    }
+    // no tshark (or a failing one): None, and the caller skips
+    let o = libpcap_live::testing::output_with_deadline(&mut cmd, Duration::from_secs(120))
+        .ok()
+        .filter(|o| o.status.success())?;
     Some(
         String::from_utf8_lossy(&o.stdout)
             .lines()
