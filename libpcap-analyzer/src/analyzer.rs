@@ -8,7 +8,7 @@ use crate::control::{RunControl, RunState, ShardMonitor};
 use crate::decode::link::{LinkError, LinkInfo, decode_ethernet, decode_link};
 use crate::decode::tunnel;
 use crate::defrag::{DefragFailure, DefragOutcome, Defragmenter, FragmentInfo, FragmentKey};
-use crate::dispatch::{Dispatch, PluginHandle};
+use crate::dispatch::{Dispatch, PluginHandle, StreamListeners};
 use crate::flow::{FlowHandle, FlowTable, Observation, tcp_flags};
 use crate::memory::MemoryBudget;
 use crate::plugin::{
@@ -36,10 +36,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub struct FlowExt {
     /// TCP reassembly state of both directions (to-server, to-client), when a
     /// plugin asked for stream data.
-    streams: Option<Box<[TcpStreamDirection; 2]>>,
+    streams: Option<Box<Streams>>,
     /// No plugin wants the stream of this flow (its protocol or ports match
     /// no stream plugin's filter): it is not reassembled.
     no_streams: bool,
+}
+
+/// The two directions of a reassembled flow (to-server, to-client) and the
+/// stream plugins still listening to each: a direction no one listens to
+/// any more is no longer reassembled ([`PacketContext::stream_done`]).
+#[derive(Debug)]
+struct Streams {
+    dirs: [TcpStreamDirection; 2],
+    listeners: [StreamListeners; 2],
 }
 
 /// Why a run of the analyzer failed.
@@ -1072,18 +1081,32 @@ impl Analyzer {
         };
         if entry.ext.streams.is_none() {
             // decided once per flow, on its first segment
-            if entry.ext.no_streams || !self.dispatch.wants_stream(&entry.flow.key) {
+            let listeners = if entry.ext.no_streams {
+                StreamListeners::default()
+            } else {
+                self.dispatch.stream_listeners(&entry.flow.key)
+            };
+            if listeners.is_empty() {
                 entry.ext.no_streams = true;
                 return;
             }
+            entry.ext.streams = Some(Box::new(Streams {
+                dirs: [TcpStreamDirection::new(), TcpStreamDirection::new()],
+                listeners: [listeners; 2],
+            }));
         }
-        let streams = entry.ext.streams.get_or_insert_with(|| {
-            Box::new([TcpStreamDirection::new(), TcpStreamDirection::new()])
-        });
-        let side = match dir {
-            Direction::ToServer => &mut streams[0],
-            Direction::ToClient => &mut streams[1],
+        let Some(streams) = entry.ext.streams.as_mut() else {
+            return;
         };
+        let i = usize::from(dir == Direction::ToClient);
+        let (Some(side), Some(listeners)) = (streams.dirs.get_mut(i), streams.listeners.get_mut(i))
+        else {
+            return;
+        };
+        if listeners.is_empty() {
+            side.pass(payload.len());
+            return;
+        }
         let flow = &entry.flow;
         let d = &mut self.dispatch;
         let stats = &mut self.stats;
@@ -1095,8 +1118,12 @@ impl Analyzer {
             payload,
             &self.stream_cfg,
             &mut self.budget,
-            &mut |ev| deliver_stream(d, stats, ctx, flow, dir, ev),
+            &mut |ev| deliver_stream(d, stats, ctx, flow, dir, listeners, ev),
         );
+        if listeners.is_empty() {
+            // the last listener left: what the direction holds goes now
+            side.abandon(&mut self.budget);
+        }
     }
 
     fn tunnel(
@@ -1267,15 +1294,19 @@ impl Analyzer {
             let ctx = PacketContext::new(&pseudo, flow.context);
             let d = &mut self.dispatch;
             let stats = &mut self.stats;
-            let [a, b] = &mut *streams;
-            a.flush(&mut self.budget, &mut |ev| {
-                deliver_stream(d, stats, &ctx, &flow, Direction::ToServer, ev)
-            });
-            b.flush(&mut self.budget, &mut |ev| {
-                deliver_stream(d, stats, &ctx, &flow, Direction::ToClient, ev)
-            });
-            self.stats.reassembly.add(a.stats());
-            self.stats.reassembly.add(b.stats());
+            let Streams { dirs, listeners } = &mut *streams;
+            for ((side, listeners), dir) in dirs
+                .iter_mut()
+                .zip(listeners.iter_mut())
+                .zip([Direction::ToServer, Direction::ToClient])
+            {
+                if !listeners.is_empty() {
+                    side.flush(&mut self.budget, &mut |ev| {
+                        deliver_stream(d, stats, &ctx, &flow, dir, listeners, ev)
+                    });
+                }
+                stats.reassembly.add(side.stats());
+            }
         }
         for k in 0..self.dispatch.flow_events.len() {
             let Some(&i) = self.dispatch.flow_events.get(k) else {
@@ -1396,8 +1427,12 @@ fn deliver_stream(
     ctx: &PacketContext<'_>,
     flow: &Flow,
     dir: Direction,
+    listeners: &mut StreamListeners,
     ev: StreamEvent<'_>,
 ) {
+    if listeners.is_empty() {
+        return;
+    }
     let data = match ev {
         StreamEvent::Data { data, offset } => {
             stats.stream_bytes += data.len() as u64;
@@ -1410,8 +1445,13 @@ fn deliver_stream(
     };
     for k in 0..d.stream.len() {
         let Some(&i) = d.stream.get(k) else { continue };
-        if d.slots.get(i).is_some_and(|s| s.filter.wants(&flow.key)) {
-            d.call(i, stats, |p| p.handle_stream(ctx, flow, dir, data));
+        if listeners.has(k) {
+            let done = Cell::new(false);
+            let ctx = ctx.with_stream_done(&done);
+            d.call(i, stats, |p| p.handle_stream(&ctx, flow, dir, data));
+            if done.get() {
+                listeners.leave(k);
+            }
         }
     }
 }

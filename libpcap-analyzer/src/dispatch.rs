@@ -47,6 +47,37 @@ pub(crate) struct Slot {
     pub(crate) disabled: bool,
 }
 
+/// The stream plugins (by position in [`Dispatch::stream`]) still listening
+/// to one direction of a flow's stream. Positions from 63 on share the last
+/// bit, which is never cleared: those plugins cannot leave.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct StreamListeners(u64);
+
+impl StreamListeners {
+    const SHARED: usize = 63;
+
+    fn bit(k: usize) -> u64 {
+        1 << k.min(Self::SHARED)
+    }
+
+    /// `true` if the plugin at position `k` listens.
+    pub(crate) fn has(self, k: usize) -> bool {
+        self.0 & Self::bit(k) != 0
+    }
+
+    /// The plugin at position `k` no longer listens.
+    pub(crate) fn leave(&mut self, k: usize) {
+        if k < Self::SHARED {
+            self.0 &= !Self::bit(k);
+        }
+    }
+
+    /// `true` if no plugin listens.
+    pub(crate) fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
 /// The IP protocols and ports of an [`Interest`] as bit sets, so that the
 /// check made for every packet and plugin is two bit tests instead of two
 /// list scans.
@@ -96,11 +127,16 @@ impl KeyFilter {
 }
 
 impl Dispatch {
-    /// `true` if any plugin wants the reassembled stream of a flow of `key`.
-    pub(crate) fn wants_stream(&self, key: &libpcap_tools::FiveTuple) -> bool {
-        self.stream
-            .iter()
-            .any(|&i| self.slots.get(i).is_some_and(|s| s.filter.wants(key)))
+    /// The stream plugins that want the reassembled stream of a flow of
+    /// `key`, as a [`StreamListeners`] set (empty: no one does).
+    pub(crate) fn stream_listeners(&self, key: &libpcap_tools::FiveTuple) -> StreamListeners {
+        let mut set = 0u64;
+        for (k, &i) in self.stream.iter().enumerate() {
+            if self.slots.get(i).is_some_and(|s| s.filter.wants(key)) {
+                set |= StreamListeners::bit(k);
+            }
+        }
+        StreamListeners(set)
     }
 
     pub(crate) fn new(handles: Vec<PluginHandle>, max_errors: u64) -> Dispatch {

@@ -16,6 +16,8 @@ struct Recorder {
     fail_transport: bool,
     panic_on_transport: bool,
     decap_port: Option<u16>,
+    /// Stream data equal to this makes the plugin leave the direction.
+    leave_on: Option<&'static str>,
 }
 
 impl Recorder {
@@ -26,6 +28,7 @@ impl Recorder {
             fail_transport: false,
             panic_on_transport: false,
             decap_port: None,
+            leave_on: None,
         }
     }
     fn push(&self, s: String) {
@@ -92,16 +95,21 @@ impl Plugin for Recorder {
     }
     fn handle_stream(
         &mut self,
-        _: &PacketContext<'_>,
+        ctx: &PacketContext<'_>,
         _: &Flow,
         dir: Direction,
         d: StreamData<'_>,
     ) -> PluginResult<()> {
         match d {
-            StreamData::Data { offset, data } => self.push(format!(
-                "stream {dir:?} @{offset} {}",
-                String::from_utf8_lossy(data)
-            )),
+            StreamData::Data { offset, data } => {
+                self.push(format!(
+                    "stream {dir:?} @{offset} {}",
+                    String::from_utf8_lossy(data)
+                ));
+                if self.leave_on.is_some_and(|l| l.as_bytes() == data) {
+                    ctx.stream_done();
+                }
+            }
             StreamData::Gap { offset, len } => self.push(format!("gap {dir:?} @{offset} +{len}")),
         }
         Ok(())
@@ -350,6 +358,87 @@ fn tcp_stream_is_delivered_in_order() {
     let destroyed: Vec<_> = l.iter().filter(|s| s.starts_with("destroyed")).collect();
     assert_eq!(destroyed.len(), 1, "{l:#?}");
     assert!(destroyed[0].contains(" fin pkts=10"), "{l:#?}");
+}
+
+#[test]
+fn a_plugin_that_leaves_a_stream_direction_gets_no_more_of_it() {
+    let (c, s) = (IpAddr::V4(C), IpAddr::V4(S));
+    let f = |sp, dp, seq, ack, fl, data: &[u8], rev: bool| {
+        let (a, b) = if rev { (s, c) } else { (c, s) };
+        build::eth_ip(a, b, 6, &build::tcp(a, b, sp, dp, seq, ack, fl, data))
+    };
+    let frames = [
+        f(40000, 443, 100, 0, flags::SYN, b"", false),
+        f(443, 40000, 500, 101, flags::SYN | flags::ACK, b"", true),
+        f(40000, 443, 101, 501, flags::ACK, b"hello", false),
+        f(40000, 443, 111, 501, flags::ACK, b"later", false), // out of order
+        f(40000, 443, 106, 501, flags::ACK, b"world", false),
+        f(443, 40000, 501, 111, flags::ACK | flags::PSH, b"ok", true),
+        f(443, 40000, 503, 111, flags::ACK | flags::PSH, b"more", true),
+    ];
+    let run = |plugins: Vec<Recorder>| {
+        let logs: Vec<Log> = plugins.iter().map(|p| p.log.clone()).collect();
+        let boxed = plugins
+            .into_iter()
+            .map(|p| Box::new(p) as Box<dyn Plugin>)
+            .collect();
+        let mut a = Analyzer::new(&Config::new(), boxed).unwrap();
+        for (i, fr) in frames.iter().enumerate() {
+            a.handle_packet(&pkt(i as u64, 1000 + i as i64, fr));
+        }
+        let (_, stats) = a.into_parts();
+        let streams = |l: &Log| -> Vec<String> {
+            let l = l.lock().unwrap();
+            l.iter()
+                .filter(|s| s.starts_with("stream") || s.starts_with("gap"))
+                .cloned()
+                .collect()
+        };
+        (logs.iter().map(streams).collect::<Vec<_>>(), stats)
+    };
+    let leaver = || {
+        let mut p = Recorder::new(&Log::default(), Layers::STREAM);
+        p.leave_on = Some("hello");
+        p
+    };
+    // alone: the direction it left is no longer reassembled (the held
+    // out-of-order segment is dropped, no gap at the end); the other
+    // direction goes on
+    let (logs, stats) = run(vec![leaver()]);
+    assert_eq!(
+        logs[0],
+        [
+            "stream ToServer @0 hello",
+            "stream ToClient @0 ok",
+            "stream ToClient @2 more"
+        ]
+    );
+    assert_eq!(stats.stream_bytes, 5 + 2 + 4);
+    // "later" and "world" were counted, not reassembled
+    assert_eq!(stats.reassembly.unwanted_bytes, 10, "{stats:?}");
+    assert_eq!(stats.reassembly.segments, 7, "{stats:?}");
+    assert!(!stats.anomalies.contains_key("tcp_stream_gap"), "{stats:?}");
+    // with a plugin that stays, the direction goes on for that one only
+    let stays = Recorder::new(&Log::default(), Layers::STREAM);
+    let (logs, _) = run(vec![leaver(), stays]);
+    assert_eq!(
+        logs[0],
+        [
+            "stream ToServer @0 hello",
+            "stream ToClient @0 ok",
+            "stream ToClient @2 more"
+        ]
+    );
+    assert_eq!(
+        logs[1],
+        [
+            "stream ToServer @0 hello",
+            "stream ToServer @5 world",
+            "stream ToServer @10 later",
+            "stream ToClient @0 ok",
+            "stream ToClient @2 more"
+        ]
+    );
 }
 
 #[test]

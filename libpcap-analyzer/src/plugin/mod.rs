@@ -284,6 +284,9 @@ pub struct PacketContext<'a> {
     /// The verdict of the frame, shared by the contexts of all its layers
     /// (`None`: a context outside a frame, whose verdict goes nowhere).
     verdict: Option<&'a Cell<Verdict>>,
+    /// Set by [`PacketContext::stream_done`] (`None`: outside a stream
+    /// delivery).
+    stream_done: Option<&'a Cell<bool>>,
 }
 
 impl<'a> PacketContext<'a> {
@@ -295,6 +298,27 @@ impl<'a> PacketContext<'a> {
             depth: context.depth,
             context,
             verdict: None,
+            stream_done: None,
+        }
+    }
+
+    /// The same context, recording [`PacketContext::stream_done`] in `cell`
+    /// (the analyzer gives one per stream delivery).
+    pub(crate) fn with_stream_done(mut self, cell: &'a Cell<bool>) -> PacketContext<'a> {
+        self.stream_done = Some(cell);
+        self
+    }
+
+    /// In [`Plugin::handle_stream`]: this plugin needs no more of the
+    /// direction being delivered (it found what it looks for, or that the
+    /// stream is not its protocol). Later data of that direction, and its
+    /// flush at the end of the flow, are no longer delivered to it; once no
+    /// plugin listens to a direction, the analyzer stops reassembling it
+    /// and frees what it held. The flow's events (`flow_destroyed`) still
+    /// come. Elsewhere it does nothing.
+    pub fn stream_done(&self) {
+        if let Some(c) = self.stream_done {
+            c.set(true);
         }
     }
 

@@ -905,6 +905,7 @@ impl Plugin for TlsPlugin {
             return Ok(());
         };
         if side.done {
+            ctx.stream_done();
             return Ok(());
         }
         let held = side.held();
@@ -912,12 +913,14 @@ impl Plugin for TlsPlugin {
             StreamData::Data { data, .. } => data,
             StreamData::Gap { .. } => {
                 side.finish();
+                ctx.stream_done();
                 self.buffered = self.buffered.saturating_sub(held);
                 return Ok(());
             }
         };
         if self.buffered.saturating_add(data.len()) > self.cfg.max_total_buffer {
             side.finish();
+            ctx.stream_done();
             self.buffered = self.buffered.saturating_sub(held);
             self.over_budget += 1;
             return Ok(());
@@ -950,6 +953,7 @@ impl Plugin for TlsPlugin {
                     }
                     if step != Step::More {
                         side.finish();
+                        ctx.stream_done();
                     }
                     self.buffered = self
                         .buffered
@@ -987,6 +991,7 @@ impl Plugin for TlsPlugin {
         // the whole pending stream was kept and parsed again
         if side.done || held.saturating_add(data.len()) > self.cfg.max_buffer {
             side.finish();
+            ctx.stream_done();
         }
         self.buffered = self
             .buffered

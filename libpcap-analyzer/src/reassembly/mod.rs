@@ -193,6 +193,11 @@ pub struct StreamStats {
     /// Bytes ignored as not stream data: past the FIN, carried by an RST, or
     /// received after an RST.
     pub data_after_close_bytes: u64,
+    /// Payload bytes of segments not reassembled because no plugin listens
+    /// to the direction any more (each said
+    /// [`PacketContext::stream_done`](crate::plugin::PacketContext::stream_done)):
+    /// not a loss, nothing asked for them.
+    pub unwanted_bytes: u64,
 }
 
 impl StreamStats {
@@ -210,6 +215,7 @@ impl StreamStats {
             dropped_over_cap,
             out_of_window_segments,
             data_after_close_bytes,
+            unwanted_bytes,
         } = other;
         for (a, b) in [
             (&mut self.segments, segments),
@@ -226,6 +232,7 @@ impl StreamStats {
             (&mut self.dropped_over_cap, dropped_over_cap),
             (&mut self.out_of_window_segments, out_of_window_segments),
             (&mut self.data_after_close_bytes, data_after_close_bytes),
+            (&mut self.unwanted_bytes, unwanted_bytes),
         ] {
             *a = a.saturating_add(*b);
         }
@@ -245,6 +252,7 @@ impl StreamStats {
             .count("gaps", self.gaps)
             .count("gap_bytes", self.gap_bytes)
             .count("data_after_close_bytes", self.data_after_close_bytes)
+            .count("unwanted_bytes", self.unwanted_bytes)
             .loss("dropped_over_cap", self.dropped_over_cap)
             .loss("out_of_window_segments", self.out_of_window_segments)
     }
@@ -598,6 +606,25 @@ impl TcpStreamDirection {
             self.gap_to(target, sink);
             self.deliver_from(self.next, &[], budget, sink);
         }
+    }
+
+    /// Drops what the direction holds out of order, undelivered (counted as
+    /// `unwanted_bytes`), and gives its bytes back to `budget`: no one wants
+    /// the rest of the stream.
+    pub fn abandon(&mut self, budget: &mut StreamBudget) {
+        while let Some((_, piece)) = self.buf.pop_first() {
+            self.stats.unwanted_bytes =
+                self.stats.unwanted_bytes.saturating_add(piece.len() as u64);
+            self.release(piece.len(), budget);
+        }
+    }
+
+    /// Counts a segment of `len` payload bytes that is not reassembled
+    /// because no one wants the rest of the stream (after
+    /// [`TcpStreamDirection::abandon`]).
+    pub fn pass(&mut self, len: usize) {
+        self.stats.segments = self.stats.segments.saturating_add(1);
+        self.stats.unwanted_bytes = self.stats.unwanted_bytes.saturating_add(len as u64);
     }
 
     /// End of the flow: delivers what is buffered, reporting holes (and
