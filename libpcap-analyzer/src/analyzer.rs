@@ -155,6 +155,30 @@ pub struct Analyzer {
     clock: RunClock,
     /// The run time of the frame being handled.
     at: Option<Timestamp>,
+    /// Every UDP tunnel port of the configuration, as a bit set: a datagram
+    /// on none of them (almost all) is not looked at further.
+    tunnel_ports: Box<[u64; 1024]>,
+}
+
+/// The ports of every UDP tunnel of `a`, as a bit set.
+fn tunnel_ports(a: &crate::config::AnalyzerConfig) -> Box<[u64; 1024]> {
+    let mut set = Box::new([0u64; 1024]);
+    for list in [
+        &a.vxlan_ports,
+        &a.vxlan_gpe_ports,
+        &a.gre_udp_ports,
+        &a.mpls_udp_ports,
+        &a.gtp_ports,
+        &a.teredo_ports,
+        &a.geneve_ports,
+    ] {
+        for &p in list {
+            if let Some(w) = set.get_mut(usize::from(p >> 6)) {
+                *w |= 1 << (p & 63);
+            }
+        }
+    }
+    set
 }
 
 impl std::fmt::Debug for Analyzer {
@@ -219,6 +243,7 @@ impl Analyzer {
         let mut defrag = Defragmenter::new(cfg.defrag.to_config());
         defrag.set_lease(memory.fragments().lease());
         defrag.set_datagram_lease(memory.fragment_datagrams().lease());
+        let tunnel_ports = tunnel_ports(&cfg.analyzer);
         Analyzer {
             parents: Vec::new(),
             flows,
@@ -237,6 +262,7 @@ impl Analyzer {
             monitor: None,
             clock: RunClock::new(),
             at: None,
+            tunnel_ports,
         }
     }
 
@@ -1172,6 +1198,14 @@ impl Analyzer {
     ) -> Option<(u64, Inner<'d>)> {
         let a = &self.cfg.analyzer;
         let (sp, dp) = (key.src_port, key.dst_port);
+        let listed = |p: u16| {
+            self.tunnel_ports
+                .get(usize::from(p >> 6))
+                .is_some_and(|w| w & (1 << (p & 63)) != 0)
+        };
+        if !listed(sp) && !listed(dp) {
+            return None;
+        }
         // inner lengths must match exactly unless the capture cut the datagram
         let whole = UdpSlice::from_slice(data).is_ok_and(|u| !u.is_truncated());
         let with_id = |(id, c): (u32, tunnel::Carried<'d>)| (u64::from(id), carried(c));
