@@ -143,19 +143,7 @@ fn push_f64(out: &mut Vec<u8>, v: f64) {
 }
 
 fn push_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
-    match ip {
-        std::net::IpAddr::V4(a) => {
-            for (i, o) in a.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b'.');
-                }
-                push_u64(out, u64::from(o));
-            }
-        }
-        std::net::IpAddr::V6(a) => {
-            let _ = write!(out, "{a}");
-        }
-    }
+    out.extend_from_slice(super::iptext::IpText::new(&ip).as_bytes());
 }
 
 /// Appends `s` as a JSON string.

@@ -21,6 +21,7 @@
 //!   whatever the number of workers.
 
 pub mod format;
+pub(crate) mod iptext;
 #[cfg(feature = "parquet")]
 pub mod parquet;
 pub mod row;

@@ -32,7 +32,6 @@ use crate::plugin::{
 use libpcap_tools::{Config, ipproto};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -796,27 +795,9 @@ fn push_row(out: &mut String, k: &ConnKey, v: &ConnStats, sep: &str, csv: bool) 
     out.push_str(num.format(v.packets));
 }
 
-/// Appends an address: IPv4 by hand, IPv6 through `Display` (RFC 5952).
+/// Appends an address (its `Display` text, RFC 5952 for IPv6).
 fn push_ip(out: &mut String, ip: &IpAddr) {
-    match ip {
-        IpAddr::V4(a) => {
-            for (i, x) in a.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push('.');
-                }
-                if x >= 100 {
-                    out.push(char::from(b'0' + x / 100));
-                }
-                if x >= 10 {
-                    out.push(char::from(b'0' + x / 10 % 10));
-                }
-                out.push(char::from(b'0' + x % 10));
-            }
-        }
-        IpAddr::V6(a) => {
-            let _ = write!(out, "{a}");
-        }
-    }
+    out.push_str(crate::output::iptext::IpText::new(ip).as_str());
 }
 
 /// The `connections` plugin.
