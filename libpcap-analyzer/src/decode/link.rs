@@ -190,6 +190,15 @@ pub fn decode_link(linktype: LinkType, frame: &[u8]) -> Result<LinkInfo, LinkErr
 /// As [`decode_link`].
 pub fn decode_ethernet(frame: &[u8]) -> Result<LinkInfo, LinkError> {
     let mut info = LinkInfo::new();
+    // almost every frame: untagged IPv4 or IPv6 (what the general path
+    // below gives for them, without the header walk)
+    if let Some(&[hi, lo]) = frame.get(12..14)
+        && let et @ (0x0800 | 0x86DD) = u16::from_be_bytes([hi, lo])
+    {
+        info.ethertype = et;
+        info.l3_offset = 14;
+        return Ok(info);
+    }
     let e = EthernetSlice::from_slice(frame)?;
     if e.is_802_3() {
         let llc = LlcSlice::from_slice(e.payload())?;
@@ -313,4 +322,40 @@ fn follow_ethertype(
         }
     }
     Err(LinkError::TooManyHeaders)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the header walk gives for `frame` (the path every ethertype but
+    /// untagged IPv4 and IPv6 takes).
+    fn walked(frame: &[u8]) -> Result<LinkInfo, LinkError> {
+        let e = EthernetSlice::from_slice(frame)?;
+        let mut info = LinkInfo::new();
+        follow_ethertype(frame, e.ethertype().0, e.payload(), &mut info, 0)?;
+        Ok(info)
+    }
+
+    #[test]
+    fn untagged_ip_gives_what_the_header_walk_gives() {
+        for et in [[0x08, 0x00], [0x86, 0xdd], [0x08, 0x06], [0x81, 0x00]] {
+            for len in [0usize, 12, 13, 14, 18, 60] {
+                let mut frame = vec![0x11u8; len];
+                if let Some(t) = frame.get_mut(12..14) {
+                    t.copy_from_slice(&et);
+                }
+                let fast = decode_ethernet(&frame).map_err(|e| format!("{e:?}"));
+                let slow = walked(&frame).map_err(|e| format!("{e:?}"));
+                assert_eq!(fast, slow, "{et:x?} {len}");
+            }
+        }
+        let mut frame = [0u8; 14];
+        frame[12..].copy_from_slice(&[0x86, 0xdd]);
+        let info = decode_ethernet(&frame).unwrap();
+        assert_eq!(
+            (info.ethertype, info.l3_offset, info.nvlans),
+            (0x86dd, 14, 0)
+        );
+    }
 }
