@@ -596,6 +596,9 @@ pub trait Plugin: AsAny {
     }
 
     /// Reassembled TCP data of `flow` in direction `dir`, in stream order.
+    /// A plugin that needs no more of the direction says so with
+    /// [`PacketContext::stream_done`]: reassembly stops once no plugin
+    /// listens to it.
     fn handle_stream(
         &mut self,
         ctx: &PacketContext<'_>,
