@@ -135,11 +135,15 @@ pub enum DnsError {
     },
 }
 
+/// A domain name in presentation form. Names of up to 24 bytes (most) are
+/// kept inline, without an allocation ([`compact_str`]); it derefs to `str`.
+pub type DnsName = compact_str::CompactString;
+
 /// A question entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DnsQuestion {
     /// Queried name (see the module docs for the presentation format).
-    pub name: String,
+    pub name: DnsName,
     /// Query type, serialized as its mnemonic (see [`rr_type_name`]).
     #[serde(rename = "type", serialize_with = "ser_rr_type")]
     pub qtype: u16,
@@ -152,7 +156,7 @@ pub struct DnsQuestion {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DnsRecord {
     /// Owner name.
-    pub name: String,
+    pub name: DnsName,
     /// Record type, serialized as its mnemonic (see [`rr_type_name`]).
     #[serde(rename = "type", serialize_with = "ser_rr_type")]
     pub rtype: u16,
@@ -174,26 +178,26 @@ pub enum DnsRData {
     /// IPv6 address (type 28, RFC 3596).
     Aaaa(Ipv6Addr),
     /// Canonical name (type 5).
-    Cname(String),
+    Cname(DnsName),
     /// Name server (type 2).
-    Ns(String),
+    Ns(DnsName),
     /// Domain name pointer (type 12).
-    Ptr(String),
+    Ptr(DnsName),
     /// Mail exchange (type 15).
     Mx {
         /// Preference.
         preference: u16,
         /// Exchange host.
-        exchange: String,
+        exchange: DnsName,
     },
     /// Text strings (type 16), each rendered with the label escaping rules.
     Txt(Vec<String>),
     /// Start of authority (type 6).
     Soa {
         /// Primary name server.
-        mname: String,
+        mname: DnsName,
         /// Responsible mailbox.
-        rname: String,
+        rname: DnsName,
         /// Serial number.
         serial: u32,
         /// Refresh interval.
@@ -214,7 +218,7 @@ pub enum DnsRData {
         /// Port.
         port: u16,
         /// Target host.
-        target: String,
+        target: DnsName,
     },
     /// EDNS(0) pseudo-record (type 41, RFC 6891).
     Opt {
@@ -260,8 +264,9 @@ impl DnsRData {
                 return;
             }
             DnsRData::Aaaa(a) => {
-                use std::fmt::Write as _;
-                let _ = write!(out, "{a}");
+                let text = crate::output::iptext::IpText::new(&std::net::IpAddr::V6(*a));
+                // ASCII: always valid
+                out.push_str(std::str::from_utf8(text.as_bytes()).unwrap_or_default());
                 return;
             }
             DnsRData::Cname(n) | DnsRData::Ns(n) | DnsRData::Ptr(n) => {
@@ -277,7 +282,7 @@ impl DnsRData {
     fn other_text(&self) -> String {
         match self {
             DnsRData::A(_) | DnsRData::Aaaa(_) => String::new(),
-            DnsRData::Cname(n) | DnsRData::Ns(n) | DnsRData::Ptr(n) => n.clone(),
+            DnsRData::Cname(n) | DnsRData::Ns(n) | DnsRData::Ptr(n) => n.to_string(),
             DnsRData::Mx {
                 preference,
                 exchange,
@@ -584,20 +589,89 @@ fn to_dns_error(e: nom::Err<PErr>, msg_len: usize) -> DnsError {
     }
 }
 
+/// Where [`push_escaped_label`] writes.
+trait Bytes {
+    fn put(&mut self, b: &[u8]);
+}
+
+impl Bytes for Vec<u8> {
+    fn put(&mut self, b: &[u8]) {
+        self.extend_from_slice(b);
+    }
+}
+
+/// Bytes of a name's presentation form kept on the stack: every name
+/// without escapes (at most 253 bytes); a longer one moves to the heap.
+const NAME_STACK: usize = 256;
+
+/// A name's presentation bytes, built on the stack.
+struct NameText {
+    buf: [u8; NAME_STACK],
+    len: usize,
+    /// All the bytes, once they outgrew `buf`.
+    spill: Vec<u8>,
+}
+
+impl NameText {
+    fn new() -> NameText {
+        NameText {
+            buf: [0; NAME_STACK],
+            len: 0,
+            spill: Vec::new(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0 && self.spill.is_empty()
+    }
+
+    fn bytes(&self) -> &[u8] {
+        if self.spill.is_empty() {
+            self.buf.get(..self.len).unwrap_or_default()
+        } else {
+            &self.spill
+        }
+    }
+
+    /// The name (only ASCII is ever written).
+    fn name(&self) -> DnsName {
+        match std::str::from_utf8(self.bytes()) {
+            Ok(s) => DnsName::from(s),
+            Err(_) => DnsName::from(String::from_utf8_lossy(self.bytes())),
+        }
+    }
+}
+
+impl Bytes for NameText {
+    fn put(&mut self, b: &[u8]) {
+        if self.spill.is_empty() {
+            let end = self.len.saturating_add(b.len());
+            if let Some(dst) = self.buf.get_mut(self.len..end) {
+                dst.copy_from_slice(b);
+                self.len = end;
+                return;
+            }
+            self.spill
+                .extend_from_slice(self.buf.get(..self.len).unwrap_or_default());
+        }
+        self.spill.extend_from_slice(b);
+    }
+}
+
 /// Appends one label to `out` with RFC 4343 presentation escaping. Only
 /// ASCII is written, so `out` stays valid UTF-8.
-fn push_escaped_label(out: &mut Vec<u8>, label: &[u8]) {
+fn push_escaped_label(out: &mut impl Bytes, label: &[u8]) {
     let plain = |b: &u8| matches!(b, 0x21..=0x7e) && *b != b'.' && *b != b'\\';
     // fast path: a whole label with nothing to escape
     if label.iter().all(plain) {
-        out.extend_from_slice(label);
+        out.put(label);
         return;
     }
     for &b in label {
         match b {
-            b'.' | b'\\' => out.extend_from_slice(&[b'\\', b]),
-            0x21..=0x7e => out.push(b),
-            _ => out.extend_from_slice(&[b'\\', b'0' + b / 100, b'0' + b / 10 % 10, b'0' + b % 10]),
+            b'.' | b'\\' => out.put(&[b'\\', b]),
+            0x21..=0x7e => out.put(&[b]),
+            _ => out.put(&[b'\\', b'0' + b / 100, b'0' + b / 10 % 10, b'0' + b % 10]),
         }
     }
 }
@@ -632,16 +706,15 @@ fn plain_name_len(msg: &[u8], start: usize) -> Option<usize> {
 /// its original position (after the first pointer, or after the root label).
 /// A name that is just a pointer to a name of `known` is a copy of it: the
 /// same result as rendering it again (one pointer, then the same labels).
-fn read_name(msg: &[u8], start: usize, known: &Known<'_>) -> Result<(String, usize), DnsError> {
+fn read_name(msg: &[u8], start: usize, known: &Known<'_>) -> Result<(DnsName, usize), DnsError> {
     if let (Some(&hi @ 0xc0..=0xff), Some(&lo)) = (msg.get(start), msg.get(start.saturating_add(1)))
     {
         let target = (usize::from(hi & 0x3f) << 8) | usize::from(lo);
         if let Some((_, name)) = known.iter().find(|(o, _)| *o == target) {
-            return Ok(((*name).to_string(), start.saturating_add(2)));
+            return Ok((DnsName::from(*name), start.saturating_add(2)));
         }
     }
-    // most names fit: one allocation instead of growing 8 -> 16 -> 32 -> 64
-    let mut out = Vec::with_capacity(64);
+    let mut out = NameText::new();
     let mut pos = start;
     let mut end: Option<usize> = None;
     let mut jumps = 0usize;
@@ -652,9 +725,9 @@ fn read_name(msg: &[u8], start: usize, known: &Known<'_>) -> Result<(String, usi
             0 => {
                 let end = end.unwrap_or(pos.saturating_add(1));
                 if out.is_empty() {
-                    out.extend_from_slice(b"<Root>");
+                    out.put(b"<Root>");
                 }
-                return Ok((ascii_string(out), end));
+                return Ok((out.name(), end));
             }
             1..=63 => {
                 let l = usize::from(len);
@@ -669,7 +742,7 @@ fn read_name(msg: &[u8], start: usize, known: &Known<'_>) -> Result<(String, usi
                     },
                 )?;
                 if !out.is_empty() {
-                    out.push(b'.');
+                    out.put(b".");
                 }
                 push_escaped_label(&mut out, label);
                 pos = label_start.saturating_add(l);
@@ -700,7 +773,7 @@ fn read_name(msg: &[u8], start: usize, known: &Known<'_>) -> Result<(String, usi
 }
 
 /// nom parser for a name inside `msg`; `i` must be a suffix of `msg`.
-fn dns_name<'a>(msg: &'a [u8], i: &'a [u8], known: &Known<'_>) -> PResult<'a, String> {
+fn dns_name<'a>(msg: &'a [u8], i: &'a [u8], known: &Known<'_>) -> PResult<'a, DnsName> {
     let start = msg.len().saturating_sub(i.len());
     match read_name(msg, start, known) {
         Ok((name, end)) => {
@@ -788,7 +861,7 @@ fn dns_rdata<'a>(
         rtype,
         offset: rdata_start,
     };
-    let name_in_rdata = |i: &'a [u8]| -> PResult<'a, String> {
+    let name_in_rdata = |i: &'a [u8]| -> PResult<'a, DnsName> {
         let used = rdata.len().saturating_sub(i.len());
         let start = rdata_start.saturating_add(used);
         match read_name(msg, start, known) {
@@ -1379,6 +1452,28 @@ mod tests {
             parse_dns_message(&q),
             Err(DnsError::NameTooLong { offset: 12 })
         );
+    }
+
+    #[test]
+    fn long_and_escaped_names_are_whole() {
+        // the longest plain name (4 labels, 253 characters) and one whose
+        // escapes make it 4 times its wire length (past the stack buffer)
+        for (byte, text) in [(b'x', "x"), (0u8, "\\000"), (b'.', "\\.")] {
+            let mut q = header(1, 0, [1, 0, 0, 0]);
+            let labels = [63usize, 63, 63, 61];
+            for &n in &labels {
+                q.push(n as u8);
+                q.extend(std::iter::repeat_n(byte, n));
+            }
+            q.extend_from_slice(&[0, 0, 1, 0, 1]);
+            let want = labels
+                .iter()
+                .map(|&n| text.repeat(n))
+                .collect::<Vec<_>>()
+                .join(".");
+            let m = parse_dns_message(&q).unwrap();
+            assert_eq!(m.questions[0].name.as_str(), want, "{byte}");
+        }
     }
 
     #[test]
