@@ -10,6 +10,25 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// is 39 bytes; `::ffff:255.255.255.255` is 22).
 const MAX_TEXT: usize = 39;
 
+/// The decimal text of every octet value followed by a dot, and the count
+/// of its digits.
+const OCTETS: [([u8; 4], usize); 256] = {
+    let mut t = [([0u8; 4], 0usize); 256];
+    let mut v = 0;
+    while v < 256 {
+        let b = v as u8;
+        t[v] = if b >= 100 {
+            ([b'0' + b / 100, b'0' + b / 10 % 10, b'0' + b % 10, b'.'], 3)
+        } else if b >= 10 {
+            ([b'0' + b / 10, b'0' + b % 10, b'.', 0], 2)
+        } else {
+            ([b'0' + b, b'.', 0, 0], 1)
+        };
+        v += 1;
+    }
+    t
+};
+
 /// The text of an address, built on the stack.
 pub(crate) struct IpText {
     buf: [u8; MAX_TEXT],
@@ -43,18 +62,20 @@ impl IpText {
     }
 
     fn v4(&mut self, a: &Ipv4Addr) {
-        for (i, x) in a.octets().into_iter().enumerate() {
-            if i > 0 {
-                self.push(b'.');
-            }
-            if x >= 100 {
-                self.push(b'0' + x / 100);
-            }
-            if x >= 10 {
-                self.push(b'0' + x / 10 % 10);
-            }
-            self.push(b'0' + x % 10);
+        // each octet's digits and a dot written at once (4 bytes, room
+        // checked once), the length moved by the digits' count
+        for x in a.octets() {
+            let (Some(&(digits, n)), Some(slot)) = (
+                OCTETS.get(usize::from(x)),
+                self.buf.get_mut(self.len..self.len + 4),
+            ) else {
+                return;
+            };
+            slot.copy_from_slice(&digits);
+            self.len += n + 1;
         }
+        // no dot after the last octet
+        self.len = self.len.saturating_sub(1);
     }
 
     fn hex_group(&mut self, g: u16) {
