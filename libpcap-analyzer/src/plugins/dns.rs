@@ -39,6 +39,7 @@ use crate::proto::dns::{
 };
 use libpcap_tools::{Config, Direction, FiveTuple, Flow, FlowId, Timestamp, ipproto};
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -117,7 +118,7 @@ pub struct DnsPlugin {
     tcp_held: usize,
     counters: DnsCounters,
     /// Queries waiting for their response, by flow.
-    pending: HashMap<FlowId, Vec<Message>, foldhash::fast::RandomState>,
+    pending: HashMap<FlowId, Waiting, foldhash::fast::RandomState>,
     /// Queries in `pending`.
     waiting: usize,
     /// This worker's part of the run's waiting queries.
@@ -127,6 +128,36 @@ pub struct DnsPlugin {
     spool: RecordSpool,
     format: crate::output::Format,
     row: RowBuf,
+}
+
+/// The queries of one flow waiting for their response, in arrival order:
+/// one kept inline (almost always: no allocation per query), more in a list.
+#[derive(Debug)]
+enum Waiting {
+    One(Message),
+    Many(Vec<Message>),
+}
+
+impl Waiting {
+    fn push(&mut self, m: Message) {
+        match self {
+            Waiting::Many(list) => list.push(m),
+            Waiting::One(_) => {
+                let first = std::mem::replace(self, Waiting::Many(Vec::with_capacity(2)));
+                if let (Waiting::One(first), Waiting::Many(list)) = (first, self) {
+                    list.push(first);
+                    list.push(m);
+                }
+            }
+        }
+    }
+
+    fn as_slice(&self) -> &[Message] {
+        match self {
+            Waiting::One(m) => std::slice::from_ref(m),
+            Waiting::Many(list) => list,
+        }
+    }
 }
 
 /// A decoded message and its time.
@@ -305,7 +336,12 @@ impl DnsPlugin {
                 self.write(flow, key, Some(&m), None);
                 return;
             }
-            self.pending.entry(flow).or_default().push(m);
+            match self.pending.entry(flow) {
+                Entry::Occupied(mut o) => o.get_mut().push(m),
+                Entry::Vacant(v) => {
+                    v.insert(Waiting::One(m));
+                }
+            }
             self.waiting += 1;
             return;
         }
@@ -325,17 +361,29 @@ impl DnsPlugin {
                     _ => true,
                 }
         };
-        let found = self.pending.get_mut(&flow).and_then(|list| {
-            let i = list.iter().position(same)?;
-            Some(list.remove(i))
-        });
+        // the first waiting query it answers, taken out (the flow's entry
+        // too when it was the last)
+        let found = match self.pending.entry(flow) {
+            Entry::Occupied(mut o) => match o.get_mut() {
+                Waiting::One(q) if same(q) => match o.remove() {
+                    Waiting::One(q) => Some(q),
+                    Waiting::Many(_) => None,
+                },
+                Waiting::One(_) => None,
+                Waiting::Many(list) => {
+                    let found = list.iter().position(&same).map(|i| list.remove(i));
+                    if list.is_empty() {
+                        o.remove();
+                    }
+                    found
+                }
+            },
+            Entry::Vacant(_) => None,
+        };
         match found {
             Some(q) => {
                 self.waiting = self.waiting.saturating_sub(1);
                 self.pending_lease.cover(self.waiting as u64);
-                if self.pending.get(&flow).is_some_and(Vec::is_empty) {
-                    self.pending.remove(&flow);
-                }
                 self.write(flow, key, Some(&q), Some(&m));
             }
             None => self.write(flow, key, None, Some(&m)),
@@ -435,9 +483,10 @@ impl Plugin for DnsPlugin {
 
     fn flow_destroyed(&mut self, flow: &Flow, _: EndReason) -> PluginResult<()> {
         if let Some(queries) = self.pending.remove(&flow.id) {
+            let queries = queries.as_slice();
             self.waiting = self.waiting.saturating_sub(queries.len());
             self.pending_lease.cover(self.waiting as u64);
-            for q in &queries {
+            for q in queries {
                 self.write(flow.id, &flow.key, Some(q), None);
             }
         }
@@ -789,5 +838,43 @@ mod tests {
         assert!(p.pending.is_empty());
         assert_eq!(p.counters.unanswered, 1 + 1 + 2);
         assert_eq!(p.counters.records, 2 + 1 + 3);
+        // two queries of one flow answered out of order each find theirs;
+        // a response to no waiting query leaves the one waiting in place
+        let before = p.counters.records;
+        for id in [10, 11] {
+            p.emit(
+                ts,
+                FlowId(7),
+                &key,
+                m(crate::build::dns_query(id, "f.test", 1)),
+            );
+        }
+        p.emit(
+            ts,
+            FlowId(8),
+            &key,
+            m(crate::build::dns_query(20, "g.test", 1)),
+        );
+        for id in [11, 10] {
+            p.emit(
+                ts,
+                FlowId(7),
+                &key,
+                m(crate::build::dns_response(id, "f.test", 1, 0, &[], 1)),
+            );
+        }
+        p.emit(
+            ts,
+            FlowId(8),
+            &key,
+            m(crate::build::dns_response(21, "g.test", 1, 0, &[], 1)),
+        );
+        assert_eq!(p.counters.records - before, 2 + 1);
+        assert_eq!((p.counters.unsolicited, p.waiting), (1 + 1, 1));
+        assert!(!p.pending.contains_key(&FlowId(7)));
+        assert_eq!(
+            p.pending.get(&FlowId(8)).map(|w| w.as_slice().len()),
+            Some(1)
+        );
     }
 }
