@@ -1107,11 +1107,10 @@ impl Analyzer {
         };
         if entry.ext.streams.is_none() {
             // decided once per flow, on its first segment
-            let listeners = if entry.ext.no_streams {
-                StreamListeners::default()
-            } else {
-                self.dispatch.stream_listeners(&entry.flow.key)
-            };
+            if entry.ext.no_streams {
+                return;
+            }
+            let listeners = self.dispatch.stream_listeners(&entry.flow.key);
             if listeners.is_empty() {
                 entry.ext.no_streams = true;
                 return;

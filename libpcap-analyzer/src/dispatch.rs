@@ -50,7 +50,7 @@ pub(crate) struct Slot {
 /// The stream plugins (by position in [`Dispatch::stream`]) still listening
 /// to one direction of a flow's stream. Positions from 63 on share the last
 /// bit, which is never cleared: those plugins cannot leave.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct StreamListeners(u64);
 
 impl StreamListeners {
