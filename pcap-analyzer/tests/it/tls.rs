@@ -187,15 +187,7 @@ fn join(v: &serde_json::Value) -> String {
 
 /// Our hellos of `path`, by connection side, by index.
 fn our_hellos(path: &Path, out: &Path) -> BTreeMap<Key, Vec<Facts>> {
-    let o = run([
-        "-q".as_ref(),
-        "-p".as_ref(),
-        "tls".as_ref(),
-        "-o".as_ref(),
-        out.as_os_str(),
-        path.as_os_str(),
-    ]);
-    assert!(matches!(o.status.code(), Some(0 | 3)), "{}", stderr(&o));
+    analyse_into("tls", out, path);
     let text = std::fs::read_to_string(out.join("tls.jsonl")).unwrap_or_default();
     let mut map: BTreeMap<Key, Vec<(u64, Facts)>> = BTreeMap::new();
     for line in text.lines() {
