@@ -24,9 +24,11 @@
 
 use crate::memory::Lease;
 use crate::plugin::EndReason;
+use deadlines::Deadlines;
 use libpcap_tools::{Direction, FiveTuple, Flow, FlowContext, FlowId, Timestamp, ipproto};
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
+
+mod deadlines;
 
 /// TCP flag bits, as in the TCP header's flags byte.
 pub mod tcp_flags {
@@ -208,7 +210,7 @@ pub struct FlowTable<X> {
     map: HashMap<FlowKey, u32, foldhash::fast::RandomState>,
     slots: Vec<Option<FlowEntry<X>>>,
     free: Vec<u32>,
-    deadlines: BinaryHeap<Reverse<(i64, u32, u32)>>,
+    deadlines: Deadlines,
     ended: Vec<(FlowEntry<X>, EndReason)>,
     now: i64,
     next_generation: u32,
@@ -271,7 +273,7 @@ impl<X: Default> FlowTable<X> {
             map: HashMap::default(),
             slots: Vec::new(),
             free: Vec::new(),
-            deadlines: BinaryHeap::new(),
+            deadlines: Deadlines::default(),
             ended: Vec::new(),
             now: i64::MIN,
             next_generation: 0,
@@ -339,11 +341,7 @@ impl<X: Default> FlowTable<X> {
         if now.0 > self.now {
             self.now = now.0;
         }
-        while let Some(Reverse((deadline, slot, generation))) = self.deadlines.peek().copied() {
-            if deadline > self.now {
-                break;
-            }
-            self.deadlines.pop();
+        while let Some((deadline, slot, generation)) = self.deadlines.pop_due(self.now) {
             self.check_deadline(deadline, slot, generation, false);
         }
     }
@@ -361,7 +359,7 @@ impl<X: Default> FlowTable<X> {
         // a stale entry (the flow was active since it was queued) is re-armed,
         // also when evicting, so that the least recently active flow goes first
         if deadline > popped || (!force && deadline > self.now) {
-            self.deadlines.push(Reverse((deadline, slot, generation)));
+            self.deadlines.push((deadline, slot, generation));
             return false;
         }
         let reason = match e.closing {
@@ -393,7 +391,7 @@ impl<X: Default> FlowTable<X> {
 
     /// Evicts one flow: the one with the earliest deadline.
     fn evict_one(&mut self) {
-        while let Some(Reverse((deadline, slot, generation))) = self.deadlines.pop() {
+        while let Some((deadline, slot, generation)) = self.deadlines.pop_min() {
             if self.check_deadline(deadline, slot, generation, true) {
                 return;
             }
@@ -578,7 +576,7 @@ impl<X: Default> FlowTable<X> {
         if e.closing.is_some() && !was_closing {
             // arm the (shorter) linger deadline; later activity re-arms it lazily
             let deadline = e.last_activity.saturating_add(self.timeouts[1]);
-            self.deadlines.push(Reverse((deadline, slot, e.generation)));
+            self.deadlines.push((deadline, slot, e.generation));
         }
         Tracked {
             handle: FlowHandle(slot),
@@ -639,7 +637,7 @@ impl<X: Default> FlowTable<X> {
         self.stats.peak = self.stats.peak.max(self.map.len() as u64);
         if let Some(Some(e)) = self.slots.get(slot as usize) {
             let deadline = e.last_activity.saturating_add(self.timeout_of(e));
-            self.deadlines.push(Reverse((deadline, slot, generation)));
+            self.deadlines.push((deadline, slot, generation));
         }
         slot
     }
@@ -654,7 +652,7 @@ impl<X: Default> FlowTable<X> {
         let order = self.drain_order();
         self.end_at_input_end(&order);
         // nothing is left: give the memory back for the results
-        self.deadlines = BinaryHeap::new();
+        self.deadlines = Deadlines::default();
         self.map = HashMap::default();
         self.slots = Vec::new();
         self.free = Vec::new();
