@@ -66,6 +66,13 @@ impl Deadlines {
             .push(d);
     }
 
+    /// `true` when a deadline may be due at `now`: [`Deadlines::pop_due`]
+    /// has work (a bucket to take in, or a due top).
+    #[inline]
+    pub(super) fn any_due(&self, now: i64) -> bool {
+        bucket(now) > self.cursor || self.near.peek().is_some_and(|Reverse(d)| d.0 <= now)
+    }
+
     /// Takes the smallest deadline if it is at most `now`.
     #[inline]
     pub(super) fn pop_due(&mut self, now: i64) -> Option<Deadline> {

@@ -337,10 +337,19 @@ impl<X: Default> FlowTable<X> {
 
     /// Advances the table's clock to `now` and ends the flows whose idle or
     /// linger deadline has passed.
+    #[inline]
     pub fn advance(&mut self, now: Timestamp) {
         if now.0 > self.now {
             self.now = now.0;
         }
+        if self.deadlines.any_due(self.now) {
+            self.expire();
+        }
+    }
+
+    /// Ends (or re-arms) every deadline due at `self.now`.
+    #[inline(never)]
+    fn expire(&mut self) {
         while let Some((deadline, slot, generation)) = self.deadlines.pop_due(self.now) {
             self.check_deadline(deadline, slot, generation, false);
         }
