@@ -55,8 +55,13 @@ pub struct RecordSpool {
     /// The text format its runs are written in (rows otherwise).
     lines: Option<Format>,
     /// The run being written by its thread, and the bytes it holds.
-    inflight: Option<(std::thread::JoinHandle<io::Result<PathBuf>>, u64)>,
+    inflight: Option<(std::thread::JoinHandle<io::Result<Spilled>>, u64)>,
 }
+
+/// What a spill thread gives back: its run's file, and the buffers it
+/// held, emptied, for the spool to fill again (so that each run does not
+/// grow fresh buffers, copying every row once more as they double).
+type Spilled = (PathBuf, Vec<u8>, Vec<(Key, u32, u32)>);
 
 /// Bytes a spool may hold without drawing on its lease (so that a spool
 /// never spills runs of a few rows).
@@ -200,17 +205,19 @@ impl RecordSpool {
             + self.inflight_bytes()
     }
 
-    /// Waits for the run in flight; its file joins the runs.
-    fn join_inflight(&mut self) -> io::Result<()> {
+    /// Waits for the run in flight; its file joins the runs. Returns the
+    /// emptied buffers the thread held.
+    fn join_inflight(&mut self) -> io::Result<Option<(Vec<u8>, Vec<(Key, u32, u32)>)>> {
         let Some((handle, _)) = self.inflight.take() else {
-            return Ok(());
+            return Ok(None);
         };
         let result = handle
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("the thread writing a run stopped")));
         self.lease.cover(self.held());
-        self.runs.push(result?);
-        Ok(())
+        let (path, arena, index) = result?;
+        self.runs.push(path);
+        Ok(Some((arena, index)))
     }
 
     /// Waits for the run in flight; a failure makes the spool fail.
@@ -231,7 +238,7 @@ impl RecordSpool {
     /// Hands the rows in memory to a thread that sorts them and writes
     /// them as a run (after the previous run is written).
     fn spill(&mut self) -> io::Result<()> {
-        self.join_inflight()?;
+        let recycled = self.join_inflight()?;
         if self.index.is_empty() {
             return Ok(());
         }
@@ -250,6 +257,15 @@ impl RecordSpool {
             .name(format!("pal-spill-{}", self.kind.file))
             .spawn(move || job.run())?;
         self.inflight = Some((handle, bytes));
+        // the next rows go into the buffers of the run written before, when
+        // the share covers them along with the rows now in flight
+        if let Some((arena, index)) = recycled {
+            let reused = (arena.capacity() + index.capacity() * ENTRY).saturating_sub(FREE_MEMORY);
+            if self.lease.cover(reused as u64 + bytes) {
+                self.arena = arena;
+                self.index = index;
+            }
+        }
         // the rows now held by the thread stay counted until it is done;
         // when the run's share cannot cover them, the analysis waits for the
         // thread (back-pressure) rather than hold memory nobody counted
@@ -413,13 +429,16 @@ struct SpillJob {
 impl SpillJob {
     /// Sorts the rows and writes them as a run (formatted when the spool
     /// has a text format); the file is removed when that fails.
-    fn run(mut self) -> io::Result<PathBuf> {
+    fn run(mut self) -> io::Result<Spilled> {
         sort_rows(&self.arena, &mut self.index);
         let result = self.write();
         if result.is_err() {
             let _ = std::fs::remove_file(&self.path);
         }
-        result.map(|()| self.path)
+        result?;
+        self.arena.clear();
+        self.index.clear();
+        Ok((self.path, self.arena, self.index))
     }
 
     fn write(&self) -> io::Result<()> {
