@@ -63,6 +63,9 @@ pub struct RecordSpool {
 /// grow fresh buffers, copying every row once more as they double).
 type Spilled = (PathBuf, Vec<u8>, Vec<(Key, u32, u32)>);
 
+/// The emptied buffers of a run written: arena and index.
+type Buffers = (Vec<u8>, Vec<(Key, u32, u32)>);
+
 /// Bytes a spool may hold without drawing on its lease (so that a spool
 /// never spills runs of a few rows).
 pub const FREE_MEMORY: usize = 64 << 10;
@@ -207,7 +210,7 @@ impl RecordSpool {
 
     /// Waits for the run in flight; its file joins the runs. Returns the
     /// emptied buffers the thread held.
-    fn join_inflight(&mut self) -> io::Result<Option<(Vec<u8>, Vec<(Key, u32, u32)>)>> {
+    fn join_inflight(&mut self) -> io::Result<Option<Buffers>> {
         let Some((handle, _)) = self.inflight.take() else {
             return Ok(None);
         };
