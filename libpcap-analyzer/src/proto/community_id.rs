@@ -198,20 +198,93 @@ fn encode(
         put(&p1.to_be_bytes());
         put(&p2.to_be_bytes());
     }
-    let digest = Sha1::digest(&input[..n]);
-    let mut out = String::with_capacity(42);
-    out.push_str("1:");
-    if hex {
-        out.push_str(&super::to_hex(&digest));
-    } else {
-        base64::engine::general_purpose::STANDARD.encode_string(digest, &mut out);
+    let input = &input[..n];
+    LAST.with_borrow_mut(|last| {
+        if let Some(id) = last.get(input, hex) {
+            return id.to_owned();
+        }
+        let digest = Sha1::digest(input);
+        let mut out = String::with_capacity(42);
+        out.push_str("1:");
+        if hex {
+            out.push_str(&super::to_hex(&digest));
+        } else {
+            base64::engine::general_purpose::STANDARD.encode_string(digest, &mut out);
+        }
+        last.set(input, hex, &out);
+        out
+    })
+}
+
+/// The last ID computed on a thread, with the hash input and form it came
+/// from: when a flow ends, the `flows` and `community-id` plugins each ask
+/// for its ID, one after the other, and the second gets it without hashing.
+#[derive(Debug)]
+struct LastId {
+    input: [u8; 40],
+    len: usize,
+    hex: bool,
+    id: String,
+}
+
+impl Default for LastId {
+    fn default() -> Self {
+        LastId {
+            input: [0; 40],
+            len: 0,
+            hex: false,
+            id: String::new(),
+        }
     }
-    out
+}
+
+impl LastId {
+    fn get(&self, input: &[u8], hex: bool) -> Option<&str> {
+        (!self.id.is_empty() && self.hex == hex && self.input.get(..self.len) == Some(input))
+            .then_some(self.id.as_str())
+    }
+
+    fn set(&mut self, input: &[u8], hex: bool, id: &str) {
+        let Some(place) = self.input.get_mut(..input.len()) else {
+            return;
+        };
+        place.copy_from_slice(input);
+        self.len = input.len();
+        self.hex = hex;
+        self.id.clear();
+        self.id.push_str(id);
+    }
+}
+
+thread_local! {
+    static LAST: std::cell::RefCell<LastId> = std::cell::RefCell::default();
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Asking again for the ID just computed, or for another flow, another
+    /// seed or the hex form in between, gives what a fresh computation gives
+    /// (the spec's value for the first flow of the baseline below).
+    #[test]
+    fn the_last_id_kept_is_only_given_for_the_same_input_and_form() {
+        let a: IpAddr = "128.232.110.120".parse().unwrap();
+        let b: IpAddr = "66.35.250.204".parse().unwrap();
+        let spec = "1:LQU9qZlK+B5F3KDmev6m5PMibrg=";
+        let first = community_id_v1(0, a, b, 6, 34855, 80);
+        assert_eq!(first, spec);
+        assert_eq!(community_id_v1(0, b, a, 6, 80, 34855), spec);
+        let seeded = community_id_v1(1, a, b, 6, 34855, 80);
+        assert_ne!(seeded, spec);
+        let hex = community_id_v1_hex(0, a, b, 6, 34855, 80);
+        assert_eq!(hex, "1:2d053da9994af81e45dca0e67afea6e4f3226eb8");
+        let other_port = community_id_v1(0, a, b, 6, 34856, 80);
+        assert_ne!(other_port, spec);
+        assert_eq!(community_id_v1(0, a, b, 6, 34855, 80), spec);
+        assert_eq!(community_id_v1(0, a, b, 6, 34855, 80), spec);
+        assert_eq!(community_id_v1(1, a, b, 6, 34855, 80), seeded);
+    }
 
     /// `(proto, saddr, daddr, sport, dport, expected)` where sport/dport are the
     /// *mapped* ports as listed in the spec's baseline files.
