@@ -54,6 +54,7 @@ pub mod reassembly;
 pub mod samples;
 pub mod service;
 pub mod session;
+mod shards;
 pub mod stats;
 pub mod wire;
 

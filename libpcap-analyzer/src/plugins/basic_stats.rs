@@ -18,10 +18,10 @@ use crate::plugin::{
     EndReason, Interest, Layers, Plugin, PluginBuilder, PluginError, PluginResult, downcast,
     write_atomically_with,
 };
+use crate::shards::ShardedMap;
 use crate::stats::AnalyzerStats;
 use libpcap_tools::{Config, FiveTuple, Flow, ipproto};
 use serde::Serialize;
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -75,8 +75,8 @@ impl Conv {
 #[derive(Debug, Default)]
 pub struct BasicStats {
     cfg: BasicStatsConfig,
-    l3: HashMap<(IpAddr, IpAddr), Conv, foldhash::fast::RandomState>,
-    l4: HashMap<FiveTuple, Conv, foldhash::fast::RandomState>,
+    l3: ShardedMap<(IpAddr, IpAddr), Conv>,
+    l4: ShardedMap<FiveTuple, Conv>,
     other_l3: Conv,
     other_l4: Conv,
     end_reasons: HashMap<EndReason, u64, foldhash::fast::RandomState>,
@@ -99,7 +99,7 @@ struct Sample {
 const ROW_BYTES: u64 = crate::memory::row_bytes(std::mem::size_of::<(FiveTuple, Conv)>());
 
 fn prune<K: std::hash::Hash + Eq>(
-    map: &mut HashMap<K, Conv, foldhash::fast::RandomState>,
+    map: &mut ShardedMap<K, Conv>,
     other: &mut Conv,
     sample: &mut Sample,
     level: u32,
@@ -117,7 +117,7 @@ fn prune<K: std::hash::Hash + Eq>(
 /// Adds `c` to the row of `k`; `counting`: a key new to the table is
 /// counted by the sampler (not when merging: it was counted where seen).
 fn bump<K: std::hash::Hash + Eq>(
-    map: &mut HashMap<K, Conv, foldhash::fast::RandomState>,
+    map: &mut ShardedMap<K, Conv>,
     cap: usize,
     other: &mut Conv,
     sample: &mut Sample,
@@ -135,25 +135,22 @@ fn bump<K: std::hash::Hash + Eq>(
     // one lookup for a known key; a new key is hashed once more, for the
     // sampler. When admitting it raises the level, the rows the new level
     // drops go at the next call or at the end (`settle`).
-    match map.entry(k) {
-        Entry::Occupied(o) => o.into_mut().add(c),
-        Entry::Vacant(v) => {
-            let admit = match (&sample.sampler, level) {
-                (Some(s), Some(mut l)) => {
-                    let h = KeySampler::hash(v.key());
-                    if counting && KeySampler::passes(h, l) {
-                        l = s.add(h);
-                    }
-                    KeySampler::passes(h, l)
+    let row = map.get_or_try_insert(k, |k| {
+        let admit = match (&sample.sampler, level) {
+            (Some(s), Some(mut l)) => {
+                let h = KeySampler::hash(k);
+                if counting && KeySampler::passes(h, l) {
+                    l = s.add(h);
                 }
-                _ => !full,
-            };
-            if admit {
-                v.insert(*c);
-            } else {
-                other.add(c);
+                KeySampler::passes(h, l)
             }
-        }
+            _ => !full,
+        };
+        admit.then(Conv::default)
+    });
+    match row {
+        Some(row) => row.add(c),
+        None => other.add(c),
     }
 }
 
@@ -229,7 +226,7 @@ impl Plugin for BasicStats {
     fn merge(&mut self, other: Box<dyn Plugin>) -> PluginResult<()> {
         let o = downcast::<Self>("basic-stats", other)?;
         let cap = self.cfg.max_conversations;
-        for (k, v) in &o.l3 {
+        for (k, v) in o.l3.iter() {
             bump(
                 &mut self.l3,
                 cap,
@@ -240,7 +237,7 @@ impl Plugin for BasicStats {
                 false,
             );
         }
-        for (k, v) in &o.l4 {
+        for (k, v) in o.l4.iter() {
             bump(
                 &mut self.l4,
                 cap,

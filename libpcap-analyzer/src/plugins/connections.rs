@@ -30,8 +30,6 @@ use crate::plugin::{
     write_atomically_with,
 };
 use libpcap_tools::{Config, ipproto};
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -409,7 +407,8 @@ pub const ROW_BYTES: u64 = crate::memory::row_bytes(std::mem::size_of::<(ConnKey
 /// The table of connections.
 #[derive(Debug, Default, Clone)]
 pub struct ConnTable {
-    map: HashMap<ConnKey, ConnStats, foldhash::fast::RandomState>,
+    /// The rows (in parts: growing never holds the whole table twice).
+    map: crate::shards::ShardedMap<ConnKey, ConnStats>,
     /// Most rows kept (0: no limit), when there is no sampler.
     cap: usize,
     /// Keys kept by hash, shared by the workers.
@@ -438,28 +437,25 @@ impl ConnTable {
         // one lookup for a known key; a new key is hashed once more, for the
         // sampler. When admitting it raises the level, the rows the new
         // level drops go at the next call or at the end (`settle`).
-        match self.map.entry(k) {
-            Entry::Occupied(o) => Some(o.into_mut()),
-            Entry::Vacant(v) => {
-                let admit = match (&self.sampler, level) {
-                    (Some(s), Some(mut l)) => {
-                        let h = KeySampler::hash(v.key());
-                        if KeySampler::passes(h, l) && self.counting {
-                            l = s.add(h);
-                        }
-                        KeySampler::passes(h, l)
+        let (sampler, counting) = (&self.sampler, self.counting);
+        let row = self.map.get_or_try_insert(k, |k| {
+            let admit = match (sampler, level) {
+                (Some(s), Some(mut l)) => {
+                    let h = KeySampler::hash(k);
+                    if KeySampler::passes(h, l) && counting {
+                        l = s.add(h);
                     }
-                    _ => !full,
-                };
-                if admit {
-                    Some(v.insert(ConnStats::default()))
-                } else {
-                    self.dropped_keys += 1;
-                    self.dropped_packets += packets;
-                    None
+                    KeySampler::passes(h, l)
                 }
-            }
+                _ => !full,
+            };
+            admit.then(ConnStats::default)
+        });
+        if row.is_none() {
+            self.dropped_keys += 1;
+            self.dropped_packets += packets;
         }
+        row
     }
 
     /// Drops the rows whose key does not pass `level` (counted).
@@ -490,13 +486,13 @@ impl ConnTable {
     fn merge(&mut self, other: &ConnTable) {
         if self.sampler.is_some() {
             // the keys were counted where they were seen
-            for (k, v) in &other.map {
-                self.map.entry(*k).or_default().merge(v);
+            for (k, v) in other.map.iter() {
+                self.map.get_or_default(*k).merge(v);
             }
             self.level = self.level.min(other.level);
             self.settle();
         } else {
-            for (k, v) in &other.map {
+            for (k, v) in other.map.iter() {
                 if let Some(row) = self.row(*k, v.packets) {
                     row.merge(v);
                 }
