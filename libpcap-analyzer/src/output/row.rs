@@ -24,25 +24,24 @@ const DURATION: u8 = 10;
 const STR_LIST: u8 = 11;
 const U64_LIST: u8 = 12;
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+#[inline]
+fn put_varint(out: &mut Vec<u8>, v: u64) {
     if v < 0x80 {
         // lengths, counts, small numbers: most values
         out.push(v as u8);
-        return;
+    } else {
+        put_long_varint(out, v);
     }
-    // gathered on the stack, appended once (a time takes 9 bytes)
-    let mut b = [0u8; 10];
-    let mut n = 0;
-    for slot in &mut b {
-        n += 1;
-        if v < 0x80 {
-            *slot = v as u8;
-            break;
-        }
-        *slot = (v as u8) | 0x80;
+}
+
+#[inline(never)]
+fn put_long_varint(out: &mut Vec<u8>, mut v: u64) {
+    out.reserve(10);
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
         v >>= 7;
     }
-    out.extend_from_slice(b.get(..n).unwrap_or(&b));
+    out.push(v as u8);
 }
 
 fn zigzag(v: i64) -> u64 {
