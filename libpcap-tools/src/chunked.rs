@@ -10,6 +10,18 @@
 //! [`ChunkedPcapReader::open`] says `None` for anything else, and the caller
 //! uses [`CaptureReader`](crate::CaptureReader).
 //!
+//! When the packets are analysed in the thread that reads them
+//! ([`PacketSource::next_event`]), the file is read ahead by a thread of
+//! its own (`pal-read`, two chunks ahead at most, started at the first
+//! read: the inputs are opened before privileges are dropped, which needs
+//! a process of one thread), so that the kernel's copying of the file runs
+//! beside the analysis. Each chunk keeps room at its front (64 KiB) where
+//! the end of the previous chunk (a record cut by the chunk's end) is
+//! moved, so the data read is not copied again (a cut record longer than
+//! the room is copied with the chunk instead). When this thread only hands
+//! the packets to workers ([`PacketSource::next_shared`]), or no thread
+//! can be had, the chunks are read in this thread.
+//!
 //! Like [`LenientSource`](crate::LenientSource), a truncation or a record
 //! over `max_block_size` after the first packet ends the input with a
 //! warning ([`ChunkedPcapReader::warnings`]).
@@ -22,9 +34,206 @@ use crate::{
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError};
 
 /// Chunks kept for reuse.
 const POOL: usize = 64;
+
+/// Bytes kept free at the front of each chunk for the cut record at the
+/// end of the previous one (a frame of up to 64 KiB, which is most).
+const HEADROOM: usize = 64 << 10;
+
+/// Chunks read ahead and not yet taken.
+const AHEAD: usize = 2;
+
+/// Reads `chunk` bytes of `input` after the headroom of `buf` (emptied to
+/// it first), until they are there or the input ends. Returns whether it
+/// ended, and the error that stopped the reading (the bytes before it are
+/// in `buf`).
+fn fill(input: &mut dyn Read, buf: &mut Vec<u8>, chunk: usize) -> (bool, Option<std::io::Error>) {
+    if buf.len() < HEADROOM {
+        buf.clear();
+        buf.resize(HEADROOM, 0);
+    } else {
+        buf.truncate(HEADROOM);
+    }
+    let want = HEADROOM + chunk;
+    while buf.len() < want {
+        let before = buf.len();
+        match input.take((want - before) as u64).read_to_end(buf) {
+            Ok(0) => return (true, None),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return (false, Some(e)),
+        }
+        if buf.len() == before {
+            return (true, None);
+        }
+    }
+    (false, None)
+}
+
+/// What the read-ahead hands over: a chunk of input after its headroom,
+/// or the error that stopped the reading.
+type Filled = std::result::Result<Vec<u8>, std::io::Error>;
+
+/// Where the chunks come from: a thread reading ahead, or the input read
+/// in place when no thread could be had. The thread starts at the first
+/// chunk asked for, not when the file is opened: the inputs are opened
+/// before privileges are dropped, which needs a process of one thread.
+enum Feed {
+    Idle(Option<Box<dyn Read + Send>>),
+    Ahead {
+        filled: Option<Receiver<Filled>>,
+        empty: Sender<Vec<u8>>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    },
+    Inline {
+        input: Box<dyn Read + Send>,
+        free: Vec<Vec<u8>>,
+        ended: bool,
+    },
+}
+
+impl Feed {
+    fn start(input: Box<dyn Read + Send>, chunk: usize) -> Feed {
+        let (filled_tx, filled_rx) = std::sync::mpsc::sync_channel::<Filled>(AHEAD);
+        let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        // the input goes to the thread, or comes back when it cannot start
+        let slot = Arc::new(std::sync::Mutex::new(Some(input)));
+        let theirs = Arc::clone(&slot);
+        let spawned = std::thread::Builder::new()
+            .name("pal-read".into())
+            .spawn(move || {
+                let input = theirs.lock().ok().and_then(|mut i| i.take());
+                if let Some(mut input) = input {
+                    read_ahead(input.as_mut(), &filled_tx, &empty_rx, chunk);
+                }
+            });
+        match spawned {
+            Ok(thread) => Feed::Ahead {
+                filled: Some(filled_rx),
+                empty: empty_tx,
+                thread: Some(thread),
+            },
+            Err(_) => match slot.lock().ok().and_then(|mut i| i.take()) {
+                Some(input) => Feed::Inline {
+                    input,
+                    free: Vec::new(),
+                    ended: false,
+                },
+                None => Feed::Inline {
+                    input: Box::new(std::io::empty()),
+                    free: Vec::new(),
+                    ended: true,
+                },
+            },
+        }
+    }
+
+    /// The next chunk (input after [`HEADROOM`] bytes), `None` at the end.
+    fn next(
+        &mut self,
+        chunk: usize,
+        ahead: bool,
+    ) -> std::result::Result<Option<Vec<u8>>, std::io::Error> {
+        if let Feed::Idle(input) = self {
+            *self = match input.take() {
+                Some(input) if ahead => Feed::start(input, chunk),
+                Some(input) => Feed::Inline {
+                    input,
+                    free: Vec::new(),
+                    ended: false,
+                },
+                None => Feed::Inline {
+                    input: Box::new(std::io::empty()),
+                    free: Vec::new(),
+                    ended: true,
+                },
+            };
+        }
+        match self {
+            Feed::Idle(_) => Ok(None),
+            Feed::Ahead { filled, .. } => match filled.as_ref().map(Receiver::recv) {
+                Some(Ok(Ok(buf))) => Ok(Some(buf)),
+                Some(Ok(Err(e))) => Err(e),
+                Some(Err(_)) | None => Ok(None),
+            },
+            Feed::Inline { input, free, ended } => {
+                if *ended {
+                    return Ok(None);
+                }
+                let mut buf = free.pop().unwrap_or_default();
+                let (end, err) = fill(input.as_mut(), &mut buf, chunk);
+                *ended = end || err.is_some();
+                match err {
+                    // the bytes before the error are lost, as when reading
+                    // without a thread before
+                    Some(e) => Err(e),
+                    None if buf.len() > HEADROOM => Ok(Some(buf)),
+                    None => Ok(None),
+                }
+            }
+        }
+    }
+
+    /// Gives an emptied chunk back for reuse.
+    fn give_back(&mut self, buf: Vec<u8>) {
+        match self {
+            Feed::Ahead { empty, .. } => {
+                let _ = empty.send(buf);
+            }
+            Feed::Inline { free, .. } => {
+                if free.len() < POOL {
+                    free.push(buf);
+                }
+            }
+            Feed::Idle(_) => {}
+        }
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        if let Feed::Ahead { filled, thread, .. } = self {
+            // the thread stops at its next hand-over
+            drop(filled.take());
+            if let Some(t) = thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// The read-ahead thread: fills chunks (reused ones first) and hands them
+/// over, at most [`AHEAD`] waiting, until the input ends, fails, or the
+/// reader is gone.
+fn read_ahead(
+    input: &mut dyn Read,
+    filled: &SyncSender<Filled>,
+    empty: &Receiver<Vec<u8>>,
+    chunk: usize,
+) {
+    loop {
+        let mut buf = match empty.try_recv() {
+            Ok(b) => b,
+            Err(TryRecvError::Empty | TryRecvError::Disconnected) => {
+                Vec::with_capacity(HEADROOM + chunk)
+            }
+        };
+        let (end, err) = fill(input, &mut buf, chunk);
+        if buf.len() > HEADROOM && filled.send(Ok(buf)).is_err() {
+            return;
+        }
+        if let Some(e) = err {
+            let _ = filled.send(Err(e));
+            return;
+        }
+        if end {
+            return;
+        }
+    }
+}
 
 /// Facts from the file header.
 #[derive(Debug, Clone, Copy)]
@@ -37,7 +246,12 @@ struct Header {
 
 /// Reads a classic pcap file into shared chunks (see the module docs).
 pub struct ChunkedPcapReader {
-    input: Box<dyn Read + Send>,
+    feed: Feed,
+    /// Whether the chunks are read ahead by a thread: yes when the packets
+    /// are analysed in the reading thread ([`PacketSource::next_event`]),
+    /// no when this thread only hands them to workers
+    /// ([`PacketSource::next_shared`]: it reads while they analyse).
+    read_ahead: bool,
     name: String,
     hdr: Header,
     chunk: Arc<Vec<u8>>,
@@ -45,7 +259,8 @@ pub struct ChunkedPcapReader {
     pool: Vec<Arc<Vec<u8>>>,
     chunk_size: usize,
     max_block: usize,
-    /// File offset of `chunk[0]`.
+    /// File offset of `chunk[0]`, wrapping (the headroom of the first
+    /// chunk lies before the file's start): use [`ChunkedPcapReader::offset`].
     base: u64,
     eof: bool,
     done: bool,
@@ -130,7 +345,8 @@ impl ChunkedPcapReader {
         };
         let (chunk_size, max_block) = limits(cfg);
         Ok(Some(ChunkedPcapReader {
-            input: Box::new(f),
+            feed: Feed::Idle(Some(Box::new(f))),
+            read_ahead: true,
             name: path.display().to_string(),
             hdr,
             chunk: Arc::new(Vec::with_capacity(chunk_size)),
@@ -163,57 +379,83 @@ impl ChunkedPcapReader {
         self.packets
     }
 
-    /// Moves the unread tail of the current chunk to a fresh (or recycled)
-    /// chunk and reads more input after it, until at least `need` bytes
-    /// are unread or the input ends.
+    /// File offset of `chunk[at]`.
+    fn offset(&self, at: usize) -> u64 {
+        self.base.wrapping_add(at as u64)
+    }
+
+    /// Moves on to the next chunk of input, the unread tail of the current
+    /// one (a record it cuts) moved in front of it, until at least `need`
+    /// bytes are unread or the input ends.
     fn refill(&mut self, need: usize) -> Result<()> {
-        let tail_start = self.pos;
-        let mut next = match self.pool.iter().position(|c| Arc::strong_count(c) == 1) {
-            Some(i) => self.pool.swap_remove(i),
-            None => Arc::new(Vec::with_capacity(self.chunk_size)),
+        // chunks no packet holds any more go back to be filled again
+        let mut i = 0;
+        while i < self.pool.len() {
+            if self.pool.get(i).is_some_and(|c| Arc::strong_count(c) == 1) {
+                let c = self.pool.swap_remove(i);
+                if let Ok(buf) = Arc::try_unwrap(c) {
+                    self.feed.give_back(buf);
+                }
+            } else {
+                i += 1;
+            }
+        }
+        let tail_start = self.pos.min(self.chunk.len());
+        let tail_offset = self.offset(tail_start);
+        let tail = self.chunk.get(tail_start..).unwrap_or(&[]);
+        let io = |source| Error::Io {
+            offset: tail_offset,
+            source,
         };
-        let Some(buf) = Arc::get_mut(&mut next) else {
-            return Err(Error::Corrupt {
-                offset: self.base,
-                block_index: self.packets,
-                reason: "internal: shared chunk".into(),
-            });
+        let mut next = match self
+            .feed
+            .next(self.chunk_size, self.read_ahead)
+            .map_err(io)?
+        {
+            Some(buf) => buf,
+            None => {
+                self.eof = true;
+                return Ok(());
+            }
         };
-        buf.clear();
-        buf.extend_from_slice(self.chunk.get(tail_start..).unwrap_or(&[]));
-        let want = self.chunk_size.max(need);
-        // read until the chunk holds `want` bytes or the input ends; the
-        // buffer grows only as data arrives (a huge declared length in a cut
-        // file does not allocate)
-        while buf.len() < want {
-            let before = buf.len();
-            let step = (want - before).min(self.chunk_size);
-            match (&mut self.input).take(step as u64).read_to_end(buf) {
-                Ok(0) => {
+        // where the tail goes: just before the data in the headroom, or
+        // (longer than the room) a chunk of its own, the data copied after it
+        let start = match HEADROOM.checked_sub(tail.len()) {
+            Some(start) => {
+                if let Some(room) = next.get_mut(start..HEADROOM) {
+                    room.copy_from_slice(tail);
+                }
+                start
+            }
+            None => {
+                let mut whole = Vec::with_capacity(tail.len() + next.len());
+                whole.extend_from_slice(tail);
+                whole.extend_from_slice(next.get(HEADROOM..).unwrap_or(&[]));
+                self.feed.give_back(std::mem::replace(&mut next, whole));
+                0
+            }
+        };
+        // a record longer than a chunk: the chunks after it are copied in
+        while next.len() - start < need {
+            let more = match self.feed.next(self.chunk_size, self.read_ahead) {
+                Ok(Some(more)) => more,
+                Ok(None) => {
                     self.eof = true;
                     break;
                 }
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(source) => {
-                    return Err(Error::Io {
-                        offset: self.base + tail_start as u64,
-                        source,
-                    });
-                }
-            }
-            if buf.len() == before {
-                self.eof = true;
-                break;
-            }
+                Err(source) => return Err(io(source)),
+            };
+            next.extend_from_slice(more.get(HEADROOM..).unwrap_or(&[]));
+            self.feed.give_back(more);
         }
-        self.base += tail_start as u64;
-        let old = std::mem::replace(&mut self.chunk, next);
+        // chunk[start] is the tail's first byte
+        self.base = tail_offset.wrapping_sub(start as u64);
+        let old = std::mem::replace(&mut self.chunk, Arc::new(next));
         // a chunk that grew for one large record is not kept for reuse
-        if self.pool.len() < POOL && old.capacity() <= 2 * self.chunk_size {
+        if self.pool.len() < POOL && old.capacity() <= HEADROOM + 2 * self.chunk_size {
             self.pool.push(old);
         }
-        self.pos = 0;
+        self.pos = start;
         Ok(())
     }
 
@@ -231,7 +473,7 @@ impl ChunkedPcapReader {
                 let origlen = u32_at(h, 12, big);
                 if rh + caplen > self.max_block {
                     return Err(Error::BlockTooLarge {
-                        offset: self.base + self.pos as u64,
+                        offset: self.offset(self.pos),
                         block_index: self.packets + 1,
                         length: (rh + caplen) as u64,
                         cap: self.max_block as u64,
@@ -246,7 +488,7 @@ impl ChunkedPcapReader {
                 }
                 if self.eof {
                     return Err(Error::Truncated {
-                        offset: self.base + self.pos as u64,
+                        offset: self.offset(self.pos),
                         block_index: self.packets + 1,
                         needed: (rh + caplen - avail) as u64,
                     });
@@ -257,7 +499,7 @@ impl ChunkedPcapReader {
                     return Ok(None);
                 }
                 return Err(Error::Truncated {
-                    offset: self.base + self.pos as u64,
+                    offset: self.offset(self.pos),
                     block_index: self.packets + 1,
                     needed: (rh - avail) as u64,
                 });
@@ -297,6 +539,7 @@ impl ChunkedPcapReader {
 
 impl PacketSource for ChunkedPcapReader {
     fn next_event(&mut self) -> Result<SourceEvent<'_>> {
+        self.read_ahead = true;
         Ok(match self.next_lenient()? {
             Some((start, len, ts, origlen)) => SourceEvent::Packet(Packet {
                 index: self.packets - 1,
@@ -315,6 +558,7 @@ impl PacketSource for ChunkedPcapReader {
     }
 
     fn next_shared(&mut self) -> Result<SharedEvent<'_>> {
+        self.read_ahead = false;
         Ok(match self.next_lenient()? {
             Some((start, len, ts, origlen)) => SharedEvent::Packet(SharedPacket {
                 index: self.packets - 1,
@@ -341,7 +585,7 @@ impl PacketSource for ChunkedPcapReader {
     fn progress(&self) -> SourceProgress {
         SourceProgress {
             packets: self.packets,
-            bytes: self.base + self.pos as u64,
+            bytes: self.offset(self.pos),
             total_bytes: self.total,
             dropped: None,
         }

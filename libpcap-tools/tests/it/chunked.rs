@@ -122,15 +122,17 @@ fn chunked_reader_cut_at_every_offset() {
         std::fs::write(&path, &bytes[..cut]).unwrap();
         let expected = via_reader(&path).unwrap();
         for size in [64, 1 << 20] {
-            let got = via_chunks(&path, size, true).unwrap();
-            assert!(got.0 == expected.0, "cut {cut}");
-            assert_eq!(
-                got.1.len(),
-                expected.1.len(),
-                "cut {cut}: {:?} vs {:?}",
-                got.1,
-                expected.1
-            );
+            for shared in [true, false] {
+                let got = via_chunks(&path, size, shared).unwrap();
+                assert!(got.0 == expected.0, "cut {cut}, shared {shared}");
+                assert_eq!(
+                    got.1.len(),
+                    expected.1.len(),
+                    "cut {cut}: {:?} vs {:?}",
+                    got.1,
+                    expected.1
+                );
+            }
         }
     }
 }
@@ -196,4 +198,50 @@ fn both_readers_apply_the_same_record_size_limit() {
     }
     assert_eq!(lens[0], vec![100, 1000]);
     assert_eq!(lens[1], lens[0]);
+}
+
+/// Records longer than the room kept at the front of a chunk (64 KiB) and
+/// longer than a chunk, cut by chunk ends at many places, read ahead by
+/// a thread (`next_event`) or in place (`next_shared`): the same packets as
+/// the streaming reader, and the bytes read end at the file's length.
+#[test]
+fn records_longer_than_the_headroom_and_than_a_chunk_read_whole() {
+    use libpcap_tools::{LinkType, Packet, PcapWriter, PcapWriterOptions, Timestamp};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long.pcap");
+    let mut w =
+        PcapWriter::new(Vec::new(), LinkType::ETHERNET, PcapWriterOptions::default()).unwrap();
+    let lens = [
+        60usize, 70_000, 1_500, 65_536, 65_520, 200_000, 9_000, 1_300_000, 64, 131_072, 60,
+    ];
+    for (i, len) in lens.into_iter().enumerate() {
+        let data: Vec<u8> = (0..len).map(|b| (b * 7 + i) as u8).collect();
+        w.write_packet(&Packet {
+            index: i as u64,
+            interface: 0,
+            linktype: LinkType::ETHERNET,
+            ts: Some(Timestamp::from_secs_nanos(1, i as i64 * 1000)),
+            origlen: len as u32,
+            data: &data,
+        })
+        .unwrap();
+    }
+    let bytes = w.finish().unwrap();
+    std::fs::write(&path, &bytes).unwrap();
+    let expected = via_reader(&path).unwrap();
+    assert_eq!(expected.0.len(), lens.len());
+    for size in [64, 1000, 65_536, 100_000, 1 << 20] {
+        for shared in [true, false] {
+            let got = via_chunks(&path, size, shared).unwrap();
+            assert!(got.0 == expected.0, "chunk {size}, shared {shared}");
+            assert!(got.1.is_empty(), "chunk {size}: {:?}", got.1);
+        }
+        let cfg = ReaderConfig {
+            buffer_size: size,
+            ..ReaderConfig::default()
+        };
+        let mut r = ChunkedPcapReader::open(&path, &cfg).unwrap().unwrap();
+        while let Ok(SourceEvent::Packet(_)) = r.next_event() {}
+        assert_eq!(r.progress().bytes, bytes.len() as u64, "chunk {size}");
+    }
 }
