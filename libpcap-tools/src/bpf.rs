@@ -861,16 +861,7 @@ mod tests {
         assert_eq!(p.to_string().lines().next(), Some("11"));
     }
 
-    /// xorshift64*: deterministic pseudo-random numbers for the test below.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-    }
+    use crate::synth::Rng;
 
     #[test]
     fn random_programs_on_random_packets_never_panic() {
@@ -878,10 +869,10 @@ mod tests {
         let mut valid = 0;
         let (mut zero, mut nonzero) = (0, 0);
         for round in 0..50_000 {
-            let n = 1 + (r.next() % 24) as usize;
+            let n = 1 + (r.next_u64() % 24) as usize;
             let insns: Vec<BpfInsn> = (0..n)
                 .map(|i| {
-                    let v = r.next();
+                    let v = r.next_u64();
                     // mostly known opcodes so that many programs validate
                     let code = match v & 15 {
                         0 => (v >> 8) as u16,
@@ -905,9 +896,9 @@ mod tests {
             };
             valid += 1;
             for _ in 0..4 {
-                let len = (r.next() % 80) as usize;
-                let data: Vec<u8> = (0..len).map(|_| r.next() as u8).collect();
-                let wire = r.next() as u32;
+                let len = (r.next_u64() % 80) as usize;
+                let data: Vec<u8> = (0..len).map(|_| r.next_u64() as u8).collect();
+                let wire = r.next_u64() as u32;
                 if p.run(&data, wire) == 0 {
                     zero += 1;
                 } else {

@@ -96,6 +96,16 @@ enum Feed {
 }
 
 impl Feed {
+    /// Reading in place (`None`: an input already gone, which has ended).
+    fn inline(input: Option<Box<dyn Read + Send>>) -> Feed {
+        let ended = input.is_none();
+        Feed::Inline {
+            input: input.unwrap_or_else(|| Box::new(std::io::empty())),
+            free: Vec::new(),
+            ended,
+        }
+    }
+
     fn start(input: Box<dyn Read + Send>, chunk: usize) -> Feed {
         let (filled_tx, filled_rx) = std::sync::mpsc::sync_channel::<Filled>(AHEAD);
         let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
@@ -116,18 +126,7 @@ impl Feed {
                 empty: empty_tx,
                 thread: Some(thread),
             },
-            Err(_) => match slot.lock().ok().and_then(|mut i| i.take()) {
-                Some(input) => Feed::Inline {
-                    input,
-                    free: Vec::new(),
-                    ended: false,
-                },
-                None => Feed::Inline {
-                    input: Box::new(std::io::empty()),
-                    free: Vec::new(),
-                    ended: true,
-                },
-            },
+            Err(_) => Feed::inline(slot.lock().ok().and_then(|mut i| i.take())),
         }
     }
 
@@ -140,16 +139,7 @@ impl Feed {
         if let Feed::Idle(input) = self {
             *self = match input.take() {
                 Some(input) if ahead => Feed::start(input, chunk),
-                Some(input) => Feed::Inline {
-                    input,
-                    free: Vec::new(),
-                    ended: false,
-                },
-                None => Feed::Inline {
-                    input: Box::new(std::io::empty()),
-                    free: Vec::new(),
-                    ended: true,
-                },
+                input => Feed::inline(input),
             };
         }
         match self {

@@ -7,6 +7,21 @@ use crate::{
     Result, Timestamp,
 };
 
+/// xorshift64*: deterministic pseudo-random numbers for tests (the same
+/// sequence on every machine, from a nonzero seed).
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next number.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
 /// `n` deterministic Ethernet/IPv4/UDP-looking packets of mixed sizes
 /// (60 to 1514 bytes), 1 ms apart from `start`, with every 7th packet
 /// snaplen-truncated to 96 bytes (`origlen` keeps the full size).

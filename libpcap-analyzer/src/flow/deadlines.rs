@@ -124,16 +124,7 @@ impl Deadlines {
 mod tests {
     use super::*;
 
-    /// xorshift64*, for reproducible random schedules.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-    }
+    use libpcap_tools::synth::Rng;
 
     /// The same operations on `Deadlines` and on one binary heap (the
     /// structure it replaces) give the same deadlines in the same order:
@@ -146,23 +137,23 @@ mod tests {
             let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
             let mut d = Deadlines::default();
             let mut heap: BinaryHeap<Reverse<Deadline>> = BinaryHeap::new();
-            let mut now: i64 = -5_000_000_000 + (rng.next() % 1000) as i64;
+            let mut now: i64 = -5_000_000_000 + (rng.next_u64() % 1000) as i64;
             let spread = [1_000_i64, 1 << 30, 60_000_000_000, 300_000_000_000][seed as usize % 4];
             for step in 0..4000u32 {
-                match rng.next() % 10 {
+                match rng.next_u64() % 10 {
                     0..=4 => {
-                        let t = match rng.next() % 20 {
+                        let t = match rng.next_u64() % 20 {
                             0 => i64::MAX,
-                            1 => now - (rng.next() % 1000) as i64,
+                            1 => now - (rng.next_u64() % 1000) as i64,
                             2 => now,
-                            _ => now + (rng.next() % spread as u64) as i64,
+                            _ => now + (rng.next_u64() % spread as u64) as i64,
                         };
-                        let e = (t, (rng.next() % 50) as u32, step);
+                        let e = (t, (rng.next_u64() % 50) as u32, step);
                         d.push(e);
                         heap.push(Reverse(e));
                     }
                     5..=7 => {
-                        now += (rng.next() % (spread as u64 / 10 + 1)) as i64;
+                        now += (rng.next_u64() % (spread as u64 / 10 + 1)) as i64;
                         loop {
                             let want = match heap.peek() {
                                 Some(Reverse(e)) if e.0 <= now => heap.pop().map(|r| r.0),
