@@ -417,15 +417,31 @@ impl ConnTrack {
 
     /// Names of the services recognised, comma-separated (`None` when none).
     pub fn service_names(&self) -> Option<String> {
+        self.service_text().map(std::borrow::Cow::into_owned)
+    }
+
+    /// As [`ConnTrack::service_names`], without allocating for a single
+    /// service (the usual case).
+    pub fn service_text(&self) -> Option<std::borrow::Cow<'static, str>> {
         if self.service == 0 {
             return None;
         }
-        let names: Vec<&str> = service::NAMES
+        let mut names = service::NAMES
             .iter()
             .filter(|(b, _)| self.service & b != 0)
-            .map(|(_, n)| *n)
-            .collect();
-        Some(names.join(","))
+            .map(|(_, n)| *n);
+        let first = names.next()?;
+        Some(match names.next() {
+            None => std::borrow::Cow::Borrowed(first),
+            Some(second) => {
+                let mut all = format!("{first},{second}");
+                for n in names {
+                    all.push(',');
+                    all.push_str(n);
+                }
+                std::borrow::Cow::Owned(all)
+            }
+        })
     }
 
     /// Zeek's `conn_state` for a flow of IP protocol `proto`.

@@ -456,15 +456,23 @@ pub enum EndReason {
     EndOfInput,
 }
 
-impl std::fmt::Display for EndReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl EndReason {
+    /// The reason's name in the results (`fin`, `rst`, `timeout`,
+    /// `eviction`, `end-of-input`), as `Display` writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
             EndReason::Fin => "fin",
             EndReason::Rst => "rst",
             EndReason::Timeout => "timeout",
             EndReason::Eviction => "eviction",
             EndReason::EndOfInput => "end-of-input",
-        })
+        }
+    }
+}
+
+impl std::fmt::Display for EndReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -25,20 +25,22 @@ use std::path::{Path, PathBuf};
 
 /// TCP flags as letters (`F`, `S`, `R`, `P`, `A`, `U`, `E`, `C`).
 pub fn tcp_flags_string(f: u8) -> String {
-    const L: [(u8, char); 8] = [
-        (1, 'F'),
-        (2, 'S'),
-        (4, 'R'),
-        (8, 'P'),
-        (16, 'A'),
-        (32, 'U'),
-        (64, 'E'),
-        (128, 'C'),
-    ];
-    L.iter()
-        .filter(|(b, _)| f & b != 0)
-        .map(|(_, c)| *c)
-        .collect()
+    tcp_flags_text(f, &mut [0; 8]).to_string()
+}
+
+/// [`tcp_flags_string`] written in `buf`.
+fn tcp_flags_text(f: u8, buf: &mut [u8; 8]) -> &str {
+    const L: [u8; 8] = *b"FSRPAUEC";
+    let mut n = 0;
+    for (bit, letter) in L.iter().enumerate() {
+        if f & (1 << bit) != 0
+            && let Some(slot) = buf.get_mut(n)
+        {
+            *slot = *letter;
+            n += 1;
+        }
+    }
+    std::str::from_utf8(buf.get(..n).unwrap_or_default()).unwrap_or_default()
 }
 
 /// The protocol's name as the `proto` field gives it: lower case, the
@@ -76,7 +78,7 @@ pub fn fill_flow_row(row: &mut RowBuf, f: &Flow, reason: EndReason) {
         .iter()
         .map(|id| format!("{:016x}", id.0))
         .collect();
-    let service = c.service_names();
+    let service = c.service_text();
     row.clear();
     row.opt_time(f.first_seen)
         .flow_id(f.id.0)
@@ -112,9 +114,9 @@ pub fn fill_flow_row(row: &mut RowBuf, f: &Flow, reason: EndReason) {
         row.u64(u64::from(f.context.vlan));
     }
     row.str(&flow_community_id(f))
-        .str(&tcp_flags_string(f.tcp_flags_to_server))
-        .str(&tcp_flags_string(f.tcp_flags_to_client))
-        .str(&reason.to_string());
+        .str(tcp_flags_text(f.tcp_flags_to_server, &mut [0; 8]))
+        .str(tcp_flags_text(f.tcp_flags_to_client, &mut [0; 8]))
+        .str(reason.as_str());
 }
 
 /// The `flows` plugin.
@@ -185,7 +187,22 @@ impl PluginBuilder for FlowsPluginBuilder {
 
 #[cfg(test)]
 mod tests {
-    use super::proto_name;
+    use super::{proto_name, tcp_flags_string};
+
+    /// Each flag's letter (FIN, SYN, RST, PSH, ACK, URG, ECE, CWR: the
+    /// header's bits from the lowest), in that order, for all 256 values.
+    #[test]
+    fn tcp_flags_are_their_letters_in_bit_order() {
+        let letters = ['F', 'S', 'R', 'P', 'A', 'U', 'E', 'C'];
+        for f in 0..=255u8 {
+            let want: String = (0..8)
+                .filter(|b| f >> b & 1 == 1)
+                .map(|b| letters[b])
+                .collect();
+            assert_eq!(tcp_flags_string(f), want, "{f:#04x}");
+        }
+        assert_eq!(tcp_flags_string(0x12), "SA");
+    }
 
     #[test]
     fn protocol_names_are_lower_case_or_the_number() {

@@ -179,3 +179,19 @@ fn sequence_wraparound_is_not_a_gap() {
     assert_eq!(c.orig.missed, 0);
     assert_eq!(c.orig.payload_bytes, 200);
 }
+
+#[test]
+fn service_names_join_every_service_in_output_order() {
+    let mut c = ConnTrack::default();
+    assert_eq!(c.service_names(), None);
+    c.service = service::SSL;
+    assert_eq!(c.service_names().as_deref(), Some("ssl"));
+    assert!(matches!(
+        c.service_text(),
+        Some(std::borrow::Cow::Borrowed("ssl"))
+    ));
+    c.service = service::QUIC | service::DNS;
+    assert_eq!(c.service_names().as_deref(), Some("dns,quic"));
+    c.service = service::DNS | service::SSL | service::HTTP | service::SSH | service::QUIC;
+    assert_eq!(c.service_names().as_deref(), Some("dns,ssl,http,ssh,quic"));
+}
