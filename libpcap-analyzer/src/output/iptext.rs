@@ -54,6 +54,11 @@ impl IpText {
         self.buf.get(..self.len).unwrap_or_default()
     }
 
+    /// The text (only ASCII is written, so it is always whole).
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+
     fn push(&mut self, b: u8) {
         if let Some(slot) = self.buf.get_mut(self.len) {
             *slot = b;

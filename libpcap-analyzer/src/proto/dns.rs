@@ -36,7 +36,8 @@
 //! 255 bytes, and label length bytes `0x40..=0xBF` (labels over 63 bytes, or the
 //! obsolete extended label types) are rejected.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use crate::output::iptext::IpText;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::to_hex;
 use nom::bytes::complete::take;
@@ -254,19 +255,11 @@ impl DnsRData {
     pub fn write_text(&self, out: &mut String) {
         let text = match self {
             DnsRData::A(a) => {
-                let mut b = itoa::Buffer::new();
-                for (i, o) in a.octets().into_iter().enumerate() {
-                    if i > 0 {
-                        out.push('.');
-                    }
-                    out.push_str(b.format(o));
-                }
+                out.push_str(IpText::new(&IpAddr::V4(*a)).as_str());
                 return;
             }
             DnsRData::Aaaa(a) => {
-                let text = crate::output::iptext::IpText::new(&std::net::IpAddr::V6(*a));
-                // ASCII: always valid
-                out.push_str(std::str::from_utf8(text.as_bytes()).unwrap_or_default());
+                out.push_str(IpText::new(&IpAddr::V6(*a)).as_str());
                 return;
             }
             DnsRData::Cname(n) | DnsRData::Ns(n) | DnsRData::Ptr(n) => {
@@ -1452,6 +1445,24 @@ mod tests {
             parse_dns_message(&q),
             Err(DnsError::NameTooLong { offset: 12 })
         );
+    }
+
+    #[test]
+    fn address_records_read_as_std_writes_the_address() {
+        for a in ["0.0.0.0", "192.0.2.1", "10.200.30.4", "255.255.255.255"] {
+            let ip: Ipv4Addr = a.parse().unwrap();
+            assert_eq!(DnsRData::A(ip).to_text(), ip.to_string());
+        }
+        for a in [
+            "::",
+            "::1",
+            "2001:db8::1",
+            "::ffff:192.0.2.1",
+            "fe80::1:0:0:1",
+        ] {
+            let ip: Ipv6Addr = a.parse().unwrap();
+            assert_eq!(DnsRData::Aaaa(ip).to_text(), ip.to_string());
+        }
     }
 
     #[test]
