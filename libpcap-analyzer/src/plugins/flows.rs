@@ -20,27 +20,13 @@ use crate::plugin::{
     Counters, EndReason, Interest, Layers, Plugin, PluginBuilder, PluginResult, downcast,
 };
 use crate::proto::community_id::community_id_v1;
+use crate::wire::TcpFlags;
 use libpcap_tools::{Config, Flow, ipproto};
 use std::path::{Path, PathBuf};
 
 /// TCP flags as letters (`F`, `S`, `R`, `P`, `A`, `U`, `E`, `C`).
 pub fn tcp_flags_string(f: u8) -> String {
-    tcp_flags_text(f, &mut [0; 8]).to_string()
-}
-
-/// [`tcp_flags_string`] written in `buf`.
-fn tcp_flags_text(f: u8, buf: &mut [u8; 8]) -> &str {
-    const L: [u8; 8] = *b"FSRPAUEC";
-    let mut n = 0;
-    for (bit, letter) in L.iter().enumerate() {
-        if f & (1 << bit) != 0
-            && let Some(slot) = buf.get_mut(n)
-        {
-            *slot = *letter;
-            n += 1;
-        }
-    }
-    std::str::from_utf8(buf.get(..n).unwrap_or_default()).unwrap_or_default()
+    TcpFlags(u16::from(f)).to_string()
 }
 
 /// The protocol's name as the `proto` field gives it: lower case, the
@@ -114,8 +100,8 @@ pub fn fill_flow_row(row: &mut RowBuf, f: &Flow, reason: EndReason) {
         row.u64(u64::from(f.context.vlan));
     }
     row.str(&flow_community_id(f))
-        .str(tcp_flags_text(f.tcp_flags_to_server, &mut [0; 8]))
-        .str(tcp_flags_text(f.tcp_flags_to_client, &mut [0; 8]))
+        .str(TcpFlags(u16::from(f.tcp_flags_to_server)).letters(&mut [0; 9]))
+        .str(TcpFlags(u16::from(f.tcp_flags_to_client)).letters(&mut [0; 9]))
         .str(reason.as_str());
 }
 

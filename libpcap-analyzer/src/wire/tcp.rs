@@ -73,27 +73,31 @@ impl BitAnd for TcpFlags {
     }
 }
 
-impl fmt::Display for TcpFlags {
+impl TcpFlags {
     /// One letter per flag, in the order F S R P A U E C N (SYN+ACK is
-    /// "SA"); no flag prints nothing.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const LETTERS: [(TcpFlags, char); 9] = [
-            (TcpFlags::FIN, 'F'),
-            (TcpFlags::SYN, 'S'),
-            (TcpFlags::RST, 'R'),
-            (TcpFlags::PSH, 'P'),
-            (TcpFlags::ACK, 'A'),
-            (TcpFlags::URG, 'U'),
-            (TcpFlags::ECE, 'E'),
-            (TcpFlags::CWR, 'C'),
-            (TcpFlags::NS, 'N'),
-        ];
-        for (flag, c) in LETTERS {
-            if self.contains(flag) {
-                fmt::Write::write_char(f, c)?;
+    /// "SA"; no flag gives ""), written in `buf`: the text of `Display`
+    /// without an allocation.
+    pub fn letters(self, buf: &mut [u8; 9]) -> &str {
+        const LETTERS: &[u8; 9] = b"FSRPAUECN";
+        let mut n = 0;
+        for (bit, &letter) in LETTERS.iter().enumerate() {
+            if self.0 & (1 << bit) != 0
+                && let Some(slot) = buf.get_mut(n)
+            {
+                *slot = letter;
+                n += 1;
             }
         }
-        Ok(())
+        // ASCII letters: always whole
+        std::str::from_utf8(buf.get(..n).unwrap_or_default()).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for TcpFlags {
+    /// One letter per flag, in the order F S R P A U E C N (SYN+ACK is
+    /// "SA"); no flag prints nothing ([`TcpFlags::letters`]).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.letters(&mut [0; 9]))
     }
 }
 
