@@ -66,23 +66,6 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
         }
     }
 
-    /// The value of `k`, a new key getting `V::default()`.
-    pub(crate) fn get_or_default(&mut self, k: K) -> &mut V
-    where
-        V: Default,
-    {
-        let hash = self.state.hash_one(&k);
-        let state = &self.state;
-        let part = &mut self.parts[part_of(hash)];
-        match part.entry(hash, |(x, _)| *x == k, |(x, _)| state.hash_one(x)) {
-            Entry::Occupied(o) => &mut o.into_mut().1,
-            Entry::Vacant(v) => {
-                self.len += 1;
-                &mut v.insert((k, V::default())).into_mut().1
-            }
-        }
-    }
-
     /// Keeps the entries for which `keep` is `true`.
     pub(crate) fn retain(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) {
         for part in &mut self.parts {
@@ -129,8 +112,10 @@ mod tests {
                 h.retain(|k, _| k % 3 != 0);
             }
         }
-        *m.get_or_default(7) += 1;
-        *h.entry(7).or_default() += 1;
+        if let Some(v) = m.get_or_try_insert(8, |_| Some(0)) {
+            *v += 1;
+        }
+        *h.entry(8).or_default() += 1;
         assert_eq!(m.len(), h.len());
         let mut got: Vec<(u64, u64)> = m.iter().map(|(k, v)| (*k, *v)).collect();
         got.sort_unstable();
