@@ -474,16 +474,8 @@ impl SpillJob {
     }
 }
 
-fn put_varint(w: &mut impl Write, mut v: u64) -> io::Result<()> {
-    let mut b = [0u8; 10];
-    let mut n = 0;
-    while v >= 0x80 {
-        b[n] = (v as u8) | 0x80;
-        v >>= 7;
-        n += 1;
-    }
-    b[n] = v as u8;
-    w.write_all(&b[..=n])
+fn put_varint(w: &mut impl Write, v: u64) -> io::Result<()> {
+    w.write_all(super::row::varint(v).as_slice())
 }
 
 fn write_entry(w: &mut impl Write, key: Key, row: &[u8]) -> io::Result<()> {
