@@ -34,7 +34,7 @@ use crate::{
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError};
+use std::sync::mpsc::{Receiver, Sender, SyncSender};
 
 /// Chunks kept for reuse.
 const POOL: usize = 64;
@@ -205,12 +205,9 @@ fn read_ahead(
     chunk: usize,
 ) {
     loop {
-        let mut buf = match empty.try_recv() {
-            Ok(b) => b,
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => {
-                Vec::with_capacity(HEADROOM + chunk)
-            }
-        };
+        let mut buf = empty
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(HEADROOM + chunk));
         let (end, err) = fill(input, &mut buf, chunk);
         if buf.len() > HEADROOM && filled.send(Ok(buf)).is_err() {
             return;
