@@ -784,22 +784,51 @@ struct Header {
     counts: [u16; 4],
 }
 
+/// The first `N` bytes of `i` (a block of big-endian fields ending at
+/// `ends`, the last at `N`) and the rest. On input too short, the error is
+/// the one a sequence of nom's `be_u16`/`be_u32` would give: at the start
+/// of the first field that does not fit.
+fn fixed<'a, const N: usize>(i: &'a [u8], ends: &[usize]) -> PResult<'a, &'a [u8; N]> {
+    match i.split_first_chunk::<N>() {
+        Some((head, rest)) => Ok((rest, head)),
+        None => {
+            let start = ends
+                .iter()
+                .take_while(|&&e| e <= i.len())
+                .last()
+                .copied()
+                .unwrap_or(0);
+            let at = i.get(start..).unwrap_or_default();
+            Err(nom::Err::Error(PErr::from_error_kind(at, ErrorKind::Eof)))
+        }
+    }
+}
+
+/// The big-endian `u16` at `at` of a fixed-size field block.
+fn u16_at<const N: usize>(b: &[u8; N], at: usize) -> u16 {
+    match b.get(at..).and_then(<[u8]>::first_chunk::<2>) {
+        Some(&v) => u16::from_be_bytes(v),
+        None => 0,
+    }
+}
+
 fn dns_header(i: &[u8]) -> PResult<'_, Header> {
-    let (i, (id, flags, qd, an, ns, ar)) =
-        (be_u16, be_u16, be_u16, be_u16, be_u16, be_u16).parse(i)?;
+    let (i, h) = fixed::<DNS_HEADER_LEN>(i, &[2, 4, 6, 8, 10, 12])?;
+    let u = |at| u16_at(h, at);
     Ok((
         i,
         Header {
-            id,
-            flags,
-            counts: [qd, an, ns, ar],
+            id: u(0),
+            flags: u(2),
+            counts: [u(4), u(6), u(8), u(10)],
         },
     ))
 }
 
 fn dns_question<'a>(msg: &'a [u8], i: &'a [u8]) -> PResult<'a, DnsQuestion> {
     let (i, name) = dns_name(msg, i, &[])?;
-    let (i, (qtype, qclass)) = (be_u16, be_u16).parse(i)?;
+    let (i, f) = fixed::<4>(i, &[2, 4])?;
+    let (qtype, qclass) = (u16_at(f, 0), u16_at(f, 2));
     Ok((
         i,
         DnsQuestion {
@@ -962,7 +991,9 @@ fn dns_rdata<'a>(
 
 fn dns_record<'a>(msg: &'a [u8], i: &'a [u8], known: &Known<'_>) -> PResult<'a, DnsRecord> {
     let (i, name) = dns_name(msg, i, known)?;
-    let (i, (rtype, rclass, ttl, rdlen)) = (be_u16, be_u16, be_u32, be_u16).parse(i)?;
+    let (i, f) = fixed::<10>(i, &[2, 4, 8, 10])?;
+    let (rtype, rclass, rdlen) = (u16_at(f, 0), u16_at(f, 2), u16_at(f, 8));
+    let ttl = u32::from(u16_at(f, 4)) << 16 | u32::from(u16_at(f, 6));
     let rdata_start = msg.len().saturating_sub(i.len());
     let (i, rdata) = take(usize::from(rdlen))(i)?;
     let data = match dns_rdata(msg, rdata, rdata_start, rtype, rclass, ttl, known) {
@@ -1324,6 +1355,38 @@ mod tests {
         let m = parse_dns_message(&q).unwrap();
         assert_eq!(m.questions[0].name, "<Root>");
         assert_eq!(m.questions[1].name, "a\\.\\000\\255.\\\\");
+    }
+
+    #[test]
+    fn a_truncated_fixed_field_is_reported_where_it_starts() {
+        let mut q = header(0x1234, 0x0100, [1, 0, 0, 0]);
+        q.extend_from_slice(&wire_name("example.org")); // 12..25
+        q.extend_from_slice(&[0, 28, 0, 1]); // qtype 25..27, qclass 27..29
+        let at = |n: usize| match parse_dns_message(&q[..n]) {
+            Err(DnsError::Truncated { offset }) => offset,
+            other => panic!("prefix {n}: {other:?}"),
+        };
+        // header fields are 2 bytes each: a cut inside one points at its start
+        assert_eq!(at(0), 0);
+        assert_eq!(at(5), 4);
+        assert_eq!(at(11), 10);
+        assert_eq!(at(26), 25);
+        assert_eq!(at(27), 27);
+        assert_eq!(at(28), 27);
+        // a record's fixed part: type, class, TTL (4 bytes), RDLENGTH
+        let mut r = header(1, 0x8180, [0, 1, 0, 0]);
+        r.extend_from_slice(&[0]); // root owner name, 12..13
+        r.extend_from_slice(&[0, 1, 0, 1, 0, 0, 1, 0, 0, 4, 1, 2, 3, 4]);
+        let partial = |n: usize| match parse_dns_message(&r[..n]) {
+            Err(DnsError::Truncated { offset }) => offset,
+            other => panic!("prefix {n}: {other:?}"),
+        };
+        assert_eq!(partial(14), 13);
+        assert_eq!(partial(16), 15);
+        assert_eq!(partial(20), 17);
+        assert_eq!(partial(22), 21);
+        assert_eq!(partial(23), 23);
+        assert!(parse_dns_message(&r).is_ok());
     }
 
     #[test]
