@@ -151,17 +151,17 @@ fn push_json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let b = s.as_bytes();
     let mut start = 0;
-    for (i, &c) in b.iter().enumerate() {
+    while let Some(i) = next_escape(b, start) {
+        let Some(&c) = b.get(i) else { break };
+        out.extend_from_slice(b.get(start..i).unwrap_or_default());
         let esc: &[u8] = match c {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
             b'\n' => b"\\n",
             b'\r' => b"\\r",
             b'\t' => b"\\t",
-            0..=0x1f => b"",
-            _ => continue,
+            _ => b"",
         };
-        out.extend_from_slice(&b[start..i]);
         if esc.is_empty() {
             let _ = write!(out, "\\u{c:04x}");
         } else {
@@ -169,8 +169,48 @@ fn push_json_str(out: &mut Vec<u8>, s: &str) {
         }
         start = i + 1;
     }
-    out.extend_from_slice(&b[start..]);
+    out.extend_from_slice(b.get(start..).unwrap_or_default());
     out.push(b'"');
+}
+
+/// Whether a byte needs escaping in a JSON string: `"`, `\` and the
+/// control characters.
+fn needs_json_escape(c: u8) -> bool {
+    c < 0x20 || c == b'"' || c == b'\\'
+}
+
+/// The index of the first byte at or after `from` that needs escaping in
+/// a JSON string. Eight bytes are tested at a time (most texts have none).
+fn next_escape(b: &[u8], from: usize) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let rest = b.get(from..)?;
+    let mut words = rest.chunks_exact(8);
+    let mut at = from;
+    for w in words.by_ref() {
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(w);
+        let x = u64::from_le_bytes(eight);
+        // a byte below 0x20, or equal to '"' or '\\' (the classic
+        // has-less-than and has-zero-byte word tests; a flagged word is
+        // then read byte by byte)
+        let low = x.wrapping_sub(LO * 0x20) & !x & HI;
+        let q = x ^ (LO * u64::from(b'"'));
+        let quote = q.wrapping_sub(LO) & !q & HI;
+        let s = x ^ (LO * u64::from(b'\\'));
+        let slash = s.wrapping_sub(LO) & !s & HI;
+        if low | quote | slash != 0
+            && let Some(i) = w.iter().position(|&c| needs_json_escape(c))
+        {
+            return Some(at + i);
+        }
+        at += 8;
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|&c| needs_json_escape(c))
+        .map(|i| at + i)
 }
 
 /// Formats rows as the lines of a text format (JSON lines, CSV, Zeek TSV):
@@ -530,6 +570,50 @@ mod tests {
         }
         w.finish().unwrap();
         String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn json_strings_read_back_as_written_with_the_escapes_at_any_place() {
+        // every character that needs escaping, and neighbours that do not
+        // (0x1f/0x20, multi-byte UTF-8 whose bytes are >= 0x80), at every
+        // offset of texts of 0 to 40 characters: the word-at-a-time scan
+        // must find each one wherever it falls in a word
+        let specials = [
+            '"', '\\', '\n', '\r', '\t', '\u{0}', '\u{1f}', '\u{8}', '\u{c}',
+        ];
+        let plain = [
+            'a', ' ', '~', '\u{7f}', 'é', '\u{2028}', '😀', '!', '#', '[', ']',
+        ];
+        let mut rng = libpcap_tools::synth::Rng(11);
+        for len in 0..40usize {
+            for _ in 0..40 {
+                let text: String = (0..len)
+                    .map(|_| {
+                        let r = rng.next_u64();
+                        if r.is_multiple_of(5) {
+                            specials[(r >> 8) as usize % specials.len()]
+                        } else {
+                            plain[(r >> 8) as usize % plain.len()]
+                        }
+                    })
+                    .collect();
+                let mut out = Vec::new();
+                push_json_str(&mut out, &text);
+                let back: String = serde_json::from_slice(&out).unwrap_or_else(|e| {
+                    panic!("{text:?} gave {:?}: {e}", String::from_utf8_lossy(&out))
+                });
+                assert_eq!(back, text);
+                // the escapes are the short ones where JSON has them
+                let written = String::from_utf8(out).unwrap();
+                assert!(
+                    !written.contains('\n') && !written.contains('\t'),
+                    "{written:?}"
+                );
+            }
+        }
+        let mut out = Vec::new();
+        push_json_str(&mut out, "0123456\"89abcdef\u{1}x\\");
+        assert_eq!(out, b"\"0123456\\\"89abcdef\\u0001x\\\\\"");
     }
 
     #[test]
