@@ -2,8 +2,9 @@
 //! spools keep, and what the format writers read back ([`Value`]).
 //!
 //! A row is its values in field order, each a tag byte and a payload
-//! (integers as LEB128 varints, signed ones zigzagged; texts and lists with
-//! a varint length). Decoding never panics: a damaged row gives
+//! (integers as LEB128 varints, signed ones zigzagged; times and floats as
+//! eight little-endian bytes; texts and lists with a varint length).
+//! Decoding never panics: a damaged row gives
 //! [`RowError`].
 
 use super::schema::{Kind, Ty};
@@ -232,8 +233,10 @@ impl RowBuf {
 
     /// A time.
     pub fn time(&mut self, v: Timestamp) -> &mut Self {
+        // eight bytes as they are: a time since the epoch in ns needs nine
+        // as a varint, pushed one by one
         self.tag(TIME);
-        put_varint(&mut self.bytes, zigzag(v.as_nanos()));
+        self.bytes.extend_from_slice(&v.as_nanos().to_le_bytes());
         self
     }
 
@@ -496,7 +499,10 @@ impl<'a> Cursor<'a> {
                 let b: [u8; 16] = self.take(16)?.try_into().map_err(|_| RowError(at))?;
                 Value::Ip(IpAddr::V6(Ipv6Addr::from(b)))
             }
-            TIME => Value::Time(Timestamp(unzigzag(self.varint()?))),
+            TIME => {
+                let b: [u8; 8] = self.take(8)?.try_into().map_err(|_| RowError(at))?;
+                Value::Time(Timestamp(i64::from_le_bytes(b)))
+            }
             DURATION => Value::Duration(unzigzag(self.varint()?)),
             STR_LIST => Value::StrList(self.list(true)?),
             U64_LIST => Value::U64List(self.list(false)?),
@@ -716,6 +722,25 @@ mod tests {
                 assert!(l.u64s().eq(0..n as u64), "{n}");
                 assert_eq!(v[8], Value::Duration(3));
             }
+        }
+    }
+
+    #[test]
+    fn times_read_back_whole_at_both_ends_of_the_range() {
+        for t in [i64::MIN, -1, 0, 1, 1_700_000_000_123_456_789, i64::MAX] {
+            let mut r = RowBuf::new(&COMMUNITY_ID);
+            r.time(Timestamp(t))
+                .flow_id(0)
+                .ip("10.0.0.1".parse().unwrap())
+                .u64(1)
+                .ip("10.0.0.2".parse().unwrap())
+                .u64(2)
+                .str("udp")
+                .u64(17)
+                .str("1:x");
+            let mut v = Vec::new();
+            decode(&COMMUNITY_ID, r.finish().unwrap(), &mut v).unwrap();
+            assert_eq!(v[0], Value::Time(Timestamp(t)));
         }
     }
 
