@@ -2,8 +2,8 @@
 # Whole-process benchmark of pcap-analyzer against the floors, side by side,
 # in alternating rounds (one warm-up round, then RUNS counted ones; medians).
 #
-#   scripts/bench.sh [--runs N] [--readers] [FILE ...]
-#   scripts/bench.sh --callgrind
+#   scripts/bench.sh [--profile P] [--runs N] [--readers] [FILE ...]
+#   scripts/bench.sh [--profile P] --callgrind
 #
 # Without FILE it uses two generated captures (made once in bench-out/ by
 # ../shared/bench/gen-pcap.py): big.pcap (`--packets 5000000`, 4.16 GB of
@@ -17,6 +17,9 @@
 # ratio of -o to no -o and of -j 2 to -j 1, and the peak RSS. `--readers`
 # adds `cat` and the reading floors (bare pcap-parser, PAL's reader).
 #
+# --profile P builds and times PAL with cargo profile P (default release;
+# release-lto is the whole-program optimised build, see Cargo.toml).
+#
 # --callgrind prints instructions per packet (valgrind's callgrind: the same
 # count on a busy machine) for the floor, pcap-analyzer -j 1 with the default
 # plugins and with `-p connections`, on bench-out/cg.pcap (`--packets 300000
@@ -24,15 +27,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=5
+PROFILE=release
 READERS=0
 CALLGRIND=0
 FILES=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) RUNS=$2; shift 2 ;;
+    --profile) PROFILE=$2; shift 2 ;;
     --readers) READERS=1; shift ;;
     --callgrind) CALLGRIND=1; shift ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) FILES+=("$1"); shift ;;
   esac
 done
@@ -45,15 +50,15 @@ gen() { # FILE ARGS...: generate once
   [ -s "$f" ] || python3 "$SHARED/gen-pcap.py" "$@" --out "$f" --quiet
 }
 
-cargo build --release -q -p pcap-analyzer
-cargo build --release -q -p libpcap-tools --example read_bench
+cargo build --profile "$PROFILE" -q -p pcap-analyzer
+cargo build --profile "$PROFILE" -q -p libpcap-tools --example read_bench
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 # ../shared may be read-only: build the floor into our own target directory
 CARGO_TARGET_DIR=target/bench-floor cargo build --release -q \
   --manifest-path "$SHARED/floor/Cargo.toml" --bin flows 2> "$TMP/floor.log" \
   || { cat "$TMP/floor.log" >&2; exit 1; }
-BIN=target/release
+BIN=target/$PROFILE
 FLOOR=target/bench-floor/release/flows
 
 if [ "$CALLGRIND" = 1 ]; then
