@@ -142,19 +142,27 @@ impl Digest {
     }
 }
 
-/// Size and SHA-256 of the files this process wrote in full, by file
-/// identity (device and inode, which a rename keeps).
-static WRITTEN: std::sync::Mutex<Vec<(libpcap_tools::outfile::FileId, u64, String)>> =
-    std::sync::Mutex::new(Vec::new());
+/// A file this process wrote in full: its path, identity (device and
+/// inode, which a rename keeps), size and SHA-256.
+type Written = (
+    std::path::PathBuf,
+    libpcap_tools::outfile::FileId,
+    u64,
+    String,
+);
+
+/// The files this process wrote in full, the last one written at each path.
+static WRITTEN: std::sync::Mutex<Vec<Written>> = std::sync::Mutex::new(Vec::new());
 
 /// Notes that the file at `path` was written in full with `size` bytes of
-/// SHA-256 `sha256` (see [`written_digest`]).
+/// SHA-256 `sha256` (see [`written_digest`]). One entry is kept per path
+/// (a report rewritten every minute of a long live run is one entry).
 pub fn note_written(path: &std::path::Path, size: u64, sha256: String) {
     if let Ok(Some(id)) = libpcap_tools::outfile::FileId::of(path)
         && let Ok(mut w) = WRITTEN.lock()
     {
-        w.retain(|e| e.0 != id);
-        w.push((id, size, sha256));
+        w.retain(|e| e.0 != path && e.1 != id);
+        w.push((path.to_path_buf(), id, size, sha256));
     }
 }
 
@@ -166,8 +174,8 @@ pub fn written_digest(path: &std::path::Path) -> Option<(u64, String)> {
     let len = std::fs::metadata(path).ok()?.len();
     let w = WRITTEN.lock().ok()?;
     w.iter()
-        .find(|e| e.0 == id && e.1 == len)
-        .map(|e| (e.1, e.2.clone()))
+        .find(|e| e.1 == id && e.2 == len)
+        .map(|e| (e.2, e.3.clone()))
 }
 
 #[cfg(test)]
@@ -201,6 +209,25 @@ mod digest_tests {
         assert_eq!(written_digest(&p), Some((3, "x".into())));
         std::fs::write(&p, b"abcd").unwrap();
         assert_eq!(written_digest(&p), None, "changed since");
+    }
+
+    /// A file rewritten again and again (the periodic connection report)
+    /// is one entry, whatever inode each version gets.
+    #[test]
+    fn a_path_written_many_times_is_noted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("report.txt");
+        for i in 0..50u8 {
+            crate::plugin::write_atomically_with(&p, |w| w.write_all(&[i; 3])).unwrap();
+        }
+        let entries = WRITTEN.lock().unwrap().iter().filter(|e| e.0 == p).count();
+        assert_eq!(entries, 1);
+        let want = {
+            use sha2::Digest as _;
+            let h = sha2::Sha256::digest([49u8; 3]);
+            h.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        };
+        assert_eq!(written_digest(&p), Some((3, want)));
     }
 }
 

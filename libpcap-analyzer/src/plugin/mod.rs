@@ -746,6 +746,10 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Every call has its own temporary file: two writers of one file (a
 /// periodic report and the final one) never share one.
 ///
+/// The size and SHA-256 of what was written are noted
+/// ([`crate::output::note_written`]), so that a run manifest need not read
+/// the file back.
+///
 /// # Errors
 /// The I/O error of whichever step failed (the first error of `write`
 /// included), naming the path; the temporary file is then removed.
@@ -753,7 +757,17 @@ pub fn write_atomically_with(
     path: &Path,
     write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
-    libpcap_tools::outfile::write_atomically_with(path, write)
+    let mut digest = None;
+    libpcap_tools::outfile::write_atomically_with(path, |w| {
+        let (mut counted, d) = crate::output::DigestWriter::new(w);
+        digest = Some(d);
+        write(&mut counted)
+    })?;
+    if let Some(d) = digest {
+        let (size, sha256) = d.result();
+        crate::output::note_written(path, size, sha256);
+    }
+    Ok(())
 }
 
 /// Writes a JSON value, pretty-printed, with [`write_atomically`].
