@@ -147,9 +147,8 @@ fn push_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
 }
 
 /// Appends `s` as a JSON string.
-fn push_json_str(out: &mut Vec<u8>, s: &str) {
+fn push_json_str(out: &mut Vec<u8>, b: &[u8]) {
     out.push(b'"');
-    let b = s.as_bytes();
     let mut start = 0;
     while let Some(i) = next_escape(b, start) {
         let Some(&c) = b.get(i) else { break };
@@ -242,7 +241,7 @@ impl LineFormat {
                     .iter()
                     .map(|f| {
                         let mut k = Vec::new();
-                        push_json_str(&mut k, f.name);
+                        push_json_str(&mut k, f.name.as_bytes());
                         k.push(b':');
                         k
                     })
@@ -368,10 +367,10 @@ fn jsonl_line(keys: &[Vec<u8>], row: &[Value<'_>], l: &mut Vec<u8>) {
 
 /// Appends `s` as a CSV field (quoted when it holds a comma, a quote or a
 /// line break).
-fn push_csv_str(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().any(|c| matches!(c, b',' | b'"' | b'\n' | b'\r')) {
+fn push_csv_str(out: &mut Vec<u8>, s: &[u8]) {
+    if s.iter().any(|c| matches!(c, b',' | b'"' | b'\n' | b'\r')) {
         out.push(b'"');
-        for c in s.bytes() {
+        for &c in s {
             if c == b'"' {
                 out.push(b'"');
             }
@@ -379,7 +378,7 @@ fn push_csv_str(out: &mut Vec<u8>, s: &str) {
         }
         out.push(b'"');
     } else {
-        out.extend_from_slice(s.as_bytes());
+        out.extend_from_slice(s);
     }
 }
 
@@ -404,9 +403,9 @@ fn csv_line(item: &mut Vec<u8>, row: &[Value<'_>], l: &mut Vec<u8>) {
                     if i > 0 {
                         item.push(b',');
                     }
-                    item.extend_from_slice(s.as_bytes());
+                    item.extend_from_slice(s);
                 }
-                push_csv_str(l, &String::from_utf8_lossy(item));
+                push_csv_str(l, item);
             }
             Value::U64List(list) => {
                 let multi = list.len() > 1;
@@ -431,16 +430,16 @@ fn csv_line(item: &mut Vec<u8>, row: &[Value<'_>], l: &mut Vec<u8>) {
 /// Appends `s` as a Zeek log field: tabs, newlines, backslashes, the set
 /// separator (in lists) and non-printable bytes as `\xNN`; an empty string
 /// as `(empty)`, a lone `-` escaped so that it is not read as unset.
-fn push_zeek_str(out: &mut Vec<u8>, s: &str, in_list: bool) {
+fn push_zeek_str(out: &mut Vec<u8>, s: &[u8], in_list: bool) {
     if s.is_empty() {
         out.extend_from_slice(b"(empty)");
         return;
     }
-    if s == "-" {
+    if s == b"-" {
         out.extend_from_slice(b"\\x2d");
         return;
     }
-    for c in s.bytes() {
+    for &c in s {
         if c == b'\\' || c == b'\t' || c < 0x20 || c == 0x7f || (in_list && c == b',') {
             let _ = write!(out, "\\x{c:02x}");
         } else {
@@ -598,7 +597,7 @@ mod tests {
                     })
                     .collect();
                 let mut out = Vec::new();
-                push_json_str(&mut out, &text);
+                push_json_str(&mut out, text.as_bytes());
                 let back: String = serde_json::from_slice(&out).unwrap_or_else(|e| {
                     panic!("{text:?} gave {:?}: {e}", String::from_utf8_lossy(&out))
                 });
@@ -612,7 +611,7 @@ mod tests {
             }
         }
         let mut out = Vec::new();
-        push_json_str(&mut out, "0123456\"89abcdef\u{1}x\\");
+        push_json_str(&mut out, b"0123456\"89abcdef\x01x\\");
         assert_eq!(out, b"\"0123456\\\"89abcdef\\u0001x\\\\\"");
     }
 

@@ -90,12 +90,12 @@ impl Col {
             (Col::I64(b), Value::I64(x)) => b.append_value(*x),
             (Col::F64(b), Value::F64(x)) => b.append_value(*x),
             (Col::F64(b), Value::Duration(ns)) => b.append_value(*ns as f64 / 1e9),
-            (Col::Str(b), Value::Str(s)) => b.append_value(s),
+            (Col::Str(b), Value::Str(s)) => b.append_value(String::from_utf8_lossy(s)),
             (Col::Str(b), Value::Ip(ip)) => b.append_value(ip.to_string()),
             (Col::Time(b), Value::Time(t)) => b.append_value(t.as_nanos()),
             (Col::StrList(b), Value::StrList(l)) => {
                 for s in l.strs() {
-                    b.values().append_value(s);
+                    b.values().append_value(String::from_utf8_lossy(s));
                 }
                 b.append(true);
             }

@@ -344,8 +344,10 @@ pub enum Value<'a> {
     I64(i64),
     /// A float.
     F64(f64),
-    /// A text.
-    Str(&'a str),
+    /// A text: the UTF-8 bytes that [`RowBuf::str`] took as a `&str`
+    /// (the text formats copy and escape bytes, so they are not checked
+    /// again; a damaged row may give other bytes, never a panic).
+    Str(&'a [u8]),
     /// An address.
     Ip(IpAddr),
     /// A time.
@@ -400,8 +402,9 @@ impl<'a> List<'a> {
         self.len == 0
     }
 
-    /// The items of a text list (stops at damage).
-    pub fn strs(&self) -> impl Iterator<Item = &'a str> + 'a {
+    /// The items of a text list, as the bytes of [`Value::Str`] (stops at
+    /// damage).
+    pub fn strs(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
         let mut c = Cursor {
             bytes: self.bytes,
             at: 0,
@@ -455,10 +458,10 @@ impl<'a> Cursor<'a> {
         Err(RowError(self.at))
     }
 
-    fn str(&mut self) -> Result<&'a str, RowError> {
+    fn str(&mut self) -> Result<&'a [u8], RowError> {
         let at = self.at;
         let n = usize::try_from(self.varint()?).map_err(|_| RowError(at))?;
-        std::str::from_utf8(self.take(n)?).map_err(|_| RowError(at))
+        self.take(n)
     }
 
     /// Skips the items of a list, returning it.
@@ -652,7 +655,10 @@ mod tests {
         assert_eq!(v[7], Value::Time(Timestamp(-1)));
         assert_eq!(v[8], Value::Duration(1_500_000_000));
         let Value::StrList(l) = v[9] else { panic!() };
-        assert_eq!(l.strs().collect::<Vec<_>>(), ["a", "", "ü"]);
+        assert_eq!(
+            l.strs().collect::<Vec<_>>(),
+            ["a".as_bytes(), b"", "ü".as_bytes()]
+        );
         let Value::U64List(l) = v[10] else { panic!() };
         assert_eq!(l.u64s().collect::<Vec<_>>(), [0, 300, u64::MAX]);
     }
@@ -686,7 +692,7 @@ mod tests {
             let mut v = Vec::new();
             decode(kind, r.finish().unwrap(), &mut v).unwrap();
             assert_eq!(v[0], Value::U64(n));
-            assert_eq!(v[1], Value::Str(&format!("{n:016x}")), "{n}");
+            assert_eq!(v[1], Value::Str(format!("{n:016x}").as_bytes()), "{n}");
         }
     }
 
@@ -717,7 +723,10 @@ mod tests {
                 let mut v = Vec::new();
                 decode(&ALLTYPES, &bytes, &mut v).unwrap();
                 let Value::StrList(l) = v[9] else { panic!() };
-                assert_eq!(l.strs().collect::<Vec<_>>(), items, "{n} {with}");
+                assert!(
+                    l.strs().eq(items.iter().map(|i| i.as_bytes())),
+                    "{n} {with}"
+                );
                 let Value::U64List(l) = v[10] else { panic!() };
                 assert!(l.u64s().eq(0..n as u64), "{n}");
                 assert_eq!(v[8], Value::Duration(3));
