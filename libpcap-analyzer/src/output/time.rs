@@ -32,29 +32,55 @@ fn push_digits(out: &mut Vec<u8>, v: u64, width: usize) {
     out.extend_from_slice(&buf[start..]);
 }
 
+/// The two digits of `v` (below 100).
+fn two_digits(v: u64) -> [u8; 2] {
+    [b'0' + (v / 10 % 10) as u8, b'0' + (v % 10) as u8]
+}
+
 /// Appends `ts` as RFC 3339 UTC with nine fraction digits. Years outside
 /// 0000–9999 (which no capture format can hold) are clamped to them.
 pub fn push_rfc3339(out: &mut Vec<u8>, ts: Timestamp) {
     let secs = ts.secs();
-    let nanos = ts.subsec_nanos();
+    let nanos = u64::from(ts.subsec_nanos());
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400) as u64;
     let (y, m, d) = civil_from_days(days);
     let y = y.clamp(0, 9999) as u64;
-    push_digits(out, y, 4);
-    out.push(b'-');
-    push_digits(out, u64::from(m), 2);
-    out.push(b'-');
-    push_digits(out, u64::from(d), 2);
-    out.push(b'T');
-    push_digits(out, sod / 3600, 2);
-    out.push(b':');
-    push_digits(out, sod / 60 % 60, 2);
-    out.push(b':');
-    push_digits(out, sod % 60, 2);
-    out.push(b'.');
-    push_digits(out, u64::from(nanos), 9);
-    out.push(b'Z');
+    // filled in place, then copied once: `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`
+    let mut t = *b"0000-00-00T00:00:00.000000000Z";
+    let [y0, y1] = two_digits(y / 100);
+    let [y2, y3] = two_digits(y % 100);
+    let [m0, m1] = two_digits(u64::from(m));
+    let [d0, d1] = two_digits(u64::from(d));
+    let [h0, h1] = two_digits(sod / 3600);
+    let [i0, i1] = two_digits(sod / 60 % 60);
+    let [s0, s1] = two_digits(sod % 60);
+    for (at, b) in [
+        (0, y0),
+        (1, y1),
+        (2, y2),
+        (3, y3),
+        (5, m0),
+        (6, m1),
+        (8, d0),
+        (9, d1),
+        (11, h0),
+        (12, h1),
+        (14, i0),
+        (15, i1),
+        (17, s0),
+        (18, s1),
+    ] {
+        if let Some(c) = t.get_mut(at) {
+            *c = b;
+        }
+    }
+    let mut n = nanos;
+    for c in t.get_mut(20..29).unwrap_or_default().iter_mut().rev() {
+        *c = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out.extend_from_slice(&t);
 }
 
 /// `ts` as an RFC 3339 string.
@@ -105,6 +131,27 @@ mod tests {
         // before the epoch
         assert_eq!(t(-1, 500_000_000), "1969-12-31T23:59:59.500000000Z");
         assert_eq!(t(-86_400 * 365, 0), "1969-01-01T00:00:00.000000000Z");
+    }
+
+    #[test]
+    fn rfc3339_agrees_with_chrono() {
+        // random instants over the whole range of a Timestamp (i64
+        // nanoseconds: 1677 to 2262), and its ends
+        let mut rng = libpcap_tools::synth::Rng(5);
+        let lo = i64::MIN / 1_000_000_000 + 1;
+        let hi = i64::MAX / 1_000_000_000 - 1;
+        let mut cases = vec![(lo, 0), (hi, 999_999_999), (0, 0), (-1, 1)];
+        for _ in 0..20_000 {
+            let s = lo + (rng.next_u64() % (hi - lo) as u64) as i64;
+            cases.push((s, (rng.next_u64() % 1_000_000_000) as i64));
+        }
+        for (s, n) in cases {
+            let want = chrono::DateTime::from_timestamp(s, n as u32)
+                .unwrap()
+                .format("%Y-%m-%dT%H:%M:%S%.9fZ")
+                .to_string();
+            assert_eq!(rfc3339(Timestamp::from_secs_nanos(s, n)), want, "{s} {n}");
+        }
     }
 
     #[test]
