@@ -315,7 +315,7 @@ impl DnsRData {
 }
 
 /// A parsed DNS message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct DnsMessage {
     /// Transaction id.
     pub id: u16,
@@ -1018,16 +1018,19 @@ fn dns_record<'a>(msg: &'a [u8], i: &'a [u8], known: &Known<'_>) -> PResult<'a, 
     ))
 }
 
-/// Parses `count` entries with `f`, checking first that `count * min_len`
-/// bytes remain. Entries are pushed as decoded; at most 16 are preallocated.
+/// Parses `count` entries with `f` into `out` (emptied first), checking
+/// first that `count * min_len` bytes remain. Entries are pushed as
+/// decoded; room for at most 16 is reserved up front.
 fn dns_section<'a, T>(
     msg: &'a [u8],
     i: &'a [u8],
     count: u16,
     min_len: usize,
     section: DnsSection,
+    out: &mut Vec<T>,
     f: impl Fn(&'a [u8], &'a [u8]) -> PResult<'a, T>,
-) -> PResult<'a, Vec<T>> {
+) -> PResult<'a, ()> {
+    out.clear();
     if usize::from(count).saturating_mul(min_len) > i.len() {
         return fail(DnsError::TooManyRecords {
             section,
@@ -1035,15 +1038,15 @@ fn dns_section<'a, T>(
             available: i.len(),
         });
     }
-    // preallocation is capped, so a forged count costs nothing up front
-    let mut out = Vec::with_capacity(usize::from(count).min(16));
+    // the reservation is capped, so a forged count costs nothing up front
+    out.reserve(usize::from(count).min(16));
     let mut i = i;
     for _ in 0..count {
         let (rest, item) = f(msg, i)?;
         out.push(item);
         i = rest;
     }
-    Ok((i, out))
+    Ok((i, ()))
 }
 
 /// Parses one DNS message (as carried in a UDP payload, or one TCP frame
@@ -1055,18 +1058,43 @@ fn dns_section<'a, T>(
 /// a section count that cannot fit in the data, or RDATA that does not match
 /// its type and length.
 pub fn parse_dns_message(data: &[u8]) -> Result<DnsMessage, DnsError> {
-    parse_message_inner(data).map_err(|e| to_dns_error(e, data.len()))
+    let mut out = DnsMessage::default();
+    parse_dns_message_into(data, &mut out)?;
+    Ok(out)
 }
 
-fn parse_message_inner(msg: &[u8]) -> Result<DnsMessage, nom::Err<PErr>> {
+/// [`parse_dns_message`] into `out`, whose section vectors are emptied and
+/// refilled (their room is reused: a caller decoding message after message
+/// into the same `out` allocates nothing for the sections). On `Ok`, `out`
+/// is what [`parse_dns_message`] returns; on `Err`, its content is
+/// unspecified.
+///
+/// # Errors
+///
+/// As [`parse_dns_message`].
+pub fn parse_dns_message_into(data: &[u8], out: &mut DnsMessage) -> Result<(), DnsError> {
+    parse_message_inner(data, out).map_err(|e| to_dns_error(e, data.len()))
+}
+
+fn parse_message_inner(msg: &[u8], out: &mut DnsMessage) -> Result<(), nom::Err<PErr>> {
+    let DnsMessage {
+        questions,
+        answers,
+        authorities,
+        additionals,
+        ..
+    } = out;
+    for s in [&mut *answers, &mut *authorities, &mut *additionals] {
+        s.clear();
+    }
     let (i, h) = dns_header(msg)?;
     let [qd, an, ns, ar] = h.counts;
     // Minimum sizes: a question is a root name + 4 bytes, a record a root name + 10.
-    let (i, questions) = dns_section(msg, i, qd, 5, DnsSection::Question, dns_question)?;
+    let (i, ()) = dns_section(msg, i, qd, 5, DnsSection::Question, questions, dns_question)?;
     // the first (pointer-free) question names, for the records pointing at them
     let mut known: [(usize, &str); 4] = [(usize::MAX, ""); 4];
     let mut at = DNS_HEADER_LEN;
-    for (slot, q) in known.iter_mut().zip(&questions) {
+    for (slot, q) in known.iter_mut().zip(questions.iter()) {
         let Some(len) = plain_name_len(msg, at) else {
             break;
         };
@@ -1078,14 +1106,16 @@ fn parse_message_inner(msg: &[u8]) -> Result<DnsMessage, nom::Err<PErr>> {
     // and answers of a response whose additional section is corrupt are
     // still the response's)
     let mut damaged = None;
-    let mut sections: [Vec<DnsRecord>; 3] = Default::default();
     let mut i = i;
-    for (slot, (count, section)) in sections.iter_mut().zip([
-        (an, DnsSection::Answer),
-        (ns, DnsSection::Authority),
-        (ar, DnsSection::Additional),
-    ]) {
-        // record by record, so that the records before the damage stay
+    for (slot, count, section) in [
+        (&mut *answers, an, DnsSection::Answer),
+        (&mut *authorities, ns, DnsSection::Authority),
+        (&mut *additionals, ar, DnsSection::Additional),
+    ] {
+        // room for the announced records (capped: a forged count costs
+        // nothing up front); record by record, so that the records before
+        // the damage stay
+        slot.reserve(usize::from(count).min(16));
         for _ in 0..count {
             match record(msg, i) {
                 Ok((rest, r)) => {
@@ -1102,7 +1132,6 @@ fn parse_message_inner(msg: &[u8]) -> Result<DnsMessage, nom::Err<PErr>> {
             break;
         }
     }
-    let [answers, authorities, additionals] = sections;
     // damage before anything past the header: nothing to report
     if let Some((_, e)) = &damaged
         && questions.is_empty()
@@ -1118,22 +1147,17 @@ fn parse_message_inner(msg: &[u8]) -> Result<DnsMessage, nom::Err<PErr>> {
     {
         rcode |= u16::from(*ext_rcode) << 4;
     }
-    Ok(DnsMessage {
-        id: h.id,
-        is_response: h.flags & 0x8000 != 0,
-        opcode: ((h.flags >> 11) & 0x0f) as u8,
-        authoritative: h.flags & 0x0400 != 0,
-        truncated: h.flags & 0x0200 != 0,
-        recursion_desired: h.flags & 0x0100 != 0,
-        recursion_available: h.flags & 0x0080 != 0,
-        rcode,
-        flags: h.flags,
-        questions,
-        answers,
-        authorities,
-        additionals,
-        damaged,
-    })
+    out.id = h.id;
+    out.is_response = h.flags & 0x8000 != 0;
+    out.opcode = ((h.flags >> 11) & 0x0f) as u8;
+    out.authoritative = h.flags & 0x0400 != 0;
+    out.truncated = h.flags & 0x0200 != 0;
+    out.recursion_desired = h.flags & 0x0100 != 0;
+    out.recursion_available = h.flags & 0x0080 != 0;
+    out.rcode = rcode;
+    out.flags = h.flags;
+    out.damaged = damaged;
+    Ok(())
 }
 
 /// Splits a TCP stream (RFC 1035 §4.2.2: 2-byte big-endian length prefix per
@@ -1586,6 +1610,34 @@ mod tests {
             parse_dns_message(&r),
             Err(DnsError::InvalidRData { rtype: 5, .. })
         ));
+    }
+
+    #[test]
+    fn decoding_into_a_used_message_is_decoding_afresh() {
+        // one message reused for a big response, a query, a response whose
+        // additional section is damaged, errors in between: each result is
+        // the fresh one, nothing left over from the message before
+        let full = full_response();
+        let mut q = header(7, 0x0100, [1, 0, 0, 0]);
+        q.extend_from_slice(&wire_name("a.b"));
+        q.extend_from_slice(&[0, 1, 0, 1]);
+        let mut damaged = full.clone();
+        damaged[11] += 1; // one more additional record than there is
+        let mut out = DnsMessage::default();
+        let inputs: [&[u8]; 8] = [&full, &q, &full[..20], &damaged, &full[..60], &full, &[], &q];
+        let mut seen_err = 0;
+        for (n, m) in inputs.into_iter().enumerate() {
+            let fresh = parse_dns_message(m);
+            match parse_dns_message_into(m, &mut out) {
+                Ok(()) => assert_eq!(Ok(&out), fresh.as_ref(), "input {n}"),
+                Err(e) => {
+                    seen_err += 1;
+                    assert_eq!(Err(e), fresh, "input {n}");
+                }
+            }
+        }
+        assert_eq!(seen_err, 2);
+        assert!(parse_dns_message(&damaged).is_ok_and(|m| m.damaged.is_some()));
     }
 
     #[test]
