@@ -635,6 +635,37 @@ impl NameText {
     }
 }
 
+impl NameText {
+    /// Appends a label (after a `.` unless it is the first) with
+    /// [`push_escaped_label`]'s escaping: a label with nothing to escape
+    /// is copied and checked in one pass.
+    fn push_label(&mut self, label: &[u8]) {
+        if self.spill.is_empty() {
+            let body_at = self.len.saturating_add(usize::from(self.len != 0));
+            let end = body_at.saturating_add(label.len());
+            if let Some(dst) = self.buf.get_mut(self.len..end) {
+                let (dot, body) = dst.split_at_mut(dst.len().saturating_sub(label.len()));
+                if let Some(d) = dot.first_mut() {
+                    *d = b'.';
+                }
+                let mut plain = true;
+                for (d, &b) in body.iter_mut().zip(label) {
+                    *d = b;
+                    plain &= is_plain(b);
+                }
+                if plain {
+                    self.len = end;
+                    return;
+                }
+            }
+        }
+        if !self.is_empty() {
+            self.put(b".");
+        }
+        push_escaped_label(self, label);
+    }
+}
+
 impl Bytes for NameText {
     fn put(&mut self, b: &[u8]) {
         if self.spill.is_empty() {
@@ -651,12 +682,27 @@ impl Bytes for NameText {
     }
 }
 
+/// The bytes a label shows as they are: printable ASCII but `.` and `\\`.
+const PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0x21u8;
+    while b <= 0x7e {
+        t[b as usize] = b != b'.' && b != b'\\';
+        b += 1;
+    }
+    t
+};
+
+/// Whether a label byte is written as it is (see [`PLAIN`]).
+fn is_plain(b: u8) -> bool {
+    PLAIN.get(usize::from(b)).copied().unwrap_or(false)
+}
+
 /// Appends one label to `out` with RFC 4343 presentation escaping. Only
 /// ASCII is written, so `out` stays valid UTF-8.
 fn push_escaped_label(out: &mut impl Bytes, label: &[u8]) {
-    let plain = |b: &u8| matches!(b, 0x21..=0x7e) && *b != b'.' && *b != b'\\';
     // fast path: a whole label with nothing to escape
-    if label.iter().all(plain) {
+    if label.iter().all(|&b| is_plain(b)) {
         out.put(label);
         return;
     }
@@ -678,7 +724,13 @@ fn ascii_string(v: Vec<u8>) -> String {
 /// Names already rendered, by the offset where their (pointer-free) labels
 /// start in the message: the question names, which the records of a
 /// response usually point back to (`c0 0c`).
-type Known<'n> = [(usize, &'n str)];
+type Known<'n> = [(usize, &'n DnsName)];
+
+/// The presentation of the root name.
+const ROOT: &str = "<Root>";
+
+/// An unused slot of a [`Known`] table.
+static NO_NAME: DnsName = DnsName::const_new("");
 
 /// Wire length of the name at `start` when it is made of labels only (no
 /// compression pointer), else `None`.
@@ -700,12 +752,18 @@ fn plain_name_len(msg: &[u8], start: usize) -> Option<usize> {
 /// A name that is just a pointer to a name of `known` is a copy of it: the
 /// same result as rendering it again (one pointer, then the same labels).
 fn read_name(msg: &[u8], start: usize, known: &Known<'_>) -> Result<(DnsName, usize), DnsError> {
-    if let (Some(&hi @ 0xc0..=0xff), Some(&lo)) = (msg.get(start), msg.get(start.saturating_add(1)))
-    {
-        let target = (usize::from(hi & 0x3f) << 8) | usize::from(lo);
-        if let Some((_, name)) = known.iter().find(|(o, _)| *o == target) {
-            return Ok((DnsName::from(*name), start.saturating_add(2)));
+    match msg.get(start) {
+        // the root name (an OPT record's owner): nothing to build
+        Some(0) => return Ok((DnsName::const_new(ROOT), start.saturating_add(1))),
+        Some(&hi @ 0xc0..=0xff) => {
+            if let Some(&lo) = msg.get(start.saturating_add(1)) {
+                let target = (usize::from(hi & 0x3f) << 8) | usize::from(lo);
+                if let Some((_, name)) = known.iter().find(|(o, _)| *o == target) {
+                    return Ok(((*name).clone(), start.saturating_add(2)));
+                }
+            }
         }
+        _ => {}
     }
     let mut out = NameText::new();
     let mut pos = start;
@@ -718,7 +776,7 @@ fn read_name(msg: &[u8], start: usize, known: &Known<'_>) -> Result<(DnsName, us
             0 => {
                 let end = end.unwrap_or(pos.saturating_add(1));
                 if out.is_empty() {
-                    out.put(b"<Root>");
+                    out.put(ROOT.as_bytes());
                 }
                 return Ok((out.name(), end));
             }
@@ -734,10 +792,7 @@ fn read_name(msg: &[u8], start: usize, known: &Known<'_>) -> Result<(DnsName, us
                         offset: label_start,
                     },
                 )?;
-                if !out.is_empty() {
-                    out.put(b".");
-                }
-                push_escaped_label(&mut out, label);
+                out.push_label(label);
                 pos = label_start.saturating_add(l);
             }
             0xc0..=0xff => {
@@ -1092,13 +1147,13 @@ fn parse_message_inner(msg: &[u8], out: &mut DnsMessage) -> Result<(), nom::Err<
     // Minimum sizes: a question is a root name + 4 bytes, a record a root name + 10.
     let (i, ()) = dns_section(msg, i, qd, 5, DnsSection::Question, questions, dns_question)?;
     // the first (pointer-free) question names, for the records pointing at them
-    let mut known: [(usize, &str); 4] = [(usize::MAX, ""); 4];
+    let mut known: [(usize, &DnsName); 4] = [(usize::MAX, &NO_NAME); 4];
     let mut at = DNS_HEADER_LEN;
     for (slot, q) in known.iter_mut().zip(questions.iter()) {
         let Some(len) = plain_name_len(msg, at) else {
             break;
         };
-        *slot = (at, q.name.as_str());
+        *slot = (at, &q.name);
         at = at.saturating_add(len).saturating_add(4);
     }
     let record = |m, i| dns_record(m, i, &known);
@@ -1575,6 +1630,71 @@ mod tests {
     }
 
     #[test]
+    fn names_of_mixed_labels_read_as_their_bytes_escaped_one_by_one() {
+        // labels of plain and escaped bytes in every order, short and long
+        // (past the stack buffer, then plain labels after it), compared with
+        // the byte-by-byte escaping of the module docs
+        fn reference(labels: &[Vec<u8>]) -> String {
+            let label = |l: &Vec<u8>| {
+                l.iter()
+                    .map(|&b| match b {
+                        b'.' | b'\\' => format!("\\{}", b as char),
+                        0x21..=0x7e => (b as char).to_string(),
+                        _ => format!("\\{b:03}"),
+                    })
+                    .collect::<String>()
+            };
+            labels.iter().map(label).collect::<Vec<_>>().join(".")
+        }
+        let bytes = [
+            b'a', b'Z', b'-', b'0', b'.', b'\\', 0, b' ', 0x7f, 0xff, b'~', b'!',
+        ];
+        let mut s: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        let mut escaped = 0;
+        for round in 0..2000 {
+            let mut labels: Vec<Vec<u8>> = Vec::new();
+            let mut wire = 1;
+            loop {
+                let len = (next() % 63 + 1) as usize;
+                if wire + len + 1 > MAX_NAME_WIRE_LEN {
+                    break;
+                }
+                // half the labels plain, the other half with some escapes
+                let plain = next() % 2 == 0;
+                let label: Vec<u8> = (0..len)
+                    .map(|_| {
+                        let r = next() as usize;
+                        let pick = if plain { r % 4 } else { r % bytes.len() };
+                        bytes[pick]
+                    })
+                    .collect();
+                wire += len + 1;
+                labels.push(label);
+                if next() % 4 == 0 {
+                    break;
+                }
+            }
+            let mut q = header(1, 0, [1, 0, 0, 0]);
+            for l in &labels {
+                q.push(l.len() as u8);
+                q.extend_from_slice(l);
+            }
+            q.extend_from_slice(&[0, 0, 1, 0, 1]);
+            let want = reference(&labels);
+            escaped += usize::from(want.contains('\\'));
+            let m = parse_dns_message(&q).unwrap();
+            assert_eq!(m.questions[0].name.as_str(), want, "round {round}");
+        }
+        assert!(escaped > 500 && escaped < 2000, "{escaped}");
+    }
+
+    #[test]
     fn dns_counts_larger_than_data_are_rejected_without_allocation() {
         let q = header(1, 0x8000, [0xffff, 0xffff, 0xffff, 0xffff]);
         assert_eq!(
@@ -1624,7 +1744,16 @@ mod tests {
         let mut damaged = full.clone();
         damaged[11] += 1; // one more additional record than there is
         let mut out = DnsMessage::default();
-        let inputs: [&[u8]; 8] = [&full, &q, &full[..20], &damaged, &full[..60], &full, &[], &q];
+        let inputs: [&[u8]; 8] = [
+            &full,
+            &q,
+            &full[..20],
+            &damaged,
+            &full[..60],
+            &full,
+            &[],
+            &q,
+        ];
         let mut seen_err = 0;
         for (n, m) in inputs.into_iter().enumerate() {
             let fresh = parse_dns_message(m);
