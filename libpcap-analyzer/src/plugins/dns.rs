@@ -129,8 +129,8 @@ pub struct DnsPlugin {
     format: crate::output::Format,
     row: RowBuf,
     /// The message of the datagram at hand (its section vectors reused;
-    /// taken out while in use).
-    scratch: Option<Message>,
+    /// taken out while in use, boxed so that taking it moves a pointer).
+    scratch: Option<Box<Message>>,
 }
 
 /// The queries of one flow waiting for their response, in arrival order:
