@@ -745,6 +745,44 @@ fn plain_name_len(msg: &[u8], start: usize) -> Option<usize> {
     }
 }
 
+/// The name at `start` when it is made of labels only (no pointer), with
+/// nothing to escape, at least one label, and within the length limit (the
+/// usual question name), and the offset just past it; else `None` (the
+/// general path then reads it, or reports what is wrong). Its presentation
+/// is its wire bytes after the first length byte, with the other length
+/// bytes made dots: no buffer to build it in.
+fn plain_name(msg: &[u8], start: usize) -> Option<(DnsName, usize)> {
+    let first = start.saturating_add(1);
+    let mut pos = start;
+    loop {
+        match *msg.get(pos)? {
+            0 => break,
+            len @ 1..=63 => {
+                let label_start = pos.saturating_add(1);
+                let end = label_start.saturating_add(usize::from(len));
+                if !msg.get(label_start..end)?.iter().all(|&b| is_plain(b)) {
+                    return None;
+                }
+                pos = end;
+            }
+            _ => return None,
+        }
+    }
+    // the wire length: the labels, the first length byte and the root label
+    if pos.checked_sub(start)?.saturating_add(1) > MAX_NAME_WIRE_LEN {
+        return None;
+    }
+    let span = msg.get(first..pos)?;
+    let mut name = DnsName::from(std::str::from_utf8(span).ok()?);
+    // the length bytes after the first one become dots
+    let mut at = usize::from(*msg.get(start)?);
+    while let Some(&len) = span.get(at) {
+        name.replace_range(at..at.saturating_add(1), ".");
+        at = at.saturating_add(usize::from(len)).saturating_add(1);
+    }
+    Some((name, pos.saturating_add(1)))
+}
+
 /// Reads a possibly compressed name starting at `start` in `msg`.
 ///
 /// Returns the presentation form and the offset just past the name's bytes at
@@ -764,6 +802,9 @@ fn read_name(msg: &[u8], start: usize, known: &Known<'_>) -> Result<(DnsName, us
             }
         }
         _ => {}
+    }
+    if let Some(found) = plain_name(msg, start) {
+        return Ok(found);
     }
     let mut out = NameText::new();
     let mut pos = start;
