@@ -750,7 +750,7 @@ fn plain_name_len(msg: &[u8], start: usize) -> Option<usize> {
 /// usual question name), and the offset just past it; else `None` (the
 /// general path then reads it, or reports what is wrong). Its presentation
 /// is its wire bytes after the first length byte, with the other length
-/// bytes made dots: no buffer to build it in.
+/// bytes made dots: one copy, no escaping.
 fn plain_name(msg: &[u8], start: usize) -> Option<(DnsName, usize)> {
     let first = start.saturating_add(1);
     let mut pos = start;
@@ -773,13 +773,17 @@ fn plain_name(msg: &[u8], start: usize) -> Option<(DnsName, usize)> {
         return None;
     }
     let span = msg.get(first..pos)?;
-    let mut name = DnsName::from(std::str::from_utf8(span).ok()?);
+    let mut buf = [0u8; MAX_NAME_WIRE_LEN];
+    let text = buf.get_mut(..span.len())?;
+    text.copy_from_slice(span);
     // the length bytes after the first one become dots
     let mut at = usize::from(*msg.get(start)?);
-    while let Some(&len) = span.get(at) {
-        name.replace_range(at..at.saturating_add(1), ".");
-        at = at.saturating_add(usize::from(len)).saturating_add(1);
+    while let Some(b) = text.get_mut(at) {
+        let len = usize::from(*b);
+        *b = b'.';
+        at = at.saturating_add(len).saturating_add(1);
     }
+    let name = DnsName::from(std::str::from_utf8(text).ok()?);
     Some((name, pos.saturating_add(1)))
 }
 
