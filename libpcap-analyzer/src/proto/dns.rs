@@ -1089,6 +1089,27 @@ fn dns_rdata<'a>(
     Ok((rest, data))
 }
 
+/// [`dns_rdata`] with its errors as a record reports them: its own
+/// [`DnsError`], else invalid RDATA at the start of the RDATA.
+fn rdata_of(
+    msg: &[u8],
+    rdata: &[u8],
+    rdata_start: usize,
+    rtype: u16,
+    rclass: u16,
+    ttl: u32,
+    known: &Known<'_>,
+) -> Result<DnsRData, nom::Err<PErr>> {
+    match dns_rdata(msg, rdata, rdata_start, rtype, rclass, ttl, known) {
+        Ok((_, d)) => Ok(d),
+        Err(nom::Err::Failure(PErr { kind: Some(e), .. })) => fail(e),
+        Err(_) => fail(DnsError::InvalidRData {
+            rtype,
+            offset: rdata_start,
+        }),
+    }
+}
+
 fn dns_record<'a>(msg: &'a [u8], i: &'a [u8], known: &Known<'_>) -> PResult<'a, DnsRecord> {
     let (i, name) = dns_name(msg, i, known)?;
     let (i, f) = fixed::<10>(i, &[2, 4, 8, 10])?;
@@ -1096,15 +1117,15 @@ fn dns_record<'a>(msg: &'a [u8], i: &'a [u8], known: &Known<'_>) -> PResult<'a, 
     let ttl = u32::from(u16_at(f, 4)) << 16 | u32::from(u16_at(f, 6));
     let rdata_start = msg.len().saturating_sub(i.len());
     let (i, rdata) = take(usize::from(rdlen))(i)?;
-    let data = match dns_rdata(msg, rdata, rdata_start, rtype, rclass, ttl, known) {
-        Ok((_, d)) => d,
-        Err(nom::Err::Failure(PErr { kind: Some(e), .. })) => return fail(e),
-        Err(_) => {
-            return fail(DnsError::InvalidRData {
-                rtype,
-                offset: rdata_start,
-            });
-        }
+    // the usual answers, A and AAAA of the right length, straight from
+    // their bytes (any other length is dns_rdata's error, as for any type)
+    let data = match (rtype, rdata) {
+        (1, &[a, b, c, d]) => DnsRData::A(Ipv4Addr::new(a, b, c, d)),
+        (28, r) if r.len() == 16 => match <[u8; 16]>::try_from(r) {
+            Ok(a) => DnsRData::Aaaa(Ipv6Addr::from(a)),
+            Err(_) => rdata_of(msg, rdata, rdata_start, rtype, rclass, ttl, known)?,
+        },
+        _ => rdata_of(msg, rdata, rdata_start, rtype, rclass, ttl, known)?,
     };
     Ok((
         i,
@@ -1812,6 +1833,34 @@ mod tests {
         }
         assert_eq!(seen_err, 2);
         assert!(parse_dns_message(&damaged).is_ok_and(|m| m.damaged.is_some()));
+    }
+
+    #[test]
+    fn address_records_of_any_other_length_are_invalid_rdata() {
+        // header 12 bytes, root owner 1, fixed fields 10: RDATA at 23
+        let record = |rtype: u16, rdata: &[u8]| {
+            let mut r = header(1, 0x8000, [0, 1, 0, 0]);
+            r.extend(rr(&[0], rtype, 1, 0, rdata));
+            parse_dns_message(&r)
+        };
+        let v6: Vec<u8> = (1..=16).collect();
+        assert_eq!(
+            record(1, &[192, 0, 2, 1]).map(|m| m.answers[0].data.clone()),
+            Ok(DnsRData::A(Ipv4Addr::new(192, 0, 2, 1)))
+        );
+        assert_eq!(
+            record(28, &v6).map(|m| m.answers[0].data.clone()),
+            Ok(DnsRData::Aaaa(Ipv6Addr::from(
+                <[u8; 16]>::try_from(v6.as_slice()).unwrap()
+            )))
+        );
+        for (rtype, len) in [(1, 0), (1, 3), (1, 5), (1, 16), (28, 4), (28, 15), (28, 17)] {
+            assert_eq!(
+                record(rtype, &v6.repeat(2)[..len]),
+                Err(DnsError::InvalidRData { rtype, offset: 23 }),
+                "type {rtype}, {len} bytes"
+            );
+        }
     }
 
     #[test]
