@@ -172,9 +172,9 @@ pub struct Message {
     pub msg: DnsMessage,
 }
 
-/// What a record takes from the message that opens it (its query, or a
-/// response alone), and what pairing needs: all a waiting query keeps of
-/// its message (the rest is dropped as soon as it is decoded).
+/// All a waiting query keeps of its message: what its record takes from
+/// it (see [`Head`]) and what pairing needs; the rest of the message is
+/// not kept.
 #[derive(Debug)]
 struct Query {
     ts: Option<Timestamp>,
@@ -189,7 +189,8 @@ struct Query {
     damaged: bool,
 }
 
-/// [`Query`] borrowed from a message (or from a [`Query`]).
+/// What a record takes from the message that opens it (its query, or a
+/// response alone), borrowed from a [`Message`] or a waiting [`Query`].
 #[derive(Debug, Clone, Copy)]
 struct Head<'a> {
     ts: Option<Timestamp>,

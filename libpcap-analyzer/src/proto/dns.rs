@@ -773,18 +773,30 @@ fn plain_name(msg: &[u8], start: usize) -> Option<(DnsName, usize)> {
         return None;
     }
     let span = msg.get(first..pos)?;
-    let mut buf = [0u8; MAX_NAME_WIRE_LEN];
+    let first_len = usize::from(*msg.get(start)?);
+    // most names fit the small buffer, cheaper to clear
+    let name = if span.len() <= 64 {
+        dotted::<64>(span, first_len)?
+    } else {
+        dotted::<MAX_NAME_WIRE_LEN>(span, first_len)?
+    };
+    Some((name, pos.saturating_add(1)))
+}
+
+/// The labels `span` (a name's wire bytes after its first length byte,
+/// `first_len`) with their length bytes made dots, in a stack buffer of
+/// `N` bytes; `None` when it does not fit or is not UTF-8.
+fn dotted<const N: usize>(span: &[u8], first_len: usize) -> Option<DnsName> {
+    let mut buf = [0u8; N];
     let text = buf.get_mut(..span.len())?;
     text.copy_from_slice(span);
-    // the length bytes after the first one become dots
-    let mut at = usize::from(*msg.get(start)?);
+    let mut at = first_len;
     while let Some(b) = text.get_mut(at) {
         let len = usize::from(*b);
         *b = b'.';
         at = at.saturating_add(len).saturating_add(1);
     }
-    let name = DnsName::from(std::str::from_utf8(text).ok()?);
-    Some((name, pos.saturating_add(1)))
+    Some(DnsName::from(std::str::from_utf8(text).ok()?))
 }
 
 /// Reads a possibly compressed name starting at `start` in `msg`.
