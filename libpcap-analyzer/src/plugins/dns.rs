@@ -34,8 +34,8 @@ use crate::plugin::{
     PluginError, PluginResult, StreamData, TransportLayer, downcast,
 };
 use crate::proto::dns::{
-    DnsMessage, DnsRData, class_name, opcode_name, parse_dns_message, parse_dns_tcp_stream,
-    rcode_name, rr_type_mnemonic,
+    DnsMessage, DnsQuestion, DnsRData, class_name, opcode_name, parse_dns_message_into,
+    parse_dns_tcp_stream, rcode_name, rr_type_mnemonic,
 };
 use libpcap_tools::{Config, Direction, FiveTuple, Flow, FlowId, Timestamp, ipproto};
 use std::collections::HashMap;
@@ -128,45 +128,129 @@ pub struct DnsPlugin {
     spool: RecordSpool,
     format: crate::output::Format,
     row: RowBuf,
+    /// The message of the datagram at hand (its section vectors reused;
+    /// taken out while in use, boxed so that taking it moves a pointer).
+    scratch: Option<Box<Message>>,
 }
 
 /// The queries of one flow waiting for their response, in arrival order:
 /// one kept inline (almost always: no allocation per query), more in a list.
 #[derive(Debug)]
 enum Waiting {
-    One(Message),
-    Many(Vec<Message>),
+    One(Query),
+    Many(Vec<Query>),
 }
 
 impl Waiting {
-    fn push(&mut self, m: Message) {
+    fn push(&mut self, q: Query) {
         match self {
-            Waiting::Many(list) => list.push(m),
+            Waiting::Many(list) => list.push(q),
             Waiting::One(_) => {
                 let first = std::mem::replace(self, Waiting::Many(Vec::with_capacity(2)));
                 if let (Waiting::One(first), Waiting::Many(list)) = (first, self) {
                     list.push(first);
-                    list.push(m);
+                    list.push(q);
                 }
             }
         }
     }
 
-    fn as_slice(&self) -> &[Message] {
+    fn as_slice(&self) -> &[Query] {
         match self {
-            Waiting::One(m) => std::slice::from_ref(m),
+            Waiting::One(q) => std::slice::from_ref(q),
             Waiting::Many(list) => list,
         }
     }
 }
 
 /// A decoded message and its time.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Message {
     /// Time of the packet (of the last segment, over TCP).
     pub ts: Option<Timestamp>,
     /// The message.
     pub msg: DnsMessage,
+}
+
+/// All a waiting query keeps of its message: what its record takes from
+/// it (see [`Head`]) and what pairing needs; the rest of the message is
+/// not kept.
+#[derive(Debug)]
+struct Query {
+    ts: Option<Timestamp>,
+    id: u16,
+    /// The first question.
+    question: Option<DnsQuestion>,
+    opcode: u8,
+    flags: u16,
+    /// EDNS payload size and DO bit (see [`edns`]).
+    edns: Option<(u16, bool)>,
+    /// The message was decoded in part.
+    damaged: bool,
+}
+
+/// What a record takes from the message that opens it (its query, or a
+/// response alone), borrowed from a [`Message`] or a waiting [`Query`].
+#[derive(Debug, Clone, Copy)]
+struct Head<'a> {
+    ts: Option<Timestamp>,
+    id: u16,
+    question: Option<&'a DnsQuestion>,
+    opcode: u8,
+    flags: u16,
+    edns: Option<(u16, bool)>,
+    damaged: bool,
+}
+
+impl<'a> Head<'a> {
+    fn of(m: &'a Message) -> Head<'a> {
+        let msg = &m.msg;
+        Head {
+            ts: m.ts,
+            id: msg.id,
+            question: msg.questions.first(),
+            opcode: msg.opcode,
+            flags: msg.flags,
+            edns: edns(msg),
+            damaged: msg.damaged.is_some(),
+        }
+    }
+}
+
+impl Query {
+    /// What a waiting query keeps of its message.
+    fn new(m: &Message) -> Query {
+        let Head {
+            ts,
+            id,
+            question,
+            opcode,
+            flags,
+            edns,
+            damaged,
+        } = Head::of(m);
+        Query {
+            ts,
+            id,
+            question: question.cloned(),
+            opcode,
+            flags,
+            edns,
+            damaged,
+        }
+    }
+
+    fn head(&self) -> Head<'_> {
+        Head {
+            ts: self.ts,
+            id: self.id,
+            question: self.question.as_ref(),
+            opcode: self.opcode,
+            flags: self.flags,
+            edns: self.edns,
+            damaged: self.damaged,
+        }
+    }
 }
 
 /// Names of the header flags that are set (aa, tc, rd, ra, ad, cd).
@@ -206,23 +290,33 @@ pub fn fill_row(
     query: Option<&Message>,
     response: Option<&Message>,
 ) {
+    fill_row_head(row, flow, flow_key, query.map(Head::of), response);
+}
+
+/// [`fill_row`] with the query as a [`Head`].
+fn fill_row_head(
+    row: &mut RowBuf,
+    flow: FlowId,
+    flow_key: &FiveTuple,
+    query: Option<Head<'_>>,
+    response: Option<&Message>,
+) {
     let name = |known: Option<&'static str>, code: u64| -> std::borrow::Cow<'static, str> {
         known.map_or_else(|| code.to_string().into(), Into::into)
     };
-    let Some(first) = query.or(response) else {
+    let Some(head) = query.or_else(|| response.map(Head::of)) else {
         return;
     };
-    let head = &first.msg;
-    let q = head.questions.first();
+    let q = head.question;
     let rtt = match (query.and_then(|m| m.ts), response.and_then(|m| m.ts)) {
         (Some(a), Some(b)) => Some(b.nanos_since(a)),
         _ => None,
     };
     let edns = query
-        .and_then(|m| edns(&m.msg))
+        .and_then(|m| m.edns)
         .or_else(|| response.and_then(|m| edns(&m.msg)));
     row.clear();
-    row.opt_time(first.ts)
+    row.opt_time(head.ts)
         .flow_id(flow.0)
         .ip(flow_key.src)
         .u64(u64::from(flow_key.src_port))
@@ -260,7 +354,7 @@ pub fn fill_row(
             r.map(|r| name(rcode_name(r.rcode), u64::from(r.rcode)))
                 .as_deref(),
         )
-        .str_list(flag_names(r.unwrap_or(head).flags));
+        .str_list(flag_names(r.map_or(head.flags, |r| r.flags)));
     match r.filter(|r| !r.answers.is_empty()) {
         Some(r) => {
             row.str_list_with(&r.answers, |a, out| a.data.write_text(out))
@@ -281,10 +375,8 @@ pub fn fill_row(
         .opt_u64(r.map(|r| r.additionals.len() as u64))
         .opt_u64(edns.map(|(s, _)| u64::from(s)))
         .opt_bool(edns.map(|(_, d)| d));
-    let partial = [query, response]
-        .iter()
-        .flatten()
-        .any(|m| m.msg.damaged.is_some());
+    let partial =
+        query.is_some_and(|m| m.damaged) || response.is_some_and(|m| m.msg.damaged.is_some());
     if partial {
         row.bool(true);
     } else {
@@ -302,7 +394,7 @@ impl DnsPlugin {
         &mut self,
         flow: FlowId,
         key: &FiveTuple,
-        query: Option<&Message>,
+        query: Option<Head<'_>>,
         response: Option<&Message>,
     ) {
         self.counters.records += 1;
@@ -313,33 +405,36 @@ impl DnsPlugin {
             self.counters.unsolicited += 1;
         }
         if self.spool.is_writing() {
-            fill_row(&mut self.row, flow, key, query, response);
-            let ts = query.or(response).and_then(|m| m.ts);
+            fill_row_head(&mut self.row, flow, key, query, response);
+            let ts = match query {
+                Some(q) => q.ts,
+                None => response.and_then(|m| m.ts),
+            };
             self.spool.push(ts, flow.0, &self.row);
         }
     }
 
     /// A decoded message of flow `flow` (key client first): a query waits
     /// for its response, a response completes its query's record.
-    fn emit(&mut self, ts: Option<Timestamp>, flow: FlowId, key: &FiveTuple, msg: DnsMessage) {
+    fn emit(&mut self, flow: FlowId, key: &FiveTuple, m: &Message) {
         self.counters.messages += 1;
-        if msg.damaged.is_some() {
+        if m.msg.damaged.is_some() {
             self.counters.partial += 1;
         }
-        let m = Message { ts, msg };
         if !m.msg.is_response {
             self.counters.queries += 1;
+            let q = Query::new(m);
             if self.waiting >= self.cfg.max_pending
                 || !self.pending_lease.cover(self.waiting as u64 + 1)
             {
                 self.counters.unpaired += 1;
-                self.write(flow, key, Some(&m), None);
+                self.write(flow, key, Some(q.head()), None);
                 return;
             }
             match self.pending.entry(flow) {
-                Entry::Occupied(mut o) => o.get_mut().push(m),
+                Entry::Occupied(mut o) => o.get_mut().push(q),
                 Entry::Vacant(v) => {
-                    v.insert(Waiting::One(m));
+                    v.insert(Waiting::One(q));
                 }
             }
             self.waiting += 1;
@@ -351,9 +446,9 @@ impl DnsPlugin {
         // unicast DNS response without its question (some servers' errors)
         // pairs by id
         let mdns = key.src_port == MDNS_PORT || key.dst_port == MDNS_PORT;
-        let same = |q: &Message| {
-            q.msg.id == m.msg.id
-                && match (q.msg.questions.first(), m.msg.questions.first()) {
+        let same = |q: &Query| {
+            q.id == m.msg.id
+                && match (q.question.as_ref(), m.msg.questions.first()) {
                     (Some(a), Some(b)) => {
                         a.qtype == b.qtype && a.name.eq_ignore_ascii_case(&b.name)
                     }
@@ -384,9 +479,9 @@ impl DnsPlugin {
             Some(q) => {
                 self.waiting = self.waiting.saturating_sub(1);
                 self.pending_lease.cover(self.waiting as u64);
-                self.write(flow, key, Some(&q), Some(&m));
+                self.write(flow, key, Some(q.head()), Some(m));
             }
-            None => self.write(flow, key, None, Some(&m)),
+            None => self.write(flow, key, None, Some(m)),
         }
     }
 }
@@ -422,10 +517,17 @@ impl Plugin for DnsPlugin {
         if t.key.proto != ipproto::UDP || t.payload.is_empty() || !self.on_port(&t.key) {
             return Ok(None);
         }
-        match parse_dns_message(t.payload) {
-            Ok(msg) => self.emit(t.last_ts.or(ctx.ts()), t.flow.id, &t.flow.key, msg),
+        // decoded into the plugin's message, whose sections keep their
+        // room from one datagram to the next
+        let mut m = self.scratch.take().unwrap_or_default();
+        match parse_dns_message_into(t.payload, &mut m.msg) {
+            Ok(()) => {
+                m.ts = t.last_ts.or(ctx.ts());
+                self.emit(t.flow.id, &t.flow.key, &m);
+            }
             Err(_) => self.counters.malformed += 1,
         }
+        self.scratch = Some(m);
         Ok(None)
     }
 
@@ -474,7 +576,7 @@ impl Plugin for DnsPlugin {
         }
         for m in msgs {
             match m {
-                Ok(msg) => self.emit(ctx.ts(), flow.id, &key, msg),
+                Ok(msg) => self.emit(flow.id, &key, &Message { ts: ctx.ts(), msg }),
                 Err(_) => self.counters.malformed += 1,
             }
         }
@@ -487,7 +589,7 @@ impl Plugin for DnsPlugin {
             self.waiting = self.waiting.saturating_sub(queries.len());
             self.pending_lease.cover(self.waiting as u64);
             for q in queries {
-                self.write(flow.id, &flow.key, Some(q), None);
+                self.write(flow.id, &flow.key, Some(q.head()), None);
             }
         }
         if flow.key.proto == ipproto::TCP {
@@ -571,6 +673,7 @@ impl PluginBuilder for DnsPluginBuilder {
             spool: out.spool(&DNS),
             format: out.format,
             row: RowBuf::new(&DNS),
+            scratch: None,
         }))
     }
 }
@@ -578,6 +681,7 @@ impl PluginBuilder for DnsPluginBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::dns::parse_dns_message;
     use libpcap_tools::{FiveTuple, FlowContext, Packet};
     use std::net::IpAddr;
 
@@ -601,6 +705,7 @@ mod tests {
             spool: RecordSpool::new(&DNS, None),
             format: crate::output::Format::Jsonl,
             row: RowBuf::new(&DNS),
+            scratch: None,
         };
         let pkt = Packet::pseudo(None);
         let ctx = PacketContext::new(&pkt, FlowContext::default());
@@ -756,6 +861,59 @@ mod tests {
     }
 
     #[test]
+    fn a_waiting_query_makes_the_record_its_whole_message_makes() {
+        // a query with EDNS (payload 1232, DO) and one announced record
+        // missing (partial); another without either; a long name (on the heap)
+        let mut edns = crate::build::dns_query(7, "example.org", 28);
+        edns[11] = 2; // ARCOUNT: the OPT record and one that is not there
+        edns.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0, 0, 0]);
+        let long = "a-name-longer-than-twenty-four-bytes.example.org";
+        let queries = [
+            edns,
+            crate::build::dns_query(8, "example.org", 1),
+            crate::build::dns_query(9, long, 16),
+        ];
+        let key = FiveTuple {
+            src: IpAddr::from([10, 0, 0, 1]),
+            dst: IpAddr::from([10, 0, 0, 53]),
+            src_port: 40000,
+            dst_port: 53,
+            proto: ipproto::UDP,
+        };
+        let response = Message {
+            ts: Some(libpcap_tools::Timestamp(2_000)),
+            msg: parse_dns_message(&crate::build::dns_response(7, "x", 1, 0, &[], 1)).unwrap(),
+        };
+        let mut partial = 0;
+        for (i, b) in queries.iter().enumerate() {
+            let q = Message {
+                ts: Some(libpcap_tools::Timestamp(1_000 + i as i64)),
+                msg: parse_dns_message(b).unwrap(),
+            };
+            partial += usize::from(q.msg.damaged.is_some());
+            let kept = Query::new(&q);
+            for r in [None, Some(&response)] {
+                let mut whole = RowBuf::new(&DNS);
+                fill_row(&mut whole, FlowId(3), &key, Some(&q), r);
+                let mut row = RowBuf::new(&DNS);
+                fill_row_head(&mut row, FlowId(3), &key, Some(kept.head()), r);
+                assert_eq!(row.finish().unwrap(), whole.finish().unwrap(), "query {i}");
+            }
+        }
+        assert_eq!(partial, 1);
+        let mut row = RowBuf::new(&DNS);
+        let q = Message {
+            ts: None,
+            msg: parse_dns_message(&queries[0]).unwrap(),
+        };
+        fill_row_head(&mut row, FlowId(3), &key, Some(Query::new(&q).head()), None);
+        let mut vals = Vec::new();
+        crate::output::decode(&DNS, row.finish().unwrap(), &mut vals).unwrap();
+        let text = format!("{vals:?}");
+        assert!(text.contains("1232"), "the query's EDNS: {text}");
+    }
+
+    #[test]
     fn responses_pair_with_their_queries_by_flow_and_id() {
         let mut p = DnsPlugin {
             cfg: DnsConfig {
@@ -772,6 +930,7 @@ mod tests {
             spool: RecordSpool::new(&DNS, None),
             format: crate::output::Format::Jsonl,
             row: RowBuf::new(&DNS),
+            scratch: None,
         };
         let key = FiveTuple {
             src: IpAddr::from([10, 0, 0, 1]),
@@ -780,54 +939,30 @@ mod tests {
             dst_port: 53,
             proto: ipproto::UDP,
         };
-        let m = |b: Vec<u8>| parse_dns_message(&b).unwrap();
         let ts = Some(libpcap_tools::Timestamp(1));
-        p.emit(
+        let m = |b: Vec<u8>| Message {
             ts,
-            FlowId(1),
-            &key,
-            m(crate::build::dns_query(1, "a.test", 1)),
-        );
-        p.emit(
-            ts,
-            FlowId(1),
-            &key,
-            m(crate::build::dns_query(2, "b.test", 1)),
-        );
+            msg: parse_dns_message(&b).unwrap(),
+        };
+        p.emit(FlowId(1), &key, &m(crate::build::dns_query(1, "a.test", 1)));
+        p.emit(FlowId(1), &key, &m(crate::build::dns_query(2, "b.test", 1)));
         // the same id in another flow does not pair
         p.emit(
-            ts,
             FlowId(2),
             &key,
-            m(crate::build::dns_response(1, "a.test", 1, 0, &[], 1)),
+            &m(crate::build::dns_response(1, "a.test", 1, 0, &[], 1)),
         );
         p.emit(
-            ts,
             FlowId(1),
             &key,
-            m(crate::build::dns_response(2, "b.test", 1, 0, &[], 1)),
+            &m(crate::build::dns_response(2, "b.test", 1, 0, &[], 1)),
         );
         assert_eq!((p.counters.records, p.counters.unsolicited), (2, 1));
         assert_eq!(p.waiting, 1);
         // the cap: two more queries, the second is written at once
-        p.emit(
-            ts,
-            FlowId(3),
-            &key,
-            m(crate::build::dns_query(3, "c.test", 1)),
-        );
-        p.emit(
-            ts,
-            FlowId(3),
-            &key,
-            m(crate::build::dns_query(4, "d.test", 1)),
-        );
-        p.emit(
-            ts,
-            FlowId(3),
-            &key,
-            m(crate::build::dns_query(5, "e.test", 1)),
-        );
+        p.emit(FlowId(3), &key, &m(crate::build::dns_query(3, "c.test", 1)));
+        p.emit(FlowId(3), &key, &m(crate::build::dns_query(4, "d.test", 1)));
+        p.emit(FlowId(3), &key, &m(crate::build::dns_query(5, "e.test", 1)));
         assert_eq!((p.counters.unpaired, p.waiting), (1, 3));
         // the flows end: their queries are written unanswered
         for id in [1, 3] {
@@ -843,31 +978,27 @@ mod tests {
         let before = p.counters.records;
         for id in [10, 11] {
             p.emit(
-                ts,
                 FlowId(7),
                 &key,
-                m(crate::build::dns_query(id, "f.test", 1)),
+                &m(crate::build::dns_query(id, "f.test", 1)),
             );
         }
         p.emit(
-            ts,
             FlowId(8),
             &key,
-            m(crate::build::dns_query(20, "g.test", 1)),
+            &m(crate::build::dns_query(20, "g.test", 1)),
         );
         for id in [11, 10] {
             p.emit(
-                ts,
                 FlowId(7),
                 &key,
-                m(crate::build::dns_response(id, "f.test", 1, 0, &[], 1)),
+                &m(crate::build::dns_response(id, "f.test", 1, 0, &[], 1)),
             );
         }
         p.emit(
-            ts,
             FlowId(8),
             &key,
-            m(crate::build::dns_response(21, "g.test", 1, 0, &[], 1)),
+            &m(crate::build::dns_response(21, "g.test", 1, 0, &[], 1)),
         );
         assert_eq!(p.counters.records - before, 2 + 1);
         assert_eq!((p.counters.unsolicited, p.waiting), (1 + 1, 1));

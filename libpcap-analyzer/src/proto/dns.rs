@@ -315,7 +315,7 @@ impl DnsRData {
 }
 
 /// A parsed DNS message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct DnsMessage {
     /// Transaction id.
     pub id: u16,
@@ -635,6 +635,37 @@ impl NameText {
     }
 }
 
+impl NameText {
+    /// Appends a label (after a `.` unless it is the first) with
+    /// [`push_escaped_label`]'s escaping: a label with nothing to escape
+    /// is copied and checked in one pass.
+    fn push_label(&mut self, label: &[u8]) {
+        if self.spill.is_empty() {
+            let body_at = self.len.saturating_add(usize::from(self.len != 0));
+            let end = body_at.saturating_add(label.len());
+            if let Some(dst) = self.buf.get_mut(self.len..end) {
+                let (dot, body) = dst.split_at_mut(dst.len().saturating_sub(label.len()));
+                if let Some(d) = dot.first_mut() {
+                    *d = b'.';
+                }
+                let mut plain = true;
+                for (d, &b) in body.iter_mut().zip(label) {
+                    *d = b;
+                    plain &= is_plain(b);
+                }
+                if plain {
+                    self.len = end;
+                    return;
+                }
+            }
+        }
+        if !self.is_empty() {
+            self.put(b".");
+        }
+        push_escaped_label(self, label);
+    }
+}
+
 impl Bytes for NameText {
     fn put(&mut self, b: &[u8]) {
         if self.spill.is_empty() {
@@ -651,12 +682,27 @@ impl Bytes for NameText {
     }
 }
 
+/// The bytes a label shows as they are: printable ASCII but `.` and `\\`.
+const PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0x21u8;
+    while b <= 0x7e {
+        t[b as usize] = b != b'.' && b != b'\\';
+        b += 1;
+    }
+    t
+};
+
+/// Whether a label byte is written as it is (see [`PLAIN`]).
+fn is_plain(b: u8) -> bool {
+    PLAIN.get(usize::from(b)).copied().unwrap_or(false)
+}
+
 /// Appends one label to `out` with RFC 4343 presentation escaping. Only
 /// ASCII is written, so `out` stays valid UTF-8.
 fn push_escaped_label(out: &mut impl Bytes, label: &[u8]) {
-    let plain = |b: &u8| matches!(b, 0x21..=0x7e) && *b != b'.' && *b != b'\\';
     // fast path: a whole label with nothing to escape
-    if label.iter().all(plain) {
+    if label.iter().all(|&b| is_plain(b)) {
         out.put(label);
         return;
     }
@@ -678,7 +724,13 @@ fn ascii_string(v: Vec<u8>) -> String {
 /// Names already rendered, by the offset where their (pointer-free) labels
 /// start in the message: the question names, which the records of a
 /// response usually point back to (`c0 0c`).
-type Known<'n> = [(usize, &'n str)];
+type Known<'n> = [(usize, &'n DnsName)];
+
+/// The presentation of the root name.
+const ROOT: &str = "<Root>";
+
+/// An unused slot of a [`Known`] table.
+static NO_NAME: DnsName = DnsName::const_new("");
 
 /// Wire length of the name at `start` when it is made of labels only (no
 /// compression pointer), else `None`.
@@ -693,6 +745,60 @@ fn plain_name_len(msg: &[u8], start: usize) -> Option<usize> {
     }
 }
 
+/// The name at `start` when it is made of labels only (no pointer), with
+/// nothing to escape, at least one label, and within the length limit (the
+/// usual question name), and the offset just past it; else `None` (the
+/// general path then reads it, or reports what is wrong). Its presentation
+/// is its wire bytes after the first length byte, with the other length
+/// bytes made dots: one copy, no escaping.
+fn plain_name(msg: &[u8], start: usize) -> Option<(DnsName, usize)> {
+    let first = start.saturating_add(1);
+    let mut pos = start;
+    loop {
+        match *msg.get(pos)? {
+            0 => break,
+            len @ 1..=63 => {
+                let label_start = pos.saturating_add(1);
+                let end = label_start.saturating_add(usize::from(len));
+                if !msg.get(label_start..end)?.iter().all(|&b| is_plain(b)) {
+                    return None;
+                }
+                pos = end;
+            }
+            _ => return None,
+        }
+    }
+    // the wire length: the labels, the first length byte and the root label
+    if pos.checked_sub(start)?.saturating_add(1) > MAX_NAME_WIRE_LEN {
+        return None;
+    }
+    let span = msg.get(first..pos)?;
+    let first_len = usize::from(*msg.get(start)?);
+    // most names fit the small buffer, cheaper to clear
+    let name = if span.len() <= 64 {
+        dotted::<64>(span, first_len)?
+    } else {
+        dotted::<MAX_NAME_WIRE_LEN>(span, first_len)?
+    };
+    Some((name, pos.saturating_add(1)))
+}
+
+/// The labels `span` (a name's wire bytes after its first length byte,
+/// `first_len`) with their length bytes made dots, in a stack buffer of
+/// `N` bytes; `None` when it does not fit or is not UTF-8.
+fn dotted<const N: usize>(span: &[u8], first_len: usize) -> Option<DnsName> {
+    let mut buf = [0u8; N];
+    let text = buf.get_mut(..span.len())?;
+    text.copy_from_slice(span);
+    let mut at = first_len;
+    while let Some(b) = text.get_mut(at) {
+        let len = usize::from(*b);
+        *b = b'.';
+        at = at.saturating_add(len).saturating_add(1);
+    }
+    Some(DnsName::from(std::str::from_utf8(text).ok()?))
+}
+
 /// Reads a possibly compressed name starting at `start` in `msg`.
 ///
 /// Returns the presentation form and the offset just past the name's bytes at
@@ -700,12 +806,21 @@ fn plain_name_len(msg: &[u8], start: usize) -> Option<usize> {
 /// A name that is just a pointer to a name of `known` is a copy of it: the
 /// same result as rendering it again (one pointer, then the same labels).
 fn read_name(msg: &[u8], start: usize, known: &Known<'_>) -> Result<(DnsName, usize), DnsError> {
-    if let (Some(&hi @ 0xc0..=0xff), Some(&lo)) = (msg.get(start), msg.get(start.saturating_add(1)))
-    {
-        let target = (usize::from(hi & 0x3f) << 8) | usize::from(lo);
-        if let Some((_, name)) = known.iter().find(|(o, _)| *o == target) {
-            return Ok((DnsName::from(*name), start.saturating_add(2)));
+    match msg.get(start) {
+        // the root name (an OPT record's owner): nothing to build
+        Some(0) => return Ok((DnsName::const_new(ROOT), start.saturating_add(1))),
+        Some(&hi @ 0xc0..=0xff) => {
+            if let Some(&lo) = msg.get(start.saturating_add(1)) {
+                let target = (usize::from(hi & 0x3f) << 8) | usize::from(lo);
+                if let Some((_, name)) = known.iter().find(|(o, _)| *o == target) {
+                    return Ok(((*name).clone(), start.saturating_add(2)));
+                }
+            }
         }
+        _ => {}
+    }
+    if let Some(found) = plain_name(msg, start) {
+        return Ok(found);
     }
     let mut out = NameText::new();
     let mut pos = start;
@@ -718,7 +833,7 @@ fn read_name(msg: &[u8], start: usize, known: &Known<'_>) -> Result<(DnsName, us
             0 => {
                 let end = end.unwrap_or(pos.saturating_add(1));
                 if out.is_empty() {
-                    out.put(b"<Root>");
+                    out.put(ROOT.as_bytes());
                 }
                 return Ok((out.name(), end));
             }
@@ -734,10 +849,7 @@ fn read_name(msg: &[u8], start: usize, known: &Known<'_>) -> Result<(DnsName, us
                         offset: label_start,
                     },
                 )?;
-                if !out.is_empty() {
-                    out.put(b".");
-                }
-                push_escaped_label(&mut out, label);
+                out.push_label(label);
                 pos = label_start.saturating_add(l);
             }
             0xc0..=0xff => {
@@ -989,6 +1101,27 @@ fn dns_rdata<'a>(
     Ok((rest, data))
 }
 
+/// [`dns_rdata`] with its errors as a record reports them: its own
+/// [`DnsError`], else invalid RDATA at the start of the RDATA.
+fn rdata_of(
+    msg: &[u8],
+    rdata: &[u8],
+    rdata_start: usize,
+    rtype: u16,
+    rclass: u16,
+    ttl: u32,
+    known: &Known<'_>,
+) -> Result<DnsRData, nom::Err<PErr>> {
+    match dns_rdata(msg, rdata, rdata_start, rtype, rclass, ttl, known) {
+        Ok((_, d)) => Ok(d),
+        Err(nom::Err::Failure(PErr { kind: Some(e), .. })) => fail(e),
+        Err(_) => fail(DnsError::InvalidRData {
+            rtype,
+            offset: rdata_start,
+        }),
+    }
+}
+
 fn dns_record<'a>(msg: &'a [u8], i: &'a [u8], known: &Known<'_>) -> PResult<'a, DnsRecord> {
     let (i, name) = dns_name(msg, i, known)?;
     let (i, f) = fixed::<10>(i, &[2, 4, 8, 10])?;
@@ -996,15 +1129,15 @@ fn dns_record<'a>(msg: &'a [u8], i: &'a [u8], known: &Known<'_>) -> PResult<'a, 
     let ttl = u32::from(u16_at(f, 4)) << 16 | u32::from(u16_at(f, 6));
     let rdata_start = msg.len().saturating_sub(i.len());
     let (i, rdata) = take(usize::from(rdlen))(i)?;
-    let data = match dns_rdata(msg, rdata, rdata_start, rtype, rclass, ttl, known) {
-        Ok((_, d)) => d,
-        Err(nom::Err::Failure(PErr { kind: Some(e), .. })) => return fail(e),
-        Err(_) => {
-            return fail(DnsError::InvalidRData {
-                rtype,
-                offset: rdata_start,
-            });
-        }
+    // the usual answers, A and AAAA of the right length, straight from
+    // their bytes (any other length is dns_rdata's error, as for any type)
+    let data = match (rtype, rdata) {
+        (1, &[a, b, c, d]) => DnsRData::A(Ipv4Addr::new(a, b, c, d)),
+        (28, r) if r.len() == 16 => match <[u8; 16]>::try_from(r) {
+            Ok(a) => DnsRData::Aaaa(Ipv6Addr::from(a)),
+            Err(_) => rdata_of(msg, rdata, rdata_start, rtype, rclass, ttl, known)?,
+        },
+        _ => rdata_of(msg, rdata, rdata_start, rtype, rclass, ttl, known)?,
     };
     Ok((
         i,
@@ -1018,16 +1151,19 @@ fn dns_record<'a>(msg: &'a [u8], i: &'a [u8], known: &Known<'_>) -> PResult<'a, 
     ))
 }
 
-/// Parses `count` entries with `f`, checking first that `count * min_len`
-/// bytes remain. Entries are pushed as decoded; at most 16 are preallocated.
+/// Parses `count` entries with `f` into `out` (emptied first), checking
+/// first that `count * min_len` bytes remain. Entries are pushed as
+/// decoded; room for at most 16 is reserved up front.
 fn dns_section<'a, T>(
     msg: &'a [u8],
     i: &'a [u8],
     count: u16,
     min_len: usize,
     section: DnsSection,
+    out: &mut Vec<T>,
     f: impl Fn(&'a [u8], &'a [u8]) -> PResult<'a, T>,
-) -> PResult<'a, Vec<T>> {
+) -> PResult<'a, ()> {
+    out.clear();
     if usize::from(count).saturating_mul(min_len) > i.len() {
         return fail(DnsError::TooManyRecords {
             section,
@@ -1035,15 +1171,15 @@ fn dns_section<'a, T>(
             available: i.len(),
         });
     }
-    // preallocation is capped, so a forged count costs nothing up front
-    let mut out = Vec::with_capacity(usize::from(count).min(16));
+    // the reservation is capped, so a forged count costs nothing up front
+    out.reserve(usize::from(count).min(16));
     let mut i = i;
     for _ in 0..count {
         let (rest, item) = f(msg, i)?;
         out.push(item);
         i = rest;
     }
-    Ok((i, out))
+    Ok((i, ()))
 }
 
 /// Parses one DNS message (as carried in a UDP payload, or one TCP frame
@@ -1055,22 +1191,47 @@ fn dns_section<'a, T>(
 /// a section count that cannot fit in the data, or RDATA that does not match
 /// its type and length.
 pub fn parse_dns_message(data: &[u8]) -> Result<DnsMessage, DnsError> {
-    parse_message_inner(data).map_err(|e| to_dns_error(e, data.len()))
+    let mut out = DnsMessage::default();
+    parse_dns_message_into(data, &mut out)?;
+    Ok(out)
 }
 
-fn parse_message_inner(msg: &[u8]) -> Result<DnsMessage, nom::Err<PErr>> {
+/// [`parse_dns_message`] into `out`, whose section vectors are emptied and
+/// refilled (their room is reused: a caller decoding message after message
+/// into the same `out` allocates nothing for the sections). On `Ok`, `out`
+/// is what [`parse_dns_message`] returns; on `Err`, its content is
+/// unspecified.
+///
+/// # Errors
+///
+/// As [`parse_dns_message`].
+pub fn parse_dns_message_into(data: &[u8], out: &mut DnsMessage) -> Result<(), DnsError> {
+    parse_message_inner(data, out).map_err(|e| to_dns_error(e, data.len()))
+}
+
+fn parse_message_inner(msg: &[u8], out: &mut DnsMessage) -> Result<(), nom::Err<PErr>> {
+    let DnsMessage {
+        questions,
+        answers,
+        authorities,
+        additionals,
+        ..
+    } = out;
+    for s in [&mut *answers, &mut *authorities, &mut *additionals] {
+        s.clear();
+    }
     let (i, h) = dns_header(msg)?;
     let [qd, an, ns, ar] = h.counts;
     // Minimum sizes: a question is a root name + 4 bytes, a record a root name + 10.
-    let (i, questions) = dns_section(msg, i, qd, 5, DnsSection::Question, dns_question)?;
+    let (i, ()) = dns_section(msg, i, qd, 5, DnsSection::Question, questions, dns_question)?;
     // the first (pointer-free) question names, for the records pointing at them
-    let mut known: [(usize, &str); 4] = [(usize::MAX, ""); 4];
+    let mut known: [(usize, &DnsName); 4] = [(usize::MAX, &NO_NAME); 4];
     let mut at = DNS_HEADER_LEN;
-    for (slot, q) in known.iter_mut().zip(&questions) {
+    for (slot, q) in known.iter_mut().zip(questions.iter()) {
         let Some(len) = plain_name_len(msg, at) else {
             break;
         };
-        *slot = (at, q.name.as_str());
+        *slot = (at, &q.name);
         at = at.saturating_add(len).saturating_add(4);
     }
     let record = |m, i| dns_record(m, i, &known);
@@ -1078,14 +1239,16 @@ fn parse_message_inner(msg: &[u8]) -> Result<DnsMessage, nom::Err<PErr>> {
     // and answers of a response whose additional section is corrupt are
     // still the response's)
     let mut damaged = None;
-    let mut sections: [Vec<DnsRecord>; 3] = Default::default();
     let mut i = i;
-    for (slot, (count, section)) in sections.iter_mut().zip([
-        (an, DnsSection::Answer),
-        (ns, DnsSection::Authority),
-        (ar, DnsSection::Additional),
-    ]) {
-        // record by record, so that the records before the damage stay
+    for (slot, count, section) in [
+        (&mut *answers, an, DnsSection::Answer),
+        (&mut *authorities, ns, DnsSection::Authority),
+        (&mut *additionals, ar, DnsSection::Additional),
+    ] {
+        // room for the announced records (capped: a forged count costs
+        // nothing up front); record by record, so that the records before
+        // the damage stay
+        slot.reserve(usize::from(count).min(16));
         for _ in 0..count {
             match record(msg, i) {
                 Ok((rest, r)) => {
@@ -1102,7 +1265,6 @@ fn parse_message_inner(msg: &[u8]) -> Result<DnsMessage, nom::Err<PErr>> {
             break;
         }
     }
-    let [answers, authorities, additionals] = sections;
     // damage before anything past the header: nothing to report
     if let Some((_, e)) = &damaged
         && questions.is_empty()
@@ -1118,22 +1280,17 @@ fn parse_message_inner(msg: &[u8]) -> Result<DnsMessage, nom::Err<PErr>> {
     {
         rcode |= u16::from(*ext_rcode) << 4;
     }
-    Ok(DnsMessage {
-        id: h.id,
-        is_response: h.flags & 0x8000 != 0,
-        opcode: ((h.flags >> 11) & 0x0f) as u8,
-        authoritative: h.flags & 0x0400 != 0,
-        truncated: h.flags & 0x0200 != 0,
-        recursion_desired: h.flags & 0x0100 != 0,
-        recursion_available: h.flags & 0x0080 != 0,
-        rcode,
-        flags: h.flags,
-        questions,
-        answers,
-        authorities,
-        additionals,
-        damaged,
-    })
+    out.id = h.id;
+    out.is_response = h.flags & 0x8000 != 0;
+    out.opcode = ((h.flags >> 11) & 0x0f) as u8;
+    out.authoritative = h.flags & 0x0400 != 0;
+    out.truncated = h.flags & 0x0200 != 0;
+    out.recursion_desired = h.flags & 0x0100 != 0;
+    out.recursion_available = h.flags & 0x0080 != 0;
+    out.rcode = rcode;
+    out.flags = h.flags;
+    out.damaged = damaged;
+    Ok(())
 }
 
 /// Splits a TCP stream (RFC 1035 §4.2.2: 2-byte big-endian length prefix per
@@ -1551,6 +1708,71 @@ mod tests {
     }
 
     #[test]
+    fn names_of_mixed_labels_read_as_their_bytes_escaped_one_by_one() {
+        // labels of plain and escaped bytes in every order, short and long
+        // (past the stack buffer, then plain labels after it), compared with
+        // the byte-by-byte escaping of the module docs
+        fn reference(labels: &[Vec<u8>]) -> String {
+            let label = |l: &Vec<u8>| {
+                l.iter()
+                    .map(|&b| match b {
+                        b'.' | b'\\' => format!("\\{}", b as char),
+                        0x21..=0x7e => (b as char).to_string(),
+                        _ => format!("\\{b:03}"),
+                    })
+                    .collect::<String>()
+            };
+            labels.iter().map(label).collect::<Vec<_>>().join(".")
+        }
+        let bytes = [
+            b'a', b'Z', b'-', b'0', b'.', b'\\', 0, b' ', 0x7f, 0xff, b'~', b'!',
+        ];
+        let mut s: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        let mut escaped = 0;
+        for round in 0..2000 {
+            let mut labels: Vec<Vec<u8>> = Vec::new();
+            let mut wire = 1;
+            loop {
+                let len = (next() % 63 + 1) as usize;
+                if wire + len + 1 > MAX_NAME_WIRE_LEN {
+                    break;
+                }
+                // half the labels plain, the other half with some escapes
+                let plain = next() % 2 == 0;
+                let label: Vec<u8> = (0..len)
+                    .map(|_| {
+                        let r = next() as usize;
+                        let pick = if plain { r % 4 } else { r % bytes.len() };
+                        bytes[pick]
+                    })
+                    .collect();
+                wire += len + 1;
+                labels.push(label);
+                if next() % 4 == 0 {
+                    break;
+                }
+            }
+            let mut q = header(1, 0, [1, 0, 0, 0]);
+            for l in &labels {
+                q.push(l.len() as u8);
+                q.extend_from_slice(l);
+            }
+            q.extend_from_slice(&[0, 0, 1, 0, 1]);
+            let want = reference(&labels);
+            escaped += usize::from(want.contains('\\'));
+            let m = parse_dns_message(&q).unwrap();
+            assert_eq!(m.questions[0].name.as_str(), want, "round {round}");
+        }
+        assert!(escaped > 500 && escaped < 2000, "{escaped}");
+    }
+
+    #[test]
     fn dns_counts_larger_than_data_are_rejected_without_allocation() {
         let q = header(1, 0x8000, [0xffff, 0xffff, 0xffff, 0xffff]);
         assert_eq!(
@@ -1586,6 +1808,71 @@ mod tests {
             parse_dns_message(&r),
             Err(DnsError::InvalidRData { rtype: 5, .. })
         ));
+    }
+
+    #[test]
+    fn decoding_into_a_used_message_is_decoding_afresh() {
+        // one message reused for a big response, a query, a response whose
+        // additional section is damaged, errors in between: each result is
+        // the fresh one, nothing left over from the message before
+        let full = full_response();
+        let mut q = header(7, 0x0100, [1, 0, 0, 0]);
+        q.extend_from_slice(&wire_name("a.b"));
+        q.extend_from_slice(&[0, 1, 0, 1]);
+        let mut damaged = full.clone();
+        damaged[11] += 1; // one more additional record than there is
+        let mut out = DnsMessage::default();
+        let inputs: [&[u8]; 8] = [
+            &full,
+            &q,
+            &full[..20],
+            &damaged,
+            &full[..60],
+            &full,
+            &[],
+            &q,
+        ];
+        let mut seen_err = 0;
+        for (n, m) in inputs.into_iter().enumerate() {
+            let fresh = parse_dns_message(m);
+            match parse_dns_message_into(m, &mut out) {
+                Ok(()) => assert_eq!(Ok(&out), fresh.as_ref(), "input {n}"),
+                Err(e) => {
+                    seen_err += 1;
+                    assert_eq!(Err(e), fresh, "input {n}");
+                }
+            }
+        }
+        assert_eq!(seen_err, 2);
+        assert!(parse_dns_message(&damaged).is_ok_and(|m| m.damaged.is_some()));
+    }
+
+    #[test]
+    fn address_records_of_any_other_length_are_invalid_rdata() {
+        // header 12 bytes, root owner 1, fixed fields 10: RDATA at 23
+        let record = |rtype: u16, rdata: &[u8]| {
+            let mut r = header(1, 0x8000, [0, 1, 0, 0]);
+            r.extend(rr(&[0], rtype, 1, 0, rdata));
+            parse_dns_message(&r)
+        };
+        let v6: Vec<u8> = (1..=16).collect();
+        assert_eq!(
+            record(1, &[192, 0, 2, 1]).map(|m| m.answers[0].data.clone()),
+            Ok(DnsRData::A(Ipv4Addr::new(192, 0, 2, 1)))
+        );
+        assert_eq!(
+            record(28, &v6).map(|m| m.answers[0].data.clone()),
+            Ok(DnsRData::Aaaa(Ipv6Addr::from(
+                <[u8; 16]>::try_from(v6.as_slice()).unwrap()
+            )))
+        );
+        for (rtype, len) in [(1, 0), (1, 3), (1, 5), (1, 16), (28, 4), (28, 15), (28, 17)] {
+            assert_eq!(
+                record(rtype, &v6.repeat(2)[..len]),
+                Err(DnsError::InvalidRData { rtype, offset: 23 }),
+                "type {rtype}, {len} bytes"
+            );
+        }
     }
 
     #[test]
