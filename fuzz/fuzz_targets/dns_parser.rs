@@ -7,9 +7,15 @@
 use libfuzzer_sys::fuzz_target;
 use libpcap_analyzer::output::{Format, RowBuf, decode, schema::DNS, writer};
 use libpcap_analyzer::plugins::dns::{Message, fill_row};
-use libpcap_analyzer::proto::dns::{parse_dns_message, parse_dns_tcp_stream, rr_type_name};
+use libpcap_analyzer::proto::dns::{
+    DnsMessage, parse_dns_message, parse_dns_message_into, parse_dns_tcp_stream, rr_type_name,
+};
 use libpcap_tools::{FiveTuple, FlowId, Timestamp, ipproto};
 use std::net::IpAddr;
+
+thread_local! {
+    static REUSED: std::cell::RefCell<DnsMessage> = std::cell::RefCell::default();
+}
 
 fuzz_target!(|data: &[u8]| {
     let key = FiveTuple {
@@ -20,6 +26,13 @@ fuzz_target!(|data: &[u8]| {
         proto: ipproto::UDP,
     };
     let single = parse_dns_message(data);
+    // decoding into a message that held the previous input (as the dns
+    // plugin does, keeping its sections' room) gives the same message
+    REUSED.with(|cell| {
+        let mut reused = cell.borrow_mut();
+        let again = parse_dns_message_into(data, &mut reused).map(|()| reused.clone());
+        assert_eq!(again, single);
+    });
     // the same message behind a TCP length prefix decodes the same
     if let Ok(len) = u16::try_from(data.len()) {
         let mut framed = len.to_be_bytes().to_vec();
