@@ -685,6 +685,18 @@ mod tests {
     use libpcap_tools::{FiveTuple, FlowContext, Packet};
     use std::net::IpAddr;
 
+    /// The key of a client 10.0.0.1:40000 asking server 10.0.0.`server` on
+    /// port 53 over `proto`.
+    fn client_key(server: u8, proto: u8) -> FiveTuple {
+        FiveTuple {
+            src: IpAddr::from([10, 0, 0, 1]),
+            dst: IpAddr::from([10, 0, 0, server]),
+            src_port: 40000,
+            dst_port: 53,
+            proto,
+        }
+    }
+
     #[test]
     fn incomplete_tcp_messages_stay_under_the_global_budget() {
         let cfg = DnsConfig {
@@ -709,13 +721,7 @@ mod tests {
         };
         let pkt = Packet::pseudo(None);
         let ctx = PacketContext::new(&pkt, FlowContext::default());
-        let key = FiveTuple {
-            src: IpAddr::from([10, 0, 0, 1]),
-            dst: IpAddr::from([10, 0, 0, 2]),
-            src_port: 40000,
-            dst_port: 53,
-            proto: ipproto::TCP,
-        };
+        let key = client_key(2, ipproto::TCP);
         // a length prefix of 900 and 500 bytes of it: incomplete
         let mut partial = vec![0x03, 0x84];
         partial.extend_from_slice(&[0u8; 500]);
@@ -753,13 +759,7 @@ mod tests {
         };
         let q = query.map(|b| msg(b, 1_000_000_001));
         let r = response.map(|b| msg(b, 1_500_000_001));
-        let key = FiveTuple {
-            src: IpAddr::from([10, 0, 0, 1]),
-            dst: IpAddr::from([10, 0, 0, 53]),
-            src_port: 40000,
-            dst_port: 53,
-            proto,
-        };
+        let key = client_key(53, proto);
         let mut row = RowBuf::new(&DNS);
         fill_row(&mut row, FlowId(0xab), &key, q.as_ref(), r.as_ref());
         let mut vals = Vec::new();
@@ -873,13 +873,7 @@ mod tests {
             crate::build::dns_query(8, "example.org", 1),
             crate::build::dns_query(9, long, 16),
         ];
-        let key = FiveTuple {
-            src: IpAddr::from([10, 0, 0, 1]),
-            dst: IpAddr::from([10, 0, 0, 53]),
-            src_port: 40000,
-            dst_port: 53,
-            proto: ipproto::UDP,
-        };
+        let key = client_key(53, ipproto::UDP);
         let response = Message {
             ts: Some(libpcap_tools::Timestamp(2_000)),
             msg: parse_dns_message(&crate::build::dns_response(7, "x", 1, 0, &[], 1)).unwrap(),
@@ -932,13 +926,7 @@ mod tests {
             row: RowBuf::new(&DNS),
             scratch: None,
         };
-        let key = FiveTuple {
-            src: IpAddr::from([10, 0, 0, 1]),
-            dst: IpAddr::from([10, 0, 0, 2]),
-            src_port: 40000,
-            dst_port: 53,
-            proto: ipproto::UDP,
-        };
+        let key = client_key(2, ipproto::UDP);
         let ts = Some(libpcap_tools::Timestamp(1));
         let m = |b: Vec<u8>| Message {
             ts,
