@@ -37,6 +37,7 @@
 //! obsolete extended label types) are rejected.
 
 use crate::output::iptext::IpText;
+use crate::wire::{be16, be32};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::to_hex;
@@ -916,17 +917,9 @@ fn fixed<'a, const N: usize>(i: &'a [u8], ends: &[usize]) -> PResult<'a, &'a [u8
     }
 }
 
-/// The big-endian `u16` at `at` of a fixed-size field block.
-fn u16_at<const N: usize>(b: &[u8; N], at: usize) -> u16 {
-    match b.get(at..).and_then(<[u8]>::first_chunk::<2>) {
-        Some(&v) => u16::from_be_bytes(v),
-        None => 0,
-    }
-}
-
 fn dns_header(i: &[u8]) -> PResult<'_, Header> {
     let (i, h) = fixed::<DNS_HEADER_LEN>(i, &[2, 4, 6, 8, 10, 12])?;
-    let u = |at| u16_at(h, at);
+    let u = |at| be16(h, at);
     Ok((
         i,
         Header {
@@ -940,7 +933,7 @@ fn dns_header(i: &[u8]) -> PResult<'_, Header> {
 fn dns_question<'a>(msg: &'a [u8], i: &'a [u8]) -> PResult<'a, DnsQuestion> {
     let (i, name) = dns_name(msg, i, &[])?;
     let (i, f) = fixed::<4>(i, &[2, 4])?;
-    let (qtype, qclass) = (u16_at(f, 0), u16_at(f, 2));
+    let (qtype, qclass) = (be16(f, 0), be16(f, 2));
     Ok((
         i,
         DnsQuestion {
@@ -1125,18 +1118,14 @@ fn rdata_of(
 fn dns_record<'a>(msg: &'a [u8], i: &'a [u8], known: &Known<'_>) -> PResult<'a, DnsRecord> {
     let (i, name) = dns_name(msg, i, known)?;
     let (i, f) = fixed::<10>(i, &[2, 4, 8, 10])?;
-    let (rtype, rclass, rdlen) = (u16_at(f, 0), u16_at(f, 2), u16_at(f, 8));
-    let ttl = u32::from(u16_at(f, 4)) << 16 | u32::from(u16_at(f, 6));
+    let (rtype, rclass, ttl, rdlen) = (be16(f, 0), be16(f, 2), be32(f, 4), be16(f, 8));
     let rdata_start = msg.len().saturating_sub(i.len());
     let (i, rdata) = take(usize::from(rdlen))(i)?;
     // the usual answers, A and AAAA of the right length, straight from
     // their bytes (any other length is dns_rdata's error, as for any type)
     let data = match (rtype, rdata) {
         (1, &[a, b, c, d]) => DnsRData::A(Ipv4Addr::new(a, b, c, d)),
-        (28, r) if r.len() == 16 => match <[u8; 16]>::try_from(r) {
-            Ok(a) => DnsRData::Aaaa(Ipv6Addr::from(a)),
-            Err(_) => rdata_of(msg, rdata, rdata_start, rtype, rclass, ttl, known)?,
-        },
+        (28, _) if let Ok(a) = <[u8; 16]>::try_from(rdata) => DnsRData::Aaaa(Ipv6Addr::from(a)),
         _ => rdata_of(msg, rdata, rdata_start, rtype, rclass, ttl, known)?,
     };
     Ok((
