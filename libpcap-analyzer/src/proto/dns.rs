@@ -753,27 +753,13 @@ fn plain_name_len(msg: &[u8], start: usize) -> Option<usize> {
 /// is its wire bytes after the first length byte, with the other length
 /// bytes made dots: one copy, no escaping.
 fn plain_name(msg: &[u8], start: usize) -> Option<(DnsName, usize)> {
-    let first = start.saturating_add(1);
-    let mut pos = start;
-    loop {
-        match *msg.get(pos)? {
-            0 => break,
-            len @ 1..=63 => {
-                let label_start = pos.saturating_add(1);
-                let end = label_start.saturating_add(usize::from(len));
-                if !msg.get(label_start..end)?.iter().all(|&b| is_plain(b)) {
-                    return None;
-                }
-                pos = end;
-            }
-            _ => return None,
-        }
-    }
-    // the wire length: the labels, the first length byte and the root label
-    if pos.checked_sub(start)?.saturating_add(1) > MAX_NAME_WIRE_LEN {
+    let wire = plain_name_len(msg, start)?;
+    if wire > MAX_NAME_WIRE_LEN {
         return None;
     }
-    let span = msg.get(first..pos)?;
+    // the labels without the first length byte and the root label (none
+    // for the root name itself, which has no label)
+    let span = msg.get(start.saturating_add(1)..start.saturating_add(wire - 1))?;
     let first_len = usize::from(*msg.get(start)?);
     // most names fit the small buffer, cheaper to clear
     let name = if span.len() <= 64 {
@@ -781,22 +767,28 @@ fn plain_name(msg: &[u8], start: usize) -> Option<(DnsName, usize)> {
     } else {
         dotted::<MAX_NAME_WIRE_LEN>(span, first_len)?
     };
-    Some((name, pos.saturating_add(1)))
+    Some((name, start.saturating_add(wire)))
 }
 
 /// The labels `span` (a name's wire bytes after its first length byte,
-/// `first_len`) with their length bytes made dots, in a stack buffer of
-/// `N` bytes; `None` when it does not fit or is not UTF-8.
+/// `first_len`; the walk of [`plain_name_len`] found them whole) with their
+/// length bytes made dots, in a stack buffer of `N` bytes; `None` when it
+/// does not fit or a label has a byte to escape.
 fn dotted<const N: usize>(span: &[u8], first_len: usize) -> Option<DnsName> {
     let mut buf = [0u8; N];
     let text = buf.get_mut(..span.len())?;
     text.copy_from_slice(span);
-    let mut at = first_len;
-    while let Some(b) = text.get_mut(at) {
-        let len = usize::from(*b);
+    let (mut from, mut at) = (0, first_len);
+    loop {
+        if !text.get(from..at)?.iter().all(|&b| is_plain(b)) {
+            return None;
+        }
+        let Some(b) = text.get_mut(at) else { break };
+        from = at.saturating_add(1);
+        at = from.saturating_add(usize::from(*b));
         *b = b'.';
-        at = at.saturating_add(len).saturating_add(1);
     }
+    // only plain bytes and dots: always UTF-8
     Some(DnsName::from(std::str::from_utf8(text).ok()?))
 }
 
