@@ -443,6 +443,12 @@ impl<'a> Cursor<'a> {
         Ok(s)
     }
 
+    /// The next `N` bytes as an array (floats, times, addresses).
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], RowError> {
+        let at = self.at;
+        self.take(N)?.try_into().map_err(|_| RowError(at))
+    }
+
     fn varint(&mut self) -> Result<u64, RowError> {
         let mut v = 0u64;
         for shift in (0..70).step_by(7) {
@@ -489,23 +495,11 @@ impl<'a> Cursor<'a> {
             TRUE => Value::Bool(true),
             U64 => Value::U64(self.varint()?),
             I64 => Value::I64(unzigzag(self.varint()?)),
-            F64 => {
-                let b: [u8; 8] = self.take(8)?.try_into().map_err(|_| RowError(at))?;
-                Value::F64(f64::from_le_bytes(b))
-            }
+            F64 => Value::F64(f64::from_le_bytes(self.array()?)),
             STR => Value::Str(self.str()?),
-            IP4 => {
-                let b: [u8; 4] = self.take(4)?.try_into().map_err(|_| RowError(at))?;
-                Value::Ip(IpAddr::V4(Ipv4Addr::from(b)))
-            }
-            IP6 => {
-                let b: [u8; 16] = self.take(16)?.try_into().map_err(|_| RowError(at))?;
-                Value::Ip(IpAddr::V6(Ipv6Addr::from(b)))
-            }
-            TIME => {
-                let b: [u8; 8] = self.take(8)?.try_into().map_err(|_| RowError(at))?;
-                Value::Time(Timestamp(i64::from_le_bytes(b)))
-            }
+            IP4 => Value::Ip(IpAddr::V4(Ipv4Addr::from(self.array::<4>()?))),
+            IP6 => Value::Ip(IpAddr::V6(Ipv6Addr::from(self.array::<16>()?))),
+            TIME => Value::Time(Timestamp(i64::from_le_bytes(self.array()?))),
             DURATION => Value::Duration(unzigzag(self.varint()?)),
             STR_LIST => Value::StrList(self.list(true)?),
             U64_LIST => Value::U64List(self.list(false)?),
