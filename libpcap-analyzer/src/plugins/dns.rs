@@ -312,9 +312,11 @@ fn fill_row_head(
         (Some(a), Some(b)) => Some(b.nanos_since(a)),
         _ => None,
     };
-    let edns = query
-        .and_then(|m| m.edns)
-        .or_else(|| response.and_then(|m| edns(&m.msg)));
+    // the head's (the query's, or the lone response's, read once by
+    // Head::of), else the response's when a query without EDNS heads it
+    let edns = head
+        .edns
+        .or_else(|| query.and(response).and_then(|m| edns(&m.msg)));
     row.clear();
     row.opt_time(head.ts)
         .flow_id(flow.0)
@@ -905,6 +907,60 @@ mod tests {
         crate::output::decode(&DNS, row.finish().unwrap(), &mut vals).unwrap();
         let text = format!("{vals:?}");
         assert!(text.contains("1232"), "the query's EDNS: {text}");
+    }
+
+    /// The EDNS fields of a record: the query's when it has an OPT record,
+    /// else the response's.
+    #[test]
+    fn the_edns_of_a_record_is_the_querys_else_the_responses() {
+        // an OPT record: root owner, type 41, payload size, DO bit
+        let with_opt = |mut m: Vec<u8>, size: u16, dnssec_ok: bool| {
+            m[11] = 1; // ARCOUNT
+            m.extend_from_slice(&[0, 0, 41]);
+            m.extend_from_slice(&size.to_be_bytes());
+            m.extend_from_slice(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
+            m
+        };
+        let msg = |b: Vec<u8>, ts: i64| Message {
+            ts: Some(libpcap_tools::Timestamp(ts)),
+            msg: parse_dns_message(&b).unwrap(),
+        };
+        let query = |opt: Option<(u16, bool)>| {
+            let q = crate::build::dns_query(5, "example.org", 1);
+            msg(opt.map_or(q.clone(), |(s, d)| with_opt(q, s, d)), 1)
+        };
+        let response = |opt: Option<(u16, bool)>| {
+            let r = crate::build::dns_response(5, "example.org", 1, 0, &[], 60);
+            msg(opt.map_or(r.clone(), |(s, d)| with_opt(r, s, d)), 2)
+        };
+        let key = client_key(53, ipproto::UDP);
+        let edns_of = |q: Option<&Message>, r: Option<&Message>| {
+            let mut row = RowBuf::new(&DNS);
+            fill_row(&mut row, FlowId(1), &key, q, r);
+            let mut vals = Vec::new();
+            crate::output::decode(&DNS, row.finish().unwrap(), &mut vals).unwrap();
+            let at = |name: &str| DNS.fields.iter().position(|f| f.name == name).unwrap();
+            use crate::output::Value;
+            let size = match vals[at("edns_udp_size")] {
+                Value::U64(s) => Some(s),
+                _ => None,
+            };
+            let dnssec_ok = match vals[at("edns_do")] {
+                Value::Bool(d) => Some(d),
+                _ => None,
+            };
+            (size, dnssec_ok)
+        };
+        let (q_opt, r_opt) = (query(Some((1232, true))), response(Some((4096, false))));
+        let (q_none, r_none) = (query(None), response(None));
+        let edns = |s: u64, d: bool| (Some(s), Some(d));
+        assert_eq!(edns_of(Some(&q_opt), Some(&r_opt)), edns(1232, true));
+        assert_eq!(edns_of(Some(&q_none), Some(&r_opt)), edns(4096, false));
+        assert_eq!(edns_of(Some(&q_opt), Some(&r_none)), edns(1232, true));
+        assert_eq!(edns_of(None, Some(&r_opt)), edns(4096, false));
+        assert_eq!(edns_of(Some(&q_opt), None), edns(1232, true));
+        assert_eq!(edns_of(Some(&q_none), Some(&r_none)), (None, None));
+        assert_eq!(edns_of(None, Some(&r_none)), (None, None));
     }
 
     #[test]
