@@ -24,11 +24,6 @@ use crate::wire::TcpFlags;
 use libpcap_tools::{Config, Flow, ipproto};
 use std::path::{Path, PathBuf};
 
-/// TCP flags as letters (`F`, `S`, `R`, `P`, `A`, `U`, `E`, `C`).
-pub fn tcp_flags_string(f: u8) -> String {
-    TcpFlags(u16::from(f)).to_string()
-}
-
 /// The protocol's name as the `proto` field gives it: lower case, the
 /// number when it has no name.
 pub fn proto_name(proto: u8) -> &'static str {
@@ -173,7 +168,7 @@ impl PluginBuilder for FlowsPluginBuilder {
 
 #[cfg(test)]
 mod tests {
-    use super::{proto_name, tcp_flags_string};
+    use super::{TcpFlags, proto_name};
 
     /// Each flag's letter (FIN, SYN, RST, PSH, ACK, URG, ECE, CWR: the
     /// header's bits from the lowest), in that order, for all 256 values.
@@ -185,9 +180,11 @@ mod tests {
                 .filter(|b| f >> b & 1 == 1)
                 .map(|b| letters[b])
                 .collect();
-            assert_eq!(tcp_flags_string(f), want, "{f:#04x}");
+            let flags = TcpFlags(u16::from(f));
+            assert_eq!(flags.letters(&mut [0; 9]), want, "{f:#04x}");
+            assert_eq!(flags.to_string(), want, "{f:#04x}");
         }
-        assert_eq!(tcp_flags_string(0x12), "SA");
+        assert_eq!(TcpFlags(0x12).letters(&mut [0; 9]), "SA");
     }
 
     #[test]
