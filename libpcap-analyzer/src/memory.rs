@@ -361,6 +361,19 @@ impl KeySampler {
         h.leading_zeros() >= level
     }
 
+    /// Whether a table sampled at `level` keeps `key`, new to it: the key
+    /// passes the level, once counted (when `counting`; a table merging
+    /// keys counted where they were seen does not count them again), which
+    /// may raise the level.
+    pub fn admits<K: Hash + ?Sized>(&self, key: &K, level: u32, counting: bool) -> bool {
+        let h = Self::hash(key);
+        let mut level = level;
+        if counting && Self::passes(h, level) {
+            level = self.add(h);
+        }
+        Self::passes(h, level)
+    }
+
     /// Counts a key of hash `h` new to the table that admitted it, and
     /// raises the level while too many keys pass it; returns the level.
     pub fn add(&self, h: u64) -> u32 {

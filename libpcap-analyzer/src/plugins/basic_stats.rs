@@ -137,13 +137,7 @@ fn bump<K: std::hash::Hash + Eq>(
     // drops go at the next call or at the end (`settle`).
     let row = map.get_or_try_insert(k, |k| {
         let admit = match (&sample.sampler, level) {
-            (Some(s), Some(mut l)) => {
-                let h = KeySampler::hash(k);
-                if counting && KeySampler::passes(h, l) {
-                    l = s.add(h);
-                }
-                KeySampler::passes(h, l)
-            }
+            (Some(s), Some(l)) => s.admits(k, l, counting),
             _ => !full,
         };
         admit.then(Conv::default)

@@ -440,13 +440,7 @@ impl ConnTable {
         let (sampler, counting) = (&self.sampler, self.counting);
         let row = self.map.get_or_try_insert(k, |k| {
             let admit = match (sampler, level) {
-                (Some(s), Some(mut l)) => {
-                    let h = KeySampler::hash(k);
-                    if KeySampler::passes(h, l) && counting {
-                        l = s.add(h);
-                    }
-                    KeySampler::passes(h, l)
-                }
+                (Some(s), Some(l)) => s.admits(k, l, counting),
                 _ => !full,
             };
             admit.then(ConnStats::default)
