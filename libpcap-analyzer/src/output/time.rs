@@ -48,31 +48,17 @@ pub fn push_rfc3339(out: &mut Vec<u8>, ts: Timestamp) {
     let y = y.clamp(0, 9999) as u64;
     // filled in place, then copied once: `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`
     let mut t = *b"0000-00-00T00:00:00.000000000Z";
-    let [y0, y1] = two_digits(y / 100);
-    let [y2, y3] = two_digits(y % 100);
-    let [m0, m1] = two_digits(u64::from(m));
-    let [d0, d1] = two_digits(u64::from(d));
-    let [h0, h1] = two_digits(sod / 3600);
-    let [i0, i1] = two_digits(sod / 60 % 60);
-    let [s0, s1] = two_digits(sod % 60);
-    for (at, b) in [
-        (0, y0),
-        (1, y1),
-        (2, y2),
-        (3, y3),
-        (5, m0),
-        (6, m1),
-        (8, d0),
-        (9, d1),
-        (11, h0),
-        (12, h1),
-        (14, i0),
-        (15, i1),
-        (17, s0),
-        (18, s1),
+    for (at, v) in [
+        (0, y / 100),
+        (2, y % 100),
+        (5, u64::from(m)),
+        (8, u64::from(d)),
+        (11, sod / 3600),
+        (14, sod / 60 % 60),
+        (17, sod % 60),
     ] {
-        if let Some(c) = t.get_mut(at) {
-            *c = b;
+        if let Some(pair) = t.get_mut(at..at + 2) {
+            pair.copy_from_slice(&two_digits(v));
         }
     }
     let mut n = nanos;
