@@ -20,7 +20,11 @@
 //! handles queued batches itself instead of sleeping, and waits only when
 //! every shard is busy: memory stays bounded (back-pressure), and when
 //! threads outnumber cores (the reading thread and N workers on N cores) no
-//! core idles while the reader waits for one preempted worker.
+//! core idles while the reader waits for one preempted worker. A worker
+//! with nothing to take (its queue empty, the other shards locked) sleeps
+//! until its queue has a message, looking again every [`BUSY_WAIT`]: it
+//! used to spin on `sched_yield`, which took a third of a core from the
+//! reading thread on two cores.
 //!
 //! The reading thread also keeps the run's clock ([`crate::clock`]): each
 //! packet travels with its time on it, and idle ticks are sent to every
@@ -627,43 +631,44 @@ fn add_flow_stats(a: &mut FlowTableStats, b: &FlowTableStats) {
     a.direction_corrected += b.direction_corrected;
 }
 
-/// Merges the per-worker instances of each plugin and post-processes them.
+/// Merges the per-worker instances of each plugin and post-processes them,
+/// a plugin at a time (merging them side by side gained nothing measurable
+/// and raised the peak: each merge holds room for its growing table).
 fn finish(
     per_worker: Vec<Vec<PluginHandle>>,
     stats: AnalyzerStats,
     flows: FlowTableStats,
     warning: Option<libpcap_tools::Error>,
 ) -> Result<RunOutput, AnalyzerError> {
-    let mut merged: Vec<Option<Box<dyn Plugin>>> = Vec::new();
+    // the instances of each plugin, in worker order
+    let mut columns: Vec<Vec<Box<dyn Plugin>>> = Vec::new();
     for handles in per_worker {
         for (i, h) in handles.into_iter().enumerate() {
-            if merged.len() <= i {
-                merged.resize_with(i + 1, || None);
+            if columns.len() <= i {
+                columns.resize_with(i + 1, Vec::new);
             }
-            let Some(slot) = merged.get_mut(i) else {
+            let Some(column) = columns.get_mut(i) else {
                 continue;
             };
             match h {
-                PluginHandle::Owned(p) => match slot {
-                    None => *slot = Some(p),
-                    Some(acc) => acc.merge(p)?,
-                },
+                PluginHandle::Owned(p) => column.push(p),
                 PluginHandle::Shared(arc) => {
                     // every worker holds a clone; the last one out unwraps it
                     if let Ok(m) = Arc::try_unwrap(arc) {
-                        let p = m
-                            .into_inner()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner);
-                        *slot = Some(p);
+                        column.push(
+                            m.into_inner()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner),
+                        );
                     }
                 }
             }
         }
     }
-    let mut plugins: Vec<Box<dyn Plugin>> = merged.into_iter().flatten().collect();
-    for p in &mut plugins {
-        p.run_stats(&stats);
-        p.post_process()?;
+    let mut plugins = Vec::with_capacity(columns.len());
+    for column in columns {
+        if let Some(p) = merge_column(column, &stats) {
+            plugins.push(p?);
+        }
     }
     Ok(RunOutput {
         plugins,
@@ -672,6 +677,39 @@ fn finish(
         warning,
         memory: Vec::new(),
         input_warnings: Vec::new(),
+    })
+}
+
+/// Folds the instances of one plugin into the first (in worker order), then
+/// post-processes it; `None` without instances. A panic in the plugin is
+/// its error.
+fn merge_column(
+    column: Vec<Box<dyn Plugin>>,
+    stats: &AnalyzerStats,
+) -> Option<Result<Box<dyn Plugin>, AnalyzerError>> {
+    let started = std::time::Instant::now();
+    let mut instances = column.into_iter();
+    let mut acc = instances.next()?;
+    let name = acc.name().to_string();
+    let merged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for p in instances {
+            acc.merge(p)?;
+        }
+        acc.run_stats(stats);
+        acc.post_process()
+    }));
+    log::debug!(
+        "engine: {name} merged and post-processed in {:?}",
+        started.elapsed()
+    );
+    Some(match merged {
+        Ok(Ok(())) => Ok(acc),
+        Ok(Err(e)) => Err(e.into()),
+        Err(panic) => Err(PluginError::new(
+            &name,
+            format!("panicked while merging results: {}", panic_message(&panic)),
+        )
+        .into()),
     })
 }
 
@@ -913,11 +951,21 @@ impl Pool<'_> {
             match self.help(own) {
                 Step::Handled => c.helped += 1,
                 Step::Closed => break,
-                // another thread is handling a shard: its next message, or
-                // the end, comes soon
+                // another thread is handling the only shard with work: sleep
+                // until this worker's own queue has a message, or a moment
+                // (that thread may be preempted with more work queued)
                 Step::Busy => {
-                    c.yields += 1;
-                    std::thread::yield_now();
+                    c.busy += 1;
+                    if let Some(s) = self.shards.get(own) {
+                        let mut sel = Select::new();
+                        sel.recv(&s.rx);
+                        // a closed queue is always ready: sleep instead of
+                        // spinning (hundreds of workers would starve the one
+                        // finishing the last batch)
+                        if sel.ready_timeout(BUSY_WAIT).is_ok() && s.rx.is_empty() {
+                            std::thread::sleep(BUSY_WAIT);
+                        }
+                    }
                 }
                 Step::Empty => {
                     c.waits += 1;
@@ -973,8 +1021,9 @@ struct WorkCounts {
     own: u64,
     /// Messages of other shards handled.
     helped: u64,
-    /// Times it yielded while another thread held the only work.
-    yields: u64,
+    /// Times it slept ([`BUSY_WAIT`] at most) while another thread held
+    /// the only shard with work.
+    busy: u64,
     /// Times it waited for messages.
     waits: u64,
 }
@@ -983,6 +1032,9 @@ struct WorkCounts {
 /// again after this long regardless (live sources can be idle for long, so
 /// this is not a polling period).
 const IDLE_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+/// How long a worker whose own queue is empty sleeps while another thread
+/// holds the only shard with work, before it looks again.
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_micros(200);
 /// How long the reading thread waits on a full queue, when every shard is
 /// busy, before it checks for a failed run and tries to help again.
 const FULL_WAIT: std::time::Duration = std::time::Duration::from_millis(1);

@@ -148,6 +148,40 @@ fn bump<K: std::hash::Hash + Eq>(
     }
 }
 
+/// Folds `from`, a table of another worker, into `map`: its keys were
+/// counted by the sampler where they were seen; a key refused goes to
+/// `other`, as [`bump`] does.
+fn absorb<K: std::hash::Hash + Eq>(
+    map: &mut ShardedMap<K, Conv>,
+    from: ShardedMap<K, Conv>,
+    cap: usize,
+    other: &mut Conv,
+    sample: &mut Sample,
+) {
+    let level = sample.sampler.as_ref().map(|s| s.level());
+    if let Some(l) = level
+        && l != sample.level
+    {
+        prune(map, other, sample, l);
+    }
+    let sampler = &sample.sampler;
+    map.absorb(
+        from,
+        |row, c| row.add(&c),
+        |k, c, len| {
+            let admit = match (sampler, level) {
+                (Some(s), Some(l)) => s.admits(k, l, false),
+                _ => len < cap,
+            };
+            if admit {
+                return Some(c);
+            }
+            other.add(&c);
+            None
+        },
+    );
+}
+
 impl BasicStats {
     fn add_flow(&mut self, f: &Flow) {
         let key = f.key;
@@ -219,29 +253,22 @@ impl Plugin for BasicStats {
 
     fn merge(&mut self, other: Box<dyn Plugin>) -> PluginResult<()> {
         let o = downcast::<Self>("basic-stats", other)?;
+        let o = *o;
         let cap = self.cfg.max_conversations;
-        for (k, v) in o.l3.iter() {
-            bump(
-                &mut self.l3,
-                cap,
-                &mut self.other_l3,
-                &mut self.l3_sample,
-                *k,
-                v,
-                false,
-            );
-        }
-        for (k, v) in o.l4.iter() {
-            bump(
-                &mut self.l4,
-                cap,
-                &mut self.other_l4,
-                &mut self.l4_sample,
-                *k,
-                v,
-                false,
-            );
-        }
+        absorb(
+            &mut self.l3,
+            o.l3,
+            cap,
+            &mut self.other_l3,
+            &mut self.l3_sample,
+        );
+        absorb(
+            &mut self.l4,
+            o.l4,
+            cap,
+            &mut self.other_l4,
+            &mut self.l4_sample,
+        );
         self.other_l3.add(&o.other_l3);
         self.other_l4.add(&o.other_l4);
         for (k, v) in &o.end_reasons {

@@ -477,28 +477,34 @@ impl ConnTable {
         }
     }
 
-    fn merge(&mut self, other: &ConnTable) {
+    fn merge(&mut self, other: ConnTable) {
+        self.dropped_keys += other.dropped_keys;
+        self.dropped_packets += other.dropped_packets;
+        let fold = |row: &mut ConnStats, v: ConnStats| row.merge(&v);
+        let row_of = |v: &ConnStats| {
+            let mut row = ConnStats::default();
+            row.merge(v);
+            row
+        };
         if self.sampler.is_some() {
             // the keys were counted where they were seen
-            for (k, v) in other.map.iter() {
-                if let Some(row) = self
-                    .map
-                    .get_or_try_insert(*k, |_| Some(ConnStats::default()))
-                {
-                    row.merge(v);
-                }
-            }
+            self.map.absorb(other.map, fold, |_, v, _| Some(row_of(&v)));
             self.level = self.level.min(other.level);
             self.settle();
         } else {
-            for (k, v) in other.map.iter() {
-                if let Some(row) = self.row(*k, v.packets) {
-                    row.merge(v);
+            let cap = self.cap;
+            let (mut keys, mut packets) = (0, 0);
+            self.map.absorb(other.map, fold, |_, v, len| {
+                if cap > 0 && len >= cap {
+                    keys += 1;
+                    packets += v.packets;
+                    return None;
                 }
-            }
+                Some(row_of(&v))
+            });
+            self.dropped_keys += keys;
+            self.dropped_packets += packets;
         }
-        self.dropped_keys += other.dropped_keys;
-        self.dropped_packets += other.dropped_packets;
     }
 
     /// Keys and packets refused because the table reached `max_connections`.
@@ -930,7 +936,7 @@ impl Plugin for ConnectionsPlugin {
 
     fn merge(&mut self, other: Box<dyn Plugin>) -> PluginResult<()> {
         let other = downcast::<Self>("connections", other)?;
-        self.table.merge(&other.table);
+        self.table.merge(other.table);
         Ok(())
     }
 
