@@ -119,6 +119,192 @@ impl<W: std::io::Write> std::io::Write for DigestWriter<W> {
     }
 }
 
+/// A buffered writer whose full buffers are written by a thread of its
+/// own: what produces the bytes (the merge of a spool's runs, formatting)
+/// goes on while the buffer before is written (and hashed, through a
+/// [`DigestWriter`]). At most [`PipeWriter::BUFFERS`] buffers exist, so a
+/// slow `inner` holds the producer back. Without a thread it writes in
+/// place, as a `BufWriter` would.
+///
+/// [`Write::flush`] returns once every byte handed over is written and
+/// `inner` flushed, with the first error of the writing thread.
+pub struct PipeWriter<W: std::io::Write + Send + 'static> {
+    buf: Vec<u8>,
+    to: PipeTo<W>,
+}
+
+enum PipeTo<W> {
+    Inline(W),
+    Thread {
+        full: Option<crossbeam_channel::Sender<Vec<u8>>>,
+        empty: crossbeam_channel::Receiver<Vec<u8>>,
+        thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+        /// Buffers handed over and not yet given back.
+        out: usize,
+    },
+    /// The thread failed and was joined: its error was returned once.
+    Failed,
+}
+
+impl<W: std::io::Write + Send + 'static> std::fmt::Debug for PipeWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipeWriter")
+            .field("buffered", &self.buf.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W: std::io::Write + Send + 'static> PipeWriter<W> {
+    /// Bytes of a buffer.
+    pub const BUFFER: usize = 1 << 20;
+    /// Buffers at most: one filling, the others written or waiting.
+    pub const BUFFERS: usize = 3;
+
+    /// Writes into `inner` through a thread named `name` (in place when no
+    /// thread can be had).
+    pub fn new(inner: W, name: &str) -> PipeWriter<W> {
+        let (full_tx, full_rx) = crossbeam_channel::bounded::<Vec<u8>>(Self::BUFFERS);
+        let (empty_tx, empty_rx) = crossbeam_channel::bounded::<Vec<u8>>(Self::BUFFERS);
+        let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(inner)));
+        let theirs = std::sync::Arc::clone(&slot);
+        let spawned =
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || -> std::io::Result<()> {
+                    let inner = theirs.lock().ok().and_then(|mut i| i.take());
+                    let Some(mut inner) = inner else {
+                        return Err(std::io::Error::other("the output was gone"));
+                    };
+                    for mut buf in full_rx {
+                        inner.write_all(&buf)?;
+                        inner.flush()?;
+                        buf.clear();
+                        let _ = empty_tx.send(buf);
+                    }
+                    Ok(())
+                });
+        let to = match spawned {
+            Ok(thread) => PipeTo::Thread {
+                full: Some(full_tx),
+                empty: empty_rx,
+                thread: Some(thread),
+                out: 0,
+            },
+            Err(_) => match slot.lock().ok().and_then(|mut i| i.take()) {
+                Some(inner) => PipeTo::Inline(inner),
+                None => PipeTo::Failed,
+            },
+        };
+        PipeWriter {
+            buf: Vec::with_capacity(Self::BUFFER),
+            to,
+        }
+    }
+
+    /// Hands the buffer over (written in place without a thread).
+    fn hand_over(&mut self) -> std::io::Result<()> {
+        match &mut self.to {
+            PipeTo::Inline(w) => {
+                w.write_all(&self.buf)?;
+                self.buf.clear();
+                Ok(())
+            }
+            PipeTo::Thread {
+                full, empty, out, ..
+            } => {
+                // the next buffer: one given back, else a new one while
+                // fewer than BUFFERS exist, else wait for one
+                let next = match empty.try_recv() {
+                    Ok(b) => Some(b),
+                    Err(_) if *out + 1 < Self::BUFFERS => None,
+                    Err(_) => match empty.recv() {
+                        Ok(b) => Some(b),
+                        Err(_) => return Err(self.fail()),
+                    },
+                };
+                if next.is_some() {
+                    *out = out.saturating_sub(1);
+                }
+                let next = next.unwrap_or_else(|| Vec::with_capacity(Self::BUFFER));
+                let filled = std::mem::replace(&mut self.buf, next);
+                let sent = full.as_ref().map(|f| f.send(filled));
+                match sent {
+                    Some(Ok(())) => {
+                        *out += 1;
+                        Ok(())
+                    }
+                    _ => Err(self.fail()),
+                }
+            }
+            PipeTo::Failed => Err(std::io::Error::other("an earlier write failed")),
+        }
+    }
+
+    /// Joins the writing thread after it stopped: its error.
+    fn fail(&mut self) -> std::io::Error {
+        let to = std::mem::replace(&mut self.to, PipeTo::Failed);
+        let PipeTo::Thread {
+            full, mut thread, ..
+        } = to
+        else {
+            return std::io::Error::other("an earlier write failed");
+        };
+        drop(full);
+        match thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(Err(e))) => e,
+            _ => std::io::Error::other("the thread writing the output stopped"),
+        }
+    }
+}
+
+impl<W: std::io::Write + Send + 'static> std::io::Write for PipeWriter<W> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + b.len() > Self::BUFFER && !self.buf.is_empty() {
+            self.hand_over()?;
+        }
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            self.hand_over()?;
+        }
+        match &mut self.to {
+            PipeTo::Inline(w) => w.flush(),
+            PipeTo::Thread { empty, out, .. } => {
+                // every buffer handed over comes back once written
+                while *out > 0 {
+                    match empty.recv() {
+                        Ok(b) => {
+                            *out -= 1;
+                            if self.buf.capacity() < b.capacity() {
+                                self.buf = b;
+                            }
+                        }
+                        Err(_) => return Err(self.fail()),
+                    }
+                }
+                Ok(())
+            }
+            PipeTo::Failed => Err(std::io::Error::other("an earlier write failed")),
+        }
+    }
+}
+
+impl<W: std::io::Write + Send + 'static> Drop for PipeWriter<W> {
+    fn drop(&mut self) {
+        if let PipeTo::Thread { full, thread, .. } = &mut self.to {
+            // the thread ends when its queue closes (what was not flushed is
+            // written, but its errors are lost: flush to see them)
+            drop(full.take());
+            if let Some(t) = thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
 /// The digest side of a [`DigestWriter`].
 #[derive(Debug)]
 pub struct Digest(std::sync::Arc<std::sync::Mutex<(sha2::Sha256, u64)>>);
@@ -197,6 +383,85 @@ mod digest_tests {
                 "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad".to_string()
             )
         );
+    }
+
+    /// A sink shared with the test, that fails once it holds `fail_at`
+    /// bytes, and counts its flushes.
+    #[derive(Clone, Default)]
+    struct Sink(
+        std::sync::Arc<std::sync::Mutex<(Vec<u8>, usize)>>,
+        Option<usize>,
+    );
+    impl std::io::Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let mut s = self.0.lock().unwrap();
+            if self.1.is_some_and(|at| s.0.len() + b.len() > at) {
+                return Err(std::io::Error::other("disk full"));
+            }
+            s.0.extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.0.lock().unwrap().1 += 1;
+            Ok(())
+        }
+    }
+
+    /// Writes of every size, some larger than a buffer, come out whole and
+    /// in order; after `flush` everything is in the sink (the writing
+    /// thread is done with it), and again after more writes.
+    #[test]
+    fn a_pipe_writer_writes_everything_in_order_by_the_time_flush_returns() {
+        let sink = Sink::default();
+        let mut w = PipeWriter::new(sink.clone(), "pal-test-write");
+        let mut want = Vec::new();
+        let mut x = 0x1234_5678u32;
+        for i in 0..600usize {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let n = if i % 97 == 0 {
+                PipeWriter::<Sink>::BUFFER + 5
+            } else {
+                x as usize % 20_000
+            };
+            let piece: Vec<u8> = (0..n).map(|k| (k ^ i) as u8).collect();
+            w.write_all(&piece).unwrap();
+            want.extend_from_slice(&piece);
+            if i == 300 {
+                w.flush().unwrap();
+                assert_eq!(sink.0.lock().unwrap().0, want, "flushed half-way");
+            }
+        }
+        w.flush().unwrap();
+        let (got, flushes) = sink.0.lock().unwrap().clone();
+        assert!(got.len() > 4 * PipeWriter::<Sink>::BUFFER);
+        assert_eq!(got, want);
+        assert!(flushes > 0, "the sink is flushed");
+        drop(w);
+    }
+
+    /// The sink's error reaches the writer (at a later write or at the
+    /// flush), and every call after it fails too.
+    #[test]
+    fn a_pipe_writer_reports_the_error_of_its_sink() {
+        let sink = Sink(Default::default(), Some(3 << 20));
+        let mut w = PipeWriter::new(sink.clone(), "pal-test-write");
+        let piece = vec![7u8; 100_000];
+        let mut failed = None;
+        for _ in 0..100 {
+            if let Err(e) = w.write_all(&piece) {
+                failed = Some(e);
+                break;
+            }
+        }
+        let e = match failed {
+            Some(e) => e,
+            None => w.flush().unwrap_err(),
+        };
+        assert_eq!(e.to_string(), "disk full");
+        assert!(w.write_all(&piece).and_then(|()| w.flush()).is_err());
+        assert!(sink.0.lock().unwrap().0.len() <= 3 << 20);
     }
 
     #[test]

@@ -358,7 +358,7 @@ impl RecordSpool {
         file: super::DigestWriter<std::fs::File>,
         format: Format,
     ) -> io::Result<()> {
-        let mut out = writer(format, self.kind, BufWriter::with_capacity(1 << 20, file))?;
+        let mut out = writer(format, self.kind, super::PipeWriter::new(file, "pal-write"))?;
         let mut sources: Vec<Source<'_>> = Vec::with_capacity(self.runs.len() + 1);
         for r in &self.runs {
             sources.push(Source::Run(BufReader::with_capacity(
