@@ -60,6 +60,37 @@ fn a_panicking_plugin_ends_a_multi_threaded_run_with_its_name() {
     }
 }
 
+/// Panics when the instances of two workers are folded at the end.
+struct MergeBomb;
+
+impl Plugin for MergeBomb {
+    fn name(&self) -> &str {
+        "merge-bomb"
+    }
+    fn interest(&self) -> Interest {
+        Interest::new(Layers::TRANSPORT)
+    }
+    fn merge(&mut self, _: Box<dyn Plugin>) -> PluginResult<()> {
+        panic!("merge goes off")
+    }
+}
+
+#[test]
+fn a_plugin_panicking_while_merged_ends_the_run_with_an_error_naming_it() {
+    let engine = Engine::new(&Config::new(), 2).unwrap();
+    let factory = || -> PluginResult<Vec<Box<dyn Plugin>>> { Ok(vec![Box::new(MergeBomb)]) };
+    match engine.run(&factory, &mut Mem::new(sample_trace())) {
+        Err(AnalyzerError::Plugin(e)) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("merge-bomb") && text.contains("merge goes off"),
+                "{text}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 pub(crate) fn report(out: &libpcap_analyzer::RunOutput) -> String {
     out.plugins
         .iter()
