@@ -23,8 +23,9 @@
 //! core idles while the reader waits for one preempted worker. A worker
 //! with nothing to take (its queue empty, the other shards locked) sleeps
 //! until its queue has a message, looking again every [`BUSY_WAIT`]: it
-//! used to spin on `sched_yield`, which took a third of a core from the
-//! reading thread on two cores.
+//! used to spin on `sched_yield` (80,000 to 130,000 times per worker on a
+//! 1 M-packet DNS capture at `-j 2` on two cores, where the run now takes
+//! about 10 % less CPU and wall time).
 //!
 //! The reading thread also keeps the run's clock ([`crate::clock`]): each
 //! packet travels with its time on it, and idle ticks are sent to every
