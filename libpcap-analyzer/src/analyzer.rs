@@ -1315,14 +1315,15 @@ impl Analyzer {
             return;
         }
         let mut ended = self.flows.take_ended_buffer();
-        for (entry, reason) in ended.drain(..) {
-            self.end_flow(entry.flow, entry.ext, reason);
+        // handled where they lie (an entry is large: each move is a copy)
+        for (entry, reason) in &mut ended {
+            self.end_flow(&entry.flow, &mut entry.ext, *reason);
         }
         self.flows.restore_ended(ended);
     }
 
-    fn end_flow(&mut self, flow: Flow, ext: FlowExt, reason: EndReason) {
-        if let Some(mut streams) = ext.streams {
+    fn end_flow(&mut self, flow: &Flow, ext: &mut FlowExt, reason: EndReason) {
+        if let Some(mut streams) = ext.streams.take() {
             let pseudo = Packet::pseudo(flow.last_seen);
             let ctx = PacketContext::new(&pseudo, flow.context);
             let d = &mut self.dispatch;
@@ -1335,7 +1336,7 @@ impl Analyzer {
             {
                 if !listeners.is_empty() {
                     side.flush(&mut self.budget, &mut |ev| {
-                        deliver_stream(d, stats, &ctx, &flow, dir, listeners, ev)
+                        deliver_stream(d, stats, &ctx, flow, dir, listeners, ev)
                     });
                 }
                 stats.reassembly.add(side.stats());
@@ -1346,7 +1347,7 @@ impl Analyzer {
                 continue;
             };
             self.dispatch
-                .call(i, &mut self.stats, |p| p.flow_destroyed(&flow, reason));
+                .call(i, &mut self.stats, |p| p.flow_destroyed(flow, reason));
         }
     }
 

@@ -381,11 +381,16 @@ impl<X: Default> FlowTable<X> {
     }
 
     fn end(&mut self, slot: u32, reason: EndReason) {
-        let Some(mut e) = self.slots.get_mut(slot as usize).and_then(Option::take) else {
+        // finished where it lies (an entry is large: each move is a copy)
+        let Some(e) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
             return;
         };
         e.flow.conn.finish();
         self.map.remove(&e.key);
+        let Some(e) = self.slots.get_mut(slot as usize).and_then(Option::take) else {
+            return;
+        };
+        self.ended.push((e, reason));
         self.lease.cover(self.map.len() as u64);
         self.free.push(slot);
         match reason {
@@ -395,7 +400,6 @@ impl<X: Default> FlowTable<X> {
             EndReason::Eviction => self.stats.ended_eviction += 1,
             EndReason::EndOfInput => self.stats.ended_end_of_input += 1,
         }
-        self.ended.push((e, reason));
     }
 
     /// Evicts one flow: the one with the earliest deadline.
