@@ -172,15 +172,16 @@ pub struct Message {
     pub msg: DnsMessage,
 }
 
-/// All a waiting query keeps of its message: what its record takes from
-/// it (see [`Head`]) and what pairing needs; the rest of the message is
-/// not kept.
-#[derive(Debug)]
-struct Query {
+/// What a record takes from the message that opens it (its query, or a
+/// response alone) and what pairing needs, with the first question `Q`:
+/// borrowed from a [`Message`] (`Head<&DnsQuestion>`), or owned by a
+/// waiting query ([`Query`]), which keeps nothing else of its message.
+#[derive(Debug, Clone, Copy)]
+struct Head<Q> {
     ts: Option<Timestamp>,
     id: u16,
     /// The first question.
-    question: Option<DnsQuestion>,
+    question: Option<Q>,
     opcode: u8,
     flags: u16,
     /// EDNS payload size and DO bit (see [`edns`]).
@@ -189,21 +190,11 @@ struct Query {
     damaged: bool,
 }
 
-/// What a record takes from the message that opens it (its query, or a
-/// response alone), borrowed from a [`Message`] or a waiting [`Query`].
-#[derive(Debug, Clone, Copy)]
-struct Head<'a> {
-    ts: Option<Timestamp>,
-    id: u16,
-    question: Option<&'a DnsQuestion>,
-    opcode: u8,
-    flags: u16,
-    edns: Option<(u16, bool)>,
-    damaged: bool,
-}
+/// A query waiting for its response: all it keeps of its message.
+type Query = Head<DnsQuestion>;
 
-impl<'a> Head<'a> {
-    fn of(m: &'a Message) -> Head<'a> {
+impl<'a> Head<&'a DnsQuestion> {
+    fn of(m: &'a Message) -> Self {
         let msg = &m.msg;
         Head {
             ts: m.ts,
@@ -217,39 +208,30 @@ impl<'a> Head<'a> {
     }
 }
 
-impl Query {
-    /// What a waiting query keeps of its message.
-    fn new(m: &Message) -> Query {
-        let Head {
-            ts,
-            id,
-            question,
-            opcode,
-            flags,
-            edns,
-            damaged,
-        } = Head::of(m);
-        Query {
-            ts,
-            id,
-            question: question.cloned(),
-            opcode,
-            flags,
-            edns,
-            damaged,
-        }
-    }
-
-    fn head(&self) -> Head<'_> {
+impl<Q> Head<Q> {
+    /// The same head with `question` instead.
+    fn with_question<R>(&self, question: Option<R>) -> Head<R> {
         Head {
             ts: self.ts,
             id: self.id,
-            question: self.question.as_ref(),
+            question,
             opcode: self.opcode,
             flags: self.flags,
             edns: self.edns,
             damaged: self.damaged,
         }
+    }
+}
+
+impl Query {
+    /// What a waiting query keeps of its message.
+    fn new(m: &Message) -> Query {
+        let head = Head::of(m);
+        head.with_question(head.question.cloned())
+    }
+
+    fn head(&self) -> Head<&DnsQuestion> {
+        self.with_question(self.question.as_ref())
     }
 }
 
@@ -298,7 +280,7 @@ fn fill_row_head(
     row: &mut RowBuf,
     flow: FlowId,
     flow_key: &FiveTuple,
-    query: Option<Head<'_>>,
+    query: Option<Head<&DnsQuestion>>,
     response: Option<&Message>,
 ) {
     let name = |known: Option<&'static str>, code: u64| -> std::borrow::Cow<'static, str> {
@@ -396,7 +378,7 @@ impl DnsPlugin {
         &mut self,
         flow: FlowId,
         key: &FiveTuple,
-        query: Option<Head<'_>>,
+        query: Option<Head<&DnsQuestion>>,
         response: Option<&Message>,
     ) {
         self.counters.records += 1;
