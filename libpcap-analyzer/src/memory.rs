@@ -374,6 +374,21 @@ impl KeySampler {
         Self::passes(h, level)
     }
 
+    /// Whether a table keeps `key`, new to it: by [`KeySampler::admits`]
+    /// when the table is sampled (`sampled`: its sampler and level), else
+    /// while it is not `full`.
+    pub fn table_admits<K: Hash + ?Sized>(
+        sampled: Option<(&KeySampler, u32)>,
+        key: &K,
+        counting: bool,
+        full: bool,
+    ) -> bool {
+        match sampled {
+            Some((s, level)) => s.admits(key, level, counting),
+            None => !full,
+        }
+    }
+
     /// Counts a key of hash `h` new to the table that admitted it, and
     /// raises the level while too many keys pass it; returns the level.
     pub fn add(&self, h: u64) -> u32 {

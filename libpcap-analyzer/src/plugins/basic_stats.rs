@@ -135,12 +135,9 @@ fn bump<K: std::hash::Hash + Eq>(
     // one lookup for a known key; a new key is hashed once more, for the
     // sampler. When admitting it raises the level, the rows the new level
     // drops go at the next call or at the end (`settle`).
+    let sampled = sample.sampler.as_deref().zip(level);
     let row = map.get_or_try_insert(k, |k| {
-        let admit = match (&sample.sampler, level) {
-            (Some(s), Some(l)) => s.admits(k, l, counting),
-            _ => !full,
-        };
-        admit.then(Conv::default)
+        KeySampler::table_admits(sampled, k, counting, full).then(Conv::default)
     });
     match row {
         Some(row) => row.add(c),
@@ -164,16 +161,12 @@ fn absorb<K: std::hash::Hash + Eq>(
     {
         prune(map, other, sample, l);
     }
-    let sampler = &sample.sampler;
+    let sampled = sample.sampler.as_deref().zip(level);
     map.absorb(
         from,
         |row, c| row.add(&c),
         |k, c, len| {
-            let admit = match (sampler, level) {
-                (Some(s), Some(l)) => s.admits(k, l, false),
-                _ => len < cap,
-            };
-            if admit {
+            if KeySampler::table_admits(sampled, k, false, len >= cap) {
                 return Some(c);
             }
             other.add(&c);

@@ -438,12 +438,9 @@ impl ConnTable {
         // sampler. When admitting it raises the level, the rows the new
         // level drops go at the next call or at the end (`settle`).
         let (sampler, counting) = (&self.sampler, self.counting);
+        let sampled = sampler.as_deref().zip(level);
         let row = self.map.get_or_try_insert(k, |k| {
-            let admit = match (sampler, level) {
-                (Some(s), Some(l)) => s.admits(k, l, counting),
-                _ => !full,
-            };
-            admit.then(ConnStats::default)
+            KeySampler::table_admits(sampled, k, counting, full).then(ConnStats::default)
         });
         if row.is_none() {
             self.dropped_keys += 1;
