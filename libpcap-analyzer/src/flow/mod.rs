@@ -381,16 +381,19 @@ impl<X: Default> FlowTable<X> {
     }
 
     fn end(&mut self, slot: u32, reason: EndReason) {
-        // finished where it lies (an entry is large: each move is a copy)
-        let Some(e) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
+        // finished where it lies, then moved once (an entry is large: each
+        // move is a copy)
+        let Some(held) = self.slots.get_mut(slot as usize) else {
+            return;
+        };
+        let Some(e) = held.as_mut() else {
             return;
         };
         e.flow.conn.finish();
         self.map.remove(&e.key);
-        let Some(e) = self.slots.get_mut(slot as usize).and_then(Option::take) else {
-            return;
-        };
-        self.ended.push((e, reason));
+        if let Some(e) = held.take() {
+            self.ended.push((e, reason));
+        }
         self.lease.cover(self.map.len() as u64);
         self.free.push(slot);
         match reason {

@@ -275,15 +275,10 @@ impl<W: std::io::Write + Send + 'static> std::io::Write for PipeWriter<W> {
             PipeTo::Thread { empty, out, .. } => {
                 // every buffer handed over comes back once written
                 while *out > 0 {
-                    match empty.recv() {
-                        Ok(b) => {
-                            *out -= 1;
-                            if self.buf.capacity() < b.capacity() {
-                                self.buf = b;
-                            }
-                        }
-                        Err(_) => return Err(self.fail()),
+                    if empty.recv().is_err() {
+                        return Err(self.fail());
                     }
+                    *out -= 1;
                 }
                 Ok(())
             }
