@@ -10,6 +10,11 @@
 //! time reaches it. The heap then holds about a second's worth of
 //! deadlines, and the order in which they come out is exactly the single
 //! heap's: the smallest `(deadline, slot, generation)` first.
+//!
+//! The buckets of the next [`RING`] (about nine minutes, past every default
+//! timeout) are a ring of lists indexed by the bucket's number, so adding a
+//! deadline there is an index and a push; buckets further off wait in an
+//! ordered map.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -20,8 +25,16 @@ pub(super) type Deadline = (i64, u32, u32);
 /// log2 of a bucket's width in ns (2^30 ns, about 1.07 s).
 const BUCKET_SHIFT: u32 = 30;
 
+/// Buckets in the ring (a power of two).
+const RING: usize = 512;
+
 fn bucket(t: i64) -> i64 {
     t >> BUCKET_SHIFT
+}
+
+/// The ring slot of bucket `b`.
+fn slot_of(b: i64) -> usize {
+    (b as usize) & (RING - 1)
 }
 
 /// Deadlines in order (see the module docs).
@@ -29,11 +42,16 @@ fn bucket(t: i64) -> i64 {
 pub(super) struct Deadlines {
     /// Every deadline whose bucket is at most `cursor`.
     near: BinaryHeap<Reverse<Deadline>>,
-    /// The others, by bucket (all past `cursor`).
+    /// Buckets `cursor + 1 ..= cursor + RING`, each in slot `bucket % RING`.
+    ring: Vec<Vec<Deadline>>,
+    /// Deadlines in `ring`.
+    in_ring: usize,
+    /// The others, by bucket (all past `cursor`; a bucket the ring has
+    /// come to cover since may still be here).
     far: BTreeMap<i64, Vec<Deadline>>,
     /// The last bucket moved into `near`.
     cursor: i64,
-    /// Emptied bucket lists, kept for their capacity.
+    /// Emptied bucket lists of `far`, kept for their capacity.
     spare: Vec<Vec<Deadline>>,
 }
 
@@ -44,6 +62,8 @@ impl Default for Deadlines {
     fn default() -> Self {
         Deadlines {
             near: BinaryHeap::new(),
+            ring: (0..RING).map(|_| Vec::new()).collect(),
+            in_ring: 0,
             far: BTreeMap::new(),
             cursor: i64::MIN,
             spare: Vec::new(),
@@ -57,6 +77,14 @@ impl Deadlines {
         let b = bucket(d.0);
         if b <= self.cursor {
             self.near.push(Reverse(d));
+            return;
+        }
+        // `b > cursor`: the difference is positive (it may overflow i64)
+        if b.abs_diff(self.cursor) <= RING as u64
+            && let Some(list) = self.ring.get_mut(slot_of(b))
+        {
+            list.push(d);
+            self.in_ring += 1;
             return;
         }
         let spare = &mut self.spare;
@@ -80,8 +108,8 @@ impl Deadlines {
         if b > self.cursor {
             self.reach(b);
         }
-        // `far` holds only deadlines past `now`'s bucket, so the smallest
-        // due one, if any, is the top of `near`
+        // the ring and `far` hold only deadlines past `now`'s bucket, so
+        // the smallest due one, if any, is the top of `near`
         match self.near.peek() {
             Some(Reverse(d)) if d.0 <= now => self.near.pop().map(|Reverse(d)| d),
             _ => None,
@@ -90,18 +118,45 @@ impl Deadlines {
 
     /// Takes the smallest deadline, due or not.
     pub(super) fn pop_min(&mut self) -> Option<Deadline> {
-        if self.near.is_empty()
-            && let Some((b, list)) = self.far.pop_first()
-        {
-            self.cursor = self.cursor.max(b);
-            self.take_in(list);
+        if self.near.is_empty() {
+            // the first bucket held: the ring's first non-empty one, or
+            // `far`'s first when that comes before it
+            let ring_first = (self.in_ring > 0)
+                .then(|| {
+                    (1..=RING as i64)
+                        .map(|k| self.cursor.saturating_add(k))
+                        .find(|&b| self.ring.get(slot_of(b)).is_some_and(|l| !l.is_empty()))
+                })
+                .flatten();
+            let far_first = self.far.first_key_value().map(|(b, _)| *b);
+            let first = match (ring_first, far_first) {
+                (Some(r), Some(f)) => Some(r.min(f)),
+                (r, f) => r.or(f),
+            };
+            if let Some(b) = first {
+                self.reach(b);
+            }
         }
         self.near.pop().map(|Reverse(d)| d)
     }
 
-    /// Moves the buckets up to `b` into `near`.
+    /// Moves the buckets up to `b` (past `cursor`) into `near`.
     #[inline(never)]
     fn reach(&mut self, b: i64) {
+        if self.in_ring > 0 {
+            // the ring's buckets from `cursor + 1` to `b`: every slot when
+            // `b` is a whole ring or more ahead
+            let steps = b.abs_diff(self.cursor).min(RING as u64) as i64;
+            for k in 1..=steps {
+                let at = slot_of(self.cursor.wrapping_add(k));
+                if let Some(list) = self.ring.get_mut(at)
+                    && !list.is_empty()
+                {
+                    self.in_ring -= list.len();
+                    self.near.extend(list.drain(..).map(Reverse));
+                }
+            }
+        }
         self.cursor = b;
         while let Some(e) = self.far.first_entry() {
             if *e.key() > b {
@@ -138,7 +193,13 @@ mod tests {
             let mut d = Deadlines::default();
             let mut heap: BinaryHeap<Reverse<Deadline>> = BinaryHeap::new();
             let mut now: i64 = -5_000_000_000 + (rng.next_u64() % 1000) as i64;
-            let spread = [1_000_i64, 1 << 30, 60_000_000_000, 300_000_000_000][seed as usize % 4];
+            let spread = [
+                1_000_i64,
+                1 << 30,
+                60_000_000_000,
+                300_000_000_000,
+                3_600_000_000_000,
+            ][seed as usize % 5];
             for step in 0..4000u32 {
                 match rng.next_u64() % 10 {
                     0..=4 => {
