@@ -51,7 +51,7 @@ pub(super) struct Deadlines {
     far: BTreeMap<i64, Vec<Deadline>>,
     /// The last bucket moved into `near`.
     cursor: i64,
-    /// Emptied bucket lists of `far`, kept for their capacity.
+    /// Emptied bucket lists, kept for their capacity (at most [`SPARE`]).
     spare: Vec<Vec<Deadline>>,
 }
 
@@ -83,6 +83,11 @@ impl Deadlines {
         if b.abs_diff(self.cursor) <= RING as u64
             && let Some(list) = self.ring.get_mut(slot_of(b))
         {
+            if list.capacity() == 0
+                && let Some(spare) = self.spare.pop()
+            {
+                *list = spare;
+            }
             list.push(d);
             self.in_ring += 1;
             return;
@@ -152,8 +157,12 @@ impl Deadlines {
                 if let Some(list) = self.ring.get_mut(at)
                     && !list.is_empty()
                 {
+                    // the list goes back to the spares (a slot keeps no
+                    // room: the ring would hold a bucket's worth in each
+                    // of its slots)
+                    let list = std::mem::take(list);
                     self.in_ring -= list.len();
-                    self.near.extend(list.drain(..).map(Reverse));
+                    self.take_in(list);
                 }
             }
         }
@@ -180,6 +189,33 @@ mod tests {
     use super::*;
 
     use libpcap_tools::synth::Rng;
+
+    /// Room held by the lists (ring, far buckets, spares), in deadlines.
+    fn room(d: &Deadlines) -> usize {
+        d.ring.iter().map(Vec::capacity).sum::<usize>()
+            + d.far.values().map(Vec::capacity).sum::<usize>()
+            + d.spare.iter().map(Vec::capacity).sum::<usize>()
+    }
+
+    /// A bucket's list goes back to the spares once taken in: time going
+    /// round the ring leaves room for the buckets in use and the spares,
+    /// not a bucket's worth in every slot.
+    #[test]
+    fn the_ring_keeps_no_room_in_its_slots() {
+        let mut d = Deadlines::default();
+        let width = 1i64 << BUCKET_SHIFT;
+        let mut most = 0;
+        for b in 0..(3 * RING as i64) {
+            // 100 deadlines a bucket, each three buckets ahead
+            for i in 0..100u32 {
+                d.push((b * width + 3 * width + i64::from(i), i, 0));
+            }
+            while d.pop_due(b * width).is_some() {}
+            most = most.max(room(&d));
+        }
+        // lists of 100 deadlines have room for 128
+        assert!(most <= (SPARE + 4) * 128, "room for {most} deadlines");
+    }
 
     /// The same operations on `Deadlines` and on one binary heap (the
     /// structure it replaces) give the same deadlines in the same order:
