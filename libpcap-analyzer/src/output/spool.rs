@@ -360,9 +360,10 @@ impl RecordSpool {
     ) -> io::Result<()> {
         let mut out = writer(format, self.kind, super::PipeWriter::new(file, "pal-write"))?;
         let mut sources: Vec<Source<'_>> = Vec::with_capacity(self.runs.len() + 1);
+        let buffer = merge_buffer(self.runs.len());
         for r in &self.runs {
             sources.push(Source::Run(BufReader::with_capacity(
-                1 << 16,
+                buffer,
                 std::fs::File::open(r)?,
             )));
         }
@@ -408,6 +409,24 @@ impl Drop for RecordSpool {
             let _ = std::fs::remove_file(r);
         }
     }
+}
+
+/// Bytes of the read buffers of one merge, all runs together (each run
+/// gets its part, from [`MIN_RUN_BUFFER`] to [`MAX_RUN_BUFFER`]): a long
+/// capture leaves hundreds of runs per kind, and the kinds are saved side
+/// by side, so buffers of a fixed size would take tens of MiB past the
+/// run's memory budget at its very end.
+const MERGE_BUFFERS: usize = 4 << 20;
+
+/// Smallest read buffer of a run in a merge.
+const MIN_RUN_BUFFER: usize = 4 << 10;
+
+/// Largest read buffer of a run in a merge.
+const MAX_RUN_BUFFER: usize = 64 << 10;
+
+/// The read buffer of each of `runs` runs merged together.
+fn merge_buffer(runs: usize) -> usize {
+    (MERGE_BUFFERS / runs.max(1)).clamp(MIN_RUN_BUFFER, MAX_RUN_BUFFER)
 }
 
 /// Sorts `index` by key, then by the row content in `arena`.
@@ -714,6 +733,19 @@ mod tests {
             let p = s.save(dir.path(), Format::Jsonl).unwrap().unwrap();
             assert_eq!(std::fs::read_to_string(p).unwrap().lines().count(), 20_000);
         }
+    }
+
+    /// Hundreds of runs share the merge's read buffers; a few get whole
+    /// ones.
+    #[test]
+    fn the_read_buffers_of_a_merge_stay_within_their_budget() {
+        assert_eq!(merge_buffer(0), MAX_RUN_BUFFER);
+        assert_eq!(merge_buffer(3), MAX_RUN_BUFFER);
+        for runs in [64, 65, 100, 462, 1000, 1024] {
+            assert!(runs * merge_buffer(runs) <= MERGE_BUFFERS, "{runs}");
+            assert!(merge_buffer(runs) >= MIN_RUN_BUFFER, "{runs}");
+        }
+        assert_eq!(merge_buffer(100_000), MIN_RUN_BUFFER);
     }
 
     #[test]
