@@ -53,6 +53,8 @@ pub(super) struct Deadlines {
     cursor: i64,
     /// Emptied bucket lists, kept for their capacity (at most [`SPARE`]).
     spare: Vec<Vec<Deadline>>,
+    /// Deadlines held, in all.
+    len: usize,
 }
 
 /// Bucket lists kept for reuse at most.
@@ -67,13 +69,56 @@ impl Default for Deadlines {
             far: BTreeMap::new(),
             cursor: i64::MIN,
             spare: Vec::new(),
+            len: 0,
         }
     }
 }
 
 impl Deadlines {
+    /// Deadlines held.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Room held by the lists and the heap, in deadlines.
+    #[cfg(test)]
+    pub(super) fn room(&self) -> usize {
+        self.near.capacity()
+            + self.ring.iter().map(Vec::capacity).sum::<usize>()
+            + self.far.values().map(Vec::capacity).sum::<usize>()
+            + self.spare.iter().map(Vec::capacity).sum::<usize>()
+    }
+
+    /// Keeps the deadlines for which `keep` is `true` (the others never
+    /// come out); the order of the rest is unchanged. The room the others
+    /// took is given back.
+    pub(super) fn retain(&mut self, mut keep: impl FnMut(&Deadline) -> bool) {
+        fn shrink(list: &mut Vec<Deadline>) {
+            if list.capacity() > 2 * list.len() + 64 {
+                list.shrink_to(list.len() + list.len() / 4);
+            }
+        }
+        self.near.retain(|Reverse(d)| keep(d));
+        if self.near.capacity() > 2 * self.near.len() + 64 {
+            self.near.shrink_to(self.near.len() + self.near.len() / 4);
+        }
+        for list in &mut self.ring {
+            list.retain(&mut keep);
+            shrink(list);
+        }
+        self.in_ring = self.ring.iter().map(Vec::len).sum();
+        self.far.retain(|_, list| {
+            list.retain(&mut keep);
+            shrink(list);
+            !list.is_empty()
+        });
+        self.spare.clear();
+        self.len = self.near.len() + self.in_ring + self.far.values().map(Vec::len).sum::<usize>();
+    }
+
     /// Adds a deadline.
     pub(super) fn push(&mut self, d: Deadline) {
+        self.len += 1;
         let b = bucket(d.0);
         if b <= self.cursor {
             self.near.push(Reverse(d));
@@ -116,9 +161,18 @@ impl Deadlines {
         // the ring and `far` hold only deadlines past `now`'s bucket, so
         // the smallest due one, if any, is the top of `near`
         match self.near.peek() {
-            Some(Reverse(d)) if d.0 <= now => self.near.pop().map(|Reverse(d)| d),
+            Some(Reverse(d)) if d.0 <= now => self.take_top(),
             _ => None,
         }
+    }
+
+    /// Takes the top of `near`.
+    fn take_top(&mut self) -> Option<Deadline> {
+        let d = self.near.pop().map(|Reverse(d)| d);
+        if d.is_some() {
+            self.len -= 1;
+        }
+        d
     }
 
     /// Takes the smallest deadline, due or not.
@@ -142,7 +196,7 @@ impl Deadlines {
                 self.reach(b);
             }
         }
-        self.near.pop().map(|Reverse(d)| d)
+        self.take_top()
     }
 
     /// Moves the buckets up to `b` (past `cursor`) into `near`.
@@ -190,13 +244,6 @@ mod tests {
 
     use libpcap_tools::synth::Rng;
 
-    /// Room held by the lists (ring, far buckets, spares), in deadlines.
-    fn room(d: &Deadlines) -> usize {
-        d.ring.iter().map(Vec::capacity).sum::<usize>()
-            + d.far.values().map(Vec::capacity).sum::<usize>()
-            + d.spare.iter().map(Vec::capacity).sum::<usize>()
-    }
-
     /// A bucket's list goes back to the spares once taken in: time going
     /// round the ring leaves room for the buckets in use and the spares,
     /// not a bucket's worth in every slot.
@@ -211,7 +258,7 @@ mod tests {
                 d.push((b * width + 3 * width + i64::from(i), i, 0));
             }
             while d.pop_due(b * width).is_some() {}
-            most = most.max(room(&d));
+            most = most.max(d.room() - d.near.capacity());
         }
         // lists of 100 deadlines have room for 128
         assert!(most <= (SPARE + 4) * 128, "room for {most} deadlines");
@@ -262,6 +309,12 @@ mod tests {
                             }
                         }
                     }
+                    8 if step % 7 == 0 => {
+                        // the deadlines of odd slots dropped
+                        d.retain(|e| e.1 % 2 == 0);
+                        heap.retain(|Reverse(e)| e.1 % 2 == 0);
+                        assert_eq!(d.len(), heap.len(), "seed {seed} step {step}");
+                    }
                     8 => assert_eq!(d.pop_min(), heap.pop().map(|r| r.0), "seed {seed}"),
                     _ => {
                         // a stale deadline re-armed behind the clock
@@ -278,9 +331,11 @@ mod tests {
                     }
                 }
             }
+            assert_eq!(d.len(), heap.len(), "seed {seed}");
             while let Some(Reverse(e)) = heap.pop() {
                 assert_eq!(d.pop_min(), Some(e), "seed {seed} draining");
             }
+            assert_eq!(d.len(), 0);
             assert_eq!(d.pop_min(), None);
         }
     }

@@ -202,6 +202,10 @@ pub struct Tracked {
     pub created: bool,
 }
 
+/// Deadlines of ended flows a table keeps queued beyond twice its flows
+/// before it drops them ([`FlowTable::arm`]): 1 MiB.
+const STALE_DEADLINES: usize = 1 << 16;
+
 /// The flow table of one worker. `X` is per-flow data of the owner, created
 /// with `X::default()`.
 #[derive(Debug)]
@@ -592,7 +596,8 @@ impl<X: Default> FlowTable<X> {
         if e.closing.is_some() && !was_closing {
             // arm the (shorter) linger deadline; later activity re-arms it lazily
             let deadline = e.last_activity.saturating_add(self.timeouts[1]);
-            self.deadlines.push((deadline, slot, e.generation));
+            let generation = e.generation;
+            self.arm((deadline, slot, generation));
         }
         Tracked {
             handle: FlowHandle(slot),
@@ -653,9 +658,24 @@ impl<X: Default> FlowTable<X> {
         self.stats.peak = self.stats.peak.max(self.map.len() as u64);
         if let Some(Some(e)) = self.slots.get(slot as usize) {
             let deadline = e.last_activity.saturating_add(self.timeout_of(e));
-            self.deadlines.push((deadline, slot, generation));
+            self.arm((deadline, slot, generation));
         }
         slot
+    }
+
+    /// Queues a flow's deadline. The deadlines of flows that ended before
+    /// them (a closed connection's idle deadline, minutes after its linger
+    /// one) stay queued until they come out; when they outnumber the flows
+    /// held, they are dropped, so that the queue stays within the flows
+    /// budget however fast connections open and close.
+    fn arm(&mut self, d: deadlines::Deadline) {
+        self.deadlines.push(d);
+        if self.deadlines.len() > 2 * self.map.len() + STALE_DEADLINES {
+            let slots = &self.slots;
+            self.deadlines.retain(|&(_, slot, generation)| {
+                matches!(slots.get(slot as usize), Some(Some(e)) if e.generation == generation)
+            });
+        }
     }
 
     /// The flows in the table (not ended yet), in no particular order.

@@ -231,3 +231,56 @@ fn fragments_count_as_frames() {
     let f = &t.get(a.handle).unwrap().flow;
     assert_eq!((f.packets(), f.bytes()), (3, 3000));
 }
+
+/// Connections that open and close (SYN, SYN-ACK, FIN both ways) faster
+/// than the idle timeout: each leaves its idle deadline queued minutes
+/// after it ended. The queue stays within twice the flows held plus the
+/// allowance, and every connection still ends by its FIN, at its linger
+/// deadline, as the same run without dropped deadlines would end it; the
+/// room of the dropped deadlines is given back.
+#[test]
+fn closed_connections_do_not_fill_the_deadline_queue() {
+    let cfg = FlowConfig {
+        tcp_timeout: 300.0,
+        tcp_close_timeout: 1.0,
+        ..FlowConfig::default()
+    };
+    let mut t = Table::new(cfg);
+    let n = 3 * STALE_DEADLINES as u64;
+    let mut most = 0;
+    let mut ended = 0;
+    for i in 0..n {
+        // 10,000 connections a second, 100 µs apart
+        let at = Some(Timestamp(i as i64 * 100_000));
+        let c = [10, 1, (i >> 8) as u8, i as u8];
+        let k = key(c, 1024 + (i >> 16) as u16, S, 80, ipproto::TCP);
+        for (dir, flags) in [
+            (&k, tcp_flags::SYN),
+            (&k.reversed(), tcp_flags::SYN | tcp_flags::ACK),
+            (&k, tcp_flags::FIN | tcp_flags::ACK),
+            (&k.reversed(), tcp_flags::FIN | tcp_flags::ACK),
+        ] {
+            t.track(dir, FlowContext::default(), at, i, 1, 60, flags);
+        }
+        for (e, reason) in t.take_ended() {
+            assert_eq!(reason, EndReason::Fin);
+            assert_eq!(e.flow.packets(), 4);
+            ended += 1;
+        }
+        most = most.max(t.deadlines.len());
+        assert!(t.deadlines.len() <= 2 * t.len() + STALE_DEADLINES + 1);
+        // and their room is given back (141,000 at most here; 321,000 when
+        // the lists kept it)
+        assert!(
+            t.deadlines.room() <= 2 * (2 * t.len() + STALE_DEADLINES) + 8192,
+            "room for {} deadlines",
+            t.deadlines.room()
+        );
+    }
+    // every connection but the last second's ended, by its FIN
+    assert!(ended >= n - 10_000, "{ended} of {n}");
+    assert_eq!(t.stats().ended_fin, ended);
+    // without dropping them, the idle deadlines of 300 s of connections
+    // (all of them here) would be queued
+    assert!(most < n as usize / 2, "{most} deadlines queued");
+}
