@@ -37,6 +37,14 @@ pub struct FlowExt {
     /// TCP reassembly state of both directions (to-server, to-client), when a
     /// plugin asked for stream data.
     streams: Option<Box<Streams>>,
+    /// Where the stream of each direction starts, taken from its first
+    /// segment while that segment carried nothing (a SYN, a bare ACK): the
+    /// reassembly state (368 bytes) is made at the flow's next segment
+    /// that needs it, so a flow of a SYN or two (a scan, a flood) holds
+    /// none.
+    first: [u32; 2],
+    /// Bit `i` set: `first[i]` holds direction `i`'s start.
+    first_set: u8,
     /// No plugin wants the stream of this flow (its protocol or ports match
     /// no stream plugin's filter): it is not reassembled.
     no_streams: bool,
@@ -1105,6 +1113,7 @@ impl Analyzer {
         let Some(entry) = self.flows.get_mut(handle) else {
             return;
         };
+        let i = usize::from(dir == Direction::ToClient);
         if entry.ext.streams.is_none() {
             // decided once per flow, on its first segment
             if entry.ext.no_streams {
@@ -1115,15 +1124,37 @@ impl Analyzer {
                 entry.ext.no_streams = true;
                 return;
             }
-            entry.ext.streams = Some(Box::new(Streams {
-                dirs: [TcpStreamDirection::new(), TcpStreamDirection::new()],
+            let ext = &mut entry.ext;
+            let syn = flags & tcp_flags::SYN != 0;
+            if payload.is_empty()
+                && flags & (tcp_flags::FIN | tcp_flags::RST) == 0
+                && ext.first_set & (1 << i) == 0
+            {
+                // all such a segment does to a new direction: count it and
+                // fix where its data starts
+                if let Some(start) = ext.first.get_mut(i) {
+                    *start = if syn { seq.wrapping_add(1) } else { seq };
+                }
+                ext.first_set |= 1 << i;
+                self.stats.reassembly.segments = self.stats.reassembly.segments.saturating_add(1);
+                return;
+            }
+            let mut dirs = [TcpStreamDirection::new(), TcpStreamDirection::new()];
+            for (k, side) in dirs.iter_mut().enumerate() {
+                if ext.first_set & (1 << k) != 0
+                    && let Some(&start) = ext.first.get(k)
+                {
+                    side.start_at(start);
+                }
+            }
+            ext.streams = Some(Box::new(Streams {
+                dirs,
                 listeners: [listeners; 2],
             }));
         }
         let Some(streams) = entry.ext.streams.as_mut() else {
             return;
         };
-        let i = usize::from(dir == Direction::ToClient);
         let (Some(side), Some(listeners)) = (streams.dirs.get_mut(i), streams.listeners.get_mut(i))
         else {
             return;

@@ -360,6 +360,69 @@ fn tcp_stream_is_delivered_in_order() {
     assert!(destroyed[0].contains(" fin pkts=10"), "{l:#?}");
 }
 
+/// A flow of a SYN and a SYN-ACK (a scan, a flood) holds no reassembly
+/// state, and its segments are counted; a flow whose handshake goes on
+/// gets its stream from the first byte after the SYN, as before (the
+/// bare ACK that makes the state counts once, as do the others).
+#[test]
+fn handshake_only_flows_hold_no_reassembly_state() {
+    let (c, s) = (IpAddr::V4(C), IpAddr::V4(S));
+    let f = |sp, dp, seq, ack, fl, data: &[u8], rev: bool| {
+        let (a, b) = if rev { (s, c) } else { (c, s) };
+        build::eth_ip(a, b, 6, &build::tcp(a, b, sp, dp, seq, ack, fl, data))
+    };
+    let log = Log::default();
+    let mut a = Analyzer::new(
+        &Config::new(),
+        vec![Box::new(Recorder::new(&log, Layers::STREAM))],
+    )
+    .unwrap();
+    let mut frames = Vec::new();
+    for port in 1000..1100u16 {
+        frames.push(f(port, 443, 7, 0, flags::SYN, b"", false));
+        if port % 2 == 0 {
+            frames.push(f(443, port, 900, 8, flags::SYN | flags::ACK, b"", true));
+        }
+    }
+    // one flow goes on: its bare ACK makes the state, its data starts at 0
+    frames.push(f(2000, 443, 100, 0, flags::SYN, b"", false));
+    frames.push(f(443, 2000, 500, 101, flags::SYN | flags::ACK, b"", true));
+    frames.push(f(2000, 443, 101, 501, flags::ACK, b"", false));
+    frames.push(f(
+        2000,
+        443,
+        101,
+        501,
+        flags::ACK | flags::PSH,
+        b"hi",
+        false,
+    ));
+    frames.push(f(443, 2000, 501, 103, flags::ACK | flags::PSH, b"yo", true));
+    for (i, fr) in frames.iter().enumerate() {
+        a.handle_packet(&pkt(i as u64, 1000, fr));
+    }
+    let held: Vec<_> = a
+        .flows
+        .flows()
+        .filter(|f| f.key.src_port == 2000 || f.key.dst_port == 2000)
+        .collect();
+    assert_eq!(held.len(), 1);
+    let with_state = a
+        .flows
+        .entries()
+        .filter(|e| e.ext.streams.is_some())
+        .count();
+    assert_eq!(with_state, 1, "only the flow that goes on holds a state");
+    let (_, stats) = a.into_parts();
+    assert_eq!(stats.reassembly.segments, 150 + 5, "{stats:?}");
+    let l = log.lock().unwrap().clone();
+    assert_eq!(
+        l,
+        ["stream ToServer @0 hi", "stream ToClient @0 yo"],
+        "{l:#?}"
+    );
+}
+
 #[test]
 fn a_plugin_that_leaves_a_stream_direction_gets_no_more_of_it() {
     let (c, s) = (IpAddr::V4(C), IpAddr::V4(S));

@@ -683,6 +683,12 @@ impl<X: Default> FlowTable<X> {
         self.slots.iter().flatten().map(|e| &e.flow)
     }
 
+    /// The entries in the table, in no particular order.
+    #[cfg(test)]
+    pub(crate) fn entries(&self) -> impl Iterator<Item = &FlowEntry<X>> {
+        self.slots.iter().flatten()
+    }
+
     /// Ends every remaining flow with reason `EndOfInput`.
     pub fn drain(&mut self) {
         let order = self.drain_order();

@@ -315,6 +315,13 @@ impl TcpStreamDirection {
         Self::default()
     }
 
+    /// A direction whose data starts at sequence number `start`: what its
+    /// first segment, carrying nothing, set (a SYN at `start - 1`, or a
+    /// bare segment at `start`), the segment itself counted elsewhere.
+    pub fn start_at(&mut self, start: u32) {
+        self.base = Some(start);
+    }
+
     /// One segment of this direction. `seq` is the raw sequence number;
     /// `syn`/`fin`/`rst` the flags; `data` the TCP payload (may be empty).
     ///
