@@ -103,8 +103,10 @@ pub struct FiveTuple {
     pub proto: u8,
 }
 
-/// An address as one integer for hashing (IPv4 tagged apart from IPv6).
-fn ip_bits(ip: &IpAddr) -> u128 {
+/// An address as one integer for hashing (IPv4 tagged apart from IPv6):
+/// one `write_u128` instead of the derived hash's discriminant, length
+/// prefix and byte write.
+pub fn ip_bits(ip: &IpAddr) -> u128 {
     match ip {
         IpAddr::V4(a) => u128::from(u32::from(*a)) | (1 << 127),
         IpAddr::V6(a) => u128::from(*a),

@@ -57,7 +57,7 @@ pub use filter::{
     MAX_LINKTYPES, PacketFilter,
 };
 pub use flow::{
-    Direction, DirectionStats, FiveTuple, Flow, FlowContext, FlowId, ThreeTuple, ipproto,
+    Direction, DirectionStats, FiveTuple, Flow, FlowContext, FlowId, ThreeTuple, ip_bits, ipproto,
 };
 pub use lenient::{LenientSource, open_capture};
 pub use linktype::LinkType;
