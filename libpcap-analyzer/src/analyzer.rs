@@ -247,10 +247,10 @@ impl Analyzer {
             dispatch.call(i, &mut stats, |p| p.pre_process());
         }
         let mut flows = FlowTable::new(cfg.flows.clone());
-        flows.set_lease(memory.flows().lease());
+        flows.set_lease(memory.lease(memory.flows()));
         let mut defrag = Defragmenter::new(cfg.defrag.to_config());
-        defrag.set_lease(memory.fragments().lease());
-        defrag.set_datagram_lease(memory.fragment_datagrams().lease());
+        defrag.set_lease(memory.lease(memory.fragments()));
+        defrag.set_datagram_lease(memory.lease(memory.fragment_datagrams()));
         let tunnel_ports = tunnel_ports(&cfg.analyzer);
         Analyzer {
             parents: Vec::new(),
@@ -258,7 +258,7 @@ impl Analyzer {
             defrag,
             budget: StreamBudget::with_lease(
                 stream_cfg.max_buffered_total,
-                memory.tcp_reassembly().lease(),
+                memory.lease(memory.tcp_reassembly()),
             ),
             stream_cfg,
             dispatch,

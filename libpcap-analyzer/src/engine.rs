@@ -342,7 +342,11 @@ impl Engine {
         input: RunInput<'_>,
         ctl: &RunControl,
     ) -> Result<RunOutput, AnalyzerError> {
-        let memory = MemoryBudget::for_engine(&self.cfg);
+        let workers = match &input {
+            RunInput::Source(_) => self.jobs.max(1),
+            RunInput::PerWorker(sources) => sources.len(),
+        };
+        let memory = MemoryBudget::for_workers(&self.cfg, workers);
         let m = &memory;
         let out = match input {
             RunInput::Source(source) if self.jobs <= 1 => self.run_single(factory, source, ctl, m),
@@ -1506,6 +1510,51 @@ mod tests {
             held.len()
         });
         held
+    }
+
+    /// At `-j 2` each worker holds at most half the flows budget, whatever
+    /// the other holds: 2,000 UDP flows that all go to worker 0, against
+    /// 200 flows for the run, leave 100 at the end and 1,900 evicted. With
+    /// one pool shared as it comes, the busy worker took the idle one's
+    /// room too (1,800 evicted), and which flows a worker evicted depended
+    /// on how fast the other took and gave back.
+    #[test]
+    fn each_worker_holds_its_part_of_the_flows_budget() {
+        use libpcap_tools::synth::MemorySource;
+        let ip = |a, b| IpAddr::V4(Ipv4Addr::new(10, 0, a, b));
+        let mut packets = Vec::new();
+        let mut k = 0u16;
+        while packets.len() < 2000 {
+            k += 1;
+            let (src, dst) = (ip((k >> 8) as u8, k as u8), ip(255, 1));
+            let f = build::eth_ip(src, dst, 17, &build::udp(src, dst, 1000, 53, &[0; 8]));
+            if !dispatch_hash(LinkType::ETHERNET, &f).is_multiple_of(2) {
+                continue;
+            }
+            packets.push(libpcap_tools::OwnedPacket {
+                index: packets.len() as u64,
+                interface: 0,
+                linktype: LinkType::ETHERNET,
+                ts: Some(libpcap_tools::Timestamp::from_secs_nanos(
+                    1_000,
+                    packets.len() as i64,
+                )),
+                origlen: f.len() as u32,
+                data: f,
+            });
+        }
+        let config = Config::from_toml("[flows]\nmax_flows = 200\n").unwrap();
+        let factory = || Ok(Vec::new());
+        for (jobs, held) in [(1, 200), (2, 100)] {
+            let mut source = MemorySource::new(packets.clone());
+            let out = Engine::new(&config, jobs)
+                .unwrap()
+                .run(&factory, &mut source)
+                .unwrap();
+            assert_eq!(out.flows.created, 2000, "-j {jobs}");
+            assert_eq!(out.flows.ended_end_of_input, held, "-j {jobs}");
+            assert_eq!(out.flows.ended_eviction, 2000 - held, "-j {jobs}");
+        }
     }
 
     #[test]

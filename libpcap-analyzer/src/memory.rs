@@ -181,6 +181,11 @@ impl Pool {
         self.refused.load(Ordering::Relaxed)
     }
 
+    /// Counts a request refused by a lease's own part of the pool.
+    fn refuse(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Takes `n` units if they fit under the limit.
     pub fn try_take(&self, n: u64) -> bool {
         let mut cur = self.used.load(Ordering::Relaxed);
@@ -221,7 +226,22 @@ impl Pool {
             pool: Some(self.clone()),
             held: 0,
             chunk,
+            cap: u64::MAX,
         }
+    }
+
+    /// A lease on this pool that holds at most its part of `parts` equal
+    /// parts (at least one unit). With one such lease per worker, what a
+    /// worker may hold depends on its own packets only, not on how fast
+    /// the other workers took from the pool: the flows it evicts, the
+    /// fragments and segments it drops under pressure are the same on
+    /// every run at the same `-j`.
+    pub fn lease_part(self: &Arc<Self>, parts: usize) -> Lease {
+        let mut l = self.lease();
+        if parts > 1 {
+            l.cap = (self.limit / parts as u64).max(1);
+        }
+        l
     }
 }
 
@@ -234,6 +254,9 @@ pub struct Lease {
     pool: Option<Arc<Pool>>,
     held: u64,
     chunk: u64,
+    /// The most this lease holds ([`Pool::lease_part`]; `u64::MAX`: as
+    /// much as the pool has).
+    cap: u64,
 }
 
 impl Lease {
@@ -243,6 +266,7 @@ impl Lease {
             pool: None,
             held: 0,
             chunk: 1,
+            cap: u64::MAX,
         }
     }
 
@@ -261,9 +285,14 @@ impl Lease {
         let Some(pool) = &self.pool else {
             return true;
         };
+        if used > self.cap {
+            pool.refuse();
+            return false;
+        }
         if used > self.held {
             let need = used - self.held;
-            let want = need.max(self.chunk);
+            // never past the cap: `need` fits, as `used` does
+            let want = need.max(self.chunk).min(self.cap - self.held);
             if pool.try_take(want) {
                 self.held += want;
             } else if want > need && pool.try_take(need) {
@@ -296,6 +325,7 @@ impl Clone for Lease {
             pool: self.pool.clone(),
             held: 0,
             chunk: self.chunk,
+            cap: self.cap,
         }
     }
 }
@@ -439,6 +469,9 @@ pub struct MemoryBudget {
     tcp_reassembly: Arc<Pool>,
     named: Mutex<HashMap<String, Arc<Pool>>>,
     samplers: Mutex<HashMap<String, Arc<KeySampler>>>,
+    /// Workers of the run: each worker's lease holds its part of a pool
+    /// ([`MemoryBudget::lease`]).
+    workers: usize,
 }
 
 /// The consumers of the budget that plugins draw on.
@@ -461,6 +494,13 @@ impl MemoryBudget {
     /// bytes (at most `[tcp_reassembly] max_buffered_total`) for the whole
     /// run.
     pub fn for_engine(cfg: &crate::config::EngineConfig) -> Arc<MemoryBudget> {
+        Self::for_workers(cfg, 1)
+    }
+
+    /// The budget of a run of `workers` workers with the engine settings
+    /// `cfg` (as [`MemoryBudget::for_engine`]): each worker's leases hold
+    /// at most its part of a pool ([`MemoryBudget::lease`]).
+    pub fn for_workers(cfg: &crate::config::EngineConfig, workers: usize) -> Arc<MemoryBudget> {
         let m = &cfg.memory;
         let flows = (m.bytes(m.flows) / FLOW_BYTES)
             .min(cfg.flows.max_flows as u64)
@@ -480,6 +520,7 @@ impl MemoryBudget {
             tcp_reassembly: Pool::new("tcp_reassembly", tcp),
             named: Mutex::new(HashMap::new()),
             samplers: Mutex::new(HashMap::new()),
+            workers: workers.max(1),
         })
     }
 
@@ -532,6 +573,13 @@ impl MemoryBudget {
         m.entry(name.to_string())
             .or_insert_with(|| Pool::new(name, limit))
             .clone()
+    }
+
+    /// A worker's lease on `pool`: at most its part, one of as many as the
+    /// run has workers ([`Pool::lease_part`]), so that what a worker drops
+    /// under pressure does not depend on the others' timing.
+    pub fn lease(&self, pool: &Arc<Pool>) -> Lease {
+        pool.lease_part(self.workers)
     }
 
     /// The sampler named `name`, created with `cap` by the first caller.
@@ -589,6 +637,32 @@ mod tests {
         drop(b);
         assert_eq!(pool.used(), 0);
         assert!(Lease::unlimited().cover(u64::MAX));
+    }
+
+    /// A lease of one part of two holds at most half the pool, even when
+    /// the pool has room: what it gets does not depend on the other.
+    #[test]
+    fn a_part_lease_holds_its_part_whatever_the_others_hold() {
+        let pool = Pool::new("t", 100);
+        let mut a = pool.lease_part(2);
+        let mut b = pool.lease_part(2);
+        assert!(a.cover(50));
+        assert!(!a.cover(51), "the pool has 50 more, but not for a");
+        assert_eq!(pool.refused(), 1);
+        assert!(a.held() <= 50);
+        assert!(b.cover(50));
+        assert_eq!(pool.used(), 100);
+        // b's part is the same when a holds nothing
+        drop(a);
+        assert!(!b.cover(51));
+        let mut c = pool.lease_part(3);
+        assert!(c.cover(33) && !c.cover(34));
+        // one part: the whole pool, as `lease`
+        drop((b, c));
+        assert!(pool.lease_part(1).cover(100));
+        // a pool smaller than its parts still gives each one unit
+        let tiny = Pool::new("tiny", 2);
+        assert!(tiny.lease_part(4).cover(1));
     }
 
     #[test]

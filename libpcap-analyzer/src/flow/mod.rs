@@ -287,8 +287,8 @@ impl<X: Default> FlowTable<X> {
         }
     }
 
-    /// Draws the table's flows from `lease` (a pool of the whole run,
-    /// shared with the other workers): when it cannot cover one more, the
+    /// Draws the table's flows from `lease` (this worker's part of a pool
+    /// of the whole run): when it cannot cover one more, the
     /// least recently active flow is evicted, as at `max_flows`. A worker
     /// without flows always gets one.
     pub fn set_lease(&mut self, lease: Lease) {

@@ -478,9 +478,9 @@ impl Plugin for DnsPlugin {
     fn use_memory(&mut self, budget: &Arc<MemoryBudget>) {
         let share = budget.share(Share::Dns);
         let pending = (share / 4 * 3 / PENDING_BYTES).min(self.cfg.max_pending as u64);
-        self.pending_lease = budget.pool("dns.pending", pending.max(1)).lease();
+        self.pending_lease = budget.lease(&budget.pool("dns.pending", pending.max(1)));
         let tcp = (share / 4).min(self.cfg.max_tcp_total as u64);
-        self.tcp_lease = budget.pool("dns.tcp", tcp).lease();
+        self.tcp_lease = budget.lease(&budget.pool("dns.tcp", tcp));
         self.spool.share_memory(budget.spool_lease());
     }
 
