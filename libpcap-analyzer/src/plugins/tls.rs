@@ -33,8 +33,8 @@
 //! (RFC 9000 §14.1) are opened with the Initial keys derived from the
 //! client's Destination Connection ID ([`crate::proto::quic`]; a Retry
 //! moves them to its connection id), their CRYPTO frames put back in order
-//! per side (at most 32 KiB each, beyond counted as the loss
-//! `quic_crypto_dropped`) and parsed as handshake messages: the same
+//! per side (at most 32 KiB each, and within `max_total_buffer`, beyond
+//! counted as the loss `quic_crypto_dropped`) and parsed as handshake messages: the same
 //! records, with `transport` `quic`, the QUIC version and connection ids,
 //! `record_version` 0 and JA4/JA4S with the protocol letter `q`.
 //! A flow whose first such datagram does not open is remembered (at most
@@ -58,15 +58,18 @@
 //!
 //! Config `[plugin.tls]`: `max_buffer` (bytes per direction since the last
 //! group end, plus the new segment, while looking for a hello; default
-//! 262144), `max_total_buffer` (the sum of those counts over all
-//! connections of a worker, default 64 MiB; beyond, handshakes are given up
-//! and counted as `over_budget`), `max_preamble` (bytes of plaintext skipped
+//! 262144), `max_total_buffer` (the sum of those counts and of the QUIC
+//! CRYPTO bytes held, over all connections of the run, each of N workers
+//! holding at most 1/N of it; default 64 MiB; beyond, handshakes are given
+//! up and counted as `over_budget`, CRYPTO bytes as `quic_crypto_dropped`),
+//! `max_preamble` (bytes of plaintext skipped
 //! per direction before TLS, default 16384, 0 to read TLS only from a
 //! stream's first byte). What a parser holds is never more than
 //! about twice its count. Writes `tls.jsonl` (`.csv`, `.log`, `.parquet`
 //! with `[output] format`).
 
 use super::spool::OutputConfig;
+use crate::memory::Lease;
 use crate::output::schema::TLS;
 use crate::output::{Format, RecordSpool, RowBuf};
 use crate::plugin::{
@@ -89,8 +92,10 @@ use std::path::{Path, PathBuf};
 pub struct TlsConfig {
     /// Bytes kept per direction while looking for a hello.
     pub max_buffer: usize,
-    /// Bytes kept for all connections of a worker; beyond, new data of
-    /// unfinished handshakes is not kept (counted as `over_budget`).
+    /// Bytes kept for all connections of the run (TCP sides and QUIC
+    /// CRYPTO streams; each of N workers holds at most 1/N of it); beyond,
+    /// new data of unfinished handshakes is not kept (counted as
+    /// `over_budget`, or `quic_crypto_dropped` for QUIC).
     pub max_total_buffer: usize,
     /// Bytes of a plaintext exchange (SOCKS, HTTP `CONNECT`, STARTTLS, see
     /// [`crate::proto::preamble`]) skipped per direction before TLS; beyond,
@@ -480,6 +485,11 @@ pub struct TlsPlugin {
     hellos: u64,
     /// Bytes counted in all sides (`Side::held`).
     buffered: usize,
+    /// Bytes held by the CRYPTO streams of all QUIC connections.
+    quic_buffered: usize,
+    /// This worker's part of the run's `max_total_buffer`
+    /// ([`Plugin::use_memory`]; without it, `max_total_buffer` alone).
+    lease: Lease,
     /// Handshakes given up because `max_total_buffer` was reached.
     over_budget: u64,
     /// Directions where TLS started after a plaintext exchange.
@@ -493,7 +503,8 @@ pub struct TlsPlugin {
     /// QUIC Initial packets that did not open (keys unknown: the client's
     /// first Initial was not seen, or a version without known keys).
     quic_not_opened: u64,
-    /// CRYPTO bytes refused over the per-connection limit.
+    /// CRYPTO bytes refused over the per-connection limit or the run's
+    /// `max_total_buffer`.
     quic_crypto_dropped: u64,
     /// Flows whose first big long-header datagram did not open.
     not_quic: HashMap<FlowId, NotQuic, foldhash::fast::RandomState>,
@@ -529,6 +540,8 @@ impl TlsPlugin {
             connections: 0,
             hellos: 0,
             buffered: 0,
+            quic_buffered: 0,
+            lease: Lease::unlimited(),
             over_budget: 0,
             after_preamble: 0,
             preamble_over_limit: 0,
@@ -549,6 +562,13 @@ impl TlsPlugin {
             #[cfg(test)]
             log: Vec::new(),
         }
+    }
+
+    /// Makes the lease hold what the sides and CRYPTO streams hold now
+    /// (giving back what they freed).
+    fn settle(&mut self) {
+        self.lease
+            .cover(self.buffered.saturating_add(self.quic_buffered) as u64);
     }
 
     /// The long-header packets of one UDP datagram of `flow` (a datagram
@@ -772,11 +792,30 @@ impl TlsPlugin {
         }
         let frames = quic::crypto_frames(&plain).unwrap_or_default();
         let stream = &mut q.crypto[side];
-        let dropped = stream.dropped;
+        // the frames are kept only within the run's budget (as much as
+        // they would add at most: their bytes)
+        let incoming: usize = frames.iter().map(|f| f.data.len()).sum();
+        let total = self
+            .buffered
+            .saturating_add(self.quic_buffered)
+            .saturating_add(incoming);
+        if total > self.cfg.max_total_buffer || !self.lease.cover(total as u64) {
+            self.quic_crypto_dropped += incoming as u64;
+            self.lease
+                .cover(self.buffered.saturating_add(self.quic_buffered) as u64);
+            return;
+        }
+        let (dropped, held) = (stream.dropped, stream.held());
         for f in frames {
             stream.add(f.offset, f.data);
         }
         self.quic_crypto_dropped += stream.dropped - dropped;
+        self.quic_buffered = self
+            .quic_buffered
+            .saturating_sub(held)
+            .saturating_add(stream.held());
+        self.lease
+            .cover(self.buffered.saturating_add(self.quic_buffered) as u64);
         let data = stream
             .contiguous()
             .get(q.parsed[side]..)
@@ -864,6 +903,9 @@ impl Plugin for TlsPlugin {
     fn use_memory(&mut self, budget: &std::sync::Arc<crate::memory::MemoryBudget>) {
         // the records waiting in memory draw on the run's spool share
         self.spool.share_memory(budget.spool_lease());
+        // the handshake bytes held: `max_total_buffer` for the run
+        let pool = budget.pool("tls.buffer", self.cfg.max_total_buffer as u64);
+        self.lease = budget.lease(&pool);
     }
 
     fn interest(&self) -> Interest {
@@ -918,11 +960,16 @@ impl Plugin for TlsPlugin {
                 return Ok(());
             }
         };
-        if self.buffered.saturating_add(data.len()) > self.cfg.max_total_buffer {
+        let total = self
+            .buffered
+            .saturating_add(self.quic_buffered)
+            .saturating_add(data.len());
+        if total > self.cfg.max_total_buffer || !self.lease.cover(total as u64) {
             side.finish();
             ctx.stream_done();
             self.buffered = self.buffered.saturating_sub(held);
             self.over_budget += 1;
+            self.settle();
             return Ok(());
         }
         // a direction that does not start with a TLS record may start with
@@ -997,6 +1044,7 @@ impl Plugin for TlsPlugin {
             .buffered
             .saturating_sub(held)
             .saturating_add(side.held());
+        self.settle();
         self.write_ready(flow, i);
         Ok(())
     }
@@ -1017,10 +1065,12 @@ impl Plugin for TlsPlugin {
             }
         }
         self.not_quic.remove(&flow.id);
-        if let Some(q) = self.quic.remove(&flow.id)
-            && q.hellos.iter().any(|n| *n > 0)
-        {
-            self.connections += 1;
+        if let Some(q) = self.quic.remove(&flow.id) {
+            let held: usize = q.crypto.iter().map(quic::CryptoStream::held).sum();
+            self.quic_buffered = self.quic_buffered.saturating_sub(held);
+            if q.hellos.iter().any(|n| *n > 0) {
+                self.connections += 1;
+            }
         }
         if let Some(conn) = self.conns.remove(&flow.id) {
             let held: usize = conn.sides.iter().map(Side::held).sum();
@@ -1029,6 +1079,7 @@ impl Plugin for TlsPlugin {
                 self.connections += 1;
             }
         }
+        self.settle();
         Ok(())
     }
 
@@ -1177,6 +1228,61 @@ mod tests {
         p.flow_destroyed(&f, EndReason::Timeout).unwrap();
         udp(&mut p, 2, Direction::ToServer, good.len(), &good);
         assert_eq!((p.quic_key_trials, p.quic_initials), (5, 2));
+    }
+
+    /// QUIC CRYPTO bytes count in `max_total_buffer` with the TCP sides,
+    /// and that budget is the run's: each of two workers holds at most
+    /// half of it. The ClientHello of RFC 9001 A.2 is one CRYPTO frame of
+    /// 241 bytes.
+    #[test]
+    fn quic_crypto_bytes_stay_under_the_run_budget() {
+        let good = rfc9001_client_initial();
+        let cfg = TlsConfig {
+            max_total_buffer: 1000,
+            ..TlsConfig::default()
+        };
+        let new = || TlsPlugin::new(cfg, RecordSpool::new(&TLS, None), Format::Jsonl);
+        let end = |p: &mut TlsPlugin, id: u64| {
+            let f = Flow::new(FlowId(id), FiveTuple::default(), FlowContext::default());
+            p.flow_destroyed(&f, EndReason::EndOfInput).unwrap();
+        };
+        // alone: four ClientHellos fit in 1000 bytes, six are refused
+        let mut p = new();
+        for id in 0..10 {
+            udp(&mut p, id, Direction::ToServer, good.len(), &good);
+        }
+        assert_eq!((p.quic_initials, p.hellos), (10, 4));
+        assert_eq!(p.quic_buffered, 4 * 241);
+        assert_eq!(p.quic_crypto_dropped, 6 * 241);
+        // the TCP sides draw on the same bytes: a partial record of 609
+        // bytes does not fit beside them
+        let mut partial = vec![0x16, 0x03, 0x01, 0x3e, 0x80, 0x01, 0x00, 0x3e, 0x7c];
+        partial.extend_from_slice(&[0u8; 600]);
+        feed(&mut p, 20, Direction::ToServer, Some(&partial));
+        assert_eq!(p.over_budget, 1);
+        for id in 0..10 {
+            end(&mut p, id);
+        }
+        assert_eq!(p.quic_buffered, 0);
+        feed(&mut p, 21, Direction::ToServer, Some(&partial));
+        assert_eq!((p.over_budget, p.buffered), (1, 609));
+        // two workers of one run: 500 bytes each, whatever the other holds
+        let budget = crate::memory::MemoryBudget::for_workers(&crate::EngineConfig::default(), 2);
+        let (mut a, mut b) = (new(), new());
+        a.use_memory(&budget);
+        b.use_memory(&budget);
+        for id in 0..10 {
+            udp(&mut a, id, Direction::ToServer, good.len(), &good);
+        }
+        assert_eq!((a.hellos, a.quic_buffered), (2, 2 * 241));
+        for id in 10..20 {
+            udp(&mut b, id, Direction::ToServer, good.len(), &good);
+        }
+        assert_eq!((b.hellos, b.quic_buffered), (2, 2 * 241));
+        // what a worker frees is its own again
+        end(&mut a, 0);
+        udp(&mut a, 30, Direction::ToServer, good.len(), &good);
+        assert_eq!((a.hellos, a.quic_buffered), (3, 2 * 241));
     }
 
     /// RFC 9000 §17.2.1: a Version Negotiation packet has version 0, the

@@ -496,6 +496,11 @@ impl CryptoStream {
         &self.data
     }
 
+    /// Bytes held: contiguous and pending together (at most the limit).
+    pub fn held(&self) -> usize {
+        self.data.len().saturating_add(self.pending_bytes)
+    }
+
     /// Adds a frame's bytes.
     pub fn add(&mut self, offset: u64, bytes: &[u8]) {
         let have = self.data.len() as u64;
