@@ -8,15 +8,16 @@
 #   scripts/flood-rss.sh [PACKETS] [KINDS...]
 #
 # PACKETS defaults to 3000000; KINDS to every kind (syn fragments far-ahead
-# malformed-dns dns-flows). JOBS="1 2 0" (the default) sets the -j values;
-# EXTRA="-c my.conf" adds options. Files go to a temporary directory
-# (about 2 GB at most at a time), removed at the end.
+# malformed-dns dns-flows quic-initials). JOBS="1 2 0" (the default) sets
+# the -j values; EXTRA="-c my.conf" adds options. Files go to a temporary
+# directory (TMPDIR; one capture at a time, the largest quic-initials: 3.8
+# GB at 3M packets), removed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACKETS=${1:-3000000}
 shift || true
 KINDS=("$@")
-[ ${#KINDS[@]} -gt 0 ] || KINDS=(syn fragments far-ahead malformed-dns dns-flows)
+[ ${#KINDS[@]} -gt 0 ] || KINDS=(syn fragments far-ahead malformed-dns dns-flows quic-initials)
 JOBS=${JOBS:-"1 2 0"}
 EXTRA=${EXTRA:-}
 [ -x /usr/bin/time ] || { echo "needs /usr/bin/time (apt-get install time)" >&2; exit 1; }

@@ -8,6 +8,7 @@
 //! | `far-ahead` | TCP connections to port 53 whose data starts 2000 bytes after the next expected byte | TCP reassembly |
 //! | `malformed-dns` | DNS responses with a compression pointer past the message, from random clients | DNS (counted as malformed), flows |
 //! | `dns-flows` | one query and its response per new client address and port | flows, DNS waiting queries and records, the reports' rows |
+//! | `quic-initials` | per new client, 30 QUIC v1 client Initials (sealed with the keys of their connection id) whose CRYPTO bytes start after a hole | the `tls` plugin's CRYPTO streams |
 //!
 //! Packet `i` is at 1,700,000,000 s + `i` µs: nothing times out, so every
 //! table grows until its cap. The same `kind` and count give the same
@@ -39,20 +40,23 @@ pub enum FloodKind {
     MalformedDns,
     /// Many short DNS flows (query and response).
     DnsFlows,
+    /// QUIC client Initials whose CRYPTO bytes never become contiguous.
+    QuicInitials,
 }
 
 impl FloodKind {
     /// Every kind.
-    pub const ALL: [FloodKind; 5] = [
+    pub const ALL: [FloodKind; 6] = [
         FloodKind::Syn,
         FloodKind::Fragments,
         FloodKind::FarAhead,
         FloodKind::MalformedDns,
         FloodKind::DnsFlows,
+        FloodKind::QuicInitials,
     ];
 
     /// Its name (`syn`, `fragments`, `far-ahead`, `malformed-dns`,
-    /// `dns-flows`).
+    /// `dns-flows`, `quic-initials`).
     pub fn name(self) -> &'static str {
         match self {
             FloodKind::Syn => "syn",
@@ -60,6 +64,7 @@ impl FloodKind {
             FloodKind::FarAhead => "far-ahead",
             FloodKind::MalformedDns => "malformed-dns",
             FloodKind::DnsFlows => "dns-flows",
+            FloodKind::QuicInitials => "quic-initials",
         }
     }
 
@@ -71,6 +76,10 @@ impl FloodKind {
 
 /// Packets of one far-ahead connection: handshake, then data.
 pub const FAR_AHEAD_PACKETS: u64 = 16;
+/// Initial packets of one `quic-initials` client.
+pub const QUIC_PACKETS: u64 = 30;
+/// CRYPTO bytes of each `quic-initials` packet.
+pub const QUIC_CRYPTO: usize = 1100;
 /// Payload bytes of each far-ahead data segment and fragment.
 pub const PAYLOAD: usize = 512;
 
@@ -89,6 +98,8 @@ pub struct Flood {
     port: u16,
     isn: u32,
     id: u16,
+    /// The Initial keys of the current QUIC client, and its connection id.
+    quic: Option<(crate::proto::quic::InitialKeys, [u8; 8])>,
 }
 
 impl Flood {
@@ -102,6 +113,7 @@ impl Flood {
             port: 0,
             isn: 0,
             id: 0,
+            quic: None,
         }
     }
 
@@ -216,6 +228,36 @@ impl Flood {
                 let mut m = self.id.to_be_bytes().to_vec();
                 m.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 0xff, 0, 1, 0, 1]);
                 build::eth_udp4(b, a, None, DNS_SERVER, self.client, 53, self.port, &m)
+            }
+            FloodKind::QuicInitials => {
+                use crate::proto::quic;
+                let step = self.i % QUIC_PACKETS;
+                if step == 0 || self.quic.is_none() {
+                    self.new_client();
+                    let [c0, c1, c2, c3] = self.client;
+                    let [p0, p1] = self.port.to_be_bytes();
+                    let dcid = [c0, c1, c2, c3, p0, p1, 0x51, 0x1c];
+                    self.quic =
+                        quic::InitialKeys::new(quic::VERSION_1, &dcid, true).map(|k| (k, dcid));
+                }
+                // a CRYPTO frame whose bytes start after 1000 bytes that
+                // never come (so every frame waits), then PADDING: 1205
+                // bytes of UDP payload, above the 1200 a client's first
+                // datagram needs
+                let offset = 1000 + step as u32 * QUIC_CRYPTO as u32;
+                let mut plain = vec![0x06];
+                plain.extend_from_slice(&(0x8000_0000 | offset).to_be_bytes());
+                plain.extend_from_slice(&(0x4000 | QUIC_CRYPTO as u16).to_be_bytes());
+                plain.extend_from_slice(&[0x16; QUIC_CRYPTO]);
+                plain.extend_from_slice(&[0; 60]);
+                let packet = self
+                    .quic
+                    .as_ref()
+                    .and_then(|(k, dcid)| {
+                        quic::seal_initial(k, quic::VERSION_1, dcid, &[], step as u32, &plain)
+                    })
+                    .unwrap_or_default();
+                build::eth_udp4(a, b, None, self.client, SERVER, self.port, 443, &packet)
             }
             FloodKind::DnsFlows => {
                 let query = self.i.is_multiple_of(2);

@@ -396,6 +396,61 @@ impl InitialKeys {
     }
 }
 
+/// A client Initial packet of `version` to `dcid` from `scid`, packet
+/// number `pn` (written in four bytes), carrying the frames `plain`,
+/// protected with these keys (RFC 9001 §5: AEAD, then header protection):
+/// what [`InitialKeys::open`] reads back. For test traffic and floods.
+///
+/// `None` when the connection ids are longer than 255 bytes or the
+/// payload longer than a two-byte length allows.
+pub fn seal_initial(
+    keys: &InitialKeys,
+    version: u32,
+    dcid: &[u8],
+    scid: &[u8],
+    pn: u32,
+    plain: &[u8],
+) -> Option<Vec<u8>> {
+    // Initial type (0 for v1 and the drafts, 1 for v2), four-byte number
+    let ty: u8 = if version == VERSION_2 { 1 } else { 0 };
+    let mut p = vec![0xc0 | (ty << 4) | 0x03];
+    p.extend_from_slice(&version.to_be_bytes());
+    p.push(u8::try_from(dcid.len()).ok()?);
+    p.extend_from_slice(dcid);
+    p.push(u8::try_from(scid.len()).ok()?);
+    p.extend_from_slice(scid);
+    p.push(0); // no token
+    let len = u16::try_from(4 + plain.len() + 16)
+        .ok()
+        .filter(|l| *l < 0x4000)?;
+    p.extend_from_slice(&(0x4000 | len).to_be_bytes());
+    let pn_at = p.len();
+    p.extend_from_slice(&pn.to_be_bytes());
+    let mut nonce = keys.iv;
+    for (i, b) in u64::from(pn).to_be_bytes().iter().enumerate() {
+        nonce[4 + i] ^= b;
+    }
+    let sealed = keys
+        .aead
+        .encrypt(
+            &nonce.into(),
+            Payload {
+                msg: plain,
+                aad: &p,
+            },
+        )
+        .ok()?;
+    p.extend_from_slice(&sealed);
+    let sample: [u8; 16] = p.get(pn_at + 4..pn_at + 20)?.try_into().ok()?;
+    let mut mask = aes::Block::from(sample);
+    keys.hp.encrypt_block(&mut mask);
+    p[0] ^= mask[0] & 0x0f;
+    for i in 0..4 {
+        p[pn_at + i] ^= mask[1 + i];
+    }
+    Some(p)
+}
+
 /// A CRYPTO frame: bytes of the TLS handshake at an offset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CryptoFrame<'a> {

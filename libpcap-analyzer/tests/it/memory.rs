@@ -230,3 +230,32 @@ fn too_many_jobs_is_an_error() {
         .to_string();
     assert!(e.contains(&format!("to {max}")), "{e}");
 }
+
+/// QUIC client Initials whose CRYPTO bytes wait behind a hole: the `tls`
+/// plugin holds at most `max_total_buffer` of them for the whole run
+/// (each worker its part), the rest counted as dropped. Without the run's
+/// bound each of the 30 connections held 29 frames (31,900 bytes).
+#[test]
+fn quic_crypto_bytes_are_dropped_at_the_run_tls_cap() {
+    use libpcap_analyzer::flood::{QUIC_CRYPTO, QUIC_PACKETS};
+    let conf = "[plugin.tls]\nmax_total_buffer = 100000\n";
+    let n = 30 * QUIC_PACKETS as usize;
+    for jobs in [1, 2] {
+        let out = run(FloodKind::QuicInitials, n, conf, &["tls"], jobs);
+        assert_eq!(counter(&out, "tls", "quic_initials"), n as u64, "-j {jobs}");
+        let (_, limit, peak, refused) = out.memory.iter().find(|p| p.0 == "tls.buffer").unwrap();
+        assert_eq!(*limit, 100_000);
+        assert!(
+            *peak <= 100_000 && *peak > 100_000 - 2 * QUIC_CRYPTO as u64,
+            "-j {jobs}: {peak}"
+        );
+        // at -j 2 a worker's part (50,000) refuses first
+        assert_eq!(*refused > 0, jobs > 1, "-j {jobs}: {refused}");
+        // every frame is either held (at most the cap) or counted
+        let dropped = counter(&out, "tls", "quic_crypto_dropped");
+        assert!(
+            dropped >= (n * QUIC_CRYPTO) as u64 - 100_000,
+            "-j {jobs}: {dropped}"
+        );
+    }
+}

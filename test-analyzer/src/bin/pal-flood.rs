@@ -1,7 +1,7 @@
 //! `pal-flood KIND PACKETS [FILE]`: writes a deterministic flood
 //! ([`libpcap_analyzer::flood`]) as a classic pcap to FILE, or to standard
 //! output without one (or with `-`). KIND: syn, fragments, far-ahead,
-//! malformed-dns, dns-flows. Used by `scripts/flood-rss.sh`.
+//! malformed-dns, dns-flows, quic-initials. Used by `scripts/flood-rss.sh`.
 
 use libpcap_analyzer::flood::{FloodKind, write_pcap};
 use std::io::{BufWriter, Write};

@@ -268,3 +268,35 @@ fn the_retry_of_rfc_9369_a4_is_read() {
     assert!(h.dcid.is_empty());
     assert_eq!(h.scid, hex("f067a5502a4262b5"));
 }
+
+/// A sealed Initial opens with the same keys to its packet number and
+/// frames, in versions 1 and 2; with another connection id's keys it does
+/// not.
+#[test]
+fn a_sealed_initial_opens_to_what_was_sealed() {
+    // RFC 9001 A.2 and RFC 9369 A.2, byte for byte: packet number 2 in
+    // four bytes, no token, a two-byte length
+    for (file, version) in [
+        ("rfc9001-a2-client-initial.hex", VERSION_1),
+        ("rfc9369-a2-client-initial.hex", VERSION_2),
+    ] {
+        let (packet, plain) = open_client_initial(file, version);
+        let keys = InitialKeys::new(version, &DCID, true).unwrap();
+        let sealed = seal_initial(&keys, version, &DCID, &[], 2, &plain).unwrap();
+        assert!(sealed == packet, "{file}");
+    }
+    let (_, rfc_plain) = open_client_initial("rfc9001-a2-client-initial.hex", VERSION_1);
+    let dcid = [0x83, 0x94, 0xc8, 0xf0, 0x3e, 0x51, 0x57, 0x08];
+    for version in [VERSION_1, VERSION_2] {
+        let keys = InitialKeys::new(version, &dcid, true).unwrap();
+        let packet = seal_initial(&keys, version, &dcid, &[7, 7], 0x0102_0304, &rfc_plain).unwrap();
+        let h = parse_long_header(&packet).unwrap();
+        assert_eq!(h.packet_type, Some(PacketType::Initial), "{version:x}");
+        assert_eq!((h.dcid, h.scid), (&dcid[..], &[7u8, 7][..]));
+        assert_eq!(h.len, packet.len());
+        let (pn, plain) = keys.open(&packet, &h).unwrap();
+        assert_eq!((pn, plain), (0x0102_0304, rfc_plain.clone()), "{version:x}");
+        let other = InitialKeys::new(version, &[1, 2, 3, 4], true).unwrap();
+        assert!(other.open(&packet, &h).is_err());
+    }
+}
