@@ -58,8 +58,9 @@
 //!
 //! Config `[plugin.tls]`: `max_buffer` (bytes per direction since the last
 //! group end, plus the new segment, while looking for a hello; default
-//! 262144), `max_total_buffer` (the sum of those counts and of the QUIC
-//! CRYPTO bytes held, over all connections of the run, each of N workers
+//! 262144), `max_total_buffer` (the sum of those counts, of the QUIC
+//! connections followed and of their CRYPTO bytes, over all connections
+//! of the run, each of N workers
 //! holding at most 1/N of it; default 64 MiB; beyond, handshakes are given
 //! up and counted as `over_budget`, CRYPTO bytes as `quic_crypto_dropped`),
 //! `max_preamble` (bytes of plaintext skipped
@@ -92,8 +93,9 @@ use std::path::{Path, PathBuf};
 pub struct TlsConfig {
     /// Bytes kept per direction while looking for a hello.
     pub max_buffer: usize,
-    /// Bytes kept for all connections of the run (TCP sides and QUIC
-    /// CRYPTO streams; each of N workers holds at most 1/N of it); beyond,
+    /// Bytes kept for all connections of the run (TCP sides, QUIC
+    /// connections and their CRYPTO streams; each of N workers holds at
+    /// most 1/N of it); beyond,
     /// new data of unfinished handshakes is not kept (counted as
     /// `over_budget`, or `quic_crypto_dropped` for QUIC).
     pub max_total_buffer: usize,
@@ -391,6 +393,11 @@ pub struct QuicCarrier {
 /// ClientHello with post-quantum key shares fits several times over.
 const QUIC_CRYPTO_LIMIT: usize = 32 * 1024;
 
+/// Bytes a QUIC connection holds besides its CRYPTO bytes (its two sides'
+/// keys with their AES key schedules, the streams, the connection ids),
+/// counted in `max_total_buffer` while it is followed.
+const QUIC_CONN_BYTES: usize = std::mem::size_of::<QuicConn>() + 128;
+
 /// The Initial packets of one QUIC connection, as far as hellos may come.
 #[derive(Debug)]
 struct QuicConn {
@@ -466,6 +473,24 @@ struct NotQuic {
     client_scid: Vec<u8>,
 }
 
+impl NotQuic {
+    /// The ids of the client's long header `h` (empty when longer than 20
+    /// bytes).
+    fn of(h: &quic::LongHeader<'_>) -> NotQuic {
+        let short = |c: &[u8]| {
+            if c.len() <= 20 {
+                c.to_vec()
+            } else {
+                Vec::new()
+            }
+        };
+        NotQuic {
+            client_dcid: short(h.dcid),
+            client_scid: short(h.scid),
+        }
+    }
+}
+
 /// Flows remembered as not QUIC at most (beyond, new ones are tried again
 /// at each big datagram, as before).
 const MAX_NOT_QUIC: usize = 65_536;
@@ -485,7 +510,8 @@ pub struct TlsPlugin {
     hellos: u64,
     /// Bytes counted in all sides (`Side::held`).
     buffered: usize,
-    /// Bytes held by the CRYPTO streams of all QUIC connections.
+    /// Bytes held by the QUIC connections: [`QUIC_CONN_BYTES`] each and
+    /// their CRYPTO streams.
     quic_buffered: usize,
     /// This worker's part of the run's `max_total_buffer`
     /// ([`Plugin::use_memory`]; without it, `max_total_buffer` alone).
@@ -497,7 +523,7 @@ pub struct TlsPlugin {
     /// Directions given up after `max_preamble` bytes of plaintext.
     preamble_over_limit: u64,
     /// QUIC connections whose Initial packets are being read.
-    quic: HashMap<FlowId, QuicConn, foldhash::fast::RandomState>,
+    quic: HashMap<FlowId, Box<QuicConn>, foldhash::fast::RandomState>,
     /// QUIC Initial packets opened.
     quic_initials: u64,
     /// QUIC Initial packets that did not open (keys unknown: the client's
@@ -742,28 +768,32 @@ impl TlsPlugin {
                 q.keys[0].open(packet, &h).ok().map(|_| q)
             });
             self.quic_key_trials += trials;
+            let total = self
+                .buffered
+                .saturating_add(self.quic_buffered)
+                .saturating_add(QUIC_CONN_BYTES);
+            if opened.is_some()
+                && (total > self.cfg.max_total_buffer || !self.lease.cover(total as u64))
+            {
+                // no room to follow it: given up, as a TCP handshake is,
+                // and not tried again
+                self.over_budget += 1;
+                self.settle();
+                if self.not_quic.len() < MAX_NOT_QUIC {
+                    self.not_quic.insert(flow.id, NotQuic::of(header));
+                }
+                return;
+            }
             match opened {
                 Some(q) => {
                     self.not_quic.remove(&flow.id);
-                    self.quic.insert(flow.id, q);
+                    self.quic.insert(flow.id, Box::new(q));
+                    self.quic_buffered = self.quic_buffered.saturating_add(QUIC_CONN_BYTES);
                 }
                 None => {
                     self.quic_not_opened += 1;
                     if self.not_quic.len() < MAX_NOT_QUIC {
-                        let short = |c: &[u8]| {
-                            if c.len() <= 20 {
-                                c.to_vec()
-                            } else {
-                                Vec::new()
-                            }
-                        };
-                        self.not_quic.insert(
-                            flow.id,
-                            NotQuic {
-                                client_dcid: short(header.dcid),
-                                client_scid: short(header.scid),
-                            },
-                        );
+                        self.not_quic.insert(flow.id, NotQuic::of(header));
                     }
                     return;
                 }
@@ -1067,7 +1097,10 @@ impl Plugin for TlsPlugin {
         self.not_quic.remove(&flow.id);
         if let Some(q) = self.quic.remove(&flow.id) {
             let held: usize = q.crypto.iter().map(quic::CryptoStream::held).sum();
-            self.quic_buffered = self.quic_buffered.saturating_sub(held);
+            self.quic_buffered = self
+                .quic_buffered
+                .saturating_sub(held)
+                .saturating_sub(QUIC_CONN_BYTES);
             if q.hellos.iter().any(|n| *n > 0) {
                 self.connections += 1;
             }
@@ -1230,15 +1263,18 @@ mod tests {
         assert_eq!((p.quic_key_trials, p.quic_initials), (5, 2));
     }
 
-    /// QUIC CRYPTO bytes count in `max_total_buffer` with the TCP sides,
-    /// and that budget is the run's: each of two workers holds at most
-    /// half of it. The ClientHello of RFC 9001 A.2 is one CRYPTO frame of
-    /// 241 bytes.
+    /// QUIC connections ([`QUIC_CONN_BYTES`] each) and their CRYPTO bytes
+    /// count in `max_total_buffer` with the TCP sides, and that budget is
+    /// the run's: each of two workers holds at most half of it. The
+    /// ClientHello of RFC 9001 A.2 is one CRYPTO frame of 241 bytes.
     #[test]
     fn quic_crypto_bytes_stay_under_the_run_budget() {
         let good = rfc9001_client_initial();
+        let per = QUIC_CONN_BYTES + 241;
+        // four connections with their hellos, a fifth without room for its
+        // CRYPTO bytes
         let cfg = TlsConfig {
-            max_total_buffer: 1000,
+            max_total_buffer: 4 * per + QUIC_CONN_BYTES + 100,
             ..TlsConfig::default()
         };
         let new = || TlsPlugin::new(cfg, RecordSpool::new(&TLS, None), Format::Jsonl);
@@ -1246,43 +1282,51 @@ mod tests {
             let f = Flow::new(FlowId(id), FiveTuple::default(), FlowContext::default());
             p.flow_destroyed(&f, EndReason::EndOfInput).unwrap();
         };
-        // alone: four ClientHellos fit in 1000 bytes, six are refused
         let mut p = new();
         for id in 0..10 {
             udp(&mut p, id, Direction::ToServer, good.len(), &good);
         }
-        assert_eq!((p.quic_initials, p.hellos), (10, 4));
-        assert_eq!(p.quic_buffered, 4 * 241);
-        assert_eq!(p.quic_crypto_dropped, 6 * 241);
+        assert_eq!((p.quic_initials, p.hellos), (5, 4));
+        assert_eq!(p.quic_buffered, 4 * per + QUIC_CONN_BYTES);
+        assert_eq!(p.quic_crypto_dropped, 241);
+        // the five others are given up, once each
+        assert_eq!(p.over_budget, 5);
+        udp(&mut p, 9, Direction::ToServer, good.len(), &good);
+        assert_eq!((p.over_budget, p.quic_key_trials), (5, 10));
         // the TCP sides draw on the same bytes: a partial record of 609
         // bytes does not fit beside them
         let mut partial = vec![0x16, 0x03, 0x01, 0x3e, 0x80, 0x01, 0x00, 0x3e, 0x7c];
         partial.extend_from_slice(&[0u8; 600]);
         feed(&mut p, 20, Direction::ToServer, Some(&partial));
-        assert_eq!(p.over_budget, 1);
+        assert_eq!(p.over_budget, 6);
         for id in 0..10 {
             end(&mut p, id);
         }
         assert_eq!(p.quic_buffered, 0);
         feed(&mut p, 21, Direction::ToServer, Some(&partial));
-        assert_eq!((p.over_budget, p.buffered), (1, 609));
-        // two workers of one run: 500 bytes each, whatever the other holds
+        assert_eq!((p.over_budget, p.buffered), (6, 609));
+        // two workers of one run: half each, whatever the other holds
         let budget = crate::memory::MemoryBudget::for_workers(&crate::EngineConfig::default(), 2);
+        let cfg = TlsConfig {
+            max_total_buffer: 4 * per + 100,
+            ..TlsConfig::default()
+        };
+        let new = || TlsPlugin::new(cfg, RecordSpool::new(&TLS, None), Format::Jsonl);
         let (mut a, mut b) = (new(), new());
         a.use_memory(&budget);
         b.use_memory(&budget);
         for id in 0..10 {
             udp(&mut a, id, Direction::ToServer, good.len(), &good);
         }
-        assert_eq!((a.hellos, a.quic_buffered), (2, 2 * 241));
+        assert_eq!((a.hellos, a.quic_buffered), (2, 2 * per));
         for id in 10..20 {
             udp(&mut b, id, Direction::ToServer, good.len(), &good);
         }
-        assert_eq!((b.hellos, b.quic_buffered), (2, 2 * 241));
+        assert_eq!((b.hellos, b.quic_buffered), (2, 2 * per));
         // what a worker frees is its own again
         end(&mut a, 0);
         udp(&mut a, 30, Direction::ToServer, good.len(), &good);
-        assert_eq!((a.hellos, a.quic_buffered), (3, 2 * 241));
+        assert_eq!((a.hellos, a.quic_buffered), (3, 2 * per));
     }
 
     /// RFC 9000 §17.2.1: a Version Negotiation packet has version 0, the

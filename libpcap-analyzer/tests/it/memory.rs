@@ -232,29 +232,45 @@ fn too_many_jobs_is_an_error() {
 }
 
 /// QUIC client Initials whose CRYPTO bytes wait behind a hole: the `tls`
-/// plugin holds at most `max_total_buffer` of them for the whole run
-/// (each worker its part), the rest counted as dropped. Without the run's
-/// bound each of the 30 connections held 29 frames (31,900 bytes).
+/// plugin holds at most `max_total_buffer` of connections and their bytes
+/// for the whole run (each worker its part): the clients it cannot follow
+/// are given up once each (`over_budget`), the bytes of those it follows
+/// past the cap counted as dropped. Without the run's bound every client
+/// was followed and held 29 frames (31,900 bytes).
 #[test]
 fn quic_crypto_bytes_are_dropped_at_the_run_tls_cap() {
     use libpcap_analyzer::flood::{QUIC_CRYPTO, QUIC_PACKETS};
     let conf = "[plugin.tls]\nmax_total_buffer = 100000\n";
-    let n = 30 * QUIC_PACKETS as usize;
+    let clients = 30u64;
+    let n = (clients * QUIC_PACKETS) as usize;
     for jobs in [1, 2] {
         let out = run(FloodKind::QuicInitials, n, conf, &["tls"], jobs);
-        assert_eq!(counter(&out, "tls", "quic_initials"), n as u64, "-j {jobs}");
+        let initials = counter(&out, "tls", "quic_initials");
+        let followed = initials / QUIC_PACKETS;
+        assert_eq!(initials, followed * QUIC_PACKETS, "-j {jobs}");
+        assert!(
+            (2..=4).contains(&followed),
+            "-j {jobs}: {followed} followed"
+        );
+        assert_eq!(
+            counter(&out, "tls", "over_budget"),
+            clients - followed,
+            "-j {jobs}"
+        );
         let (_, limit, peak, refused) = out.memory.iter().find(|p| p.0 == "tls.buffer").unwrap();
         assert_eq!(*limit, 100_000);
         assert!(
-            *peak <= 100_000 && *peak > 100_000 - 2 * QUIC_CRYPTO as u64,
+            *peak <= 100_000 && *peak > 100_000 - 4 * QUIC_CRYPTO as u64,
             "-j {jobs}: {peak}"
         );
         // at -j 2 a worker's part (50,000) refuses first
         assert_eq!(*refused > 0, jobs > 1, "-j {jobs}: {refused}");
-        // every frame is either held (at most the cap) or counted
+        // every frame of a followed client is held (within the cap) or
+        // counted
         let dropped = counter(&out, "tls", "quic_crypto_dropped");
+        let sent = initials * QUIC_CRYPTO as u64;
         assert!(
-            dropped >= (n * QUIC_CRYPTO) as u64 - 100_000,
+            dropped > 0 && sent - dropped <= 100_000,
             "-j {jobs}: {dropped}"
         );
     }
