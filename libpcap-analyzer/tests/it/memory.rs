@@ -259,8 +259,11 @@ fn quic_crypto_bytes_are_dropped_at_the_run_tls_cap() {
         );
         let (_, limit, peak, refused) = out.memory.iter().find(|p| p.0 == "tls.buffer").unwrap();
         assert_eq!(*limit, 100_000);
+        // near the cap: at -j 2 at least one worker's part (the other may
+        // have given its part back by then)
+        let part = 100_000 / jobs as u64;
         assert!(
-            *peak <= 100_000 && *peak > 100_000 - 4 * QUIC_CRYPTO as u64,
+            *peak <= 100_000 && *peak > part - 4 * QUIC_CRYPTO as u64,
             "-j {jobs}: {peak}"
         );
         // at -j 2 a worker's part (50,000) refuses first
