@@ -144,7 +144,7 @@ struct Group {
 struct Search {
     parser: TlsStreamParser,
     group: Group,
-    /// Bytes counted for this side in `TlsPlugin::buffered`: the bytes fed
+    /// Bytes counted for this side in `HandshakeBytes::tcp`: the bytes fed
     /// since the parser's last group end, which bound what it holds.
     held: usize,
 }
@@ -161,7 +161,7 @@ struct Side {
 }
 
 impl Side {
-    /// Bytes counted for this side in `TlsPlugin::buffered`.
+    /// Bytes counted for this side in `HandshakeBytes::tcp`.
     fn held(&self) -> usize {
         self.search.as_ref().map_or(0, |s| s.held) + self.preamble.as_ref().map_or(0, |p| p.held())
     }
@@ -499,6 +499,37 @@ const MAX_NOT_QUIC: usize = 65_536;
 /// packet (RFC 9000 §14.1): smaller ones do not start a QUIC connection.
 const QUIC_MIN_CLIENT_DATAGRAM: usize = 1200;
 
+/// The handshake bytes a `tls` plugin holds: TCP sides and QUIC
+/// connections with their CRYPTO streams, within `max_total_buffer` and
+/// this worker's lease on the run's part of it.
+#[derive(Debug)]
+struct HandshakeBytes {
+    /// Bytes counted in all TCP sides (`Side::held`).
+    tcp: usize,
+    /// Bytes of the QUIC connections: [`QUIC_CONN_BYTES`] each and their
+    /// CRYPTO streams.
+    quic: usize,
+    /// `max_total_buffer`.
+    max: usize,
+    /// This worker's part of the run's `max_total_buffer`
+    /// ([`Plugin::use_memory`]; without it, `max` alone bounds).
+    lease: Lease,
+}
+
+impl HandshakeBytes {
+    /// Whether `more` bytes fit beside those held now (the lease then
+    /// covers them).
+    fn admits(&mut self, more: usize) -> bool {
+        let total = self.tcp.saturating_add(self.quic).saturating_add(more);
+        total <= self.max && self.lease.cover(total as u64)
+    }
+
+    /// Makes the lease hold what is held now (giving back what was freed).
+    fn settle(&mut self) {
+        self.lease.cover(self.tcp.saturating_add(self.quic) as u64);
+    }
+}
+
 /// The `tls` plugin.
 #[derive(Debug)]
 pub struct TlsPlugin {
@@ -508,14 +539,8 @@ pub struct TlsPlugin {
     connections: u64,
     /// Hellos written.
     hellos: u64,
-    /// Bytes counted in all sides (`Side::held`).
-    buffered: usize,
-    /// Bytes held by the QUIC connections: [`QUIC_CONN_BYTES`] each and
-    /// their CRYPTO streams.
-    quic_buffered: usize,
-    /// This worker's part of the run's `max_total_buffer`
-    /// ([`Plugin::use_memory`]; without it, `max_total_buffer` alone).
-    lease: Lease,
+    /// The handshake bytes held, within `max_total_buffer`.
+    held: HandshakeBytes,
     /// Handshakes given up because `max_total_buffer` was reached.
     over_budget: u64,
     /// Directions where TLS started after a plaintext exchange.
@@ -565,9 +590,12 @@ impl TlsPlugin {
             conns: HashMap::default(),
             connections: 0,
             hellos: 0,
-            buffered: 0,
-            quic_buffered: 0,
-            lease: Lease::unlimited(),
+            held: HandshakeBytes {
+                tcp: 0,
+                quic: 0,
+                max: cfg.max_total_buffer,
+                lease: Lease::unlimited(),
+            },
             over_budget: 0,
             after_preamble: 0,
             preamble_over_limit: 0,
@@ -588,13 +616,6 @@ impl TlsPlugin {
             #[cfg(test)]
             log: Vec::new(),
         }
-    }
-
-    /// Makes the lease hold what the sides and CRYPTO streams hold now
-    /// (giving back what they freed).
-    fn settle(&mut self) {
-        self.lease
-            .cover(self.buffered.saturating_add(self.quic_buffered) as u64);
     }
 
     /// The long-header packets of one UDP datagram of `flow` (a datagram
@@ -768,17 +789,11 @@ impl TlsPlugin {
                 q.keys[0].open(packet, &h).ok().map(|_| q)
             });
             self.quic_key_trials += trials;
-            let total = self
-                .buffered
-                .saturating_add(self.quic_buffered)
-                .saturating_add(QUIC_CONN_BYTES);
-            if opened.is_some()
-                && (total > self.cfg.max_total_buffer || !self.lease.cover(total as u64))
-            {
+            if opened.is_some() && !self.held.admits(QUIC_CONN_BYTES) {
                 // no room to follow it: given up, as a TCP handshake is,
                 // and not tried again
                 self.over_budget += 1;
-                self.settle();
+                self.held.settle();
                 if self.not_quic.len() < MAX_NOT_QUIC {
                     self.not_quic.insert(flow.id, NotQuic::of(header));
                 }
@@ -788,7 +803,7 @@ impl TlsPlugin {
                 Some(q) => {
                     self.not_quic.remove(&flow.id);
                     self.quic.insert(flow.id, Box::new(q));
-                    self.quic_buffered = self.quic_buffered.saturating_add(QUIC_CONN_BYTES);
+                    self.held.quic = self.held.quic.saturating_add(QUIC_CONN_BYTES);
                 }
                 None => {
                     self.quic_not_opened += 1;
@@ -825,14 +840,9 @@ impl TlsPlugin {
         // the frames are kept only within the run's budget (as much as
         // they would add at most: their bytes)
         let incoming: usize = frames.iter().map(|f| f.data.len()).sum();
-        let total = self
-            .buffered
-            .saturating_add(self.quic_buffered)
-            .saturating_add(incoming);
-        if total > self.cfg.max_total_buffer || !self.lease.cover(total as u64) {
+        if !self.held.admits(incoming) {
             self.quic_crypto_dropped += incoming as u64;
-            self.lease
-                .cover(self.buffered.saturating_add(self.quic_buffered) as u64);
+            self.held.settle();
             return;
         }
         let (dropped, held) = (stream.dropped, stream.held());
@@ -840,12 +850,12 @@ impl TlsPlugin {
             stream.add(f.offset, f.data);
         }
         self.quic_crypto_dropped += stream.dropped - dropped;
-        self.quic_buffered = self
-            .quic_buffered
+        self.held.quic = self
+            .held
+            .quic
             .saturating_sub(held)
             .saturating_add(stream.held());
-        self.lease
-            .cover(self.buffered.saturating_add(self.quic_buffered) as u64);
+        self.held.settle();
         let data = stream
             .contiguous()
             .get(q.parsed[side]..)
@@ -935,7 +945,7 @@ impl Plugin for TlsPlugin {
         self.spool.share_memory(budget.spool_lease());
         // the handshake bytes held: `max_total_buffer` for the run
         let pool = budget.pool("tls.buffer", self.cfg.max_total_buffer as u64);
-        self.lease = budget.lease(&pool);
+        self.held.lease = budget.lease(&pool);
     }
 
     fn interest(&self) -> Interest {
@@ -986,20 +996,16 @@ impl Plugin for TlsPlugin {
             StreamData::Gap { .. } => {
                 side.finish();
                 ctx.stream_done();
-                self.buffered = self.buffered.saturating_sub(held);
+                self.held.tcp = self.held.tcp.saturating_sub(held);
                 return Ok(());
             }
         };
-        let total = self
-            .buffered
-            .saturating_add(self.quic_buffered)
-            .saturating_add(data.len());
-        if total > self.cfg.max_total_buffer || !self.lease.cover(total as u64) {
+        if !self.held.admits(data.len()) {
             side.finish();
             ctx.stream_done();
-            self.buffered = self.buffered.saturating_sub(held);
+            self.held.tcp = self.held.tcp.saturating_sub(held);
             self.over_budget += 1;
-            self.settle();
+            self.held.settle();
             return Ok(());
         }
         // a direction that does not start with a TLS record may start with
@@ -1019,7 +1025,7 @@ impl Plugin for TlsPlugin {
                 Step::Tls(v) => {
                     // what the skipper held is freed; the parser's bytes
                     // are counted below
-                    self.buffered = self.buffered.saturating_sub(held);
+                    self.held.tcp = self.held.tcp.saturating_sub(held);
                     self.after_preamble += 1;
                     owned = v;
                     owned.as_slice()
@@ -1032,8 +1038,9 @@ impl Plugin for TlsPlugin {
                         side.finish();
                         ctx.stream_done();
                     }
-                    self.buffered = self
-                        .buffered
+                    self.held.tcp = self
+                        .held
+                        .tcp
                         .saturating_sub(held)
                         .saturating_add(side.held());
                     return Ok(());
@@ -1070,11 +1077,12 @@ impl Plugin for TlsPlugin {
             side.finish();
             ctx.stream_done();
         }
-        self.buffered = self
-            .buffered
+        self.held.tcp = self
+            .held
+            .tcp
             .saturating_sub(held)
             .saturating_add(side.held());
-        self.settle();
+        self.held.settle();
         self.write_ready(flow, i);
         Ok(())
     }
@@ -1097,8 +1105,9 @@ impl Plugin for TlsPlugin {
         self.not_quic.remove(&flow.id);
         if let Some(q) = self.quic.remove(&flow.id) {
             let held: usize = q.crypto.iter().map(quic::CryptoStream::held).sum();
-            self.quic_buffered = self
-                .quic_buffered
+            self.held.quic = self
+                .held
+                .quic
                 .saturating_sub(held)
                 .saturating_sub(QUIC_CONN_BYTES);
             if q.hellos.iter().any(|n| *n > 0) {
@@ -1107,12 +1116,12 @@ impl Plugin for TlsPlugin {
         }
         if let Some(conn) = self.conns.remove(&flow.id) {
             let held: usize = conn.sides.iter().map(Side::held).sum();
-            self.buffered = self.buffered.saturating_sub(held);
+            self.held.tcp = self.held.tcp.saturating_sub(held);
             if conn.sides.iter().any(|s| s.hellos > 0) {
                 self.connections += 1;
             }
         }
-        self.settle();
+        self.held.settle();
         Ok(())
     }
 
@@ -1287,7 +1296,7 @@ mod tests {
             udp(&mut p, id, Direction::ToServer, good.len(), &good);
         }
         assert_eq!((p.quic_initials, p.hellos), (5, 4));
-        assert_eq!(p.quic_buffered, 4 * per + QUIC_CONN_BYTES);
+        assert_eq!(p.held.quic, 4 * per + QUIC_CONN_BYTES);
         assert_eq!(p.quic_crypto_dropped, 241);
         // the five others are given up, once each
         assert_eq!(p.over_budget, 5);
@@ -1302,9 +1311,9 @@ mod tests {
         for id in 0..10 {
             end(&mut p, id);
         }
-        assert_eq!(p.quic_buffered, 0);
+        assert_eq!(p.held.quic, 0);
         feed(&mut p, 21, Direction::ToServer, Some(&partial));
-        assert_eq!((p.over_budget, p.buffered), (6, 609));
+        assert_eq!((p.over_budget, p.held.tcp), (6, 609));
         // two workers of one run: half each, whatever the other holds
         let budget = crate::memory::MemoryBudget::for_workers(&crate::EngineConfig::default(), 2);
         let cfg = TlsConfig {
@@ -1318,15 +1327,15 @@ mod tests {
         for id in 0..10 {
             udp(&mut a, id, Direction::ToServer, good.len(), &good);
         }
-        assert_eq!((a.hellos, a.quic_buffered), (2, 2 * per));
+        assert_eq!((a.hellos, a.held.quic), (2, 2 * per));
         for id in 10..20 {
             udp(&mut b, id, Direction::ToServer, good.len(), &good);
         }
-        assert_eq!((b.hellos, b.quic_buffered), (2, 2 * per));
+        assert_eq!((b.hellos, b.held.quic), (2, 2 * per));
         // what a worker frees is its own again
         end(&mut a, 0);
         udp(&mut a, 30, Direction::ToServer, good.len(), &good);
-        assert_eq!((a.hellos, a.quic_buffered), (3, 2 * per));
+        assert_eq!((a.hellos, a.held.quic), (3, 2 * per));
     }
 
     /// RFC 9000 §17.2.1: a Version Negotiation packet has version 0, the
@@ -1465,14 +1474,14 @@ mod tests {
                 },
             )
             .unwrap();
-            assert!(p.buffered <= 4000, "{} held", p.buffered);
+            assert!(p.held.tcp <= 4000, "{} held", p.held.tcp);
         }
         assert_eq!(p.over_budget, 14, "6 handshakes of 609 bytes fit in 4000");
         for i in 0..20u64 {
             let f = Flow::new(FlowId(i), FiveTuple::default(), FlowContext::default());
             p.flow_destroyed(&f, EndReason::EndOfInput).unwrap();
         }
-        assert_eq!(p.buffered, 0);
+        assert_eq!(p.held.tcp, 0);
     }
 
     /// Feeds `data` of flow `id` in direction `dir` (a gap when `None`).
@@ -1572,7 +1581,7 @@ mod tests {
             let (s1, s2) = sh.split_at(i.min(sh.len() - 1));
             let two = run(&[c1, c2], &[s1, s2]);
             assert_eq!(hellos(&two, 1), expected, "split at {i}");
-            assert_eq!(two.buffered, 0);
+            assert_eq!(two.held.tcp, 0);
         }
     }
 
@@ -1778,7 +1787,7 @@ mod tests {
         end(&mut p, 1);
         assert_eq!(p.log.len(), 1);
         assert!(matches!(&p.log[0].2, Hello::Server(h) if h.cipher_suite == 0xc02f));
-        assert_eq!((p.hellos, p.connections, p.buffered), (1, 1, 0));
+        assert_eq!((p.hellos, p.connections, p.held.tcp), (1, 1, 0));
     }
 
     type OldSide = (Vec<u8>, bool, Vec<serde_json::Value>);
@@ -1957,7 +1966,7 @@ mod tests {
                 let dir = [Direction::ToServer, Direction::ToClient][*i];
                 feed(&mut p, *id, dir, data.as_deref());
                 old.handle(&cfg, *id, *i, data.as_deref());
-                assert_eq!(p.buffered, old.buffered, "round {round}");
+                assert_eq!(p.held.tcp, old.buffered, "round {round}");
                 assert_eq!(p.over_budget, old.over_budget, "round {round}");
                 let side = &p.conns[&FlowId(*id)].sides[*i];
                 let (buf, done, hellos) = &old.sides[&(*id, *i)];
@@ -1977,9 +1986,9 @@ mod tests {
                     .sum::<u64>();
                 end(&mut p, id);
                 old.end(id);
-                assert_eq!(p.buffered, old.buffered);
+                assert_eq!(p.held.tcp, old.buffered);
             }
-            assert_eq!(p.buffered, 0);
+            assert_eq!(p.held.tcp, 0);
             seen_over_budget += p.over_budget;
         }
         // the rounds did exercise both outcomes
@@ -2008,7 +2017,7 @@ mod tests {
         assert_eq!(c["sni"], "www.example.com");
         assert_eq!(s["alpn"], "h2");
         assert!(p.examined <= 4 * n, "{} bytes examined for {n}", p.examined);
-        assert_eq!(p.buffered, 0);
+        assert_eq!(p.held.tcp, 0);
 
         // a ClientHello padded to 30 KB, in records of one byte
         let m = padded_client_hello(30_000);
