@@ -359,8 +359,7 @@ impl InitialKeys {
             .get(pn_at + 4..pn_at + 20)
             .and_then(|s| s.try_into().ok())
             .ok_or(QuicError::Truncated)?;
-        let mut mask = aes::Block::from(sample);
-        self.hp.encrypt_block(&mut mask);
+        let mask = self.mask(sample);
         let first = header.first ^ (mask[0] & 0x0f);
         let pn_len = usize::from(first & 0x03) + 1;
         let mut head = packet
@@ -373,14 +372,10 @@ impl InitialKeys {
             head[pn_at + i] ^= mask[1 + i];
             pn = (pn << 8) | u64::from(head[pn_at + i]);
         }
-        // RFC 9001 §5.3: the nonce is the IV xored with the packet number
-        // (the truncated one: an observer of the first packets of a
-        // connection has nothing to expand it against, and Initial packet
-        // numbers start at 0)
-        let mut nonce = self.iv;
-        for (i, b) in pn.to_be_bytes().iter().enumerate() {
-            nonce[4 + i] ^= b;
-        }
+        // the truncated packet number: an observer of the first packets
+        // of a connection has nothing to expand it against, and Initial
+        // packet numbers start at 0
+        let nonce = self.nonce(pn);
         let body = packet.get(pn_at + pn_len..).ok_or(QuicError::Truncated)?;
         let plain = self
             .aead
@@ -393,6 +388,24 @@ impl InitialKeys {
             )
             .map_err(|_| QuicError::Decryption)?;
         Ok((pn, plain))
+    }
+
+    /// RFC 9001 §5.3: the AEAD nonce of packet number `pn`, the IV xored
+    /// with it.
+    fn nonce(&self, pn: u64) -> [u8; 12] {
+        let mut nonce = self.iv;
+        for (i, b) in pn.to_be_bytes().iter().enumerate() {
+            nonce[4 + i] ^= b;
+        }
+        nonce
+    }
+
+    /// RFC 9001 §5.4.3: the header protection mask of a packet whose
+    /// ciphertext sample is `sample`.
+    fn mask(&self, sample: [u8; 16]) -> aes::Block {
+        let mut mask = aes::Block::from(sample);
+        self.hp.encrypt_block(&mut mask);
+        mask
     }
 }
 
@@ -426,10 +439,7 @@ pub fn seal_initial(
     p.extend_from_slice(&(0x4000 | len).to_be_bytes());
     let pn_at = p.len();
     p.extend_from_slice(&pn.to_be_bytes());
-    let mut nonce = keys.iv;
-    for (i, b) in u64::from(pn).to_be_bytes().iter().enumerate() {
-        nonce[4 + i] ^= b;
-    }
+    let nonce = keys.nonce(u64::from(pn));
     let sealed = keys
         .aead
         .encrypt(
@@ -442,8 +452,7 @@ pub fn seal_initial(
         .ok()?;
     p.extend_from_slice(&sealed);
     let sample: [u8; 16] = p.get(pn_at + 4..pn_at + 20)?.try_into().ok()?;
-    let mut mask = aes::Block::from(sample);
-    keys.hp.encrypt_block(&mut mask);
+    let mask = keys.mask(sample);
     p[0] ^= mask[0] & 0x0f;
     for i in 0..4 {
         p[pn_at + i] ^= mask[1 + i];
