@@ -59,11 +59,35 @@ SPARK_SUBMIT=$("$PY" -c 'import os, pyspark; print(os.path.join(os.path.dirname(
 [ -f "$SHARED/bench/gen-pcap.py" ] || skip_or_fail "$SHARED/bench/gen-pcap.py not found"
 echo "spark test: tools ready in $(( $(date +%s) - T_BEGIN )) s ($(java -version 2>&1 | head -1); pyspark $("$PY" -c 'import pyspark; print(pyspark.__version__)'))"
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/pal-spark-test.XXXXXX")
+# A step that fails says which one, with its exit code (124: its deadline;
+# 137: killed, e.g. by the OOM killer), rather than ending the script mute.
+trap 'echo "spark test: FAIL: the step at line $LINENO of spark/ci-test.sh exited with $?" >&2' ERR
+
+# Disk: the 1M-packet capture is about 600 MB; it, its shards, their gzip
+# copies, the single run's files and Spark's outputs and scratch peak near
+# 1.5 GB. The work directory is the first of $TMPDIR (or /tmp), /var/tmp and
+# the build's target directory with NEED_MB free: a small tmpfs /tmp must not
+# fail the test half-way with "no space left" (or, worse, mid-write).
+NEED_MB=${PAL_SPARK_NEED_MB:-$((PACKETS * 2 / 1000))}
+avail_mb() { df -Pk "$1" 2>/dev/null | awk 'NR == 2 { print int($4 / 1024) }'; }
+WORK_PARENT=
+seen=
+for d in "${TMPDIR:-/tmp}" /var/tmp "$ROOT/target"; do
+  [ -d "$d" ] && [ -w "$d" ] || continue
+  a=$(avail_mb "$d"); a=${a:-0}
+  seen="$seen $d: ${a} MB;"
+  if [ "$a" -ge "$NEED_MB" ]; then WORK_PARENT=$d; break; fi
+done
+# Too little disk is this machine's limit, not the job's fault: SKIP, saying
+# so, even as root (the missing tools above fail a root run instead).
+[ -n "$WORK_PARENT" ] || { echo "SKIP spark test: no directory with ${NEED_MB} MB free for the capture and its shards (free:$seen)"; exit 0; }
+WORK=$(mktemp -d "$WORK_PARENT/pal-spark-test.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
+echo "spark test: working in $WORK ($(avail_mb "$WORK") MB free, ${NEED_MB} MB needed)"
+# gen-pcap's --quiet drops its progress lines; its errors still show
 timeout 300 python3 "$SHARED/bench/gen-pcap.py" --quiet --packets "$PACKETS" --flows 100000 \
-  --start "$START" --duration $((PERIOD * SHARDS - 15)) --out base.pcap 2>/dev/null
+  --start "$START" --duration $((PERIOD * SHARDS - 15)) --out base.pcap >/dev/null
 timeout 300 python3 "$ROOT/spark/gen-crossing.py" --base base.pcap --out capture.pcap \
   --start "$START" --period "$PERIOD" --shards "$SHARDS"
 rm base.pcap
@@ -73,6 +97,8 @@ n=$(ls shards/*.pcap | wc -l)
 mkdir gz
 for f in shards/*.pcap; do gzip -1 -c "$f" > "gz/$(basename "$f").gz"; done
 timeout 600 "$BIN_DIR/pcap-analyzer" -q -j 2 --format jsonl -o whole capture.pcap
+rm capture.pcap   # the checks compare with whole/; the shards stay for Spark
+mkdir spark-local
 echo "spark test: capture, shards and single run ready at $(( $(date +%s) - T_BEGIN )) s"
 
 export PYSPARK_PYTHON=$PY PYSPARK_DRIVER_PYTHON=$PY
@@ -80,6 +106,7 @@ run_spark() { # INPUT OUT [ARGS...]
   local input=$1 out=$2; shift 2
   timeout 600 "$SPARK_SUBMIT" --master 'local[2]' --driver-memory 2g \
     --conf spark.ui.enabled=false --conf spark.ui.showConsoleProgress=false \
+    --conf "spark.local.dir=$WORK/spark-local" \
     "$ROOT/spark/pal_spark.py" --input "$input" --out "$out" \
     --bin "$BIN_DIR/pcap-analyzer" "$@" 2> "$out.log" ||
     { echo "spark test: spark-submit failed" >&2; tail -40 "$out.log" >&2; exit 1; }
