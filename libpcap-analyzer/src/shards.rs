@@ -114,6 +114,127 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
     }
 }
 
+/// A key with a small form for its common case (both addresses IPv4),
+/// ordered as the key is: `a.small() < b.small()` exactly when `a < b`.
+pub(crate) trait Compact: Sized + Copy + Hash + Eq + Ord {
+    /// The small form.
+    type Small: Copy + Hash + Eq + Ord;
+    /// The small form of this key, when it has one.
+    fn small(&self) -> Option<Self::Small>;
+    /// The key of a small form.
+    fn from_small(s: &Self::Small) -> Self;
+}
+
+/// A key of a [`SplitMap`], where it lies.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum KeyRef<'a, K: Compact> {
+    /// In the small table.
+    Small(&'a K::Small),
+    /// In the table of the other keys.
+    Wide(&'a K),
+}
+
+impl<K: Compact> KeyRef<'_, K> {
+    /// The key.
+    pub(crate) fn key(&self) -> K {
+        match self {
+            KeyRef::Small(s) => K::from_small(s),
+            KeyRef::Wide(k) => **k,
+        }
+    }
+}
+
+impl<K: Compact> PartialEq for KeyRef<'_, K> {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o).is_eq()
+    }
+}
+impl<K: Compact> Eq for KeyRef<'_, K> {}
+impl<K: Compact> PartialOrd for KeyRef<'_, K> {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+/// The keys' order (the small forms compared as they are).
+impl<K: Compact> Ord for KeyRef<'_, K> {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        match (self, o) {
+            (KeyRef::Small(a), KeyRef::Small(b)) => a.cmp(b),
+            (KeyRef::Wide(a), KeyRef::Wide(b)) => a.cmp(b),
+            _ => self.key().cmp(&o.key()),
+        }
+    }
+}
+
+/// A [`ShardedMap`] whose keys of a small form (IPv4 addresses) are held
+/// in that form, in a table of their own: a report row of two IPv4
+/// addresses takes 8 bytes of key, where an `IpAddr` pair takes 34 (40
+/// with the padding of the row).
+#[derive(Debug, Clone)]
+pub(crate) struct SplitMap<K: Compact, V> {
+    small: ShardedMap<K::Small, V>,
+    wide: ShardedMap<K, V>,
+}
+
+impl<K: Compact, V> Default for SplitMap<K, V> {
+    fn default() -> Self {
+        SplitMap {
+            small: ShardedMap::default(),
+            wide: ShardedMap::default(),
+        }
+    }
+}
+
+impl<K: Compact, V> SplitMap<K, V> {
+    /// Number of keys.
+    pub(crate) fn len(&self) -> usize {
+        self.small.len() + self.wide.len()
+    }
+
+    /// As [`ShardedMap::get_or_try_insert`].
+    pub(crate) fn get_or_try_insert(
+        &mut self,
+        k: K,
+        new: impl FnOnce(&K) -> Option<V>,
+    ) -> Option<&mut V> {
+        match k.small() {
+            Some(s) => self.small.get_or_try_insert(s, |_| new(&k)),
+            None => self.wide.get_or_try_insert(k, new),
+        }
+    }
+
+    /// As [`ShardedMap::absorb`]; `enter` is told the number of keys of
+    /// both tables.
+    pub(crate) fn absorb(
+        &mut self,
+        other: SplitMap<K, V>,
+        mut fold: impl FnMut(&mut V, V),
+        mut enter: impl FnMut(&K, V, usize) -> Option<V>,
+    ) {
+        let wide = self.wide.len();
+        self.small.absorb(other.small, &mut fold, |s, v, n| {
+            enter(&K::from_small(s), v, n + wide)
+        });
+        let small = self.small.len();
+        self.wide
+            .absorb(other.wide, fold, |k, v, n| enter(k, v, n + small));
+    }
+
+    /// Keeps the entries for which `keep` is `true`.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) {
+        self.small.retain(|s, v| keep(&K::from_small(s), v));
+        self.wide.retain(keep);
+    }
+
+    /// The entries, in no particular order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (KeyRef<'_, K>, &V)> {
+        self.small
+            .iter()
+            .map(|(s, v)| (KeyRef::Small(s), v))
+            .chain(self.wide.iter().map(|(k, v)| (KeyRef::Wide(k), v)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +276,75 @@ mod tests {
         assert_eq!(got, want);
         let used = m.parts.iter().filter(|p| !p.is_empty()).count();
         assert_eq!(used, PARTS, "every part holds keys");
+    }
+
+    /// A key held small below 2^32.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    struct Wide(u64);
+
+    impl Compact for Wide {
+        type Small = u32;
+        fn small(&self) -> Option<u32> {
+            u32::try_from(self.0).ok()
+        }
+        fn from_small(s: &u32) -> Wide {
+            Wide(u64::from(*s))
+        }
+    }
+
+    /// A `SplitMap` holds, refuses, folds and drops what a `HashMap` does,
+    /// both tables in use, and its entries sort in the keys' order.
+    #[test]
+    fn a_split_map_holds_what_a_hash_map_holds_in_key_order() {
+        let (mut a, mut b): (SplitMap<Wide, u64>, SplitMap<Wide, u64>) = Default::default();
+        let (mut ha, mut hb) = (HashMap::new(), HashMap::new());
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for i in 0..40_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // half the keys past 2^32
+            let k = if x & 1 == 0 {
+                x % 9_000
+            } else {
+                (1 << 32) + x % 9_000
+            };
+            let (m, h) = if i % 2 == 0 {
+                (&mut a, &mut ha)
+            } else {
+                (&mut b, &mut hb)
+            };
+            if let Some(v) = m.get_or_try_insert(Wide(k), |k| (k.0 % 11 != 0).then_some(0)) {
+                *v += i;
+            }
+            if k % 11 != 0 {
+                *h.entry(k).or_insert(0) += i;
+            }
+        }
+        a.retain(|k, _| k.0 % 3 != 0);
+        ha.retain(|k, _| k % 3 != 0);
+        let before = a.len();
+        let mut entered = 0;
+        a.absorb(
+            b,
+            |e, v| *e += v,
+            |_, v, n| {
+                assert_eq!(n, before + entered, "told the keys of both tables");
+                entered += 1;
+                Some(v)
+            },
+        );
+        for (k, v) in hb {
+            *ha.entry(k).or_insert(0) += v;
+        }
+        assert_eq!(a.len(), ha.len());
+        assert!(a.small.len() > 1000 && a.wide.len() > 1000);
+        let mut rows: Vec<_> = a.iter().collect();
+        rows.sort_unstable_by(|x, y| x.0.cmp(&y.0));
+        let got: Vec<(u64, u64)> = rows.iter().map(|(k, v)| (k.key().0, **v)).collect();
+        let mut want: Vec<(u64, u64)> = ha.into_iter().collect();
+        want.sort_unstable();
+        assert_eq!(got, want);
     }
 
     /// `absorb` gives what inserting the other map's entries one by one

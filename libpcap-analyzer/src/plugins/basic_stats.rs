@@ -18,7 +18,7 @@ use crate::plugin::{
     EndReason, Interest, Layers, Plugin, PluginBuilder, PluginError, PluginResult, downcast,
     write_atomically_with,
 };
-use crate::shards::ShardedMap;
+use crate::shards::{Compact, KeyRef, SplitMap};
 use crate::stats::AnalyzerStats;
 use libpcap_tools::{Config, FiveTuple, Flow, ipproto};
 use serde::Serialize;
@@ -85,12 +85,68 @@ impl std::hash::Hash for AddrPair {
     }
 }
 
+/// An [`AddrPair`] of two IPv4 addresses, as integers (in the pair's order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct AddrPair4(u32, u32);
+
+impl Compact for AddrPair {
+    type Small = AddrPair4;
+    fn small(&self) -> Option<AddrPair4> {
+        match (self.0, self.1) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => Some(AddrPair4(a.to_bits(), b.to_bits())),
+            _ => None,
+        }
+    }
+    fn from_small(s: &AddrPair4) -> AddrPair {
+        AddrPair(
+            IpAddr::V4(std::net::Ipv4Addr::from_bits(s.0)),
+            IpAddr::V4(std::net::Ipv4Addr::from_bits(s.1)),
+        )
+    }
+}
+
+/// A [`FiveTuple`] of IPv4 addresses, the fields in its order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct FiveTuple4 {
+    src: u32,
+    dst: u32,
+    src_port: u16,
+    dst_port: u16,
+    proto: u8,
+}
+
+/// The L4 key's small form: 16 bytes, where a `FiveTuple` takes 40.
+impl Compact for FiveTuple {
+    type Small = FiveTuple4;
+    fn small(&self) -> Option<FiveTuple4> {
+        match (self.src, self.dst) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => Some(FiveTuple4 {
+                src: a.to_bits(),
+                dst: b.to_bits(),
+                src_port: self.src_port,
+                dst_port: self.dst_port,
+                proto: self.proto,
+            }),
+            _ => None,
+        }
+    }
+    fn from_small(s: &FiveTuple4) -> FiveTuple {
+        FiveTuple {
+            src: IpAddr::V4(std::net::Ipv4Addr::from_bits(s.src)),
+            dst: IpAddr::V4(std::net::Ipv4Addr::from_bits(s.dst)),
+            src_port: s.src_port,
+            dst_port: s.dst_port,
+            proto: s.proto,
+        }
+    }
+}
+
 /// The `basic-stats` plugin.
 #[derive(Debug, Default)]
 pub struct BasicStats {
     cfg: BasicStatsConfig,
-    l3: ShardedMap<AddrPair, Conv>,
-    l4: ShardedMap<FiveTuple, Conv>,
+    l3: SplitMap<AddrPair, Conv>,
+    l4: SplitMap<FiveTuple, Conv>,
     other_l3: Conv,
     other_l4: Conv,
     end_reasons: HashMap<EndReason, u64, foldhash::fast::RandomState>,
@@ -112,8 +168,8 @@ struct Sample {
 /// Estimated bytes of an L4 row (the larger).
 const ROW_BYTES: u64 = crate::memory::row_bytes(std::mem::size_of::<(FiveTuple, Conv)>());
 
-fn prune<K: std::hash::Hash + Eq>(
-    map: &mut ShardedMap<K, Conv>,
+fn prune<K: Compact>(
+    map: &mut SplitMap<K, Conv>,
     other: &mut Conv,
     sample: &mut Sample,
     level: u32,
@@ -130,8 +186,8 @@ fn prune<K: std::hash::Hash + Eq>(
 
 /// Adds `c` to the row of `k`; `counting`: a key new to the table is
 /// counted by the sampler (not when merging: it was counted where seen).
-fn bump<K: std::hash::Hash + Eq>(
-    map: &mut ShardedMap<K, Conv>,
+fn bump<K: Compact>(
+    map: &mut SplitMap<K, Conv>,
     cap: usize,
     other: &mut Conv,
     sample: &mut Sample,
@@ -162,9 +218,9 @@ fn bump<K: std::hash::Hash + Eq>(
 /// Folds `from`, a table of another worker, into `map`: its keys were
 /// counted by the sampler where they were seen; a key refused goes to
 /// `other`, as [`bump`] does.
-fn absorb<K: std::hash::Hash + Eq>(
-    map: &mut ShardedMap<K, Conv>,
-    from: ShardedMap<K, Conv>,
+fn absorb<K: Compact>(
+    map: &mut SplitMap<K, Conv>,
+    from: SplitMap<K, Conv>,
     cap: usize,
     other: &mut Conv,
     sample: &mut Sample,
@@ -338,10 +394,13 @@ impl Plugin for BasicStats {
 impl BasicStats {
     /// The results, borrowing the tables (conversations sorted).
     fn report(&self) -> Report<'_> {
-        let mut l3: Vec<_> = self.l3.iter().collect();
-        l3.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let mut l4: Vec<_> = self.l4.iter().collect();
-        l4.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        // sized at once: the tables' iterators cannot tell their length
+        let mut l3 = Vec::with_capacity(self.l3.len());
+        l3.extend(self.l3.iter());
+        l3.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut l4 = Vec::with_capacity(self.l4.len());
+        l4.extend(self.l4.iter());
+        l4.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let r = &self.run;
         Report {
             anomalies: &r.anomalies,
@@ -418,46 +477,49 @@ struct LayerCounts {
     udp: u64,
 }
 
-struct L3Rows<'a>(Vec<(&'a AddrPair, &'a Conv)>);
+struct L3Rows<'a>(Vec<(KeyRef<'a, AddrPair>, &'a Conv)>);
 
 impl Serialize for L3Rows<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
         struct Row<'a> {
-            a: &'a IpAddr,
-            b: &'a IpAddr,
+            a: IpAddr,
+            b: IpAddr,
             #[serde(flatten)]
             conv: &'a Conv,
         }
-        s.collect_seq(
-            self.0
-                .iter()
-                .map(|(AddrPair(a, b), conv)| Row { a, b, conv }),
-        )
+        s.collect_seq(self.0.iter().map(|(k, conv)| {
+            let AddrPair(a, b) = k.key();
+            Row { a, b, conv }
+        }))
     }
 }
 
-struct L4Rows<'a>(Vec<(&'a FiveTuple, &'a Conv)>);
+struct L4Rows<'a>(Vec<(KeyRef<'a, FiveTuple>, &'a Conv)>);
 
 impl Serialize for L4Rows<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
         struct Row<'a> {
-            a: &'a IpAddr,
+            a: IpAddr,
             a_port: u16,
-            b: &'a IpAddr,
+            b: IpAddr,
             b_port: u16,
             #[serde(flatten)]
             conv: &'a Conv,
             protocol: std::borrow::Cow<'static, str>,
         }
-        s.collect_seq(self.0.iter().map(|(k, conv)| Row {
-            a: &k.src,
-            a_port: k.src_port,
-            b: &k.dst,
-            b_port: k.dst_port,
-            conv,
-            protocol: ipproto::name(k.proto).map_or_else(|| k.proto.to_string().into(), Into::into),
+        s.collect_seq(self.0.iter().map(|(k, conv)| {
+            let k = k.key();
+            Row {
+                a: k.src,
+                a_port: k.src_port,
+                b: k.dst,
+                b_port: k.dst_port,
+                conv,
+                protocol: ipproto::name(k.proto)
+                    .map_or_else(|| k.proto.to_string().into(), Into::into),
+            }
         }))
     }
 }
