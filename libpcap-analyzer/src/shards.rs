@@ -136,6 +136,7 @@ pub(crate) enum KeyRef<'a, K: Compact> {
 
 impl<K: Compact> KeyRef<'_, K> {
     /// The key.
+    #[inline]
     pub(crate) fn key(&self) -> K {
         match self {
             KeyRef::Small(s) => K::from_small(s),
@@ -157,6 +158,7 @@ impl<K: Compact> PartialOrd for KeyRef<'_, K> {
 }
 /// The keys' order (the small forms compared as they are).
 impl<K: Compact> Ord for KeyRef<'_, K> {
+    #[inline]
     fn cmp(&self, o: &Self) -> std::cmp::Ordering {
         match (self, o) {
             (KeyRef::Small(a), KeyRef::Small(b)) => a.cmp(b),

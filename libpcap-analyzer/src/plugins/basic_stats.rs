@@ -86,8 +86,15 @@ impl std::hash::Hash for AddrPair {
 }
 
 /// An [`AddrPair`] of two IPv4 addresses, as integers (in the pair's order).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct AddrPair4(u32, u32);
+
+/// Hashed as one integer.
+impl std::hash::Hash for AddrPair4 {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64((u64::from(self.0) << 32) | u64::from(self.1));
+    }
+}
 
 impl Compact for AddrPair {
     type Small = AddrPair4;
@@ -106,13 +113,25 @@ impl Compact for AddrPair {
 }
 
 /// A [`FiveTuple`] of IPv4 addresses, the fields in its order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct FiveTuple4 {
     src: u32,
     dst: u32,
     src_port: u16,
     dst_port: u16,
     proto: u8,
+}
+
+/// Hashed as two integers.
+impl std::hash::Hash for FiveTuple4 {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64((u64::from(self.src) << 32) | u64::from(self.dst));
+        state.write_u64(
+            (u64::from(self.src_port) << 24)
+                | (u64::from(self.dst_port) << 8)
+                | u64::from(self.proto),
+        );
+    }
 }
 
 /// The L4 key's small form: 16 bytes, where a `FiveTuple` takes 40.
