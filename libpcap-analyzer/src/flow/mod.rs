@@ -100,6 +100,90 @@ pub struct FlowKey {
     pub context: FlowContext,
 }
 
+/// A [`FlowKey`] of two IPv4 addresses, as integers: 24 bytes where a
+/// `FlowKey` takes 56, so an entry of the index takes 32 bytes, not 64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FlowKey4 {
+    addrs: u64,
+    ports: u32,
+    proto: u8,
+    depth: u8,
+    vlan: u16,
+    tunnel: u64,
+}
+
+impl std::hash::Hash for FlowKey4 {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.addrs);
+        state.write_u64(
+            (u64::from(self.ports) << 32)
+                | (u64::from(self.vlan) << 16)
+                | (u64::from(self.depth) << 8)
+                | u64::from(self.proto),
+        );
+        state.write_u64(self.tunnel);
+    }
+}
+
+impl FlowKey {
+    /// The small form of a key of two IPv4 addresses.
+    #[inline]
+    fn small(&self) -> Option<FlowKey4> {
+        let t = &self.tuple;
+        match (t.src, t.dst) {
+            (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) => Some(FlowKey4 {
+                addrs: (u64::from(s.to_bits()) << 32) | u64::from(d.to_bits()),
+                ports: (u32::from(t.src_port) << 16) | u32::from(t.dst_port),
+                proto: t.proto,
+                depth: self.context.depth,
+                vlan: self.context.vlan,
+                tunnel: self.context.tunnel,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// The index of a flow table: slot by key, the keys of two IPv4 addresses
+/// in a table of their own, small.
+#[derive(Debug, Default)]
+struct FlowIndex {
+    v4: HashMap<FlowKey4, u32, foldhash::fast::RandomState>,
+    other: HashMap<FlowKey, u32, foldhash::fast::RandomState>,
+}
+
+impl FlowIndex {
+    fn len(&self) -> usize {
+        self.v4.len() + self.other.len()
+    }
+
+    #[inline]
+    fn get(&self, k: &FlowKey) -> Option<u32> {
+        match k.small() {
+            Some(s) => self.v4.get(&s).copied(),
+            None => self.other.get(k).copied(),
+        }
+    }
+
+    fn insert(&mut self, k: FlowKey, slot: u32) {
+        match k.small() {
+            Some(s) => self.v4.insert(s, slot),
+            None => self.other.insert(k, slot),
+        };
+    }
+
+    fn remove(&mut self, k: &FlowKey) {
+        match k.small() {
+            Some(s) => self.v4.remove(&s),
+            None => self.other.remove(k),
+        };
+    }
+
+    fn slots(&self) -> impl Iterator<Item = u32> + '_ {
+        self.v4.values().chain(self.other.values()).copied()
+    }
+}
+
 /// TCP state kept for a flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TcpTrack {
@@ -211,7 +295,7 @@ const STALE_DEADLINES: usize = 1 << 16;
 #[derive(Debug)]
 pub struct FlowTable<X> {
     cfg: FlowConfig,
-    map: HashMap<FlowKey, u32, foldhash::fast::RandomState>,
+    map: FlowIndex,
     slots: Vec<Option<FlowEntry<X>>>,
     free: Vec<u32>,
     deadlines: Deadlines,
@@ -274,7 +358,7 @@ impl<X: Default> FlowTable<X> {
         ];
         FlowTable {
             cfg,
-            map: HashMap::default(),
+            map: FlowIndex::default(),
             slots: Vec::new(),
             free: Vec::new(),
             deadlines: Deadlines::default(),
@@ -302,7 +386,7 @@ impl<X: Default> FlowTable<X> {
 
     /// `true` when no flow is held.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.map.len() == 0
     }
 
     /// The counters.
@@ -508,7 +592,7 @@ impl<X: Default> FlowTable<X> {
         let is_tcp = tuple.proto == ipproto::TCP;
         let pure_syn = is_tcp && tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
 
-        let mut slot = self.map.get(&key).copied();
+        let mut slot = self.map.get(&key);
         // a new SYN on a closed flow: the old connection is over, a new one starts
         if let Some(s) = slot
             && pure_syn
@@ -695,7 +779,7 @@ impl<X: Default> FlowTable<X> {
         self.end_at_input_end(&order);
         // nothing is left: give the memory back for the results
         self.deadlines = Deadlines::default();
-        self.map = HashMap::default();
+        self.map = FlowIndex::default();
         self.slots = Vec::new();
         self.free = Vec::new();
     }
@@ -705,7 +789,7 @@ impl<X: Default> FlowTable<X> {
     /// [`FlowTable::end_at_input_end`], taking the ended flows in between,
     /// so that they are not all held twice at once.
     pub fn drain_order(&self) -> Vec<u32> {
-        let mut slots: Vec<u32> = self.map.values().copied().collect();
+        let mut slots: Vec<u32> = self.map.slots().collect();
         // deterministic order: by flow id
         slots.sort_by_key(|s| {
             self.slots

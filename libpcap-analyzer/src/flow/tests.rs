@@ -284,3 +284,63 @@ fn closed_connections_do_not_fill_the_deadline_queue() {
     // (all of them here) would be queued
     assert!(most < n as usize / 2, "{most} deadlines queued");
 }
+
+/// The index holds a key of two IPv4 addresses small and any other key as
+/// it is: keys that differ in one field only (ports, protocol, VLAN, tunnel
+/// depth or hash) are apart, a mixed or IPv6 key is found, a removed key
+/// is gone.
+#[test]
+fn the_index_tells_apart_what_the_key_tells_apart() {
+    let base = FlowKey {
+        tuple: key(C, 1000, S, 53, ipproto::UDP),
+        context: FlowContext::default(),
+    };
+    let mut keys = vec![base];
+    let mut k = base;
+    k.tuple.src_port = 1001;
+    keys.push(k);
+    let mut k = base;
+    k.tuple.dst_port = 54;
+    keys.push(k);
+    let mut k = base;
+    k.tuple.proto = ipproto::TCP;
+    keys.push(k);
+    let mut k = base;
+    k.tuple.dst = IpAddr::from([10, 0, 0, 3]);
+    keys.push(k);
+    let mut k = base;
+    k.context.vlan = 7;
+    keys.push(k);
+    let mut k = base;
+    k.context.depth = 1;
+    keys.push(k);
+    let mut k = base;
+    k.context.tunnel = 0xdead_beef;
+    keys.push(k);
+    let mut k = base;
+    k.tuple.src = "2001:db8::1".parse().unwrap();
+    k.tuple.dst = "2001:db8::2".parse().unwrap();
+    keys.push(k);
+    let mut k = base;
+    k.tuple.dst = "2001:db8::2".parse().unwrap();
+    keys.push(k);
+    let mut index = FlowIndex::default();
+    for (i, k) in keys.iter().enumerate() {
+        assert_eq!(index.get(k), None, "{i}");
+        index.insert(*k, i as u32);
+    }
+    assert_eq!(index.len(), keys.len());
+    assert_eq!((index.v4.len(), index.other.len()), (8, 2));
+    for (i, k) in keys.iter().enumerate() {
+        assert_eq!(index.get(k), Some(i as u32), "{i}");
+    }
+    let mut slots: Vec<u32> = index.slots().collect();
+    slots.sort_unstable();
+    assert_eq!(slots, (0..keys.len() as u32).collect::<Vec<_>>());
+    index.remove(&keys[5]);
+    index.remove(&keys[8]);
+    assert_eq!(index.get(&keys[5]), None);
+    assert_eq!(index.get(&keys[8]), None);
+    assert_eq!(index.get(&keys[0]), Some(0));
+    assert_eq!(index.len(), keys.len() - 2);
+}
