@@ -114,6 +114,15 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
     }
 }
 
+/// Two addresses as integers when both are IPv4: the small form of a key.
+#[inline]
+pub(crate) fn v4_pair(a: &std::net::IpAddr, b: &std::net::IpAddr) -> Option<(u32, u32)> {
+    match (a, b) {
+        (std::net::IpAddr::V4(a), std::net::IpAddr::V4(b)) => Some((a.to_bits(), b.to_bits())),
+        _ => None,
+    }
+}
+
 /// A key with a small form for its common case (both addresses IPv4),
 /// ordered as the key is: `a.small() < b.small()` exactly when `a < b`.
 pub(crate) trait Compact: Sized + Copy + Hash + Eq + Ord {

@@ -130,17 +130,15 @@ impl FlowKey {
     #[inline]
     fn small(&self) -> Option<FlowKey4> {
         let t = &self.tuple;
-        match (t.src, t.dst) {
-            (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) => Some(FlowKey4 {
-                addrs: (u64::from(s.to_bits()) << 32) | u64::from(d.to_bits()),
-                ports: (u32::from(t.src_port) << 16) | u32::from(t.dst_port),
-                proto: t.proto,
-                depth: self.context.depth,
-                vlan: self.context.vlan,
-                tunnel: self.context.tunnel,
-            }),
-            _ => None,
-        }
+        let (s, d) = crate::shards::v4_pair(&t.src, &t.dst)?;
+        Some(FlowKey4 {
+            addrs: (u64::from(s) << 32) | u64::from(d),
+            ports: (u32::from(t.src_port) << 16) | u32::from(t.dst_port),
+            proto: t.proto,
+            depth: self.context.depth,
+            vlan: self.context.vlan,
+            tunnel: self.context.tunnel,
+        })
     }
 }
 

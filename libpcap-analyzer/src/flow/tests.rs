@@ -295,35 +295,26 @@ fn the_index_tells_apart_what_the_key_tells_apart() {
         tuple: key(C, 1000, S, 53, ipproto::UDP),
         context: FlowContext::default(),
     };
+    let changes: [fn(&mut FlowKey); 9] = [
+        |k| k.tuple.src_port = 1001,
+        |k| k.tuple.dst_port = 54,
+        |k| k.tuple.proto = ipproto::TCP,
+        |k| k.tuple.dst = IpAddr::from([10, 0, 0, 3]),
+        |k| k.context.vlan = 7,
+        |k| k.context.depth = 1,
+        |k| k.context.tunnel = 0xdead_beef,
+        |k| {
+            k.tuple.src = "2001:db8::1".parse().unwrap();
+            k.tuple.dst = "2001:db8::2".parse().unwrap();
+        },
+        |k| k.tuple.dst = "2001:db8::2".parse().unwrap(),
+    ];
     let mut keys = vec![base];
-    let mut k = base;
-    k.tuple.src_port = 1001;
-    keys.push(k);
-    let mut k = base;
-    k.tuple.dst_port = 54;
-    keys.push(k);
-    let mut k = base;
-    k.tuple.proto = ipproto::TCP;
-    keys.push(k);
-    let mut k = base;
-    k.tuple.dst = IpAddr::from([10, 0, 0, 3]);
-    keys.push(k);
-    let mut k = base;
-    k.context.vlan = 7;
-    keys.push(k);
-    let mut k = base;
-    k.context.depth = 1;
-    keys.push(k);
-    let mut k = base;
-    k.context.tunnel = 0xdead_beef;
-    keys.push(k);
-    let mut k = base;
-    k.tuple.src = "2001:db8::1".parse().unwrap();
-    k.tuple.dst = "2001:db8::2".parse().unwrap();
-    keys.push(k);
-    let mut k = base;
-    k.tuple.dst = "2001:db8::2".parse().unwrap();
-    keys.push(k);
+    keys.extend(changes.iter().map(|change| {
+        let mut k = base;
+        change(&mut k);
+        k
+    }));
     let mut index = FlowIndex::default();
     for (i, k) in keys.iter().enumerate() {
         assert_eq!(index.get(k), None, "{i}");

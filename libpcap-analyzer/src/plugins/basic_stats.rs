@@ -18,7 +18,7 @@ use crate::plugin::{
     EndReason, Interest, Layers, Plugin, PluginBuilder, PluginError, PluginResult, downcast,
     write_atomically_with,
 };
-use crate::shards::{Compact, KeyRef, SplitMap};
+use crate::shards::{Compact, KeyRef, SplitMap, v4_pair};
 use crate::stats::AnalyzerStats;
 use libpcap_tools::{Config, FiveTuple, Flow, ipproto};
 use serde::Serialize;
@@ -99,10 +99,7 @@ impl std::hash::Hash for AddrPair4 {
 impl Compact for AddrPair {
     type Small = AddrPair4;
     fn small(&self) -> Option<AddrPair4> {
-        match (self.0, self.1) {
-            (IpAddr::V4(a), IpAddr::V4(b)) => Some(AddrPair4(a.to_bits(), b.to_bits())),
-            _ => None,
-        }
+        v4_pair(&self.0, &self.1).map(|(a, b)| AddrPair4(a, b))
     }
     fn from_small(s: &AddrPair4) -> AddrPair {
         AddrPair(
@@ -138,16 +135,14 @@ impl std::hash::Hash for FiveTuple4 {
 impl Compact for FiveTuple {
     type Small = FiveTuple4;
     fn small(&self) -> Option<FiveTuple4> {
-        match (self.src, self.dst) {
-            (IpAddr::V4(a), IpAddr::V4(b)) => Some(FiveTuple4 {
-                src: a.to_bits(),
-                dst: b.to_bits(),
-                src_port: self.src_port,
-                dst_port: self.dst_port,
-                proto: self.proto,
-            }),
-            _ => None,
-        }
+        let (src, dst) = v4_pair(&self.src, &self.dst)?;
+        Some(FiveTuple4 {
+            src,
+            dst,
+            src_port: self.src_port,
+            dst_port: self.dst_port,
+            proto: self.proto,
+        })
     }
     fn from_small(s: &FiveTuple4) -> FiveTuple {
         FiveTuple {

@@ -29,7 +29,7 @@ use crate::plugin::{
     Interest, Layers, Plugin, PluginBuilder, PluginError, PluginResult, downcast,
     write_atomically_with,
 };
-use crate::shards::{Compact, KeyRef, SplitMap};
+use crate::shards::{Compact, KeyRef, SplitMap, v4_pair};
 use libpcap_tools::{Config, ipproto};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -195,15 +195,13 @@ impl std::hash::Hash for ConnKey4 {
 impl Compact for ConnKey {
     type Small = ConnKey4;
     fn small(&self) -> Option<ConnKey4> {
-        match (self.src, self.dst) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => Some(ConnKey4 {
-                src: s.to_bits(),
-                src_port: self.src_port,
-                dst: d.to_bits(),
-                dst_port: self.dst_port,
-            }),
-            _ => None,
-        }
+        let (src, dst) = v4_pair(&self.src, &self.dst)?;
+        Some(ConnKey4 {
+            src,
+            src_port: self.src_port,
+            dst,
+            dst_port: self.dst_port,
+        })
     }
     fn from_small(k: &ConnKey4) -> ConnKey {
         ConnKey {
