@@ -30,9 +30,10 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Bytes of one flow in the flow table: its entry (488 bytes: the flow with
-/// its TCP and connection tracking), its place in the hash table and the
-/// expiry heap, and the tables' spare capacity. Measured: peak RSS of two
+/// Bytes of one flow in the flow table: its entry (440 bytes: the flow with
+/// its TCP and connection tracking; 496 while it also held its table key),
+/// its place in the hash table and the expiry heap, and the tables' spare
+/// capacity. Measured: peak RSS of two
 /// SYN floods of 100,000 and 200,000 flows with `-p community-id -o`, the
 /// difference divided by the difference of flows (599 bytes); see the
 /// README's "Memory" section. The rows of the reports are budgeted apart

@@ -170,11 +170,17 @@ impl FlowIndex {
         };
     }
 
-    fn remove(&mut self, k: &FlowKey) {
+    fn remove(&mut self, k: &FlowKey) -> Option<u32> {
         match k.small() {
             Some(s) => self.v4.remove(&s),
             None => self.other.remove(k),
-        };
+        }
+    }
+
+    /// Removes the key of `slot`, whatever it is (a scan).
+    fn remove_slot(&mut self, slot: u32) {
+        self.v4.retain(|_, s| *s != slot);
+        self.other.retain(|_, s| *s != slot);
     }
 
     fn slots(&self) -> impl Iterator<Item = u32> + '_ {
@@ -227,16 +233,20 @@ pub struct FlowEntry<X> {
     pub tcp: TcpTrack,
     /// Per-flow data of the analyzer (stream reassembly, …).
     pub ext: X,
-    key: FlowKey,
     generation: u32,
     last_activity: i64,
     closing: Option<EndReason>,
 }
 
 impl<X> FlowEntry<X> {
-    /// The table key of this flow.
-    pub fn key(&self) -> &FlowKey {
-        &self.key
+    /// The table key of this flow: its 5-tuple in canonical orientation
+    /// and its context (made from the flow rather than held beside it: 56
+    /// bytes a flow).
+    pub fn key(&self) -> FlowKey {
+        FlowKey {
+            tuple: self.flow.key.canonical(),
+            context: self.flow.context,
+        }
     }
 
     /// `Some(reason)` when the TCP flow is closed and lingering.
@@ -401,7 +411,7 @@ impl<X: Default> FlowTable<X> {
         if e.closing.is_some() {
             return self.timeouts[1];
         }
-        match e.key.tuple.proto {
+        match e.flow.key.proto {
             ipproto::TCP => self.timeouts[0],
             ipproto::UDP => self.timeouts[2],
             ipproto::ICMP | ipproto::ICMPV6 => self.timeouts[3],
@@ -476,7 +486,11 @@ impl<X: Default> FlowTable<X> {
             return;
         };
         e.flow.conn.finish();
-        self.map.remove(&e.key);
+        // the key the flow was indexed by, unless its 5-tuple or context
+        // was changed through `get_mut`: then found by its slot
+        if self.map.remove(&e.key()) != Some(slot) {
+            self.map.remove_slot(slot);
+        }
         if let Some(e) = held.take() {
             self.ended.push((e, reason));
         }
@@ -718,7 +732,6 @@ impl<X: Default> FlowTable<X> {
                 ..TcpTrack::default()
             },
             ext: X::default(),
-            key,
             generation,
             last_activity,
             closing: None,

@@ -335,3 +335,41 @@ fn the_index_tells_apart_what_the_key_tells_apart() {
     assert_eq!(index.get(&keys[0]), Some(0));
     assert_eq!(index.len(), keys.len() - 2);
 }
+
+/// A flow's table key is made from the flow: the same from either
+/// direction's first packet, after a SYN-ACK turned the flow around, and a
+/// flow whose 5-tuple was changed through `get_mut` still leaves the index
+/// when it ends.
+#[test]
+fn a_flow_leaves_the_index_by_the_key_made_from_it() {
+    let mut t = Table::new(FlowConfig::default());
+    let udp = key(C, 5000, S, 53, ipproto::UDP);
+    let a = track(&mut t, &udp.reversed(), 1, 0, 0);
+    let tcp = key(C, 40000, S, 443, ipproto::TCP);
+    // the SYN-ACK first: the flow is oriented from the SYN's sender
+    let b = track(
+        &mut t,
+        &tcp.reversed(),
+        1,
+        1,
+        tcp_flags::SYN | tcp_flags::ACK,
+    );
+    let other = key(C, 7, S, 7, ipproto::UDP);
+    let c = track(&mut t, &other, 1, 2, 0);
+    for (h, k) in [(a.handle, udp), (b.handle, tcp)] {
+        let e = t.get(h).unwrap();
+        assert_eq!(e.key().tuple, k.canonical());
+        assert_eq!(e.key().context, FlowContext::default());
+    }
+    assert_eq!(t.get(b.handle).unwrap().flow.key, tcp);
+    // changed where the table cannot see it
+    t.get_mut(c.handle).unwrap().flow.key.src_port = 8;
+    assert_eq!(t.map.len(), 3);
+    // every flow ends by its idle timeout
+    t.advance(Timestamp::from_secs_nanos(1000, 0));
+    assert_eq!(t.take_ended().count(), 3);
+    assert_eq!((t.len(), t.map.len()), (0, 0), "nothing left in the index");
+    // the same keys make new flows
+    assert!(track(&mut t, &other, 1001, 3, 0).created);
+    assert!(track(&mut t, &udp, 1001, 4, 0).created);
+}
