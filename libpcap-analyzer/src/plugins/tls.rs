@@ -524,6 +524,16 @@ impl HandshakeBytes {
         total <= self.max && self.lease.cover(total as u64)
     }
 
+    /// A TCP side that counted `was` bytes counts `now`.
+    fn tcp_now(&mut self, was: usize, now: usize) {
+        self.tcp = self.tcp.saturating_sub(was).saturating_add(now);
+    }
+
+    /// A QUIC connection that counted `was` bytes counts `now`.
+    fn quic_now(&mut self, was: usize, now: usize) {
+        self.quic = self.quic.saturating_sub(was).saturating_add(now);
+    }
+
     /// Makes the lease hold what is held now (giving back what was freed).
     fn settle(&mut self) {
         self.lease.cover(self.tcp.saturating_add(self.quic) as u64);
@@ -803,7 +813,7 @@ impl TlsPlugin {
                 Some(q) => {
                     self.not_quic.remove(&flow.id);
                     self.quic.insert(flow.id, Box::new(q));
-                    self.held.quic = self.held.quic.saturating_add(QUIC_CONN_BYTES);
+                    self.held.quic_now(0, QUIC_CONN_BYTES);
                 }
                 None => {
                     self.quic_not_opened += 1;
@@ -850,11 +860,7 @@ impl TlsPlugin {
             stream.add(f.offset, f.data);
         }
         self.quic_crypto_dropped += stream.dropped - dropped;
-        self.held.quic = self
-            .held
-            .quic
-            .saturating_sub(held)
-            .saturating_add(stream.held());
+        self.held.quic_now(held, stream.held());
         self.held.settle();
         let data = stream
             .contiguous()
@@ -996,14 +1002,14 @@ impl Plugin for TlsPlugin {
             StreamData::Gap { .. } => {
                 side.finish();
                 ctx.stream_done();
-                self.held.tcp = self.held.tcp.saturating_sub(held);
+                self.held.tcp_now(held, 0);
                 return Ok(());
             }
         };
         if !self.held.admits(data.len()) {
             side.finish();
             ctx.stream_done();
-            self.held.tcp = self.held.tcp.saturating_sub(held);
+            self.held.tcp_now(held, 0);
             self.over_budget += 1;
             self.held.settle();
             return Ok(());
@@ -1025,7 +1031,7 @@ impl Plugin for TlsPlugin {
                 Step::Tls(v) => {
                     // what the skipper held is freed; the parser's bytes
                     // are counted below
-                    self.held.tcp = self.held.tcp.saturating_sub(held);
+                    self.held.tcp_now(held, 0);
                     self.after_preamble += 1;
                     owned = v;
                     owned.as_slice()
@@ -1038,11 +1044,7 @@ impl Plugin for TlsPlugin {
                         side.finish();
                         ctx.stream_done();
                     }
-                    self.held.tcp = self
-                        .held
-                        .tcp
-                        .saturating_sub(held)
-                        .saturating_add(side.held());
+                    self.held.tcp_now(held, side.held());
                     return Ok(());
                 }
             }
@@ -1077,11 +1079,7 @@ impl Plugin for TlsPlugin {
             side.finish();
             ctx.stream_done();
         }
-        self.held.tcp = self
-            .held
-            .tcp
-            .saturating_sub(held)
-            .saturating_add(side.held());
+        self.held.tcp_now(held, side.held());
         self.held.settle();
         self.write_ready(flow, i);
         Ok(())
@@ -1105,18 +1103,14 @@ impl Plugin for TlsPlugin {
         self.not_quic.remove(&flow.id);
         if let Some(q) = self.quic.remove(&flow.id) {
             let held: usize = q.crypto.iter().map(quic::CryptoStream::held).sum();
-            self.held.quic = self
-                .held
-                .quic
-                .saturating_sub(held)
-                .saturating_sub(QUIC_CONN_BYTES);
+            self.held.quic_now(held.saturating_add(QUIC_CONN_BYTES), 0);
             if q.hellos.iter().any(|n| *n > 0) {
                 self.connections += 1;
             }
         }
         if let Some(conn) = self.conns.remove(&flow.id) {
             let held: usize = conn.sides.iter().map(Side::held).sum();
-            self.held.tcp = self.held.tcp.saturating_sub(held);
+            self.held.tcp_now(held, 0);
             if conn.sides.iter().any(|s| s.hellos > 0) {
                 self.connections += 1;
             }
