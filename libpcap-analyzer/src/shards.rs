@@ -123,6 +123,12 @@ pub(crate) fn v4_pair(a: &std::net::IpAddr, b: &std::net::IpAddr) -> Option<(u32
     }
 }
 
+/// The IPv4 address of the integer `bits` (what [`v4_pair`] made).
+#[inline]
+pub(crate) fn v4(bits: u32) -> std::net::IpAddr {
+    std::net::IpAddr::V4(std::net::Ipv4Addr::from_bits(bits))
+}
+
 /// A key with a small form for its common case (both addresses IPv4),
 /// ordered as the key is: `a.small() < b.small()` exactly when `a < b`.
 pub(crate) trait Compact: Sized + Copy + Hash + Eq + Ord {

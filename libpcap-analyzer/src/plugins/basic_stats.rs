@@ -18,7 +18,7 @@ use crate::plugin::{
     EndReason, Interest, Layers, Plugin, PluginBuilder, PluginError, PluginResult, downcast,
     write_atomically_with,
 };
-use crate::shards::{Compact, KeyRef, SplitMap, v4_pair};
+use crate::shards::{Compact, KeyRef, SplitMap, v4, v4_pair};
 use crate::stats::AnalyzerStats;
 use libpcap_tools::{Config, FiveTuple, Flow, ipproto};
 use serde::Serialize;
@@ -102,10 +102,7 @@ impl Compact for AddrPair {
         v4_pair(&self.0, &self.1).map(|(a, b)| AddrPair4(a, b))
     }
     fn from_small(s: &AddrPair4) -> AddrPair {
-        AddrPair(
-            IpAddr::V4(std::net::Ipv4Addr::from_bits(s.0)),
-            IpAddr::V4(std::net::Ipv4Addr::from_bits(s.1)),
-        )
+        AddrPair(v4(s.0), v4(s.1))
     }
 }
 
@@ -146,8 +143,8 @@ impl Compact for FiveTuple {
     }
     fn from_small(s: &FiveTuple4) -> FiveTuple {
         FiveTuple {
-            src: IpAddr::V4(std::net::Ipv4Addr::from_bits(s.src)),
-            dst: IpAddr::V4(std::net::Ipv4Addr::from_bits(s.dst)),
+            src: v4(s.src),
+            dst: v4(s.dst),
             src_port: s.src_port,
             dst_port: s.dst_port,
             proto: s.proto,
@@ -566,6 +563,49 @@ impl PluginBuilder for BasicStatsBuilder {
 mod tests {
     use super::*;
     use libpcap_tools::{DirectionStats, FlowContext, FlowId};
+
+    /// The small forms of the L3 and L4 keys give back their key and sort
+    /// as their keys do, so the conversations come out in the same order
+    /// from either table.
+    #[test]
+    fn small_keys_sort_as_their_keys() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        // few values per field, so that keys often tie on the first ones
+        let mut pairs = Vec::new();
+        let mut tuples = Vec::new();
+        for _ in 0..2_000 {
+            let r = next();
+            let a = v4([0x0a00_0000, 0x0a00_0001, 0xc0a8_0001, 0xffff_fffe][(r & 3) as usize]);
+            let b = v4([0x0a00_0001, 0x0a00_0000, 0x0101_0101, 0x8000_0000][(r >> 2 & 3) as usize]);
+            pairs.push(AddrPair(a, b));
+            tuples.push(FiveTuple {
+                src: a,
+                dst: b,
+                src_port: [53, 443, 1024, 65535][(r >> 4 & 3) as usize],
+                dst_port: [53, 80, 40000][(r >> 6) as usize % 3],
+                proto: [6, 17, 1][(r >> 8) as usize % 3],
+            });
+        }
+        for w in pairs.windows(2) {
+            let (a, b) = (w[0].small().unwrap(), w[1].small().unwrap());
+            assert_eq!(AddrPair::from_small(&a), w[0]);
+            assert_eq!(a.cmp(&b), w[0].cmp(&w[1]), "{:?} {:?}", w[0], w[1]);
+        }
+        for w in tuples.windows(2) {
+            let (a, b) = (w[0].small().unwrap(), w[1].small().unwrap());
+            assert_eq!(FiveTuple::from_small(&a), w[0]);
+            assert_eq!(a.cmp(&b), w[0].cmp(&w[1]), "{:?} {:?}", w[0], w[1]);
+        }
+        // an IPv6 address has no small form
+        let six = AddrPair(pairs[0].0, "2001:db8::1".parse().unwrap());
+        assert!(six.small().is_none());
+    }
 
     fn flow(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, proto: u8, n: u64) -> Flow {
         let key = FiveTuple {

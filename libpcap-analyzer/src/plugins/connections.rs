@@ -29,7 +29,7 @@ use crate::plugin::{
     Interest, Layers, Plugin, PluginBuilder, PluginError, PluginResult, downcast,
     write_atomically_with,
 };
-use crate::shards::{Compact, KeyRef, SplitMap, v4_pair};
+use crate::shards::{Compact, KeyRef, SplitMap, v4, v4_pair};
 use libpcap_tools::{Config, ipproto};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -205,9 +205,9 @@ impl Compact for ConnKey {
     }
     fn from_small(k: &ConnKey4) -> ConnKey {
         ConnKey {
-            src: IpAddr::V4(std::net::Ipv4Addr::from_bits(k.src)),
+            src: v4(k.src),
             src_port: k.src_port,
-            dst: IpAddr::V4(std::net::Ipv4Addr::from_bits(k.dst)),
+            dst: v4(k.dst),
             dst_port: k.dst_port,
         }
     }
