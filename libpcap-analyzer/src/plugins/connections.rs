@@ -570,27 +570,25 @@ impl ConnTable {
 
     /// The rows in report order.
     pub fn rows(&self) -> Vec<(ConnKey, &ConnStats)> {
-        let (v, size) = self.sorted_parts(report_threads(self.map.len()));
-        MergeParts::new(&v, size, row_order)
+        self.sorted(report_threads(self.map.len()))
+            .in_order()
             .map(|(k, v)| (k.key(), v))
             .collect()
     }
 
-    /// The rows, sorted in parts of the size returned, on `threads`
-    /// threads (the end of a run has every core to itself); read them in
-    /// order with [`MergeParts`].
-    fn sorted_parts(&self, threads: usize) -> (Vec<Row<'_>>, usize) {
-        let mut v = Vec::with_capacity(self.map.len());
-        v.extend(self.map.iter());
-        let size = sort_parts(&mut v, threads, &row_order);
-        (v, size)
+    /// The rows, sorted in parts on `threads` threads (the end of a run
+    /// has every core to itself).
+    fn sorted(&self, threads: usize) -> SortedRows<'_> {
+        let mut rows = Vec::with_capacity(self.map.len());
+        rows.extend(self.map.iter());
+        let part = sort_parts(&mut rows, threads, &row_order);
+        SortedRows { rows, part }
     }
 
     /// The rows in report order, sorted on `threads` threads.
     #[cfg(test)]
     fn rows_on(&self, threads: usize) -> Vec<Row<'_>> {
-        let (v, size) = self.sorted_parts(threads);
-        MergeParts::new(&v, size, row_order).collect()
+        self.sorted(threads).in_order().collect()
     }
 
     /// Renders the report (the text report, or `connection` records as
@@ -653,8 +651,7 @@ impl ConnTable {
             b.clear();
             Ok(())
         };
-        let (rows, size) = self.sorted_parts(report_threads(self.map.len()));
-        for (k, v) in MergeParts::new(&rows, size, row_order) {
+        for (k, v) in self.sorted(report_threads(self.map.len())).in_order() {
             let k = k.key();
             let names: Vec<std::borrow::Cow<'static, str>> = v
                 .protocols
@@ -699,11 +696,11 @@ impl ConnTable {
             b"source ip; source port; destination ip; destination port; protocols; first; last; bytes; packets\n",
         );
         let threads = report_threads(self.map.len());
-        let (rows, size) = self.sorted_parts(threads);
-        let mut merged = MergeParts::new(&rows, size, row_order);
+        let sorted = self.sorted(threads);
+        let mut merged = sorted.in_order();
         // windows of rows rendered side by side, written in order: the
         // text of a window at a time in memory
-        let mut window = Vec::with_capacity((RENDER_ROWS * threads).min(rows.len()));
+        let mut window = Vec::with_capacity((RENDER_ROWS * threads).min(sorted.rows.len()));
         loop {
             window.clear();
             window.extend(merged.by_ref().take(RENDER_ROWS * threads));
@@ -812,6 +809,19 @@ fn sort_parts<T: Send>(
         }
     }
     size
+}
+
+/// The rows of a table sorted in parts of `part` rows each.
+struct SortedRows<'a> {
+    rows: Vec<Row<'a>>,
+    part: usize,
+}
+
+impl<'a> SortedRows<'a> {
+    /// The rows in report order, read where they lie.
+    fn in_order(&self) -> impl Iterator<Item = Row<'a>> + '_ {
+        MergeParts::new(&self.rows, self.part, row_order)
+    }
 }
 
 /// The items of sorted parts in order (the first part's on ties), read
