@@ -530,6 +530,11 @@ impl MemoryBudget {
         Self::for_engine(&crate::config::EngineConfig::default())
     }
 
+    /// Workers of the run.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
     /// The configuration.
     pub fn config(&self) -> &MemoryConfig {
         &self.cfg

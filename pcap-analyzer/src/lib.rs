@@ -129,7 +129,21 @@ pub fn run_with(args: &Args, registry: PluginRegistry, stdout: &mut dyn Write) -
         args.outdir.clone().or(output.dir)
     };
     // records for standard output without an output directory are
-    // written into a private one, removed at the end
+    // written into a private one, removed at the end; the connection
+    // report on standard output writes the sorted runs of its rows over
+    // its memory share into one (without it, such a report keeps rows by
+    // a hash of their key, and says so)
+    let mut notes = Vec::new();
+    let chosen_spill = output.spill_dir.clone();
+    if let Some(d) = &chosen_spill
+        && !d.is_dir()
+    {
+        bail!(
+            "[output] spill_dir '{}' is not a directory: give an existing directory, or leave \
+             it unset (the output directory, else a private one in $TMPDIR)",
+            d.display()
+        );
+    }
     let scratch = match (&outdir, streaming) {
         (None, true) => Some(
             tempfile::Builder::new()
@@ -137,14 +151,35 @@ pub fn run_with(args: &Args, registry: PluginRegistry, stdout: &mut dyn Write) -
                 .tempdir()
                 .context("cannot create a temporary directory for --stdout (set TMPDIR)")?,
         ),
+        (None, false) if chosen_spill.is_none() => match tempfile::Builder::new()
+            .prefix(".pcap-analyzer-spill-")
+            .tempdir()
+        {
+            Ok(t) => Some(t),
+            Err(e) => {
+                notes.push(format!(
+                    "cannot create a temporary directory for the connection report ({}; set \
+                     TMPDIR): a report over its memory share keeps rows by a hash of their key",
+                    io_reason(&e)
+                ));
+                None
+            }
+        },
         _ => None,
     };
-    // where the plugins write: the user's directory or the private one
-    let workdir = outdir
-        .clone()
-        .or_else(|| scratch.as_ref().map(|t| t.path().to_path_buf()));
+    let private = scratch.as_ref().map(|t| t.path().to_path_buf());
+    // where the plugins write their records: the user's directory or the
+    // private one of --stdout
+    let workdir = outdir.clone().or(private.clone().filter(|_| streaming));
     if let Some(dir) = &workdir {
         config.set("output", "dir", dir.display().to_string());
+    }
+    // where reports spill: the directory chosen, else the output
+    // directory, else the private one
+    let writable = outdir.clone().or(private);
+    let spill_dir = chosen_spill.clone().or(writable.clone());
+    if let Some(dir) = &spill_dir {
+        config.set("output", "spill_dir", dir.display().to_string());
     }
     // JSON lines on standard output unless --format says otherwise
     let format = args.format.or(streaming.then_some(ReportFormat::Jsonl));
@@ -311,7 +346,10 @@ pub fn run_with(args: &Args, registry: PluginRegistry, stdout: &mut dyn Write) -
         log_cfg.file_name(),
     )?;
     // --- privileges (1/2): resolve --user before anything is opened
-    let mut privileges = privilege::Privileges::prepare(args, workdir.as_deref())?;
+    let mut privileges = privilege::Privileges::prepare(args, writable.as_deref())?;
+    if let Some(d) = &chosen_spill {
+        privileges.write_also(d);
+    }
     if scratch.is_some() {
         // made by this run: handed to --user like a new output directory
         privileges.new_output_dir();
@@ -331,7 +369,8 @@ pub fn run_with(args: &Args, registry: PluginRegistry, stdout: &mut dyn Write) -
         .map(outputs::OutputDir::prepare)
         .transpose()?;
     // warnings about the configuration found before the logger started
-    let early = config.take_warnings();
+    let mut early = config.take_warnings();
+    early.append(&mut notes);
     let _logger = setup_logging(args, &log_cfg, outdir.as_deref())?;
     for w in early {
         log::warn!("{w}");

@@ -55,6 +55,8 @@ pub struct Privileges {
     outdir_existed: bool,
     /// Where the output directory may be removed from (a private one).
     removable: Option<PathBuf>,
+    /// Other directories written into (`[output] spill_dir`).
+    also: Vec<PathBuf>,
 }
 
 /// The state after [`Privileges::drop_now`]: what was dropped, and the
@@ -95,6 +97,7 @@ impl Privileges {
             outdir: outdir.map(Path::to_path_buf),
             outdir_existed: outdir.is_some_and(Path::exists),
             removable: None,
+            also: Vec::new(),
         })
     }
 
@@ -108,6 +111,12 @@ impl Privileges {
             .as_deref()
             .and_then(Path::parent)
             .map(Path::to_path_buf);
+    }
+
+    /// Keeps `dir` writable after the drop (checked then, like the output
+    /// directory).
+    pub(crate) fn write_also(&mut self, dir: &Path) {
+        self.also.push(dir.to_path_buf());
     }
 
     /// Opens the `--stats-json` file, hands a new output directory to the
@@ -156,7 +165,7 @@ impl Privileges {
         } else {
             &[]
         };
-        let write_dirs: Vec<PathBuf> = self.outdir.iter().cloned().collect();
+        let write_dirs: Vec<PathBuf> = self.outdir.iter().chain(&self.also).cloned().collect();
         let plan = DropPlan {
             user: self.user.clone(),
             keep: keep.to_vec(),
@@ -167,7 +176,14 @@ impl Privileges {
         let report = privs::drop_privileges(&plan).context("dropping privileges")?;
         log::info!("{}", report.summary());
         if let Some(dir) = &self.outdir {
-            probe_writable(dir, &report)?;
+            probe_writable(dir, &report, ("output directory", "choose another with -o"))?;
+        }
+        for dir in &self.also {
+            probe_writable(
+                dir,
+                &report,
+                ("directory", "choose another as [output] spill_dir"),
+            )?;
         }
         Ok(Dropped {
             report: Some(report),
@@ -177,7 +193,8 @@ impl Privileges {
 }
 
 /// Creates and removes a file in `dir`, as the process now is.
-fn probe_writable(dir: &Path, report: &DropReport) -> Result<()> {
+/// `what` names the directory in the error, with a hint.
+fn probe_writable(dir: &Path, report: &DropReport, (what, hint): (&str, &str)) -> Result<()> {
     let probe = dir.join(format!(".pcap-analyzer-probe-{}", std::process::id()));
     let made = File::options().write(true).create_new(true).open(&probe);
     match made {
@@ -191,8 +208,8 @@ fn probe_writable(dir: &Path, report: &DropReport) -> Result<()> {
                 None => format!("uid {} without capabilities", report.uid),
             };
             Err(anyhow::anyhow!(
-                "output directory '{}' is not writable by {who}: {}; make it writable by that \
-                 user (chown or chmod), or choose another with -o",
+                "{what} '{}' is not writable by {who}: {}; make it writable by that user \
+                 (chown or chmod), or {hint}",
                 dir.display(),
                 io_reason(&e)
             ))

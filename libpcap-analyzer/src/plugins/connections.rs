@@ -21,6 +21,13 @@
 //! Flows are folded into the table when they end, which costs nothing per
 //! packet; a report written while the run goes on
 //! ([`Plugin::snapshot`]) folds the flows still open into a copy.
+//!
+//! Past its cap (`max_connections`, the `[memory] connections` share),
+//! with a directory to write into (`[output] spill_dir`, else `[output]
+//! dir`), a worker's table writes its rows as a sorted run and starts
+//! again; the runs are merged into the report as it is written, which is
+//! then the report of a table without a cap (see the `runs` module).
+//! Without a directory, rows past the cap are kept by a hash of their key.
 
 use crate::memory::{KeySampler, MemoryBudget, Share};
 use crate::output::schema::CONNECTION;
@@ -34,6 +41,9 @@ use libpcap_tools::{Config, ipproto};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+mod runs;
 
 /// Output format of the report: the seed's text report, or the
 /// `connection` records of the schema in one of the record formats.
@@ -103,13 +113,16 @@ pub struct ConnectionsConfig {
     pub interval: f64,
     /// Base name of the report file.
     pub file: String,
-    /// Most rows kept by the whole run (all workers; also bounded by the
-    /// `[memory] connections` share). Over it, keys are kept by a hash of
-    /// the key, the same ones whatever the number of workers
-    /// ([`crate::memory::KeySampler`]); the others are counted
-    /// (`dropped_keys`: flow directions not kept, `dropped_packets`, in
-    /// the results and a warning) instead of growing memory without bound.
-    /// 0: no limit but the memory share.
+    /// Most rows held in memory by the whole run (all workers, each its
+    /// part; also bounded by the `[memory] connections` share). Over it,
+    /// with a directory to spill into (`[output] spill_dir`, else `[output]
+    /// dir`), the rows are written to disk as sorted runs and merged into
+    /// the report at the end: the report is the same as without a cap.
+    /// Without one, keys are kept by a hash of the key, the same ones
+    /// whatever the number of workers ([`crate::memory::KeySampler`]); the
+    /// others are counted (`dropped_keys`: flow directions not kept,
+    /// `dropped_packets`, in the results and a warning) instead of growing
+    /// memory without bound. 0: no limit but the memory share.
     pub max_connections: usize,
 }
 
@@ -481,6 +494,52 @@ pub struct ConnTable {
     /// Flow directions refused because the table was full (counted once
     /// per refusal, and the flows of rows sampled out).
     dropped_keys: u64,
+    /// Where rows over the cap are written as sorted runs (no sampler
+    /// then); `None` after a run could not be written.
+    spill_dir: Option<PathBuf>,
+    /// The runs written (shared with copies of the table).
+    runs: Vec<Arc<runs::Run>>,
+    /// Rows of the last report written (see [`ConnTable::report_rows`]).
+    reported: Reported,
+}
+
+/// Rows of the report, owned, in report order.
+type OwnedRows<'a> = dyn Iterator<Item = (ConnKey, ConnStats)> + 'a;
+
+/// The rows of the last report a table wrote, plus one (0: none yet); a
+/// copy of the table starts with the same.
+#[derive(Debug, Default)]
+struct Reported(AtomicU64);
+
+impl Clone for Reported {
+    fn clone(&self) -> Self {
+        Reported(AtomicU64::new(self.0.load(Ordering::Relaxed)))
+    }
+}
+
+/// A row of the report as the writers read it: one of the table's
+/// ([`Row`]), or one merged from the runs (owned).
+trait ReportRow: Send + Sync {
+    fn key(&self) -> ConnKey;
+    fn stats(&self) -> &ConnStats;
+}
+
+impl ReportRow for Row<'_> {
+    fn key(&self) -> ConnKey {
+        self.0.key()
+    }
+    fn stats(&self) -> &ConnStats {
+        self.1
+    }
+}
+
+impl ReportRow for (ConnKey, ConnStats) {
+    fn key(&self) -> ConnKey {
+        self.0
+    }
+    fn stats(&self) -> &ConnStats {
+        &self.1
+    }
 }
 
 impl ConnTable {
@@ -492,7 +551,13 @@ impl ConnTable {
         {
             self.prune(l);
         }
-        let full = self.cap > 0 && self.map.len() >= self.cap;
+        let mut full = self.cap > 0 && self.map.len() >= self.cap;
+        // full, a new key spills the rows held (a known one is counted
+        // where it is)
+        if full && self.spill_dir.is_some() && self.map.get_or_try_insert(k, |_| None).is_none() {
+            self.spill();
+            full = self.cap > 0 && self.map.len() >= self.cap;
+        }
         // one lookup for a known key; a new key is hashed once more, for the
         // sampler. When admitting it raises the level, the rows the new
         // level drops go at the next call or at the end (`settle`).
@@ -524,6 +589,56 @@ impl ConnTable {
         self.level = level;
     }
 
+    /// Writes the rows held as a sorted run and empties the table. When
+    /// the run cannot be written, the rows stay and no more runs are
+    /// written: rows past the cap are then refused (counted).
+    fn spill(&mut self) {
+        let Some(dir) = self.spill_dir.clone() else {
+            return;
+        };
+        let written = {
+            let sorted = self.sorted(1);
+            runs::write_run(&dir, sorted.in_order().map(|(k, v)| (k.key(), v)))
+        };
+        match written {
+            Ok(run) => {
+                self.runs.push(run);
+                self.map.retain(|_, _| false);
+            }
+            Err(e) => {
+                log::warn!(
+                    "connections: cannot write rows to '{}': {e}; from now on, rows past the cap \
+                     ({}) are not kept",
+                    dir.display(),
+                    self.cap
+                );
+                self.spill_dir = None;
+            }
+        }
+    }
+
+    /// Rows of the report: those held when nothing was spilled; else the
+    /// rows of the last report written, and before one, the rows held and
+    /// spilled (a key in several runs counted in each).
+    pub fn report_rows(&self) -> u64 {
+        let held = self.map.len() as u64;
+        if self.runs.is_empty() {
+            return held;
+        }
+        match self.reported.0.load(Ordering::Relaxed) {
+            0 => held + self.runs.iter().map(|r| r.rows()).sum::<u64>(),
+            n => n - 1,
+        }
+    }
+
+    /// Runs spilled to disk and their rows.
+    pub fn spilled(&self) -> (usize, u64) {
+        (
+            self.runs.len(),
+            self.runs.iter().map(|r| r.rows()).sum::<u64>(),
+        )
+    }
+
     /// Prunes to the sampler's current level (after a merge, at the end).
     fn settle(&mut self) {
         if let Some(level) = self.sampler.as_ref().map(|s| s.level())
@@ -533,9 +648,14 @@ impl ConnTable {
         }
     }
 
-    fn merge(&mut self, other: ConnTable) {
+    fn merge(&mut self, mut other: ConnTable) {
         self.dropped_keys += other.dropped_keys;
         self.dropped_packets += other.dropped_packets;
+        self.runs.append(&mut other.runs);
+        // room for the other's rows: the rows held go to a run first
+        if self.sampler.is_none() && self.cap > 0 && self.map.len() + other.map.len() > self.cap {
+            self.spill();
+        }
         let fold = |row: &mut ConnStats, v: ConnStats| row.merge(&v);
         let row_of = |v: &ConnStats| {
             let mut row = ConnStats::default();
@@ -568,12 +688,30 @@ impl ConnTable {
         (self.dropped_keys, self.dropped_packets)
     }
 
-    /// The rows in report order.
-    pub fn rows(&self) -> Vec<(ConnKey, &ConnStats)> {
-        self.sorted(report_threads(self.map.len()))
-            .in_order()
-            .map(|(k, v)| (k.key(), v))
-            .collect()
+    /// The rows in report order (the runs spilled merged in).
+    ///
+    /// # Errors
+    /// When a run cannot be read back.
+    pub fn rows(&self) -> std::io::Result<Vec<(ConnKey, ConnStats)>> {
+        let mut rows = Vec::with_capacity(self.map.len());
+        self.each_row(&mut |rows_in_order| {
+            rows.extend(rows_in_order);
+            Ok(())
+        })?;
+        Ok(rows)
+    }
+
+    /// Calls `f` with the rows in report order, owned: the table's, and
+    /// the runs' merged in.
+    fn each_row(
+        &self,
+        f: &mut dyn FnMut(&mut OwnedRows<'_>) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let sorted = self.sorted(report_threads(self.map.len()));
+        let mem = sorted.in_order().map(|(k, v)| (k.key(), v.clone()));
+        let mut merged = runs::Merged::new(mem, &self.runs)?;
+        f(&mut merged)?;
+        merged.finish()
     }
 
     /// The rows, sorted in parts on `threads` threads (the end of a run
@@ -592,11 +730,14 @@ impl ConnTable {
     }
 
     /// Renders the report (the text report, or `connection` records as
-    /// JSON lines or CSV; Zeek and Parquet as their bytes, lossily).
+    /// JSON lines or CSV; Zeek and Parquet as their bytes, lossily). A run
+    /// that cannot be read back ends it there: [`ConnTable::write_report`]
+    /// gives the error.
     pub fn render(&self, format: ReportFormat) -> String {
         let mut out = Vec::with_capacity(64 + self.map.len() * 96);
-        // a Vec does not fail
-        let _ = self.write_report(format, &mut out);
+        if let Err(e) = self.write_report(format, &mut out) {
+            log::warn!("connections: the report is cut short: {e}");
+        }
         String::from_utf8_lossy(&out).into_owned()
     }
 
@@ -604,129 +745,161 @@ impl ConnTable {
     /// (from 32 Ki rows on, sorted and rendered on every core, in pieces of
     /// 16 Ki rows), without holding it whole in memory (a report of a
     /// million rows is ~100 MB of text), or the `connection` records in a
-    /// record format.
+    /// record format. The runs spilled to disk are merged in, read as the
+    /// report is written.
     ///
     /// # Errors
-    /// The first error of `w`.
+    /// The first error of `w`, or of reading a run.
     pub fn write_report(
         &self,
         format: ReportFormat,
         w: &mut dyn std::io::Write,
     ) -> std::io::Result<()> {
-        match format.records() {
-            None => {
-                let mut out = Vec::with_capacity(REPORT_PIECE + 1024);
-                self.render_text(&mut out, &mut |piece: &mut Vec<u8>| {
-                    w.write_all(piece)?;
-                    piece.clear();
-                    Ok(())
-                })
-            }
-            Some(f) => self.write_records(f, w),
-        }
-    }
-
-    /// The rows as `connection` records in `format`, in report order.
-    fn write_records(&self, format: Format, w: &mut dyn std::io::Write) -> std::io::Result<()> {
-        // the writers own their output: lend `w` through a shared buffer
-        struct Lent(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-        impl std::io::Write for Lent {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0
-                    .lock()
-                    .map_err(|_| std::io::Error::other("lock"))?
-                    .extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
+        let held = self.map.len() as u64 + self.spilled().1;
+        let threads = report_threads(usize::try_from(held).unwrap_or(usize::MAX));
+        let written = if self.runs.is_empty() {
+            let sorted = self.sorted(threads);
+            write_rows(format, sorted.in_order(), threads, w)?
+        } else {
+            let mut n = 0;
+            self.each_row(&mut |rows| {
+                n = write_rows(format, rows, threads, w)?;
                 Ok(())
-            }
-        }
-        let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::with_capacity(REPORT_PIECE)));
-        let mut out = crate::output::writer(format, &CONNECTION, Lent(buf.clone()))?;
-        let mut row = RowBuf::new(&CONNECTION);
-        let drain = |w: &mut dyn std::io::Write| -> std::io::Result<()> {
-            let mut b = buf.lock().map_err(|_| std::io::Error::other("lock"))?;
-            w.write_all(&b)?;
-            b.clear();
-            Ok(())
+            })?;
+            n
         };
-        for (k, v) in self.sorted(report_threads(self.map.len())).in_order() {
-            let k = k.key();
-            let names: Vec<std::borrow::Cow<'static, str>> = v
-                .protocols
-                .iter()
-                .map(|p| {
-                    ipproto::name(p).map_or_else(|| format!("IP{p}").into(), std::borrow::Cow::from)
-                })
-                .collect();
-            row.clear();
-            row.opt_time(v.first())
-                .opt_time(v.last())
-                .flow_id(v.first_flow)
-                .ip(k.src)
-                .u64(u64::from(k.src_port))
-                .ip(k.dst)
-                .u64(u64::from(k.dst_port))
-                .str_list(names.iter().map(|n| n.as_ref()))
-                .u64(v.bytes)
-                .u64(v.packets)
-                .u64(v.flows);
-            let Some(bytes) = row.finish() else { continue };
-            let mut vals = Vec::with_capacity(CONNECTION.fields.len());
-            crate::output::decode(&CONNECTION, bytes, &mut vals).map_err(std::io::Error::other)?;
-            out.write_row(&vals)?;
-            if buf.lock().map_or(0, |b| b.len()) > REPORT_PIECE {
-                drain(w)?;
-            }
-        }
-        out.finish()?;
-        drain(w)
+        self.reported.0.store(written + 1, Ordering::Relaxed);
+        Ok(())
     }
+}
 
-    /// Appends the text report to `out`, handing it to `flush` whenever it
-    /// holds more than [`REPORT_PIECE`] bytes and at the end (`flush` may
-    /// empty it).
-    fn render_text(
-        &self,
-        out: &mut Vec<u8>,
-        flush: &mut dyn FnMut(&mut Vec<u8>) -> std::io::Result<()>,
-    ) -> std::io::Result<()> {
-        out.extend_from_slice(
-            b"source ip; source port; destination ip; destination port; protocols; first; last; bytes; packets\n",
-        );
-        let threads = report_threads(self.map.len());
-        let sorted = self.sorted(threads);
-        let mut merged = sorted.in_order();
-        // windows of rows rendered side by side, written in order: the
-        // text of a window at a time in memory
-        let mut window = Vec::with_capacity((RENDER_ROWS * threads).min(sorted.rows.len()));
-        loop {
-            window.clear();
-            window.extend(merged.by_ref().take(RENDER_ROWS * threads));
-            if window.is_empty() {
-                break;
+/// Writes the report of `rows` (in report order) to `w` in `format` (see
+/// [`ConnTable::write_report`]), rendered on `threads` threads; the rows
+/// written.
+fn write_rows<T: ReportRow>(
+    format: ReportFormat,
+    rows: impl Iterator<Item = T>,
+    threads: usize,
+    w: &mut dyn std::io::Write,
+) -> std::io::Result<u64> {
+    let mut n = 0u64;
+    let rows = rows.inspect(|_| n += 1);
+    match format.records() {
+        None => {
+            let mut out = Vec::with_capacity(REPORT_PIECE + 1024);
+            render_text(rows, threads, &mut out, &mut |piece: &mut Vec<u8>| {
+                w.write_all(piece)?;
+                piece.clear();
+                Ok(())
+            })?;
+        }
+        Some(f) => write_records(f, rows, w)?,
+    }
+    Ok(n)
+}
+
+/// `rows` (in report order) as `connection` records in `format`.
+fn write_records<T: ReportRow>(
+    format: Format,
+    rows: impl Iterator<Item = T>,
+    w: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    // the writers own their output: lend `w` through a shared buffer
+    struct Lent(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Lent {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::Error::other("lock"))?
+                .extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::with_capacity(REPORT_PIECE)));
+    let mut out = crate::output::writer(format, &CONNECTION, Lent(buf.clone()))?;
+    let mut row = RowBuf::new(&CONNECTION);
+    let drain = |w: &mut dyn std::io::Write| -> std::io::Result<()> {
+        let mut b = buf.lock().map_err(|_| std::io::Error::other("lock"))?;
+        w.write_all(&b)?;
+        b.clear();
+        Ok(())
+    };
+    for r in rows {
+        let (k, v) = (r.key(), r.stats());
+        let names: Vec<std::borrow::Cow<'static, str>> = v
+            .protocols
+            .iter()
+            .map(|p| {
+                ipproto::name(p).map_or_else(|| format!("IP{p}").into(), std::borrow::Cow::from)
+            })
+            .collect();
+        row.clear();
+        row.opt_time(v.first())
+            .opt_time(v.last())
+            .flow_id(v.first_flow)
+            .ip(k.src)
+            .u64(u64::from(k.src_port))
+            .ip(k.dst)
+            .u64(u64::from(k.dst_port))
+            .str_list(names.iter().map(|n| n.as_ref()))
+            .u64(v.bytes)
+            .u64(v.packets)
+            .u64(v.flows);
+        let Some(bytes) = row.finish() else { continue };
+        let mut vals = Vec::with_capacity(CONNECTION.fields.len());
+        crate::output::decode(&CONNECTION, bytes, &mut vals).map_err(std::io::Error::other)?;
+        out.write_row(&vals)?;
+        if buf.lock().map_or(0, |b| b.len()) > REPORT_PIECE {
+            drain(w)?;
+        }
+    }
+    out.finish()?;
+    drain(w)
+}
+
+/// Appends the text report of `rows` (in report order) to `out`, handing
+/// it to `flush` whenever it holds more than [`REPORT_PIECE`] bytes and at
+/// the end (`flush` may empty it).
+fn render_text<T: ReportRow>(
+    mut rows: impl Iterator<Item = T>,
+    threads: usize,
+    out: &mut Vec<u8>,
+    flush: &mut dyn FnMut(&mut Vec<u8>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    out.extend_from_slice(
+        b"source ip; source port; destination ip; destination port; protocols; first; last; bytes; packets\n",
+    );
+    // windows of rows rendered side by side, written in order: the
+    // text of a window at a time in memory
+    let mut window = Vec::new();
+    loop {
+        window.clear();
+        window.extend(rows.by_ref().take(RENDER_ROWS * threads));
+        if window.is_empty() {
+            break;
+        }
+        let window = &window[..];
+        if threads == 1 {
+            for r in window {
+                push_row(out, &r.key(), r.stats());
+                out.push(b'\n');
+                if out.len() > REPORT_PIECE {
+                    flush(out)?;
+                }
             }
-            let window = &window[..];
-            if threads == 1 {
-                for (k, v) in window {
-                    push_row(out, &k.key(), v);
-                    out.push(b'\n');
-                    if out.len() > REPORT_PIECE {
-                        flush(out)?;
-                    }
-                }
-            } else {
-                let parts = render_side_by_side(window);
-                // each part whole (16 Ki rows, about 1.6 MB)
-                flush(out)?;
-                for mut text in parts {
-                    flush(&mut text)?;
-                }
+        } else {
+            let parts = render_side_by_side(window);
+            // each part whole (16 Ki rows, about 1.6 MB)
+            flush(out)?;
+            for mut text in parts {
+                flush(&mut text)?;
             }
         }
-        flush(out)
     }
+    flush(out)
 }
 
 /// Rows of the text report a thread renders at a time.
@@ -745,7 +918,7 @@ fn report_threads(rows: usize) -> usize {
 
 /// The text report's lines of `window`, a part of `RENDER_ROWS` rows per
 /// thread (rendered here when a thread cannot be had), in order.
-fn render_side_by_side(window: &[Row<'_>]) -> Vec<Vec<u8>> {
+fn render_side_by_side<T: ReportRow>(window: &[T]) -> Vec<Vec<u8>> {
     std::thread::scope(|s| {
         let running: Vec<_> = window
             .chunks(RENDER_ROWS)
@@ -769,10 +942,10 @@ fn render_side_by_side(window: &[Row<'_>]) -> Vec<Vec<u8>> {
 }
 
 /// The text report's lines of `rows`.
-fn render_rows(rows: &[Row<'_>]) -> Vec<u8> {
+fn render_rows<T: ReportRow>(rows: &[T]) -> Vec<u8> {
     let mut out = Vec::with_capacity(rows.len() * 96);
-    for (k, v) in rows {
-        push_row(&mut out, &k.key(), v);
+    for r in rows {
+        push_row(&mut out, &r.key(), r.stats());
         out.push(b'\n');
     }
     out
@@ -934,6 +1107,14 @@ impl ConnectionsPlugin {
         }
     }
 
+    /// The plugin writing the rows over its cap as sorted runs into `dir`
+    /// (see [`ConnectionsConfig::max_connections`]); `None`: rows over the
+    /// cap are kept by a hash of their key.
+    pub fn with_spill_dir(mut self, dir: Option<PathBuf>) -> ConnectionsPlugin {
+        self.table.spill_dir = dir;
+        self
+    }
+
     /// Calls `f` with the table (no copy).
     pub fn with_table<R>(&self, f: impl FnOnce(&ConnTable) -> R) -> R {
         f(&self.table)
@@ -1022,8 +1203,15 @@ impl Plugin for ConnectionsPlugin {
             0 => share,
             n => n.min(share),
         };
-        self.table.sampler = Some(budget.sampler("connections", cap.max(1)));
-        self.table.counting = true;
+        if self.table.spill_dir.is_some() {
+            // each worker holds its part, and spills past it
+            let part = cap / budget.workers() as u64;
+            self.table.cap = usize::try_from(part.max(1)).unwrap_or(usize::MAX);
+            self.table.sampler = None;
+        } else {
+            self.table.sampler = Some(budget.sampler("connections", cap.max(1)));
+            self.table.counting = true;
+        }
     }
 
     fn merge(&mut self, other: Box<dyn Plugin>) -> PluginResult<()> {
@@ -1040,7 +1228,7 @@ impl Plugin for ConnectionsPlugin {
     fn results(&self) -> Option<serde_json::Value> {
         let t = &self.table;
         Some(serde_json::json!({
-            "connections": t.map.len(),
+            "connections": t.report_rows(),
             "dropped_keys": t.dropped_keys,
             "dropped_packets": t.dropped_packets,
         }))
@@ -1049,7 +1237,7 @@ impl Plugin for ConnectionsPlugin {
     fn counters(&self) -> crate::plugin::Counters {
         let (keys, packets) = self.table.dropped();
         crate::plugin::Counters::new()
-            .count("connections", self.table.map.len() as u64)
+            .count("connections", self.table.report_rows())
             .loss("dropped_keys", keys)
             .loss("dropped_packets", packets)
     }
@@ -1072,6 +1260,10 @@ impl Plugin for ConnectionsPlugin {
                     .as_ref()
                     .map_or(self.cfg.max_connections as u64, |s| s.cap())
             );
+        }
+        let (runs, rows) = self.table.spilled();
+        if runs > 0 {
+            log::debug!("connections: {rows} rows were spilled in {runs} sorted runs");
         }
         let path = self.report_path(dir);
         write_atomically_with(&path, |w| self.write_report(w))
@@ -1111,7 +1303,10 @@ impl PluginBuilder for ConnectionsPluginBuilder {
             .map_err(|e| PluginError::wrap("connections", e))?;
         cfg.validate()
             .map_err(|m| PluginError::new("connections", m))?;
-        Ok(Box::new(ConnectionsPlugin::new(cfg)))
+        let out = super::spool::OutputConfig::from_config(config, "connections")?;
+        Ok(Box::new(
+            ConnectionsPlugin::new(cfg).with_spill_dir(out.spill_dir.or(out.dir)),
+        ))
     }
 }
 
@@ -1212,7 +1407,7 @@ mod tests {
             }
         }
         want.sort();
-        let got: Vec<ConnKey> = t.rows().into_iter().map(|(k, _)| k).collect();
+        let got: Vec<ConnKey> = t.rows().unwrap().into_iter().map(|(k, _)| k).collect();
         assert_eq!(got, want);
     }
 
@@ -1262,9 +1457,9 @@ mod tests {
         let one: Vec<_> = t
             .rows_on(1)
             .into_iter()
-            .map(|(k, v)| (k.key(), v))
+            .map(|(k, v)| (k.key(), v.clone()))
             .collect();
-        assert_eq!(t.rows(), one);
+        assert_eq!(t.rows().unwrap(), one);
         // the order of the keys themselves, IPv4 pairs held small among
         // the others (an IPv4 source with an IPv6 destination is not)
         let mut keys: Vec<ConnKey> = t.map.iter().map(|(k, _)| k.key()).collect();
@@ -1409,5 +1604,122 @@ mod tests {
         }
         let e = t.write_report(ReportFormat::Text, &mut Full).unwrap_err();
         assert_eq!(e.to_string(), "disk full");
+    }
+
+    /// Feeds the rows of flows `range` (keys repeating over the range, so
+    /// that one key lies in several runs) into `t`.
+    fn feed(t: &mut ConnTable, range: std::ops::Range<u32>) {
+        for i in range {
+            // every key twice, 45,000 flows apart, in a scattered order
+            let x = (i % 45_000) * 7_919 % 45_000;
+            let k = ConnKey {
+                src: if x % 5 == 0 {
+                    IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 1, x as u16])
+                } else {
+                    IpAddr::from([10, (x >> 16) as u8, (x >> 8) as u8, x as u8])
+                },
+                src_port: (x % 7) as u16,
+                dst: IpAddr::from([192, 0, 2, (x % 3) as u8]),
+                dst_port: 53,
+            };
+            let t0 = i64::from(i) * 1_000_000 + i64::from(x % 999);
+            if let Some(r) = t.row(k, 1) {
+                r.add(
+                    if i % 11 == 0 { 1 } else { 17 },
+                    u64::from(i),
+                    (i % 17 != 0).then_some(libpcap_tools::Timestamp(t0)),
+                    (i % 19 != 0).then_some(libpcap_tools::Timestamp(t0 + 5_000)),
+                    100 + u64::from(i % 13),
+                    1 + u64::from(i % 3),
+                );
+            }
+        }
+    }
+
+    /// A table over its cap writes sorted runs and gives the report of a
+    /// table without a cap, byte for byte, in every format, also merged
+    /// from several workers' tables; nothing is dropped, and the runs are
+    /// removed with the tables.
+    #[test]
+    fn a_table_spilling_runs_writes_the_report_of_one_without_a_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let spilling = |cap| ConnTable {
+            cap,
+            spill_dir: Some(dir.path().to_path_buf()),
+            ..ConnTable::default()
+        };
+        let mut whole = ConnTable::default();
+        feed(&mut whole, 0..90_000);
+        assert!(
+            whole.map.len() > PARALLEL_ROWS,
+            "rendered on several threads: {}",
+            whole.map.len()
+        );
+        let mut one = spilling(5_000);
+        feed(&mut one, 0..90_000);
+        // three workers, each with its flows, merged at the end
+        let mut a = spilling(3_000);
+        let mut b = spilling(3_000);
+        let mut c = spilling(3_000);
+        feed(&mut a, 0..20_000);
+        feed(&mut b, 20_000..70_000);
+        feed(&mut c, 70_000..90_000);
+        a.merge(b);
+        a.merge(c);
+        for (name, t) in [("one", &one), ("merged", &a)] {
+            assert!(t.spilled().0 > 5, "{name}: {:?}", t.spilled());
+            assert!(t.map.len() <= t.cap, "{name}");
+            for f in [ReportFormat::Text, ReportFormat::Csv, ReportFormat::Jsonl] {
+                assert!(t.render(f) == whole.render(f), "{name} {f:?}");
+            }
+            assert!(t.rows().unwrap() == whole.rows().unwrap(), "{name}");
+            assert_eq!(t.report_rows(), whole.report_rows(), "{name}");
+            assert_eq!(t.dropped(), (0, 0), "{name}");
+        }
+        assert!(std::fs::read_dir(dir.path()).unwrap().count() > 0);
+        drop((one, a));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    /// A run that cannot be read back (cut short) makes the report an
+    /// error, not a shorter report.
+    #[test]
+    fn a_damaged_run_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = ConnTable {
+            cap: 100,
+            spill_dir: Some(dir.path().to_path_buf()),
+            ..ConnTable::default()
+        };
+        feed(&mut t, 0..1_000);
+        let run = std::fs::read_dir(dir.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let f = std::fs::File::options()
+            .write(true)
+            .open(run.path())
+            .unwrap();
+        f.set_len(f.metadata().unwrap().len() / 2).unwrap();
+        let mut out = Vec::new();
+        let e = t.write_report(ReportFormat::Text, &mut out).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{e}");
+    }
+
+    /// Without a directory for its runs (or once one cannot be written),
+    /// a full table refuses new keys and counts them.
+    #[test]
+    fn a_table_that_cannot_spill_counts_what_it_drops() {
+        let mut t = ConnTable {
+            cap: 100,
+            spill_dir: Some(PathBuf::from("/nonexistent/pal-spill-test")),
+            ..ConnTable::default()
+        };
+        feed(&mut t, 0..1_000);
+        assert_eq!(t.map.len(), 100);
+        assert!(t.spill_dir.is_none());
+        assert_eq!(t.spilled(), (0, 0));
+        assert!(t.dropped().0 > 0);
     }
 }

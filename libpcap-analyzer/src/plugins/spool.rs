@@ -28,6 +28,11 @@ pub struct OutputConfig {
     /// CPU time of row runs (medians of 11 paired rounds). Unset, the tool
     /// decides (pcap-analyzer: when `-j` is below the number of CPUs).
     pub format_runs: Option<bool>,
+    /// Directory where reports over their memory share write sorted runs
+    /// (the connection report), removed when merged; without one, `dir`.
+    /// pcap-analyzer sets it: the output directory, or without one a
+    /// private directory made in `$TMPDIR` and removed at the end.
+    pub spill_dir: Option<PathBuf>,
 }
 
 impl Default for OutputConfig {
@@ -37,6 +42,7 @@ impl Default for OutputConfig {
             format: crate::output::Format::Jsonl,
             spool_memory: crate::output::spool::DEFAULT_MEMORY,
             format_runs: None,
+            spill_dir: None,
         }
     }
 }

@@ -48,7 +48,7 @@ fn report_rows(path: &Path) -> Vec<String> {
         .expect("connections plugin in the output");
     let table = plugin.table();
     let mut rows = Vec::new();
-    for (k, v) in table.rows() {
+    for (k, v) in table.rows().expect("the report rows") {
         let names: Vec<String> = v
             .protocol_names()
             .into_iter()

@@ -54,6 +54,7 @@ fn our_rows(c: &ConnectionsPlugin) -> Vec<String> {
     let table = c.table();
     table
         .rows()
+        .expect("the report rows")
         .into_iter()
         .filter_map(|(k, v)| {
             let names: Vec<String> = v
@@ -121,7 +122,7 @@ fn connection_report_equals_the_tshark_oracle() {
                 .unwrap_or(u64::MAX)
         };
         let table = connections(&out).table();
-        let rows = table.rows();
+        let rows = table.rows().expect("the report rows");
         let count = |proto: u8| -> u64 {
             rows.iter()
                 .filter(|(_, v)| v.protocols.contains(proto))
@@ -325,10 +326,12 @@ fn results_do_not_depend_on_the_number_of_workers() {
     assert!(files > 250, "{files}");
 }
 
-/// Over budget too: the connection report and basic-stats keep the same
-/// rows (by a hash of the key, not by arrival in each worker) at -j 1, 2
-/// and 4, on a built flood of 3000 short DNS flows with caps far below
-/// them (no corpus needed).
+/// Over budget too, the files are the same at -j 1, 2 and 4, on a built
+/// flood of 3000 short DNS flows with caps far below them (no corpus
+/// needed): the connection report spills sorted runs into the output
+/// directory and is the report of a run without a cap, byte for byte;
+/// basic-stats keeps the same conversations (by a hash of the key, not by
+/// arrival in each worker).
 #[test]
 fn results_do_not_depend_on_the_number_of_workers_over_budget() {
     use libpcap_analyzer::flood::{Flood, FloodKind};
@@ -351,12 +354,13 @@ fn results_do_not_depend_on_the_number_of_workers_over_budget() {
         })
         .collect();
     let mut results = Vec::new();
-    for jobs in [1, 2, 4] {
+    // the last run without a cap on the report
+    for (jobs, cap) in [(1, 400), (2, 400), (4, 400), (1, 0)] {
         let tmp = tempfile::tempdir().unwrap();
-        let mut config = Config::from_toml(
-            "[plugin.connections]\nmax_connections = 400\n\
-             [plugin.basic-stats]\nmax_conversations = 250\n",
-        )
+        let mut config = Config::from_toml(&format!(
+            "[plugin.connections]\nmax_connections = {cap}\n\
+             [plugin.basic-stats]\nmax_conversations = 250\n"
+        ))
         .unwrap();
         config.set("output", "dir", tmp.path().display().to_string());
         let factory = || registry.build(&names, &config);
@@ -373,12 +377,21 @@ fn results_do_not_depend_on_the_number_of_workers_over_budget() {
                 .and_then(|(_, c)| c.get(n))
                 .unwrap_or(0)
         };
-        // over budget: rows were left out, and said so
-        assert!(get("connections", "dropped_keys") > 0, "-j {jobs}");
-        assert!(get("connections", "connections") <= 400, "-j {jobs}");
+        // over budget: the report's rows were spilled, none left out;
+        // basic-stats' conversations were, and said so
+        assert_eq!(get("connections", "dropped_keys"), 0, "-j {jobs}");
+        assert_eq!(get("connections", "connections"), 6000, "-j {jobs}");
         assert!(get("basic-stats", "l4_flows_in_other") > 0, "-j {jobs}");
         out.save_results(tmp.path()).unwrap();
-        results.push((jobs, saved(tmp.path())));
+        drop(out);
+        let files = saved(tmp.path());
+        // the runs are gone with the results
+        assert!(
+            files.keys().all(|n| !n.starts_with('.')),
+            "{:?}",
+            files.keys()
+        );
+        results.push((jobs, files));
     }
     let (_, first) = &results[0];
     assert!(first.keys().any(|n| n.starts_with("connections")));

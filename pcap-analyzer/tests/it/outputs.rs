@@ -459,6 +459,7 @@ fn bad_values(section: &str, key: &str) -> Option<Vec<&'static str>> {
         ("output", "format") => &["\"xml\"", "\"text\""],
         ("output", "spool_memory") => &["0", "1000", "2000000000000"],
         ("output", "format_runs") => &[],
+        ("output", "spill_dir") => &["\"/nonexistent/pal-spill\"", "\"/dev/null\""],
         ("log", "file") => &["\"../x.log\"", "\"/tmp/x.log\"", "\"a/b\""],
         ("log", "level") => &["\"loud\""],
         ("analyzer", "do_checksums") => &[],

@@ -297,3 +297,75 @@ fn a_plugin_with_nowhere_to_write_is_a_warning_naming_it() {
     }
     assert_empty(tmp.path());
 }
+
+/// The connection report on standard output, over a cap far below its
+/// rows, writes sorted runs into a private directory of `$TMPDIR` and is
+/// the report of a run without a cap, byte for byte, at -j 1 and 2, as
+/// text and as CSV: no row dropped, nothing left in `$TMPDIR`. With -o,
+/// the file is that report, and no run is left beside it.
+#[test]
+fn the_connection_report_over_its_cap_is_the_report_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = capture(dir.path());
+    let pcap = pcap.to_str().unwrap();
+    let conf = |name: &str, cap: u32| {
+        let p = dir.path().join(name);
+        std::fs::write(
+            &p,
+            format!("[plugin.connections]\nmax_connections = {cap}\n"),
+        )
+        .unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let (capped, whole) = (conf("capped.conf", 50), conf("whole.conf", 0));
+    let tmp = tempfile::tempdir().unwrap();
+    for format in ["text", "csv"] {
+        let want = run_in(
+            tmp.path(),
+            &["-c", &whole, "-j", "1", "--format", format, pcap],
+        );
+        assert!(want.status.success(), "{}", stderr(&want));
+        // 600 DNS transactions and 200 TCP exchanges, both directions
+        let rows = stdout(&want).lines().count();
+        assert!(rows > 1_600, "{rows}");
+        for jobs in ["1", "2"] {
+            let got = run_in(
+                tmp.path(),
+                &["-c", &capped, "-j", jobs, "--format", format, pcap],
+            );
+            assert!(got.status.success(), "{}", stderr(&got));
+            assert!(got.stdout == want.stdout, "{format} -j {jobs}");
+            let err = stderr(&got);
+            assert!(!err.contains("dropped_keys"), "-j {jobs}: {err}");
+            assert!(err.contains("connections=1600"), "-j {jobs}: {err}");
+            assert_empty(tmp.path());
+        }
+    }
+    let out = dir.path().join("out");
+    let o = run_in(
+        tmp.path(),
+        &[
+            "-q",
+            "-c",
+            &capped,
+            "-j",
+            "2",
+            "-o",
+            out.to_str().unwrap(),
+            pcap,
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let want = run_in(tmp.path(), &["-q", "-c", &whole, pcap]);
+    assert_eq!(
+        std::fs::read(out.join("connections.txt")).unwrap(),
+        want.stdout
+    );
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert_empty(tmp.path());
+}
