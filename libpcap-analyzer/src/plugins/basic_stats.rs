@@ -4,15 +4,20 @@
 //! Conversations are gathered from the flows as they end (no per-packet
 //! work): the L3 conversation of two addresses and the L4 conversation of a
 //! bidirectional 5-tuple sum the packets and bytes of all their flows,
-//! tunnel layers included. At most `max_conversations` of each are kept
-//! by the whole run (also bounded by the `[memory] basic_stats` share);
-//! over it, conversations are kept by a hash of their key, the same ones
-//! whatever the number of workers ([`crate::memory::KeySampler`]), and the
-//! rest are summed in `other`.
+//! tunnel layers included. At most `max_conversations` of each are held in
+//! memory by the whole run (also bounded by the `[memory] basic_stats`
+//! share), each worker its part. Over it, with a directory to write into
+//! (`[output] spill_dir`, else `[output] dir`), a table writes its rows as
+//! a sorted run and starts again, and the runs are merged into the file at
+//! the end: the file is the one of a run without a cap. Without one,
+//! conversations are kept by a hash of their key, the same ones whatever
+//! the number of workers ([`crate::memory::KeySampler`]), and the rest are
+//! summed in `other`.
 //!
 //! Config `[plugin.basic-stats]`: `max_conversations` (default 1000000).
 //! Writes `basic-stats.json`: compact JSON on one line (`jq .` pretty-prints it).
 
+use super::runs::{self, Fold, Reader, Run, RunRow};
 use crate::memory::{KeySampler, MemoryBudget, Share};
 use crate::plugin::{
     EndReason, Interest, Layers, Plugin, PluginBuilder, PluginError, PluginResult, downcast,
@@ -22,6 +27,7 @@ use crate::shards::{Compact, KeyRef, SplitMap, v4, v4_pair};
 use crate::stats::AnalyzerStats;
 use libpcap_tools::{Config, FiveTuple, Flow, ipproto};
 use serde::Serialize;
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -31,8 +37,9 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(default)]
 pub struct BasicStatsConfig {
-    /// Most conversations kept per table by the whole run (also bounded
-    /// by the `[memory] basic_stats` share, half for each table).
+    /// Most conversations held in memory per table by the whole run (also
+    /// bounded by the `[memory] basic_stats` share, half for each table;
+    /// past it, see the module docs).
     pub max_conversations: usize,
 }
 
@@ -59,6 +66,73 @@ pub struct Conv {
     pub packets_ab: u64,
     /// Packets from the second endpoint.
     pub packets_ba: u64,
+}
+
+/// A conversation in a run: its five counts.
+impl RunRow for Conv {
+    fn encode(&self, out: &mut Vec<u8>) {
+        for x in [
+            self.bytes_ab,
+            self.bytes_ba,
+            self.flows,
+            self.packets_ab,
+            self.packets_ba,
+        ] {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+
+    fn decode(r: &mut Reader) -> std::io::Result<Self> {
+        Ok(Conv {
+            bytes_ab: r.u64()?,
+            bytes_ba: r.u64()?,
+            flows: r.u64()?,
+            packets_ab: r.u64()?,
+            packets_ba: r.u64()?,
+        })
+    }
+}
+
+impl Fold for Conv {
+    fn fold(&mut self, o: &Self) {
+        self.add(o);
+    }
+}
+
+/// An L3 key in a run: the two addresses.
+impl RunRow for AddrPair {
+    fn encode(&self, out: &mut Vec<u8>) {
+        runs::put_ip(out, &self.0);
+        runs::put_ip(out, &self.1);
+    }
+
+    fn decode(r: &mut Reader) -> std::io::Result<Self> {
+        Ok(AddrPair(r.ip()?, r.ip()?))
+    }
+}
+
+/// An L4 key in a run: the addresses, the ports, the protocol.
+impl RunRow for FiveTuple {
+    fn encode(&self, out: &mut Vec<u8>) {
+        runs::put_ip(out, &self.src);
+        runs::put_ip(out, &self.dst);
+        out.extend_from_slice(&self.src_port.to_le_bytes());
+        out.extend_from_slice(&self.dst_port.to_le_bytes());
+        out.push(self.proto);
+    }
+
+    fn decode(r: &mut Reader) -> std::io::Result<Self> {
+        let (src, dst) = (r.ip()?, r.ip()?);
+        let (src_port, dst_port) = (r.u16()?, r.u16()?);
+        let [proto] = r.array::<1>()?;
+        Ok(FiveTuple {
+            src,
+            dst,
+            src_port,
+            dst_port,
+            proto,
+        })
+    }
 }
 
 impl Conv {
@@ -166,6 +240,56 @@ pub struct BasicStats {
     l3_sample: Sample,
     /// Sampling of the L4 table.
     l4_sample: Sample,
+    /// Runs of the L3 table.
+    l3_runs: Spill,
+    /// Runs of the L4 table.
+    l4_runs: Spill,
+    /// Rows held by each table (0: no limit but the sampler's): each
+    /// worker's part of the cap when the tables spill.
+    cap: usize,
+    /// Conversations of the last file written (L3, L4).
+    written: Option<(u64, u64)>,
+}
+
+/// Where a table writes its rows past its cap, and the runs written
+/// (`dir` is `None` without a directory, or once a run could not be
+/// written).
+#[derive(Debug, Default)]
+struct Spill {
+    dir: Option<PathBuf>,
+    runs: Vec<Arc<Run>>,
+}
+
+impl Spill {
+    /// Writes the rows of `map` as a sorted run and empties it; when the
+    /// run cannot be written, the rows stay and no more runs are written.
+    fn write<K: Compact + Ord + RunRow>(&mut self, map: &mut SplitMap<K, Conv>, table: &str) {
+        let Some(dir) = self.dir.clone() else {
+            return;
+        };
+        let mut rows = Vec::with_capacity(map.len());
+        rows.extend(map.iter());
+        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        match runs::write_run(&dir, table, rows.into_iter().map(|(k, v)| (k.key(), v))) {
+            Ok(run) => {
+                self.runs.push(run);
+                map.retain(|_, _| false);
+            }
+            Err(e) => {
+                log::warn!(
+                    "basic-stats: cannot write conversations to '{}': {e}; from now on, \
+                     conversations past the cap are summed in other",
+                    dir.display()
+                );
+                self.dir = None;
+            }
+        }
+    }
+
+    /// Rows in the runs.
+    fn rows(&self) -> u64 {
+        self.runs.iter().map(|r| r.rows()).sum()
+    }
 }
 
 /// The keys a table keeps by hash, shared by the workers, and the level
@@ -197,11 +321,13 @@ fn prune<K: Compact>(
 
 /// Adds `c` to the row of `k`; `counting`: a key new to the table is
 /// counted by the sampler (not when merging: it was counted where seen).
-fn bump<K: Compact>(
+#[allow(clippy::too_many_arguments)]
+fn bump<K: Compact + Ord + RunRow>(
     map: &mut SplitMap<K, Conv>,
     cap: usize,
     other: &mut Conv,
     sample: &mut Sample,
+    spill: (&mut Spill, &str),
     k: K,
     c: &Conv,
     counting: bool,
@@ -212,7 +338,14 @@ fn bump<K: Compact>(
     {
         prune(map, other, sample, l);
     }
-    let full = map.len() >= cap;
+    let mut full = cap > 0 && map.len() >= cap;
+    // full, a new key spills the rows held (a known one is added where it
+    // is)
+    let (spill, table) = spill;
+    if full && spill.dir.is_some() && map.get_or_try_insert(k, |_| None).is_none() {
+        spill.write(map, table);
+        full = map.len() >= cap;
+    }
     // one lookup for a known key; a new key is hashed once more, for the
     // sampler. When admitting it raises the level, the rows the new level
     // drops go at the next call or at the end (`settle`).
@@ -229,13 +362,19 @@ fn bump<K: Compact>(
 /// Folds `from`, a table of another worker, into `map`: its keys were
 /// counted by the sampler where they were seen; a key refused goes to
 /// `other`, as [`bump`] does.
-fn absorb<K: Compact>(
+fn absorb<K: Compact + Ord + RunRow>(
     map: &mut SplitMap<K, Conv>,
     from: SplitMap<K, Conv>,
     cap: usize,
     other: &mut Conv,
     sample: &mut Sample,
+    spill: (&mut Spill, &str),
 ) {
+    // room for the other's rows: the rows held go to a run first
+    let (spill, table) = spill;
+    if cap > 0 && map.len() + from.len() > cap {
+        spill.write(map, table);
+    }
     let level = sample.sampler.as_ref().map(|s| s.level());
     if let Some(l) = level
         && l != sample.level
@@ -247,7 +386,7 @@ fn absorb<K: Compact>(
         from,
         |row, c| row.add(&c),
         |k, c, len| {
-            if KeySampler::table_admits(sampled, k, false, len >= cap) {
+            if KeySampler::table_admits(sampled, k, false, cap > 0 && len >= cap) {
                 return Some(c);
             }
             other.add(&c);
@@ -257,6 +396,24 @@ fn absorb<K: Compact>(
 }
 
 impl BasicStats {
+    /// The plugin with `cfg`.
+    pub fn new(cfg: BasicStatsConfig) -> BasicStats {
+        BasicStats {
+            cap: cfg.max_conversations,
+            cfg,
+            ..BasicStats::default()
+        }
+    }
+
+    /// The plugin writing the conversations over its cap as sorted runs
+    /// into `dir` (see the module docs); `None`: conversations over the
+    /// cap are kept by a hash of their key, the rest summed in `other`.
+    pub fn with_spill_dir(mut self, dir: Option<PathBuf>) -> BasicStats {
+        self.l3_runs.dir.clone_from(&dir);
+        self.l4_runs.dir = dir;
+        self
+    }
+
     fn add_flow(&mut self, f: &Flow) {
         let key = f.key;
         let conv = |ab: libpcap_tools::DirectionStats, ba: libpcap_tools::DirectionStats| Conv {
@@ -277,12 +434,13 @@ impl BasicStats {
         } else {
             (AddrPair(key.dst, key.src), conv(f.to_client, f.to_server))
         };
-        let cap = self.cfg.max_conversations;
+        let cap = self.cap;
         bump(
             &mut self.l3,
             cap,
             &mut self.other_l3,
             &mut self.l3_sample,
+            (&mut self.l3_runs, "basic-stats.l3"),
             pair,
             &c3,
             true,
@@ -292,6 +450,7 @@ impl BasicStats {
             cap,
             &mut self.other_l4,
             &mut self.l4_sample,
+            (&mut self.l4_runs, "basic-stats.l4"),
             key.canonical(),
             &c4,
             true,
@@ -327,14 +486,17 @@ impl Plugin for BasicStats {
 
     fn merge(&mut self, other: Box<dyn Plugin>) -> PluginResult<()> {
         let o = downcast::<Self>("basic-stats", other)?;
-        let o = *o;
-        let cap = self.cfg.max_conversations;
+        let mut o = *o;
+        let cap = self.cap;
+        self.l3_runs.runs.append(&mut o.l3_runs.runs);
+        self.l4_runs.runs.append(&mut o.l4_runs.runs);
         absorb(
             &mut self.l3,
             o.l3,
             cap,
             &mut self.other_l3,
             &mut self.l3_sample,
+            (&mut self.l3_runs, "basic-stats.l3"),
         );
         absorb(
             &mut self.l4,
@@ -342,6 +504,7 @@ impl Plugin for BasicStats {
             cap,
             &mut self.other_l4,
             &mut self.l4_sample,
+            (&mut self.l4_runs, "basic-stats.l4"),
         );
         self.other_l3.add(&o.other_l3);
         self.other_l4.add(&o.other_l4);
@@ -355,8 +518,14 @@ impl Plugin for BasicStats {
     fn use_memory(&mut self, budget: &Arc<MemoryBudget>) {
         let share = budget.share(Share::BasicStats) / 2 / ROW_BYTES;
         let cap = (self.cfg.max_conversations as u64).min(share).max(1);
-        self.l3_sample.sampler = Some(budget.sampler("basic-stats.l3", cap));
-        self.l4_sample.sampler = Some(budget.sampler("basic-stats.l4", cap));
+        if self.l3_runs.dir.is_some() {
+            // each worker holds its part, and spills past it
+            let part = (cap / budget.workers() as u64).max(1);
+            self.cap = usize::try_from(part).unwrap_or(usize::MAX);
+        } else {
+            self.l3_sample.sampler = Some(budget.sampler("basic-stats.l3", cap));
+            self.l4_sample.sampler = Some(budget.sampler("basic-stats.l4", cap));
+        }
     }
 
     fn post_process(&mut self) -> PluginResult<()> {
@@ -375,9 +544,15 @@ impl Plugin for BasicStats {
     /// Conversations kept, and flows folded into the `other` rows because
     /// `max_conversations` was reached (their conversation is not listed).
     fn counters(&self) -> crate::plugin::Counters {
+        // before a file is written, the rows held and spilled (a key in
+        // several runs counted in each)
+        let (l3, l4) = self.written.unwrap_or((
+            self.l3.len() as u64 + self.l3_runs.rows(),
+            self.l4.len() as u64 + self.l4_runs.rows(),
+        ));
         crate::plugin::Counters::new()
-            .count("l3_conversations", self.l3.len() as u64)
-            .count("l4_conversations", self.l4.len() as u64)
+            .count("l3_conversations", l3)
+            .count("l4_conversations", l4)
             .loss("l3_flows_in_other", self.other_l3.flows)
             .loss("l4_flows_in_other", self.other_l4.flows)
     }
@@ -391,13 +566,20 @@ impl Plugin for BasicStats {
 
     fn save_results(&mut self, dir: &Path) -> PluginResult<Vec<PathBuf>> {
         let path = dir.join("basic-stats.json");
+        let mut written = None;
         write_atomically_with(&path, |w| {
             let mut w = std::io::BufWriter::with_capacity(1 << 16, w);
-            serde_json::to_writer(&mut w, &self.report()).map_err(std::io::Error::other)?;
+            let report = self.report();
+            serde_json::to_writer(&mut w, &report).map_err(std::io::Error::other)?;
+            written = Some((
+                report.l3_conversations.written.get(),
+                report.l4_conversations.written.get(),
+            ));
             std::io::Write::write_all(&mut w, b"\n")?;
             std::io::Write::flush(&mut w)
         })
         .map_err(|e| PluginError::wrap("basic-stats", e))?;
+        self.written = written;
         Ok(vec![path])
     }
 }
@@ -420,9 +602,9 @@ impl BasicStats {
                 .iter()
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect(),
-            l3_conversations: L3Rows(l3),
+            l3_conversations: Rows::new(l3, &self.l3_runs.runs),
             l3_other: self.other_l3,
-            l4_conversations: L4Rows(l4),
+            l4_conversations: Rows::new(l4, &self.l4_runs.runs),
             l4_other: self.other_l4,
             layers: LayerCounts {
                 arp: r.arp,
@@ -455,9 +637,9 @@ impl BasicStats {
 struct Report<'a> {
     anomalies: &'a BTreeMap<String, u64>,
     flows_ended: BTreeMap<String, u64>,
-    l3_conversations: L3Rows<'a>,
+    l3_conversations: Rows<'a, AddrPair>,
     l3_other: Conv,
-    l4_conversations: L4Rows<'a>,
+    l4_conversations: Rows<'a, FiveTuple>,
     l4_other: Conv,
     layers: LayerCounts,
     plugin_errors: &'a BTreeMap<String, u64>,
@@ -488,50 +670,80 @@ struct LayerCounts {
     udp: u64,
 }
 
-struct L3Rows<'a>(Vec<(KeyRef<'a, AddrPair>, &'a Conv)>);
+/// The conversations of a table in key order: those held (sorted) and
+/// those of its runs, merged as they are written.
+struct Rows<'a, K: Compact> {
+    held: Vec<(KeyRef<'a, K>, &'a Conv)>,
+    runs: &'a [Arc<Run>],
+    /// Rows written by the last serialization.
+    written: Cell<u64>,
+}
 
-impl Serialize for L3Rows<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Row<'a> {
-            a: IpAddr,
-            b: IpAddr,
-            #[serde(flatten)]
-            conv: &'a Conv,
+impl<'a, K: Compact + Ord + RunRow> Rows<'a, K> {
+    fn new(held: Vec<(KeyRef<'a, K>, &'a Conv)>, runs: &'a [Arc<Run>]) -> Self {
+        Rows {
+            held,
+            runs,
+            written: Cell::new(0),
         }
-        s.collect_seq(self.0.iter().map(|(k, conv)| {
-            let AddrPair(a, b) = k.key();
-            Row { a, b, conv }
-        }))
+    }
+
+    /// Serializes the rows (each made by `row`) as a sequence, counting
+    /// them; a run that cannot be read is an error.
+    fn serialize_with<S: serde::Serializer, R: Serialize>(
+        &self,
+        s: S,
+        row: impl Fn(K, Conv) -> R,
+    ) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        let held = self.held.iter().map(|(k, v)| (k.key(), **v));
+        let mut merged = runs::Merged::new(held, self.runs).map_err(S::Error::custom)?;
+        let mut n = 0u64;
+        let out = s.collect_seq(merged.by_ref().map(|(k, v)| {
+            n += 1;
+            row(k, v)
+        }));
+        self.written.set(n);
+        match merged.take_error() {
+            Some(e) => Err(S::Error::custom(e)),
+            None => out,
+        }
     }
 }
 
-struct L4Rows<'a>(Vec<(KeyRef<'a, FiveTuple>, &'a Conv)>);
-
-impl Serialize for L4Rows<'_> {
+impl Serialize for Rows<'_, AddrPair> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
-        struct Row<'a> {
+        struct Row {
+            a: IpAddr,
+            b: IpAddr,
+            #[serde(flatten)]
+            conv: Conv,
+        }
+        self.serialize_with(s, |AddrPair(a, b), conv| Row { a, b, conv })
+    }
+}
+
+impl Serialize for Rows<'_, FiveTuple> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Row {
             a: IpAddr,
             a_port: u16,
             b: IpAddr,
             b_port: u16,
             #[serde(flatten)]
-            conv: &'a Conv,
+            conv: Conv,
             protocol: std::borrow::Cow<'static, str>,
         }
-        s.collect_seq(self.0.iter().map(|(k, conv)| {
-            let k = k.key();
-            Row {
-                a: k.src,
-                a_port: k.src_port,
-                b: k.dst,
-                b_port: k.dst_port,
-                conv,
-                protocol: ipproto::name(k.proto)
-                    .map_or_else(|| k.proto.to_string().into(), Into::into),
-            }
-        }))
+        self.serialize_with(s, |k, conv| Row {
+            a: k.src,
+            a_port: k.src_port,
+            b: k.dst,
+            b_port: k.dst_port,
+            conv,
+            protocol: ipproto::name(k.proto).map_or_else(|| k.proto.to_string().into(), Into::into),
+        })
     }
 }
 
@@ -552,10 +764,10 @@ impl PluginBuilder for BasicStatsBuilder {
             .map_err(|e| PluginError::wrap("basic-stats", e))?;
         cfg.validate()
             .map_err(|m| PluginError::new("basic-stats", m))?;
-        Ok(Box::new(BasicStats {
-            cfg,
-            ..BasicStats::default()
-        }))
+        let out = super::spool::OutputConfig::from_config(config, "basic-stats")?;
+        Ok(Box::new(
+            BasicStats::new(cfg).with_spill_dir(out.spill_dir.or(out.dir)),
+        ))
     }
 }
 
@@ -631,8 +843,9 @@ mod tests {
 
     #[test]
     fn the_saved_file_is_the_compact_results_on_one_line() {
-        let mut p = BasicStats::default();
-        p.cfg.max_conversations = 3;
+        let mut p = BasicStats::new(BasicStatsConfig {
+            max_conversations: 3,
+        });
         let flows = [
             flow([10, 0, 0, 1], 53, [10, 0, 0, 9], 5353, 17, 2),
             flow([10, 0, 0, 2], 40000, [10, 0, 0, 1], 443, 6, 3),
@@ -682,5 +895,75 @@ mod tests {
         assert_eq!(value["l3_other"]["flows"], 1);
         assert_eq!(value["flows_ended"]["timeout"], 5);
         assert_eq!(value["anomalies"]["ipv4_truncated"], 1);
+    }
+
+    /// Tables over their cap write sorted runs and give the file of tables
+    /// without a cap, byte for byte, also merged from several workers'
+    /// instances; nothing goes to `other`, and the runs are removed with
+    /// the instances.
+    #[test]
+    fn tables_spilling_runs_write_the_file_of_tables_without_a_cap() {
+        let runs = tempfile::tempdir().unwrap();
+        let flows: Vec<Flow> = (0..3_000u32)
+            .map(|i| {
+                // each conversation several times, far apart
+                let x = (i % 700) * 13 % 700;
+                let proto = if x % 4 == 0 { 6 } else { 17 };
+                let mut f = flow(
+                    [10, 0, (x >> 8) as u8, x as u8],
+                    (1000 + x % 50) as u16,
+                    [192, 0, 2, (x % 9) as u8],
+                    53,
+                    proto,
+                    1 + u64::from(i % 5),
+                );
+                if x % 3 == 0 {
+                    f.key.src = IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, x as u16]);
+                    f.key.dst = IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 1, 1]);
+                }
+                f
+            })
+            .collect();
+        let file = |p: &mut BasicStats| {
+            let dir = tempfile::tempdir().unwrap();
+            p.save_results(dir.path()).unwrap();
+            std::fs::read(dir.path().join("basic-stats.json")).unwrap()
+        };
+        let spilling = || {
+            let mut p = BasicStats::new(BasicStatsConfig::default())
+                .with_spill_dir(Some(runs.path().to_path_buf()));
+            p.cap = 40;
+            p
+        };
+        let mut whole = BasicStats::new(BasicStatsConfig::default());
+        let mut one = spilling();
+        for f in &flows {
+            whole.flow_destroyed(f, EndReason::Timeout).unwrap();
+            one.flow_destroyed(f, EndReason::Timeout).unwrap();
+        }
+        let mut parts: Vec<BasicStats> = (0..3).map(|_| spilling()).collect();
+        for (i, f) in flows.iter().enumerate() {
+            parts[i * 3 / flows.len()]
+                .flow_destroyed(f, EndReason::Timeout)
+                .unwrap();
+        }
+        let mut merged = parts.remove(0);
+        for p in parts {
+            merged.merge(Box::new(p)).unwrap();
+        }
+        let want = file(&mut whole);
+        let kept = |p: &BasicStats| {
+            let c = p.counters();
+            (c.get("l3_conversations"), c.get("l4_conversations"))
+        };
+        for (name, p) in [("one", &mut one), ("merged", &mut merged)] {
+            assert!(p.l4_runs.runs.len() > 5, "{name}");
+            assert!(p.l3_runs.runs.len() > 2, "{name}");
+            assert!(file(p) == want, "{name}");
+            assert_eq!(kept(p), kept(&whole), "{name}");
+            assert_eq!((p.other_l3.flows, p.other_l4.flows), (0, 0), "{name}");
+        }
+        drop((one, merged));
+        assert_eq!(std::fs::read_dir(runs.path()).unwrap().count(), 0);
     }
 }

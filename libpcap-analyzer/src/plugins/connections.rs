@@ -43,7 +43,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-mod runs;
+use super::runs::{self, Fold, Reader, RunRow};
 
 /// Output format of the report: the seed's text report, or the
 /// `connection` records of the schema in one of the record formats.
@@ -473,6 +473,67 @@ impl ConnStats {
     }
 }
 
+/// A key in a run: the addresses, then the ports.
+impl RunRow for ConnKey {
+    fn encode(&self, out: &mut Vec<u8>) {
+        runs::put_ip(out, &self.src);
+        runs::put_ip(out, &self.dst);
+        out.extend_from_slice(&self.src_port.to_le_bytes());
+        out.extend_from_slice(&self.dst_port.to_le_bytes());
+    }
+
+    fn decode(r: &mut Reader) -> std::io::Result<Self> {
+        let (src, dst) = (r.ip()?, r.ip()?);
+        Ok(ConnKey {
+            src,
+            dst,
+            src_port: r.u16()?,
+            dst_port: r.u16()?,
+        })
+    }
+}
+
+/// A row in a run: the protocols (a u16 count: a set may hold all 256),
+/// bytes, packets, flows, first flow, the two times and a byte of flags
+/// (bit 0: first time known, bit 1: last time known).
+impl RunRow for ConnStats {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let n = self.protocols.iter().count() as u16;
+        out.extend_from_slice(&n.to_le_bytes());
+        out.extend(self.protocols.iter());
+        for x in [self.bytes, self.packets, self.flows, self.first_flow] {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        out.extend_from_slice(&self.first.to_le_bytes());
+        out.extend_from_slice(&self.last.to_le_bytes());
+        out.push(u8::from(self.has_first) | (u8::from(self.has_last) << 1));
+    }
+
+    fn decode(r: &mut Reader) -> std::io::Result<Self> {
+        let mut v = ConnStats::default();
+        for _ in 0..r.u16()? {
+            let [p] = r.array::<1>()?;
+            v.protocols.insert(p);
+        }
+        v.bytes = r.u64()?;
+        v.packets = r.u64()?;
+        v.flows = r.u64()?;
+        v.first_flow = r.u64()?;
+        v.first = r.i64()?;
+        v.last = r.i64()?;
+        let [flags] = r.array::<1>()?;
+        v.has_first = flags & 1 != 0;
+        v.has_last = flags & 2 != 0;
+        Ok(v)
+    }
+}
+
+impl Fold for ConnStats {
+    fn fold(&mut self, o: &Self) {
+        self.merge(o);
+    }
+}
+
 /// Estimated bytes of a row of the report.
 pub const ROW_BYTES: u64 = crate::memory::row_bytes(std::mem::size_of::<(ConnKey, ConnStats)>());
 
@@ -598,7 +659,11 @@ impl ConnTable {
         };
         let written = {
             let sorted = self.sorted(1);
-            runs::write_run(&dir, sorted.in_order().map(|(k, v)| (k.key(), v)))
+            runs::write_run(
+                &dir,
+                "connections",
+                sorted.in_order().map(|(k, v)| (k.key(), v)),
+            )
         };
         match written {
             Ok(run) => {

@@ -17,6 +17,7 @@ pub mod connections;
 pub mod dns;
 pub mod flows;
 pub mod hexdump;
+mod runs;
 mod spool;
 pub mod tls;
 

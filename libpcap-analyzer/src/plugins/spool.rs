@@ -29,7 +29,8 @@ pub struct OutputConfig {
     /// decides (pcap-analyzer: when `-j` is below the number of CPUs).
     pub format_runs: Option<bool>,
     /// Directory where reports over their memory share write sorted runs
-    /// (the connection report), removed when merged; without one, `dir`.
+    /// (the connection report, basic-stats' conversations), removed when
+    /// merged; without one, `dir`.
     /// pcap-analyzer sets it: the output directory, or without one a
     /// private directory made in `$TMPDIR` and removed at the end.
     pub spill_dir: Option<PathBuf>,

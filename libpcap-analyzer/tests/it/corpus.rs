@@ -328,10 +328,10 @@ fn results_do_not_depend_on_the_number_of_workers() {
 
 /// Over budget too, the files are the same at -j 1, 2 and 4, on a built
 /// flood of 3000 short DNS flows with caps far below them (no corpus
-/// needed): the connection report spills sorted runs into the output
-/// directory and is the report of a run without a cap, byte for byte;
-/// basic-stats keeps the same conversations (by a hash of the key, not by
-/// arrival in each worker).
+/// needed): the connection report and basic-stats' conversations spill
+/// sorted runs into the output directory, and the files are those of a run
+/// without caps; without a directory, they keep the same rows (by a hash
+/// of the key, not by arrival in each worker).
 #[test]
 fn results_do_not_depend_on_the_number_of_workers_over_budget() {
     use libpcap_analyzer::flood::{Flood, FloodKind};
@@ -353,54 +353,72 @@ fn results_do_not_depend_on_the_number_of_workers_over_budget() {
             data,
         })
         .collect();
-    let mut results = Vec::new();
-    // the last run without a cap on the report
-    for (jobs, cap) in [(1, 400), (2, 400), (4, 400), (1, 0)] {
-        let tmp = tempfile::tempdir().unwrap();
-        let mut config = Config::from_toml(&format!(
-            "[plugin.connections]\nmax_connections = {cap}\n\
-             [plugin.basic-stats]\nmax_conversations = 250\n"
-        ))
-        .unwrap();
-        config.set("output", "dir", tmp.path().display().to_string());
-        let factory = || registry.build(&names, &config);
-        let mut source = MemorySource::new(packets.clone());
-        let mut out = Engine::new(&config, jobs)
-            .unwrap()
-            .run(&factory, &mut source)
-            .unwrap();
-        let counters = out.plugin_counters();
-        let get = |p: &str, n: &str| {
-            counters
-                .iter()
-                .find(|(name, _)| name == p)
-                .and_then(|(_, c)| c.get(n))
-                .unwrap_or(0)
+    // with a directory for the runs (the last run without caps), then
+    // without one: rows kept by a hash of their key
+    for spill in [true, false] {
+        let mut results = Vec::new();
+        let runs: &[(usize, u32)] = if spill {
+            &[(1, 400), (2, 400), (4, 400), (1, 0)]
+        } else {
+            &[(1, 400), (2, 400), (4, 400)]
         };
-        // over budget: the report's rows were spilled, none left out;
-        // basic-stats' conversations were, and said so
-        assert_eq!(get("connections", "dropped_keys"), 0, "-j {jobs}");
-        assert_eq!(get("connections", "connections"), 6000, "-j {jobs}");
-        assert!(get("basic-stats", "l4_flows_in_other") > 0, "-j {jobs}");
-        out.save_results(tmp.path()).unwrap();
-        drop(out);
-        let files = saved(tmp.path());
-        // the runs are gone with the results
-        assert!(
-            files.keys().all(|n| !n.starts_with('.')),
-            "{:?}",
-            files.keys()
-        );
-        results.push((jobs, files));
-    }
-    let (_, first) = &results[0];
-    assert!(first.keys().any(|n| n.starts_with("connections")));
-    for (jobs, r) in &results[1..] {
-        for (name, content) in first {
+        for &(jobs, cap) in runs {
+            let tmp = tempfile::tempdir().unwrap();
+            let conversations = if cap == 0 { 1_000_000 } else { 250 };
+            let mut config = Config::from_toml(&format!(
+                "[plugin.connections]\nmax_connections = {cap}\n\
+                 [plugin.basic-stats]\nmax_conversations = {conversations}\n"
+            ))
+            .unwrap();
+            if spill {
+                config.set("output", "dir", tmp.path().display().to_string());
+            }
+            let factory = || registry.build(&names, &config);
+            let mut source = MemorySource::new(packets.clone());
+            let mut out = Engine::new(&config, jobs)
+                .unwrap()
+                .run(&factory, &mut source)
+                .unwrap();
+            let counters = out.plugin_counters();
+            let get = |p: &str, n: &str| {
+                counters
+                    .iter()
+                    .find(|(name, _)| name == p)
+                    .and_then(|(_, c)| c.get(n))
+                    .unwrap_or(0)
+            };
+            if spill {
+                // the rows were spilled, none left out
+                assert_eq!(get("connections", "dropped_keys"), 0, "-j {jobs}");
+                assert_eq!(get("connections", "connections"), 6000, "-j {jobs}");
+                assert_eq!(get("basic-stats", "l4_flows_in_other"), 0, "-j {jobs}");
+                assert_eq!(get("basic-stats", "l4_conversations"), 3000, "-j {jobs}");
+            } else {
+                // rows were left out, and said so
+                assert!(get("connections", "dropped_keys") > 0, "-j {jobs}");
+                assert!(get("connections", "connections") <= 400, "-j {jobs}");
+                assert!(get("basic-stats", "l4_flows_in_other") > 0, "-j {jobs}");
+            }
+            out.save_results(tmp.path()).unwrap();
+            drop(out);
+            let files = saved(tmp.path());
+            // the runs are gone with the results
             assert!(
-                r.get(name) == Some(content),
-                "{name} differs with -j {jobs}"
+                files.keys().all(|n| !n.starts_with('.')),
+                "{:?}",
+                files.keys()
             );
+            results.push((jobs, files));
+        }
+        let (_, first) = &results[0];
+        assert!(first.keys().any(|n| n.starts_with("connections")));
+        for (jobs, r) in &results[1..] {
+            for (name, content) in first {
+                assert!(
+                    r.get(name) == Some(content),
+                    "{name} differs with -j {jobs} (spill: {spill})"
+                );
+            }
         }
     }
 }

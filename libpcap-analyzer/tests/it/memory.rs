@@ -113,8 +113,12 @@ fn pending_datagrams_are_capped_for_the_whole_run() {
             .find(|p| p.0 == "fragment_datagrams")
             .unwrap();
         assert_eq!(*limit, 100);
+        // at least one worker's part held at once (each gets hundreds of
+        // datagrams); how many parts at the same time depends on the
+        // workers' timing (a release build on a busy machine held 28 of
+        // 100 at -j 4)
         assert!(
-            *peak <= 100 && *peak > 50,
+            *peak <= 100 && *peak >= 100 / jobs as u64,
             "-j {jobs}: {peak} pending at once"
         );
         if jobs > 1 {
@@ -208,11 +212,16 @@ fn dns_flows_over_budget_are_counted_by_name() {
             .run(&factory, &mut source)
             .unwrap();
         let unpaired = counter(&out, "dns", "unpaired");
-        // at most 100 wait (plus a lease's slack per worker)
-        // never more than 100 at once (a worker that finished first gave
-        // its part back to the others, still reading their queues)
+        // never more than 100 at once, and at least one worker's part: a
+        // worker that finished first gives its part back to the others, so
+        // the peak reaches 100 when they still read their queues, which
+        // depends on their timing (52 seen at -j 2 on a busy machine)
         let (_, limit, peak, _) = out.memory.iter().find(|p| p.0 == "dns.pending").unwrap();
-        assert_eq!((*limit, *peak), (100, 100), "-j {jobs}");
+        assert_eq!(*limit, 100, "-j {jobs}");
+        assert!(
+            *peak <= 100 && *peak >= 100 / jobs as u64,
+            "-j {jobs}: {peak}"
+        );
         assert!(
             unpaired >= 2000 - 100 * jobs as u64,
             "-j {jobs}: {unpaired} {:?}",
