@@ -17,7 +17,7 @@
 //! Config `[plugin.basic-stats]`: `max_conversations` (default 1000000).
 //! Writes `basic-stats.json`: compact JSON on one line (`jq .` pretty-prints it).
 
-use super::runs::{self, Fold, Reader, Run, RunRow};
+use super::runs::{self, Fold, Reader, Run, RunRow, Spill};
 use crate::memory::{KeySampler, MemoryBudget, Share};
 use crate::plugin::{
     EndReason, Interest, Layers, Plugin, PluginBuilder, PluginError, PluginResult, downcast,
@@ -251,47 +251,6 @@ pub struct BasicStats {
     written: Option<(u64, u64)>,
 }
 
-/// Where a table writes its rows past its cap, and the runs written
-/// (`dir` is `None` without a directory, or once a run could not be
-/// written).
-#[derive(Debug, Default)]
-struct Spill {
-    dir: Option<PathBuf>,
-    runs: Vec<Arc<Run>>,
-}
-
-impl Spill {
-    /// Writes the rows of `map` as a sorted run and empties it; when the
-    /// run cannot be written, the rows stay and no more runs are written.
-    fn write<K: Compact + Ord + RunRow>(&mut self, map: &mut SplitMap<K, Conv>, table: &str) {
-        let Some(dir) = self.dir.clone() else {
-            return;
-        };
-        let mut rows = Vec::with_capacity(map.len());
-        rows.extend(map.iter());
-        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        match runs::write_run(&dir, table, rows.into_iter().map(|(k, v)| (k.key(), v))) {
-            Ok(run) => {
-                self.runs.push(run);
-                map.retain(|_, _| false);
-            }
-            Err(e) => {
-                log::warn!(
-                    "basic-stats: cannot write conversations to '{}': {e}; from now on, \
-                     conversations past the cap are summed in other",
-                    dir.display()
-                );
-                self.dir = None;
-            }
-        }
-    }
-
-    /// Rows in the runs.
-    fn rows(&self) -> u64 {
-        self.runs.iter().map(|r| r.rows()).sum()
-    }
-}
-
 /// The keys a table keeps by hash, shared by the workers, and the level
 /// its rows were last pruned to.
 #[derive(Debug, Default)]
@@ -343,7 +302,7 @@ fn bump<K: Compact + Ord + RunRow>(
     // is)
     let (spill, table) = spill;
     if full && spill.dir.is_some() && map.get_or_try_insert(k, |_| None).is_none() {
-        spill.write(map, table);
+        spill.write(map, table, "conversations past the cap are summed in other");
         full = map.len() >= cap;
     }
     // one lookup for a known key; a new key is hashed once more, for the
@@ -373,7 +332,7 @@ fn absorb<K: Compact + Ord + RunRow>(
     // room for the other's rows: the rows held go to a run first
     let (spill, table) = spill;
     if cap > 0 && map.len() + from.len() > cap {
-        spill.write(map, table);
+        spill.write(map, table, "conversations past the cap are summed in other");
     }
     let level = sample.sampler.as_ref().map(|s| s.level());
     if let Some(l) = level

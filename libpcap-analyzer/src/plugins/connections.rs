@@ -43,7 +43,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::runs::{self, Fold, Reader, RunRow};
+use super::runs::{self, Fold, Reader, RunRow, Spill};
 
 /// Output format of the report: the seed's text report, or the
 /// `connection` records of the schema in one of the record formats.
@@ -556,10 +556,8 @@ pub struct ConnTable {
     /// per refusal, and the flows of rows sampled out).
     dropped_keys: u64,
     /// Where rows over the cap are written as sorted runs (no sampler
-    /// then); `None` after a run could not be written.
-    spill_dir: Option<PathBuf>,
-    /// The runs written (shared with copies of the table).
-    runs: Vec<Arc<runs::Run>>,
+    /// then), and the runs written.
+    spill: Spill,
     /// Rows of the last report written (see [`ConnTable::report_rows`]).
     reported: Reported,
 }
@@ -615,7 +613,7 @@ impl ConnTable {
         let mut full = self.cap > 0 && self.map.len() >= self.cap;
         // full, a new key spills the rows held (a known one is counted
         // where it is)
-        if full && self.spill_dir.is_some() && self.map.get_or_try_insert(k, |_| None).is_none() {
+        if full && self.spill.dir.is_some() && self.map.get_or_try_insert(k, |_| None).is_none() {
             self.spill();
             full = self.cap > 0 && self.map.len() >= self.cap;
         }
@@ -650,36 +648,14 @@ impl ConnTable {
         self.level = level;
     }
 
-    /// Writes the rows held as a sorted run and empties the table. When
-    /// the run cannot be written, the rows stay and no more runs are
-    /// written: rows past the cap are then refused (counted).
+    /// Writes the rows held as a sorted run and empties the table (see
+    /// [`Spill::write`]).
     fn spill(&mut self) {
-        let Some(dir) = self.spill_dir.clone() else {
-            return;
-        };
-        let written = {
-            let sorted = self.sorted(1);
-            runs::write_run(
-                &dir,
-                "connections",
-                sorted.in_order().map(|(k, v)| (k.key(), v)),
-            )
-        };
-        match written {
-            Ok(run) => {
-                self.runs.push(run);
-                self.map.retain(|_, _| false);
-            }
-            Err(e) => {
-                log::warn!(
-                    "connections: cannot write rows to '{}': {e}; from now on, rows past the cap \
-                     ({}) are not kept",
-                    dir.display(),
-                    self.cap
-                );
-                self.spill_dir = None;
-            }
-        }
+        self.spill.write(
+            &mut self.map,
+            "connections",
+            "rows past the cap are not kept",
+        );
     }
 
     /// Rows of the report: those held when nothing was spilled; else the
@@ -687,21 +663,18 @@ impl ConnTable {
     /// spilled (a key in several runs counted in each).
     pub fn report_rows(&self) -> u64 {
         let held = self.map.len() as u64;
-        if self.runs.is_empty() {
+        if self.spill.runs.is_empty() {
             return held;
         }
         match self.reported.0.load(Ordering::Relaxed) {
-            0 => held + self.runs.iter().map(|r| r.rows()).sum::<u64>(),
+            0 => held + self.spill.rows(),
             n => n - 1,
         }
     }
 
     /// Runs spilled to disk and their rows.
     pub fn spilled(&self) -> (usize, u64) {
-        (
-            self.runs.len(),
-            self.runs.iter().map(|r| r.rows()).sum::<u64>(),
-        )
+        (self.spill.runs.len(), self.spill.rows())
     }
 
     /// Prunes to the sampler's current level (after a merge, at the end).
@@ -716,7 +689,7 @@ impl ConnTable {
     fn merge(&mut self, mut other: ConnTable) {
         self.dropped_keys += other.dropped_keys;
         self.dropped_packets += other.dropped_packets;
-        self.runs.append(&mut other.runs);
+        self.spill.runs.append(&mut other.spill.runs);
         // room for the other's rows: the rows held go to a run first
         if self.sampler.is_none() && self.cap > 0 && self.map.len() + other.map.len() > self.cap {
             self.spill();
@@ -774,7 +747,7 @@ impl ConnTable {
     ) -> std::io::Result<()> {
         let sorted = self.sorted(report_threads(self.map.len()));
         let mem = sorted.in_order().map(|(k, v)| (k.key(), v.clone()));
-        let mut merged = runs::Merged::new(mem, &self.runs)?;
+        let mut merged = runs::Merged::new(mem, &self.spill.runs)?;
         f(&mut merged)?;
         merged.finish()
     }
@@ -822,7 +795,7 @@ impl ConnTable {
     ) -> std::io::Result<()> {
         let held = self.map.len() as u64 + self.spilled().1;
         let threads = report_threads(usize::try_from(held).unwrap_or(usize::MAX));
-        let written = if self.runs.is_empty() {
+        let written = if self.spill.runs.is_empty() {
             let sorted = self.sorted(threads);
             write_rows(format, sorted.in_order(), threads, w)?
         } else {
@@ -1176,7 +1149,7 @@ impl ConnectionsPlugin {
     /// (see [`ConnectionsConfig::max_connections`]); `None`: rows over the
     /// cap are kept by a hash of their key.
     pub fn with_spill_dir(mut self, dir: Option<PathBuf>) -> ConnectionsPlugin {
-        self.table.spill_dir = dir;
+        self.table.spill.dir = dir;
         self
     }
 
@@ -1268,7 +1241,7 @@ impl Plugin for ConnectionsPlugin {
             0 => share,
             n => n.min(share),
         };
-        if self.table.spill_dir.is_some() {
+        if self.table.spill.dir.is_some() {
             // each worker holds its part, and spills past it
             let part = cap / budget.workers() as u64;
             self.table.cap = usize::try_from(part.max(1)).unwrap_or(usize::MAX);
@@ -1710,7 +1683,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spilling = |cap| ConnTable {
             cap,
-            spill_dir: Some(dir.path().to_path_buf()),
+            spill: Spill {
+                dir: Some(dir.path().to_path_buf()),
+                ..Spill::default()
+            },
             ..ConnTable::default()
         };
         let mut whole = ConnTable::default();
@@ -1753,7 +1729,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut t = ConnTable {
             cap: 100,
-            spill_dir: Some(dir.path().to_path_buf()),
+            spill: Spill {
+                dir: Some(dir.path().to_path_buf()),
+                ..Spill::default()
+            },
             ..ConnTable::default()
         };
         feed(&mut t, 0..1_000);
@@ -1778,12 +1757,15 @@ mod tests {
     fn a_table_that_cannot_spill_counts_what_it_drops() {
         let mut t = ConnTable {
             cap: 100,
-            spill_dir: Some(PathBuf::from("/nonexistent/pal-spill-test")),
+            spill: Spill {
+                dir: Some(PathBuf::from("/nonexistent/pal-spill-test")),
+                ..Spill::default()
+            },
             ..ConnTable::default()
         };
         feed(&mut t, 0..1_000);
         assert_eq!(t.map.len(), 100);
-        assert!(t.spill_dir.is_none());
+        assert!(t.spill.dir.is_none());
         assert_eq!(t.spilled(), (0, 0));
         assert!(t.dropped().0 > 0);
     }

@@ -16,6 +16,7 @@
 //! read back only by the process that wrote it; a damaged one is an error,
 //! never a panic.
 
+use crate::shards::{Compact, SplitMap};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
@@ -63,6 +64,53 @@ impl Drop for Run {
         {
             log::warn!("cannot remove the run '{}': {e}", self.path.display());
         }
+    }
+}
+
+/// Where a table writes its rows past its cap, and the runs written
+/// (`dir` is `None` without a directory, or once a run could not be
+/// written). Copies share the runs.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Spill {
+    pub(crate) dir: Option<PathBuf>,
+    pub(crate) runs: Vec<Arc<Run>>,
+}
+
+impl Spill {
+    /// Writes the rows of `map` as a sorted run of `table` and empties
+    /// it. When the run cannot be written, the rows stay, no more runs
+    /// are written, and a warning says so, then what happens to the rows
+    /// past the cap (`past`).
+    pub(crate) fn write<K: Compact + Ord + RunRow, V: RunRow>(
+        &mut self,
+        map: &mut SplitMap<K, V>,
+        table: &str,
+        past: &str,
+    ) {
+        let Some(dir) = self.dir.clone() else {
+            return;
+        };
+        let mut rows = Vec::with_capacity(map.len());
+        rows.extend(map.iter());
+        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        match write_run(&dir, table, rows.into_iter().map(|(k, v)| (k.key(), v))) {
+            Ok(run) => {
+                self.runs.push(run);
+                map.retain(|_, _| false);
+            }
+            Err(e) => {
+                log::warn!(
+                    "{table}: cannot write rows to '{}': {e}; from now on, {past}",
+                    dir.display()
+                );
+                self.dir = None;
+            }
+        }
+    }
+
+    /// Rows in the runs (a key in several runs counted in each).
+    pub(crate) fn rows(&self) -> u64 {
+        self.runs.iter().map(|r| r.rows()).sum()
     }
 }
 
