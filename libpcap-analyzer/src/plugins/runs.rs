@@ -278,24 +278,26 @@ impl<K: RunRow + Ord + Copy, V: Fold, I: Iterator<Item = (K, V)>> Iterator for M
             }
         }
         let key = least?;
-        let mut row = V::default();
-        if let Some((_, v)) = self.mem.next_if(|(k, _)| *k == key) {
-            row.fold(&v);
-        }
+        // the first row of the key as it is, the others folded into it
+        let mut row: Option<V> = self.mem.next_if(|(k, _)| *k == key).map(|(_, v)| v);
         for (r, head) in &mut self.runs {
-            if let Some((k, v)) = head
-                && *k == key
-            {
-                row.fold(v);
-                match r.next() {
-                    Ok(next) => *head = next,
+            if head.as_ref().is_some_and(|(k, _)| *k == key) {
+                let next = match r.next() {
+                    Ok(next) => next,
                     Err(e) => {
                         self.error = Some(e);
                         return None;
                     }
+                };
+                if let Some((_, v)) = std::mem::replace(head, next) {
+                    match &mut row {
+                        Some(row) => row.fold(&v),
+                        None => row = Some(v),
+                    }
                 }
             }
         }
+        let row = row.unwrap_or_default();
         Some((key, row))
     }
 }
