@@ -31,14 +31,15 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Bytes of one flow in the flow table: its entry (440 bytes: the flow with
-/// its TCP and connection tracking; 496 while it also held its table key),
-/// its place in the hash table and the expiry heap, and the tables' spare
-/// capacity. Measured: peak RSS of two
-/// SYN floods of 100,000 and 200,000 flows with `-p community-id -o`, the
-/// difference divided by the difference of flows (599 bytes); see the
-/// README's "Memory" section. The rows of the reports are budgeted apart
-/// (`connections`, `basic_stats` shares).
-pub const FLOW_BYTES: u64 = 600;
+/// its TCP and connection tracking), its place in the index (32 bytes) and
+/// the expiry heap, and the tables' spare capacity. Measured: peak RSS of
+/// two SYN floods of 100,000 and 200,000 flows with `-p community-id`, the
+/// difference divided by the difference of flows: 519 bytes (2026-12-07;
+/// 599 with `-o`, which adds the spool's records, while an entry took 496
+/// bytes and its place in the index 64). See the README's "Memory"
+/// section. The rows of the reports are budgeted apart (`connections`,
+/// `basic_stats` shares), and so are the records of the spools (`spool`).
+pub const FLOW_BYTES: u64 = 520;
 
 /// Estimated bytes of one row of a keyed table of `entry` bytes (key and
 /// value): the hash table's control byte and spare capacity (it grows by
