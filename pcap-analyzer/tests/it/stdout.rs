@@ -369,3 +369,35 @@ fn the_connection_report_over_its_cap_is_the_report_without_one() {
     assert!(left.is_empty(), "{left:?}");
     assert_empty(tmp.path());
 }
+
+/// Without a directory for the runs ($TMPDIR cannot be written), the
+/// report over its cap keeps rows by a hash of their key, and says so:
+/// the run goes on, with a warning and the rows not kept counted.
+#[test]
+fn without_a_directory_for_its_runs_the_report_says_what_it_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = capture(dir.path());
+    let conf = dir.path().join("capped.conf");
+    std::fs::write(&conf, "[plugin.connections]\nmax_connections = 50\n").unwrap();
+    let missing = dir.path().join("no-such-dir");
+    let o = output_within(
+        bin().env("TMPDIR", &missing).args([
+            "-c",
+            conf.to_str().unwrap(),
+            "-j",
+            "1",
+            pcap.to_str().unwrap(),
+        ]),
+        Duration::from_secs(120),
+    );
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("cannot create a temporary directory for the connection report"),
+        "{err}"
+    );
+    assert!(err.contains("connections.dropped_keys"), "{err}");
+    let rows = stdout(&o).lines().count() - 1;
+    assert!((1..=50).contains(&rows), "{rows} rows");
+    assert!(!missing.exists());
+}
