@@ -114,16 +114,12 @@ impl RunRow for AddrPair {
 /// An L4 key in a run: the addresses, the ports, the protocol.
 impl RunRow for FiveTuple {
     fn encode(&self, out: &mut Vec<u8>) {
-        runs::put_ip(out, &self.src);
-        runs::put_ip(out, &self.dst);
-        out.extend_from_slice(&self.src_port.to_le_bytes());
-        out.extend_from_slice(&self.dst_port.to_le_bytes());
+        runs::put_endpoints(out, &self.src, &self.dst, [self.src_port, self.dst_port]);
         out.push(self.proto);
     }
 
     fn decode(r: &mut Reader) -> std::io::Result<Self> {
-        let (src, dst) = (r.ip()?, r.ip()?);
-        let (src_port, dst_port) = (r.u16()?, r.u16()?);
+        let (src, dst, [src_port, dst_port]) = r.endpoints()?;
         let [proto] = r.array::<1>()?;
         Ok(FiveTuple {
             src,

@@ -476,19 +476,16 @@ impl ConnStats {
 /// A key in a run: the addresses, then the ports.
 impl RunRow for ConnKey {
     fn encode(&self, out: &mut Vec<u8>) {
-        runs::put_ip(out, &self.src);
-        runs::put_ip(out, &self.dst);
-        out.extend_from_slice(&self.src_port.to_le_bytes());
-        out.extend_from_slice(&self.dst_port.to_le_bytes());
+        runs::put_endpoints(out, &self.src, &self.dst, [self.src_port, self.dst_port]);
     }
 
     fn decode(r: &mut Reader) -> std::io::Result<Self> {
-        let (src, dst) = (r.ip()?, r.ip()?);
+        let (src, dst, [src_port, dst_port]) = r.endpoints()?;
         Ok(ConnKey {
             src,
             dst,
-            src_port: r.u16()?,
-            dst_port: r.u16()?,
+            src_port,
+            dst_port,
         })
     }
 }

@@ -158,6 +158,16 @@ pub(crate) fn put_ip(out: &mut Vec<u8>, ip: &IpAddr) {
     }
 }
 
+/// Appends the addresses and ports of a key: `src`, `dst`, then the two
+/// ports.
+pub(crate) fn put_endpoints(out: &mut Vec<u8>, src: &IpAddr, dst: &IpAddr, ports: [u16; 2]) {
+    put_ip(out, src);
+    put_ip(out, dst);
+    for p in ports {
+        out.extend_from_slice(&p.to_le_bytes());
+    }
+}
+
 /// Reads a run back.
 pub(crate) struct Reader {
     r: BufReader<std::fs::File>,
@@ -190,6 +200,12 @@ impl Reader {
                 format!("damaged run (address family {f})"),
             )),
         }
+    }
+
+    /// What [`put_endpoints`] wrote: the two addresses and the two ports.
+    pub(crate) fn endpoints(&mut self) -> io::Result<(IpAddr, IpAddr, [u16; 2])> {
+        let (src, dst) = (self.ip()?, self.ip()?);
+        Ok((src, dst, [self.u16()?, self.u16()?]))
     }
 
     /// A little-endian u16.
