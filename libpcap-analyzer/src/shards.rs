@@ -315,11 +315,9 @@ mod tests {
     fn a_split_map_holds_what_a_hash_map_holds_in_key_order() {
         let (mut a, mut b): (SplitMap<Wide, u64>, SplitMap<Wide, u64>) = Default::default();
         let (mut ha, mut hb) = (HashMap::new(), HashMap::new());
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rng = crate::proto::tls::test_support::XorShift(0x9e37_79b9_7f4a_7c15);
         for i in 0..40_000u64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = rng.next();
             // half the keys past 2^32
             let k = if x & 1 == 0 {
                 x % 9_000

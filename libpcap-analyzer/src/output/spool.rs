@@ -424,8 +424,9 @@ const MIN_RUN_BUFFER: usize = 4 << 10;
 /// Largest read buffer of a run in a merge.
 const MAX_RUN_BUFFER: usize = 64 << 10;
 
-/// The read buffer of each of `runs` runs merged together.
-fn merge_buffer(runs: usize) -> usize {
+/// The read buffer of each of `runs` runs merged together (also the
+/// report tables' runs, [`crate::plugins`]).
+pub(crate) fn merge_buffer(runs: usize) -> usize {
     (MERGE_BUFFERS / runs.max(1)).clamp(MIN_RUN_BUFFER, MAX_RUN_BUFFER)
 }
 

@@ -255,6 +255,10 @@ struct Sample {
     level: u32,
 }
 
+/// What becomes of conversations past the cap once a run cannot be
+/// written.
+const PAST_CAP: &str = "conversations past the cap are summed in other";
+
 /// Estimated bytes of an L4 row (the larger).
 const ROW_BYTES: u64 = crate::memory::row_bytes(std::mem::size_of::<(FiveTuple, Conv)>());
 
@@ -293,14 +297,8 @@ fn bump<K: Compact + Ord + RunRow>(
     {
         prune(map, other, sample, l);
     }
-    let mut full = cap > 0 && map.len() >= cap;
-    // full, a new key spills the rows held (a known one is added where it
-    // is)
     let (spill, table) = spill;
-    if full && spill.dir.is_some() && map.get_or_try_insert(k, |_| None).is_none() {
-        spill.write(map, table, "conversations past the cap are summed in other");
-        full = map.len() >= cap;
-    }
+    let full = spill.full_for(map, cap, k, table, PAST_CAP);
     // one lookup for a known key; a new key is hashed once more, for the
     // sampler. When admitting it raises the level, the rows the new level
     // drops go at the next call or at the end (`settle`).
@@ -327,9 +325,7 @@ fn absorb<K: Compact + Ord + RunRow>(
 ) {
     // room for the other's rows: the rows held go to a run first
     let (spill, table) = spill;
-    if cap > 0 && map.len() + from.len() > cap {
-        spill.write(map, table, "conversations past the cap are summed in other");
-    }
+    spill.make_room(map, from.len(), cap, table, PAST_CAP);
     let level = sample.sampler.as_ref().map(|s| s.level());
     if let Some(l) = level
         && l != sample.level
@@ -736,18 +732,12 @@ mod tests {
     /// from either table.
     #[test]
     fn small_keys_sort_as_their_keys() {
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = crate::proto::tls::test_support::XorShift(0x2545_f491_4f6c_dd1d);
         // few values per field, so that keys often tie on the first ones
         let mut pairs = Vec::new();
         let mut tuples = Vec::new();
         for _ in 0..2_000 {
-            let r = next();
+            let r = rng.next();
             let a = v4([0x0a00_0000, 0x0a00_0001, 0xc0a8_0001, 0xffff_fffe][(r & 3) as usize]);
             let b = v4([0x0a00_0001, 0x0a00_0000, 0x0101_0101, 0x8000_0000][(r >> 2 & 3) as usize]);
             pairs.push(AddrPair(a, b));

@@ -559,6 +559,9 @@ pub struct ConnTable {
     reported: Reported,
 }
 
+/// What becomes of rows past the cap once a run cannot be written.
+const PAST_CAP: &str = "rows past the cap are not kept";
+
 /// Rows of the report, owned, in report order.
 type OwnedRows<'a> = dyn Iterator<Item = (ConnKey, ConnStats)> + 'a;
 
@@ -607,13 +610,9 @@ impl ConnTable {
         {
             self.prune(l);
         }
-        let mut full = self.cap > 0 && self.map.len() >= self.cap;
-        // full, a new key spills the rows held (a known one is counted
-        // where it is)
-        if full && self.spill.dir.is_some() && self.map.get_or_try_insert(k, |_| None).is_none() {
-            self.spill();
-            full = self.cap > 0 && self.map.len() >= self.cap;
-        }
+        let full = self
+            .spill
+            .full_for(&mut self.map, self.cap, k, "connections", PAST_CAP);
         // one lookup for a known key; a new key is hashed once more, for the
         // sampler. When admitting it raises the level, the rows the new
         // level drops go at the next call or at the end (`settle`).
@@ -643,16 +642,6 @@ impl ConnTable {
         self.dropped_keys += keys;
         self.dropped_packets += packets;
         self.level = level;
-    }
-
-    /// Writes the rows held as a sorted run and empties the table (see
-    /// [`Spill::write`]).
-    fn spill(&mut self) {
-        self.spill.write(
-            &mut self.map,
-            "connections",
-            "rows past the cap are not kept",
-        );
     }
 
     /// Rows of the report: those held when nothing was spilled; else the
@@ -688,9 +677,13 @@ impl ConnTable {
         self.dropped_packets += other.dropped_packets;
         self.spill.runs.append(&mut other.spill.runs);
         // room for the other's rows: the rows held go to a run first
-        if self.sampler.is_none() && self.cap > 0 && self.map.len() + other.map.len() > self.cap {
-            self.spill();
-        }
+        self.spill.make_room(
+            &mut self.map,
+            other.map.len(),
+            self.cap,
+            "connections",
+            PAST_CAP,
+        );
         let fold = |row: &mut ConnStats, v: ConnStats| row.merge(&v);
         let row_of = |v: &ConnStats| {
             let mut row = ConnStats::default();
@@ -746,7 +739,7 @@ impl ConnTable {
         let mem = sorted.in_order().map(|(k, v)| (k.key(), v.clone()));
         let mut merged = runs::Merged::new(mem, &self.spill.runs)?;
         f(&mut merged)?;
-        merged.finish()
+        merged.take_error().map_or(Ok(()), Err)
     }
 
     /// The rows, sorted in parts on `threads` threads (the end of a run

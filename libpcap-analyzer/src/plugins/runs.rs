@@ -17,12 +17,16 @@
 //! never a panic.
 
 use crate::shards::{Compact, SplitMap};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Bytes of buffer for each run written or merged.
+/// Bytes of buffer of a run being written (one at a time); a merge reads
+/// its runs through the buffers the record spools' merges use
+/// ([`crate::output::spool::merge_buffer`]: 4 MiB in all).
 const BUFFER: usize = 64 << 10;
 
 /// A key or a value of a table that spills runs.
@@ -38,7 +42,7 @@ pub(crate) trait RunRow: Sized {
 
 /// A value of a table that spills runs: the values of one key fold into
 /// one (in any order: the same result).
-pub(crate) trait Fold: RunRow + Default {
+pub(crate) trait Fold: RunRow {
     /// Adds `o` to `self`.
     fn fold(&mut self, o: &Self);
 }
@@ -108,6 +112,40 @@ impl Spill {
         }
     }
 
+    /// Whether `map`, at most `cap` rows (0: no cap), is full for `k`: a
+    /// known key never is; a new one past the cap first spills the rows
+    /// held (see [`Spill::write`]), and is refused only when that fails.
+    pub(crate) fn full_for<K: Compact + Ord + RunRow, V: RunRow>(
+        &mut self,
+        map: &mut SplitMap<K, V>,
+        cap: usize,
+        k: K,
+        table: &str,
+        past: &str,
+    ) -> bool {
+        let full = cap > 0 && map.len() >= cap;
+        if full && self.dir.is_some() && map.get_or_try_insert(k, |_| None).is_none() {
+            self.write(map, table, past);
+            return map.len() >= cap;
+        }
+        full
+    }
+
+    /// Spills the rows held when `incoming` more rows (another worker's
+    /// table, merged) would take `map` past `cap` (0: no cap).
+    pub(crate) fn make_room<K: Compact + Ord + RunRow, V: RunRow>(
+        &mut self,
+        map: &mut SplitMap<K, V>,
+        incoming: usize,
+        cap: usize,
+        table: &str,
+        past: &str,
+    ) {
+        if cap > 0 && map.len() + incoming > cap {
+            self.write(map, table, past);
+        }
+    }
+
     /// Rows in the runs (a key in several runs counted in each).
     pub(crate) fn rows(&self) -> u64 {
         self.runs.iter().map(|r| r.rows()).sum()
@@ -119,7 +157,7 @@ impl Spill {
 ///
 /// # Errors
 /// When the file cannot be created or written (nothing is left behind).
-pub(crate) fn write_run<'a, K: RunRow, V: RunRow + 'a>(
+fn write_run<'a, K: RunRow, V: RunRow + 'a>(
     dir: &Path,
     table: &str,
     rows: impl Iterator<Item = (K, &'a V)>,
@@ -175,10 +213,10 @@ pub(crate) struct Reader {
 }
 
 impl Reader {
-    fn open(run: &Run) -> io::Result<Reader> {
+    fn open(run: &Run, buffer: usize) -> io::Result<Reader> {
         let file = std::fs::File::open(&run.path)?;
         Ok(Reader {
-            r: BufReader::with_capacity(BUFFER, file),
+            r: BufReader::with_capacity(buffer, file),
             left: run.rows,
         })
     }
@@ -237,10 +275,14 @@ impl Reader {
 
 /// The rows of a report in key order: those of `mem` (in key order) and
 /// of the runs, the rows of one key folded into one. A read error ends
-/// the rows; [`Merged::finish`] then gives it.
+/// the rows; [`Merged::take_error`] then gives it.
 pub(crate) struct Merged<K, V, I: Iterator<Item = (K, V)>> {
     mem: std::iter::Peekable<I>,
+    /// Each run's reader and the row it has read ahead.
     runs: Vec<(Reader, Option<(K, V)>)>,
+    /// The keys of the runs' rows read ahead, smallest first, with the
+    /// run they are in.
+    heads: BinaryHeap<Reverse<(K, usize)>>,
     error: Option<io::Error>,
 }
 
@@ -250,25 +292,23 @@ impl<K: RunRow + Ord + Copy, V: Fold, I: Iterator<Item = (K, V)>> Merged<K, V, I
     /// # Errors
     /// When a run cannot be opened or read.
     pub(crate) fn new(mem: I, runs: &[Arc<Run>]) -> io::Result<Self> {
+        let buffer = crate::output::spool::merge_buffer(runs.len());
         let mut open = Vec::with_capacity(runs.len());
-        for run in runs {
-            let mut r = Reader::open(run)?;
+        let mut heads = BinaryHeap::with_capacity(runs.len());
+        for (i, run) in runs.iter().enumerate() {
+            let mut r = Reader::open(run, buffer)?;
             let head = r.next()?;
+            if let Some((k, _)) = &head {
+                heads.push(Reverse((*k, i)));
+            }
             open.push((r, head));
         }
         Ok(Merged {
             mem: mem.peekable(),
             runs: open,
+            heads,
             error: None,
         })
-    }
-
-    /// The error that ended the rows, if any.
-    ///
-    /// # Errors
-    /// The first read error.
-    pub(crate) fn finish(self) -> io::Result<()> {
-        self.error.map_or(Ok(()), Err)
     }
 
     /// Takes the error that ended the rows, if any.
@@ -284,36 +324,38 @@ impl<K: RunRow + Ord + Copy, V: Fold, I: Iterator<Item = (K, V)>> Iterator for M
         if self.error.is_some() {
             return None;
         }
-        // the smallest key of the heads (a few runs: a scan)
-        let mut least = self.mem.peek().map(|(k, _)| *k);
-        for (_, head) in &self.runs {
-            if let Some((k, _)) = head
-                && least.is_none_or(|l| *k < l)
-            {
-                least = Some(*k);
-            }
-        }
-        let key = least?;
+        let mem = self.mem.peek().map(|(k, _)| *k);
+        let run = self.heads.peek().map(|Reverse((k, _))| *k);
+        let key = match (mem, run) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
         // the first row of the key as it is, the others folded into it
         let mut row: Option<V> = self.mem.next_if(|(k, _)| *k == key).map(|(_, v)| v);
-        for (r, head) in &mut self.runs {
-            if head.as_ref().is_some_and(|(k, _)| *k == key) {
-                let next = match r.next() {
-                    Ok(next) => next,
-                    Err(e) => {
-                        self.error = Some(e);
-                        return None;
-                    }
-                };
-                if let Some((_, v)) = std::mem::replace(head, next) {
-                    match &mut row {
-                        Some(row) => row.fold(&v),
-                        None => row = Some(v),
-                    }
+        while let Some(Reverse((k, i))) = self.heads.peek().copied()
+            && k == key
+        {
+            self.heads.pop();
+            let Some((r, head)) = self.runs.get_mut(i) else {
+                continue;
+            };
+            let next = match r.next() {
+                Ok(next) => next,
+                Err(e) => {
+                    self.error = Some(e);
+                    return None;
+                }
+            };
+            if let Some((k, _)) = &next {
+                self.heads.push(Reverse((*k, i)));
+            }
+            if let Some((_, v)) = std::mem::replace(head, next) {
+                match &mut row {
+                    Some(row) => row.fold(&v),
+                    None => row = Some(v),
                 }
             }
         }
-        let row = row.unwrap_or_default();
-        Some((key, row))
+        row.map(|row| (key, row))
     }
 }
