@@ -34,7 +34,8 @@ use std::sync::{Arc, Mutex};
 /// its TCP and connection tracking), its place in the index (32 bytes) and
 /// the expiry heap, and the tables' spare capacity. Measured: peak RSS of
 /// two SYN floods of 100,000 and 200,000 flows with `-p community-id`, the
-/// difference divided by the difference of flows: 519 bytes (2026-12-07;
+/// difference divided by the difference of flows: 506 bytes (medians of
+/// 5 alternated rounds, 2026-12-07;
 /// 599 with `-o`, which adds the spool's records, while an entry took 496
 /// bytes and its place in the index 64). See the README's "Memory"
 /// section. The rows of the reports are budgeted apart (`connections`,
