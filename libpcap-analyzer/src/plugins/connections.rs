@@ -804,7 +804,7 @@ impl ConnTable {
 /// Writes the report of `rows` (in report order) to `w` in `format` (see
 /// [`ConnTable::write_report`]), rendered on `threads` threads; the rows
 /// written.
-fn write_rows<T: ReportRow>(
+fn write_rows<T: ReportRow + Send>(
     format: ReportFormat,
     rows: impl Iterator<Item = T>,
     threads: usize,
@@ -890,8 +890,10 @@ fn write_records<T: ReportRow>(
 
 /// Appends the text report of `rows` (in report order) to `out`, handing
 /// it to `flush` whenever it holds more than [`REPORT_PIECE`] bytes and at
-/// the end (`flush` may empty it).
-fn render_text<T: ReportRow>(
+/// the end (`flush` may empty it). On more than one thread the rows are
+/// taken (merged from the runs) here while other threads render the
+/// windows taken before: see [`render_pipelined`].
+fn render_text<T: ReportRow + Send>(
     mut rows: impl Iterator<Item = T>,
     threads: usize,
     out: &mut Vec<u8>,
@@ -900,31 +902,18 @@ fn render_text<T: ReportRow>(
     out.extend_from_slice(
         b"source ip; source port; destination ip; destination port; protocols; first; last; bytes; packets\n",
     );
-    // windows of rows rendered side by side, written in order: the
-    // text of a window at a time in memory
-    let mut window = Vec::new();
-    loop {
-        window.clear();
-        window.extend(rows.by_ref().take(RENDER_ROWS * threads));
-        if window.is_empty() {
-            break;
+    if threads > 1 {
+        flush(out)?;
+        let rendered = render_pipelined(&mut rows, threads - 1, flush)?;
+        if rendered {
+            return flush(out);
         }
-        let window = &window[..];
-        if threads == 1 {
-            for r in window {
-                push_row(out, &r.key(), r.stats());
-                out.push(b'\n');
-                if out.len() > REPORT_PIECE {
-                    flush(out)?;
-                }
-            }
-        } else {
-            let parts = render_side_by_side(window);
-            // each part whole (16 Ki rows, about 1.6 MB)
+    }
+    for r in rows {
+        push_row(out, &r.key(), r.stats());
+        out.push(b'\n');
+        if out.len() > REPORT_PIECE {
             flush(out)?;
-            for mut text in parts {
-                flush(&mut text)?;
-            }
         }
     }
     flush(out)
@@ -944,28 +933,90 @@ fn report_threads(rows: usize) -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
 }
 
-/// The text report's lines of `window`, a part of `RENDER_ROWS` rows per
-/// thread (rendered here when a thread cannot be had), in order.
-fn render_side_by_side<T: ReportRow>(window: &[T]) -> Vec<Vec<u8>> {
+/// Renders `rows` in windows of [`RENDER_ROWS`] on `renderers` threads
+/// while this thread takes the next windows from `rows` (the merge of the
+/// runs, the report's longest part) and hands the rendered text to
+/// `flush` in order. At most `renderers + 1` windows are taken and not yet
+/// written, so the memory is bounded. `false` (nothing taken) when no
+/// thread could be started: the caller renders the rows itself.
+fn render_pipelined<T: ReportRow + Send>(
+    rows: &mut impl Iterator<Item = T>,
+    renderers: usize,
+    flush: &mut dyn FnMut(&mut Vec<u8>) -> std::io::Result<()>,
+) -> std::io::Result<bool> {
+    use std::sync::mpsc;
+    type Text = std::thread::Result<Vec<u8>>;
+    let (to_render, windows) = mpsc::sync_channel::<(usize, Vec<T>)>(renderers);
+    let windows = std::sync::Mutex::new(windows);
+    let (rendered, texts) = mpsc::channel::<(usize, Text)>();
     std::thread::scope(|s| {
-        let running: Vec<_> = window
-            .chunks(RENDER_ROWS)
-            .map(|part| {
-                let spawned = std::thread::Builder::new()
-                    .name("pal-report".into())
-                    .spawn_scoped(s, || render_rows(part));
-                (part, spawned)
-            })
-            .collect();
-        running
-            .into_iter()
-            .map(|(part, spawned)| {
-                spawned
-                    .ok()
-                    .and_then(|h| h.join().ok())
-                    .unwrap_or_else(|| render_rows(part))
-            })
-            .collect()
+        let mut started = 0;
+        for _ in 0..renderers {
+            let (windows, rendered) = (&windows, rendered.clone());
+            let spawned = std::thread::Builder::new()
+                .name("pal-report".into())
+                .spawn_scoped(s, move || {
+                    loop {
+                        // the lock is held only to take a window
+                        let next = windows.lock().map(|w| w.recv());
+                        let Ok(Ok((i, window))) = next else { break };
+                        let text = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            render_rows(&window)
+                        }));
+                        drop(window);
+                        if rendered.send((i, text)).is_err() {
+                            break;
+                        }
+                    }
+                });
+            match spawned {
+                Ok(_) => started += 1,
+                Err(e) => log::debug!("report rendered on fewer threads: {e}"),
+            }
+        }
+        drop(rendered);
+        if started == 0 {
+            return Ok(false);
+        }
+        // windows taken (`taken`) and written (`written`); the texts that
+        // came back before their turn wait in `ready`
+        let (mut taken, mut written) = (0usize, 0usize);
+        let mut ready = std::collections::BTreeMap::new();
+        let result = (|| -> std::io::Result<()> {
+            let mut more = true;
+            while more || written < taken {
+                if more && taken - written <= started {
+                    let window: Vec<T> = rows.by_ref().take(RENDER_ROWS).collect();
+                    if window.is_empty() {
+                        more = false;
+                    } else {
+                        to_render
+                            .send((taken, window))
+                            .map_err(|_| std::io::Error::other("the report's renderers stopped"))?;
+                        taken += 1;
+                    }
+                    // write what is ready without waiting
+                    while let Ok((i, text)) = texts.try_recv() {
+                        ready.insert(i, text);
+                    }
+                } else {
+                    let (i, text) = texts
+                        .recv()
+                        .map_err(|_| std::io::Error::other("the report's renderers stopped"))?;
+                    ready.insert(i, text);
+                }
+                while let Some(text) = ready.remove(&written) {
+                    let mut text =
+                        text.map_err(|_| std::io::Error::other("rendering the report failed"))?;
+                    flush(&mut text)?;
+                    written += 1;
+                }
+            }
+            Ok(())
+        })();
+        // the renderers end when the windows do
+        drop(to_render);
+        result.map(|()| true)
     })
 }
 
@@ -1507,6 +1558,56 @@ mod tests {
         let got = t.render(ReportFormat::Text);
         assert_eq!(got.len(), want.len());
         assert!(got == want, "the reports differ");
+    }
+
+    #[test]
+    fn the_pipelined_report_is_the_serial_one_and_stops_at_an_error() {
+        let mut t = ConnTable::default();
+        for i in 0..(3 * RENDER_ROWS as u32 + 77) {
+            let x = i.wrapping_mul(0x9e37_79b9);
+            let k = ConnKey {
+                src: IpAddr::from(x.to_be_bytes()),
+                src_port: (i % 60_000) as u16,
+                dst: IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, (x & 0xffff) as u16]),
+                dst_port: 53,
+            };
+            if let Some(r) = t.row(k, 1) {
+                r.add(17, u64::from(i), None, None, 80, 1);
+            }
+        }
+        let render = |threads: usize, limit: usize| {
+            let mut got = Vec::new();
+            let mut out = Vec::new();
+            let r = render_text(
+                t.rows_on(1).into_iter(),
+                threads,
+                &mut out,
+                &mut |piece: &mut Vec<u8>| {
+                    if got.len() + piece.len() > limit {
+                        return Err(std::io::Error::other("disk full"));
+                    }
+                    got.extend_from_slice(piece);
+                    piece.clear();
+                    Ok(())
+                },
+            );
+            (r, got)
+        };
+        let (r, serial) = render(1, usize::MAX);
+        r.unwrap();
+        assert_eq!(
+            serial.iter().filter(|&&b| b == b'\n').count(),
+            t.map.len() + 1
+        );
+        for threads in [2, 3, 5] {
+            let (r, got) = render(threads, usize::MAX);
+            r.unwrap();
+            assert!(got == serial, "{threads} threads: the reports differ");
+            // a writer failing part way: the error, the text before it whole
+            let (r, got) = render(threads, serial.len() / 2);
+            assert_eq!(r.unwrap_err().to_string(), "disk full");
+            assert!(serial.starts_with(&got) && got.len() <= serial.len() / 2);
+        }
     }
 
     #[test]
