@@ -788,6 +788,9 @@ impl ConnTable {
         let written = if self.spill.runs.is_empty() {
             let sorted = self.sorted(threads);
             write_rows(format, sorted.in_order(), threads, w)?
+        } else if format.records().is_none() && threads > 1 {
+            w.write_all(TEXT_HEADER)?;
+            self.write_text_in_ranges(threads, RANGE_ROWS, w)?
         } else {
             let mut n = 0;
             self.each_row(&mut |rows| {
@@ -798,6 +801,122 @@ impl ConnTable {
         };
         self.reported.0.store(written + 1, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+impl ConnTable {
+    /// Writes the rows of the text report of a table that spilled runs
+    /// (the header aside): the rows are cut into ranges of keys of about
+    /// [`RANGE_ROWS`] rows ([`runs::cuts`]), range `i` merged from the
+    /// runs and rendered by thread `i % threads` (here when that thread
+    /// could not be started), and the ranges written in order. A thread
+    /// holds at most two ranges of text, so the memory is bounded; the
+    /// runs are read forward, from the mark before each range. The rows
+    /// written.
+    ///
+    /// # Errors
+    /// The first error of `w`, or of reading a run.
+    fn write_text_in_ranges(
+        &self,
+        threads: usize,
+        range_rows: u64,
+        w: &mut dyn std::io::Write,
+    ) -> std::io::Result<u64> {
+        use std::io::{Error, Result};
+        type Text = Result<(Vec<u8>, u64)>;
+        let sorted = self.sorted(threads);
+        let parts: Vec<&[Row<'_>]> = sorted.rows.chunks(sorted.part.max(1)).collect();
+        let sample = parts.iter().flat_map(|p| {
+            p.iter()
+                .step_by(runs::MARK_EVERY as usize)
+                .map(|r| r.0.key())
+        });
+        let cuts = runs::cuts(&self.spill.runs, sample, range_rows)?;
+        let ranges = cuts.len() + 1;
+        let runs = &self.spill.runs;
+        // range `i`, from `cursors`, which come back for the next one
+        let render = |i: usize, cursors: runs::Cursors<ConnKey, ConnStats>| {
+            let lo = i.checked_sub(1).and_then(|j| cuts.get(j));
+            let hi = cuts.get(i).copied();
+            let held = parts
+                .iter()
+                .map(|p| {
+                    let from = lo.map_or(0, |lo| p.partition_point(|r| r.0.key() < *lo));
+                    let to = hi.map_or(p.len(), |hi| p.partition_point(|r| r.0.key() < hi));
+                    p.get(from..to).unwrap_or_default()
+                })
+                .collect();
+            let held = MergeParts::of(held, row_order).map(|(k, v)| (k.key(), v.clone()));
+            let mut merged = runs::Merged::range(held, cursors, lo, hi)?;
+            let mut text = Vec::with_capacity(usize::try_from(range_rows).unwrap_or(0) * 96);
+            let mut n = 0u64;
+            for (k, v) in merged.by_ref() {
+                push_row(&mut text, &k, &v);
+                text.push(b'\n');
+                n += 1;
+            }
+            if let Some(e) = merged.take_error() {
+                return Err(e);
+            }
+            Ok((text, n, merged.into_cursors()))
+        };
+        // the ranges of thread `t` in turn, from cursors of its own
+        let ranges_of = |t: usize, send: &mut dyn FnMut(Text) -> bool| {
+            let mut cursors = Some(runs::Cursors::new(runs, threads));
+            for i in (t..ranges).step_by(threads) {
+                let Some(c) = cursors.take() else { break };
+                let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| render(i, c)))
+                    .unwrap_or_else(|_| Err(Error::other("rendering the report failed")));
+                let got = got.map(|(text, n, c)| {
+                    cursors = Some(c);
+                    (text, n)
+                });
+                let failed = got.is_err();
+                if !send(got) || failed {
+                    break;
+                }
+            }
+        };
+        std::thread::scope(|s| -> Result<u64> {
+            let inboxes: Vec<_> = (0..threads)
+                .map(|t| {
+                    let (tx, rx) = std::sync::mpsc::sync_channel::<Text>(1);
+                    let ranges_of = &ranges_of;
+                    let spawned = std::thread::Builder::new()
+                        .name("pal-report".into())
+                        .spawn_scoped(s, move || ranges_of(t, &mut |got| tx.send(got).is_ok()));
+                    match spawned {
+                        Ok(_) => Some(rx),
+                        Err(e) => {
+                            log::debug!("report rendered on fewer threads: {e}");
+                            None
+                        }
+                    }
+                })
+                .collect();
+            // the ranges of a thread that did not start, rendered here
+            let mut mine = Some(runs::Cursors::new(runs, threads));
+            let mut written = 0;
+            for i in 0..ranges {
+                let got = match inboxes.get(i % threads) {
+                    Some(Some(rx)) => rx
+                        .recv()
+                        .unwrap_or_else(|_| Err(Error::other("the report's renderers stopped"))),
+                    _ => mine
+                        .take()
+                        .ok_or_else(|| Error::other("the report's ranges failed"))
+                        .and_then(|c| render(i, c))
+                        .map(|(text, n, c)| {
+                            mine = Some(c);
+                            (text, n)
+                        }),
+                };
+                let (text, n) = got?;
+                w.write_all(&text)?;
+                written += n;
+            }
+            Ok(written)
+        })
     }
 }
 
@@ -899,9 +1018,7 @@ fn render_text<T: ReportRow + Send>(
     out: &mut Vec<u8>,
     flush: &mut dyn FnMut(&mut Vec<u8>) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
-    out.extend_from_slice(
-        b"source ip; source port; destination ip; destination port; protocols; first; last; bytes; packets\n",
-    );
+    out.extend_from_slice(TEXT_HEADER);
     if threads > 1 {
         flush(out)?;
         let rendered = render_pipelined(&mut rows, threads - 1, flush)?;
@@ -919,8 +1036,16 @@ fn render_text<T: ReportRow + Send>(
     flush(out)
 }
 
+/// The first line of the text report.
+const TEXT_HEADER: &[u8] =
+    b"source ip; source port; destination ip; destination port; protocols; first; last; bytes; packets\n";
+
 /// Rows of the text report a thread renders at a time.
 const RENDER_ROWS: usize = 16 * 1024;
+
+/// Rows of a range of keys a thread merges from the runs and renders at a
+/// time (see [`ConnTable::write_text_in_ranges`]).
+const RANGE_ROWS: u64 = 16 * 1024;
 
 /// Below this many rows the report is sorted and rendered by one thread.
 const PARALLEL_ROWS: usize = 32 * 1024;
@@ -1086,10 +1211,12 @@ struct MergeParts<'a, T, F> {
 impl<'a, T: Copy, F: Fn(&T, &T) -> std::cmp::Ordering> MergeParts<'a, T, F> {
     /// The parts of `size` items of `v`, each sorted by `cmp`.
     fn new(v: &'a [T], size: usize, cmp: F) -> Self {
-        MergeParts {
-            parts: v.chunks(size.max(1)).collect(),
-            cmp,
-        }
+        MergeParts::of(v.chunks(size.max(1)).collect(), cmp)
+    }
+
+    /// The items of `parts`, each sorted by `cmp`.
+    fn of(parts: Vec<&'a [T]>, cmp: F) -> Self {
+        MergeParts { parts, cmp }
     }
 }
 
@@ -1805,6 +1932,17 @@ mod tests {
                 assert!(t.render(f) == whole.render(f), "{name} {f:?}");
             }
             assert!(t.rows().unwrap() == whole.rows().unwrap(), "{name}");
+            // in ranges of keys, on any number of threads: the rows of
+            // each range merged from the mark before it
+            let want = whole.render(ReportFormat::Text);
+            for (threads, range_rows) in [(1, 1_000), (2, 700), (3, 5_000), (5, 300)] {
+                let mut got = TEXT_HEADER.to_vec();
+                let n = t
+                    .write_text_in_ranges(threads, range_rows, &mut got)
+                    .unwrap();
+                assert_eq!(n, whole.map.len() as u64, "{name}");
+                assert!(got == want.as_bytes(), "{name}: {threads} threads");
+            }
             assert_eq!(t.report_rows(), whole.report_rows(), "{name}");
             assert_eq!(t.dropped(), (0, 0), "{name}");
         }
@@ -1840,6 +1978,12 @@ mod tests {
         let mut out = Vec::new();
         let e = t.write_report(ReportFormat::Text, &mut out).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{e}");
+        for threads in [1, 2, 3] {
+            let e = t
+                .write_text_in_ranges(threads, 50, &mut Vec::new())
+                .unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{e}");
+        }
     }
 
     /// Without a directory for its runs (or once one cannot be written),

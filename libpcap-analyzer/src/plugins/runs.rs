@@ -47,11 +47,25 @@ pub(crate) trait Fold: RunRow {
     fn fold(&mut self, o: &Self);
 }
 
+/// Rows of a run between two of its marks.
+pub(crate) const MARK_EVERY: u64 = 128;
+
 /// A run on disk: removed when dropped.
 #[derive(Debug)]
 pub(crate) struct Run {
     path: PathBuf,
     rows: u64,
+    /// Every [`MARK_EVERY`]th row: its key's bytes, where it starts, and
+    /// its number (so that a merge of a range of keys starts near it).
+    marks: Vec<Mark>,
+}
+
+/// A row of a run that a merge can start at.
+#[derive(Debug)]
+struct Mark {
+    key: Box<[u8]>,
+    offset: u64,
+    row: u64,
 }
 
 impl Run {
@@ -168,14 +182,27 @@ fn write_run<'a, K: RunRow, V: RunRow + 'a>(
         .create_new(true)
         .open(&path)?;
     // from here the file goes when `run` does, also on error
-    let mut run = Run { path, rows: 0 };
+    let mut run = Run {
+        path,
+        rows: 0,
+        marks: Vec::new(),
+    };
     let mut w = BufWriter::with_capacity(BUFFER, file);
     let mut buf = Vec::with_capacity(128);
+    let mut offset = 0u64;
     for (k, v) in rows {
         buf.clear();
         k.encode(&mut buf);
+        if run.rows.is_multiple_of(MARK_EVERY) {
+            run.marks.push(Mark {
+                key: buf.as_slice().into(),
+                offset,
+                row: run.rows,
+            });
+        }
         v.encode(&mut buf);
         w.write_all(&buf)?;
+        offset += buf.len() as u64;
         run.rows += 1;
     }
     w.into_inner().map_err(io::IntoInnerError::into_error)?;
@@ -210,7 +237,8 @@ pub(crate) fn put_endpoints(out: &mut Vec<u8>, src: &IpAddr, dst: &IpAddr, ports
 /// copied out of it with one bounds check each (through `BufReader`'s
 /// `read_exact`, decoding was a fifth of the merge at the end of a run).
 pub(crate) struct Reader {
-    file: std::fs::File,
+    /// `None`: the bytes in `buf` are all there is.
+    file: Option<std::fs::File>,
     buf: Box<[u8]>,
     /// The unread bytes are `buf[pos..end]`.
     pos: usize,
@@ -222,13 +250,35 @@ impl Reader {
     fn open(run: &Run, buffer: usize) -> io::Result<Reader> {
         let file = std::fs::File::open(&run.path)?;
         Ok(Reader {
-            file,
+            file: Some(file),
             // a row is at most a few hundred bytes
             buf: vec![0; buffer.max(4096)].into_boxed_slice(),
             pos: 0,
             end: 0,
             left: run.rows,
         })
+    }
+
+    /// A reader of `bytes` (one row, or one key).
+    fn of_bytes(bytes: &[u8]) -> Reader {
+        Reader {
+            file: None,
+            buf: bytes.into(),
+            pos: 0,
+            end: bytes.len(),
+            left: 1,
+        }
+    }
+
+    /// Goes to `mark` of `run`.
+    fn seek(&mut self, run: &Run, mark: &Mark) -> io::Result<()> {
+        use std::io::Seek;
+        if let Some(f) = &mut self.file {
+            f.seek(io::SeekFrom::Start(mark.offset))?;
+        }
+        (self.pos, self.end) = (0, 0);
+        self.left = run.rows.saturating_sub(mark.row);
+        Ok(())
     }
 
     /// The next `N` bytes.
@@ -264,7 +314,8 @@ impl Reader {
             let Some(free) = self.buf.get_mut(self.end..) else {
                 break;
             };
-            match self.file.read(free) {
+            let Some(file) = &mut self.file else { break };
+            match file.read(free) {
                 Ok(0) => break,
                 Ok(got) => self.end += got,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -319,16 +370,141 @@ impl Reader {
     }
 }
 
+/// A run being merged: its reader (opened when first needed), the row
+/// it has read ahead, and the keys of its marks (decoded when first
+/// needed).
+pub(crate) struct Cursor<K, V> {
+    run: Arc<Run>,
+    buffer: usize,
+    reader: Option<Reader>,
+    head: Option<(K, V)>,
+    /// Rows read from the run (the head among them).
+    read: u64,
+    marks: Option<Vec<K>>,
+}
+
+impl<K: RunRow + Ord + Copy, V: RunRow> Cursor<K, V> {
+    /// The reader, opened the first time.
+    fn reader(&mut self) -> io::Result<&mut Reader> {
+        if self.reader.is_none() {
+            self.reader = Some(Reader::open(&self.run, self.buffer)?);
+        }
+        self.reader
+            .as_mut()
+            .ok_or_else(|| io::Error::other("a run's reader did not open"))
+    }
+
+    /// Reads the next row into the head.
+    fn advance(&mut self) -> io::Result<()> {
+        self.head = self.reader()?.next()?;
+        if self.head.is_some() {
+            self.read += 1;
+        }
+        Ok(())
+    }
+
+    /// Makes the head the run's first row of a key `lo` or more, starting
+    /// from the mark before it when the head is further back.
+    fn seek(&mut self, lo: Option<&K>) -> io::Result<()> {
+        let Some(lo) = lo else {
+            if self.read == 0 {
+                self.advance()?;
+            }
+            return Ok(());
+        };
+        if self.read > 0 && self.head.as_ref().is_none_or(|(k, _)| k >= lo) {
+            return Ok(());
+        }
+        let marks = match &mut self.marks {
+            Some(m) => m,
+            None => self.marks.insert(mark_keys(&self.run)?),
+        };
+        // the last mark at or before `lo` (a run holds a key once)
+        let at = marks.partition_point(|k| k <= lo);
+        let run = self.run.clone();
+        if let Some(i) = at.checked_sub(1)
+            && let Some(mark) = run.marks.get(i)
+            && mark.row >= self.read
+        {
+            self.reader()?.seek(&run, mark)?;
+            self.read = mark.row;
+            self.advance()?;
+        } else if self.read == 0 {
+            self.advance()?;
+        }
+        while self.head.as_ref().is_some_and(|(k, _)| k < lo) {
+            self.advance()?;
+        }
+        Ok(())
+    }
+}
+
+/// The keys of the marks of `run`.
+fn mark_keys<K: RunRow>(run: &Run) -> io::Result<Vec<K>> {
+    run.marks
+        .iter()
+        .map(|m| K::decode(&mut Reader::of_bytes(&m.key)))
+        .collect()
+}
+
+/// The keys that cut the rows of `runs` and of a table in memory into
+/// ranges of about `rows` rows each: ascending, each once. `held` is
+/// every [`MARK_EVERY`]th key of the table's rows (in any order). A range
+/// holds the keys from one cut (or the first) up to the next.
+///
+/// # Errors
+/// When a mark of a run is damaged.
+pub(crate) fn cuts<K: RunRow + Ord + Copy>(
+    runs: &[Arc<Run>],
+    held: impl Iterator<Item = K>,
+    rows: u64,
+) -> io::Result<Vec<K>> {
+    let mut keys: Vec<K> = held.collect();
+    for run in runs {
+        keys.extend(mark_keys::<K>(run)?);
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    // each key stands for about MARK_EVERY rows
+    let every = usize::try_from((rows / MARK_EVERY).max(1)).unwrap_or(usize::MAX);
+    Ok(keys.into_iter().skip(every).step_by(every).collect())
+}
+
+/// The runs of a table, as a merge reads them (see [`Merged::range`]).
+pub(crate) struct Cursors<K, V>(Vec<Cursor<K, V>>);
+
+impl<K: RunRow + Ord + Copy, V: RunRow> Cursors<K, V> {
+    /// Cursors on `runs`, read through buffers sized for `sharing` merges
+    /// at once (nothing is opened yet).
+    pub(crate) fn new(runs: &[Arc<Run>], sharing: usize) -> Self {
+        let buffer = crate::output::spool::merge_buffer(runs.len() * sharing.max(1));
+        Cursors(
+            runs.iter()
+                .map(|run| Cursor {
+                    run: run.clone(),
+                    buffer,
+                    reader: None,
+                    head: None,
+                    read: 0,
+                    marks: None,
+                })
+                .collect(),
+        )
+    }
+}
+
 /// The rows of a report in key order: those of `mem` (in key order) and
-/// of the runs, the rows of one key folded into one. A read error ends
-/// the rows; [`Merged::take_error`] then gives it.
+/// of the runs, the rows of one key folded into one; with
+/// [`Merged::range`], those of a range of keys only. A read error ends the
+/// rows; [`Merged::take_error`] then gives it.
 pub(crate) struct Merged<K, V, I: Iterator<Item = (K, V)>> {
     mem: std::iter::Peekable<I>,
-    /// Each run's reader and the row it has read ahead.
-    runs: Vec<(Reader, Option<(K, V)>)>,
-    /// The keys of the runs' rows read ahead, smallest first, with the
-    /// run they are in.
+    runs: Cursors<K, V>,
+    /// The keys of the runs' rows read ahead (below `hi`), smallest
+    /// first, with the run they are in.
     heads: BinaryHeap<Reverse<(K, usize)>>,
+    /// The end of the range (excluded), `None`: to the end.
+    hi: Option<K>,
     error: Option<io::Error>,
 }
 
@@ -338,23 +514,43 @@ impl<K: RunRow + Ord + Copy, V: Fold, I: Iterator<Item = (K, V)>> Merged<K, V, I
     /// # Errors
     /// When a run cannot be opened or read.
     pub(crate) fn new(mem: I, runs: &[Arc<Run>]) -> io::Result<Self> {
-        let buffer = crate::output::spool::merge_buffer(runs.len());
-        let mut open = Vec::with_capacity(runs.len());
-        let mut heads = BinaryHeap::with_capacity(runs.len());
-        for (i, run) in runs.iter().enumerate() {
-            let mut r = Reader::open(run, buffer)?;
-            let head = r.next()?;
-            if let Some((k, _)) = &head {
+        Merged::range(mem, Cursors::new(runs, 1), None, None)
+    }
+
+    /// The rows of keys from `lo` (included) to `hi` (excluded) of `mem`
+    /// (those rows only, in key order) and of the runs of `runs`, which
+    /// [`Merged::into_cursors`] gives back for the next range (ranges in
+    /// increasing order read each run forward).
+    ///
+    /// # Errors
+    /// When a run cannot be opened or read.
+    pub(crate) fn range(
+        mem: I,
+        mut runs: Cursors<K, V>,
+        lo: Option<&K>,
+        hi: Option<K>,
+    ) -> io::Result<Self> {
+        let mut heads = BinaryHeap::with_capacity(runs.0.len());
+        for (i, c) in runs.0.iter_mut().enumerate() {
+            c.seek(lo)?;
+            if let Some((k, _)) = &c.head
+                && hi.is_none_or(|hi| *k < hi)
+            {
                 heads.push(Reverse((*k, i)));
             }
-            open.push((r, head));
         }
         Ok(Merged {
             mem: mem.peekable(),
-            runs: open,
+            runs,
             heads,
+            hi,
             error: None,
         })
+    }
+
+    /// The cursors, for the next range.
+    pub(crate) fn into_cursors(self) -> Cursors<K, V> {
+        self.runs
     }
 
     /// Takes the error that ended the rows, if any.
@@ -382,20 +578,20 @@ impl<K: RunRow + Ord + Copy, V: Fold, I: Iterator<Item = (K, V)>> Iterator for M
             && k == key
         {
             self.heads.pop();
-            let Some((r, head)) = self.runs.get_mut(i) else {
+            let Some(c) = self.runs.0.get_mut(i) else {
                 continue;
             };
-            let next = match r.next() {
-                Ok(next) => next,
-                Err(e) => {
-                    self.error = Some(e);
-                    return None;
-                }
-            };
-            if let Some((k, _)) = &next {
+            let head = c.head.take();
+            if let Err(e) = c.advance() {
+                self.error = Some(e);
+                return None;
+            }
+            if let Some((k, _)) = &c.head
+                && self.hi.is_none_or(|hi| *k < hi)
+            {
                 self.heads.push(Reverse((*k, i)));
             }
-            if let Some((_, v)) = std::mem::replace(head, next) {
+            if let Some((_, v)) = head {
                 match &mut row {
                     Some(row) => row.fold(&v),
                     None => row = Some(v),
