@@ -439,8 +439,10 @@ impl Plugin for BasicStats {
         let o = downcast::<Self>("basic-stats", other)?;
         let mut o = *o;
         let cap = self.cap;
-        self.l3_runs.runs.append(&mut o.l3_runs.runs);
-        self.l4_runs.runs.append(&mut o.l4_runs.runs);
+        self.l3_runs
+            .adopt::<AddrPair, Conv>(&mut o.l3_runs, "basic-stats.l3");
+        self.l4_runs
+            .adopt::<FiveTuple, Conv>(&mut o.l4_runs, "basic-stats.l4");
         absorb(
             &mut self.l3,
             o.l3,

@@ -675,7 +675,8 @@ impl ConnTable {
     fn merge(&mut self, mut other: ConnTable) {
         self.dropped_keys += other.dropped_keys;
         self.dropped_packets += other.dropped_packets;
-        self.spill.runs.append(&mut other.spill.runs);
+        self.spill
+            .adopt::<ConnKey, ConnStats>(&mut other.spill, "connections");
         // room for the other's rows: the rows held go to a run first
         self.spill.make_room(
             &mut self.map,
@@ -1916,6 +1917,10 @@ mod tests {
         );
         let mut one = spilling(5_000);
         feed(&mut one, 0..90_000);
+        // 300 runs written: merged 16 at a time, 15 left over three levels
+        let mut many = spilling(300);
+        feed(&mut many, 0..90_000);
+        assert!(many.spilled().0 < 3 * runs::FAN, "{:?}", many.spilled());
         // three workers, each with its flows, merged at the end
         let mut a = spilling(3_000);
         let mut b = spilling(3_000);
@@ -1925,8 +1930,8 @@ mod tests {
         feed(&mut c, 70_000..90_000);
         a.merge(b);
         a.merge(c);
-        for (name, t) in [("one", &one), ("merged", &a)] {
-            assert!(t.spilled().0 > 5, "{name}: {:?}", t.spilled());
+        for (name, t) in [("one", &one), ("merged", &a), ("many", &many)] {
+            assert!(t.spilled().0 > 1, "{name}: {:?}", t.spilled());
             assert!(t.map.len() <= t.cap, "{name}");
             for f in [ReportFormat::Text, ReportFormat::Csv, ReportFormat::Jsonl] {
                 assert!(t.render(f) == whole.render(f), "{name} {f:?}");
@@ -1947,7 +1952,7 @@ mod tests {
             assert_eq!(t.dropped(), (0, 0), "{name}");
         }
         assert!(std::fs::read_dir(dir.path()).unwrap().count() > 0);
-        drop((one, a));
+        drop((one, a, many));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 

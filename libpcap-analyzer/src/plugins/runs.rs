@@ -50,6 +50,12 @@ pub(crate) trait Fold: RunRow {
 /// Rows of a run between two of its marks.
 pub(crate) const MARK_EVERY: u64 = 128;
 
+/// Runs of one level a table holds before it merges them into one run of
+/// the next level: a table holds fewer than `FAN` runs a level, so a merge
+/// at the end opens a few dozen files however long the capture, and a row
+/// is written again once a level (about log_FAN(rows / cap) times).
+pub(crate) const FAN: usize = 16;
+
 /// A run on disk: removed when dropped.
 #[derive(Debug)]
 pub(crate) struct Run {
@@ -58,6 +64,9 @@ pub(crate) struct Run {
     /// Every [`MARK_EVERY`]th row: its key's bytes, where it starts, and
     /// its number (so that a merge of a range of keys starts near it).
     marks: Vec<Mark>,
+    /// 0 for a run written from a table, n + 1 for [`FAN`] runs of level
+    /// n merged into one.
+    level: u8,
 }
 
 /// A row of a run that a merge can start at.
@@ -99,7 +108,7 @@ impl Spill {
     /// it. When the run cannot be written, the rows stay, no more runs
     /// are written, and a warning says so, then what happens to the rows
     /// past the cap (`past`).
-    pub(crate) fn write<K: Compact + Ord + RunRow, V: RunRow>(
+    pub(crate) fn write<K: Compact + Ord + RunRow, V: Fold>(
         &mut self,
         map: &mut SplitMap<K, V>,
         table: &str,
@@ -111,10 +120,11 @@ impl Spill {
         let mut rows = Vec::with_capacity(map.len());
         rows.extend(map.iter());
         rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        match write_run(&dir, table, rows.into_iter().map(|(k, v)| (k.key(), v))) {
+        match write_run::<K, V>(&dir, table, 0, rows.into_iter().map(|(k, v)| (k.key(), v))) {
             Ok(run) => {
                 self.runs.push(run);
                 map.retain(|_, _| false);
+                self.compact::<K, V>(&dir, table);
             }
             Err(e) => {
                 log::warn!(
@@ -129,7 +139,7 @@ impl Spill {
     /// Whether `map`, at most `cap` rows (0: no cap), is full for `k`: a
     /// known key never is; a new one past the cap first spills the rows
     /// held (see [`Spill::write`]), and is refused only when that fails.
-    pub(crate) fn full_for<K: Compact + Ord + RunRow, V: RunRow>(
+    pub(crate) fn full_for<K: Compact + Ord + RunRow, V: Fold>(
         &mut self,
         map: &mut SplitMap<K, V>,
         cap: usize,
@@ -147,7 +157,7 @@ impl Spill {
 
     /// Spills the rows held when `incoming` more rows (another worker's
     /// table, merged) would take `map` past `cap` (0: no cap).
-    pub(crate) fn make_room<K: Compact + Ord + RunRow, V: RunRow>(
+    pub(crate) fn make_room<K: Compact + Ord + RunRow, V: Fold>(
         &mut self,
         map: &mut SplitMap<K, V>,
         incoming: usize,
@@ -164,6 +174,72 @@ impl Spill {
     pub(crate) fn rows(&self) -> u64 {
         self.runs.iter().map(|r| r.rows()).sum()
     }
+
+    /// Takes the runs of `other` (another worker's table of `table`).
+    pub(crate) fn adopt<K: RunRow + Ord + Copy, V: Fold>(
+        &mut self,
+        other: &mut Spill,
+        table: &str,
+    ) {
+        self.runs.append(&mut other.runs);
+        if let Some(dir) = self.dir.clone().or_else(|| other.dir.clone()) {
+            self.compact::<K, V>(&dir, table);
+        }
+    }
+
+    /// Merges the runs of a level into one of the next while there are
+    /// [`FAN`] of them. A merge that fails leaves its runs as they were
+    /// (warning): nothing is lost, the end's merge reads more files.
+    fn compact<K: RunRow + Ord + Copy, V: Fold>(&mut self, dir: &Path, table: &str) {
+        loop {
+            let mut per_level = [0usize; 256];
+            for r in &self.runs {
+                if let Some(n) = per_level.get_mut(usize::from(r.level)) {
+                    *n += 1;
+                }
+            }
+            let Some(level) =
+                (0..=u8::MAX).find(|&l| per_level.get(usize::from(l)).is_some_and(|&n| n >= FAN))
+            else {
+                return;
+            };
+            let (merge, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.runs)
+                .into_iter()
+                .partition(|r| r.level == level);
+            self.runs = keep;
+            match merge_runs::<K, V>(dir, table, &merge, level.saturating_add(1)) {
+                Ok(run) => self.runs.push(run),
+                Err(e) => {
+                    log::warn!(
+                        "{table}: cannot merge {} runs in '{}': {e}; they stay as they are",
+                        merge.len(),
+                        dir.display()
+                    );
+                    self.runs.extend(merge);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Merges `runs` into one run of `level`.
+///
+/// # Errors
+/// When a run cannot be read, or the new one written (nothing is left
+/// behind).
+fn merge_runs<K: RunRow + Ord + Copy, V: Fold>(
+    dir: &Path,
+    table: &str,
+    runs: &[Arc<Run>],
+    level: u8,
+) -> io::Result<Arc<Run>> {
+    let mut merged = Merged::<K, V, _>::new(std::iter::empty(), runs)?;
+    let run = write_run::<K, V>(dir, table, level, merged.by_ref())?;
+    match merged.take_error() {
+        Some(e) => Err(e),
+        None => Ok(run),
+    }
 }
 
 /// Writes `rows` (in key order, each key once) as a run of `table` in
@@ -171,10 +247,11 @@ impl Spill {
 ///
 /// # Errors
 /// When the file cannot be created or written (nothing is left behind).
-fn write_run<'a, K: RunRow, V: RunRow + 'a>(
+fn write_run<K: RunRow, V: RunRow>(
     dir: &Path,
     table: &str,
-    rows: impl Iterator<Item = (K, &'a V)>,
+    level: u8,
+    rows: impl Iterator<Item = (K, impl std::borrow::Borrow<V>)>,
 ) -> io::Result<Arc<Run>> {
     let path = libpcap_tools::outfile::spool_part_path(dir, table);
     let file = std::fs::File::options()
@@ -186,6 +263,7 @@ fn write_run<'a, K: RunRow, V: RunRow + 'a>(
         path,
         rows: 0,
         marks: Vec::new(),
+        level,
     };
     let mut w = BufWriter::with_capacity(BUFFER, file);
     let mut buf = Vec::with_capacity(128);
@@ -200,7 +278,7 @@ fn write_run<'a, K: RunRow, V: RunRow + 'a>(
                 row: run.rows,
             });
         }
-        v.encode(&mut buf);
+        v.borrow().encode(&mut buf);
         w.write_all(&buf)?;
         offset += buf.len() as u64;
         run.rows += 1;
