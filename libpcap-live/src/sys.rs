@@ -708,6 +708,28 @@ pub fn enter_net_namespace(path: &std::path::Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Most open files [`raise_open_files_limit`] asks for.
+pub const OPEN_FILES_WANTED: u64 = 1 << 16;
+
+/// Raises the soft limit on open files (`RLIMIT_NOFILE`) towards the hard
+/// one, up to [`OPEN_FILES_WANTED`]: the merges at the end of a long run
+/// read many sorted runs at once, and the usual soft limit (1024) is far
+/// below the hard one. Never lowers it. Gives the limits before and after
+/// (soft).
+///
+/// # Errors
+/// The OS error of `getrlimit`/`setrlimit`.
+pub fn raise_open_files_limit() -> io::Result<(u64, u64)> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(io::Error::from)?;
+    let want = hard.min(OPEN_FILES_WANTED);
+    if soft >= want {
+        return Ok((soft, soft));
+    }
+    setrlimit(Resource::RLIMIT_NOFILE, want, hard).map_err(io::Error::from)?;
+    Ok((soft, want))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -762,5 +784,18 @@ mod tests {
         // SAFETY: as above, for the test's own thread.
         let main_after = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
         assert_eq!(main_after, main_before);
+    }
+
+    #[test]
+    fn the_open_files_limit_is_raised_towards_the_hard_one_never_lowered() {
+        use nix::sys::resource::{Resource, getrlimit};
+        let (before, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+        let (was, now) = raise_open_files_limit().unwrap();
+        assert_eq!(was, before);
+        assert!(now >= before, "{now} < {before}");
+        assert!(now >= hard.min(OPEN_FILES_WANTED), "{now}, hard {hard}");
+        assert_eq!(getrlimit(Resource::RLIMIT_NOFILE).unwrap(), (now, hard));
+        // a second call changes nothing
+        assert_eq!(raise_open_files_limit().unwrap(), (now, now));
     }
 }

@@ -378,6 +378,15 @@ pub fn run_with(args: &Args, registry: PluginRegistry, stdout: &mut dyn Write) -
     for w in &nowhere {
         log::warn!("{w}");
     }
+    // the merges at the end read every sorted run of a table or spool at
+    // once: the usual soft limit (1024) is below what a long run needs
+    match libpcap_live::sys::raise_open_files_limit() {
+        Ok((was, now)) if now > was => {
+            log::debug!("open files: soft limit raised from {was} to {now}");
+        }
+        Ok((was, _)) => log::debug!("open files: soft limit {was}"),
+        Err(e) => log::warn!("cannot raise the limit on open files: {e}"),
+    }
     log::info!(
         "pcap-analyzer {}: inputs {}; plugins {}; {} worker(s)",
         env!("CARGO_PKG_VERSION"),

@@ -1,7 +1,7 @@
 //! The command line on the repository's fixtures: inputs, options, files
 //! written, messages and exit codes.
 
-use crate::{bin, fixture, run, stderr, stdout};
+use crate::{bin, fixture, output_within, run, stderr, stdout};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Stdio;
@@ -589,4 +589,35 @@ fn a_memory_share_out_of_range_names_the_key() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains("[memory] shares add up to 160 %"), "{err}");
+}
+
+/// A low soft limit on open files is raised towards the hard one (the
+/// merges at the end of a long run read many sorted runs at once), and the
+/// run goes on.
+#[test]
+fn a_low_soft_limit_on_open_files_is_raised() {
+    let hard = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(4).map(str::to_string))
+        })
+        .and_then(|h| h.parse::<u64>().ok());
+    if hard.is_none_or(|h| h <= 64) {
+        eprintln!("SKIP a_low_soft_limit_on_open_files_is_raised: hard limit {hard:?}");
+        return;
+    }
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", "ulimit -Sn 40 && exec \"$0\" -q \"$1\""])
+        .arg(env!("CARGO_BIN_EXE_pcap-analyzer"))
+        .arg(fixture("sample.pcap"))
+        .env("PCAP_ANALYZER_LOG", "debug");
+    let o = output_within(&mut cmd, std::time::Duration::from_secs(120));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let want = format!(
+        "open files: soft limit raised from 40 to {}",
+        hard.unwrap_or(0).min(libpcap_live::sys::OPEN_FILES_WANTED)
+    );
+    assert!(stderr(&o).contains(&want), "{}", stderr(&o));
 }
