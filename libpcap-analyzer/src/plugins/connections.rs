@@ -1956,6 +1956,69 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
+    /// Random tables (keys few or many, repeating or not, IPv4 and IPv6),
+    /// random caps, threads and range sizes: the text report merged in
+    /// ranges is the report of the table without a cap, byte for byte.
+    #[test]
+    fn reports_merged_in_ranges_are_the_report_without_a_cap() {
+        let mut rng = crate::proto::tls::test_support::XorShift(0x9e37_79b9_7f4a_7c15);
+        for round in 0..12 {
+            let dir = tempfile::tempdir().unwrap();
+            let flows = 500 + rng.next() % 6_000;
+            let keys = 1 + rng.next() % flows;
+            let cap = 1 + (rng.next() % 400) as usize;
+            let mut whole = ConnTable::default();
+            let mut t = ConnTable {
+                cap,
+                spill: Spill {
+                    dir: Some(dir.path().to_path_buf()),
+                    ..Spill::default()
+                },
+                ..ConnTable::default()
+            };
+            for i in 0..flows {
+                let x = rng.next() % keys;
+                let k = ConnKey {
+                    src: if x.is_multiple_of(4) {
+                        IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, (x >> 16) as u16, x as u16])
+                    } else {
+                        IpAddr::from((x as u32 >> 3).to_be_bytes())
+                    },
+                    src_port: (x % 8) as u16,
+                    dst: if x.is_multiple_of(4) {
+                        IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1])
+                    } else {
+                        IpAddr::from([192, 0, 2, 1])
+                    },
+                    dst_port: 53,
+                };
+                let at = Some(libpcap_tools::Timestamp(
+                    (rng.next() % 1_000_000_000) as i64,
+                ));
+                for table in [&mut whole, &mut t] {
+                    if let Some(r) = table.row(k, 1) {
+                        r.add(17, i, at, at, 100 + i % 7, 1);
+                    }
+                }
+            }
+            let want = whole.render(ReportFormat::Text);
+            let threads = 1 + (rng.next() % 4) as usize;
+            let range_rows = 1 + rng.next() % 3_000;
+            let mut got = TEXT_HEADER.to_vec();
+            let n = t
+                .write_text_in_ranges(threads, range_rows, &mut got)
+                .unwrap();
+            let what = format!(
+                "round {round}: {flows} flows, {keys} keys, cap {cap}, {threads} threads, \
+                 ranges of {range_rows}, runs {:?}",
+                t.spilled()
+            );
+            assert_eq!(n, whole.map.len() as u64, "{what}");
+            assert!(got == want.as_bytes(), "{what}");
+            assert!(t.spilled().0 < 3 * runs::FAN, "{what}");
+        }
+    }
+
     /// A run that cannot be read back (cut short) makes the report an
     /// error, not a shorter report.
     #[test]
