@@ -138,6 +138,9 @@ pub(crate) trait Compact: Sized + Copy + Hash + Eq + Ord {
     fn small(&self) -> Option<Self::Small>;
     /// The key of a small form.
     fn from_small(s: &Self::Small) -> Self;
+    /// An integer in the small forms' order (`rank(a) < rank(b)` exactly
+    /// when `a < b`): the rows sort on it without calling `cmp`.
+    fn rank(s: &Self::Small) -> u128;
 }
 
 /// A key of a [`SplitMap`], where it lies.
@@ -171,12 +174,12 @@ impl<K: Compact> PartialOrd for KeyRef<'_, K> {
         Some(self.cmp(o))
     }
 }
-/// The keys' order (the small forms compared as they are).
+/// The keys' order (the small forms compared by their rank).
 impl<K: Compact> Ord for KeyRef<'_, K> {
     #[inline]
     fn cmp(&self, o: &Self) -> std::cmp::Ordering {
         match (self, o) {
-            (KeyRef::Small(a), KeyRef::Small(b)) => a.cmp(b),
+            (KeyRef::Small(a), KeyRef::Small(b)) => K::rank(a).cmp(&K::rank(b)),
             (KeyRef::Wide(a), KeyRef::Wide(b)) => a.cmp(b),
             _ => self.key().cmp(&o.key()),
         }
@@ -243,6 +246,33 @@ impl<K: Compact, V> SplitMap<K, V> {
         self.wide.retain(keep);
     }
 
+    /// The entries in key order: the small keys sorted by their
+    /// [`Compact::rank`], the others by their order, the two merged as
+    /// they are read (sorting rows through `cmp` on [`KeyRef`] made a call
+    /// and a match a comparison, and read each key where it lies).
+    pub(crate) fn sorted(&self) -> impl Iterator<Item = (KeyRef<'_, K>, &V)> {
+        // the rank beside each row: the sort reads no key where it lies
+        let mut small: Vec<(u128, &K::Small, &V)> = Vec::with_capacity(self.small.len());
+        small.extend(self.small.iter().map(|(s, v)| (K::rank(s), s, v)));
+        small.sort_unstable_by_key(|r| r.0);
+        let mut wide: Vec<(&K, &V)> = Vec::with_capacity(self.wide.len());
+        wide.extend(self.wide.iter());
+        wide.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let (mut small, mut wide) = (small.into_iter().peekable(), wide.into_iter().peekable());
+        std::iter::from_fn(move || {
+            let take_small = match (small.peek(), wide.peek()) {
+                (Some((_, s, _)), Some((w, _))) => K::from_small(s) <= **w,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            if take_small {
+                small.next().map(|(_, s, v)| (KeyRef::Small(s), v))
+            } else {
+                wide.next().map(|(k, v)| (KeyRef::Wide(k), v))
+            }
+        })
+    }
+
     /// The entries, in no particular order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (KeyRef<'_, K>, &V)> {
         self.small
@@ -250,6 +280,23 @@ impl<K: Compact, V> SplitMap<K, V> {
             .map(|(s, v)| (KeyRef::Small(s), v))
             .chain(self.wide.iter().map(|(k, v)| (KeyRef::Wide(k), v)))
     }
+}
+
+/// Checks on `keys` (with small forms) that the ranks of their small
+/// forms are in the keys' order, and tells how many were small.
+#[cfg(test)]
+pub(crate) fn ranks_are_in_key_order<K: Compact + std::fmt::Debug>(keys: &[K]) -> usize {
+    let small: Vec<(K, K::Small)> = keys.iter().filter_map(|k| Some((*k, k.small()?))).collect();
+    for (a, sa) in &small {
+        for (b, sb) in small.iter().take(200) {
+            assert_eq!(
+                K::rank(sa).cmp(&K::rank(sb)),
+                a.cmp(b),
+                "{a:?} against {b:?}"
+            );
+        }
+    }
+    small.len()
 }
 
 #[cfg(test)]
@@ -295,17 +342,24 @@ mod tests {
         assert_eq!(used, PARTS, "every part holds keys");
     }
 
-    /// A key held small below 2^32.
+    /// A key held small when even and below 2^33 (as its half): small and
+    /// wide keys interleave in the keys' order.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
     struct Wide(u64);
 
     impl Compact for Wide {
         type Small = u32;
         fn small(&self) -> Option<u32> {
-            u32::try_from(self.0).ok()
+            if !self.0.is_multiple_of(2) {
+                return None;
+            }
+            u32::try_from(self.0 / 2).ok()
         }
         fn from_small(s: &u32) -> Wide {
-            Wide(u64::from(*s))
+            Wide(u64::from(*s) * 2)
+        }
+        fn rank(s: &u32) -> u128 {
+            u128::from(*s)
         }
     }
 
@@ -356,10 +410,12 @@ mod tests {
         assert!(a.small.len() > 1000 && a.wide.len() > 1000);
         let mut rows: Vec<_> = a.iter().collect();
         rows.sort_unstable_by(|x, y| x.0.cmp(&y.0));
+        let sorted: Vec<(u64, u64)> = a.sorted().map(|(k, v)| (k.key().0, *v)).collect();
         let got: Vec<(u64, u64)> = rows.iter().map(|(k, v)| (k.key().0, **v)).collect();
         let mut want: Vec<(u64, u64)> = ha.into_iter().collect();
         want.sort_unstable();
         assert_eq!(got, want);
+        assert_eq!(sorted, want, "sorted by rank and merged");
     }
 
     /// `absorb` gives what inserting the other map's entries one by one

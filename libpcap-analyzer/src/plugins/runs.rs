@@ -117,10 +117,8 @@ impl Spill {
         let Some(dir) = self.dir.clone() else {
             return;
         };
-        let mut rows = Vec::with_capacity(map.len());
-        rows.extend(map.iter());
-        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        match write_run::<K, V>(&dir, table, 0, rows.into_iter().map(|(k, v)| (k.key(), v))) {
+        let rows = map.sorted().map(|(k, v)| (k.key(), v));
+        match write_run::<K, V>(&dir, table, 0, rows) {
             Ok(run) => {
                 self.runs.push(run);
                 map.retain(|_, _| false);
