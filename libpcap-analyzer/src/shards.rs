@@ -174,12 +174,14 @@ impl<K: Compact> PartialOrd for KeyRef<'_, K> {
         Some(self.cmp(o))
     }
 }
-/// The keys' order (the small forms compared by their rank).
+/// The keys' order (the small forms compared as they are: field by field
+/// stops at the first field that differs, where ranks would be made whole
+/// for each comparison).
 impl<K: Compact> Ord for KeyRef<'_, K> {
     #[inline]
     fn cmp(&self, o: &Self) -> std::cmp::Ordering {
         match (self, o) {
-            (KeyRef::Small(a), KeyRef::Small(b)) => K::rank(a).cmp(&K::rank(b)),
+            (KeyRef::Small(a), KeyRef::Small(b)) => a.cmp(b),
             (KeyRef::Wide(a), KeyRef::Wide(b)) => a.cmp(b),
             _ => self.key().cmp(&o.key()),
         }
