@@ -933,8 +933,11 @@ mod tests {
             (c.get("l3_conversations"), c.get("l4_conversations"))
         };
         for (name, p) in [("one", &mut one), ("merged", &mut merged)] {
-            assert!(p.l4_runs.runs.len() > 5, "{name}");
-            assert!(p.l3_runs.runs.len() > 2, "{name}");
+            // several runs left at the end (FAN runs of one level, as the
+            // workers' runs are adopted, are merged into one)
+            let held = (p.l4_runs.runs.len(), p.l3_runs.runs.len());
+            assert!(held.0 >= 2 && held.1 >= 2, "{name}: {held:?}");
+            assert!(p.l4_runs.rows() > 5 * p.cap as u64, "{name}");
             assert!(file(p) == want, "{name}");
             assert_eq!(kept(p), kept(&whole), "{name}");
             assert_eq!((p.other_l3.flows, p.other_l4.flows), (0, 0), "{name}");

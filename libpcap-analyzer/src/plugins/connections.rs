@@ -1923,7 +1923,7 @@ mod tests {
         );
         let mut one = spilling(5_000);
         feed(&mut one, 0..90_000);
-        // 300 runs written: merged 16 at a time, 15 left over three levels
+        // 300 runs written: merged FAN at a time, fewer than FAN a level left
         let mut many = spilling(300);
         feed(&mut many, 0..90_000);
         assert!(many.spilled().0 < 3 * runs::FAN, "{:?}", many.spilled());
