@@ -475,12 +475,11 @@ pub(crate) struct Cursor<K, V> {
 impl<K: RunRow + Ord + Copy, V: RunRow> Cursor<K, V> {
     /// The reader, opened the first time.
     fn reader(&mut self) -> io::Result<&mut Reader> {
-        if self.reader.is_none() {
-            self.reader = Some(Reader::open(&self.run, self.buffer)?);
-        }
-        self.reader
-            .as_mut()
-            .ok_or_else(|| io::Error::other("a run's reader did not open"))
+        let reader = match self.reader.take() {
+            Some(r) => r,
+            None => Reader::open(&self.run, self.buffer)?,
+        };
+        Ok(self.reader.insert(reader))
     }
 
     /// Reads the next row into the head.
