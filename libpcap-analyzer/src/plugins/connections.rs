@@ -561,6 +561,10 @@ pub struct ConnTable {
     /// Where rows over the cap are written as sorted runs (no sampler
     /// then), and the runs written.
     spill: Spill,
+    /// The rows of the flows ended, appended unfolded while the table
+    /// spills runs ([`ConnTable::stages`]): written as a run at the cap,
+    /// and at the end as a run or into `map` ([`ConnTable::settle_staged`]).
+    staged: runs::Staged<ConnKey, ConnStats>,
     /// Rows of the last report written (see [`ConnTable::report_rows`]).
     reported: Reported,
 }
@@ -608,6 +612,74 @@ impl ReportRow for (ConnKey, ConnStats) {
 }
 
 impl ConnTable {
+    /// Counts one direction of a flow (`packets` frames of `bytes` bytes of
+    /// protocol `proto`, between `first` and `last`) in the row of `k`.
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &mut self,
+        k: ConnKey,
+        proto: u8,
+        flow: u64,
+        first: Option<libpcap_tools::Timestamp>,
+        last: Option<libpcap_tools::Timestamp>,
+        bytes: u64,
+        packets: u64,
+    ) {
+        if self.stages() {
+            let mut row = ConnStats::default();
+            row.add(proto, flow, first, last, bytes, packets);
+            self.staged.push(k, row, self.cap);
+            if self.staged.len() >= self.cap {
+                self.spill_staged();
+            }
+            return;
+        }
+        if let Some(s) = self.row(k, packets) {
+            s.add(proto, flow, first, last, bytes, packets);
+        }
+    }
+
+    /// Whether rows are appended to `staged` rather than found in `map`:
+    /// when rows past a cap go to runs (a directory, a cap, no sampler).
+    fn stages(&self) -> bool {
+        self.cap > 0 && self.sampler.is_none() && self.spill.dir.is_some()
+    }
+
+    /// Writes the staged rows as a run; when that fails, they go into
+    /// `map` (and what is past the cap is counted there).
+    fn spill_staged(&mut self) {
+        if !self
+            .spill
+            .write_staged(&mut self.staged, "connections", PAST_CAP)
+        {
+            self.unstage();
+        }
+    }
+
+    /// Folds the staged rows into `map`.
+    fn unstage(&mut self) {
+        for (k, v) in self.staged.take() {
+            if let Some(row) = self.row(k, v.packets) {
+                row.merge(&v);
+            }
+        }
+    }
+
+    /// Settles the staged rows once the flows are counted (the end, a
+    /// merge, a snapshot): a run when the table wrote runs already (the
+    /// report merges them anyway), else into `map` (a table under its cap
+    /// writes no file).
+    fn settle_staged(&mut self) {
+        if self.staged.len() == 0 {
+            return;
+        }
+        if self.spill.runs.is_empty() {
+            self.unstage();
+        } else {
+            self.spill_staged();
+        }
+    }
+
     /// The row of `k`, or `None` (counted) when the table is full.
     fn row(&mut self, k: ConnKey, packets: u64) -> Option<&mut ConnStats> {
         let level = self.sampler.as_ref().map(|s| s.level());
@@ -654,7 +726,7 @@ impl ConnTable {
     /// rows of the last report written, and before one, the rows held and
     /// spilled (a key in several runs counted in each).
     pub fn report_rows(&self) -> u64 {
-        let held = self.map.len() as u64;
+        let held = (self.map.len() + self.staged.len()) as u64;
         if self.spill.runs.is_empty() {
             return held;
         }
@@ -679,6 +751,8 @@ impl ConnTable {
     }
 
     fn merge(&mut self, mut other: ConnTable) {
+        self.settle_staged();
+        other.settle_staged();
         self.dropped_keys += other.dropped_keys;
         self.dropped_packets += other.dropped_packets;
         self.spill
@@ -1369,9 +1443,7 @@ fn record_direction(
     if d.packets == 0 {
         return;
     }
-    if let Some(s) = t.row(k, d.packets) {
-        s.add(proto, flow, d.first, d.last, d.bytes, d.packets);
-    }
+    t.record(k, proto, flow, d.first, d.last, d.bytes, d.packets);
 }
 
 fn record_flow(t: &mut ConnTable, f: &libpcap_tools::Flow) {
@@ -1434,6 +1506,7 @@ impl Plugin for ConnectionsPlugin {
     }
 
     fn post_process(&mut self) -> PluginResult<()> {
+        self.table.settle_staged();
         self.table.settle();
         Ok(())
     }
@@ -1493,6 +1566,7 @@ impl Plugin for ConnectionsPlugin {
         for f in active {
             record_flow(&mut copy.table, f);
         }
+        copy.table.settle_staged();
         Some(Box::new(copy))
     }
 }
@@ -2040,6 +2114,97 @@ mod tests {
             assert!(got == want.as_bytes(), "{what}");
             assert!(t.spilled().0 < 3 * runs::FAN, "{what}");
         }
+    }
+
+    /// Rows appended unfolded (the path of a table that spills), by one to
+    /// three workers whose tables are then merged, give the report of one
+    /// table without a cap, in the text and record formats: under the cap
+    /// (the staged rows go into the table at the end) and over it (runs
+    /// sorted and folded from the staged rows).
+    #[test]
+    fn staged_rows_give_the_report_of_a_table_without_a_cap() {
+        let mut rng = crate::proto::tls::test_support::XorShift(0x51ed_2701_a5a5_0f0f);
+        let (mut spilled, mut held) = (0, 0);
+        for round in 0..16 {
+            let dir = tempfile::tempdir().unwrap();
+            let flows = 200 + rng.next() % 5_000;
+            let keys = 1 + rng.next() % flows;
+            // odd rounds: a cap over the rows appended (no run)
+            let cap = if round % 2 == 0 {
+                1 + rng.next() % (2 * keys)
+            } else {
+                flows + 1 + rng.next() % 100
+            } as usize;
+            let workers = 1 + (rng.next() % 3) as usize;
+            let mut whole = ConnTable::default();
+            let mut parts: Vec<ConnTable> = (0..workers)
+                .map(|_| ConnTable {
+                    cap,
+                    spill: Spill {
+                        dir: Some(dir.path().to_path_buf()),
+                        ..Spill::default()
+                    },
+                    ..ConnTable::default()
+                })
+                .collect();
+            for i in 0..flows {
+                let x = rng.next() % keys;
+                let v6 = x.is_multiple_of(3);
+                let k = ConnKey {
+                    src: if v6 {
+                        IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, (x >> 16) as u16, x as u16])
+                    } else {
+                        IpAddr::from((x as u32 >> 2).to_be_bytes())
+                    },
+                    src_port: (x % 4) as u16,
+                    dst: if v6 {
+                        IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1])
+                    } else {
+                        IpAddr::from([192, 0, 2, 1])
+                    },
+                    dst_port: 53,
+                };
+                let first = libpcap_tools::Timestamp((rng.next() % 1_000_000_000) as i64);
+                let last = libpcap_tools::Timestamp(first.0 + (rng.next() % 1_000) as i64);
+                let known = !rng.next().is_multiple_of(5);
+                let (first, last) = (known.then_some(first), known.then_some(last));
+                let proto = [17, 6, 1, 47][(rng.next() % 4) as usize];
+                let (bytes, packets) = (60 + rng.next() % 1_500, 1 + rng.next() % 9);
+                if let Some(r) = whole.row(k, packets) {
+                    r.add(proto, i, first, last, bytes, packets);
+                }
+                let w = (rng.next() % workers as u64) as usize;
+                parts[w].record(k, proto, i, first, last, bytes, packets);
+            }
+            assert!(parts.iter().all(ConnTable::stages));
+            let mut t = parts.remove(0);
+            for p in parts {
+                t.merge(p);
+            }
+            t.settle_staged();
+            assert_eq!(t.staged.len(), 0);
+            let what = format!(
+                "round {round}: {flows} flows, {keys} keys, cap {cap}, {workers} workers, runs {:?}",
+                t.spilled()
+            );
+            if t.spilled().0 > 0 {
+                spilled += 1;
+            } else {
+                held += 1;
+            }
+            for format in [ReportFormat::Text, ReportFormat::Csv, ReportFormat::Jsonl] {
+                assert!(
+                    t.render(format) == whole.render(format),
+                    "{what}, {format:?}"
+                );
+            }
+            assert_eq!(t.report_rows(), whole.map.len() as u64, "{what}");
+            assert_eq!(t.dropped(), (0, 0), "{what}");
+        }
+        assert!(
+            spilled > 2 && held > 2,
+            "{spilled} rounds spilled, {held} held"
+        );
     }
 
     /// A run that cannot be read back (cut short) makes the report an

@@ -138,6 +138,37 @@ impl Spill {
         }
     }
 
+    /// Writes the rows of `staged` as a sorted run of `table`, the rows
+    /// of one key folded into one, and empties it. When the run cannot be
+    /// written, the rows stay, no more runs are written, and a warning
+    /// says so (then `past`); `false` then.
+    pub(crate) fn write_staged<K: Compact + Ord + RunRow, V: Fold + Clone>(
+        &mut self,
+        staged: &mut Staged<K, V>,
+        table: &str,
+        past: &str,
+    ) -> bool {
+        let Some(dir) = self.dir.clone() else {
+            return false;
+        };
+        match write_run::<K, V>(&dir, table, 0, staged.sorted()) {
+            Ok(run) => {
+                self.runs.push(run);
+                staged.rows.clear();
+                self.compact::<K, V>(&dir, table);
+                true
+            }
+            Err(e) => {
+                log::warn!(
+                    "{table}: cannot write rows to '{}': {e}; from now on, {past}",
+                    dir.display()
+                );
+                self.dir = None;
+                false
+            }
+        }
+    }
+
     /// Whether `map`, at most `cap` rows (0: no cap), is full for `k`: a
     /// known key never is; a new one past the cap first spills the rows
     /// held (see [`Spill::write`]), and is refused only when that fails.
@@ -231,6 +262,94 @@ impl Spill {
                 }
             }
         }
+    }
+}
+
+/// The rows of a table that spills, appended as they come, unfolded (a
+/// key may be there many times), then sorted and folded when they are
+/// written as a run ([`Spill::write_staged`]). A table whose keys are
+/// mostly new (the connection report: two rows a flow) spends most of its
+/// time finding a key's place in a hash table larger than the caches;
+/// appending writes one place after another, and the sort at the spill
+/// was done anyway.
+#[derive(Debug, Clone)]
+pub(crate) struct Staged<K, V> {
+    rows: Vec<(K, V)>,
+}
+
+impl<K, V> Default for Staged<K, V> {
+    fn default() -> Self {
+        Staged { rows: Vec::new() }
+    }
+}
+
+impl<K: Compact + Ord, V: Fold + Clone> Staged<K, V> {
+    /// Appends a row. The buffer grows to at most `most` rows (the table's
+    /// cap: its memory is counted as that many rows), doubling below it.
+    pub(crate) fn push(&mut self, k: K, v: V, most: usize) {
+        if self.rows.len() == self.rows.capacity() {
+            let len = self.rows.len();
+            let want = (len * 2).max(1024).min(most).max(len + 1);
+            self.rows.reserve_exact(want - len);
+        }
+        self.rows.push((k, v));
+    }
+
+    /// Rows held (a key counted as often as it was appended).
+    pub(crate) fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Takes the rows out, unfolded, in the order they came.
+    pub(crate) fn take(&mut self) -> Vec<(K, V)> {
+        std::mem::take(&mut self.rows)
+    }
+
+    /// The rows in key order, those of one key folded into one: the small
+    /// keys sorted by their [`Compact::rank`] held beside the row's index,
+    /// the others by their order, the two merged as read (as
+    /// [`SplitMap::sorted`]).
+    pub(crate) fn sorted(&self) -> impl Iterator<Item = (K, V)> + '_ {
+        let mut small: Vec<(u128, usize)> = Vec::new();
+        let mut wide: Vec<usize> = Vec::new();
+        for (i, (k, _)) in self.rows.iter().enumerate() {
+            match k.small() {
+                Some(s) => small.push((K::rank(&s), i)),
+                None => wide.push(i),
+            }
+        }
+        small.sort_unstable_by_key(|r| r.0);
+        let rows = &self.rows;
+        let key = |i: usize| rows.get(i).map(|r| &r.0);
+        wide.sort_unstable_by(|&a, &b| key(a).cmp(&key(b)));
+        let mut small = small.into_iter().map(|(_, i)| i).peekable();
+        let mut wide = wide.into_iter().peekable();
+        // the index of the next row in key order
+        let mut next = move || {
+            let take_small = match (small.peek(), wide.peek()) {
+                (Some(&s), Some(&w)) => key(s) <= key(w),
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            if take_small {
+                small.next()
+            } else {
+                wide.next()
+            }
+        };
+        let mut ahead = next();
+        std::iter::from_fn(move || {
+            let (k, v) = rows.get(ahead?)?;
+            let mut acc = v.clone();
+            loop {
+                ahead = next();
+                match ahead.and_then(|i| rows.get(i)) {
+                    Some((k2, v2)) if k2 == k => acc.fold(v2),
+                    _ => break,
+                }
+            }
+            Some((*k, acc))
+        })
     }
 }
 
