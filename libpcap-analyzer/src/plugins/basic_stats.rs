@@ -250,6 +250,14 @@ pub struct BasicStats {
     l3_runs: Spill,
     /// Runs of the L4 table.
     l4_runs: Spill,
+    /// The L4 rows of the flows ended, appended unfolded while the table
+    /// spills runs (almost every flow is a conversation of its own: a
+    /// hash table larger than the caches cost a few misses a flow).
+    l4_staged: runs::Staged<FiveTuple, Conv>,
+    /// The staged L4 rows sorted and folded at the end when the table
+    /// wrote no run: the report reads them in place of `l4`'s (empty
+    /// then), rather than each row being found a place in `l4`.
+    l4_folded: Vec<(FiveTuple, Conv)>,
     /// Rows held by each table (0: no limit but the sampler's): each
     /// worker's part of the cap when the tables spill.
     cap: usize,
@@ -406,6 +414,13 @@ impl BasicStats {
             &c3,
             true,
         );
+        if self.stages_l4() {
+            self.l4_staged.push(key.canonical(), c4, cap);
+            if self.l4_staged.len() >= cap {
+                self.spill_l4_staged();
+            }
+            return;
+        }
         bump(
             &mut self.l4,
             cap,
@@ -416,6 +431,73 @@ impl BasicStats {
             &c4,
             true,
         );
+    }
+
+    /// Whether the L4 rows are appended to `l4_staged` rather than found
+    /// in `l4`: when rows past a cap go to runs (a directory, a cap, no
+    /// sampler).
+    fn stages_l4(&self) -> bool {
+        self.cap > 0 && self.l4_sample.sampler.is_none() && self.l4_runs.dir.is_some()
+    }
+
+    /// Writes the staged L4 rows as a run; when that fails, they go into
+    /// `l4` (what is past the cap summed in `other_l4`).
+    fn spill_l4_staged(&mut self) {
+        if !self
+            .l4_runs
+            .write_staged(&mut self.l4_staged, "basic-stats.l4", PAST_CAP)
+        {
+            self.unstage_l4();
+        }
+    }
+
+    /// Folds the staged L4 rows into `l4`.
+    fn unstage_l4(&mut self) {
+        let cap = self.cap;
+        for (k, c) in self.l4_staged.take() {
+            bump(
+                &mut self.l4,
+                cap,
+                &mut self.other_l4,
+                &mut self.l4_sample,
+                (&mut self.l4_runs, "basic-stats.l4"),
+                k,
+                &c,
+                true,
+            );
+        }
+    }
+
+    /// Appends `rows` to the staged L4 rows (a run written whenever they
+    /// reach the cap).
+    fn stage_l4(&mut self, rows: Vec<(FiveTuple, Conv)>) {
+        let cap = self.cap;
+        for (k, c) in rows {
+            self.l4_staged.push(k, c, cap);
+            if self.l4_staged.len() >= cap {
+                self.spill_l4_staged();
+            }
+        }
+    }
+
+    /// Settles the staged L4 rows once the flows are counted (the end):
+    /// a run when the table wrote runs already; else sorted and folded
+    /// into `l4_folded` when `l4` is empty (the table staged every row),
+    /// into `l4` otherwise.
+    fn settle_staged(&mut self) {
+        if self.l4_staged.len() == 0 {
+            return;
+        }
+        let folded = std::mem::take(&mut self.l4_folded);
+        self.stage_l4(folded);
+        if !self.l4_runs.runs.is_empty() {
+            self.spill_l4_staged();
+        } else if self.l4.len() == 0 {
+            self.l4_folded = self.l4_staged.sorted().collect();
+            self.l4_staged.take();
+        } else {
+            self.unstage_l4();
+        }
     }
 
     /// Prunes both tables to their sampler's level (after a merge, at the
@@ -448,6 +530,13 @@ impl Plugin for BasicStats {
     fn merge(&mut self, other: Box<dyn Plugin>) -> PluginResult<()> {
         let o = downcast::<Self>("basic-stats", other)?;
         let mut o = *o;
+        // the other's staged and folded L4 rows join ours, still staged
+        let folded = std::mem::take(&mut self.l4_folded);
+        self.stage_l4(folded);
+        let theirs = o.l4_staged.take();
+        self.stage_l4(theirs);
+        let theirs = std::mem::take(&mut o.l4_folded);
+        self.stage_l4(theirs);
         let cap = self.cap;
         self.l3_runs
             .adopt::<AddrPair, Conv>(&mut o.l3_runs, "basic-stats.l3");
@@ -492,6 +581,7 @@ impl Plugin for BasicStats {
     }
 
     fn post_process(&mut self) -> PluginResult<()> {
+        self.settle_staged();
         self.settle();
         Ok(())
     }
@@ -511,7 +601,8 @@ impl Plugin for BasicStats {
         // several runs counted in each)
         let (l3, l4) = self.written.unwrap_or((
             self.l3.len() as u64 + self.l3_runs.rows(),
-            self.l4.len() as u64 + self.l4_runs.rows(),
+            (self.l4.len() + self.l4_staged.len() + self.l4_folded.len()) as u64
+                + self.l4_runs.rows(),
         ));
         crate::plugin::Counters::new()
             .count("l3_conversations", l3)
@@ -528,6 +619,7 @@ impl Plugin for BasicStats {
     }
 
     fn save_results(&mut self, dir: &Path) -> PluginResult<Vec<PathBuf>> {
+        self.settle_staged();
         let path = dir.join("basic-stats.json");
         let mut written = None;
         write_atomically_with(&path, |w| {
@@ -551,7 +643,13 @@ impl BasicStats {
     /// The results, borrowing the tables (conversations sorted).
     fn report(&self) -> Report<'_> {
         let l3 = self.l3.sorted().collect();
-        let l4 = self.l4.sorted().collect();
+        let l4 = if self.l4_folded.is_empty() {
+            self.l4.sorted().collect()
+        } else {
+            let folded = self.l4_folded.iter().map(|(k, c)| (KeyRef::Wide(k), c));
+            // `l4` is empty when rows were folded (`settle_staged`)
+            self.l4.sorted().chain(folded).collect()
+        };
         let r = &self.run;
         Report {
             anomalies: &r.anomalies,
@@ -908,7 +1006,7 @@ mod tests {
         let spilling = || {
             let mut p = BasicStats::new(BasicStatsConfig::default())
                 .with_spill_dir(Some(runs.path().to_path_buf()));
-            p.cap = 40;
+            p.cap = 97;
             p
         };
         let mut whole = BasicStats::new(BasicStatsConfig::default());
@@ -941,6 +1039,31 @@ mod tests {
             assert!(file(p) == want, "{name}");
             assert_eq!(kept(p), kept(&whole), "{name}");
             assert_eq!((p.other_l3.flows, p.other_l4.flows), (0, 0), "{name}");
+        }
+        // under the cap no run is written: the staged L4 rows (of one
+        // worker, or of three merged) are sorted and folded in memory
+        for workers in [1, 3] {
+            let mut parts: Vec<BasicStats> = (0..workers)
+                .map(|_| {
+                    let mut p = spilling();
+                    p.cap = 10_000;
+                    p
+                })
+                .collect();
+            for (i, f) in flows.iter().enumerate() {
+                parts[i * workers / flows.len()]
+                    .flow_destroyed(f, EndReason::Timeout)
+                    .unwrap();
+            }
+            let mut p = parts.remove(0);
+            for o in parts {
+                p.merge(Box::new(o)).unwrap();
+            }
+            p.post_process().unwrap();
+            assert!(p.l4_runs.runs.is_empty() && p.l3_runs.runs.is_empty());
+            assert!(!p.l4_folded.is_empty() && p.l4.len() == 0, "{workers}");
+            assert!(file(&mut p) == want, "{workers} workers under the cap");
+            assert_eq!(kept(&p), kept(&whole), "{workers}");
         }
         drop((one, merged));
         assert_eq!(std::fs::read_dir(runs.path()).unwrap().count(), 0);
