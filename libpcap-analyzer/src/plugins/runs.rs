@@ -337,21 +337,37 @@ impl<K: Compact + Ord, V: Fold + Clone> Staged<K, V> {
                 wide.next()
             }
         };
-        let mut ahead = next();
+        // the rows copied in key order a chunk at a time: a loop that only
+        // copies keeps many of its cache misses in flight at once, where
+        // folding and writing each row as it is read waited for each
+        let mut chunk: Vec<(K, V)> = Vec::with_capacity(GATHER);
+        let mut order: Vec<usize> = Vec::with_capacity(GATHER);
+        // the next row in key order (a chunk is held reversed, and popped)
+        let mut pull = move || {
+            if chunk.is_empty() {
+                order.clear();
+                order.extend(std::iter::from_fn(&mut next).take(GATHER));
+                chunk.extend(order.iter().rev().filter_map(|&i| rows.get(i).cloned()));
+            }
+            chunk.pop()
+        };
+        let mut ahead = pull();
         std::iter::from_fn(move || {
-            let (k, v) = rows.get(ahead?)?;
-            let mut acc = v.clone();
+            let (k, mut acc) = ahead.take()?;
             loop {
-                ahead = next();
-                match ahead.and_then(|i| rows.get(i)) {
-                    Some((k2, v2)) if k2 == k => acc.fold(v2),
+                ahead = pull();
+                match &ahead {
+                    Some((k2, v2)) if *k2 == k => acc.fold(v2),
                     _ => break,
                 }
             }
-            Some((*k, acc))
+            Some((k, acc))
         })
     }
 }
+
+/// Rows [`Staged::sorted`] copies in key order at a time.
+const GATHER: usize = 2048;
 
 /// Merges `runs` into one run of `level`.
 ///
