@@ -182,6 +182,7 @@ impl Dispatch {
     }
 
     /// Calls `f` on plugin `i`, counting its error and containing a panic.
+    #[inline]
     pub(crate) fn call<R: Default>(
         &mut self,
         i: usize,

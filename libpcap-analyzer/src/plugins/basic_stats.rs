@@ -254,10 +254,8 @@ pub struct BasicStats {
     /// spills runs (almost every flow is a conversation of its own: a
     /// hash table larger than the caches cost a few misses a flow).
     l4_staged: runs::Staged<FiveTuple, Conv>,
-    /// The staged L4 rows sorted and folded at the end when the table
-    /// wrote no run: the report reads them in place of `l4`'s (empty
-    /// then), rather than each row being found a place in `l4`.
-    l4_folded: Vec<(FiveTuple, Conv)>,
+    /// Rows held in `l4` before L4 rows are staged.
+    stage_from: runs::StageFrom,
     /// Rows held by each table (0: no limit but the sampler's): each
     /// worker's part of the cap when the tables spill.
     cap: usize,
@@ -415,10 +413,7 @@ impl BasicStats {
             true,
         );
         if self.stages_l4() {
-            self.l4_staged.push(key.canonical(), c4, cap);
-            if self.l4_staged.len() >= cap {
-                self.spill_l4_staged();
-            }
+            self.stage_l4_row(key.canonical(), c4);
             return;
         }
         bump(
@@ -433,16 +428,31 @@ impl BasicStats {
         );
     }
 
-    /// Whether the L4 rows are appended to `l4_staged` rather than found
-    /// in `l4`: when rows past a cap go to runs (a directory, a cap, no
-    /// sampler).
-    fn stages_l4(&self) -> bool {
-        self.cap > 0 && self.l4_sample.sampler.is_none() && self.l4_runs.dir.is_some()
+    /// Appends an L4 row to `l4_staged` (a run written at the cap); out of
+    /// line, so that the path of a table under its cap stays as it was.
+    #[inline(never)]
+    fn stage_l4_row(&mut self, k: FiveTuple, c: Conv) {
+        self.l4_staged.push(k, c, self.cap);
+        if self.l4_staged.len() + self.l4.len() >= self.cap {
+            self.spill_l4_staged();
+        }
     }
 
-    /// Writes the staged L4 rows as a run; when that fails, they go into
-    /// `l4` (what is past the cap summed in `other_l4`).
+    /// Whether the L4 rows are appended to `l4_staged` rather than found
+    /// in `l4`: when rows past a cap go to runs (a directory, a cap, no
+    /// sampler), once the table wrote a run ([`runs::StageFrom`]).
+    fn stages_l4(&self) -> bool {
+        (!self.l4_runs.runs.is_empty() || self.l4.len() >= self.stage_from.0)
+            && self.cap > 0
+            && self.l4_sample.sampler.is_none()
+            && self.l4_runs.dir.is_some()
+    }
+
+    /// Writes the rows of `l4` and the staged L4 rows as a run; when that
+    /// fails, they go into `l4` (what is past the cap summed in
+    /// `other_l4`).
     fn spill_l4_staged(&mut self) {
+        self.l4_staged.take_map(&mut self.l4, self.cap);
         if !self
             .l4_runs
             .write_staged(&mut self.l4_staged, "basic-stats.l4", PAST_CAP)
@@ -474,29 +484,22 @@ impl BasicStats {
         let cap = self.cap;
         for (k, c) in rows {
             self.l4_staged.push(k, c, cap);
-            if self.l4_staged.len() >= cap {
+            if self.l4_staged.len() + self.l4.len() >= cap {
                 self.spill_l4_staged();
             }
         }
     }
 
     /// Settles the staged L4 rows once the flows are counted (the end):
-    /// a run when the table wrote runs already; else sorted and folded
-    /// into `l4_folded` when `l4` is empty (the table staged every row),
-    /// into `l4` otherwise.
+    /// a run when the table wrote runs, else into `l4`.
     fn settle_staged(&mut self) {
         if self.l4_staged.len() == 0 {
             return;
         }
-        let folded = std::mem::take(&mut self.l4_folded);
-        self.stage_l4(folded);
-        if !self.l4_runs.runs.is_empty() {
-            self.spill_l4_staged();
-        } else if self.l4.len() == 0 {
-            self.l4_folded = self.l4_staged.sorted().collect();
-            self.l4_staged.take();
-        } else {
+        if self.l4_runs.runs.is_empty() {
             self.unstage_l4();
+        } else {
+            self.spill_l4_staged();
         }
     }
 
@@ -530,12 +533,8 @@ impl Plugin for BasicStats {
     fn merge(&mut self, other: Box<dyn Plugin>) -> PluginResult<()> {
         let o = downcast::<Self>("basic-stats", other)?;
         let mut o = *o;
-        // the other's staged and folded L4 rows join ours, still staged
-        let folded = std::mem::take(&mut self.l4_folded);
-        self.stage_l4(folded);
+        // the other's staged L4 rows join ours, still staged
         let theirs = o.l4_staged.take();
-        self.stage_l4(theirs);
-        let theirs = std::mem::take(&mut o.l4_folded);
         self.stage_l4(theirs);
         let cap = self.cap;
         self.l3_runs
@@ -601,8 +600,7 @@ impl Plugin for BasicStats {
         // several runs counted in each)
         let (l3, l4) = self.written.unwrap_or((
             self.l3.len() as u64 + self.l3_runs.rows(),
-            (self.l4.len() + self.l4_staged.len() + self.l4_folded.len()) as u64
-                + self.l4_runs.rows(),
+            (self.l4.len() + self.l4_staged.len()) as u64 + self.l4_runs.rows(),
         ));
         crate::plugin::Counters::new()
             .count("l3_conversations", l3)
@@ -643,13 +641,7 @@ impl BasicStats {
     /// The results, borrowing the tables (conversations sorted).
     fn report(&self) -> Report<'_> {
         let l3 = self.l3.sorted().collect();
-        let l4 = if self.l4_folded.is_empty() {
-            self.l4.sorted().collect()
-        } else {
-            let folded = self.l4_folded.iter().map(|(k, c)| (KeyRef::Wide(k), c));
-            // `l4` is empty when rows were folded (`settle_staged`)
-            self.l4.sorted().chain(folded).collect()
-        };
+        let l4 = self.l4.sorted().collect();
         let r = &self.run;
         Report {
             anomalies: &r.anomalies,
@@ -1007,6 +999,9 @@ mod tests {
             let mut p = BasicStats::new(BasicStatsConfig::default())
                 .with_spill_dir(Some(runs.path().to_path_buf()));
             p.cap = 97;
+            // 30 rows in the hash table, then staged (they join the
+            // staged rows at the spill)
+            p.stage_from = runs::StageFrom(30);
             p
         };
         let mut whole = BasicStats::new(BasicStatsConfig::default());
@@ -1040,13 +1035,14 @@ mod tests {
             assert_eq!(kept(p), kept(&whole), "{name}");
             assert_eq!((p.other_l3.flows, p.other_l4.flows), (0, 0), "{name}");
         }
-        // under the cap no run is written: the staged L4 rows (of one
-        // worker, or of three merged) are sorted and folded in memory
+        // under the cap no run is written: the L4 rows staged past 50 (of
+        // one worker, or of three merged) go into the table at the end
         for workers in [1, 3] {
             let mut parts: Vec<BasicStats> = (0..workers)
                 .map(|_| {
                     let mut p = spilling();
                     p.cap = 10_000;
+                    p.stage_from = runs::StageFrom(50);
                     p
                 })
                 .collect();
@@ -1055,13 +1051,14 @@ mod tests {
                     .flow_destroyed(f, EndReason::Timeout)
                     .unwrap();
             }
+            assert!(parts.iter().all(|p| p.l4_staged.len() > 0), "{workers}");
             let mut p = parts.remove(0);
             for o in parts {
                 p.merge(Box::new(o)).unwrap();
             }
             p.post_process().unwrap();
             assert!(p.l4_runs.runs.is_empty() && p.l3_runs.runs.is_empty());
-            assert!(!p.l4_folded.is_empty() && p.l4.len() == 0, "{workers}");
+            assert_eq!(p.l4_staged.len(), 0, "{workers}");
             assert!(file(&mut p) == want, "{workers} workers under the cap");
             assert_eq!(kept(&p), kept(&whole), "{workers}");
         }

@@ -565,6 +565,8 @@ pub struct ConnTable {
     /// spills runs ([`ConnTable::stages`]): written as a run at the cap,
     /// and at the end as a run or into `map` ([`ConnTable::settle_staged`]).
     staged: runs::Staged<ConnKey, ConnStats>,
+    /// Rows held in `map` before rows are staged.
+    stage_from: runs::StageFrom,
     /// Rows of the last report written (see [`ConnTable::report_rows`]).
     reported: Reported,
 }
@@ -628,10 +630,7 @@ impl ConnTable {
         if self.stages() {
             let mut row = ConnStats::default();
             row.add(proto, flow, first, last, bytes, packets);
-            self.staged.push(k, row, self.cap);
-            if self.staged.len() >= self.cap {
-                self.spill_staged();
-            }
+            self.stage(k, row);
             return;
         }
         if let Some(s) = self.row(k, packets) {
@@ -639,15 +638,31 @@ impl ConnTable {
         }
     }
 
-    /// Whether rows are appended to `staged` rather than found in `map`:
-    /// when rows past a cap go to runs (a directory, a cap, no sampler).
-    fn stages(&self) -> bool {
-        self.cap > 0 && self.sampler.is_none() && self.spill.dir.is_some()
+    /// Appends a row to `staged` (a run written at the cap); out of line,
+    /// so that the path of a table under its cap stays as it was.
+    #[inline(never)]
+    fn stage(&mut self, k: ConnKey, row: ConnStats) {
+        self.staged.push(k, row, self.cap);
+        if self.staged.len() + self.map.len() >= self.cap {
+            self.spill_staged();
+        }
     }
 
-    /// Writes the staged rows as a run; when that fails, they go into
-    /// `map` (and what is past the cap is counted there).
+    /// Whether rows are appended to `staged` rather than found in `map`:
+    /// when rows past a cap go to runs (a directory, a cap, no sampler),
+    /// once the table wrote a run ([`runs::StageFrom`]).
+    fn stages(&self) -> bool {
+        (!self.spill.runs.is_empty() || self.map.len() >= self.stage_from.0)
+            && self.cap > 0
+            && self.sampler.is_none()
+            && self.spill.dir.is_some()
+    }
+
+    /// Writes the rows of `map` and the staged rows as a run; when that
+    /// fails, they go into `map` (and what is past the cap is counted
+    /// there).
     fn spill_staged(&mut self) {
+        self.staged.take_map(&mut self.map, self.cap);
         if !self
             .spill
             .write_staged(&mut self.staged, "connections", PAST_CAP)
@@ -2124,7 +2139,7 @@ mod tests {
     #[test]
     fn staged_rows_give_the_report_of_a_table_without_a_cap() {
         let mut rng = crate::proto::tls::test_support::XorShift(0x51ed_2701_a5a5_0f0f);
-        let (mut spilled, mut held) = (0, 0);
+        let (mut spilled, mut held, mut staging) = (0, 0, 0);
         for round in 0..16 {
             let dir = tempfile::tempdir().unwrap();
             let flows = 200 + rng.next() % 5_000;
@@ -2136,10 +2151,14 @@ mod tests {
                 flows + 1 + rng.next() % 100
             } as usize;
             let workers = 1 + (rng.next() % 3) as usize;
+            // rows held in the hash table before they are staged: none to
+            // a few dozen (the map's rows then join the staged ones)
+            let stage_from = runs::StageFrom((rng.next() % 50) as usize);
             let mut whole = ConnTable::default();
             let mut parts: Vec<ConnTable> = (0..workers)
                 .map(|_| ConnTable {
                     cap,
+                    stage_from,
                     spill: Spill {
                         dir: Some(dir.path().to_path_buf()),
                         ..Spill::default()
@@ -2176,7 +2195,9 @@ mod tests {
                 let w = (rng.next() % workers as u64) as usize;
                 parts[w].record(k, proto, i, first, last, bytes, packets);
             }
-            assert!(parts.iter().all(ConnTable::stages));
+            if parts.iter().all(ConnTable::stages) {
+                staging += 1;
+            }
             let mut t = parts.remove(0);
             for p in parts {
                 t.merge(p);
@@ -2205,6 +2226,7 @@ mod tests {
             spilled > 2 && held > 2,
             "{spilled} rounds spilled, {held} held"
         );
+        assert!(staging >= 12, "{staging} rounds staged rows");
     }
 
     /// A run that cannot be read back (cut short) makes the report an
