@@ -414,16 +414,21 @@ impl BasicStats {
         );
         if self.stages_l4() {
             self.stage_l4_row(key.canonical(), c4);
-            return;
+        } else {
+            self.bump_l4(key.canonical(), &c4);
         }
+    }
+
+    /// Adds `c` to the L4 row of `k` in `l4` (see [`bump`]).
+    fn bump_l4(&mut self, k: FiveTuple, c: &Conv) {
         bump(
             &mut self.l4,
-            cap,
+            self.cap,
             &mut self.other_l4,
             &mut self.l4_sample,
             (&mut self.l4_runs, "basic-stats.l4"),
-            key.canonical(),
-            &c4,
+            k,
+            c,
             true,
         );
     }
@@ -463,30 +468,16 @@ impl BasicStats {
 
     /// Folds the staged L4 rows into `l4`.
     fn unstage_l4(&mut self) {
-        let cap = self.cap;
         for (k, c) in self.l4_staged.take() {
-            bump(
-                &mut self.l4,
-                cap,
-                &mut self.other_l4,
-                &mut self.l4_sample,
-                (&mut self.l4_runs, "basic-stats.l4"),
-                k,
-                &c,
-                true,
-            );
+            self.bump_l4(k, &c);
         }
     }
 
     /// Appends `rows` to the staged L4 rows (a run written whenever they
     /// reach the cap).
     fn stage_l4(&mut self, rows: Vec<(FiveTuple, Conv)>) {
-        let cap = self.cap;
         for (k, c) in rows {
-            self.l4_staged.push(k, c, cap);
-            if self.l4_staged.len() + self.l4.len() >= cap {
-                self.spill_l4_staged();
-            }
+            self.stage_l4_row(k, c);
         }
     }
 

@@ -614,27 +614,16 @@ impl ReportRow for (ConnKey, ConnStats) {
 }
 
 impl ConnTable {
-    /// Counts one direction of a flow (`packets` frames of `bytes` bytes of
-    /// protocol `proto`, between `first` and `last`) in the row of `k`.
-    #[allow(clippy::too_many_arguments)]
-    fn record(
-        &mut self,
-        k: ConnKey,
-        proto: u8,
-        flow: u64,
-        first: Option<libpcap_tools::Timestamp>,
-        last: Option<libpcap_tools::Timestamp>,
-        bytes: u64,
-        packets: u64,
-    ) {
+    /// Counts direction `d` of flow `flow` (of protocol `proto`) in the row
+    /// of `k`.
+    fn record(&mut self, k: ConnKey, proto: u8, flow: u64, d: &libpcap_tools::DirectionStats) {
+        let add = |s: &mut ConnStats| s.add(proto, flow, d.first, d.last, d.bytes, d.packets);
         if self.stages() {
             let mut row = ConnStats::default();
-            row.add(proto, flow, first, last, bytes, packets);
+            add(&mut row);
             self.stage(k, row);
-            return;
-        }
-        if let Some(s) = self.row(k, packets) {
-            s.add(proto, flow, first, last, bytes, packets);
+        } else if let Some(s) = self.row(k, d.packets) {
+            add(s);
         }
     }
 
@@ -1458,7 +1447,7 @@ fn record_direction(
     if d.packets == 0 {
         return;
     }
-    t.record(k, proto, flow, d.first, d.last, d.bytes, d.packets);
+    t.record(k, proto, flow, d);
 }
 
 fn record_flow(t: &mut ConnTable, f: &libpcap_tools::Flow) {
@@ -2193,7 +2182,13 @@ mod tests {
                     r.add(proto, i, first, last, bytes, packets);
                 }
                 let w = (rng.next() % workers as u64) as usize;
-                parts[w].record(k, proto, i, first, last, bytes, packets);
+                let d = libpcap_tools::DirectionStats {
+                    packets,
+                    bytes,
+                    first,
+                    last,
+                };
+                parts[w].record(k, proto, i, &d);
             }
             if parts.iter().all(ConnTable::stages) {
                 staging += 1;
