@@ -260,18 +260,12 @@ impl<K: Compact, V> SplitMap<K, V> {
         let mut wide: Vec<(&K, &V)> = Vec::with_capacity(self.wide.len());
         wide.extend(self.wide.iter());
         wide.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let (mut small, mut wide) = (small.into_iter().peekable(), wide.into_iter().peekable());
-        std::iter::from_fn(move || {
-            let take_small = match (small.peek(), wide.peek()) {
-                (Some((_, s, _)), Some((w, _))) => K::from_small(s) <= **w,
-                (Some(_), None) => true,
-                (None, _) => false,
-            };
-            if take_small {
-                small.next().map(|(_, s, v)| (KeyRef::Small(s), v))
-            } else {
-                wide.next().map(|(k, v)| (KeyRef::Wide(k), v))
-            }
+        in_key_order(small.into_iter(), wide.into_iter(), |(_, s, _), (w, _)| {
+            K::from_small(s) <= **w
+        })
+        .map(|side| match side {
+            Side::Small((_, s, v)) => (KeyRef::Small(s), v),
+            Side::Wide((k, v)) => (KeyRef::Wide(k), v),
         })
     }
 
@@ -282,6 +276,39 @@ impl<K: Compact, V> SplitMap<K, V> {
             .map(|(s, v)| (KeyRef::Small(s), v))
             .chain(self.wide.iter().map(|(k, v)| (KeyRef::Wide(k), v)))
     }
+}
+
+/// An item of [`in_key_order`]: from the small side or the wide one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Side<S, W> {
+    /// From the small side.
+    Small(S),
+    /// From the wide side.
+    Wide(W),
+}
+
+/// Merges two sequences each in key order, the rows of small keys (sorted
+/// by rank) and of the others, into one in key order: `small_first` tells
+/// whether a small row's key is at most a wide row's (a small and a wide
+/// key are never equal).
+pub(crate) fn in_key_order<S, W>(
+    small: impl Iterator<Item = S>,
+    wide: impl Iterator<Item = W>,
+    small_first: impl Fn(&S, &W) -> bool,
+) -> impl Iterator<Item = Side<S, W>> {
+    let (mut small, mut wide) = (small.peekable(), wide.peekable());
+    std::iter::from_fn(move || {
+        let take_small = match (small.peek(), wide.peek()) {
+            (Some(s), Some(w)) => small_first(s, w),
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if take_small {
+            small.next().map(Side::Small)
+        } else {
+            wide.next().map(Side::Wide)
+        }
+    })
 }
 
 /// Checks on `keys` (with small forms) that the ranks of their small

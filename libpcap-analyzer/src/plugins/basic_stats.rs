@@ -444,23 +444,20 @@ impl BasicStats {
     }
 
     /// Whether the L4 rows are appended to `l4_staged` rather than found
-    /// in `l4`: when rows past a cap go to runs (a directory, a cap, no
-    /// sampler), once the table wrote a run ([`runs::StageFrom`]).
+    /// in `l4` ([`Spill::stages`]).
     fn stages_l4(&self) -> bool {
-        (!self.l4_runs.runs.is_empty() || self.l4.len() >= self.stage_from.0)
-            && self.cap > 0
-            && self.l4_sample.sampler.is_none()
-            && self.l4_runs.dir.is_some()
+        self.l4_runs
+            .stages(self.l4.len(), self.cap, self.stage_from)
     }
 
     /// Writes the rows of `l4` and the staged L4 rows as a run; when that
     /// fails, they go into `l4` (what is past the cap summed in
     /// `other_l4`).
     fn spill_l4_staged(&mut self) {
-        self.l4_staged.take_map(&mut self.l4, self.cap);
+        let (map, staged) = (&mut self.l4, &mut self.l4_staged);
         if !self
             .l4_runs
-            .write_staged(&mut self.l4_staged, "basic-stats.l4", PAST_CAP)
+            .write_staged(map, staged, self.cap, "basic-stats.l4", PAST_CAP)
         {
             self.unstage_l4();
         }
@@ -475,7 +472,7 @@ impl BasicStats {
 
     /// Appends `rows` to the staged L4 rows (a run written whenever they
     /// reach the cap).
-    fn stage_l4(&mut self, rows: Vec<(FiveTuple, Conv)>) {
+    fn stage_l4(&mut self, rows: impl Iterator<Item = (FiveTuple, Conv)>) {
         for (k, c) in rows {
             self.stage_l4_row(k, c);
         }
@@ -587,8 +584,8 @@ impl Plugin for BasicStats {
     /// Conversations kept, and flows folded into the `other` rows because
     /// `max_conversations` was reached (their conversation is not listed).
     fn counters(&self) -> crate::plugin::Counters {
-        // before a file is written, the rows held and spilled (a key in
-        // several runs counted in each)
+        // before a file is written, the rows held, staged and spilled (a
+        // key in several runs, or staged several times, counted in each)
         let (l3, l4) = self.written.unwrap_or((
             self.l3.len() as u64 + self.l3_runs.rows(),
             (self.l4.len() + self.l4_staged.len()) as u64 + self.l4_runs.rows(),

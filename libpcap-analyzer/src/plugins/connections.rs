@@ -637,24 +637,20 @@ impl ConnTable {
         }
     }
 
-    /// Whether rows are appended to `staged` rather than found in `map`:
-    /// when rows past a cap go to runs (a directory, a cap, no sampler),
-    /// once the table wrote a run ([`runs::StageFrom`]).
+    /// Whether rows are appended to `staged` rather than found in `map`
+    /// ([`Spill::stages`]).
     fn stages(&self) -> bool {
-        (!self.spill.runs.is_empty() || self.map.len() >= self.stage_from.0)
-            && self.cap > 0
-            && self.sampler.is_none()
-            && self.spill.dir.is_some()
+        self.spill.stages(self.map.len(), self.cap, self.stage_from)
     }
 
     /// Writes the rows of `map` and the staged rows as a run; when that
     /// fails, they go into `map` (and what is past the cap is counted
     /// there).
     fn spill_staged(&mut self) {
-        self.staged.take_map(&mut self.map, self.cap);
+        let (map, staged) = (&mut self.map, &mut self.staged);
         if !self
             .spill
-            .write_staged(&mut self.staged, "connections", PAST_CAP)
+            .write_staged(map, staged, self.cap, "connections", PAST_CAP)
         {
             self.unstage();
         }
@@ -727,8 +723,9 @@ impl ConnTable {
     }
 
     /// Rows of the report: those held when nothing was spilled; else the
-    /// rows of the last report written, and before one, the rows held and
-    /// spilled (a key in several runs counted in each).
+    /// rows of the last report written, and before one, the rows held,
+    /// staged and spilled (a key in several runs, or staged several
+    /// times, counted in each).
     pub fn report_rows(&self) -> u64 {
         let held = (self.map.len() + self.staged.len()) as u64;
         if self.spill.runs.is_empty() {

@@ -16,7 +16,7 @@
 //! read back only by the process that wrote it; a damaged one is an error,
 //! never a panic.
 
-use crate::shards::{Compact, SplitMap};
+use crate::shards::{Compact, Side, SplitMap, in_key_order};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::{self, BufWriter, Read, Write};
@@ -122,42 +122,53 @@ impl Spill {
             return;
         };
         let rows = map.sorted().map(|(k, v)| (k.key(), v));
-        match write_run::<K, V>(&dir, table, 0, rows) {
-            Ok(run) => {
-                self.runs.push(run);
-                // freed: a table that wrote a run stages its rows from
-                // then on ([`StageFrom`]), its hash table stays empty
-                *map = SplitMap::default();
-                self.compact::<K, V>(&dir, table);
-            }
-            Err(e) => {
-                log::warn!(
-                    "{table}: cannot write rows to '{}': {e}; from now on, {past}",
-                    dir.display()
-                );
-                self.dir = None;
-            }
+        let written = write_run::<K, V>(&dir, table, 0, rows);
+        if self.keep::<K, V>(&dir, written, table, past) {
+            // freed: a table that wrote a run stages its rows from then
+            // on ([`Spill::stages`]), its hash table stays empty
+            *map = SplitMap::default();
         }
     }
 
-    /// Writes the rows of `staged` as a sorted run of `table`, the rows
-    /// of one key folded into one, and empties it. When the run cannot be
-    /// written, the rows stay, no more runs are written, and a warning
+    /// Writes the rows of `map` and of `staged` (whose buffers grow to at
+    /// most `cap` rows) as one sorted run of `table`, the rows of one key
+    /// folded into one, and empties both. When the run cannot be written,
+    /// the rows stay in `staged`, no more runs are written, and a warning
     /// says so (then `past`); `false` then.
     pub(crate) fn write_staged<K: Compact + Ord + RunRow, V: Fold + Clone>(
         &mut self,
+        map: &mut SplitMap<K, V>,
         staged: &mut Staged<K, V>,
+        cap: usize,
         table: &str,
         past: &str,
     ) -> bool {
         let Some(dir) = self.dir.clone() else {
             return false;
         };
-        match write_run::<K, V>(&dir, table, 0, staged.sorted()) {
+        staged.take_map(map, cap);
+        let written = write_run::<K, V>(&dir, table, 0, staged.sorted());
+        let kept = self.keep::<K, V>(&dir, written, table, past);
+        if kept {
+            staged.clear();
+        }
+        kept
+    }
+
+    /// Keeps a run just written (and merges a level that is full), or,
+    /// when it could not be written, stops writing runs with a warning
+    /// that says what becomes of the rows past the cap (`past`).
+    fn keep<K: RunRow + Ord + Copy, V: Fold>(
+        &mut self,
+        dir: &Path,
+        written: io::Result<Arc<Run>>,
+        table: &str,
+        past: &str,
+    ) -> bool {
+        match written {
             Ok(run) => {
                 self.runs.push(run);
-                staged.clear();
-                self.compact::<K, V>(&dir, table);
+                self.compact::<K, V>(dir, table);
                 true
             }
             Err(e) => {
@@ -169,6 +180,16 @@ impl Spill {
                 false
             }
         }
+    }
+
+    /// Whether a table of `held` rows in its hash table and at most `cap`
+    /// rows appends its rows to a [`Staged`] rather than finding them a
+    /// place: when it writes runs (a directory and a cap; a table kept
+    /// by a sampler has no directory) and has written one, or holds
+    /// `from` rows.
+    #[inline]
+    pub(crate) fn stages(&self, held: usize, cap: usize, from: StageFrom) -> bool {
+        (!self.runs.is_empty() || held >= from.0) && cap > 0 && self.dir.is_some()
     }
 
     /// Whether `map`, at most `cap` rows (0: no cap), is full for `k`: a
@@ -303,14 +324,6 @@ fn push_bounded<T>(rows: &mut Vec<T>, row: T, most: usize) {
     rows.push(row);
 }
 
-/// Where a row of a [`Staged`] lies: in the small rows, with its rank, or
-/// in the wide ones.
-#[derive(Clone, Copy)]
-enum At {
-    Small(usize),
-    Wide(usize),
-}
-
 impl<K: Compact + Ord, V: Fold + Clone> Staged<K, V> {
     /// Appends a row. Each buffer grows to at most `most` rows (the
     /// table's cap: its memory is counted as that many rows).
@@ -328,7 +341,7 @@ impl<K: Compact + Ord, V: Fold + Clone> Staged<K, V> {
 
     /// Moves the rows of `map` here; `map` is left empty, its memory
     /// freed (a table that stages keeps staging: it wrote runs).
-    pub(crate) fn take_map(&mut self, map: &mut SplitMap<K, V>, most: usize) {
+    fn take_map(&mut self, map: &mut SplitMap<K, V>, most: usize) {
         if map.len() == 0 {
             return;
         }
@@ -344,12 +357,12 @@ impl<K: Compact + Ord, V: Fold + Clone> Staged<K, V> {
         self.wide.clear();
     }
 
-    /// Takes the rows out, unfolded.
-    pub(crate) fn take(&mut self) -> Vec<(K, V)> {
+    /// Takes the rows out, unfolded (the buffers go with them).
+    pub(crate) fn take(&mut self) -> impl Iterator<Item = (K, V)> + use<K, V> {
         let small = std::mem::take(&mut self.small);
-        let mut rows = std::mem::take(&mut self.wide);
-        rows.extend(small.into_iter().map(|(s, v)| (K::from_small(&s), v)));
-        rows
+        let wide = std::mem::take(&mut self.wide);
+        wide.into_iter()
+            .chain(small.into_iter().map(|(s, v)| (K::from_small(&s), v)))
     }
 
     /// The rows in key order, those of one key folded into one: the small
@@ -369,38 +382,28 @@ impl<K: Compact + Ord, V: Fold + Clone> Staged<K, V> {
         let wkey = |i: usize| wrows.get(i).map(|r| &r.0);
         let mut wide: Vec<usize> = (0..wrows.len()).collect();
         wide.sort_unstable_by(|&a, &b| wkey(a).cmp(&wkey(b)));
-        let mut small = small.into_iter().map(|(_, i)| i).peekable();
-        let mut wide = wide.into_iter().peekable();
         // where the next row in key order lies
-        let mut next = move || {
-            let take_small = match (small.peek(), wide.peek()) {
-                (Some(&s), Some(&w)) => {
-                    let s = srows.get(s).map(|r| K::from_small(&r.0));
-                    s.as_ref() <= wkey(w)
-                }
-                (Some(_), None) => true,
-                (None, _) => false,
-            };
-            if take_small {
-                small.next().map(At::Small)
-            } else {
-                wide.next().map(At::Wide)
-            }
-        };
-        let row = move |at: &At| match *at {
-            At::Small(i) => srows.get(i).map(|(s, v)| (K::from_small(s), v.clone())),
-            At::Wide(i) => wrows.get(i).cloned(),
+        let mut next = in_key_order(
+            small.into_iter().map(|(_, i)| i),
+            wide.into_iter(),
+            move |&s: &usize, &w: &usize| {
+                srows.get(s).map(|r| K::from_small(&r.0)).as_ref() <= wkey(w)
+            },
+        );
+        let row = move |at: &Side<usize, usize>| match *at {
+            Side::Small(i) => srows.get(i).map(|(s, v)| (K::from_small(s), v.clone())),
+            Side::Wide(i) => wrows.get(i).cloned(),
         };
         // the rows copied in key order a chunk at a time: a loop that only
         // copies keeps many of its cache misses in flight at once, where
         // folding and writing each row as it is read waited for each
         let mut chunk: Vec<(K, V)> = Vec::with_capacity(GATHER);
-        let mut order: Vec<At> = Vec::with_capacity(GATHER);
+        let mut order: Vec<Side<usize, usize>> = Vec::with_capacity(GATHER);
         // the next row in key order (a chunk is held reversed, and popped)
         let mut pull = move || {
             if chunk.is_empty() {
                 order.clear();
-                order.extend(std::iter::from_fn(&mut next).take(GATHER));
+                order.extend(next.by_ref().take(GATHER));
                 chunk.extend(order.iter().rev().filter_map(row));
             }
             chunk.pop()
@@ -421,7 +424,7 @@ impl<K: Compact + Ord, V: Fold + Clone> Staged<K, V> {
 }
 
 /// The rows a table holds in its hash table before it stages rows, when
-/// it wrote no run yet: no limit (tests set one). A table stages once it
+/// it wrote no run yet ([`Spill::stages`]): no limit (tests set one). A table stages once it
 /// wrote a run, that is once it is past its cap: a table under its cap
 /// keeps its hash table, since staged rows would go into it at the end,
 /// costing more instructions (36 a packet on `cg.pcap`'s 40 k report
