@@ -12,12 +12,13 @@
 //! formatted, so the merge at the end only copies lines.
 
 use super::format::{Format, LineFormat, writer};
-use super::row::{RowBuf, decode};
+use super::row::{RowBuf, Value, decode};
 use super::schema::Kind;
 use crate::memory::Lease;
 use libpcap_tools::Timestamp;
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
+use std::collections::binary_heap::PeekMut;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -375,26 +376,30 @@ impl RecordSpool {
                 heap.push(Head { key, row, src: i });
             }
         }
-        let fields = self.kind.fields.len();
         let runs_hold_lines = self.lines == Some(format);
-        while let Some(Head {
-            key: _,
-            mut row,
-            src,
-        }) = heap.pop()
-        {
+        let mut vals: Vec<Value<'static>> = Vec::with_capacity(self.kind.fields.len());
+        // the smallest head is written, then replaced in place by the next
+        // entry of its source (one sift of the heap, not a pop and a push)
+        while let Some(mut top) = heap.peek_mut() {
+            let src = top.src;
             if runs_hold_lines && src < self.runs.len() {
-                out.write_line(&row)?;
+                out.write_line(&top.row)?;
             } else {
-                let mut vals = Vec::with_capacity(fields);
-                decode(self.kind, &row, &mut vals)
+                let mut v = recycle(std::mem::take(&mut vals));
+                decode(self.kind, &top.row, &mut v)
                     .map_err(|e| io::Error::other(format!("{}: {e}", self.kind.name)))?;
-                out.write_row(&vals)?;
+                out.write_row(&v)?;
+                vals = recycle(v);
             }
-            if let Some(s) = sources.get_mut(src)
-                && let Some(key) = s.next(&mut row)?
-            {
-                heap.push(Head { key, row, src });
+            let next = match sources.get_mut(src) {
+                Some(s) => s.next(&mut top.row)?,
+                None => None,
+            };
+            match next {
+                Some(key) => top.key = key,
+                None => {
+                    PeekMut::pop(top);
+                }
             }
         }
         out.finish()?;
@@ -409,6 +414,13 @@ impl Drop for RecordSpool {
             let _ = std::fs::remove_file(r);
         }
     }
+}
+
+/// `v` emptied, its allocation kept for values of another lifetime (the
+/// collect reuses the buffer in place: same type, same size).
+fn recycle<'b>(mut v: Vec<Value<'_>>) -> Vec<Value<'b>> {
+    v.clear();
+    v.into_iter().map(|_| Value::Null).collect()
 }
 
 /// Bytes of the read buffers of one merge, all runs together (each run
@@ -519,6 +531,27 @@ fn read_varint(r: &mut impl BufRead) -> io::Result<u64> {
     Err(io::Error::other("bad varint in a spool run"))
 }
 
+/// The key of a run's entry at the start of `buf`, the bytes of its
+/// header and the length of its row, when the header lies whole in `buf`
+/// (`None` otherwise: it is then read piece by piece).
+fn entry_at(buf: &[u8]) -> Option<(Key, usize, usize)> {
+    let word = |i: usize| -> Option<[u8; 8]> { buf.get(i..i + 8)?.try_into().ok() };
+    let key = Key {
+        ts: i64::from_le_bytes(word(0)?),
+        flow: u64::from_le_bytes(word(8)?),
+        seq: u64::from_le_bytes(word(16)?),
+    };
+    let mut len = 0u64;
+    for (i, b) in buf.get(24..34)?.iter().enumerate() {
+        len |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            let len = usize::try_from(len).ok().filter(|&l| l <= 64 << 20)?;
+            return Some((key, 24 + i + 1, len));
+        }
+    }
+    None
+}
+
 /// Where the merge takes rows from.
 enum Source<'a> {
     Run(BufReader<std::fs::File>),
@@ -531,8 +564,18 @@ impl Source<'_> {
     fn next(&mut self, row: &mut Vec<u8>) -> io::Result<Option<Key>> {
         match self {
             Source::Run(r) => {
-                if r.fill_buf()?.is_empty() {
+                let buf = r.fill_buf()?;
+                if buf.is_empty() {
                     return Ok(None);
+                }
+                // most entries lie whole in the read buffer: taken from it
+                if let Some((key, head, len)) = entry_at(buf)
+                    && let Some(bytes) = buf.get(head..head + len)
+                {
+                    row.clear();
+                    row.extend_from_slice(bytes);
+                    r.consume(head + len);
+                    return Ok(Some(key));
                 }
                 let mut b = [0u8; 8];
                 r.read_exact(&mut b)?;
@@ -747,6 +790,40 @@ mod tests {
             assert!(merge_buffer(runs) >= MIN_RUN_BUFFER, "{runs}");
         }
         assert_eq!(merge_buffer(100_000), MIN_RUN_BUFFER);
+    }
+
+    /// A run's entries read back the same whether they lie whole in the
+    /// read buffer (taken from it) or cross its end (read piece by piece).
+    #[test]
+    fn run_entries_read_back_whatever_the_read_buffer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run");
+        let mut entries = Vec::new();
+        let mut w = Vec::new();
+        for i in 0..500u64 {
+            let key = Key {
+                ts: i as i64 * 1_000_003 - 7,
+                flow: i.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                seq: i,
+            };
+            // lengths across the one- and two-byte varints
+            let row: Vec<u8> = (0..(i * 37 % 300)).map(|b| b as u8).collect();
+            write_entry(&mut w, key, &row).unwrap();
+            entries.push((key, row));
+        }
+        std::fs::write(&path, &w).unwrap();
+        for capacity in [1, 7, 33, 100, 1 << 16] {
+            let mut src = Source::Run(BufReader::with_capacity(
+                capacity,
+                std::fs::File::open(&path).unwrap(),
+            ));
+            let mut row = Vec::new();
+            for (key, want) in &entries {
+                assert_eq!(src.next(&mut row).unwrap(), Some(*key), "{capacity}");
+                assert_eq!(&row, want, "{capacity}");
+            }
+            assert_eq!(src.next(&mut row).unwrap(), None, "{capacity}");
+        }
     }
 
     #[test]
