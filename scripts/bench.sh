@@ -2,8 +2,8 @@
 # Whole-process benchmark of pcap-analyzer against the floors, side by side,
 # in alternating rounds (one warm-up round, then RUNS counted ones; medians).
 #
-#   scripts/bench.sh [--profile P] [--runs N] [--readers] [FILE ...]
-#   scripts/bench.sh [--profile P] --callgrind
+#   scripts/bench.sh [--profile P | --pgo] [--runs N] [--readers] [FILE ...]
+#   scripts/bench.sh [--profile P | --pgo] --callgrind
 #
 # Without FILE it uses two generated captures (made once in bench-out/ by
 # ../shared/bench/gen-pcap.py): big.pcap (`--packets 5000000`, 4.16 GB of
@@ -19,6 +19,9 @@
 #
 # --profile P builds and times PAL with cargo profile P (default release;
 # release-lto is the whole-program optimised build, see Cargo.toml).
+# --pgo times target/pgo/pcap-analyzer, the profile-guided build of
+# scripts/pgo-build.sh (built first when missing: after a change to the
+# code, run scripts/pgo-build.sh again).
 #
 # --callgrind prints instructions per packet (valgrind's callgrind: the same
 # count on a busy machine) for the floor, pcap-analyzer -j 1 with the default
@@ -30,6 +33,7 @@ RUNS=5
 PROFILE=release
 READERS=0
 CALLGRIND=0
+PGO=0
 FILES=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -37,7 +41,8 @@ while [ $# -gt 0 ]; do
     --profile) PROFILE=$2; shift 2 ;;
     --readers) READERS=1; shift ;;
     --callgrind) CALLGRIND=1; shift ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    --pgo) PGO=1; shift ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) FILES+=("$1"); shift ;;
   esac
 done
@@ -59,6 +64,11 @@ CARGO_TARGET_DIR=target/bench-floor cargo build --release -q \
   --manifest-path "$SHARED/floor/Cargo.toml" --bin flows 2> "$TMP/floor.log" \
   || { cat "$TMP/floor.log" >&2; exit 1; }
 BIN=target/$PROFILE
+PAL=$BIN/pcap-analyzer
+if [ "$PGO" = 1 ]; then
+  [ -x target/pgo/pcap-analyzer ] || scripts/pgo-build.sh > /dev/null
+  PAL=target/pgo/pcap-analyzer
+fi
 FLOOR=target/bench-floor/release/flows
 
 if [ "$CALLGRIND" = 1 ]; then
@@ -71,8 +81,8 @@ if [ "$CALLGRIND" = 1 ]; then
   for name in floor pal-default pal-connections; do
     case $name in
       floor) cmd=("$FLOOR" "$CG" fx) ;;
-      pal-default) cmd=("$BIN/pcap-analyzer" -q -j 1 "$CG") ;;
-      pal-connections) cmd=("$BIN/pcap-analyzer" -q -j 1 -p connections "$CG") ;;
+      pal-default) cmd=("$PAL" -q -j 1 "$CG") ;;
+      pal-connections) cmd=("$PAL" -q -j 1 -p connections "$CG") ;;
     esac
     valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.out" "${cmd[@]}" \
       > /dev/null 2> "$TMP/cg.err"
@@ -103,10 +113,10 @@ for FILE in "${FILES[@]}"; do
     [bare-pcap-parser]="$BIN/examples/read_bench \"$FILE\" bare"
     [pal-reader]="$BIN/examples/read_bench \"$FILE\" pal"
     [floor]="$FLOOR \"$FILE\" fx"
-    [pal-j1]="$BIN/pcap-analyzer -q -j 1 \"$FILE\""
-    [pal-j2]="$BIN/pcap-analyzer -q -j 2 \"$FILE\""
-    [pal-j1-o]="$BIN/pcap-analyzer -q -j 1 -o $OUT \"$FILE\""
-    [pal-j2-o]="$BIN/pcap-analyzer -q -j 2 -o $OUT \"$FILE\""
+    [pal-j1]="$PAL -q -j 1 \"$FILE\""
+    [pal-j2]="$PAL -q -j 2 \"$FILE\""
+    [pal-j1-o]="$PAL -q -j 1 -o $OUT \"$FILE\""
+    [pal-j2-o]="$PAL -q -j 2 -o $OUT \"$FILE\""
   )
   ORDER=(floor pal-j1 pal-j2 pal-j1-o pal-j2-o)
   [ "$READERS" = 1 ] && ORDER=(cat bare-pcap-parser pal-reader "${ORDER[@]}")
