@@ -28,7 +28,8 @@ ref=target/debug/pcap-analyzer
 captures=(testdata/pcap/sample.pcap testdata/pcap/sample.pcapng)
 if [ -f ../shared/bench/gen-pcap.py ]; then
   python3 ../shared/bench/gen-pcap.py --seed 5 --packets 20000 --flows 3000 \
-    --out "$work/mixed.pcap" --quiet > /dev/null
+    --out "$work/mixed.pcap" --quiet > /dev/null 2> "$work/gen.log" \
+    || { cat "$work/gen.log" >&2; exit 1; }
   captures+=("$work/mixed.pcap")
 fi
 failed=0

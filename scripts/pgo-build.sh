@@ -86,9 +86,11 @@ GENPY=../shared/bench/gen-pcap.py
 if [ -f "$GENPY" ]; then
   if [ "$QUICK" = 1 ]; then sizes=(40000 12000 30000 9000); else sizes=(600000 60000 400000 120000); fi
   python3 "$GENPY" --seed 11 --packets "${sizes[0]}" --flows "${sizes[1]}" \
-    --out "$WORK/captures/mixed.pcap" --quiet > /dev/null
+    --out "$WORK/captures/mixed.pcap" --quiet > /dev/null 2> "$WORK/gen.log" \
+    || { cat "$WORK/gen.log" >&2; exit 1; }
   python3 "$GENPY" --seed 12 --mix dns --packets "${sizes[2]}" --flows "${sizes[3]}" \
-    --out "$WORK/captures/dns.pcap" --quiet > /dev/null
+    --out "$WORK/captures/dns.pcap" --quiet > /dev/null 2> "$WORK/gen.log" \
+    || { cat "$WORK/gen.log" >&2; exit 1; }
   CAPTURES+=("$WORK/captures/mixed.pcap" "$WORK/captures/dns.pcap")
 fi
 
