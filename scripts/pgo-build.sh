@@ -13,11 +13,11 @@
 # 3. merges the profiles (llvm-profdata of rustup's `llvm-tools` component,
 #    the one matching rustc's LLVM; installed with `rustup component add
 #    llvm-tools` when missing and rustup can);
-# 4. builds pcap-analyzer with them, cargo profile P (default release; the
-#    instrumented build uses the same, for the profiles to match the code:
-#    a release-lto build given profiles of a release build ran more
-#    instructions than the release build with them), and copies it to
-#    target/pgo/.
+# 4. builds pcap-analyzer with them, cargo profile P (default release-lto:
+#    link-time optimisation too; the instrumented build uses the same, for
+#    the profiles to match the code: a release-lto build given profiles of
+#    a release build ran more instructions than the release build with
+#    them), and copies it to target/pgo/.
 #
 # Training captures: the repo's testdata/pcap/, the CAPTUREs given (your
 # own traffic is the best teacher: the build favours what it saw), and,
@@ -26,22 +26,22 @@
 # benchmark's captures). Nothing is trained on the files the benchmarks
 # time unless you give them.
 #
-# --quick: small generated captures (a check of the script, as CI runs
-# it); --keep: keep the training directory.
+# --quick: small generated captures and the release profile (a check of the
+# script, as CI runs it); --keep: keep the training directory.
 #
 # The binary computes the same results as any other build (the CI check
 # compares their outputs byte for byte); only its speed differs. Exit
 # status: 0 built, 1 a step failed, 2 usage, 3 llvm-profdata unavailable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PROFILE=release
+PROFILE=release-lto
 QUICK=0
 KEEP=0
 EXTRA=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) PROFILE=$2; shift 2 ;;
-    --quick) QUICK=1; shift ;;
+    --quick) QUICK=1; PROFILE=release; shift ;;
     --keep) KEEP=1; shift ;;
     -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
