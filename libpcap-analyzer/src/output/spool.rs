@@ -531,22 +531,47 @@ fn read_varint(r: &mut impl BufRead) -> io::Result<u64> {
     Err(io::Error::other("bad varint in a spool run"))
 }
 
+/// The longest row a run's entry may hold (a longer one is damage).
+const MAX_ENTRY: usize = 64 << 20;
+
+/// Bytes of a run entry's key ([`write_entry`]).
+const KEY_BYTES: usize = 24;
+
+/// The key written first in a run's entry ([`write_entry`]).
+fn key_of(b: &[u8; KEY_BYTES]) -> Key {
+    let word = |i: usize| {
+        let mut w = [0u8; 8];
+        if let Some(s) = b.get(i..i + 8) {
+            w.copy_from_slice(s);
+        }
+        w
+    };
+    Key {
+        ts: i64::from_le_bytes(word(0)),
+        flow: u64::from_le_bytes(word(8)),
+        seq: u64::from_le_bytes(word(16)),
+    }
+}
+
+/// The length of an entry's row, checked against [`MAX_ENTRY`].
+fn entry_len(len: u64) -> io::Result<usize> {
+    usize::try_from(len)
+        .ok()
+        .filter(|&l| l <= MAX_ENTRY)
+        .ok_or_else(|| io::Error::other("bad length in a spool run"))
+}
+
 /// The key of a run's entry at the start of `buf`, the bytes of its
 /// header and the length of its row, when the header lies whole in `buf`
-/// (`None` otherwise: it is then read piece by piece).
+/// and is sound (`None` otherwise: it is then read piece by piece, and a
+/// damaged one is an error there).
 fn entry_at(buf: &[u8]) -> Option<(Key, usize, usize)> {
-    let word = |i: usize| -> Option<[u8; 8]> { buf.get(i..i + 8)?.try_into().ok() };
-    let key = Key {
-        ts: i64::from_le_bytes(word(0)?),
-        flow: u64::from_le_bytes(word(8)?),
-        seq: u64::from_le_bytes(word(16)?),
-    };
+    let key = key_of(buf.get(..KEY_BYTES)?.try_into().ok()?);
     let mut len = 0u64;
-    for (i, b) in buf.get(24..34)?.iter().enumerate() {
+    for (i, b) in buf.get(KEY_BYTES..KEY_BYTES + 10)?.iter().enumerate() {
         len |= u64::from(b & 0x7f) << (7 * i);
         if b & 0x80 == 0 {
-            let len = usize::try_from(len).ok().filter(|&l| l <= 64 << 20)?;
-            return Some((key, 24 + i + 1, len));
+            return Some((key, KEY_BYTES + i + 1, entry_len(len).ok()?));
         }
     }
     None
@@ -577,22 +602,13 @@ impl Source<'_> {
                     r.consume(head + len);
                     return Ok(Some(key));
                 }
-                let mut b = [0u8; 8];
+                let mut b = [0u8; KEY_BYTES];
                 r.read_exact(&mut b)?;
-                let ts = i64::from_le_bytes(b);
-                r.read_exact(&mut b)?;
-                let flow = u64::from_le_bytes(b);
-                r.read_exact(&mut b)?;
-                let seq = u64::from_le_bytes(b);
-                let len = usize::try_from(read_varint(r)?)
-                    .map_err(|_| io::Error::other("bad length in a spool run"))?;
-                if len > 64 << 20 {
-                    return Err(io::Error::other("bad length in a spool run"));
-                }
+                let len = entry_len(read_varint(r)?)?;
                 row.clear();
                 row.resize(len, 0);
                 r.read_exact(row)?;
-                Ok(Some(Key { ts, flow, seq }))
+                Ok(Some(key_of(&b)))
             }
             Source::Memory(spool, next) => {
                 let Some(&(key, off, len)) = spool.index.get(*next) else {
@@ -823,6 +839,18 @@ mod tests {
                 assert_eq!(&row, want, "{capacity}");
             }
             assert_eq!(src.next(&mut row).unwrap(), None, "{capacity}");
+        }
+        // a length past MAX_ENTRY is damage: an error, on either path
+        let mut bad = vec![0u8; KEY_BYTES];
+        bad.extend_from_slice(super::super::row::varint(MAX_ENTRY as u64 + 1).as_slice());
+        bad.extend_from_slice(&[0; 64]);
+        std::fs::write(&path, &bad).unwrap();
+        for capacity in [7, 1 << 16] {
+            let mut src = Source::Run(BufReader::with_capacity(
+                capacity,
+                std::fs::File::open(&path).unwrap(),
+            ));
+            assert!(src.next(&mut Vec::new()).is_err(), "{capacity}");
         }
     }
 

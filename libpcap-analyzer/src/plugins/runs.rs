@@ -424,9 +424,10 @@ impl<K: Compact + Ord, V: Fold + Clone> Staged<K, V> {
 }
 
 /// The rows a table holds in its hash table before it stages rows, when
-/// it wrote no run yet ([`Spill::stages`]): no limit (tests set one). A table stages once it
-/// wrote a run, that is once it is past its cap: a table under its cap
-/// keeps its hash table, since staged rows would go into it at the end,
+/// it wrote no run yet ([`Spill::stages`]): no limit (tests set one). A
+/// table stages once it wrote a run, that is once it is past its cap: a
+/// table under its cap keeps its hash table, since staged rows would go
+/// into it at the end,
 /// costing more instructions (36 a packet on `cg.pcap`'s 40 k report
 /// rows) and, with the staged rows and the table side by side, more
 /// memory (the big capture's peak went from 62.4 to 74.9 MiB).
