@@ -80,8 +80,8 @@ RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-generate=$ROOT/$GEN_TARGET/build-scripts" \
 dir_of() { [ "$1" = dev ] && echo debug || echo "$1"; }
 GEN="$GEN_TARGET/$(dir_of "$PROFILE")/pcap-analyzer"
 
-CAPTURES=(testdata/pcap/*.pcap testdata/pcap/*.pcapng "${EXTRA[@]}")
 SMALL=(testdata/pcap/*.pcap testdata/pcap/*.pcapng)
+CAPTURES=("${SMALL[@]}" "${EXTRA[@]}")
 GENPY=../shared/bench/gen-pcap.py
 if [ -f "$GENPY" ]; then
   if [ "$QUICK" = 1 ]; then sizes=(40000 12000 30000 9000); else sizes=(600000 60000 400000 120000); fi
@@ -94,22 +94,28 @@ if [ -f "$GENPY" ]; then
   CAPTURES+=("$WORK/captures/mixed.pcap" "$WORK/captures/dns.pcap")
 fi
 
-# One training run: the output directory is the one place the run may
-# write once it has dropped its rights (Landlock), so the profile is
-# written there, then moved aside.
+# One training run (at most an hour: the instrumented build is slower):
+# the output directory is the one place the run may write once it has
+# dropped its rights (Landlock), so the profile is written there, then
+# moved aside. A run that writes no profile stops the build: the training
+# would be partial without a word.
 n=0
 train() { # ARGS... (the capture last)
   n=$((n + 1))
   local out="$WORK/out$n"
   mkdir -p "$out"
   local code=0
-  LLVM_PROFILE_FILE="$out/pal-%p-%m.profraw" "$GEN" -q -o "$out" "$@" > /dev/null 2>&1 || code=$?
+  LLVM_PROFILE_FILE="$out/pal-%p-%m.profraw" timeout 3600 "$GEN" -q -o "$out" "$@" \
+    > /dev/null 2>&1 || code=$?
   # 3: results written, the input truncated or partly corrupt
   if [ "$code" -ne 0 ] && [ "$code" -ne 3 ]; then
     echo "training run failed (exit $code): pcap-analyzer -o DIR $*" >&2
     exit 1
   fi
-  mv "$out"/*.profraw "$WORK/raw/" 2> /dev/null || true
+  if ! mv "$out"/*.profraw "$WORK/raw/" 2> /dev/null; then
+    echo "training run wrote no profile: pcap-analyzer -o DIR $*" >&2
+    exit 1
+  fi
   rm -rf "$out"
 }
 
@@ -124,7 +130,6 @@ for c in "${SMALL[@]}"; do
   done
 done
 profiles=("$WORK"/raw/*.profraw)
-[ -e "${profiles[0]}" ] || { echo "no profile was written by the training runs" >&2; exit 1; }
 "$PROFDATA" merge -o "$WORK/merged.profdata" "${profiles[@]}"
 # named by its digest: cargo rebuilds when the flags change, not when the
 # file behind them does
@@ -136,5 +141,7 @@ cp "$WORK/merged.profdata" "$merged"
 echo "== optimised build ($PROFILE, ${#profiles[@]} profiles)" >&2
 RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-use=$merged" \
   cargo build --profile "$PROFILE" -q -p pcap-analyzer --target-dir "$USE_TARGET"
-cp "$USE_TARGET/$(dir_of "$PROFILE")/pcap-analyzer" target/pgo/pcap-analyzer
+# copied beside and renamed: never a half-copied binary in its place
+cp "$USE_TARGET/$(dir_of "$PROFILE")/pcap-analyzer" target/pgo/.pcap-analyzer.new
+mv target/pgo/.pcap-analyzer.new target/pgo/pcap-analyzer
 echo "target/pgo/pcap-analyzer"
